@@ -1,0 +1,123 @@
+"""Golden cases on disk: the language-neutral layout, the manifest, and loading.
+
+Layout (everything under ``golden/``)::
+
+    manifest.json                      {"format": 1, "cases": [{"id", "path", "sha256": {file: hex}}]}
+    <family>/<profile>/<name>/
+        case.json                      id, family, task, profile, purpose, options, tolerance,
+                                       provenance, input names, output names, or expect_error
+        config.json, model.safetensors the model exactly as the upstream library saved it (HF names,
+                                       PyTorch (out, in) layout), so any HF loader can read it
+        inputs.safetensors             named input arrays (input_ids, attention_mask, labels, ...)
+        outputs.safetensors            named expected outputs (logits, loss, hidden_states.0, ...,
+                                       attentions.0, ..., tuple.0, ... for return_dict=False)
+
+A case that upstream rejects has ``expect_error`` ({"type", "message"}) and no outputs file.
+Any language can read these: JSON, and safetensors (a JSON header followed by raw little-endian data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "golden"
+CASE_FILES = ("case.json", "config.json", "model.safetensors", "inputs.safetensors", "outputs.safetensors")
+
+
+def golden_root(root=None) -> Path:
+    """The golden directory: an explicit path, $CONFORMANCE_GOLDEN_DIR, or the repository's golden/."""
+    return Path(root or os.environ.get("CONFORMANCE_GOLDEN_DIR") or DEFAULT_ROOT)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_tensors(path) -> dict:
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(path)))
+
+
+def write_tensors(path, arrays: dict) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.array(v, order="C") for k, v in arrays.items()}, str(path))  # keeps 0-d shapes
+
+
+@dataclass
+class GoldenCase:
+    """One case: metadata from case.json plus lazily read arrays."""
+
+    id: str
+    path: Path
+    meta: dict
+
+    family = property(lambda self: self.meta["family"])
+    task = property(lambda self: self.meta["task"])
+    profile = property(lambda self: self.meta["profile"])
+    options = property(lambda self: self.meta.get("options", {}))
+    expect_error = property(lambda self: self.meta.get("expect_error"))
+    tolerance = property(lambda self: self.meta["tolerance"])
+
+    @property
+    def config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    @property
+    def weights(self) -> dict:
+        return read_tensors(self.path / "model.safetensors")
+
+    @property
+    def inputs(self) -> dict:
+        return read_tensors(self.path / "inputs.safetensors")
+
+    @property
+    def expected(self) -> dict:
+        return {} if self.expect_error else read_tensors(self.path / "outputs.safetensors")
+
+
+def load_manifest(root=None) -> dict:
+    path = golden_root(root) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no golden manifest at {path}")
+    return json.loads(path.read_text())
+
+
+def iter_cases(root=None, family=None, profile=None, tier="golden", verify=True):
+    """The manifest's cases of one tier ("golden" model cases or "op" cases), filtered; with verify,
+    every file's SHA-256 is checked first."""
+    root = golden_root(root)
+    for entry in load_manifest(root)["cases"]:
+        case_dir = root / entry["path"]
+        if verify:
+            for name, digest in entry["sha256"].items():
+                if sha256(case_dir / name) != digest:
+                    raise ValueError(f"golden file {case_dir / name} does not match its manifest SHA-256")
+        meta = json.loads((case_dir / "case.json").read_text())
+        if meta.get("tier", "golden") != tier or family and meta["family"] != family \
+                or profile and meta["profile"] != profile:
+            continue
+        yield GoldenCase(entry["id"], case_dir, meta)
+
+
+def write_manifest(root=None) -> dict:
+    """Rebuild manifest.json from every case.json under root."""
+    root = golden_root(root)
+    cases = []
+    for meta_path in sorted(root.glob("*/*/*/case.json")):
+        case_dir = meta_path.parent
+        meta = json.loads(meta_path.read_text())
+        files = [n for n in CASE_FILES if (case_dir / n).is_file()]
+        cases.append({"id": meta["id"], "path": str(case_dir.relative_to(root)),
+                      "sha256": {n: sha256(case_dir / n) for n in files}})
+    manifest = {"format": FORMAT, "cases": cases}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

@@ -1,0 +1,30 @@
+"""The implementation protocol: what the conformance suite calls on an implementation under test."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Unsupported(Exception):
+    """Raised by an implementation for a feature it declares it does not support: reported as skipped."""
+
+
+class Implementation(Protocol):
+    name: str
+    version: str
+
+    def run(self, family: str, task: str, config: dict, weights: dict[str, np.ndarray],
+            inputs: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+        """Run one forward pass.
+
+        config is the HF config.json dict; weights are HF-named float arrays (the checkpoint as saved);
+        inputs are named arrays (input_ids, attention_mask, position_ids, head_mask, inputs_embeds,
+        labels, start_positions, end_positions, ...); options carry output_hidden_states,
+        output_attentions, profile and return_tuple. Returns named outputs: logits, loss,
+        start_logits, end_logits, last_hidden_state, pooler_output, hidden_states.N, attentions.N.
+        With options["return_tuple"], returns {"tuple": <the upstream return_dict=False tuple>}.
+        Raises Unsupported for what it does not implement; any other exception is an error result.
+        """
+        ...

@@ -1,0 +1,148 @@
+"""Reading Hugging Face model directories: config.json, safetensors (single or sharded), key names.
+
+The safetensors reader is our own small parser of the documented format (an 8-byte little-endian
+header length, a JSON header of name -> dtype, shape, [begin, end) byte offsets, then the data),
+so that bf16 widens without PyTorch and every inconsistency in a file gets a precise message.
+Pickle checkpoints (pytorch_model.bin, *.pt, *.pth, *.ckpt) are never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import warnings
+
+import numpy as np
+
+SAFETENSORS_DTYPES = {  # safetensors dtype tag -> numpy storage dtype
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+PICKLE_NAMES = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+CONVERT_HINT = (
+    "convert it once, where PyTorch is installed, with: python -c \"from transformers import AutoModel; "
+    "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or directory that cannot be used; the message names the file and the problem."""
+
+
+def bf16_to_float32(raw):  # uint16 bit patterns -> float32
+    """bfloat16 is the top half of a float32, so widening is a 16-bit shift."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_safetensors(path, dtype=np.float32):
+    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: file is {size} bytes, too short to be safetensors")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > size - 8:
+            raise CheckpointError(f"{path}: header length {header_len} runs past the end of the {size}-byte file")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header is not a JSON object")
+    header.pop("__metadata__", None)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len) if size > 8 + header_len else np.zeros(0, np.uint8)
+    return {name: _tensor(path, name, entry, data, dtype) for name, entry in header.items()}
+
+
+def _tensor(path, name, entry, data, dtype):
+    try:
+        tag, shape, (begin, end) = entry["dtype"], [int(s) for s in entry["shape"]], entry["data_offsets"]
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}") from None
+    if tag not in SAFETENSORS_DTYPES:
+        raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {tag!r}; supported: {sorted(SAFETENSORS_DTYPES)}")
+    storage = np.dtype(SAFETENSORS_DTYPES[tag])
+    if any(s < 0 for s in shape):
+        raise CheckpointError(f"{path}: tensor {name!r} has a negative dimension in shape {shape}")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * storage.itemsize
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data.size):
+        raise CheckpointError(f"{path}: tensor {name!r} claims bytes [{begin}, {end}) but the data section has {data.size}")
+    if end - begin != nbytes:
+        raise CheckpointError(f"{path}: tensor {name!r} of {tag} {shape} needs {nbytes} bytes, header gives {end - begin}")
+    array = data[begin:end].view(storage).reshape(shape)
+    if tag == "BF16":
+        array = bf16_to_float32(array)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(dtype)
+    return np.ascontiguousarray(array)
+
+
+def read_config(directory):
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{directory}: no config.json (expected a Hugging Face model directory)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+def read_weights(directory, dtype=np.float32):
+    """Every tensor of model.safetensors, or of the shards listed in model.safetensors.index.json."""
+    single = os.path.join(directory, "model.safetensors")
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(single):
+        return read_safetensors(single, dtype)
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            weight_map = json.load(f).get("weight_map", {})
+        weights = {}
+        for shard in sorted(set(weight_map.values())):
+            weights.update(read_safetensors(os.path.join(directory, shard), dtype))
+        missing = sorted(set(weight_map) - set(weights))
+        if missing:
+            raise CheckpointError(f"{index}: tensors listed but absent from their shards: {missing[:5]}")
+        return weights
+    pickles = sorted(n for n in os.listdir(directory) if n in PICKLE_NAMES or n.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise CheckpointError(
+            f"{directory}: only pickle/framework checkpoints found ({', '.join(pickles)}); these are never unpickled "
+            f"because loading them can run arbitrary code. {CONVERT_HINT}"
+        )
+    raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+
+
+def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optional=(), where=""):
+    """Rename checkpoint keys to the model's keys, check shapes, and report what is missing or extra.
+
+    Keys may carry the base-model ``prefix`` ("mpnet.") or not. ``aliases`` maps alternative names
+    (tied copies) to model keys. Returns the params dict; missing keys raise, extra keys warn.
+    """
+    aliases = aliases or {}
+    params, unexpected = {}, []
+    for name, array in weights.items():
+        key = name[len(prefix):] if name.startswith(prefix) else name
+        if key in ignored or name in ignored:
+            continue
+        key = aliases.get(key, key)
+        if key not in expected_shapes:
+            unexpected.append(name)
+            continue
+        if tuple(array.shape) != tuple(expected_shapes[key]):
+            raise CheckpointError(
+                f"{where}: tensor {name!r} has shape {tuple(array.shape)}, the config implies {tuple(expected_shapes[key])}"
+            )
+        params.setdefault(key, array)
+    missing = sorted(k for k in expected_shapes if k not in params and k not in optional)
+    if missing:
+        raise CheckpointError(f"{where}: missing weights {missing} (checkpoint has {len(weights)} tensors)")
+    if unexpected:
+        warnings.warn(f"{where}: ignoring {len(unexpected)} unexpected weights: {sorted(unexpected)[:8]}", stacklevel=3)
+    return params

@@ -1,0 +1,66 @@
+"""Calling conventions shared by the models: Keras-style positional input and boundary checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unpack_keras_inputs(first, order, given):
+    """Merge a Keras-style first argument into the keyword arguments.
+
+    ``first`` may be a dict keyed by parameter name, a list or tuple of arrays in ``order`` (the
+    TensorFlow signature order), or a single array, taken as input_ids. ``given`` holds the keyword
+    arguments passed explicitly; a value given both ways is an error.
+    """
+    if isinstance(first, dict):
+        unpacked = dict(first)
+    elif isinstance(first, (list, tuple)) and first and all(
+        item is None or isinstance(item, (np.ndarray, bool)) for item in first
+    ):
+        if len(first) > len(order):
+            raise ValueError(f"got {len(first)} positional inputs; the signature order is {list(order)}")
+        unpacked = dict(zip(order, first))
+    else:
+        return {**given, "input_ids": first}
+    unknown = sorted(set(unpacked) - set(order))
+    if unknown:
+        raise TypeError(f"unknown input name(s) {unknown}; accepted: {list(order)}")
+    for name, value in unpacked.items():
+        if value is not None and given.get(name) is not None:
+            raise ValueError(f"{name} was given both in the first argument and as a keyword")
+    merged = dict(given)
+    merged.update({k: v for k, v in unpacked.items() if v is not None})
+    return merged
+
+
+def as_ids(ids, name, vocab_size, ndim):
+    """Integer ids of rank ``ndim`` with every value in [0, vocab_size)."""
+    ids = np.asarray(ids)
+    if ids.dtype == object or not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == bool):
+        raise TypeError(f"{name} must be integers, got dtype {ids.dtype}")
+    if ids.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        bad = ids[(ids < 0) | (ids >= vocab_size)][0]
+        raise ValueError(f"{name} contains {bad}, outside the vocabulary [0, {vocab_size})")
+    return ids.astype(np.int64)
+
+
+def as_float(x, name, shape, dtype):
+    """A real-valued array of exactly ``shape`` (None entries match any size), cast to dtype."""
+    x = np.asarray(x)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise TypeError(f"{name} must be numeric, got dtype {x.dtype}")
+    if x.ndim != len(shape) or any(want is not None and got != want for got, want in zip(x.shape, shape)):
+        expected = tuple("*" if s is None else s for s in shape)
+        raise ValueError(f"{name} must have shape {expected}, got {x.shape}")
+    return x.astype(dtype)
+
+
+def make_rng(rng):
+    """A numpy Generator for dropout: pass a Generator, an integer seed, or None for fresh entropy."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")

@@ -1,0 +1,51 @@
+"""``from_pretrained``: an HF model directory in, a ready model out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import mpnet
+from .checkpoint import CheckpointError, match_keys, read_config, read_weights
+
+FAMILIES = {"mpnet": mpnet}
+BACKENDS = ("numpy",)
+
+
+def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights"):
+    """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
+    family = _family(config_dict, where)
+    tasks = family.TASKS
+    if task not in tasks:
+        raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(tasks)}")
+    config = family.Config.from_dict(config_dict)
+    weights = {k: np.asarray(v) for k, v in weights.items()}
+    for name, w in weights.items():
+        if np.issubdtype(w.dtype, np.floating):
+            weights[name] = w.astype(dtype, copy=False)
+    params = match_keys(weights, family.param_shapes(config, task), prefix=family.BASE_PREFIX,
+                        ignored=family.IGNORED_WEIGHTS, aliases=family.WEIGHT_ALIASES,
+                        optional=family.optional_weights(task), where=where)
+    return tasks[task](config, params, profile=profile)
+
+
+def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32):
+    """Load an HF model directory (config.json + model.safetensors or a sharded index).
+
+    task: base, masked-lm, sequence-classification, multiple-choice, token-classification,
+    question-answering. profile: None (the family default), "pt" or "tf" for MPNet.
+    dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    config = read_config(path)
+    _family(config, path)  # fail on an unsupported model type before reading any weights
+    return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path))
+
+
+def _family(config_dict, where):
+    model_type = config_dict.get("model_type") if isinstance(config_dict, dict) else None
+    if model_type not in FAMILIES:
+        raise CheckpointError(f"{where}: model_type {model_type!r} is not supported; accepted: {sorted(FAMILIES)}")
+    return FAMILIES[model_type]

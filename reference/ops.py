@@ -1,0 +1,111 @@
+"""Shared numerical primitives: layer norm, activations, softmax, dropout and losses.
+
+Every function is pure NumPy and keeps the dtype of its floating-point input, so the same code runs
+the float32 path (bit-close to upstream fp32) and the float64 path (close to exact arithmetic).
+
+Axis letters used in shape comments: N rows, C classes or features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # SciPy's erf is exact to double precision and vectorised; it is optional.
+    from scipy.special import erf as _erf
+except ImportError:  # pragma: no cover - exercised only where SciPy is absent
+    _erf_scalar = np.vectorize(math.erf, otypes=[np.float64])
+
+    def _erf(x):
+        return _erf_scalar(x)
+
+
+IGNORE_INDEX = -100  # label value that PyTorch's CrossEntropyLoss skips (ignore_index default)
+
+
+def linear(x, weight, bias=None):  # [..., in], [out, in], [out] -> [..., out]
+    """y = x W^T + b with W in the PyTorch (out, in) layout of the checkpoint."""
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def layer_norm(x, weight, bias, eps):  # [..., C], [C], [C] or None -> [..., C]
+    """LayerNorm over the last axis with biased variance, as torch.nn.LayerNorm."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + x.dtype.type(eps))
+    y = y * weight
+    return y if bias is None else y + bias
+
+
+def gelu(x):  # [...] -> [...]
+    """Exact GELU, x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); HF's "gelu"."""
+    return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+
+
+def gelu_new(x):  # [...] -> [...]
+    """Tanh approximation of GELU (HF's "gelu_new", GPT-2's activation)."""
+    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+    return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype, copy=False)
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_new}
+
+
+def softmax(x, axis=-1):  # [...] -> [...]
+    """Numerically stable softmax. A row whose entries are all equal (e.g. all masked) is uniform."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):  # [...] -> [...]
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def dropout(x, p, rng):  # [...] -> [...]
+    """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p).
+
+    rng is a numpy Generator when training and None at inference, where dropout is the identity.
+    """
+    if rng is None or p == 0.0:
+        return x
+    keep = rng.random(x.shape) >= p
+    return np.where(keep, x / x.dtype.type(1.0 - p), x.dtype.type(0.0))
+
+
+def cross_entropy_per_item(logits, labels):  # [N, C], [N] -> [N]
+    """-log softmax(logits)[label] per row; labels must already lie in [0, C)."""
+    logp = log_softmax(logits, axis=-1)
+    return -np.take_along_axis(logp, labels[:, None].astype(np.int64), axis=-1)[:, 0]
+
+
+def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [N, C], [N] -> []
+    """Mean cross-entropy over the rows whose label is not ignore_index (torch semantics).
+
+    Every row ignored gives NaN (0/0), as upstream. Any other label outside [0, C) is an error.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    keep = labels != ignore_index
+    classes = logits.shape[-1]
+    bad = keep & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise ValueError(
+            f"label {labels[bad][0]} is outside [0, {classes}); use {ignore_index} to ignore a position"
+        )
+    losses = cross_entropy_per_item(logits[keep], labels[keep])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(losses.sum() / keep.sum(), dtype=logits.dtype)
+
+
+def mse(predictions, targets):  # [...], [...] -> []
+    """Mean squared error over all elements (torch.nn.MSELoss)."""
+    return np.asarray(((predictions - targets) ** 2).mean(), dtype=predictions.dtype)
+
+
+def bce_with_logits(logits, targets):  # [N, C], [N, C] -> []
+    """Mean binary cross-entropy on logits, in the stable form max(x,0) - x t + log(1 + e^-|x|)."""
+    loss = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
+    return np.asarray(loss.mean(), dtype=logits.dtype)

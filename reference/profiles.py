@@ -1,0 +1,78 @@
+"""Semantics profiles: where upstream implementations of one model family disagree.
+
+A profile is a small frozen object consulted at the few places where the upstreams differ. The table
+below is the whole story for MPNet (SPEC.md sections 1.4-1.10); docs list it beside the code.
+
+| behaviour                          | ``pt`` (transformers 4.37.2, PyTorch) | ``tf`` (transformers 4.37.2, TensorFlow) |
+|------------------------------------|----------------------------------------|------------------------------------------|
+| value added at masked keys         | finfo(float32).min (fully masked row -> uniform) | -10000 (fully masked row -> as if unmasked) |
+| attention mask ranks accepted      | 2D (B, S) and 3D (B, S, S)             | 2D only                                  |
+| relative buckets used              | always 32 (config only sizes the table) | config.relative_attention_num_buckets   |
+| head_mask                          | multiplies attention probabilities     | refused                                  |
+| pooler                             | only where the head has one            | always computed when weights exist       |
+| token-classification tuple         | (loss, logits, hs, att)                | (loss, logits, pooled, hs, att)          |
+| losses                             | torch means (see reference/losses.py)   | Keras shapes (see reference/losses.py)    |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PT_MASK_VALUE = float(np.finfo(np.float32).min)  # -3.4028234663852886e38: HF PyTorch adds finfo(dtype).min
+TF_MASK_VALUE = -10000.0  # HF TensorFlow MPNet still adds the pre-2022 constant (transformers #17306)
+PT_NUM_BUCKETS = 32  # compute_position_bias is called with its default; the config is not consulted
+
+
+@dataclass(frozen=True)
+class MPNetProfile:
+    name: str
+    mask_value: float  # added to the scores of masked keys, scaled by (1 - mask)
+    buckets_from_config: bool  # False: always PT_NUM_BUCKETS buckets
+    accepts_3d_mask: bool
+    head_mask_supported: bool
+    always_pools: bool  # TF's main layer always computes the pooled output
+    token_classification_skips_pooled: bool  # PT heads slice outputs[2:]; TF token cls slices [1:]
+    loss_style: str  # "pt" or "tf": selects the loss rules in reference/losses.py
+
+    def num_buckets(self, config) -> int:
+        return config.relative_attention_num_buckets if self.buckets_from_config else PT_NUM_BUCKETS
+
+
+MPNET_PROFILES = {
+    "pt": MPNetProfile(
+        name="pt",
+        mask_value=PT_MASK_VALUE,
+        buckets_from_config=False,
+        accepts_3d_mask=True,
+        head_mask_supported=True,
+        always_pools=False,
+        token_classification_skips_pooled=True,
+        loss_style="pt",
+    ),
+    "tf": MPNetProfile(
+        name="tf",
+        mask_value=TF_MASK_VALUE,
+        buckets_from_config=True,
+        accepts_3d_mask=False,
+        head_mask_supported=False,
+        always_pools=True,
+        token_classification_skips_pooled=False,
+        loss_style="tf",
+    ),
+}
+
+
+def get_profile(family: str, name: str | None):
+    """The named profile of a family; None means the family's default (pt, hf)."""
+    table = {"mpnet": MPNET_PROFILES}.get(family)
+    if table is None:
+        raise ValueError(f"no profiles for model family {family!r}")
+    if name is None:
+        return next(iter(table.values()))
+    if isinstance(name, MPNetProfile):
+        return name
+    if name not in table:
+        raise ValueError(f"unknown {family} profile {name!r}; accepted: {sorted(table)}")
+    return table[name]

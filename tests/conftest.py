@@ -1,0 +1,41 @@
+"""Shared helpers: tiny random MPNet models built in-process, and error-reporting comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference
+from reference import mpnet
+
+TINY = dict(model_type="mpnet", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=32, max_position_embeddings=24, layer_norm_eps=1e-5, num_labels=3)
+
+
+def random_params(config_dict, task, seed=0, dtype=np.float32):
+    """HF-named random weights for a tiny model (large enough that attention is peaked)."""
+    config = mpnet.MPNetConfig.from_dict(config_dict)
+    rng = np.random.default_rng(seed)
+    return {name: (rng.normal(0, 0.3 if len(shape) > 1 else 0.1, shape) + (1.0 if "LayerNorm.weight" in name else 0.0)
+                   ).astype(dtype)
+            for name, shape in mpnet.param_shapes(config, task).items()}
+
+
+def tiny_model(task="base", profile=None, seed=0, **overrides):
+    config = {**TINY, **overrides}
+    return reference.build(config, random_params(config, task, seed), task=task, profile=profile)
+
+
+def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
+    """np.allclose with the max abs / rel error in the failure message."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    diff = np.abs(actual - expected)
+    rel = diff / np.maximum(np.abs(expected), 1e-30)
+    ok = np.all((diff <= atol + rtol * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected)))
+    assert ok, f"{what}: max abs error {np.nanmax(diff):.3g}, max rel error {np.nanmax(rel):.3g} (atol {atol}, rtol {rtol})"
+
+
+@pytest.fixture
+def tiny():
+    return tiny_model
