@@ -121,3 +121,20 @@ def write_manifest(root=None) -> dict:
     manifest = {"format": FORMAT, "cases": cases}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _member_key(name):
+    """Order within a group: numeric parts numerically, then key before value."""
+    order = {"key": 0, "value": 1}
+    return [int(p) if p.isdigit() else order.get(p, 2) for p in name.split(".")[1:]]
+
+
+GROUP_PREFIX = {"past_key_values": "present"}  # the group name in tuples vs the flat output prefix
+
+
+def group_members(names, group):
+    """The flat output names that make up a group ("hidden_states" -> hidden_states.0, .1, ...;
+    "past_key_values" -> present.0.key, present.0.value, ...), in tuple order."""
+    prefix = GROUP_PREFIX.get(group, group)
+    members = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+    return sorted(members, key=_member_key)

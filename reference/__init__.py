@@ -1,4 +1,4 @@
-"""A readable NumPy reference of MPNet (and, later, MPT) as implemented by Hugging Face transformers 4.37.2."""
+"""A readable NumPy reference of MPNet and MPT as implemented by Hugging Face transformers 4.37.2 (and MosaicML llm-foundry)."""
 
 from .checkpoint import CheckpointError
 from .loading import build, from_pretrained
@@ -11,7 +11,15 @@ from .mpnet import (
     MPNetForTokenClassification,
     MPNetModel,
 )
-from .profiles import MPNET_PROFILES, get_profile
+from .mpt import (
+    MPTConfig,
+    MPTForCausalLM,
+    MPTForQuestionAnswering,
+    MPTForSequenceClassification,
+    MPTForTokenClassification,
+    MPTModel,
+)
+from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -19,5 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "build", "from_pretrained", "MPNetConfig", "MPNetModel", "MPNetForMaskedLM",
     "MPNetForSequenceClassification", "MPNetForMultipleChoice", "MPNetForTokenClassification",
-    "MPNetForQuestionAnswering", "MPNET_PROFILES", "get_profile", "Tokenizer", "__version__",
+    "MPNetForQuestionAnswering", "MPTConfig", "MPTModel", "MPTForCausalLM", "MPTForSequenceClassification",
+    "MPTForTokenClassification", "MPTForQuestionAnswering", "MPNET_PROFILES", "MPT_PROFILES", "get_profile", "Tokenizer", "__version__",
 ]

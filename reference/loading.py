@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import mpnet
+from . import mpnet, mpt
 from .checkpoint import CheckpointError, match_keys, read_config, read_weights
 
-FAMILIES = {"mpnet": mpnet}
+FAMILIES = {"mpnet": mpnet, "mpt": mpt}
 BACKENDS = ("numpy",)
 
 
@@ -17,22 +17,24 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     tasks = family.TASKS
     if task not in tasks:
         raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(tasks)}")
-    config = family.Config.from_dict(config_dict)
+    config = family.Config.from_dict(config_dict, profile)
     weights = {k: np.asarray(v) for k, v in weights.items()}
     for name, w in weights.items():
         if np.issubdtype(w.dtype, np.floating):
             weights[name] = w.astype(dtype, copy=False)
-    params = match_keys(weights, family.param_shapes(config, task), prefix=family.BASE_PREFIX,
-                        ignored=family.IGNORED_WEIGHTS, aliases=family.WEIGHT_ALIASES,
-                        optional=family.optional_weights(task), where=where)
+    ignored, aliases, optional = family.checkpoint_rules(config, task)
+    params = match_keys(weights, family.param_shapes(config, task, profile), prefix=family.BASE_PREFIX,
+                        ignored=ignored, aliases=aliases, optional=optional, where=where)
     return tasks[task](config, params, profile=profile)
 
 
 def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32):
     """Load an HF model directory (config.json + model.safetensors or a sharded index).
 
-    task: base, masked-lm, sequence-classification, multiple-choice, token-classification,
-    question-answering. profile: None (the family default), "pt" or "tf" for MPNet.
+    task: MPNet: base, masked-lm, sequence-classification, multiple-choice, token-classification,
+    question-answering. MPT: base, causal-lm, sequence-classification, token-classification,
+    question-answering. profile: None (the family default), "pt" or "tf" for MPNet, "hf" or
+    "mosaic" for MPT.
     dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
     """
     if backend not in BACKENDS:

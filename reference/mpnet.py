@@ -70,8 +70,8 @@ class MPNetConfig:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MPNetConfig":
-        """Build from a config.json dict, validating types and sizes."""
+    def from_dict(cls, d: dict, profile=None) -> "MPNetConfig":
+        """Build from a config.json dict, validating types and sizes (the profile changes no default)."""
         if not isinstance(d, dict):
             raise TypeError(f"config must be a dict, got {type(d).__name__}")
         model_type = d.get("model_type", "mpnet")
@@ -533,7 +533,7 @@ TASKS = {
 # ------------------------------------------------------------------------------------- weights
 
 
-def param_shapes(config, task):
+def param_shapes(config, task, profile=None):
     """name -> shape of every parameter the task needs, in the checkpoint's (out, in) layout."""
     C, I, V = config.hidden_size, config.intermediate_size, config.vocab_size
     shapes = {
@@ -574,9 +574,11 @@ WEIGHT_ALIASES = {"lm_head.decoder.bias": "lm_head.bias"}
 IGNORED_WEIGHTS = ("embeddings.position_ids", "lm_head.decoder.weight")
 
 
-def optional_weights(task):
-    """Weights a checkpoint may lack: the pooler, except where the head reads it."""
-    return () if task == "multiple-choice" else ("pooler.dense.weight", "pooler.dense.bias")
+def checkpoint_rules(config, task):
+    """(ignored names, aliases, optional names) for reading a checkpoint. The pooler may be absent
+    except where the head reads it."""
+    optional = () if task == "multiple-choice" else ("pooler.dense.weight", "pooler.dense.bias")
+    return IGNORED_WEIGHTS, WEIGHT_ALIASES, optional
 
 
 # What reference/loading.py needs to know about this family.

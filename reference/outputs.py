@@ -105,3 +105,36 @@ class QuestionAnsweringModelOutput(ModelOutput):
     end_logits: Array = None
     hidden_states: Optional[tuple] = None
     attentions: Optional[tuple] = None
+
+
+@dataclass
+class BaseModelOutputWithPast(ModelOutput):
+    """Decoder output. last_hidden_state [B, S, C] (after the final norm); past_key_values: L pairs of
+    key and value [B, H, K, D] when use_cache; hidden_states: L+1 arrays, the last one after the final norm."""
+
+    last_hidden_state: Array = None
+    past_key_values: Optional[tuple] = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None
+
+
+@dataclass
+class CausalLMOutputWithPast(ModelOutput):
+    """loss []; logits [B, S, V]; past_key_values as in BaseModelOutputWithPast."""
+
+    loss: Optional[Array] = None
+    logits: Array = None
+    past_key_values: Optional[tuple] = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None
+
+
+@dataclass
+class SequenceClassifierOutputWithPast(ModelOutput):
+    """loss []; logits [B, num_labels] (pooled at one position per row)."""
+
+    loss: Optional[Array] = None
+    logits: Array = None
+    past_key_values: Optional[tuple] = None
+    hidden_states: Optional[tuple] = None
+    attentions: Optional[tuple] = None

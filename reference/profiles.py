@@ -64,14 +64,47 @@ MPNET_PROFILES = {
 }
 
 
+@dataclass(frozen=True)
+class MPTProfile:
+    """hf: transformers 4.37.2, which reads only some MptConfig fields (SPEC 2.1 and 2.9).
+    mosaic: MosaicML llm-foundry (0.22), which honours them all.
+
+    | behaviour                     | ``hf``                              | ``mosaic``                          |
+    |-------------------------------|-------------------------------------|-------------------------------------|
+    | defaults for missing fields   | HF MptConfig (alibi on, no biases)  | llm-foundry (alibi off, biases on)  |
+    | Linear / LayerNorm biases     | never                               | unless no_bias                      |
+    | MLP width                     | 4 * d_model                         | expansion_ratio * d_model           |
+    | ALiBi                         | always, alibi_bias_max 8            | if alibi, with alibi_bias_max       |
+    | learned positions (wpe)       | never                               | if learned_pos_emb, padding-aware   |
+    | clip_qkv, qk_ln, logit_scale  | ignored                             | honoured                            |
+    | attention_mask values         | masked unless exactly 1             | masked where 0 (bool cast)          |
+    | 4D attention_mask             | accepted, no causal part added      | refused                             |
+    | sequence_id                   | refused                             | if attn_uses_sequence_id            |
+    | residual / embedding dropout  | attn_pdrop / none                   | resid_pdrop / emb_pdrop             |
+    """
+
+    name: str
+    honours_original_fields: bool
+    config_defaults: tuple  # (field, value) pairs that differ from the HF MptConfig defaults
+
+
+MPT_PROFILES = {
+    "hf": MPTProfile(name="hf", honours_original_fields=False, config_defaults=()),
+    "mosaic": MPTProfile(name="mosaic", honours_original_fields=True,
+                         config_defaults=(("alibi", False), ("no_bias", False))),
+}
+
+PROFILES = {"mpnet": MPNET_PROFILES, "mpt": MPT_PROFILES}
+
+
 def get_profile(family: str, name: str | None):
     """The named profile of a family; None means the family's default (pt, hf)."""
-    table = {"mpnet": MPNET_PROFILES}.get(family)
+    table = PROFILES.get(family)
     if table is None:
         raise ValueError(f"no profiles for model family {family!r}")
     if name is None:
         return next(iter(table.values()))
-    if isinstance(name, MPNetProfile):
+    if isinstance(name, (MPNetProfile, MPTProfile)):
         return name
     if name not in table:
         raise ValueError(f"unknown {family} profile {name!r}; accepted: {sorted(table)}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -21,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conformance.golden import write_manifest, write_tensors  # noqa: E402  (layout only; NumPy + safetensors)
-from conformance.tolerances import TOLERANCES  # noqa: E402
+from common import ROOT, flatten, random_weights, tuple_layout, write_case  # noqa: E402
+from conformance.golden import write_manifest, write_tensors  # noqa: E402
 from mpnet_cases import cases  # noqa: E402
 
 CLASS_NAMES = {
@@ -34,62 +31,6 @@ CLASS_NAMES = {
     "multiple-choice": "MPNetForMultipleChoice", "token-classification": "MPNetForTokenClassification",
     "question-answering": "MPNetForQuestionAnswering",
 }
-
-
-def random_weights(shapes: dict, seed: int) -> dict:
-    """Deterministic weights: matrices N(0, 0.3), LayerNorm scales 1 + N(0, 0.1), other vectors N(0, 0.1),
-    the relative-bias table N(0, 1)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in sorted(shapes):
-        shape = shapes[name]
-        if "relative_attention_bias" in name:
-            w = rng.normal(0, 1.0, shape)
-        elif len(shape) >= 2:
-            w = rng.normal(0, 0.3, shape)
-        elif "LayerNorm" in name or "layer_norm" in name:
-            w = 1 + rng.normal(0, 0.1, shape) if name.endswith("weight") else rng.normal(0, 0.1, shape)
-        else:
-            w = rng.normal(0, 0.1, shape)
-        out[name] = w.astype(np.float32)
-    return out
-
-
-def flatten(out) -> dict:
-    flat = {}
-    for key, value in out.items():
-        if isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                flat[f"{key}.{i}"] = item
-        else:
-            flat[key] = value
-    return flat
-
-
-def tuple_layout(values, named):
-    """Describe a return_dict=False tuple by the names of the dict outputs it repeats.
-
-    Each entry is the name of an equal dict output ("loss", "logits", "hidden_states", ...), "none",
-    or "tuple.i" when it repeats no dict output (then the array is stored under that name).
-    """
-    layout, extra = [], {}
-    for i, v in enumerate(values):
-        if v is None:
-            layout.append("none")
-            continue
-        items = v if isinstance(v, (tuple, list)) else (v,)
-        match = None
-        for name in sorted({n.split(".")[0] for n in named}):
-            parts = [named[n] for n in sorted((n for n in named if n == name or n.startswith(name + ".")),
-                                               key=lambda n: int(n.rsplit(".", 1)[1]) if "." in n else 0)]
-            if len(parts) == len(items) and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(parts, items)):
-                match = name
-                break
-        if match is None:
-            match = f"tuple.{i}"
-            extra[match] = np.asarray(v)
-        layout.append(match)
-    return layout, extra
 
 
 # ------------------------------------------------------------------------------------ PyTorch
@@ -195,36 +136,22 @@ def generate(runner, out_root: Path, only=None):
     for spec in cases():
         if runner.profile not in spec["profiles"] or (only and spec["name"] not in only):
             continue
-        case_id = f"mpnet/{runner.profile}/{spec['name']}"
-        case_dir = out_root / case_id
-        shutil.rmtree(case_dir, ignore_errors=True)
-        case_dir.mkdir(parents=True)
+        meta = {
+            "family": "mpnet", "task": spec["task"], "profile": runner.profile, "purpose": spec["purpose"],
+            "dtype": "fp32", "options": {"output_hidden_states": True, "output_attentions": True},
+            "provenance": {**runner.provenance, "weight_seed": spec["seed"], "generator": "tools/golden/make_mpnet.py"},
+        }
+        if runner.profile in spec["tolerance"]:
+            meta["tolerance"] = {"fp32": spec["tolerance"][runner.profile]}
         with tempfile.TemporaryDirectory() as tmp:
             model = runner.build(spec, tmp)
-            for name in ("config.json", "model.safetensors"):
-                shutil.copy(Path(tmp) / name, case_dir / name)
-        meta = {
-            "id": case_id, "family": "mpnet", "task": spec["task"], "profile": runner.profile,
-            "purpose": spec["purpose"], "dtype": "fp32",
-            "options": {"output_hidden_states": True, "output_attentions": True},
-            "inputs": sorted(spec["inputs"]),
-            "tolerance": {"fp32": spec["tolerance"].get(runner.profile, TOLERANCES["fp32"])},
-            "provenance": {**runner.provenance, "python": platform.python_version(), "weight_seed": spec["seed"],
-                           "generator": "tools/golden/make_mpnet.py"},
-        }
-        write_tensors(case_dir / "inputs.safetensors", spec["inputs"])
-        try:
-            outputs = flatten(runner.run(model, spec["inputs"], return_dict=True))
-            layout, tuple_arrays = tuple_layout(runner.run(model, spec["inputs"], return_dict=False), outputs)
-        except Exception as e:  # upstream rejects this input: record what it raised
-            meta["expect_error"] = {"type": type(e).__name__, "message": str(e).strip().splitlines()[0][:300]}
-            print(f"{case_id}: upstream raised {type(e).__name__}")
-        else:
-            meta["outputs"] = sorted(outputs)
-            meta["tuple_layout"] = layout
-            write_tensors(case_dir / "outputs.safetensors", {**outputs, **tuple_arrays})
-            print(f"{case_id}: {len(outputs)} outputs")
-        (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+            def run():
+                outputs = flatten(runner.run(model, spec["inputs"], return_dict=True))
+                layout, extra = tuple_layout(runner.run(model, spec["inputs"], return_dict=False), outputs)
+                return outputs, layout, extra
+
+            write_case(out_root, f"mpnet/{runner.profile}/{spec['name']}", tmp, meta, spec["inputs"], run)
     write_bucket_ops(runner, out_root)
     write_manifest(out_root)
 

@@ -1,0 +1,107 @@
+"""Token generation for causal models: greedy decoding as transformers 4.37.2 does it, and sampling.
+
+Decoding always uses the KV cache: one forward over the prompt, then one token per step. That gives
+the same tokens as HF's default for MPT (use_cache=False, which recomputes the whole sequence every
+step, SPEC 2.8) and as HF with use_cache=True.
+
+Axis letters: B batch, S prompt length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .inputs import as_float, as_ids
+from .ops import softmax
+
+HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
+HF_DEFAULT_TOP_K = 50  # GenerationConfig.top_k, applied when sampling
+
+
+def initial_attention_mask(input_ids, pad_token_id, eos_token_ids):  # [B, S] -> [B, S]
+    """HF's rule: mask pad tokens only if a pad id is set, occurs in the prompt, and is not an eos id."""
+    if pad_token_id is not None and (input_ids == pad_token_id).any() and pad_token_id not in eos_token_ids:
+        return (input_ids != pad_token_id).astype(np.int64)
+    return np.ones_like(input_ids)
+
+
+def warp_logits(logits, temperature, top_k, top_p):  # [B, V] -> [B, V]
+    """HF's sampling warpers, in its order: temperature, then top-k, then top-p (nucleus)."""
+    logits = logits.astype(np.float64)
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k:
+        k = min(top_k, logits.shape[-1])
+        kth = np.sort(logits, axis=-1)[:, -k][:, None]
+        logits = np.where(logits < kth, -np.inf, logits)  # ties with the k-th value are kept
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(logits, axis=-1, kind="stable")  # ascending
+        sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
+        remove_sorted = np.cumsum(sorted_probs, axis=-1) <= (1 - top_p)
+        remove_sorted[:, -1] = False  # always keep the most likely token
+        remove = np.zeros_like(remove_sorted)
+        np.put_along_axis(remove, order, remove_sorted, axis=-1)
+        logits = np.where(remove, -np.inf, logits)
+    return logits
+
+
+def sample(logits, rng):  # [B, V] -> [B]
+    """One draw per row from softmax(logits) by inverting the cumulative distribution."""
+    cdf = np.cumsum(softmax(logits), axis=-1)
+    u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
+
+
+class GenerationMixin:
+    """generate() and stream() for a model whose call returns logits [B, S, V] and past_key_values."""
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, do_sample=False,
+                 temperature=1.0, top_k=HF_DEFAULT_TOP_K, top_p=1.0, seed=None, eos_token_id=None,
+                 pad_token_id=None):
+        """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with pad_token_id."""
+        ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
+        new = [t[:, None] for t in self.stream(ids, attention_mask, max_new_tokens, max_length, do_sample,
+                                               temperature, top_k, top_p, seed, eos_token_id, pad_token_id)]
+        return np.concatenate([ids] + new, axis=1)
+
+    def stream(self, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, do_sample=False,
+               temperature=1.0, top_k=HF_DEFAULT_TOP_K, top_p=1.0, seed=None, eos_token_id=None,
+               pad_token_id=None):
+        """Yield the next token of every row, [B], one step at a time (same arguments as generate)."""
+        ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
+        B, S = ids.shape
+        eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
+        eos_ids = [] if eos is None else ([eos] if np.isscalar(eos) else list(eos))
+        pad = pad_token_id if pad_token_id is not None else self.config.pad_token_id
+        if pad is None and eos_ids:
+            pad = eos_ids[0]  # HF sets pad to eos (with a warning)
+        steps = self._steps(S, max_new_tokens, max_length)
+        if do_sample and not (temperature > 0 and (top_p is None or 0 < top_p <= 1)):
+            raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1], got {temperature}, {top_p}")
+        mask = (initial_attention_mask(ids, pad, eos_ids) if attention_mask is None
+                else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64))
+        rng = np.random.default_rng(seed)
+        unfinished = np.ones(B, dtype=bool)
+        out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
+        for _ in range(steps):
+            last = out.logits[:, -1, :]  # [B, V]
+            token = sample(warp_logits(last, temperature, top_k, top_p), rng) if do_sample else last.argmax(-1)
+            if eos_ids:
+                token = np.where(unfinished, token, pad)
+                unfinished &= ~np.isin(token, eos_ids)
+            yield token.astype(np.int64)
+            if not unfinished.any():
+                return
+            mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
+            out = self(token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True)
+
+    def _steps(self, S, max_new_tokens, max_length):
+        if max_new_tokens is None:
+            total = HF_DEFAULT_MAX_LENGTH if max_length is None else max_length
+            max_new_tokens = total - S
+        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        limit = getattr(self.config, "max_seq_len", None)
+        if limit is not None and S + max_new_tokens > limit:
+            raise ValueError(f"prompt of {S} tokens plus {max_new_tokens} new ones exceeds max_seq_len {limit}")
+        return int(max_new_tokens)

@@ -1,0 +1,51 @@
+"""Low-precision rounding emulated in NumPy, and the low-precision LayerNorm of MosaicML MPT.
+
+NumPy has float16 but no bfloat16. bfloat16 is the top 16 bits of a float32, so rounding a float32
+to bfloat16 is integer arithmetic on its bit pattern: add half of the dropped 16-bit range (minus one,
+plus the lowest kept bit, which makes ties go to the even neighbour) and clear the low 16 bits.
+The results are returned as float32 arrays holding exactly representable bf16/fp16 values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import layer_norm
+
+LOW_PRECISION = ("bf16", "fp16")
+
+
+def round_to_bf16(x):  # [...] float -> [...] float32 on the bf16 grid
+    """Round-to-nearest-even float32 -> bfloat16, kept in float32. NaN stays NaN; overflow becomes inf."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32)
+    lsb = (bits >> 16) & 1
+    rounded = ((bits + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)).astype(np.uint32)
+    nan = np.isnan(np.asarray(x, dtype=np.float32))
+    rounded = np.where(nan, bits | np.uint32(0x00400000), rounded)  # keep NaN a (quiet) NaN
+    return rounded.view(np.float32)
+
+
+def round_to_fp16(x):  # [...] float -> [...] float32 on the fp16 grid
+    """Round-to-nearest-even to IEEE half precision (NumPy's own conversion), kept in float32."""
+    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+ROUND = {"bf16": round_to_bf16, "fp16": round_to_fp16}
+
+
+def low_precision_layer_norm(x, weight, bias, eps, precision=None):  # [..., C] -> [..., C]
+    """MosaicML's LPLayerNorm (SPEC 2.5).
+
+    precision None (fp32, or autocast off): exactly LayerNorm.
+    precision "bf16" / "fp16" (autocast on): x, weight and bias are rounded to that type, LayerNorm runs
+    with autocast disabled on those low-precision tensors (PyTorch's CPU kernel accumulates the mean and
+    variance in float32 and normalises in float32), and the result is rounded to the low-precision type.
+    """
+    if precision is None:
+        return layer_norm(x, weight, bias, eps)
+    if precision not in ROUND:
+        raise ValueError(f"unknown precision {precision!r}; accepted: None, {list(ROUND)}")
+    rnd = ROUND[precision]
+    x32 = rnd(x)
+    y = layer_norm(x32, rnd(weight), None if bias is None else rnd(bias), eps)
+    return rnd(y)
