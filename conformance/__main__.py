@@ -91,8 +91,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("run", help="check an implementation against the golden cases")
     p.add_argument("--impl", default=os.environ.get("CONFORMANCE_IMPL", "reference"),
                    help="adapter name or module:attribute (default: $CONFORMANCE_IMPL or reference)")
-    p.add_argument("--family", choices=["mpnet"], help="only this model family")
-    p.add_argument("--profile", help="only cases of this profile (pt, tf)")
+    p.add_argument("--family", choices=["mpnet", "mpt"], help="only this model family")
+    p.add_argument("--profile", help="only cases of this profile (pt, tf, hf, mosaic)")
     p.add_argument("--golden-dir", help="golden directory (default: $CONFORMANCE_GOLDEN_DIR or the repository's)")
     p.add_argument("--report", help="write a JSON report here")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check's message")

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .compare import Comparison, compare
+from .golden import group_members
 from .protocol import Unsupported
 from .tolerances import tolerance_for
 
@@ -118,10 +119,9 @@ def _check_tuple(impl, case, options, inputs, expected, tol) -> CheckResult:
             if value is not None:
                 return CheckResult(cid, "fail", f"entry {i} should be None (upstream layout {layout})")
             continue
-        parts = [n for n in expected if n == entry or re.fullmatch(re.escape(entry) + r"\.\d+", n)]
-        parts.sort(key=lambda n: int(n.rsplit(".", 1)[1]) if n != entry else 0)
-        items = value if isinstance(value, tuple) else (value,)
-        if value is None or len(items) != len(parts):
+        parts = group_members(expected, entry)
+        items = _leaves(value)
+        if value is None or len(items) != len(parts) or not parts:
             return CheckResult(cid, "fail", f"entry {i} should be {entry} (upstream layout {layout})")
         for name, item in zip(parts, items):
             c = compare(f"tuple[{i}]={name}", item, expected[name], tol["atol"], tol["rtol"])
@@ -130,6 +130,13 @@ def _check_tuple(impl, case, options, inputs, expected, tol) -> CheckResult:
             worst = c if c.max_abs >= worst.max_abs else worst
     return CheckResult(cid, "pass", f"{len(layout)} entries in upstream order", worst.max_abs, worst.max_rel,
                        tol["atol"], tol["rtol"])
+
+
+def _leaves(value) -> list:
+    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs)."""
+    if isinstance(value, (tuple, list)):
+        return [a for item in value for a in _leaves(item)]
+    return [value]
 
 
 def _where(e) -> str:

@@ -5,6 +5,15 @@ from __future__ import annotations
 import reference
 
 
+def split_past(inputs):
+    """Protocol inputs -> (keyword inputs, past_key_values or None); past arrays are named
+    past.<layer>.key and past.<layer>.value, each [B, H, P, D]."""
+    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
+    layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
+    past = tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers)
+    return plain, (past or None)
+
+
 class ReferenceImplementation:
     def __init__(self, backend="numpy"):
         self.backend = backend
@@ -13,7 +22,13 @@ class ReferenceImplementation:
 
     def run(self, family, task, config, weights, inputs, options):
         model = reference.build(config, weights, task=task, profile=options.get("profile"))
-        out = model(**inputs, output_hidden_states=options.get("output_hidden_states"),
+        plain, past = split_past(inputs)
+        if "generate" in options:
+            return {"sequences": model.generate(**plain, **options["generate"])}
+        extra = {} if past is None else {"past_key_values": past}
+        if "use_cache" in options:
+            extra["use_cache"] = options["use_cache"]
+        out = model(**plain, **extra, output_hidden_states=options.get("output_hidden_states"),
                     output_attentions=options.get("output_attentions"),
                     return_dict=not options.get("return_tuple", False))
         if options.get("return_tuple"):

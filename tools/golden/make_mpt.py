@@ -1,0 +1,159 @@
+"""Generate the MPT golden cases by running the real upstream code.
+
+    python tools/golden/make_mpt.py --profile hf       # transformers 4.37.2 + torch (the pt environment)
+
+See tools/README.md. Each case's model is built by the upstream class, given seeded weights,
+saved with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval
+mode. Nothing here imports the reference implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, flatten, random_weights, tuple_layout, write_case  # noqa: E402
+from conformance.golden import write_manifest  # noqa: E402
+from mpt_cases import cases  # noqa: E402
+
+HF_CLASSES = {"base": "MptModel", "causal-lm": "MptForCausalLM", "sequence-classification": "MptForSequenceClassification",
+              "token-classification": "MptForTokenClassification", "question-answering": "MptForQuestionAnswering"}
+
+
+class HFRunner:
+    """transformers 4.37.2 on PyTorch (CPU, fp32)."""
+
+    profile = "hf"
+
+    def __init__(self):
+        import torch
+        import transformers
+
+        self.torch, self.tr = torch, transformers
+        torch.set_num_threads(1)
+        self.provenance = {"library": "transformers", "version": transformers.__version__,
+                           "framework": "torch", "framework_version": torch.__version__}
+
+    def build(self, spec, directory):
+        torch, tr = self.torch, self.tr
+        cls = getattr(tr, HF_CLASSES[spec["task"]])
+        model = cls(tr.MptConfig(**spec["config"])).eval()
+        state = model.state_dict()
+        weights = random_weights({k: tuple(v.shape) for k, v in state.items()}, spec["seed"])
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        model.tie_weights()
+        model.save_pretrained(directory, safe_serialization=True)
+        return cls.from_pretrained(directory).eval()
+
+    def tensor(self, x):
+        return self.torch.from_numpy(np.ascontiguousarray(x))
+
+    def numpy(self, t):
+        if t is None:
+            return None
+        if isinstance(t, (tuple, list)):
+            return tuple(self.numpy(x) for x in t)
+        return t.detach().numpy()
+
+    def call(self, model, inputs, return_dict, **kw):
+        kwargs = {k: self.tensor(v) for k, v in inputs.items()}
+        with self.torch.no_grad():
+            out = model(**kwargs, **kw, output_hidden_states=True, output_attentions=True, return_dict=return_dict)
+        return {k: self.numpy(v) for k, v in out.items()} if return_dict else self.numpy(out)
+
+    def prefill(self, model, ids, mask):
+        kw = {} if mask is None else {"attention_mask": self.tensor(mask)}
+        with self.torch.no_grad():
+            out = model(self.tensor(ids), **kw, use_cache=True, return_dict=True)
+        return out.past_key_values
+
+    def generate(self, model, inputs, max_new_tokens, eos_token_id=None):
+        with self.torch.no_grad():
+            seq = model.generate(self.tensor(inputs["input_ids"]), attention_mask=self.tensor(inputs["attention_mask"]),
+                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
+                                 pad_token_id=model.config.pad_token_id)
+        return seq.numpy()
+
+
+def prepare(runner, model, spec):
+    """Inputs as the case stores them, and the extra call arguments (past, use_cache)."""
+    inputs, options, extra = dict(spec["inputs"]), spec["options"], {}
+    split = spec["split"]
+    if split is not None:
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        past = runner.prefill(model, ids[:, :split], None if mask is None else mask[:, :split])
+        inputs["input_ids"] = ids[:, split:]
+        if mask is not None and options.get("short_mask"):
+            inputs["attention_mask"] = mask[:, -1:]
+        for i, (k, v) in enumerate(past):
+            inputs[f"past.{i}.key"], inputs[f"past.{i}.value"] = runner.numpy(k), runner.numpy(v)
+    if "use_cache" in options:
+        extra["use_cache"] = options["use_cache"]
+    return inputs, extra
+
+
+def split_past(inputs):
+    """Case inputs -> (model inputs, past_key_values tuple or None)."""
+    past = {k: v for k, v in inputs.items() if k.startswith("past.")}
+    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
+    if not past:
+        return plain, None
+    layers = len(past) // 2
+    return plain, tuple((past[f"past.{i}.key"], past[f"past.{i}.value"]) for i in range(layers))
+
+
+def generate(runner, out_root: Path, only=None):
+    for spec in cases():
+        if runner.profile not in spec["profiles"] or (only and spec["name"] not in only):
+            continue
+        meta = {"family": "mpt", "task": spec["task"], "profile": runner.profile, "purpose": spec["purpose"],
+                "dtype": "fp32", "options": {"output_hidden_states": True, "output_attentions": True},
+                "provenance": {**runner.provenance, "weight_seed": spec["seed"], "generator": "tools/golden/make_mpt.py"}}
+        with tempfile.TemporaryDirectory() as tmp:
+            model = runner.build(spec, tmp)
+            gen = spec["options"].get("generate")
+            if gen:
+                inputs = spec["inputs"]
+                if gen.get("eos_token_id") == "first-token-of-row-0":  # an eos that row 0 emits at step 3
+                    free = runner.generate(model, inputs, gen["max_new_tokens"])
+                    gen = {**gen, "eos_token_id": int(free[0, inputs["input_ids"].shape[1] + 2])}
+                meta["options"] = {"generate": gen}
+
+                def run():
+                    return {"sequences": runner.generate(model, inputs, **gen)}, None, {}
+            else:
+                try:
+                    inputs, extra = prepare(runner, model, spec)
+                except Exception:  # noqa: BLE001 - e.g. a prefill already over the limit
+                    inputs, extra = dict(spec["inputs"]), {}
+                meta["options"].update(extra)
+
+                def run():
+                    plain, past = split_past(inputs)
+                    kw = dict(extra, **({"past_key_values": tuple((runner.tensor(k), runner.tensor(v)) for k, v in past)}
+                                        if past else {}))
+                    outputs = flatten(runner.call(model, plain, True, **kw))
+                    layout, more = tuple_layout(runner.call(model, plain, False, **kw), outputs)
+                    return outputs, layout, more
+
+            write_case(out_root, f"mpt/{runner.profile}/{spec['name']}", tmp, meta, inputs, run)
+    write_manifest(out_root)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=["hf"], required=True)
+    parser.add_argument("--out", type=Path, default=ROOT / "golden")
+    parser.add_argument("--only", nargs="*", help="case names to regenerate (default: all)")
+    args = parser.parse_args()
+    generate(HFRunner(), args.out, args.only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The MPT golden cases: model shapes, inputs and what each case is there to discriminate.
+
+Framework-neutral (NumPy only); tools/golden/make_mpt.py runs them through transformers 4.37.2
+(profile hf) and, for the fields HF ignores, through MosaicML llm-foundry (profile mosaic).
+Cache cases give the full sequence and a split point P: upstream runs the first P tokens with
+use_cache, and the case stores that cache as inputs (past.<layer>.key / .value) with the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BASE = dict(d_model=32, n_heads=4, n_layers=2, vocab_size=64, max_seq_len=16)
+
+
+def case(name, task, purpose, inputs, config=None, profiles=("hf",), split=None, options=None, seed=1):
+    return dict(name=name, task=task, purpose=purpose, inputs=inputs, config={**BASE, **(config or {})},
+                profiles=profiles, split=split, options=options or {}, seed=seed)
+
+
+def cases():
+    rng = np.random.default_rng(20240602)
+    ids = lambda B, S, lo=1: rng.integers(lo, 64, size=(B, S)).astype(np.int64)  # noqa: E731
+    out = []
+    for heads, d in ((1, 24), (3, 24), (6, 24), (12, 48)):
+        x = ids(2, 9)
+        out.append(case(f"causal-lm-heads-{heads}", "causal-lm",
+                        f"n_heads={heads}: ALiBi slopes {'for a non-power of two ' if heads & (heads - 1) else ''}and the loss",
+                        dict(input_ids=x, labels=x), config=dict(n_heads=heads, d_model=d)))
+    x, mask = ids(3, 10), np.ones((3, 10), np.int64)
+    mask[1, :4], mask[2, :7] = 0, 0
+    out.append(case("causal-lm-left-padding", "causal-lm",
+                    "left padding: pad query rows attend uniformly to all keys; real rows ignore pads",
+                    dict(input_ids=x, attention_mask=mask)))
+    x, mask = ids(2, 10), np.ones((2, 10), np.int64)
+    mask[1, 6:] = 0
+    out.append(case("causal-lm-right-padding", "causal-lm", "right padding", dict(input_ids=x, attention_mask=mask)))
+    x = ids(2, 9)
+    mask = np.ones((2, 9), np.int64)
+    mask[1, :3] = 0
+    out.append(case("cache-decode-one", "causal-lm", "one new token over a cache of 8 (left-padded row included)",
+                    dict(input_ids=x, attention_mask=mask), split=8, options=dict(use_cache=True)))
+    out.append(case("cache-decode-chunk", "causal-lm",
+                    "a chunk of 4 new tokens over a cache of 5: the causal mask covers the past columns",
+                    dict(input_ids=x, attention_mask=mask), split=5, options=dict(use_cache=True)))
+    out.append(case("cache-mask-length-1", "causal-lm",
+                    "one new token with a mask of length 1: it broadcasts over every key",
+                    dict(input_ids=x, attention_mask=mask), split=8, options=dict(use_cache=True, short_mask=True)))
+    out.append(case("cache-past-without-use-cache", "causal-lm",
+                    "a past with use_cache=False: the past is used, no presents come back",
+                    dict(input_ids=x), split=6, options=dict(use_cache=False)))
+    out.append(case("s1", "causal-lm", "S=1 without a past: no causal mask; the shifted loss is NaN",
+                    dict(input_ids=ids(2, 1), labels=ids(2, 1))))
+    out.append(case("max-length", "causal-lm", "S = max_seq_len, the longest legal input", dict(input_ids=ids(1, 16))))
+    out.append(case("too-long", "causal-lm", "S = max_seq_len + 1 is rejected", dict(input_ids=ids(1, 17))))
+    out.append(case("past-too-long", "causal-lm", "P + S = max_seq_len + 1 over a cache is rejected",
+                    dict(input_ids=ids(1, 17)), split=10, options=dict(use_cache=True)))
+    out.append(case("past-at-max-length", "causal-lm", "P + S = max_seq_len over a cache is fine",
+                    dict(input_ids=ids(1, 16)), split=12, options=dict(use_cache=True)))
+    x = ids(2, 7)
+    out.append(case("mask-4d-all-ones", "causal-lm", "an all-ones 4D mask: no causal part is added (bidirectional)",
+                    dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 7), np.float32))))
+    m4 = (rng.random((2, 1, 7, 7)) > 0.3).astype(np.float32)
+    m4[:, :, np.arange(7), np.arange(7)] = 1
+    out.append(case("mask-4d-random", "causal-lm", "a random 4D mask, used as given", dict(input_ids=x, attention_mask=m4)))
+    out.append(case("mask-4d-wrong-shape", "causal-lm", "a 4D mask of the wrong shape is rejected",
+                    dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 6), np.float32))))
+    mask = np.ones((2, 7), np.float32)
+    mask[0, 2], mask[1, 4] = 0.5, 2.0
+    out.append(case("mask-non-binary", "causal-lm", "mask values 0.5 and 2 mask the key in hf (only exact 1 attends)",
+                    dict(input_ids=x, attention_mask=mask)))
+    out.append(case("softmax-scale", "causal-lm", "attn_config.softmax_scale=0.9 (default would be 1/sqrt(8))",
+                    dict(input_ids=ids(2, 8)), config=dict(attn_config=dict(softmax_scale=0.9))))
+    out.append(case("ignored-fields", "causal-lm",
+                    "clip_qkv, qk_ln, alibi=False, alibi_bias_max, logit_scale, expansion_ratio, no_bias=False: no effect in 4.37.2",
+                    dict(input_ids=ids(2, 8)),
+                    config=dict(expansion_ratio=2, logit_scale=3.0, no_bias=False, norm_type="layernorm",
+                                attn_config=dict(clip_qkv=0.05, qk_ln=True, alibi=False, alibi_bias_max=3))))
+    labels = ids(2, 8)
+    labels[0, :3], labels[1, 5] = -100, -100
+    out.append(case("causal-lm-loss-ignore", "causal-lm", "shifted loss ignoring -100",
+                    dict(input_ids=ids(2, 8), labels=labels)))
+    out.append(case("causal-lm-all-ignored", "causal-lm", "every label -100: NaN",
+                    dict(input_ids=ids(2, 5), labels=np.full((2, 5), -100))))
+    x = np.array([[3, 4, 5, 6, 7, 8], [3, 4, 5, 0, 0, 0], [0, 0, 3, 4, 5, 6], [3, 0, 5, 6, 7, 8]])
+    out.append(case("sequence-classification-pad-rules", "sequence-classification",
+                    "pooling at the token before the first pad: none, right pad, left pad, pad mid-sequence",
+                    dict(input_ids=x, labels=np.array([0, 2, 1, 2])), config=dict(pad_token_id=0, num_labels=3)))
+    out.append(case("sequence-classification-no-pad-b1", "sequence-classification",
+                    "pad_token_id None with B=1: the last position", dict(input_ids=ids(1, 6)), config=dict(num_labels=3)))
+    out.append(case("sequence-classification-no-pad-b2", "sequence-classification",
+                    "pad_token_id None with B=2 is rejected", dict(input_ids=ids(2, 6)), config=dict(num_labels=3)))
+    out.append(case("sequence-classification-regression", "sequence-classification", "num_labels=1: MSE",
+                    dict(input_ids=ids(2, 6), labels=np.array([0.5, -1.5], np.float32)),
+                    config=dict(pad_token_id=0, num_labels=1)))
+    out.append(case("sequence-classification-multi-label", "sequence-classification", "float labels: BCE",
+                    dict(input_ids=ids(2, 6), labels=np.array([[1, 0, 1], [0, 1, 1]], np.float32)),
+                    config=dict(pad_token_id=0, num_labels=3)))
+    labels = rng.integers(0, 5, (2, 7))
+    labels[1, 5:] = -100
+    out.append(case("token-classification", "token-classification",
+                    "per-token logits with bias; the tuple drops hidden_states (outputs[2:] bug)",
+                    dict(input_ids=ids(2, 7), labels=labels), config=dict(num_labels=5)))
+    out.append(case("token-classification-use-cache", "token-classification",
+                    "use_cache=True: the tuple then drops the presents instead", dict(input_ids=ids(2, 7)),
+                    config=dict(num_labels=5), options=dict(use_cache=True)))
+    x = ids(3, 8)
+    out.append(case("question-answering", "question-answering", "span logits and loss, positions in range",
+                    dict(input_ids=x, start_positions=np.array([0, 3, 7]), end_positions=np.array([2, 5, 7]))))
+    out.append(case("question-answering-clamped", "question-answering",
+                    "positions >= S are ignored, negative ones clamp to 0 and count",
+                    dict(input_ids=x, start_positions=np.array([8, -100, 3]), end_positions=np.array([20, 2, -1]))))
+    x, mask = ids(2, 6), np.ones((2, 6), np.int64)
+    x[1, :2], mask[1, :2] = 0, 0
+    out.append(case("generate-greedy-left-padded", "causal-lm",
+                    "greedy decoding of 8 tokens from a left-padded batch (pad id 0)",
+                    dict(input_ids=x, attention_mask=mask), config=dict(pad_token_id=0),
+                    options=dict(generate=dict(max_new_tokens=8))))
+    out.append(case("generate-greedy-eos", "causal-lm",
+                    "greedy decoding with an eos id that one row emits early: that row continues with pad",
+                    dict(input_ids=x, attention_mask=mask), config=dict(pad_token_id=0),
+                    options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0"))))
+    return out
