@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reference
-from conformance.adapters.reference import implementation
+from conformance.adapters.reference import implementation, split_past
 from conformance.checks import check_golden
 from conformance.golden import iter_cases, load_manifest, golden_root, sha256
 
@@ -35,7 +35,8 @@ def test_golden_case(case):
     with np.errstate(all="ignore"):
         results = check_golden(implementation, case)
     for r in results:
-        assert r.status == "pass", f"{r.id}: {r.message}\n{r.diagnosis or ''}"
+        no_tuple = r.id.endswith("::tuple") and "tuple_layout" not in case.meta
+        assert r.status == "pass" or (no_tuple and r.status == "skip"), f"{r.id}: {r.message}\n{r.diagnosis or ''}"
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.expect_error], ids=lambda c: c.id)
@@ -51,8 +52,12 @@ def test_upstream_errors_become_clear_value_or_type_errors(case):
 def test_golden_checkpoint_loads_through_from_pretrained(case):
     """Each case directory is a save_pretrained checkpoint: from_pretrained reads it and matches upstream."""
     model = reference.from_pretrained(case.path, task=case.task, profile=case.profile)
+    inputs, past = split_past(case.inputs)
+    if "generate" in case.options:
+        np.testing.assert_array_equal(model.generate(**inputs, **case.options["generate"]), case.expected["sequences"])
+        return
     with np.errstate(all="ignore"):
-        out = model(**case.inputs).to_dict()
+        out = model(**inputs, **({"past_key_values": past} if past else {})).to_dict()
     for name in ("logits", "last_hidden_state", "start_logits", "end_logits"):
         if name in case.expected:
             diff = np.abs(out[name] - case.expected[name]).max()
