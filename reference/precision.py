@@ -17,17 +17,19 @@ LOW_PRECISION = ("bf16", "fp16")
 
 def round_to_bf16(x):  # [...] float -> [...] float32 on the bf16 grid
     """Round-to-nearest-even float32 -> bfloat16, kept in float32. NaN stays NaN; overflow becomes inf."""
-    bits = np.asarray(x, dtype=np.float32).view(np.uint32)
+    with np.errstate(over="ignore"):  # float64 inputs beyond float32 range become inf, as in torch
+        x32 = np.asarray(x, dtype=np.float32)
+    bits = x32.view(np.uint32).astype(np.uint64)  # room for the carry out of the top bit
     lsb = (bits >> 16) & 1
-    rounded = ((bits + np.uint32(0x7FFF) + lsb) & np.uint32(0xFFFF0000)).astype(np.uint32)
-    nan = np.isnan(np.asarray(x, dtype=np.float32))
-    rounded = np.where(nan, bits | np.uint32(0x00400000), rounded)  # keep NaN a (quiet) NaN
+    rounded = ((bits + 0x7FFF + lsb) & 0xFFFF0000).astype(np.uint32)
+    rounded = np.where(np.isnan(x32), x32.view(np.uint32) | np.uint32(0x00400000), rounded)  # NaN stays (quiet) NaN
     return rounded.view(np.float32)
 
 
 def round_to_fp16(x):  # [...] float -> [...] float32 on the fp16 grid
     """Round-to-nearest-even to IEEE half precision (NumPy's own conversion), kept in float32."""
-    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond 65504 rounds to inf, as in torch
+        return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
 ROUND = {"bf16": round_to_bf16, "fp16": round_to_fp16}

@@ -1,6 +1,7 @@
 """Generate the MPT golden cases by running the real upstream code.
 
     python tools/golden/make_mpt.py --profile hf       # transformers 4.37.2 + torch (the pt environment)
+    python tools/golden/make_mpt.py --profile mosaic   # llm-foundry 0.22 + torch (the mosaic environment)
 
 See tools/README.md. Each case's model is built by the upstream class, given seeded weights,
 saved with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval
@@ -81,6 +82,54 @@ class HFRunner:
         return seq.numpy()
 
 
+class MosaicRunner(HFRunner):
+    """MosaicML llm-foundry's MPT (attn_impl torch) on PyTorch, fp32. Only causal LM exists there.
+
+    llm-foundry keeps cached keys transposed, [B, H, D, K]; cases store every cache in the HF layout
+    [B, H, K, D], so keys are transposed on the way out and back on the way in.
+    """
+
+    profile = "mosaic"
+
+    def __init__(self):
+        import llmfoundry
+        import torch
+        from llmfoundry.models.mpt import MPTConfig, MPTForCausalLM
+
+        self.torch, self.config_cls, self.model_cls = torch, MPTConfig, MPTForCausalLM
+        torch.set_num_threads(1)
+        self.provenance = {"library": "llm-foundry", "version": llmfoundry.__version__,
+                           "framework": "torch", "framework_version": torch.__version__}
+
+    def build(self, spec, directory):
+        torch = self.torch
+        model = self.model_cls(self.config_cls(**spec["config"], init_device="cpu")).eval()
+        state = model.state_dict()
+        weights = random_weights({k: tuple(v.shape) for k, v in state.items()}, spec["seed"])
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        model.save_pretrained(directory, safe_serialization=True)
+        return self.model_cls.from_pretrained(directory).eval()
+
+    def call(self, model, inputs, return_dict, past_key_values=None, **kw):
+        if not return_dict:
+            raise NotImplementedError("llm-foundry MPT has no tuple outputs")
+        kwargs = {k: self.tensor(v) for k, v in inputs.items()}
+        if past_key_values is not None:
+            kw["past_key_values"] = tuple((k.transpose(2, 3), v) for k, v in past_key_values)
+        with self.torch.no_grad():
+            out = model(**kwargs, **kw, output_hidden_states=True, output_attentions=True)
+        result = {k: self.numpy(v) for k, v in out.items()}
+        if result.get("past_key_values") is not None:
+            result["past_key_values"] = tuple((k.swapaxes(2, 3), v) for k, v in result["past_key_values"])
+        return result
+
+    def prefill(self, model, ids, mask):
+        kw = {} if mask is None else {"attention_mask": self.tensor(mask)}
+        with self.torch.no_grad():
+            out = model(self.tensor(ids), **kw, use_cache=True)
+        return tuple((k.transpose(2, 3), v) for k, v in out.past_key_values)
+
+
 def prepare(runner, model, spec):
     """Inputs as the case stores them, and the extra call arguments (past, use_cache)."""
     inputs, options, extra = dict(spec["inputs"]), spec["options"], {}
@@ -139,6 +188,8 @@ def generate(runner, out_root: Path, only=None):
                     kw = dict(extra, **({"past_key_values": tuple((runner.tensor(k), runner.tensor(v)) for k, v in past)}
                                         if past else {}))
                     outputs = flatten(runner.call(model, plain, True, **kw))
+                    if runner.profile == "mosaic":  # llm-foundry refuses return_dict=False
+                        return outputs, None, {}
                     layout, more = tuple_layout(runner.call(model, plain, False, **kw), outputs)
                     return outputs, layout, more
 
@@ -146,13 +197,57 @@ def generate(runner, out_root: Path, only=None):
     write_manifest(out_root)
 
 
+def write_low_precision_layer_norm(out_root: Path):
+    """Op golden for MosaicML's LPLayerNorm under autocast: it casts x, weight and bias to the autocast
+    dtype and runs layer_norm with autocast disabled. That is reproduced here with torch directly:
+    llm-foundry only takes this path when torch.is_autocast_enabled() is true, which on torch >= 2.4
+    reports CUDA autocast only, so on a CPU its LPLayerNorm silently stays in float32."""
+    import torch
+    import torch.nn.functional as F
+
+    from common import write_tensors
+    import json
+
+    rng = np.random.default_rng(7)
+    C = 48
+    scales = np.geomspace(1e-2, 1e2, 64)[:, None]
+    x = (rng.normal(size=(64, C)) * scales + rng.normal(size=(64, 1)) * scales).astype(np.float32)
+    w = (1 + 0.3 * rng.normal(size=C)).astype(np.float32)
+    b = (0.3 * rng.normal(size=C)).astype(np.float32)
+    eps = 1e-5
+    outputs = {}
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    with torch.no_grad():
+        outputs["y.fp32"] = F.layer_norm(t(x), (C,), t(w), t(b), eps).numpy()
+        for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            outputs[f"y.{name}"] = F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), t(b).to(dt), eps).float().numpy()
+            outputs[f"y_no_bias.{name}"] = F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), None, eps).float().numpy()
+    case_id = "mpt/mosaic/op-low-precision-layer-norm"
+    case_dir = out_root / case_id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    write_tensors(case_dir / "inputs.safetensors", {"x": x, "weight": w, "bias": b})
+    write_tensors(case_dir / "outputs.safetensors", outputs)
+    meta = {"id": case_id, "family": "mpt", "tier": "op", "op": "low_precision_layer_norm", "profile": "mosaic",
+            "purpose": "LPLayerNorm under bf16/fp16 autocast: inputs and parameters rounded, layer_norm on the "
+                       "low-precision tensors (float32 accumulation), output in the low-precision type",
+            "eps": eps, "inputs": ["bias", "weight", "x"], "outputs": sorted(outputs),
+            "tolerance": {"fp32": {"atol": 2e-6, "rtol": 1e-5}, "bf16": {"ulps": 1}, "fp16": {"ulps": 1}},
+            "provenance": {"library": "torch", "version": torch.__version__, "device": "cpu",
+                           "generator": "tools/golden/make_mpt.py"}}
+    (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{case_id}: {len(outputs)} outputs")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=["hf"], required=True)
+    parser.add_argument("--profile", choices=["hf", "mosaic"], required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "golden")
     parser.add_argument("--only", nargs="*", help="case names to regenerate (default: all)")
     args = parser.parse_args()
-    generate(HFRunner(), args.out, args.only)
+    generate(HFRunner() if args.profile == "hf" else MosaicRunner(), args.out, args.only)
+    if args.profile == "hf" and not args.only:
+        write_low_precision_layer_norm(args.out)
+        write_manifest(args.out)
 
 
 if __name__ == "__main__":

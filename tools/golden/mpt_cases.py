@@ -120,4 +120,52 @@ def cases():
                     "greedy decoding with an eos id that one row emits early: that row continues with pad",
                     dict(input_ids=x, attention_mask=mask), config=dict(pad_token_id=0),
                     options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0"))))
+    out.extend(mosaic_cases(rng))
     return out
+
+
+# llm-foundry's defaults differ from HF's: alibi off, biases on, learned positions on.
+MOSAIC = dict(attn_config=dict(attn_impl="torch"), no_bias=False, learned_pos_emb=True)
+
+
+def mosaic_case(name, purpose, inputs, config=None, **kw):
+    config = config or {}
+    attn = {**MOSAIC["attn_config"], **config.pop("attn_config", {})}
+    return case(name, "causal-lm", purpose, inputs, config={**MOSAIC, **config, "attn_config": attn},
+                profiles=("mosaic",), **kw)
+
+
+def mosaic_cases(rng):
+    ids = lambda B, S: rng.integers(1, 64, size=(B, S)).astype(np.int64)  # noqa: E731
+    x, mask = ids(3, 9), np.ones((3, 9), np.int64)
+    mask[1, :3], mask[2, :6] = 0, 0
+    labels = x.copy()
+    labels[0, :2] = -100
+    return [
+        mosaic_case("mosaic-defaults-left-padding", "llm-foundry defaults: learned positions that skip left pads, "
+                    "biases everywhere, no ALiBi; shifted loss", dict(input_ids=x, attention_mask=mask, labels=labels)),
+        mosaic_case("mosaic-alibi-bias-max", "alibi with alibi_bias_max=4 and 6 heads, no learned positions",
+                    dict(input_ids=x, attention_mask=mask),
+                    config=dict(d_model=24, n_heads=6, learned_pos_emb=False, attn_config=dict(alibi=True, alibi_bias_max=4))),
+        mosaic_case("mosaic-alibi-and-learned-positions", "alibi together with learned positions (both honoured)",
+                    dict(input_ids=x, attention_mask=mask), config=dict(attn_config=dict(alibi=True))),
+        mosaic_case("mosaic-clip-qkv", "clip_qkv=0.5 clamps the fused projection", dict(input_ids=ids(2, 8)),
+                    config=dict(attn_config=dict(clip_qkv=0.5))),
+        mosaic_case("mosaic-qk-ln", "qk_ln: LayerNorm (with bias) on q and k over all of d_model",
+                    dict(input_ids=ids(2, 8)), config=dict(attn_config=dict(qk_ln=True))),
+        mosaic_case("mosaic-logit-scale", "logit_scale=0.25 multiplies the logits", dict(input_ids=ids(2, 8)),
+                    config=dict(logit_scale=0.25)),
+        mosaic_case("mosaic-logit-scale-inv-sqrt", "logit_scale='inv_sqrt_d_model'", dict(input_ids=ids(2, 8)),
+                    config=dict(logit_scale="inv_sqrt_d_model")),
+        mosaic_case("mosaic-expansion-ratio", "expansion_ratio=3: the MLP is 3 * d_model wide",
+                    dict(input_ids=ids(2, 8)), config=dict(expansion_ratio=3)),
+        mosaic_case("mosaic-no-bias", "no_bias=True: bias-free Linears and LayerNorms", dict(input_ids=ids(2, 8)),
+                    config=dict(no_bias=True)),
+        mosaic_case("mosaic-sequence-id", "attn_uses_sequence_id: packed sequences attend only within their id",
+                    dict(input_ids=ids(2, 10), sequence_id=np.array([[0] * 4 + [1] * 6, [0] * 7 + [1] * 3])),
+                    config=dict(attn_config=dict(attn_uses_sequence_id=True, alibi=True), learned_pos_emb=False)),
+        mosaic_case("mosaic-mask-non-binary", "mask values 0.5 and 2 attend (bool cast); only 0 masks",
+                    dict(input_ids=x, attention_mask=np.where(mask == 1, 1.0, 0.0) * np.array([[1, 1, 0.5, 1, 2, 1, 1, 1, 1]]))),
+        mosaic_case("mosaic-cache-decode-chunk", "a chunk of 3 tokens over a cache of 6, left padding, learned positions",
+                    dict(input_ids=x, attention_mask=mask), split=6, options=dict(use_cache=True)),
+    ]
