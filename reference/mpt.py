@@ -150,6 +150,7 @@ class Features:
     qk_ln: bool
     logit_scale: Optional[float]
     sequence_id: bool
+    prefix_lm: bool
     mask_rule: str  # "exactly-one": masked unless the value is 1 (hf); "nonzero": masked where 0 (mosaic)
     accepts_4d_mask: bool
     resid_pdrop: float
@@ -160,17 +161,17 @@ def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
     if not profile.honours_original_fields:  # HF 4.37.2 (SPEC 2.1, 2.9)
         return Features(bias=False, mlp_width=HF_EXPANSION_RATIO * config.d_model, alibi=True,
                         alibi_bias_max=HF_ALIBI_BIAS_MAX, learned_pos_emb=False, clip_qkv=None, qk_ln=False,
-                        logit_scale=None, sequence_id=False, mask_rule="exactly-one", accepts_4d_mask=True,
+                        logit_scale=None, sequence_id=False, prefix_lm=False, mask_rule="exactly-one",
+                        accepts_4d_mask=True,
                         resid_pdrop=config.attn_pdrop, emb_pdrop=0.0)
-    if config.prefix_lm:
-        raise ValueError("prefix_lm is not supported: llm-foundry 0.22, the mosaic reference, no longer implements it")
     scale = config.logit_scale
     if scale == "inv_sqrt_d_model":
         scale = 1 / math.sqrt(config.d_model)
     return Features(bias=not config.no_bias, mlp_width=int(config.expansion_ratio * config.d_model),
                     alibi=bool(config.alibi), alibi_bias_max=config.alibi_bias_max,
                     learned_pos_emb=bool(config.learned_pos_emb), clip_qkv=config.clip_qkv, qk_ln=bool(config.qk_ln),
-                    logit_scale=scale, sequence_id=bool(config.attn_uses_sequence_id), mask_rule="nonzero",
+                    logit_scale=scale, sequence_id=bool(config.attn_uses_sequence_id), prefix_lm=bool(config.prefix_lm),
+                    mask_rule="nonzero",
                     accepts_4d_mask=False, resid_pdrop=config.resid_pdrop, emb_pdrop=config.emb_pdrop)
 
 
@@ -195,6 +196,13 @@ def alibi_bias(slopes, key_len):  # [H], K -> [H, 1, K]
     """Key-only ALiBi: bias[h, 0, j] = slope_h * (j - (K - 1)); 0 at the newest key, broadcast over queries."""
     distance = np.arange(1 - key_len, 1, dtype=np.int32).astype(np.float32)  # [K]
     return slopes[:, None, None] * distance[None, None, :]
+
+
+def symmetric_alibi_bias(slopes, S, P):  # [H], S, P -> [H, S, K]
+    """Prefix-LM ALiBi (llm-foundry "full" bias): -slope_h * |i - j| for query position i = P..P+S-1.
+    Queries may look right inside the prefix, so the key-only shortcut no longer applies."""
+    distance = -np.abs((P + np.arange(S))[:, None] - np.arange(P + S)[None, :]).astype(np.float32)  # [S, K]
+    return slopes[:, None, None] * distance[None]
 
 
 # ------------------------------------------------------------------------------------------ masks
@@ -278,12 +286,13 @@ class MPTModel(GenerationMixin):
 
     def __call__(self, input_ids=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
                  use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                 training=False, rng=None, sequence_id=None, **labels):
+                 training=False, rng=None, sequence_id=None, prefix_mask=None, **labels):
         """Run the model with the HF keyword names (see the module docstring for the cache layout).
 
         input_ids [B, S] or inputs_embeds [B, S, C]; attention_mask [B, K] (or [B, 1, S, K] under hf)
         covering past and new tokens; past_key_values: L pairs [B, H, P, D]; use_cache returns the
-        extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); labels for a loss.
+        extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); prefix_mask [B, K] (mosaic,
+        prefix_lm: keys every query may see, on top of the causal ones); labels for a loss.
         """
         unknown = sorted(set(labels) - set(self.label_inputs))
         if unknown:
@@ -293,7 +302,7 @@ class MPTModel(GenerationMixin):
                                 inputs_embeds=inputs_embeds,
                                 use_cache=self.config.use_cache if use_cache is None else use_cache,
                                 output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                rng=drop_rng, sequence_id=sequence_id), **labels)
+                                rng=drop_rng, sequence_id=sequence_id, prefix_mask=prefix_mask), **labels)
         return out if return_dict in (None, True) else self.upstream_tuple(out)
 
     def forward(self, call):
@@ -308,7 +317,7 @@ class MPTModel(GenerationMixin):
     # -- the decoder -------------------------------------------------------------------------
 
     def transformer(self, input_ids, past_key_values, attention_mask, inputs_embeds, use_cache,
-                    output_attentions, output_hidden_states, rng, sequence_id) -> BaseModelOutputWithPast:
+                    output_attentions, output_hidden_states, rng, sequence_id, prefix_mask) -> BaseModelOutputWithPast:
         """Embed -> ALiBi and masks -> L pre-norm blocks -> final norm (SPEC 2.3-2.6)."""
         config, feats, params = self.config, self.features, self.params
         x, B, S = self._embed(input_ids, inputs_embeds)
@@ -317,11 +326,14 @@ class MPTModel(GenerationMixin):
         K = P + S
         if K > config.max_seq_len:
             raise ValueError(f"past length {P} plus {S} new tokens is {K}, over max_seq_len {config.max_seq_len}")
-        masked, key_mask = self._masks(attention_mask, sequence_id, B, S, P)
+        masked, key_mask = self._masks(attention_mask, sequence_id, prefix_mask, B, S, P)
         if feats.learned_pos_emb:  # mosaic: learned positions that skip left padding
             x = x + params["wpe.weight"][learned_positions(key_mask, P, S, B)]
         x = dropout(x, feats.emb_pdrop, rng)
-        bias = alibi_bias(alibi_slopes(config.n_heads, feats.alibi_bias_max), K).astype(self.dtype) if feats.alibi else None
+        bias = None
+        if feats.alibi:
+            slopes = alibi_slopes(config.n_heads, feats.alibi_bias_max)
+            bias = (symmetric_alibi_bias(slopes, S, P) if feats.prefix_lm else alibi_bias(slopes, K)).astype(self.dtype)
 
         hidden_states, attentions, presents = [], [], []
         for i in range(config.n_layers):
@@ -367,13 +379,20 @@ class MPTModel(GenerationMixin):
             past.append((k, v))
         return past
 
-    def _masks(self, attention_mask, sequence_id, B, S, P):
+    def _masks(self, attention_mask, sequence_id, prefix_mask, B, S, P):
         """masked [B, 1, S, K] bool (True = masked) and the 2D key mask [B, K] (True = real key) or None."""
         K, feats = P + S, self.features
         causal = causal_mask(S, P) if S > 1 else np.zeros((S, K), dtype=bool)
+        if feats.prefix_lm:  # a query may also see every prefix key, even to its right
+            if prefix_mask is None:
+                raise ValueError("prefix_mask [B, past + new] is required when attn_config.prefix_lm is true")
+            prefix = as_float(prefix_mask, "prefix_mask", (B, K), self.dtype) != 0
+            causal = causal_mask(S, P)[None] & ~prefix[:, None, :]  # [B, S, K]
+        elif prefix_mask is not None:
+            raise ValueError("prefix_mask needs the mosaic profile with attn_config.prefix_lm=True")
         key_mask = None
         if attention_mask is None:
-            masked = np.broadcast_to(causal, (B, 1, S, K))
+            masked = np.broadcast_to(causal.reshape(-1, 1, S, K), (B, 1, S, K))
         else:
             m = np.asarray(attention_mask)
             if m.ndim == 4:
@@ -385,7 +404,7 @@ class MPTModel(GenerationMixin):
                 m = as_float(m, "attention_mask (covering past and new tokens)", (B, width), self.dtype)
                 key_masked = key_is_masked(m, feats.mask_rule)  # [B, K or 1]
                 key_mask = np.broadcast_to(~key_masked, (B, K))
-                masked = causal[None, None] | key_masked[:, None, None, :]
+                masked = causal.reshape(-1, 1, S, K) | key_masked[:, None, None, :]
         if sequence_id is not None:
             if not feats.sequence_id:
                 raise ValueError("sequence_id needs the mosaic profile with attn_config.attn_uses_sequence_id=True")

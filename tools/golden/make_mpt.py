@@ -2,6 +2,7 @@
 
     python tools/golden/make_mpt.py --profile hf       # transformers 4.37.2 + torch (the pt environment)
     python tools/golden/make_mpt.py --profile mosaic   # llm-foundry 0.22 + torch (the mosaic environment)
+    FOUNDRY_04=/path/to/llm-foundry-0.4.0 python tools/golden/make_mpt.py --profile mosaic-0.4   # the pt environment
 
 See tools/README.md. Each case's model is built by the upstream class, given seeded weights,
 saved with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval
@@ -130,6 +131,25 @@ class MosaicRunner(HFRunner):
         return tuple((k.transpose(2, 3), v) for k, v in out.past_key_values)
 
 
+class Mosaic04Runner(MosaicRunner):
+    """llm-foundry 0.4.0, the last release with prefix_lm, in the transformers 4.37.2 environment.
+    Its training framework (composer 0.17) needs an older torch, and the MPT modules use it only for
+    wrapper classes and metrics, so tools/golden/foundry04.py stands those imports in with inert ones."""
+
+    source = "0.4"
+
+    def __init__(self):
+        import foundry04  # noqa: F401 - makes llmfoundry 0.4.0's MPT modules importable
+        import torch
+        from llmfoundry.models.mpt.configuration_mpt import MPTConfig
+        from llmfoundry.models.mpt.modeling_mpt import MPTForCausalLM
+
+        self.torch, self.config_cls, self.model_cls = torch, MPTConfig, MPTForCausalLM
+        torch.set_num_threads(1)
+        self.provenance = {"library": "llm-foundry", "version": "0.4.0", "framework": "torch",
+                           "framework_version": torch.__version__}
+
+
 def prepare(runner, model, spec):
     """Inputs as the case stores them, and the extra call arguments (past, use_cache)."""
     inputs, options, extra = dict(spec["inputs"]), spec["options"], {}
@@ -160,6 +180,8 @@ def split_past(inputs):
 def generate(runner, out_root: Path, only=None):
     for spec in cases():
         if runner.profile not in spec["profiles"] or (only and spec["name"] not in only):
+            continue
+        if spec["source"] != getattr(runner, "source", None):
             continue
         meta = {"family": "mpt", "task": spec["task"], "profile": runner.profile, "purpose": spec["purpose"],
                 "dtype": "fp32", "options": {"output_hidden_states": True, "output_attentions": True},
@@ -240,11 +262,13 @@ def write_low_precision_layer_norm(out_root: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=["hf", "mosaic"], required=True)
+    parser.add_argument("--profile", choices=["hf", "mosaic", "mosaic-0.4"], required=True,
+                        help="mosaic-0.4: the prefix_lm cases, from llm-foundry 0.4.0")
     parser.add_argument("--out", type=Path, default=ROOT / "golden")
     parser.add_argument("--only", nargs="*", help="case names to regenerate (default: all)")
     args = parser.parse_args()
-    generate(HFRunner() if args.profile == "hf" else MosaicRunner(), args.out, args.only)
+    runner = {"hf": HFRunner, "mosaic": MosaicRunner, "mosaic-0.4": Mosaic04Runner}[args.profile]()
+    generate(runner, args.out, args.only)
     if args.profile == "hf" and not args.only:
         write_low_precision_layer_norm(args.out)
         write_manifest(args.out)

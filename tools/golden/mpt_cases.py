@@ -13,9 +13,11 @@ import numpy as np
 BASE = dict(d_model=32, n_heads=4, n_layers=2, vocab_size=64, max_seq_len=16)
 
 
-def case(name, task, purpose, inputs, config=None, profiles=("hf",), split=None, options=None, seed=1):
+def case(name, task, purpose, inputs, config=None, profiles=("hf",), split=None, options=None, seed=1, source=None):
+    """source: which upstream makes the case when a profile has several (mosaic: llm-foundry 0.22,
+    or 0.4 for prefix_lm, which later versions removed)."""
     return dict(name=name, task=task, purpose=purpose, inputs=inputs, config={**BASE, **(config or {})},
-                profiles=profiles, split=split, options=options or {}, seed=seed)
+                profiles=profiles, split=split, options=options or {}, seed=seed, source=source)
 
 
 def cases():
@@ -168,4 +170,11 @@ def mosaic_cases(rng):
                     dict(input_ids=x, attention_mask=np.where(mask == 1, 1.0, 0.0) * np.array([[1, 1, 0.5, 1, 2, 1, 1, 1, 1]]))),
         mosaic_case("mosaic-cache-decode-chunk", "a chunk of 3 tokens over a cache of 6, left padding, learned positions",
                     dict(input_ids=x, attention_mask=mask), split=6, options=dict(use_cache=True)),
+        mosaic_case("mosaic-prefix-lm-alibi", "prefix_lm: prefix keys are visible to every query, symmetric ALiBi "
+                    "-slope*|i-j|; right padding", dict(input_ids=x[:2], attention_mask=np.array([[1] * 9, [1] * 6 + [0] * 3]),
+                                                        prefix_mask=np.array([[1] * 4 + [0] * 5, [1] * 2 + [0] * 7])),
+                    config=dict(learned_pos_emb=False, attn_config=dict(prefix_lm=True, alibi=True)), source="0.4"),
+        mosaic_case("mosaic-prefix-lm-learned-positions", "prefix_lm with learned positions and no ALiBi",
+                    dict(input_ids=x[:2], prefix_mask=np.array([[1] * 5 + [0] * 4, [1] * 9])),
+                    config=dict(attn_config=dict(prefix_lm=True)), source="0.4"),
     ]
