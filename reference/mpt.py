@@ -83,6 +83,10 @@ class MPTConfig:
     attn_uses_sequence_id: bool = False
     alibi: bool = True
     alibi_bias_max: float = 8
+    # llm-foundry features outside this reference (refused under mosaic, dropped by HF 4.37.2)
+    rope: bool = False
+    kv_n_heads: Optional[int] = None
+    ffn_type: str = "mptmlp"
 
     @property
     def head_size(self) -> int:
@@ -103,7 +107,9 @@ class MPTConfig:
         attn = d.get("attn_config") or {}
         if not isinstance(attn, dict):
             raise TypeError(f"config.attn_config must be a dict, got {type(attn).__name__}")
-        flat = {**dict(profile.config_defaults), **{cls.ALIASES.get(k, k): v for k, v in d.items()}, **attn}
+        ffn = d.get("ffn_config") or {}
+        flat = {**dict(profile.config_defaults), **{cls.ALIASES.get(k, k): v for k, v in d.items()}, **attn,
+                **({"ffn_type": ffn["ffn_type"]} if isinstance(ffn, dict) and "ffn_type" in ffn else {})}
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in flat.items() if k in names and k not in ("id2label", "num_labels")}
         id2label = {int(k): v for k, v in (d.get("id2label") or {}).items()}
@@ -164,6 +170,9 @@ def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
                         logit_scale=None, sequence_id=False, prefix_lm=False, mask_rule="exactly-one",
                         accepts_4d_mask=True,
                         resid_pdrop=config.attn_pdrop, emb_pdrop=0.0)
+    if config.rope or config.ffn_type != "mptmlp" or config.kv_n_heads not in (None, config.n_heads):
+        raise ValueError(f"llm-foundry features outside this reference: rope={config.rope}, ffn_type={config.ffn_type!r}, "
+                         f"kv_n_heads={config.kv_n_heads} (supported: rope false, ffn_type 'mptmlp', kv_n_heads = n_heads)")
     scale = config.logit_scale
     if scale == "inv_sqrt_d_model":
         scale = 1 / math.sqrt(config.d_model)
