@@ -1,59 +1,59 @@
-"""Command line: ``python -m conformance run`` checks an implementation against the golden cases.
+"""Command line: ``python -m conformance run`` checks an implementation and says where it diverges.
 
-    python -m conformance run                      # the NumPy reference against every golden case
-    python -m conformance run --impl mypkg.port:impl --family mpnet --profile pt --report out.json
+    python -m conformance run                                  # the NumPy reference, every tier
+    python -m conformance run --impl mypkg.port:impl --family mpnet --profile pt --tier golden
+    python -m conformance run --impl outputs --report out.json # outputs written by an external program
 
-The implementation is ``--impl module:attribute`` (or $CONFORMANCE_IMPL), an object following
-conformance.protocol.Implementation; "reference" names the project's own. Exit status 0 means no
-check failed.
+--impl is an adapter name (reference, transformers, transformers-tf, outputs) or module:attribute
+naming an object that follows conformance/protocol.py; $CONFORMANCE_IMPL is its twin. The exit
+status is 0 only when no check failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import platform
 import sys
 import time
-
-import numpy as np
+import warnings
 
 from . import __version__
-from .checks import check_golden
-from .golden import golden_root, iter_cases
+from .golden import golden_root
+from .report import build, validate
+from .runner import ADAPTERS, TIERS, Plan, default_jobs, load_implementation, run_plan
+from .selection import Selection
 
-ADAPTERS = {"reference": "conformance.adapters.reference:implementation"}
-
-
-def load_implementation(spec: str):
-    target = ADAPTERS.get(spec, spec)
-    if ":" not in target:
-        raise SystemExit(f"--impl must be an adapter name {sorted(ADAPTERS)} or module:attribute, got {spec!r}")
-    module_name, attr = target.split(":", 1)
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise SystemExit(f"cannot load implementation {target!r}: {e}") from None
-    if not hasattr(obj, "run"):
-        raise SystemExit(f"{target!r} has no run() method (see conformance/protocol.py)")
-    return obj
+STATUSES = ("pass", "fail", "skip", "xfail", "xpass")
 
 
 def run(args) -> int:
-    impl = load_implementation(args.impl)
+    try:
+        impl = load_implementation(args.impl)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.golden_dir:
+        os.environ["CONFORMANCE_GOLDEN_DIR"] = args.golden_dir  # worker processes read it too
+    if args.impl == "outputs" and args.outputs_dir:
+        os.environ["CONFORMANCE_OUTPUTS_DIR"] = args.outputs_dir
+    args.tiers = TIERS if args.tier == "all" else (args.tier,)
+    skips, xfails = Selection.load(args.skips_file), Selection.load(args.xfails_file)
+    plan = Plan(args.impl, args.family, args.profile, args.tiers, args.golden_dir, args.max_examples)
     started = time.time()
-    results = []
-    with np.errstate(all="ignore"):  # NaN losses are legitimate outputs in some cases
-        for case in iter_cases(args.golden_dir, family=args.family, profile=args.profile):
-            results.extend(check_golden(impl, case))
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip")}
+    results = run_plan(plan, skips, xfails, jobs=default_jobs(args.jobs), impl=impl)
+    for sel, kind in ((skips, "skips"), (xfails, "xfails")):
+        for pattern in sel.stale():
+            warnings.warn(f"{sel.path}: {kind} entry {pattern!r} matches no check (stale)", stacklevel=1)
+    counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     print_table(results, verbose=args.verbose)
-    print(f"\n{getattr(impl, 'name', args.impl)}: {counts['pass']} passed, {counts['fail']} failed, "
-          f"{counts['skip']} skipped in {time.time() - started:.1f}s (golden cases from {golden_root(args.golden_dir)})")
+    print(f"\n{getattr(impl, 'name', args.impl)}: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s] or s in ("pass", "fail"))
+          + f" in {time.time() - started:.1f}s (tiers: {', '.join(args.tiers)}; goldens: {golden_root(args.golden_dir)})")
     if args.report:
-        write_report(args.report, impl, args, results, counts)
+        report = build(impl, args.impl, args, results, counts, __version__)
+        validate(report)
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
     return 1 if counts["fail"] or not results else 0
 
 
@@ -63,41 +63,31 @@ def print_table(results, verbose=False):
     for r in results:
         tol = f"{r.atol:.0e}/{r.rtol:.0e}" if r.atol is not None else ""
         print(f"{r.id:<{width}}  {r.status:<6}  {r.max_abs:>9.2e}  {r.max_rel:>9.2e}  {tol:>13}")
-        if r.status == "fail" or (verbose and r.message):
+        if r.status in ("fail", "xpass") or (verbose and r.message):
             print(f"    {r.message}")
             if r.diagnosis:
                 print(f"    {r.diagnosis}")
-
-
-def write_report(path, impl, args, results, counts):
-    report = {
-        "suite_version": __version__,
-        "implementation": {"name": getattr(impl, "name", args.impl), "version": getattr(impl, "version", None)},
-        "profile": args.profile, "family": args.family,
-        "platform": {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()},
-        "target": getattr(impl, "target", {"kind": "cpu", "device": platform.processor() or platform.machine()}),
-        "summary": counts,
-        "checks": [{"id": r.id, "status": r.status, "message": r.message, "max_abs": r.max_abs, "max_rel": r.max_rel,
-                    "atol": r.atol, "rtol": r.rtol, "diagnosis": r.diagnosis} for r in results],
-    }
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1, allow_nan=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="check an implementation against the golden cases")
+    p = sub.add_parser("run", help="check an implementation")
     p.add_argument("--impl", default=os.environ.get("CONFORMANCE_IMPL", "reference"),
-                   help="adapter name or module:attribute (default: $CONFORMANCE_IMPL or reference)")
+                   help=f"adapter {sorted(ADAPTERS)} or module:attribute (default: $CONFORMANCE_IMPL or reference)")
     p.add_argument("--family", choices=["mpnet", "mpt"], help="only this model family")
-    p.add_argument("--profile", help="only cases of this profile (pt, tf, hf, mosaic)")
+    p.add_argument("--profile", choices=["pt", "tf", "hf", "mosaic"], help="only this profile")
+    p.add_argument("--tier", choices=TIERS + ("all",), default="all", help="which checks (default: all)")
+    p.add_argument("--max-examples", type=int, default=20, help="hypothesis examples per property (default 20)")
+    p.add_argument("--skips-file", help="check ids (or patterns) not to run, each with a reason")
+    p.add_argument("--xfails-file", help="check ids (or patterns) expected to fail, each with a reason")
+    p.add_argument("--report", help="write the JSON report here (schema: conformance/report.py)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (0: one per CPU)")
     p.add_argument("--golden-dir", help="golden directory (default: $CONFORMANCE_GOLDEN_DIR or the repository's)")
-    p.add_argument("--report", help="write a JSON report here")
+    p.add_argument("--outputs-dir", help="for --impl outputs: the folder of outputs (or $CONFORMANCE_OUTPUTS_DIR)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check's message")
-    args = parser.parse_args(argv)
-    return run(args)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import platform
+
 import reference
+from reference.mpnet import relative_position_bucket
+from reference.mpt import alibi_bias, alibi_slopes
+from reference.precision import low_precision_layer_norm
 
 
 def split_past(inputs):
@@ -19,6 +24,12 @@ class ReferenceImplementation:
         self.backend = backend
         self.name = f"reference[{backend}]"
         self.version = reference.__version__
+        self.target = {"kind": "cpu", "device": platform.processor() or platform.machine()}
+        self.ops = {
+            "relative_position_bucket": relative_position_bucket,
+            "alibi_bias": lambda n_heads, key_len: alibi_bias(alibi_slopes(n_heads), key_len),
+            "low_precision_layer_norm": low_precision_layer_norm,
+        }
 
     def run(self, family, task, config, weights, inputs, options):
         model = reference.build(config, weights, task=task, profile=options.get("profile"))

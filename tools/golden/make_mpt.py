@@ -260,6 +260,30 @@ def write_low_precision_layer_norm(out_root: Path):
     print(f"{case_id}: {len(outputs)} outputs")
 
 
+def write_alibi_op(out_root: Path):
+    """Op golden: HF 4.37.2's build_mpt_alibi_tensor for 1..64 heads over 8 positions (alibi_bias_max 8)."""
+    import json
+
+    import torch
+    from transformers.models.mpt.modeling_mpt import build_mpt_alibi_tensor
+
+    from common import write_tensors
+
+    outputs = {f"alibi.{n}": build_mpt_alibi_tensor(n, 8).numpy() for n in range(1, 65)}
+    case_id = "mpt/hf/op-alibi"
+    case_dir = out_root / case_id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    write_tensors(case_dir / "inputs.safetensors", {"key_len": np.array(8, np.int64)})
+    write_tensors(case_dir / "outputs.safetensors", outputs)
+    meta = {"id": case_id, "family": "mpt", "tier": "op", "op": "alibi_bias", "profile": "hf",
+            "purpose": "the ALiBi tensor [H, 1, K] = slope_h * (j - (K - 1)) for H = 1..64, K = 8",
+            "inputs": ["key_len"], "outputs": sorted(outputs), "tolerance": {"fp32": {"atol": 0, "rtol": 1e-6}},
+            "provenance": {"library": "transformers", "version": "4.37.2", "framework": "torch",
+                           "framework_version": torch.__version__, "generator": "tools/golden/make_mpt.py"}}
+    (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{case_id}: {len(outputs)} outputs")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=["hf", "mosaic", "mosaic-0.4"], required=True,
@@ -271,6 +295,7 @@ def main():
     generate(runner, args.out, args.only)
     if args.profile == "hf" and not args.only:
         write_low_precision_layer_norm(args.out)
+        write_alibi_op(args.out)
         write_manifest(args.out)
 
 

@@ -1,0 +1,50 @@
+"""Shared by the transformers adapters: a checkpoint directory per model, and output flattening."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
+    """Write config.json and model.safetensors (PyTorch layout) once per distinct model."""
+    from safetensors.numpy import save_file
+
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name]).tobytes())
+    key = digest.hexdigest()
+    if key not in cache:
+        directory = Path(tempfile.mkdtemp(prefix="conformance-hf-"))
+        (directory / "config.json").write_text(json.dumps(config))
+        save_file({k: np.array(v, order="C") for k, v in weights.items()}, str(directory / "model.safetensors"),
+                  metadata={"format": "pt"})
+        cache[key] = directory
+    return cache[key]
+
+
+def flatten(out: dict) -> dict:
+    flat = {}
+    for key, value in out.items():
+        if value is None:
+            continue
+        if key == "past_key_values":
+            for i, (k, v) in enumerate(value):
+                flat[f"present.{i}.key"], flat[f"present.{i}.value"] = k, v
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                flat[f"{key}.{i}"] = item
+        else:
+            flat[key] = value
+    return flat
+
+
+def split_past(inputs):
+    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
+    layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
+    return plain, tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers) or None

@@ -1,0 +1,355 @@
+"""Property tier: invariants checked on hypothesis-drawn inputs, through the implementation protocol.
+
+Each property runs the implementation under test (never the reference) on a tiny model taken from a
+golden case (its upstream config and weights) and states one invariant. Every comparison is with the
+fp32 tolerance of conformance/tolerances.py; the checker's own arithmetic (a cross-entropy to check
+loss rules) is plain NumPy written here, independent of the reference package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from .golden import group_members, iter_cases
+from .tolerances import TOLERANCES
+
+TOL = TOLERANCES["fp32"]
+MPNET_PAD = 1  # MPNet's hard-coded padding index
+
+
+@dataclass
+class Property:
+    id: str
+    family: str
+    profiles: tuple
+    model_case: str  # golden case name (under <family>/<profile>/) whose config and weights are used
+    statement: str
+    check: Callable  # check(impl, model, data) where data is a hypothesis DataObject
+
+
+class Model:
+    """A golden case's model, bound to the implementation under test."""
+
+    def __init__(self, impl, case):
+        self.impl, self.case = impl, case
+        self.config, self.weights, self.profile = case.config, case.weights, case.profile
+        self.family, self.task = case.family, case.task
+
+    def __call__(self, task=None, tuple_=False, **inputs):
+        options = {"profile": self.profile, "output_hidden_states": True, "output_attentions": True,
+                   "return_tuple": tuple_}
+        arrays = {k: np.asarray(v) for k, v in inputs.items() if not k.startswith("_")}
+        return self.impl.run(self.family, task or self.task, self.config, self.weights, arrays, options)
+
+    @property
+    def vocab(self):
+        return self.config["vocab_size"]
+
+
+def close(actual, expected, what):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    diff = np.abs(actual - expected)
+    ok = (diff <= TOL["atol"] + TOL["rtol"] * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected))
+    assert ok.all(), f"{what}: max abs error {np.nanmax(diff):.3g} (atol {TOL['atol']}, rtol {TOL['rtol']})"
+
+
+def cross_entropy(logits, labels):  # [N, C], [N] -> [N]
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -logp[np.arange(len(labels)), labels]
+
+
+# ----------------------------------------------------------------------------------------- draws
+
+
+def draw_ids(data, vocab, B=(1, 3), S=(2, 12), low=2):
+    b = data.draw(st.integers(*B), label="batch")
+    s = data.draw(st.integers(*S), label="length")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    return np.random.default_rng(seed).integers(low, vocab, size=(b, s)).astype(np.int64)
+
+
+def draw_lengths(data, B, S):
+    return [data.draw(st.integers(1, S), label=f"length of row {b}") for b in range(B)]
+
+
+def right_padded(ids, lengths, pad):
+    mask = (np.arange(ids.shape[1])[None, :] < np.array(lengths)[:, None]).astype(np.int64)
+    return np.where(mask == 1, ids, pad), mask
+
+
+def left_padded(ids, lengths, pad):
+    S = ids.shape[1]
+    mask = (np.arange(S)[None, :] >= S - np.array(lengths)[:, None]).astype(np.int64)
+    shifted = np.stack([np.roll(row, S - n) for row, n in zip(ids, lengths)])
+    return np.where(mask == 1, shifted, pad), mask
+
+
+# --------------------------------------------------------------------------------------- MPNet
+
+
+def mpnet_batching(impl, model, data):
+    ids = draw_ids(data, model.vocab)
+    lengths = draw_lengths(data, *ids.shape)
+    padded, mask = right_padded(ids, lengths, MPNET_PAD)
+    together = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
+    for b, n in enumerate(lengths):
+        alone = model(input_ids=ids[b:b + 1, :n])["last_hidden_state"]
+        close(together[b, :n], alone[0], f"row {b} in a batch vs alone")
+
+
+def mpnet_padding_side(impl, model, data):
+    ids = draw_ids(data, model.vocab)
+    lengths = draw_lengths(data, *ids.shape)
+    right = model(**dict(zip(("input_ids", "attention_mask"), right_padded(ids, lengths, MPNET_PAD))))
+    left = model(**dict(zip(("input_ids", "attention_mask"), left_padded(ids, lengths, MPNET_PAD))))
+    S = ids.shape[1]
+    for b, n in enumerate(lengths):
+        close(left["last_hidden_state"][b, S - n:], right["last_hidden_state"][b, :n], f"row {b}: left vs right padding")
+
+
+def mpnet_masked_content(impl, model, data):
+    ids = draw_ids(data, model.vocab)
+    lengths = draw_lengths(data, *ids.shape)
+    padded, mask = right_padded(ids, lengths, MPNET_PAD)
+    noise = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1))).integers(0, model.vocab, ids.shape)
+    a = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
+    b = model(input_ids=np.where(mask == 1, padded, noise), attention_mask=mask)["last_hidden_state"]
+    for row, n in enumerate(lengths):
+        close(b[row, :n], a[row, :n], f"row {row}: trailing masked tokens changed")
+
+
+def bookkeeping(impl, model, data):
+    ids = draw_ids(data, model.vocab, S=(1, 10))
+    out = model(input_ids=ids)
+    cfg = model.config
+    L = cfg.get("num_hidden_layers", cfg.get("n_layers"))
+    H = cfg.get("num_attention_heads", cfg.get("n_heads"))
+    C = cfg.get("hidden_size", cfg.get("d_model"))
+    B, S = ids.shape
+    hs, att = group_members(out, "hidden_states"), group_members(out, "attentions")
+    assert len(hs) == L + 1, f"{len(hs)} hidden_states, expected L+1 = {L + 1}"
+    assert len(att) == L, f"{len(att)} attentions, expected L = {L}"
+    for name in hs:
+        assert np.shape(out[name]) == (B, S, C), f"{name} has shape {np.shape(out[name])}, expected {(B, S, C)}"
+    for name in att:
+        assert np.shape(out[name]) == (B, H, S, S), f"{name} has shape {np.shape(out[name])}, expected {(B, H, S, S)}"
+        close(np.sum(out[name], axis=-1), np.ones((B, H, S)), f"{name} rows sum to 1")
+
+
+def tuple_matches_dict(impl, model, data):
+    layout = model.case.meta.get("tuple_layout")
+    ids = draw_ids(data, model.vocab, S=(2, 10))
+    inputs = {"input_ids": ids, **label_inputs(model, ids, data)}
+    named, got = model(**inputs), model(tuple_=True, **inputs)["tuple"]
+    assert len(got) == len(layout), f"tuple has {len(got)} entries, upstream layout is {layout}"
+    for i, (entry, value) in enumerate(zip(layout, got)):
+        if entry == "none" or entry.startswith("tuple."):
+            continue
+        parts = group_members(named, entry)
+        items = _leaves(value)
+        assert len(items) == len(parts), f"entry {i} should be {entry} ({len(parts)} arrays), has {len(items)}"
+        for name, item in zip(parts, items):
+            close(item, named[name], f"tuple entry {i} vs {name}")
+
+
+def _leaves(value):
+    if isinstance(value, (tuple, list)):
+        return [a for item in value for a in _leaves(item)]
+    return [value]
+
+
+def label_inputs(model, ids, data):
+    B, S = ids.shape
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1), label="label seed"))
+    if model.task == "question-answering":
+        return {"start_positions": rng.integers(0, S, B), "end_positions": rng.integers(0, S, B)}
+    if model.task in ("token-classification", "masked-lm", "causal-lm"):
+        classes = model.config.get("num_labels", len(model.config.get("id2label", {})) or 2)
+        classes = model.vocab if model.task != "token-classification" else classes
+        return {"labels": rng.integers(0, classes, (B, S))}
+    return {}
+
+
+def mpnet_inputs_embeds(impl, model, data):
+    ids = draw_ids(data, model.vocab)  # no pad id (1) is drawn, so positions are sequential either way
+    table = model.weights.get("mpnet.embeddings.word_embeddings.weight",
+                              model.weights.get("embeddings.word_embeddings.weight"))
+    close(model(inputs_embeds=table[ids])["last_hidden_state"], model(input_ids=ids)["last_hidden_state"],
+          "inputs_embeds vs input_ids")
+
+
+def mpnet_head_mask(impl, model, data):
+    ids = draw_ids(data, model.vocab)
+    H = model.config["num_attention_heads"]
+    head = data.draw(st.integers(0, H - 1), label="masked head")
+    hm = np.ones(H, np.float32)
+    hm[head] = 0
+    out = model(input_ids=ids, head_mask=hm)
+    for name in group_members(out, "attentions"):
+        assert np.all(out[name][:, head] == 0), f"{name}: head {head} is masked but its attention is not zero"
+
+
+def token_loss_rule(impl, model, data):
+    """pt: mean CE over labels != -100; tf: shape (1,), every negative label ignored."""
+    ids = draw_ids(data, model.vocab)
+    B, S = ids.shape
+    C = len(model.config.get("id2label") or {}) or model.config.get("num_labels", 2)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    labels = rng.integers(0, C, (B, S))
+    ignore = rng.random((B, S)) < 0.4
+    ignored_value = -100 if model.profile == "pt" else data.draw(st.sampled_from([-100, -1, -7]))
+    labels = np.where(ignore, ignored_value, labels)
+    out = model(input_ids=ids, labels=labels)
+    keep = ~ignore.reshape(-1)
+    per_item = cross_entropy(out["logits"].reshape(-1, C).astype(np.float64)[keep], labels.reshape(-1)[keep])
+    expected = per_item.mean() if keep.any() else np.nan
+    shape = () if model.profile == "pt" else (1,)
+    assert np.shape(out["loss"]) == shape, f"loss shape {np.shape(out['loss'])}, expected {shape} for {model.profile}"
+    close(np.reshape(out["loss"], ()), expected, f"{model.profile} token-classification loss")
+
+
+def qa_position_rule(impl, model, data):
+    """pt: positions clamped to [0, S], S ignored, negatives count as 0; tf: per-example (B,) losses."""
+    ids = draw_ids(data, model.vocab)
+    B, S = ids.shape
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    if model.profile == "pt":
+        start, end = rng.integers(-3, S + 4, B), rng.integers(-3, S + 4, B)
+    else:
+        start, end = rng.integers(0, S, B), rng.integers(0, S, B)
+    out = model(input_ids=ids, start_positions=start, end_positions=end)
+    terms = []
+    for logits, pos in ((out["start_logits"], start), (out["end_logits"], end)):
+        logits = np.asarray(logits, np.float64)
+        if model.profile == "pt":
+            pos = np.clip(pos, 0, S)
+            keep = pos != S
+            terms.append(cross_entropy(logits[keep], pos[keep]).mean() if keep.any() else np.nan)
+        else:
+            terms.append(cross_entropy(logits, pos))
+    close(out["loss"], (terms[0] + terms[1]) / 2, f"{model.profile} QA loss")
+
+
+# ----------------------------------------------------------------------------------------- MPT
+
+
+def mpt_cache_equivalence(impl, model, data):
+    S_max = min(12, model.config["max_seq_len"])
+    ids = draw_ids(data, model.vocab, S=(2, S_max), low=0)
+    B, S = ids.shape
+    full = model(input_ids=ids)["logits"]
+    P = data.draw(st.integers(1, S - 1), label="prefill length")
+    run = lambda inputs: model.impl.run(model.family, model.task, model.config, model.weights, inputs,  # noqa: E731
+                                        {"profile": model.profile, "use_cache": True})
+    out = run({"input_ids": ids[:, :P]})
+    close(out["logits"], full[:, :P], "prefill logits")
+    pos = P
+    while pos < S:
+        step = data.draw(st.integers(1, S - pos), label="chunk")
+        past = {k.replace("present.", "past."): v for k, v in out.items() if k.startswith("present.")}
+        assert past, "use_cache=True returned no present.<layer>.key/value outputs"
+        out = run({"input_ids": ids[:, pos:pos + step], **past})
+        close(out["logits"], full[:, pos:pos + step], f"{step} new tokens after {pos} cached")
+        pos += step
+
+
+def mpt_causality(impl, model, data):
+    ids = draw_ids(data, model.vocab, B=(1, 1), S=(2, min(12, model.config["max_seq_len"])), low=0)
+    j = data.draw(st.integers(1, ids.shape[1] - 1), label="changed position")
+    changed = ids.copy()
+    changed[0, j] = (ids[0, j] + 1) % model.vocab
+    close(model(input_ids=changed)["logits"][:, :j], model(input_ids=ids)["logits"][:, :j],
+          f"logits before position {j} after changing token {j}")
+
+
+def mpt_left_padding(impl, model, data):
+    ids = draw_ids(data, model.vocab, S=(2, min(12, model.config["max_seq_len"])), low=0)
+    B, S = ids.shape
+    pads = [data.draw(st.integers(0, S - 1), label=f"pads in row {b}") for b in range(B)]
+    mask = (np.arange(S)[None, :] >= np.array(pads)[:, None]).astype(np.int64)
+    out = model(input_ids=np.where(mask == 1, ids, 0), attention_mask=mask)["logits"]
+    for b, n in enumerate(pads):
+        alone = model(input_ids=ids[b:b + 1, n:])["logits"]
+        close(out[b, n:], alone[0], f"row {b} with {n} left pads vs unpadded")
+
+
+def mpt_loss_rule(impl, model, data):
+    """Causal LM: mean CE of logits[:, :-1] against labels[:, 1:], ignoring -100."""
+    ids = draw_ids(data, model.vocab, S=(2, min(10, model.config["max_seq_len"])), low=0)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    labels = np.where(rng.random(ids.shape) < 0.3, -100, ids)
+    out = model(input_ids=ids, labels=labels)
+    V = out["logits"].shape[-1]
+    shifted = labels[:, 1:].reshape(-1)
+    keep = shifted != -100
+    per = cross_entropy(np.asarray(out["logits"], np.float64)[:, :-1].reshape(-1, V)[keep], shifted[keep])
+    close(out["loss"], per.mean() if keep.any() else np.nan, "shifted causal-LM loss")
+
+
+PROPERTIES = [
+    Property("mpnet.batching", "mpnet", ("pt", "tf"), "base-right-padding",
+             "a padded batch row equals the same sequence run alone", mpnet_batching),
+    Property("mpnet.padding-side", "mpnet", ("pt", "tf"), "base-right-padding",
+             "left and right padding give the same outputs at real tokens", mpnet_padding_side),
+    Property("mpnet.masked-content", "mpnet", ("pt", "tf"), "base-right-padding",
+             "changing masked tokens after the last real one changes no real output", mpnet_masked_content),
+    Property("mpnet.bookkeeping", "mpnet", ("pt", "tf"), "base-right-padding",
+             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping),
+    Property("mpnet.inputs-embeds", "mpnet", ("pt", "tf"), "base-right-padding",
+             "looking up the word embeddings and passing inputs_embeds equals passing input_ids", mpnet_inputs_embeds),
+    Property("mpnet.head-mask", "mpnet", ("pt",), "base-right-padding",
+             "a head masked with 0 has all-zero attention", mpnet_head_mask),
+    Property("mpnet.tuple-order", "mpnet", ("pt", "tf"), "token-classification",
+             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict),
+    Property("mpnet.token-loss-rule", "mpnet", ("pt", "tf"), "token-classification",
+             "the token-classification loss is the mean CE over kept labels, in the profile's shape", token_loss_rule),
+    Property("mpnet.qa-position-rule", "mpnet", ("pt", "tf"), "question-answering",
+             "the QA loss follows the profile's clamping and reduction", qa_position_rule),
+    Property("mpt.cache-equivalence", "mpt", ("hf", "mosaic"), None,
+             "prefill plus chunks over the cache equals the full forward at every new position", mpt_cache_equivalence),
+    Property("mpt.causality", "mpt", ("hf", "mosaic"), None,
+             "changing token j changes no logit before j", mpt_causality),
+    Property("mpt.left-padding", "mpt", ("hf", "mosaic"), None,
+             "left padding leaves the logits at real tokens unchanged", mpt_left_padding),
+    Property("mpt.bookkeeping", "mpt", ("hf", "mosaic"), None,
+             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping),
+    Property("mpt.tuple-order", "mpt", ("hf",), "causal-lm-loss-ignore",
+             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict),
+    Property("mpt.loss-rule", "mpt", ("hf", "mosaic"), None,
+             "the causal-LM loss is the mean CE of shifted labels, ignoring -100", mpt_loss_rule),
+]
+MPT_MODEL = {"hf": "causal-lm-heads-3", "mosaic": "mosaic-defaults-left-padding"}
+
+
+def property_checks(family=None, profile=None, golden_dir=None):
+    """(check id, Property, golden case) for every property and profile selected."""
+    cases = {c.id: c for c in iter_cases(golden_dir, family=family, profile=profile)}
+    checks = []
+    for prop in PROPERTIES:
+        for prof in prop.profiles:
+            if (family and prop.family != family) or (profile and prof != profile):
+                continue
+            name = prop.model_case or MPT_MODEL[prof]
+            case = cases.get(f"{prop.family}/{prof}/{name}")
+            if case is not None:
+                checks.append((f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}", prop, case))
+    return checks
+
+
+def run_property(impl, prop, case, max_examples):
+    """Run one property with hypothesis; returns None on success or the failure text."""
+    model = Model(impl, case)
+
+    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(st.data())
+    def test(data):
+        prop.check(impl, model, data)
+
+    test()

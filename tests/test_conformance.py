@@ -1,0 +1,133 @@
+"""The conformance suite itself: it must fail broken implementations, skip unsupported ones, and say where."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import __main__ as cli
+from conformance.adapters.reference import ReferenceImplementation
+from conformance.checks import check_golden
+from conformance.golden import iter_cases
+from conformance.protocol import Unsupported
+from conformance.report import SCHEMA, validate
+from conformance.runner import Plan, run_plan
+from conformance.selection import Selection
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {c.id: c for c in iter_cases()}
+
+
+class Perturbed(ReferenceImplementation):
+    """The reference with an error injected after layer 1 (it propagates to everything downstream)."""
+
+    name = "perturbed"
+
+    def run(self, family, task, config, weights, inputs, options):
+        out = super().run(family, task, config, weights, inputs, options)
+        if "tuple" in out:
+            return out
+        return {k: (v + 1e-3 if k.startswith(("hidden_states.1", "hidden_states.2", "last_hidden_state", "logits",
+                                              "attentions.1")) else v) for k, v in out.items()}
+
+
+class Refuses(ReferenceImplementation):
+    def run(self, *args):
+        raise Unsupported("nothing implemented yet")
+
+
+class Crashes(ReferenceImplementation):
+    def run(self, *args):
+        raise RuntimeError("segfault avoided")
+
+
+class DropsLogits(ReferenceImplementation):
+    def run(self, *args):
+        return {k: v for k, v in super().run(*args).items() if k != "logits"}
+
+
+perturbed, refuses, crashes, drops_logits = Perturbed(), Refuses(), Crashes(), DropsLogits()
+
+
+def test_a_divergence_is_located_at_the_first_layer_that_exceeds_tolerance():
+    result = check_golden(perturbed, CASES["mpnet/pt/base-right-padding"])[0]
+    assert result.status == "fail"
+    assert "hidden_states.1" in result.diagnosis and "output of layer 1" in result.diagnosis
+    assert "max abs 0.001" in result.diagnosis and " at (" in result.diagnosis
+
+
+def test_unsupported_is_a_skip_and_other_errors_or_missing_outputs_are_failures():
+    case = CASES["mpnet/pt/masked-lm"]
+    assert {r.status for r in check_golden(refuses, case)} == {"skip"}
+    crashed = check_golden(crashes, case)[0]
+    assert crashed.status == "fail" and "RuntimeError: segfault avoided" in crashed.message
+    missing = check_golden(drops_logits, case)[0]
+    assert missing.status == "fail" and "logits: missing" in missing.message
+
+
+def test_properties_fail_an_implementation_that_breaks_an_invariant():
+    plan = Plan("tests.test_conformance:perturbed", family="mpnet", profile="pt", tiers=("property",), max_examples=5)
+    results = {r.id: r for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=perturbed)}
+    assert results["property/mpnet/pt/inputs-embeds"].status == "pass"  # both paths carry the same injected error
+    assert results["property/mpnet/pt/tuple-order"].status == "fail"  # the tuple is not perturbed, the dict is
+    assert "rows sum to 1" in results["property/mpnet/pt/bookkeeping"].message
+
+
+def test_skips_and_xfails_files_and_stale_entries(tmp_path):
+    skips = tmp_path / "skips.txt"
+    skips.write_text("# comment\nmpnet/pt/base-s1*   # not wired\nmpnet/pt/no-such-case  # stale\n")
+    xfails = tmp_path / "xfails.txt"
+    xfails.write_text("mpnet/pt/base-right-padding   # known divergence\nmpnet/pt/base-left-padding # fixed already\n")
+    plan = Plan("tests.test_conformance:perturbed", family="mpnet", profile="pt", tiers=("golden",))
+    skip_sel, xfail_sel = Selection.load(skips), Selection.load(xfails)
+    results = {r.id: r for r in run_plan(plan, skip_sel, xfail_sel, impl=perturbed)}
+    assert results["mpnet/pt/base-s1"].status == "skip" and "not wired" in results["mpnet/pt/base-s1"].message
+    assert results["mpnet/pt/base-right-padding"].status == "xfail"
+    assert skip_sel.stale() == ["mpnet/pt/no-such-case"]
+
+
+def test_cli_report_is_valid_and_exit_status_reflects_failures(tmp_path, monkeypatch, capsys):
+    report = tmp_path / "report.json"
+    assert cli.main(["run", "--family", "mpnet", "--profile", "tf", "--report", str(report), "--max-examples", "3"]) == 0
+    data = json.loads(report.read_text())
+    validate(data)
+    assert data["implementation"]["name"] == "reference[numpy]" and data["target"]["kind"] == "cpu"
+    assert {c["tier"] for c in data["checks"]} == {"golden", "property", "op"}
+    monkeypatch.setenv("CONFORMANCE_IMPL", "tests.test_conformance:perturbed")
+    assert cli.main(["run", "--family", "mpnet", "--profile", "pt", "--tier", "golden"]) == 1
+    assert "first divergence" in capsys.readouterr().out
+
+
+def test_report_validator_rejects_malformed_reports():
+    good = {"suite_version": "1", "created": "now", "implementation": {"name": "x", "version": None}, "profile": None,
+            "family": None, "tiers": ["golden"], "platform": {"python": "3", "system": "L", "machine": "m"},
+            "target": {"kind": "cpu", "device": "d"}, "summary": dict.fromkeys(["pass", "fail", "skip", "xfail", "xpass"], 0),
+            "checks": []}
+    validate(good, SCHEMA)
+    for broken, message in ((dict(good, target={"kind": "tpu", "device": "d"}), "not one of"),
+                            ({k: v for k, v in good.items() if k != "checks"}, "missing 'checks'"),
+                            (dict(good, checks=[{"id": 1, "tier": "golden", "status": "pass", "message": "", "max_abs": 0,
+                                                 "max_rel": 0, "atol": None, "rtol": None, "diagnosis": None}]),
+                             "expected string")):
+        with pytest.raises(ValueError, match=message):
+            validate(broken, SCHEMA)
+
+
+def test_parallel_run_matches_serial():
+    plan = Plan("reference", family="mpt", profile="hf", tiers=("golden",))
+    serial = [(r.id, r.status, r.max_abs) for r in run_plan(plan, Selection.load(None), Selection.load(None))]
+    parallel = [(r.id, r.status, r.max_abs) for r in run_plan(plan, Selection.load(None), Selection.load(None), jobs=2)]
+    assert serial == parallel
+
+
+def test_outputs_folder_written_by_an_external_program_is_checked(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "tools" / "write_outputs_example.py"), str(tmp_path)], check=True,
+                   capture_output=True)
+    code = cli.main(["run", "--impl", "outputs", "--outputs-dir", str(tmp_path), "--tier", "golden", "--family", "mpnet"])
+    assert code == 0
+    np.testing.assert_array_equal((tmp_path / "mpnet/pt/base-too-long/error.json").is_file(), True)
