@@ -6,12 +6,12 @@ import numpy as np
 
 from . import mpnet, mpt
 from .checkpoint import CheckpointError, match_keys, read_config, read_weights
+from .kernels import BACKENDS, get_kernels
 
 FAMILIES = {"mpnet": mpnet, "mpt": mpt}
-BACKENDS = ("numpy",)
 
 
-def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights"):
+def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy"):
     """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
     family = _family(config_dict, where)
     tasks = family.TASKS
@@ -25,7 +25,7 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     ignored, aliases, optional = family.checkpoint_rules(config, task)
     params = match_keys(weights, family.param_shapes(config, task, profile), prefix=family.BASE_PREFIX,
                         ignored=ignored, aliases=aliases, optional=optional, where=where)
-    return tasks[task](config, params, profile=profile)
+    return tasks[task](config, params, profile=profile, backend=backend)
 
 
 def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32):
@@ -39,11 +39,13 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
+    get_kernels(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     config = read_config(path)
     _family(config, path)  # fail on an unsupported model type before reading any weights
-    return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path))
+    return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path),
+                 backend=backend)
 
 
 def _family(config_dict, where):

@@ -26,7 +26,8 @@ import numpy as np
 
 from . import losses
 from .inputs import as_float, as_ids, make_rng, unpack_keras_inputs
-from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear, softmax
+from .kernels import NUMPY, get_kernels
+from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
 from .outputs import (
     BaseModelOutput,
     MaskedLMOutput,
@@ -180,38 +181,35 @@ def merge_heads(x):  # [B, H, S, D] -> [B, S, C]
     return x.transpose(0, 2, 1, 3).reshape(B, S, H * D)
 
 
-def attention(p, config, x, position_bias, mask_bias, head_mask, rng):  # [B, S, C] -> [B, S, C], [B, H, S, S]
+def attention(p, config, x, position_bias, mask_bias, head_mask, rng, kernels=NUMPY):  # [B, S, C] -> [B, S, C], [B, H, S, S]
     """Self-attention with the relative bias and the additive mask (SPEC 1.6 steps 1-5).
 
     p holds this layer's ``attention.attn.*`` weights; position_bias is [H, S, S] (not scaled by
-    1/sqrt(D)); mask_bias is [B, 1, 1|S, S]; head_mask is [H] or None.
+    1/sqrt(D)); mask_bias is [B, 1, 1|S, S]; head_mask is [H] or None. kernels: NumPy or a fast backend.
     """
-    H = config.num_attention_heads
-    q = split_heads(linear(x, p["q.weight"], p["q.bias"]), H)  # [B, H, S, D]
-    k = split_heads(linear(x, p["k.weight"], p["k.bias"]), H)
-    v = split_heads(linear(x, p["v.weight"], p["v.bias"]), H)
-    scores = q @ k.transpose(0, 1, 3, 2) / x.dtype.type(math.sqrt(config.head_size))  # [B, H, S, S]
-    scores = scores + position_bias + mask_bias
-    probs = dropout(softmax(scores), config.attention_probs_dropout_prob, rng)
-    if head_mask is not None:
-        probs = probs * head_mask[None, :, None, None]
-    context = merge_heads(probs @ v)  # [B, H, S, D] -> [B, S, C]
-    return linear(context, p["o.weight"], p["o.bias"]), probs
+    H, K = config.num_attention_heads, kernels
+    q = split_heads(K.linear(x, p["q.weight"], p["q.bias"]), H)  # [B, H, S, D]
+    k = split_heads(K.linear(x, p["k.weight"], p["k.bias"]), H)
+    v = split_heads(K.linear(x, p["v.weight"], p["v.bias"]), H)
+    # scores = q k^T / sqrt(D) + relative bias (not scaled) + mask bias; softmax; dropout; head mask
+    context, probs = K.attention(q, k, v, 1 / math.sqrt(config.head_size), bias=position_bias, mask_add=mask_bias,
+                                 dropout_p=config.attention_probs_dropout_prob, rng=rng, head_mask=head_mask)
+    return K.linear(merge_heads(context), p["o.weight"], p["o.bias"]), probs  # [B, H, S, D] -> [B, S, C]
 
 
-def encoder_layer(params, i, config, x, position_bias, mask_bias, head_mask, rng):  # [B, S, C] -> [B, S, C], probs
+def encoder_layer(params, i, config, x, position_bias, mask_bias, head_mask, rng, kernels=NUMPY):  # [B, S, C] -> [B, S, C], probs
     """Post-LN layer: attention + residual + LN, then feed-forward + residual + LN (SPEC 1.6)."""
-    prefix = f"encoder.layer.{i}."
+    prefix, K = f"encoder.layer.{i}.", kernels
     attn = {name[len(prefix + "attention.attn."):]: w for name, w in params.items() if name.startswith(prefix + "attention.attn.")}
-    a, probs = attention(attn, config, x, position_bias, mask_bias, head_mask, rng)
-    x1 = layer_norm(
+    a, probs = attention(attn, config, x, position_bias, mask_bias, head_mask, rng, K)
+    x1 = K.layer_norm(
         dropout(a, config.hidden_dropout_prob, rng) + x,
         params[prefix + "attention.LayerNorm.weight"], params[prefix + "attention.LayerNorm.bias"], config.layer_norm_eps,
     )
-    act = ACTIVATIONS[config.hidden_act]
-    f = act(linear(x1, params[prefix + "intermediate.dense.weight"], params[prefix + "intermediate.dense.bias"]))  # [B, S, 4C]
-    f = linear(f, params[prefix + "output.dense.weight"], params[prefix + "output.dense.bias"])  # [B, S, C]
-    x2 = layer_norm(
+    act = K.gelu if config.hidden_act == "gelu" else ACTIVATIONS[config.hidden_act]
+    f = act(K.linear(x1, params[prefix + "intermediate.dense.weight"], params[prefix + "intermediate.dense.bias"]))  # [B, S, 4C]
+    f = K.linear(f, params[prefix + "output.dense.weight"], params[prefix + "output.dense.bias"])  # [B, S, C]
+    x2 = K.layer_norm(
         dropout(f, config.hidden_dropout_prob, rng) + x1,
         params[prefix + "output.LayerNorm.weight"], params[prefix + "output.LayerNorm.bias"], config.layer_norm_eps,
     )
@@ -249,7 +247,8 @@ class MPNetModel:
     label_inputs: tuple = ()
     keras_order = HEAD_INPUTS + ("training",)
 
-    def __init__(self, config, params, profile=None, rng=None):
+    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
+        self.kernels = get_kernels(backend)
         self.config = config if isinstance(config, MPNetConfig) else MPNetConfig.from_dict(config)
         self.profile: MPNetProfile = get_profile("mpnet", profile)
         self.params = params
@@ -313,7 +312,7 @@ class MPNetModel:
                                       self.profile.num_buckets(config))  # [H, S, S], shared by every layer
         hidden_states, attentions = [x], []
         for i in range(config.num_hidden_layers):
-            x, probs = encoder_layer(params, i, config, x, bias, mask_bias, layer_head_mask[i], rng)
+            x, probs = encoder_layer(params, i, config, x, bias, mask_bias, layer_head_mask[i], rng, self.kernels)
             hidden_states.append(x)
             attentions.append(probs)
 
@@ -503,8 +502,8 @@ class MPNetForQuestionAnswering(_Head):
     label_inputs = ("start_positions", "end_positions")
     keras_order = HEAD_INPUTS + ("start_positions", "end_positions", "training")
 
-    def __init__(self, config, params, profile=None, rng=None):
-        super().__init__(config, params, profile, rng)
+    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
+        super().__init__(config, params, profile, rng, backend)
         if self.config.num_labels != 2:
             raise ValueError(f"question answering needs num_labels == 2 (start, end), config has {self.config.num_labels}")
 

@@ -30,7 +30,8 @@ import numpy as np
 from . import losses
 from .generation import GenerationMixin
 from .inputs import as_float, as_ids, make_rng
-from .ops import dropout, gelu, layer_norm, linear, softmax
+from .kernels import NUMPY, get_kernels
+from .ops import dropout, layer_norm, linear
 from .outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -230,7 +231,7 @@ def key_is_masked(mask, rule):  # [...] -> [...] bool
 # ------------------------------------------------------------------------------------- the blocks
 
 
-def attention(p, config, feats, x, past, bias, masked, rng):
+def attention(p, config, feats, x, past, bias, masked, rng, kernels=NUMPY):
     """Fused-QKV self-attention over the cache (SPEC 2.3).
 
     p: this layer's ``attn.*`` weights; x [B, S, C]; past: (key, value) [B, H, P, D] or None;
@@ -238,8 +239,8 @@ def attention(p, config, feats, x, past, bias, masked, rng):
     Returns out [B, S, C], probs [B, H, S, K] and the present (key, value) [B, H, K, D].
     """
     B, S, C = x.shape
-    H, D = config.n_heads, config.head_size
-    qkv = linear(x, p["Wqkv.weight"], p.get("Wqkv.bias"))  # [B, S, 3C]
+    H, D, K = config.n_heads, config.head_size, kernels
+    qkv = K.linear(x, p["Wqkv.weight"], p.get("Wqkv.bias"))  # [B, S, 3C]
     if feats.clip_qkv is not None:
         qkv = np.clip(qkv, -feats.clip_qkv, feats.clip_qkv)
     q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]  # contiguous thirds
@@ -251,26 +252,23 @@ def attention(p, config, feats, x, past, bias, masked, rng):
         k = np.concatenate([past[0], k], axis=2)  # [B, H, K, D]
         v = np.concatenate([past[1], v], axis=2)
     scale = config.softmax_scale if config.softmax_scale is not None else 1 / math.sqrt(D)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * x.dtype.type(scale)  # [B, H, S, K]
-    if bias is not None:
-        scores = scores + bias
-    scores = np.where(masked, x.dtype.type(MASK_VALUE), scores)  # replace, do not add
-    probs = dropout(softmax(scores), config.attn_pdrop, rng)
-    context = (probs @ v).transpose(0, 2, 1, 3).reshape(B, S, C)  # [B, H, S, D] -> [B, S, C]
-    return linear(context, p["out_proj.weight"], p.get("out_proj.bias")), probs, (k, v)
+    # scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added); softmax
+    context, probs = K.attention(q, k, v, scale, bias=bias, masked=masked, dropout_p=config.attn_pdrop, rng=rng)
+    context = context.transpose(0, 2, 1, 3).reshape(B, S, C)  # [B, H, S, D] -> [B, S, C]
+    return K.linear(context, p["out_proj.weight"], p.get("out_proj.bias")), probs, (k, v)
 
 
-def block(params, i, config, feats, x, past, bias, masked, rng):
+def block(params, i, config, feats, x, past, bias, masked, rng, kernels=NUMPY):
     """Pre-norm block: x + attn(LN1(x)), then + down(GELU(up(LN2(x)))) (SPEC 2.6)."""
-    pre = f"blocks.{i}."
+    pre, K = f"blocks.{i}.", kernels
     sub = lambda name: {k[len(pre + name):]: w for k, w in params.items() if k.startswith(pre + name)}  # noqa: E731
     eps = config.layer_norm_epsilon
-    a, probs, present = attention(sub("attn."), config, feats, layer_norm(x, params[pre + "norm_1.weight"],
-                                  params.get(pre + "norm_1.bias"), eps), past, bias, masked, rng)
+    a, probs, present = attention(sub("attn."), config, feats, K.layer_norm(x, params[pre + "norm_1.weight"],
+                                  params.get(pre + "norm_1.bias"), eps), past, bias, masked, rng, K)
     x = x + dropout(a, feats.resid_pdrop, rng)
-    h = layer_norm(x, params[pre + "norm_2.weight"], params.get(pre + "norm_2.bias"), eps)
-    h = gelu(linear(h, params[pre + "ffn.up_proj.weight"], params.get(pre + "ffn.up_proj.bias")))  # [B, S, 4C]
-    h = linear(h, params[pre + "ffn.down_proj.weight"], params.get(pre + "ffn.down_proj.bias"))  # [B, S, C]
+    h = K.layer_norm(x, params[pre + "norm_2.weight"], params.get(pre + "norm_2.bias"), eps)
+    h = K.gelu(K.linear(h, params[pre + "ffn.up_proj.weight"], params.get(pre + "ffn.up_proj.bias")))  # [B, S, 4C]
+    h = K.linear(h, params[pre + "ffn.down_proj.weight"], params.get(pre + "ffn.down_proj.bias"))  # [B, S, C]
     return x + dropout(h, feats.resid_pdrop, rng), probs, present
 
 
@@ -284,7 +282,8 @@ class MPTModel(GenerationMixin):
     task = "base"
     label_inputs: tuple = ()
 
-    def __init__(self, config, params, profile=None, rng=None):
+    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
+        self.kernels = get_kernels(backend)
         self.profile: MPTProfile = get_profile("mpt", profile)
         self.config = config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
         self.features = resolve_features(self.config, self.profile)
@@ -347,10 +346,10 @@ class MPTModel(GenerationMixin):
         hidden_states, attentions, presents = [], [], []
         for i in range(config.n_layers):
             hidden_states.append(x)
-            x, probs, present = block(params, i, config, feats, x, past[i], bias, masked, rng)
+            x, probs, present = block(params, i, config, feats, x, past[i], bias, masked, rng, self.kernels)
             attentions.append(probs)
             presents.append(present)
-        x = layer_norm(x, params["norm_f.weight"], params.get("norm_f.bias"), config.layer_norm_epsilon)
+        x = self.kernels.layer_norm(x, params["norm_f.weight"], params.get("norm_f.bias"), config.layer_norm_epsilon)
         hidden_states.append(x)  # the last entry is after norm_f (SPEC 2.6)
         return BaseModelOutputWithPast(
             last_hidden_state=x,
@@ -451,7 +450,7 @@ class MPTForCausalLM(MPTModel):
     def forward(self, call, labels=None):
         out = self.transformer(**call)
         weight = self.params["wte.weight"] if self.config.tie_word_embeddings else self.params["lm_head.weight"]
-        logits = linear(out.last_hidden_state, weight)  # [B, S, V]
+        logits = self.kernels.linear(out.last_hidden_state, weight)  # [B, S, V]
         if self.features.logit_scale is not None:
             logits = logits * logits.dtype.type(self.features.logit_scale)
         loss = None

@@ -65,6 +65,27 @@ def log_softmax(x, axis=-1):  # [...] -> [...]
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
+    """Scaled dot-product attention with the additions both families use; returns (context, probs).
+
+    q [B, H, S, D]; k, v [B, H, K, D]; bias broadcastable to [B, H, S, K] (relative or ALiBi bias);
+    mask_add added after it (MPNet's (1 - mask) * constant); masked [B, 1, S, K] bool, whose scores
+    are *replaced* by finfo(float32).min (MPT). Dropout and a per-head mask [H] apply to the
+    probabilities, which are returned as they are used: context [B, H, S, D], probs [B, H, S, K].
+    """
+    scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # [B, H, S, K]
+    if bias is not None:
+        scores = scores + bias
+    if mask_add is not None:
+        scores = scores + mask_add
+    if masked is not None:
+        scores = np.where(masked, q.dtype.type(np.finfo(np.float32).min), scores)
+    probs = dropout(softmax(scores), dropout_p, rng)
+    if head_mask is not None:
+        probs = probs * head_mask[None, :, None, None]
+    return probs @ v, probs
+
+
 def dropout(x, p, rng):  # [...] -> [...]
     """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p).
 

@@ -32,7 +32,7 @@ class ReferenceImplementation:
         }
 
     def run(self, family, task, config, weights, inputs, options):
-        model = reference.build(config, weights, task=task, profile=options.get("profile"))
+        model = reference.build(config, weights, task=task, profile=options.get("profile"), backend=self.backend)
         plain, past = split_past(inputs)
         if "generate" in options:
             return {"sequences": model.generate(**plain, **options["generate"])}
@@ -48,3 +48,4 @@ class ReferenceImplementation:
 
 
 implementation = ReferenceImplementation()
+numba_implementation = ReferenceImplementation("numba")  # Numba is imported only when a model is built

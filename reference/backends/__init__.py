@@ -1,0 +1,1 @@
+"""Fast backends. Only this subpackage imports Numba; the reference modules never do."""

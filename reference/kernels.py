@@ -1,0 +1,41 @@
+"""Which implementation of the hot operations a model uses: NumPy (the reference) or a fast backend.
+
+A kernel set provides ``linear``, ``layer_norm``, ``gelu`` and ``attention`` with the signatures of
+the NumPy functions in reference/ops.py, which they must equal (tests/test_numba_kernels.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import ops
+
+BACKENDS = ("numpy", "numba")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    name: str
+    linear: Callable
+    layer_norm: Callable
+    gelu: Callable
+    attention: Callable
+
+
+NUMPY = Kernels("numpy", ops.linear, ops.layer_norm, ops.gelu, ops.attention)
+
+
+def get_kernels(backend):
+    """The kernel set of a backend name; a Kernels object passes through."""
+    if isinstance(backend, Kernels):
+        return backend
+    if backend == "numpy":
+        return NUMPY
+    if backend == "numba":
+        try:
+            from .backends.numba_cpu import NUMBA
+        except ImportError as e:
+            raise ValueError(f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})") from None
+        return NUMBA
+    raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
