@@ -82,9 +82,13 @@ class GenerationMixin:
                 else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64))
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
-        out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
-        for _ in range(steps):
+        session = self.decode_session(B, S + steps)  # a fast backend's preallocated cache, or None
+        if session is not None:
+            last = session.prefill(ids, mask)
+        else:
+            out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
+        for _ in range(steps):
             token = sample(warp_logits(last, temperature, top_k, top_p), rng) if do_sample else last.argmax(-1)
             if eos_ids:
                 token = np.where(unfinished, token, pad)
@@ -92,8 +96,16 @@ class GenerationMixin:
             yield token.astype(np.int64)
             if not unfinished.any():
                 return
-            mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
-            out = self(token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True)
+            if session is not None:
+                last = session.step(token)
+            else:  # one token over the cache; the mask grows by one real key
+                mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
+                out = self(token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True)
+                last = out.logits[:, -1, :]
+
+    def decode_session(self, batch, total_len):
+        """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B, V]."""
+        return None
 
     def _steps(self, S, max_new_tokens, max_length):
         if max_new_tokens is None:

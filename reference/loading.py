@@ -11,7 +11,8 @@ from .kernels import BACKENDS, get_kernels
 FAMILIES = {"mpnet": mpnet, "mpt": mpt}
 
 
-def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy"):
+def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy",
+          **options):
     """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
     family = _family(config_dict, where)
     tasks = family.TASKS
@@ -25,10 +26,10 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     ignored, aliases, optional = family.checkpoint_rules(config, task)
     params = match_keys(weights, family.param_shapes(config, task, profile), prefix=family.BASE_PREFIX,
                         ignored=ignored, aliases=aliases, optional=optional, where=where)
-    return tasks[task](config, params, profile=profile, backend=backend)
+    return tasks[task](config, params, profile=profile, backend=backend, **options)
 
 
-def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32):
+def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32, **options):
     """Load an HF model directory (config.json + model.safetensors or a sharded index).
 
     task: MPNet: base, masked-lm, sequence-classification, multiple-choice, token-classification,
@@ -36,6 +37,8 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     question-answering. profile: None (the family default), "pt" or "tf" for MPNet, "hf" or
     "mosaic" for MPT.
     dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
+    backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
+    weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
@@ -45,7 +48,7 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     config = read_config(path)
     _family(config, path)  # fail on an unsupported model type before reading any weights
     return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path),
-                 backend=backend)
+                 backend=backend, **options)
 
 
 def _family(config_dict, where):

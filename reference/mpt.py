@@ -32,6 +32,7 @@ from .generation import GenerationMixin
 from .inputs import as_float, as_ids, make_rng
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
+from .precision import round_to_bf16
 from .outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -282,13 +283,13 @@ class MPTModel(GenerationMixin):
     task = "base"
     label_inputs: tuple = ()
 
-    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
+    def __init__(self, config, params, profile=None, rng=None, backend="numpy", weight_storage="fp32"):
         self.kernels = get_kernels(backend)
         self.profile: MPTProfile = get_profile("mpt", profile)
         self.config = config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
         self.features = resolve_features(self.config, self.profile)
-        self.params = params
         self.dtype = params["wte.weight"].dtype
+        self.params = store_weights(params, weight_storage, self.kernels)
         self.problem_type = self.config.problem_type
         self.rng = rng
 
@@ -365,9 +366,21 @@ class MPTModel(GenerationMixin):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if input_ids is not None:
             ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-            return self.params["wte.weight"][ids], *ids.shape  # [B, S, C]
+            return self.embedding_rows(ids), *ids.shape  # [B, S, C]
         emb = as_float(inputs_embeds, "inputs_embeds", (None, None, self.config.d_model), self.dtype)
         return emb, *emb.shape[:2]
+
+    def embedding_rows(self, ids):  # [...] -> [..., C]
+        rows = self.params["wte.weight"][ids]
+        return (rows.astype(np.uint32) << 16).view(np.float32) if rows.dtype == np.uint16 else rows
+
+    def decode_session(self, batch, total_len):
+        """The Numba backend decodes over a preallocated cache (reference/backends/numba_decode.py)."""
+        if self.kernels.name != "numba" or self.task != "causal-lm":
+            return None
+        from .backends import numba_decode
+
+        return numba_decode.DecodeSession(self, batch, total_len) if numba_decode.supports(self) else None
 
     def _check_past(self, past_key_values, B):
         L, H, D = self.config.n_layers, self.config.n_heads, self.config.head_size
@@ -432,6 +445,19 @@ def learned_positions(key_mask, P, S, B):  # [B, K] bool or None -> [B, S]
         return pos
     pads_so_far = np.cumsum(~key_mask, axis=1)[:, P:]
     return np.maximum(pos - pads_so_far, 0)
+
+
+def store_weights(params, storage, kernels):
+    """fp32: as given. bf16 (Numba backend only): matrices held as bfloat16 bit patterns (uint16),
+    half the bytes; the Numba kernels widen them as they stream through (SPEC-free: an inference option)."""
+    if storage == "fp32":
+        return params
+    if storage != "bf16":
+        raise ValueError(f"unknown weight_storage {storage!r}; accepted: 'fp32', 'bf16'")
+    if kernels.name != "numba":
+        raise ValueError("weight_storage='bf16' needs backend='numba' (its kernels widen bf16 weights)")
+    return {k: (round_to_bf16(w).view(np.uint32) >> 16).astype(np.uint16) if w.ndim == 2 else w
+            for k, w in params.items()}
 
 
 # ------------------------------------------------------------------------------------------ heads

@@ -197,3 +197,48 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
 
 NUMBA = Kernels("numba", linear, layer_norm, gelu, attention)
 NUMBA_VERSION = numba.__version__
+
+
+# ----------------------------------------------------------------------------- decode step
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
+    """One new query per row over a preallocated cache.
+
+    q [B, H, D]; kt [B, H, D, T] (keys stored transposed so the score loop runs along contiguous
+    keys); v [B, H, T, D]; only the first ``length`` slots are live; slopes [H] (ALiBi, key-only:
+    slope * (t - (length - 1))); key_ok [B, T] False where the key is padding. ctx [B, H, D].
+    """
+    B, H, D = q.shape
+    for bh in prange(B * H):
+        b, h = bh // H, bh % H
+        scores = np.zeros(length, np.float32)
+        for d in range(D):
+            qd = q[b, h, d] * scale
+            for t in range(length):
+                scores[t] += qd * kt[b, h, d, t]
+        top = -np.inf
+        for t in range(length):
+            s = scores[t] + slopes[h] * np.float32(t - (length - 1))
+            if not key_ok[b, t]:
+                s = MASK_VALUE
+            scores[t] = s
+            top = max(top, s)
+        total = np.float32(0.0)
+        for t in range(length):
+            scores[t] = math.exp(scores[t] - top)
+            total += scores[t]
+        for d in range(D):
+            ctx[b, h, d] = 0.0
+        for t in range(length):
+            p = scores[t] / total
+            for d in range(D):
+                ctx[b, h, d] += p * v[b, h, t, d]
+
+
+def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # [B, H, D] -> [B, H, D]
+    """Twin of ops.attention for one query (S = 1) with key-only ALiBi and a key padding mask."""
+    ctx = np.empty(q.shape, np.float32)
+    _decode_attention(q, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
+    return ctx

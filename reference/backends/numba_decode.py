@@ -1,0 +1,71 @@
+"""MPT decoding on the Numba backend: a preallocated KV cache and a decode step that allocates no cache.
+
+The cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values ``v[B, H, T, D]`` for the
+whole generation (T = prompt + new tokens); a step writes one slot and attends over the live ones,
+so nothing grows or is copied per token. The prompt itself runs through the ordinary forward
+(use_cache=True) and its keys and values are copied in once. Equal to the NumPy path by test
+(tests/test_numba_kernels.py), which is the reference for what a step computes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..mpt import alibi_slopes
+from .numba_cpu import decode_attention, gelu, layer_norm, linear
+
+
+def supports(model) -> bool:
+    """The fast step covers the hf feature set (ALiBi, no learned positions, no clip/qk_ln/logit_scale)."""
+    f = model.features
+    return f.alibi and not (f.learned_pos_emb or f.clip_qkv is not None or f.qk_ln or f.logit_scale is not None
+                            or f.prefix_lm) and model.config.tie_word_embeddings
+
+
+class DecodeSession:
+    def __init__(self, model, batch, total_len):
+        c = model.config
+        self.model, self.p, self.c = model, model.params, c
+        H, D, L = c.n_heads, c.head_size, c.n_layers
+        self.kt = np.zeros((L, batch, H, D, total_len), np.float32)  # [L, B, H, D, T]
+        self.v = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
+        self.key_ok = np.zeros((batch, total_len), np.bool_)
+        self.length = 0
+        self.slopes = alibi_slopes(H, model.features.alibi_bias_max)
+        self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
+
+    def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
+        out = self.model(ids, attention_mask=mask, use_cache=True)
+        S = ids.shape[1]
+        for i, (k, v) in enumerate(out.past_key_values):
+            self.kt[i, :, :, :, :S] = k.transpose(0, 1, 3, 2)
+            self.v[i, :, :, :S] = v
+        self.key_ok[:, :S] = self.model._masks(mask, None, None, *ids.shape, 0)[1]
+        self.length = S
+        return out.logits[:, -1]
+
+    def step(self, token, key_ok=True):  # [B] -> logits [B, V]
+        p, c = self.p, self.c
+        B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
+        t = self.length
+        self.key_ok[:, t] = key_ok
+        x = self.model.embedding_rows(token)  # [B, C]
+        eps = c.layer_norm_epsilon
+        for i in range(c.n_layers):
+            pre = f"blocks.{i}."
+            h = layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps)
+            qkv = linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"))  # [B, 3C]
+            q = qkv[:, :C].reshape(B, H, D)
+            self.kt[i, :, :, :, t] = qkv[:, C:2 * C].reshape(B, H, D)
+            self.v[i, :, :, t] = qkv[:, 2 * C:].reshape(B, H, D)
+            ctx = decode_attention(np.ascontiguousarray(q), self.kt[i], self.v[i], t + 1, self.scale, self.slopes,
+                                   self.key_ok)
+            x = x + linear(ctx.reshape(B, C), p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"))
+            h = layer_norm(x, p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias"), eps)
+            h = gelu(linear(h, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias")))
+            x = x + linear(h, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias"))
+        x = layer_norm(x, p["norm_f.weight"], p.get("norm_f.bias"), eps)
+        self.length = t + 1
+        return linear(x, p["wte.weight"])  # [B, V]

@@ -1,0 +1,115 @@
+"""Each Numba kernel equals its NumPy twin on hypothesis-drawn shapes; the Numba models equal the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+pytest.importorskip("numba")
+
+import reference  # noqa: E402
+from reference import ops  # noqa: E402
+from reference.backends import numba_cpu as nb  # noqa: E402
+from reference.precision import round_to_bf16  # noqa: E402
+from conftest import assert_close  # noqa: E402
+from test_mpt_properties import tiny_mpt  # noqa: E402
+
+FAST = settings(max_examples=30, deadline=None)
+dims = st.integers(1, 40)
+
+
+def arrays(seed, *shape, scale=1.0):
+    return (np.random.default_rng(seed).normal(size=shape) * scale).astype(np.float32)
+
+
+@FAST
+@given(st.integers(1, 9), dims, dims, st.booleans(), st.integers(0, 2**31))
+def test_linear_matches_numpy_for_matvec_and_gemm_sizes(rows, n_in, n_out, with_bias, seed):
+    x, w, b = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in), arrays(seed + 2, n_out)
+    assert_close(nb.linear(x, w, b if with_bias else None), ops.linear(x, w, b if with_bias else None),
+                 atol=1e-5, rtol=1e-5, what="linear")
+
+
+@FAST
+@given(st.integers(1, 3), dims, dims, st.integers(0, 2**31))
+def test_bf16_weights_are_widened_exactly(rows, n_in, n_out, seed):
+    """A bf16-stored matrix gives the fp32 result of the same weights rounded to bf16."""
+    x, w = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in)
+    w16 = (round_to_bf16(w).view(np.uint32) >> 16).astype(np.uint16)
+    assert_close(nb.linear(x, w16), ops.linear(x, round_to_bf16(w)), atol=1e-5, rtol=1e-5, what="bf16 linear")
+
+
+@FAST
+@given(st.integers(1, 20), dims, st.booleans(), st.integers(0, 2**31))
+def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):
+    x = arrays(seed, rows, C, scale=3.0) + 2.0
+    w, b = arrays(seed + 1, C), arrays(seed + 2, C)
+    assert_close(nb.layer_norm(x, w, b if with_bias else None, 1e-5), ops.layer_norm(x, w, b if with_bias else None, 1e-5),
+                 atol=1e-5, rtol=1e-5, what="layer_norm")
+    assert_close(nb.gelu(x), ops.gelu(x), atol=1e-6, rtol=1e-6, what="gelu")
+
+
+@FAST
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(0, 70), st.integers(1, 16),
+       st.sampled_from(["none", "relative", "alibi"]), st.sampled_from(["none", "add", "replace"]), st.integers(0, 2**31))
+def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed):
+    """Ragged sizes, S = 1, long keys (up to 79), each bias form and each mask form (incl. fully masked rows)."""
+    K = P + S
+    rng = np.random.default_rng(seed)
+    q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
+    bias = {"none": None, "relative": arrays(seed + 3, H, S, K), "alibi": arrays(seed + 3, H, 1, K)}[bias_kind]
+    keep = rng.random((B, 1, S, K)) > 0.3
+    keep[0, 0, 0] = False  # one fully masked row
+    mask_add = np.where(keep, 0.0, np.finfo(np.float32).min).astype(np.float32) if mask_kind == "add" else None
+    masked = ~keep if mask_kind == "replace" else None
+    want = ops.attention(q, k, v, 0.3, bias, mask_add, masked)
+    got = nb.attention(q, k, v, 0.3, bias, mask_add, masked)
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+
+
+@FAST
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 100), st.integers(1, 16), st.integers(0, 2**31))
+def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):
+    from reference.mpt import alibi_bias, alibi_slopes
+
+    q, k, v = arrays(seed, B, H, 1, D), arrays(seed + 1, B, H, T, D), arrays(seed + 2, B, H, T, D)
+    key_ok = np.random.default_rng(seed).random((B, T)) > 0.2
+    slopes = alibi_slopes(H)
+    want, _ = ops.attention(q, k, v, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
+    got = nb.decode_attention(q[:, :, 0], np.ascontiguousarray(k.transpose(0, 1, 3, 2)), v, T, 0.25, slopes, key_ok)
+    assert_close(got, want[:, :, 0], atol=1e-5, rtol=1e-5, what="decode attention")
+
+
+def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
+    ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
+    mask = (ids != 0).astype(np.int64)
+    numpy_model, numba_model = tiny_mpt(), tiny_mpt()
+    numba_model.kernels = reference.kernels.get_kernels("numba")
+    want = numpy_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
+    got = numba_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_bf16_storage_needs_the_numba_backend_and_halves_matrix_bytes():
+    """bf16 weight storage tier: logits within 0.05 abs + 2% rel of fp32 (weights rounded to 8 significant bits)."""
+    from test_mpt_properties import CONFIG
+
+    model = tiny_mpt()
+    weights = {"transformer." + k: v for k, v in model.params.items()}
+    with pytest.raises(ValueError, match="needs backend='numba'"):
+        reference.build(CONFIG, weights, task="causal-lm", weight_storage="bf16")
+    small = reference.build(CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16")
+    assert small.params["blocks.0.attn.Wqkv.weight"].dtype == np.uint16
+    logits = small(np.array([[1, 2, 3]])).logits
+    assert_close(logits, model(np.array([[1, 2, 3]])).logits, atol=0.05, rtol=0.02, what="bf16 vs fp32 logits")
+
+
+def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        reference.kernels.get_kernels("tpu")
+    import sys
+    monkeypatch.setitem(sys.modules, "reference.backends.numba_cpu", None)
+    with pytest.raises(ValueError, match="needs Numba"):
+        reference.kernels.get_kernels("numba")
