@@ -32,7 +32,7 @@ from .generation import GenerationMixin
 from .inputs import as_float, as_ids, make_rng
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
-from .precision import round_to_bf16
+from .precision import to_bf16_bits
 from .outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -456,8 +456,7 @@ def store_weights(params, storage, kernels):
         raise ValueError(f"unknown weight_storage {storage!r}; accepted: 'fp32', 'bf16'")
     if kernels.name != "numba":
         raise ValueError("weight_storage='bf16' needs backend='numba' (its kernels widen bf16 weights)")
-    return {k: (round_to_bf16(w).view(np.uint32) >> 16).astype(np.uint16) if w.ndim == 2 else w
-            for k, w in params.items()}
+    return {k: to_bf16_bits(w) if w.ndim == 2 else w for k, w in params.items()}
 
 
 # ------------------------------------------------------------------------------------------ heads

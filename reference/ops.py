@@ -12,13 +12,18 @@ import math
 
 import numpy as np
 
-try:  # SciPy's erf is exact to double precision and vectorised; it is optional.
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover - exercised only where SciPy is absent
-    _erf_scalar = np.vectorize(math.erf, otypes=[np.float64])
+_ERF = []  # resolved on first use: SciPy's vectorised erf if installed, else math.erf element by element
 
-    def _erf(x):
-        return _erf_scalar(x)
+
+def _erf(x):
+    """erf exact to double precision. SciPy is optional and imported only when GELU first runs."""
+    if not _ERF:
+        try:
+            from scipy.special import erf
+        except ImportError:  # pragma: no cover - exercised only where SciPy is absent
+            erf = np.vectorize(math.erf, otypes=[np.float64])
+        _ERF.append(erf)
+    return _ERF[0](x)
 
 
 IGNORE_INDEX = -100  # label value that PyTorch's CrossEntropyLoss skips (ignore_index default)

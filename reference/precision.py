@@ -35,6 +35,16 @@ def round_to_fp16(x):  # [...] float -> [...] float32 on the fp16 grid
 ROUND = {"bf16": round_to_bf16, "fp16": round_to_fp16}
 
 
+def to_bf16_bits(x, chunk=1 << 20):  # [...] float -> [...] uint16
+    """The bf16 bit patterns (upper halves) of round_to_bf16(x), converted a chunk at a time so that a
+    large matrix needs no full-size temporaries."""
+    flat = np.asarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.shape, np.uint16)
+    for start in range(0, flat.size, chunk):
+        out[start:start + chunk] = round_to_bf16(flat[start:start + chunk]).view(np.uint32) >> 16
+    return out.reshape(np.shape(x))
+
+
 def low_precision_layer_norm(x, weight, bias, eps, precision=None):  # [..., C] -> [..., C]
     """MosaicML's LPLayerNorm (SPEC 2.5).
 

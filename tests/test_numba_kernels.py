@@ -69,6 +69,20 @@ def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed
     assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
 
 
+@settings(max_examples=5, deadline=None)
+@given(st.integers(110, 140), st.integers(0, 40), st.sampled_from(["relative", "alibi"]), st.integers(0, 2**31))
+def test_large_attention_takes_the_blas_path_and_matches_numpy(S, P, bias_kind, seed):
+    """Above FUSED_MAX_WORK score entries the products go through BLAS and only the softmax is fused."""
+    B, H, D, K = 2, 4, 16, S + P
+    assert B * H * S * K > nb.FUSED_MAX_WORK
+    q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
+    bias = arrays(seed + 3, H, S, K) if bias_kind == "relative" else arrays(seed + 3, H, 1, K)
+    masked = np.random.default_rng(seed).random((B, 1, S, K)) < 0.2
+    want, got = ops.attention(q, k, v, 0.2, bias, None, masked), nb.attention(q, k, v, 0.2, bias, None, masked)
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+
+
 @FAST
 @given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 100), st.integers(1, 16), st.integers(0, 2**31))
 def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):

@@ -5,7 +5,7 @@
 | ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
 | ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise erf                                |
-| ``attention``                   | ``ops.attention``         | fused scores + bias + mask + softmax + weighted sum     |
+| ``attention``                   | ``ops.attention``         | fused kernel; BLAS products + fused softmax when large  |
 | ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
 | ``matvec_bf16``                 | ``ops.linear`` on widened | bf16 weights widened inside the loop                    |
 
@@ -16,17 +16,26 @@ Fast paths fall back to the NumPy twin where they do not apply (dropout, head ma
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from .. import ops
 from ..kernels import Kernels
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
+
+# Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do after a GEMM; on a machine
+# with few cores the two pools then fight for them (a 32 x 768 LayerNorm between GEMMs took 4 ms
+# instead of 0.1 ms). A short spin keeps back-to-back kernel launches fast during decoding and lets
+# the cores go soon after. Read when libgomp loads (the first parallel launch); the user's value wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 MASK_VALUE = np.float32(np.finfo(np.float32).min)
-MATVEC_MAX_ROWS = 4  # up to this many rows, a Numba matvec per row beats a BLAS call (memory-bound)
+MATVEC_MAX_ROWS = 4  # up to this many rows (decode steps) a Numba matvec streams the weights once;
+# above it BLAS GEMM wins.
 
 
 # ------------------------------------------------------------------------------------- linear
@@ -44,19 +53,29 @@ def _matvec_rows(x, w, out):  # [N, I], [O, I] -> [N, O]
             out[n, o] = acc
 
 
+@intrinsic
+def _bits_to_float32(typingctx, bits):
+    """Reinterpret a uint32 as the float32 with those bits (a free bitcast in the generated code)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+    return types.float32(types.uint32), codegen
+
+
+@njit(inline="always")
+def bf16_to_float32(h):  # uint16 -> float32
+    """bfloat16 is the top half of a float32: shift its 16 bits into place (twin: checkpoint.bf16_to_float32)."""
+    return _bits_to_float32(np.uint32(h) << np.uint32(16))
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _matvec_rows_bf16(x, w16, out):  # [N, I] f32, [O, I] uint16 (bf16 bits) -> [N, O]
     N, I = x.shape
     O = w16.shape[0]
     for o in prange(O):
-        wide = np.empty(I, np.uint32)
-        for i in range(I):
-            wide[i] = np.uint32(w16[o, i]) << np.uint32(16)
-        row = wide.view(np.float32)
         for n in range(N):
             acc = np.float32(0.0)
             for i in range(I):
-                acc += row[i] * x[n, i]
+                acc += bf16_to_float32(w16[o, i]) * x[n, i]
             out[n, o] = acc
 
 
@@ -182,14 +201,54 @@ def _as3(x, dtype):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _scores_to_probs(scores, scale, bias, mask_add, masked):
+    """In place: scores [B, H, S, K] -> softmax(scores * scale + bias + mask_add, masked replaced)."""
+    B, H, S, K = scores.shape
+    has_bias, has_add, has_masked = bias.size > 0, mask_add.size > 0, masked.size > 0
+    for row in prange(B * H * S):
+        b = row // (H * S)
+        h = (row // S) % H
+        i = row % S
+        top = -np.inf
+        for j in range(K):
+            acc = scores[b, h, i, j] * scale
+            if has_bias:
+                acc += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
+            if has_add:
+                acc += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
+            if has_masked and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j]:
+                acc = MASK_VALUE
+            scores[b, h, i, j] = acc
+            top = max(top, acc)
+        total = np.float32(0.0)
+        for j in range(K):
+            e = math.exp(scores[b, h, i, j] - top)
+            scores[b, h, i, j] = e
+            total += e
+        for j in range(K):
+            scores[b, h, i, j] /= total
+
+
+FUSED_MAX_WORK = 1 << 16  # below this many score entries one fused kernel wins; above, BLAS does the products
+
+
 def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
-    """Twin of ops.attention: fused for inference; dropout and head masks take the NumPy path."""
+    """Twin of ops.attention for inference (dropout and head masks take the NumPy path).
+
+    Small problems run one fused kernel (products, bias, mask, softmax, weighted sum). Large prefills
+    let BLAS do the two batched products and fuse only bias, mask and softmax in between.
+    """
     if rng is not None or head_mask is not None or q.dtype != np.float32:
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
     B, H, S, D = q.shape
+    bias3 = _as3(bias, np.float32) if bias is None or np.ndim(bias) == 3 else _as3(np.asarray(bias)[0], np.float32)
+    if B * H * S * k.shape[2] > FUSED_MAX_WORK:
+        probs = q @ k.transpose(0, 1, 3, 2)  # [B, H, S, K] via BLAS
+        _scores_to_probs(probs, np.float32(scale), bias3, _as3(mask_add, np.float32), _as3(masked, np.bool_))
+        return probs @ v, probs
     ctx = np.empty((B, H, S, D), np.float32)
     probs = np.empty((B, H, S, k.shape[2]), np.float32)
-    bias3 = _as3(bias, np.float32) if bias is None or np.ndim(bias) == 3 else _as3(np.asarray(bias)[0], np.float32)
     _attention(np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v), np.float32(scale),
                bias3, _as3(mask_add, np.float32), _as3(masked, np.bool_), ctx, probs, True)
     return ctx, probs

@@ -37,14 +37,14 @@ class DecodeSession:
         self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
-        out = self.model(ids, attention_mask=mask, use_cache=True)
+        out = self.model.transformer(ids, None, mask, None, True, False, False, None, None, None)
         S = ids.shape[1]
         for i, (k, v) in enumerate(out.past_key_values):
             self.kt[i, :, :, :, :S] = k.transpose(0, 1, 3, 2)
             self.v[i, :, :, :S] = v
         self.key_ok[:, :S] = self.model._masks(mask, None, None, *ids.shape, 0)[1]
         self.length = S
-        return out.logits[:, -1]
+        return linear(np.ascontiguousarray(out.last_hidden_state[:, -1]), self.p["wte.weight"])  # only the last position
 
     def step(self, token, key_ok=True):  # [B] -> logits [B, V]
         p, c = self.p, self.c

@@ -1,0 +1,220 @@
+"""Benchmarks: the reference backends side by side with Hugging Face PyTorch, in one process.
+
+    python tools/bench.py                       # both workloads, every backend available
+    python tools/bench.py --workload decode --repeats 3 --threads 2
+
+Workloads (random weights of the real shapes; the speed does not depend on the values):
+  encode  MPNet-base (12 layers, hidden 768, 12 heads, intermediate 3072) encoding a batch of 8 x 128
+  decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
+          128 new tokens after a 32-token prompt, batch 1
+Columns: numpy, numba (fp32), numba-bf16 (decode only; bf16 weight storage), and hf-torch when torch
+and transformers are importable, all with the same thread count. Each run is repeated; medians and
+ratios against hf-torch (or numpy) are printed. Peak resident memory during decoding and the time to
+the first token on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process
+holding several models cannot attribute its memory to one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ENCODER = dict(model_type="mpnet", vocab_size=30527, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+               intermediate_size=3072, max_position_embeddings=514, layer_norm_eps=1e-5)
+DECODER = dict(model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_size=50368, max_seq_len=2048)
+PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
+
+
+def random_weights(family, config, task, seed=0):
+    from reference import mpnet, mpt
+
+    module = {"mpnet": mpnet, "mpt": mpt}[family]
+    shapes = module.param_shapes(module.Config.from_dict(config), task)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in shapes.items():
+        w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        out[name] = w + np.float32(1.0) if ("norm" in name.lower() and name.endswith("weight") and len(shape) == 1) else w
+    return out
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def torch_available():
+    """Checked without importing: torch brings its own OpenMP runtime, loaded only when HF runs (last)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+
+
+def hf_model(family, config, weights, task):
+    import torch
+    import transformers
+
+    if family == "mpnet":
+        model = transformers.MPNetModel(transformers.MPNetConfig(**config))
+        prefix = ""
+    else:
+        model = transformers.MptForCausalLM(transformers.MptConfig(**config))
+        prefix = "transformer."
+    state = {prefix + k if not k.startswith(("lm_head", "pooler")) else k: torch.from_numpy(v) for k, v in weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    real_missing = [k for k in missing if not k.endswith(("position_ids", "lm_head.weight"))]
+    if real_missing or unexpected:
+        raise RuntimeError(f"HF weights mismatch: missing {real_missing}, unexpected {unexpected}")
+    model.tie_weights()
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------ workloads
+
+
+def bench_encode(repeats, threads):
+    import reference
+
+    weights = random_weights("mpnet", ENCODER, "base")
+    ids = np.random.default_rng(1).integers(3, ENCODER["vocab_size"], (ENC_BATCH, ENC_LEN))
+    rows = {}
+    for backend in ("numpy", "numba"):
+        model = reference.build(ENCODER, weights, backend=backend)
+        model(ids)  # warm-up (JIT compile or cache load)
+        rows[backend] = median_time(lambda: model(ids), repeats)
+    if torch_available():
+        import torch
+
+        torch.set_num_threads(threads)
+        model = hf_model("mpnet", ENCODER, weights, "base")
+        t = torch.from_numpy(ids)
+        with torch.no_grad():
+            model(t)
+            rows["hf-torch"] = median_time(lambda: model(t), repeats)
+    return rows
+
+
+def bench_decode(repeats, threads):
+    import reference
+
+    weights = random_weights("mpt", DECODER, "causal-lm")
+    ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+    rows = {}
+    for name, backend, storage in (("numpy", "numpy", "fp32"), ("numba", "numba", "fp32"), ("numba-bf16", "numba", "bf16")):
+        model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
+        model.generate(ids, max_new_tokens=2)  # warm-up
+        rows[name] = median_time(lambda: model.generate(ids, max_new_tokens=NEW_TOKENS), repeats)
+    if torch_available():
+        import torch
+
+        torch.set_num_threads(threads)
+        model = hf_model("mpt", DECODER, weights, "causal-lm")
+        t = torch.from_numpy(ids)
+        kw = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, use_cache=True, pad_token_id=0)
+        with torch.no_grad():
+            model.generate(t, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
+            rows["hf-torch"] = median_time(lambda: model.generate(t, **kw), repeats)
+    return rows
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def child_decode_memory(backend, storage):
+    """Peak RSS while decoding, in a process that holds only this model."""
+    import reference
+
+    weights = random_weights("mpt", DECODER, "causal-lm")
+    weight_bytes = sum(w.nbytes for w in weights.values())
+    model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
+    del weights
+    ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+    model.generate(ids, max_new_tokens=2)  # compile or load the kernels outside the measured window
+    reset = os.path.exists("/proc/self/clear_refs")
+    if reset:  # Linux: restart the high-water mark, so building the random weights is not counted
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    model.generate(ids, max_new_tokens=NEW_TOKENS)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if reset:
+        with open("/proc/self/status") as f:
+            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes}))
+
+
+def child_first_token(backend):
+    """Seconds from a fresh interpreter (imports, Numba cache load) to the first generated token,
+    weights already in memory (building random weights is not part of a real start)."""
+    start = time.perf_counter()
+    import reference
+
+    config = dict(DECODER, n_layers=2, vocab_size=1024)  # the start-up cost, not the model size
+    weights = random_weights("mpt", config, "causal-lm")
+    start_model = time.perf_counter()
+    model = reference.build(config, weights, task="causal-lm", backend=backend)
+    next(model.stream(np.arange(PROMPT)[None], max_new_tokens=1))
+    now = time.perf_counter()
+    print(json.dumps({"first_token_s": now - start_model, "including_imports_s": now - start}))
+
+
+def run_child(*args):
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def report(title, rows, unit, per):
+    base = "hf-torch" if "hf-torch" in rows else "numpy"
+    print(f"\n{title}")
+    print(f"  {'backend':<12} {'median':>10} {unit:>12} {'vs ' + base:>12}   runs")
+    for name, (median, times) in rows.items():
+        rate = per / median
+        ratio = median / rows[base][0] if unit == "s" else rows[base][0] / median
+        print(f"  {name:<12} {median:>9.3f}s {rate:>12.1f} {ratio:>11.2f}x   {', '.join(f'{t:.3f}' for t in times)}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=["encode", "decode", "all"], default="all")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        return child_decode_memory(*rest) if kind == "memory" else child_first_token(*rest)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
+    if args.workload in ("encode", "all"):
+        report(f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (time; ratio = time / hf-torch time)",
+               bench_encode(args.repeats, args.threads), "seq/s", ENC_BATCH)
+    if args.workload in ("decode", "all"):
+        report(f"decode: MPT-125M, {NEW_TOKENS} new tokens after {PROMPT} (ratio = tokens/s over hf-torch)",
+               bench_decode(args.repeats, args.threads), "tokens/s", NEW_TOKENS)
+        print("\ndecode memory (fresh process per backend; peak RSS / fp32 weight bytes):")
+        for backend, storage in (("numba", "fp32"), ("numba", "bf16")):
+            m = run_child("memory", backend, storage)
+            print(f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB = "
+                  f"{m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights")
+        run_child("first-token", "numba")  # populate the Numba cache
+        warm = run_child("first-token", "numba")
+        print(f"\nwarm start (Numba cache hit): first token {warm['first_token_s']:.2f}s after the weights are in memory, "
+              f"{warm['including_imports_s']:.2f}s including imports")
+
+
+if __name__ == "__main__":
+    main()
