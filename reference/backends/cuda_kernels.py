@@ -1,0 +1,273 @@
+"""Numba CUDA kernels, each equal to a NumPy twin in reference/ops.py (tests/test_cuda_kernels.py).
+
+| kernel                 | NumPy twin                   | shape of the work                                      |
+|------------------------|------------------------------|--------------------------------------------------------|
+| ``matmul_bt``          | ``ops.linear``               | 16 x 16 output tiles, K streamed through shared memory  |
+| ``matvec``             | ``ops.linear`` (few rows)    | one block per output, shared-memory reduction           |
+| ``layer_norm_rows``    | ``ops.layer_norm``           | one block per row                                       |
+| ``gelu``, ``add``      | ``ops.gelu``, ``+``          | elementwise                                             |
+| ``flash_attention``    | ``ops.attention``            | one thread per query row, key tiles in shared memory,   |
+|                        |                              | online (streaming) softmax, bias and masks applied here |
+| ``attention_probs``    | ``ops.attention``            | the same, two passes, also writing the probabilities    |
+| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys   |
+
+Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a column
+offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no head
+split or merge copies are needed. Masks: ``bias`` [Hb, Sb, K] (relative or ALiBi; 1-sized axes
+broadcast), ``mask_add`` [Bm, Sm, K] added after it, ``masked`` [Bk, Sk, K] uint8 whose scores are
+replaced by finfo(float32).min. Empty arrays mean "absent".
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda, float32
+
+TILE = 16
+ROW_THREADS = 128  # threads per block for row reductions (layer norm, matvec, decode attention)
+QUERY_TILE = 32  # query rows (threads) per attention block, and keys per shared-memory tile
+MAX_HEAD = 128  # largest head size the attention kernels hold in registers / local memory
+MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
+
+
+@cuda.jit
+def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N] = a b^T + bias
+    sa = cuda.shared.array((TILE, TILE), float32)
+    sb = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    brow = cuda.blockIdx.x * TILE + ty  # the row of b this thread loads
+    M, K = a.shape
+    N = b.shape[0]
+    acc = float32(0.0)
+    for t in range((K + TILE - 1) // TILE):
+        k = t * TILE + tx
+        sa[ty, tx] = a[row, k] if (row < M and k < K) else float32(0.0)
+        sb[ty, tx] = b[brow, k] if (brow < N and k < K) else float32(0.0)
+        cuda.syncthreads()
+        for kk in range(TILE):
+            acc += sa[ty, kk] * sb[tx, kk]
+        cuda.syncthreads()
+    if row < M and col < N:
+        c[row, col] = acc + (bias[col] if bias.shape[0] > 0 else float32(0.0))
+
+
+@cuda.jit
+def matvec(a, b, bias, c):  # a [M, K] (M small), b [N, K] -> c [M, N]; one block per (m, n)
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    n, m, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
+    K = a.shape[1]
+    acc = float32(0.0)
+    for k in range(t, K, ROW_THREADS):
+        acc += a[m, k] * b[n, k]
+    buf[t] = acc
+    cuda.syncthreads()
+    step = ROW_THREADS // 2
+    while step > 0:
+        if t < step:
+            buf[t] += buf[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        c[m, n] = buf[0] + (bias[n] if bias.shape[0] > 0 else float32(0.0))
+
+
+@cuda.jit(device=True)
+def _block_sum(buf, value, t):
+    buf[t] = value
+    cuda.syncthreads()
+    step = ROW_THREADS // 2
+    while step > 0:
+        if t < step:
+            buf[t] += buf[t + step]
+        cuda.syncthreads()
+        step //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit
+def layer_norm_rows(x, w, b, eps, out):  # [N, C] -> [N, C]; b [C] or [0]
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    C = x.shape[1]
+    s = float32(0.0)
+    for c in range(t, C, ROW_THREADS):
+        s += x[row, c]
+    mean = _block_sum(buf, s, t) / C
+    s = float32(0.0)
+    for c in range(t, C, ROW_THREADS):
+        d = x[row, c] - mean
+        s += d * d
+    inv = 1.0 / math.sqrt(_block_sum(buf, s, t) / C + eps)
+    for c in range(t, C, ROW_THREADS):
+        out[row, c] = (x[row, c] - mean) * inv * w[c] + (b[c] if b.shape[0] > 0 else float32(0.0))
+
+
+@cuda.jit
+def gelu(x, out):  # flat [N] -> [N], exact erf GELU
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        v = x[i]
+        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@cuda.jit
+def add(x, y, out):  # flat [N] + [N]
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = x[i] + y[i]
+
+
+@cuda.jit(device=True)
+def _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, j):
+    s = float32(0.0)
+    for d in range(D):
+        s += q_row[d] * ks[jj, d]
+    s *= scale
+    if bias.shape[2] > 0:
+        s += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
+    if mask_add.shape[2] > 0:
+        s += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
+    if masked.shape[2] > 0 and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j] != 0:
+        s = MASK_VALUE
+    return s
+
+
+@cuda.jit(device=True)
+def _load_tile(src, b, k0, off_k, off_v, h, D, K, t, ks, vs, kv):
+    """Thread t copies key/value row k0 + t of head h into shared memory (zeros past the end)."""
+    j = k0 + t
+    for d in range(D):
+        ks[t, d] = src[b, j, off_k + h * D + d] if j < K else float32(0.0)
+        vs[t, d] = kv[b, j, off_v + h * D + d] if j < K else float32(0.0)
+
+
+@cuda.jit
+def flash_attention(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, masked, ctx):
+    """grid (B * H, ceil(S / QUERY_TILE)), block QUERY_TILE. qs [B, S, *], ks_src / vs_src [B, K, *];
+    offsets = (q column, k column, v column). ctx [B, S, H * D]."""
+    ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
+    vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
+    q_row = cuda.local.array(MAX_HEAD, float32)
+    acc = cuda.local.array(MAX_HEAD, float32)
+    bh, t = cuda.blockIdx.x, cuda.threadIdx.x
+    b, h = bh // H, bh % H
+    i = cuda.blockIdx.y * QUERY_TILE + t
+    S, K = qs.shape[1], ks_src.shape[1]
+    live = i < S
+    for d in range(D):
+        q_row[d] = qs[b, i, offsets[0] + h * D + d] if live else float32(0.0)
+        acc[d] = 0.0
+    top = -math.inf
+    total = float32(0.0)
+    for k0 in range(0, K, QUERY_TILE):
+        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        cuda.syncthreads()
+        if live:
+            for jj in range(min(QUERY_TILE, K - k0)):
+                s = _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, k0 + jj)
+                new_top = max(top, s)
+                correction = math.exp(top - new_top)
+                p = math.exp(s - new_top)
+                total = total * correction + p
+                for d in range(D):
+                    acc[d] = acc[d] * correction + p * vs[jj, d]
+                top = new_top
+        cuda.syncthreads()
+    if live:
+        for d in range(D):
+            ctx[b, i, h * D + d] = acc[d] / total
+
+
+@cuda.jit
+def attention_probs(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, masked, ctx, probs):
+    """Like flash_attention, in two passes, also writing probs [B, H, S, K] (for output_attentions)."""
+    ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
+    vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
+    q_row = cuda.local.array(MAX_HEAD, float32)
+    bh, t = cuda.blockIdx.x, cuda.threadIdx.x
+    b, h = bh // H, bh % H
+    i = cuda.blockIdx.y * QUERY_TILE + t
+    S, K = qs.shape[1], ks_src.shape[1]
+    live = i < S
+    for d in range(D):
+        q_row[d] = qs[b, i, offsets[0] + h * D + d] if live else float32(0.0)
+    top = -math.inf
+    for k0 in range(0, K, QUERY_TILE):  # pass 1: raw scores into probs, and the row maximum
+        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        cuda.syncthreads()
+        if live:
+            for jj in range(min(QUERY_TILE, K - k0)):
+                s = _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, k0 + jj)
+                probs[b, h, i, k0 + jj] = s
+                top = max(top, s)
+        cuda.syncthreads()
+    total = float32(0.0)
+    if live:
+        for j in range(K):
+            e = math.exp(probs[b, h, i, j] - top)
+            probs[b, h, i, j] = e
+            total += e
+        for j in range(K):
+            probs[b, h, i, j] /= total
+        for d in range(D):
+            q_row[d] = 0.0  # reused as the context accumulator
+    for k0 in range(0, K, QUERY_TILE):  # pass 2: weighted sum of values
+        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        cuda.syncthreads()
+        if live:
+            for jj in range(min(QUERY_TILE, K - k0)):
+                p = probs[b, h, i, k0 + jj]
+                for d in range(D):
+                    q_row[d] += p * vs[jj, d]
+        cuda.syncthreads()
+    if live:
+        for d in range(D):
+            ctx[b, i, h * D + d] = q_row[d]
+
+
+@cuda.jit
+def decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
+    """grid B * H, block ROW_THREADS, dynamic shared memory 4 * T bytes.
+    q [B, H * D]; kt [B, H, D, T] (keys transposed: threads read consecutive keys); v [B, H, T, D];
+    slopes [H] (key-only ALiBi); key_ok [B, T] uint8. ctx [B, H * D]."""
+    scores = cuda.shared.array(0, float32)
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    H, D = kt.shape[1], kt.shape[2]
+    bh, t = cuda.blockIdx.x, cuda.threadIdx.x
+    b, h = bh // H, bh % H
+    local_top = -math.inf
+    for j in range(t, length, ROW_THREADS):
+        s = float32(0.0)
+        for d in range(D):
+            s += q[b, h * D + d] * kt[b, h, d, j]
+        s = s * scale + slopes[h] * float32(j - (length - 1))
+        if key_ok[b, j] == 0:
+            s = MASK_VALUE
+        scores[j] = s
+        local_top = max(local_top, s)
+    buf[t] = local_top
+    cuda.syncthreads()
+    step = ROW_THREADS // 2
+    while step > 0:
+        if t < step:
+            buf[t] = max(buf[t], buf[t + step])
+        cuda.syncthreads()
+        step //= 2
+    top = buf[0]
+    cuda.syncthreads()
+    partial = float32(0.0)
+    for j in range(t, length, ROW_THREADS):
+        e = math.exp(scores[j] - top)
+        scores[j] = e
+        partial += e
+    total = _block_sum(buf, partial, t)
+    for d in range(t, D, ROW_THREADS):
+        acc = float32(0.0)
+        for j in range(length):
+            acc += scores[j] * v[b, h, j, d]
+        ctx[b, h * D + d] = acc / total

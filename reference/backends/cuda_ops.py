@@ -1,0 +1,101 @@
+"""Host-side launchers for the CUDA kernels: device arrays in, device arrays out.
+
+Every function here takes and returns numba device arrays (nothing is copied to the host), so a
+model built from them keeps its weights, activations and KV cache on the device between layers
+and steps. ``require_cuda`` gives the clear error when neither a GPU nor the simulator is present.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import cuda_kernels as k
+
+EMPTY_1D = np.zeros(0, np.float32)
+EMPTY_3D = np.zeros((0, 0, 0), np.float32)
+EMPTY_3D_U8 = np.zeros((0, 0, 0), np.uint8)
+
+
+def require_cuda():
+    """Fail clearly unless a CUDA GPU or the simulator (NUMBA_ENABLE_CUDASIM=1) is available."""
+    try:
+        available = cuda.is_available()
+    except Exception as e:  # noqa: BLE001 - driver libraries missing or broken
+        raise ValueError(f"backend='cuda' needs a CUDA GPU and driver ({e})") from None
+    if not available:
+        raise ValueError("backend='cuda' needs a CUDA GPU (none found); for testing without one, set "
+                         "NUMBA_ENABLE_CUDASIM=1 before Python starts to run the kernels in the CUDA simulator")
+
+
+def to_device(x, dtype=np.float32):
+    return cuda.to_device(np.ascontiguousarray(x, dtype=dtype))
+
+
+def empty(shape, dtype=np.float32):
+    return cuda.device_array(shape, dtype)
+
+
+def linear(x, w, b=None):  # [M, K], [N, K], [N] -> [M, N]
+    M, N = x.shape[0], w.shape[0]
+    out = empty((M, N))
+    bias = b if b is not None else cuda.to_device(EMPTY_1D)
+    if M <= 4:
+        k.matvec[(N, M), k.ROW_THREADS](x, w, bias, out)
+    else:
+        k.matmul_bt[(math.ceil(N / k.TILE), math.ceil(M / k.TILE)), (k.TILE, k.TILE)](x, w, bias, out)
+    return out
+
+
+def layer_norm(x, w, b, eps):  # [N, C] -> [N, C]
+    out = empty(x.shape)
+    k.layer_norm_rows[x.shape[0], k.ROW_THREADS](x, w, b if b is not None else cuda.to_device(EMPTY_1D), eps, out)
+    return out
+
+
+def _flat_launch(kernel, *arrays):
+    n = arrays[0].shape[0]
+    kernel[math.ceil(n / 256), 256](*arrays)
+
+
+def gelu(x):
+    flat = x.reshape(x.size)
+    out = empty(flat.shape)
+    _flat_launch(k.gelu, flat, out)
+    return out.reshape(x.shape)
+
+
+def add(x, y):
+    out = empty((x.size,))
+    _flat_launch(k.add, x.reshape(x.size), y.reshape(y.size), out)
+    return out.reshape(x.shape)
+
+
+def attention(q, kv, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
+    """q [B, S, *], kv [B, K, *] (k and v may share one buffer), offsets (q, k, v) columns.
+    Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
+    if D > k.MAX_HEAD:
+        raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
+    B, S, K = q.shape[0], q.shape[1], kv.shape[1]
+    ctx = empty((B, S, H * D))
+    grid = (B * H, math.ceil(S / k.QUERY_TILE))
+    args = (q, kv, kv, cuda.to_device(np.asarray(offsets, np.int64)), H, D, np.float32(scale),
+            bias if bias is not None else cuda.to_device(EMPTY_3D),
+            mask_add if mask_add is not None else cuda.to_device(EMPTY_3D),
+            masked if masked is not None else cuda.to_device(EMPTY_3D_U8))
+    if want_probs:
+        probs = empty((B, H, S, K))
+        k.attention_probs[grid, k.QUERY_TILE](*args, ctx, probs)
+        return ctx, probs
+    k.flash_attention[grid, k.QUERY_TILE](*args, ctx)
+    return ctx, None
+
+
+def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # q [B, H * D] -> [B, H * D]
+    B, H = kt.shape[0], kt.shape[1]
+    ctx = empty(q.shape)
+    k.decode_attention[B * H, k.ROW_THREADS, 0, 4 * max(length, 1)](q, kt, v, length, np.float32(scale), slopes,
+                                                                    key_ok, ctx)
+    return ctx
