@@ -11,7 +11,7 @@ from typing import Callable
 
 from . import ops
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "cuda")
 
 
 @dataclass(frozen=True)
@@ -38,4 +38,13 @@ def get_kernels(backend):
         except ImportError as e:
             raise ValueError(f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})") from None
         return NUMBA
+    if backend == "cuda":
+        try:
+            from .backends import cuda_ops
+        except ImportError as e:
+            raise ValueError(f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})") from None
+        cuda_ops.require_cuda()
+        from .backends.cuda_backend import CUDA
+
+        return CUDA
     raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")

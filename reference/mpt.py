@@ -375,12 +375,18 @@ class MPTModel(GenerationMixin):
         return (rows.astype(np.uint32) << 16).view(np.float32) if rows.dtype == np.uint16 else rows
 
     def decode_session(self, batch, total_len):
-        """The Numba backend decodes over a preallocated cache (reference/backends/numba_decode.py)."""
-        if self.kernels.name != "numba" or self.task != "causal-lm":
+        """Numba and CUDA decode over a preallocated cache (reference/backends/numba_decode.py, cuda_backend.py)."""
+        if self.kernels.name not in ("numba", "cuda") or self.task != "causal-lm":
             return None
         from .backends import numba_decode
 
-        return numba_decode.DecodeSession(self, batch, total_len) if numba_decode.supports(self) else None
+        if not numba_decode.supports(self) or self.params["wte.weight"].dtype != np.float32 and self.kernels.name == "cuda":
+            return None
+        if self.kernels.name == "cuda":
+            from .backends.cuda_backend import DecodeSession
+
+            return DecodeSession(self, batch, total_len)
+        return numba_decode.DecodeSession(self, batch, total_len)
 
     def _check_past(self, past_key_values, B):
         L, H, D = self.config.n_layers, self.config.n_heads, self.config.head_size

@@ -271,3 +271,30 @@ def decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
         for j in range(length):
             acc += scores[j] * v[b, h, j, d]
         ctx[b, h * D + d] = acc / total
+
+
+@cuda.jit
+def embed(ids, table, out):  # ids [N] int64, table [V, C] -> out [N, C]
+    n, c = cuda.grid(2)
+    if n < ids.shape[0] and c < table.shape[1]:
+        out[n, c] = table[ids[n], c]
+
+
+@cuda.jit
+def cache_write(qkv, kt, v, start, C):
+    """Copy the keys and values of qkv [B, S, 3C] into the cache at slots start .. start+S-1:
+    kt [B, H, D, T] (transposed), v [B, H, T, D]."""
+    b, s, c = cuda.grid(3)
+    B, S = qkv.shape[0], qkv.shape[1]
+    D = kt.shape[2]
+    if b < B and s < S and c < C:
+        h, d = c // D, c % D
+        kt[b, h, d, start + s] = qkv[b, s, C + c]
+        v[b, h, start + s, d] = qkv[b, s, 2 * C + c]
+
+
+@cuda.jit
+def set_column(x, column, value):  # x [B, T] uint8
+    b = cuda.grid(1)
+    if b < x.shape[0]:
+        x[b, column] = value

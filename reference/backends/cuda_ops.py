@@ -73,15 +73,15 @@ def add(x, y):
     return out.reshape(x.shape)
 
 
-def attention(q, kv, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
-    """q [B, S, *], kv [B, K, *] (k and v may share one buffer), offsets (q, k, v) columns.
-    Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
+def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
+    """q [B, S, *], k_src and v_src [B, K, *] (all three may be one fused buffer), offsets = the
+    (q, k, v) column offsets. Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
     if D > k.MAX_HEAD:
         raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
-    B, S, K = q.shape[0], q.shape[1], kv.shape[1]
+    B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
     grid = (B * H, math.ceil(S / k.QUERY_TILE))
-    args = (q, kv, kv, cuda.to_device(np.asarray(offsets, np.int64)), H, D, np.float32(scale),
+    args = (q, k_src, v_src, cuda.to_device(np.asarray(offsets, np.int64)), H, D, np.float32(scale),
             bias if bias is not None else cuda.to_device(EMPTY_3D),
             mask_add if mask_add is not None else cuda.to_device(EMPTY_3D),
             masked if masked is not None else cuda.to_device(EMPTY_3D_U8))
@@ -91,6 +91,22 @@ def attention(q, kv, offsets, H, D, scale, bias=None, mask_add=None, masked=None
         return ctx, probs
     k.flash_attention[grid, k.QUERY_TILE](*args, ctx)
     return ctx, None
+
+
+def embed(ids, table):  # ids [N] int64 on the device, table [V, C] -> [N, C]
+    out = empty((ids.shape[0], table.shape[1]))
+    k.embed[(math.ceil(ids.shape[0] / 8), math.ceil(table.shape[1] / 32)), (8, 32)](ids, table, out)
+    return out
+
+
+def cache_write(qkv, kt, v, start):  # qkv [B, S, 3C] -> cache slots start .. start + S - 1
+    B, S, C3 = qkv.shape
+    C = C3 // 3
+    k.cache_write[(B, S, math.ceil(C / 64)), (1, 1, 64)](qkv, kt, v, start, C)
+
+
+def set_column(x, column, value):
+    k.set_column[math.ceil(x.shape[0] / 32), 32](x, column, value)
 
 
 def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # q [B, H * D] -> [B, H * D]

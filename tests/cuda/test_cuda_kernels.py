@@ -72,7 +72,8 @@ def test_attention_kernels_match_numpy(kind, want_probs):
                                      bias, mask_add, masked)
     d = cuda_ops.to_device
     dev = {key: d(v, np.uint8 if key == "masked" else np.float32) for key, v in kw.items()}
-    ctx, probs = cuda_ops.attention(d(qkv), d(qkv), (0, C, 2 * C), H, D, 0.5, want_probs=want_probs, **dev)
+    dq = d(qkv)
+    ctx, probs = cuda_ops.attention(dq, dq, dq, (0, C, 2 * C), H, D, 0.5, want_probs=want_probs, **dev)
     close(ctx, want_ctx.transpose(0, 2, 1, 3).reshape(B, S, C), 1e-5, "context")
     if want_probs:
         close(probs, want_p, 1e-6, "probabilities")

@@ -1,0 +1,135 @@
+"""The ``cuda`` backend: the kernel set for ordinary forwards, and device-resident MPT decoding.
+
+``CUDA`` has the signatures of reference/ops.py (NumPy arrays in and out) so every model and the
+conformance suite can run on the GPU kernels; weights are uploaded once and kept on the device
+(keyed by the host array), activations go up and down per call. ``DecodeSession`` is the fast path:
+weights, activations and the KV cache stay on the device between layers and steps; only ids go in
+and the last position's logits come out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops
+from ..kernels import Kernels
+from ..mpt import alibi_slopes
+from . import cuda_ops as dev
+
+_RESIDENT: dict = {}  # id(host weight) -> (host weight, device copy); the host reference keeps the id unique
+
+
+def resident(w):
+    """The device copy of a weight, uploaded on first use."""
+    entry = _RESIDENT.get(id(w))
+    if entry is None or entry[0] is not w:
+        entry = _RESIDENT[id(w)] = (w, dev.to_device(w))
+    return entry[1]
+
+
+def linear(x, weight, bias=None):
+    if x.dtype != np.float32 or weight.dtype != np.float32:
+        return ops.linear(x, weight, bias)
+    rows = dev.to_device(x.reshape(-1, x.shape[-1]))
+    out = dev.linear(rows, resident(weight), None if bias is None else resident(bias)).copy_to_host()
+    return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+
+def layer_norm(x, weight, bias, eps):
+    if x.dtype != np.float32:
+        return ops.layer_norm(x, weight, bias, eps)
+    rows = dev.to_device(x.reshape(-1, x.shape[-1]))
+    return dev.layer_norm(rows, resident(weight), None if bias is None else resident(bias), eps).copy_to_host().reshape(x.shape)
+
+
+def gelu(x):
+    return ops.gelu(x) if x.dtype != np.float32 else dev.gelu(dev.to_device(x)).copy_to_host()
+
+
+def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
+    if rng is not None or head_mask is not None or q.dtype != np.float32:
+        return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
+    B, H, S, D = q.shape
+    merge = lambda t: dev.to_device(t.transpose(0, 2, 1, 3).reshape(t.shape[0], t.shape[2], H * D))  # noqa: E731
+    extra = {}
+    if bias is not None:  # [H, S|1, K] (relative or ALiBi), or with a leading batch axis of 1
+        extra["bias"] = dev.to_device(bias if np.ndim(bias) == 3 else np.asarray(bias)[0])
+    if mask_add is not None:
+        extra["mask_add"] = dev.to_device(np.asarray(mask_add)[:, 0])
+    if masked is not None:
+        extra["masked"] = dev.to_device(np.asarray(masked)[:, 0], np.uint8)
+    ctx, probs = dev.attention(merge(q), merge(k), merge(v), (0, 0, 0), H, D, scale, want_probs=True, **extra)
+    return ctx.copy_to_host().reshape(B, S, H, D).transpose(0, 2, 1, 3), probs.copy_to_host()
+
+
+CUDA = Kernels("cuda", linear, layer_norm, gelu, attention)
+
+
+class DecodeSession:
+    """MPT decoding with everything on the device (hf feature set; see numba_decode.supports)."""
+
+    def __init__(self, model, batch, total_len):
+        c = model.config
+        self.model, self.c = model, c
+        self.p = {name: resident(w) for name, w in model.params.items()}
+        H, D, L = c.n_heads, c.head_size, c.n_layers
+        self.kt = dev.empty((L, batch, H, D, total_len))
+        self.v = dev.empty((L, batch, H, total_len, D))
+        self.key_ok = dev.to_device(np.zeros((batch, total_len), np.uint8), np.uint8)
+        self.slopes_host = alibi_slopes(H, model.features.alibi_bias_max)
+        self.slopes = dev.to_device(self.slopes_host)
+        self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
+        self.length, self.total_len = 0, total_len
+
+    def _block(self, i, x, attend):
+        p, c, eps = self.p, self.c, self.c.layer_norm_epsilon
+        pre = f"blocks.{i}."
+        h = dev.layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps)
+        qkv = dev.linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"))
+        ctx = attend(qkv)
+        x = dev.add(x, dev.linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias")))
+        h = dev.layer_norm(x, p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias"), eps)
+        h = dev.gelu(dev.linear(h, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias")))
+        return dev.add(x, dev.linear(h, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias")))
+
+    def _logits(self, last):  # [B, C] on the device -> [B, V] on the host
+        h = dev.layer_norm(last, self.p["norm_f.weight"], self.p.get("norm_f.bias"), self.c.layer_norm_epsilon)
+        return dev.linear(h, self.p["wte.weight"]).copy_to_host()
+
+    def prefill(self, ids, mask):  # [B, S] host ids and mask -> last logits [B, V]
+        c = self.c
+        B, S = ids.shape
+        C, H, D = c.d_model, c.n_heads, c.head_size
+        masked_host, key_mask = self.model._masks(mask, None, None, B, S, 0)
+        key_ok = np.zeros((B, self.total_len), np.uint8)
+        key_ok[:, :S] = key_mask
+        self.key_ok = dev.to_device(key_ok, np.uint8)
+        masked = dev.to_device(np.ascontiguousarray(masked_host[:, 0]), np.uint8)
+        bias = dev.to_device(self.slopes_host[:, None, None] * np.arange(1 - S, 1, dtype=np.float32)[None, None, :])
+        x = dev.embed(dev.to_device(ids.reshape(-1), np.int64), self.p["wte.weight"])  # [B*S, C]
+        for i in range(c.n_layers):
+            def attend(qkv, i=i):
+                qkv3 = qkv.reshape(B, S, 3 * C)
+                dev.cache_write(qkv3, self.kt[i], self.v[i], 0)
+                ctx, _ = dev.attention(qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, self.scale, bias=bias, masked=masked)
+                return ctx.reshape(B * S, C)
+            x = self._block(i, x, attend)
+        self.length = S
+        last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
+        return self._logits(last)
+
+    def step(self, token):  # [B] host ids -> logits [B, V]
+        c, t = self.c, self.length
+        B, C = token.shape[0], c.d_model
+        dev.set_column(self.key_ok, t, 1)
+        x = dev.embed(dev.to_device(token, np.int64), self.p["wte.weight"])  # [B, C]
+        for i in range(c.n_layers):
+            def attend(qkv, i=i):
+                dev.cache_write(qkv.reshape(B, 1, 3 * C), self.kt[i], self.v[i], t)
+                return dev.decode_attention(qkv[:, :C], self.kt[i], self.v[i], t + 1, self.scale, self.slopes,
+                                            self.key_ok)
+            x = self._block(i, x, attend)
+        self.length = t + 1
+        return self._logits(x)
