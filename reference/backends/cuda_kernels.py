@@ -21,12 +21,16 @@ replaced by finfo(float32).min. Empty arrays mean "absent".
 from __future__ import annotations
 
 import math
+import os
 
 from numba import cuda, float32
 
-TILE = 16
-ROW_THREADS = 128  # threads per block for row reductions (layer norm, matvec, decode attention)
-QUERY_TILE = 32  # query rows (threads) per attention block, and keys per shared-memory tile
+# The simulator runs every GPU thread as a Python thread, so there the blocks are made small; the
+# kernels are written for any power-of-two sizes.
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+TILE = 8 if SIMULATED else 16
+ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
+QUERY_TILE = 8 if SIMULATED else 32  # query rows (threads) per attention block, and keys per shared-memory tile
 MAX_HEAD = 128  # largest head size the attention kernels hold in registers / local memory
 MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
 
@@ -147,9 +151,9 @@ def _load_tile(src, b, k0, off_k, off_v, h, D, K, t, ks, vs, kv):
 
 
 @cuda.jit
-def flash_attention(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, masked, ctx):
+def flash_attention(qs, ks_src, vs_src, q_off, k_off, v_off, H, D, scale, bias, mask_add, masked, ctx):
     """grid (B * H, ceil(S / QUERY_TILE)), block QUERY_TILE. qs [B, S, *], ks_src / vs_src [B, K, *];
-    offsets = (q column, k column, v column). ctx [B, S, H * D]."""
+    q_off, k_off, v_off: the column where each tensor starts. ctx [B, S, H * D]."""
     ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
     vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
     q_row = cuda.local.array(MAX_HEAD, float32)
@@ -160,12 +164,12 @@ def flash_attention(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, ma
     S, K = qs.shape[1], ks_src.shape[1]
     live = i < S
     for d in range(D):
-        q_row[d] = qs[b, i, offsets[0] + h * D + d] if live else float32(0.0)
+        q_row[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
         acc[d] = 0.0
     top = -math.inf
     total = float32(0.0)
     for k0 in range(0, K, QUERY_TILE):
-        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
         cuda.syncthreads()
         if live:
             for jj in range(min(QUERY_TILE, K - k0)):
@@ -184,7 +188,7 @@ def flash_attention(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, ma
 
 
 @cuda.jit
-def attention_probs(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, masked, ctx, probs):
+def attention_probs(qs, ks_src, vs_src, q_off, k_off, v_off, H, D, scale, bias, mask_add, masked, ctx, probs):
     """Like flash_attention, in two passes, also writing probs [B, H, S, K] (for output_attentions)."""
     ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
     vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
@@ -195,10 +199,10 @@ def attention_probs(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, ma
     S, K = qs.shape[1], ks_src.shape[1]
     live = i < S
     for d in range(D):
-        q_row[d] = qs[b, i, offsets[0] + h * D + d] if live else float32(0.0)
+        q_row[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
     top = -math.inf
     for k0 in range(0, K, QUERY_TILE):  # pass 1: raw scores into probs, and the row maximum
-        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
         cuda.syncthreads()
         if live:
             for jj in range(min(QUERY_TILE, K - k0)):
@@ -217,7 +221,7 @@ def attention_probs(qs, ks_src, vs_src, offsets, H, D, scale, bias, mask_add, ma
         for d in range(D):
             q_row[d] = 0.0  # reused as the context accumulator
     for k0 in range(0, K, QUERY_TILE):  # pass 2: weighted sum of values
-        _load_tile(ks_src, b, k0, offsets[1], offsets[2], h, D, K, t, ks, vs, vs_src)
+        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
         cuda.syncthreads()
         if live:
             for jj in range(min(QUERY_TILE, K - k0)):

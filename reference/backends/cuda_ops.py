@@ -14,9 +14,15 @@ from numba import cuda
 
 from . import cuda_kernels as k
 
-EMPTY_1D = np.zeros(0, np.float32)
-EMPTY_3D = np.zeros((0, 0, 0), np.float32)
-EMPTY_3D_U8 = np.zeros((0, 0, 0), np.uint8)
+_EMPTY: dict = {}
+
+
+def absent(ndim, dtype=np.float32):
+    """A zero-size device array standing for "no bias / no mask", uploaded once."""
+    key = (ndim, np.dtype(dtype).str)
+    if key not in _EMPTY:
+        _EMPTY[key] = cuda.to_device(np.zeros((0,) * ndim, dtype))
+    return _EMPTY[key]
 
 
 def require_cuda():
@@ -41,7 +47,7 @@ def empty(shape, dtype=np.float32):
 def linear(x, w, b=None):  # [M, K], [N, K], [N] -> [M, N]
     M, N = x.shape[0], w.shape[0]
     out = empty((M, N))
-    bias = b if b is not None else cuda.to_device(EMPTY_1D)
+    bias = b if b is not None else absent(1)
     if M <= 4:
         k.matvec[(N, M), k.ROW_THREADS](x, w, bias, out)
     else:
@@ -51,7 +57,7 @@ def linear(x, w, b=None):  # [M, K], [N, K], [N] -> [M, N]
 
 def layer_norm(x, w, b, eps):  # [N, C] -> [N, C]
     out = empty(x.shape)
-    k.layer_norm_rows[x.shape[0], k.ROW_THREADS](x, w, b if b is not None else cuda.to_device(EMPTY_1D), eps, out)
+    k.layer_norm_rows[x.shape[0], k.ROW_THREADS](x, w, b if b is not None else absent(1), eps, out)
     return out
 
 
@@ -81,10 +87,10 @@ def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, m
     B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
     grid = (B * H, math.ceil(S / k.QUERY_TILE))
-    args = (q, k_src, v_src, cuda.to_device(np.asarray(offsets, np.int64)), H, D, np.float32(scale),
-            bias if bias is not None else cuda.to_device(EMPTY_3D),
-            mask_add if mask_add is not None else cuda.to_device(EMPTY_3D),
-            masked if masked is not None else cuda.to_device(EMPTY_3D_U8))
+    args = (q, k_src, v_src, offsets[0], offsets[1], offsets[2], H, D, np.float32(scale),
+            bias if bias is not None else absent(3),
+            mask_add if mask_add is not None else absent(3),
+            masked if masked is not None else absent(3, np.uint8))
     if want_probs:
         probs = empty((B, H, S, K))
         k.attention_probs[grid, k.QUERY_TILE](*args, ctx, probs)
