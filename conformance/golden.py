@@ -123,6 +123,24 @@ def write_manifest(root=None) -> dict:
     return manifest
 
 
+def flatten_outputs(out: dict) -> dict:
+    """A framework's output mapping -> the flat names of the layout: tuples become name.i,
+    past_key_values become present.i.key / present.i.value; None entries are dropped."""
+    flat = {}
+    for key, value in out.items():
+        if value is None:
+            continue
+        if key == "past_key_values":
+            for i, (k, v) in enumerate(value):
+                flat[f"present.{i}.key"], flat[f"present.{i}.value"] = k, v
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                flat[f"{key}.{i}"] = item
+        else:
+            flat[key] = value
+    return flat
+
+
 def _member_key(name):
     """Order within a group: numeric parts numerically, then key before value."""
     order = {"key": 0, "value": 1}

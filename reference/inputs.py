@@ -46,6 +46,17 @@ def as_ids(ids, name, vocab_size, ndim):
     return ids.astype(np.int64)
 
 
+def check_tokens(input_ids, inputs_embeds, vocab_size, width, dtype):
+    """Exactly one of input_ids [B, S] and inputs_embeds [B, S, width]; returns (ids, embeds, B, S)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if input_ids is not None:
+        ids = as_ids(input_ids, "input_ids", vocab_size, ndim=2)
+        return ids, None, *ids.shape
+    embeds = as_float(inputs_embeds, "inputs_embeds", (None, None, width), dtype)
+    return None, embeds, *embeds.shape[:2]
+
+
 def as_float(x, name, shape, dtype):
     """A real-valued array of exactly ``shape`` (None entries match any size), cast to dtype."""
     x = np.asarray(x)

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from . import losses
-from .inputs import as_float, as_ids, make_rng, unpack_keras_inputs
+from .inputs import as_float, as_ids, check_tokens, make_rng, unpack_keras_inputs
 from .kernels import NUMPY, get_kernels
 from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
 from .outputs import (
@@ -302,7 +302,8 @@ class MPNetModel:
                output_attentions, output_hidden_states, rng) -> BaseModelOutput:
         """Embeddings -> relative bias -> L post-LN layers -> optional pooler (SPEC 1.3-1.7)."""
         config, params = self.config, self.params
-        input_ids, inputs_embeds, B, S = self._check_tokens(input_ids, inputs_embeds)
+        input_ids, inputs_embeds, B, S = check_tokens(input_ids, inputs_embeds, config.vocab_size, config.hidden_size,
+                                                      self.dtype)
         position_ids = self._positions(input_ids, position_ids, B, S)
         mask_bias = mask_to_bias(self._check_mask(attention_mask, B, S), self.profile, self.dtype)
         layer_head_mask = self._check_head_mask(head_mask)
@@ -327,15 +328,6 @@ class MPNetModel:
         )
 
     # -- boundary checks ---------------------------------------------------------------------
-
-    def _check_tokens(self, input_ids, inputs_embeds):
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            input_ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-            return input_ids, None, *input_ids.shape
-        inputs_embeds = as_float(inputs_embeds, "inputs_embeds", (None, None, self.config.hidden_size), self.dtype)
-        return None, inputs_embeds, *inputs_embeds.shape[:2]
 
     def _positions(self, input_ids, position_ids, B, S):
         limit = self.config.max_position_embeddings

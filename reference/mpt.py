@@ -29,7 +29,7 @@ import numpy as np
 
 from . import losses
 from .generation import GenerationMixin
-from .inputs import as_float, as_ids, make_rng
+from .inputs import as_float, as_ids, check_tokens, make_rng
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
@@ -362,13 +362,8 @@ class MPTModel(GenerationMixin):
     # -- boundary checks ---------------------------------------------------------------------
 
     def _embed(self, input_ids, inputs_embeds):
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-            return self.embedding_rows(ids), *ids.shape  # [B, S, C]
-        emb = as_float(inputs_embeds, "inputs_embeds", (None, None, self.config.d_model), self.dtype)
-        return emb, *emb.shape[:2]
+        ids, embeds, B, S = check_tokens(input_ids, inputs_embeds, self.config.vocab_size, self.config.d_model, self.dtype)
+        return (self.embedding_rows(ids) if ids is not None else embeds), B, S  # [B, S, C]
 
     def embedding_rows(self, ids):  # [...] -> [..., C]
         rows = self.params["wte.weight"][ids]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..golden import flatten_outputs as flatten  # noqa: F401  (re-exported for the adapters)
+
 
 def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
     """Write config.json and model.safetensors (PyTorch layout) once per distinct model."""
@@ -26,22 +28,6 @@ def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
                   metadata={"format": "pt"})
         cache[key] = directory
     return cache[key]
-
-
-def flatten(out: dict) -> dict:
-    flat = {}
-    for key, value in out.items():
-        if value is None:
-            continue
-        if key == "past_key_values":
-            for i, (k, v) in enumerate(value):
-                flat[f"present.{i}.key"], flat[f"present.{i}.value"] = k, v
-        elif isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                flat[f"{key}.{i}"] = item
-        else:
-            flat[key] = value
-    return flat
 
 
 def split_past(inputs):

@@ -58,26 +58,6 @@ def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N]
         c[row, col] = acc + (bias[col] if bias.shape[0] > 0 else float32(0.0))
 
 
-@cuda.jit
-def matvec(a, b, bias, c):  # a [M, K] (M small), b [N, K] -> c [M, N]; one block per (m, n)
-    buf = cuda.shared.array(ROW_THREADS, float32)
-    n, m, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
-    K = a.shape[1]
-    acc = float32(0.0)
-    for k in range(t, K, ROW_THREADS):
-        acc += a[m, k] * b[n, k]
-    buf[t] = acc
-    cuda.syncthreads()
-    step = ROW_THREADS // 2
-    while step > 0:
-        if t < step:
-            buf[t] += buf[t + step]
-        cuda.syncthreads()
-        step //= 2
-    if t == 0:
-        c[m, n] = buf[0] + (bias[n] if bias.shape[0] > 0 else float32(0.0))
-
-
 @cuda.jit(device=True)
 def _block_sum(buf, value, t):
     buf[t] = value
@@ -91,6 +71,19 @@ def _block_sum(buf, value, t):
     total = buf[0]
     cuda.syncthreads()
     return total
+
+
+@cuda.jit
+def matvec(a, b, bias, c):  # a [M, K] (M small), b [N, K] -> c [M, N]; one block per (m, n)
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    n, m, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
+    K = a.shape[1]
+    acc = float32(0.0)
+    for k in range(t, K, ROW_THREADS):
+        acc += a[m, k] * b[n, k]
+    total = _block_sum(buf, acc, t)
+    if t == 0:
+        c[m, n] = total + (bias[n] if bias.shape[0] > 0 else float32(0.0))
 
 
 @cuda.jit

@@ -145,13 +145,24 @@ def gelu(x):  # [...] -> [...]
 # -------------------------------------------------------------------------------- attention
 
 
+@njit(inline="always")
+def _biased(score, bias, mask_add, masked, b, h, i, j):
+    """score + bias + mask_add, or MASK_VALUE where masked; 1-sized leading axes broadcast, empty = absent."""
+    if bias.size > 0:
+        score += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
+    if mask_add.size > 0:
+        score += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
+    if masked.size > 0 and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j]:
+        score = MASK_VALUE
+    return score
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(q, k, v, scale, bias, mask_add, masked, ctx, probs, want_probs):
     """q [B, H, S, D]; k, v [B, H, K, D]; bias [Hb, Sb, K]; mask_add [Bm, Sm, K]; masked [Bk, Sk, K] bool.
     Leading sizes of 1 broadcast; empty arrays mean "absent". ctx [B, H, S, D]; probs [B, H, S, K]."""
     B, H, S, D = q.shape
     K = k.shape[2]
-    has_bias, has_add, has_masked = bias.size > 0, mask_add.size > 0, masked.size > 0
     for row in prange(B * H * S):
         b = row // (H * S)
         h = (row // S) % H
@@ -162,13 +173,7 @@ def _attention(q, k, v, scale, bias, mask_add, masked, ctx, probs, want_probs):
             acc = np.float32(0.0)
             for d in range(D):
                 acc += q[b, h, i, d] * k[b, h, j, d]
-            acc *= scale
-            if has_bias:
-                acc += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
-            if has_add:
-                acc += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
-            if has_masked and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j]:
-                acc = MASK_VALUE
+            acc = _biased(acc * scale, bias, mask_add, masked, b, h, i, j)
             scores[j] = acc
             top = max(top, acc)
         total = np.float32(0.0)
@@ -205,20 +210,13 @@ def _as3(x, dtype):
 def _scores_to_probs(scores, scale, bias, mask_add, masked):
     """In place: scores [B, H, S, K] -> softmax(scores * scale + bias + mask_add, masked replaced)."""
     B, H, S, K = scores.shape
-    has_bias, has_add, has_masked = bias.size > 0, mask_add.size > 0, masked.size > 0
     for row in prange(B * H * S):
         b = row // (H * S)
         h = (row // S) % H
         i = row % S
         top = -np.inf
         for j in range(K):
-            acc = scores[b, h, i, j] * scale
-            if has_bias:
-                acc += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
-            if has_add:
-                acc += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
-            if has_masked and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j]:
-                acc = MASK_VALUE
+            acc = _biased(scores[b, h, i, j] * scale, bias, mask_add, masked, b, h, i, j)
             scores[b, h, i, j] = acc
             top = max(top, acc)
         total = np.float32(0.0)

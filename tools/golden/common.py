@@ -17,7 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from conformance.golden import write_tensors  # noqa: E402  (the on-disk layout; NumPy + safetensors)
+from conformance.golden import flatten_outputs as flatten  # noqa: E402,F401  (the on-disk layout; NumPy + safetensors)
+from conformance.golden import write_tensors  # noqa: E402
 from conformance.tolerances import TOLERANCES  # noqa: E402
 
 
@@ -39,23 +40,6 @@ def random_weights(shapes: dict, seed: int) -> dict:
             w = rng.normal(0, 0.1, shape)
         out[name] = w.astype(np.float32)
     return out
-
-
-def flatten(out: dict) -> dict:
-    """Named outputs: tuples become name.i; past_key_values become present.i.key / present.i.value."""
-    flat = {}
-    for key, value in out.items():
-        if value is None:
-            continue
-        if key == "past_key_values":
-            for i, (k, v) in enumerate(value):
-                flat[f"present.{i}.key"], flat[f"present.{i}.value"] = k, v
-        elif isinstance(value, (tuple, list)):
-            for i, item in enumerate(value):
-                flat[f"{key}.{i}"] = item
-        else:
-            flat[key] = value
-    return flat
 
 
 def leaves(value) -> list:
