@@ -18,6 +18,7 @@ from .protocol import Unsupported
 ADAPTERS = {
     "reference": "conformance.adapters.reference:implementation",
     "reference-numba": "conformance.adapters.reference:numba_implementation",
+    "reference-cuda": "conformance.adapters.reference:cuda_implementation",
     "transformers": "conformance.adapters.transformers_pt:implementation",
     "transformers-tf": "conformance.adapters.transformers_tf:implementation",
     "outputs": "conformance.adapters.outputs:implementation",

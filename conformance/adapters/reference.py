@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import reference
@@ -24,12 +25,19 @@ class ReferenceImplementation:
         self.backend = backend
         self.name = f"reference[{backend}]"
         self.version = reference.__version__
-        self.target = {"kind": "cpu", "device": platform.processor() or platform.machine()}
+
         self.ops = {
             "relative_position_bucket": relative_position_bucket,
             "alibi_bias": lambda n_heads, key_len: alibi_bias(alibi_slopes(n_heads), key_len),
             "low_precision_layer_norm": low_precision_layer_norm,
         }
+
+    @property
+    def target(self):
+        """Where the checks run, for the report: the CPU, or the GPU (or simulator) of the cuda backend."""
+        if self.backend == "cuda":
+            return {"kind": "gpu", "device": _gpu_name()}
+        return {"kind": "cpu", "device": platform.processor() or platform.machine()}
 
     def run(self, family, task, config, weights, inputs, options):
         model = reference.build(config, weights, task=task, profile=options.get("profile"), backend=self.backend)
@@ -49,3 +57,17 @@ class ReferenceImplementation:
 
 implementation = ReferenceImplementation()
 numba_implementation = ReferenceImplementation("numba")  # Numba is imported only when a model is built
+cuda_implementation = ReferenceImplementation("cuda")
+
+
+def _gpu_name():
+    """The GPU the cuda backend runs on, named lazily (or the simulator)."""
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            name = cuda.get_current_device().name
+            return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 - no numba-cuda or no driver: the run itself will say so
+        pass
+    return "CUDA simulator" if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else "unavailable"
