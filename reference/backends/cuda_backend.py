@@ -81,7 +81,7 @@ class DecodeSession:
         self.slopes_host = alibi_slopes(H, model.features.alibi_bias_max)
         self.slopes = dev.to_device(self.slopes_host)
         self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
-        self.length, self.total_len = 0, total_len
+        self.length, self.total_len, self.ws = 0, total_len, None
 
     def _block(self, i, x, attend):
         p, c, eps = self.p, self.c, self.c.layer_norm_epsilon
@@ -120,16 +120,38 @@ class DecodeSession:
         last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
         return self._logits(last)
 
+    def _workspace(self, B):
+        """Step buffers, allocated once: a decode step then allocates nothing on the device."""
+        c = self.c
+        C, W, V = c.d_model, self.p["blocks.0.ffn.up_proj.weight"].shape[0], c.vocab_size
+        shapes = dict(x=(B, C), h=(B, C), qkv=(B, 3 * C), ctx=(B, C), proj=(B, C), up=(B, W), act=(B, W),
+                      logits=(B, V))
+        self.ws = {name: dev.empty(shape) for name, shape in shapes.items()}
+        self.ids = dev.empty((B,), np.int64)
+
     def step(self, token):  # [B] host ids -> logits [B, V]
         c, t = self.c, self.length
-        B, C = token.shape[0], c.d_model
+        B, C, eps, p = token.shape[0], c.d_model, c.layer_norm_epsilon, self.p
+        if getattr(self, "ws", None) is None:
+            self._workspace(B)
+        ws = self.ws
         dev.set_column(self.key_ok, t, 1)
-        x = dev.embed(dev.to_device(token, np.int64), self.p["wte.weight"])  # [B, C]
+        self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
+        x = dev.embed(self.ids, p["wte.weight"], out=ws["x"])  # [B, C]
         for i in range(c.n_layers):
-            def attend(qkv, i=i):
-                dev.cache_write(qkv.reshape(B, 1, 3 * C), self.kt[i], self.v[i], t)
-                return dev.decode_attention(qkv[:, :C], self.kt[i], self.v[i], t + 1, self.scale, self.slopes,
-                                            self.key_ok)
-            x = self._block(i, x, attend)
+            pre = f"blocks.{i}."
+            h = dev.layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps, out=ws["h"])
+            qkv = dev.linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"), out=ws["qkv"])
+            dev.cache_write(qkv.reshape(B, 1, 3 * C), self.kt[i], self.v[i], t)
+            ctx = dev.decode_attention(qkv[:, :C], self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
+                                       out=ws["ctx"])
+            proj = dev.linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"), out=ws["proj"])
+            x = dev.add(x, proj, out=x)
+            h = dev.layer_norm(x, p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias"), eps, out=ws["h"])
+            up = dev.linear(h, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias"), out=ws["up"])
+            act = dev.gelu(up, out=ws["act"])
+            proj = dev.linear(act, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias"), out=ws["proj"])
+            x = dev.add(x, proj, out=x)
         self.length = t + 1
-        return self._logits(x)
+        h = dev.layer_norm(x, p["norm_f.weight"], p.get("norm_f.bias"), eps, out=ws["h"])
+        return dev.linear(h, p["wte.weight"], out=ws["logits"]).copy_to_host()

@@ -44,9 +44,9 @@ def empty(shape, dtype=np.float32):
     return cuda.device_array(shape, dtype)
 
 
-def linear(x, w, b=None):  # [M, K], [N, K], [N] -> [M, N]
+def linear(x, w, b=None, out=None):  # [M, K], [N, K], [N] -> [M, N] (into out when given)
     M, N = x.shape[0], w.shape[0]
-    out = empty((M, N))
+    out = empty((M, N)) if out is None else out
     bias = b if b is not None else absent(1)
     if M <= 4:
         k.matvec[(N, M), k.ROW_THREADS](x, w, bias, out)
@@ -55,8 +55,8 @@ def linear(x, w, b=None):  # [M, K], [N, K], [N] -> [M, N]
     return out
 
 
-def layer_norm(x, w, b, eps):  # [N, C] -> [N, C]
-    out = empty(x.shape)
+def layer_norm(x, w, b, eps, out=None):  # [N, C] -> [N, C]
+    out = empty(x.shape) if out is None else out
     k.layer_norm_rows[x.shape[0], k.ROW_THREADS](x, w, b if b is not None else absent(1), eps, out)
     return out
 
@@ -66,17 +66,16 @@ def _flat_launch(kernel, *arrays):
     kernel[math.ceil(n / 256), 256](*arrays)
 
 
-def gelu(x):
-    flat = x.reshape(x.size)
-    out = empty(flat.shape)
-    _flat_launch(k.gelu, flat, out)
-    return out.reshape(x.shape)
+def gelu(x, out=None):
+    out = empty(x.shape) if out is None else out
+    _flat_launch(k.gelu, x.reshape(x.size), out.reshape(out.size))
+    return out
 
 
-def add(x, y):
-    out = empty((x.size,))
-    _flat_launch(k.add, x.reshape(x.size), y.reshape(y.size), out)
-    return out.reshape(x.shape)
+def add(x, y, out=None):
+    out = empty(x.shape) if out is None else out
+    _flat_launch(k.add, x.reshape(x.size), y.reshape(y.size), out.reshape(out.size))
+    return out
 
 
 def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
@@ -99,8 +98,8 @@ def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, m
     return ctx, None
 
 
-def embed(ids, table):  # ids [N] int64 on the device, table [V, C] -> [N, C]
-    out = empty((ids.shape[0], table.shape[1]))
+def embed(ids, table, out=None):  # ids [N] int64 on the device, table [V, C] -> [N, C]
+    out = empty((ids.shape[0], table.shape[1])) if out is None else out
     k.embed[(math.ceil(ids.shape[0] / 8), math.ceil(table.shape[1] / 32)), (8, 32)](ids, table, out)
     return out
 
@@ -115,9 +114,9 @@ def set_column(x, column, value):
     k.set_column[math.ceil(x.shape[0] / 32), 32](x, column, value)
 
 
-def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # q [B, H * D] -> [B, H * D]
+def decode_attention(q, kt, v, length, scale, slopes, key_ok, out=None):  # q [B, H * D] -> [B, H * D]
     B, H = kt.shape[0], kt.shape[1]
-    ctx = empty(q.shape)
+    ctx = empty(q.shape) if out is None else out
     k.decode_attention[B * H, k.ROW_THREADS, 0, 4 * max(length, 1)](q, kt, v, length, np.float32(scale), slopes,
                                                                     key_ok, ctx)
     return ctx
