@@ -138,20 +138,21 @@ class DecodeSession:
         dev.set_column(self.key_ok, t, 1)
         self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
         x = dev.embed(self.ids, p["wte.weight"], out=ws["x"])  # [B, C]
-        for i in range(c.n_layers):
+        for i in range(c.n_layers):  # five launches a layer: norms, GELU and residuals ride in the matvecs
             pre = f"blocks.{i}."
-            h = dev.layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps, out=ws["h"])
-            qkv = dev.linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"), out=ws["qkv"])
+            qkv = dev.fused_linear(x, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"),
+                                   ln=(p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias")), eps=eps, out=ws["qkv"])
             dev.cache_write(qkv.reshape(B, 1, 3 * C), self.kt[i], self.v[i], t)
             ctx = dev.decode_attention(qkv[:, :C], self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
                                        out=ws["ctx"])
-            proj = dev.linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"), out=ws["proj"])
-            x = dev.add(x, proj, out=x)
-            h = dev.layer_norm(x, p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias"), eps, out=ws["h"])
-            up = dev.linear(h, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias"), out=ws["up"])
-            act = dev.gelu(up, out=ws["act"])
-            proj = dev.linear(act, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias"), out=ws["proj"])
-            x = dev.add(x, proj, out=x)
+            x = dev.fused_linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"), resid=x,
+                                 out=ws["proj"])
+            act = dev.fused_linear(x, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias"),
+                                   ln=(p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias")), eps=eps, gelu=True,
+                                   out=ws["act"])
+            x = dev.fused_linear(act, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias"), resid=x,
+                                 out=ws["x"] if x is ws["proj"] else ws["proj"])
         self.length = t + 1
-        h = dev.layer_norm(x, p["norm_f.weight"], p.get("norm_f.bias"), eps, out=ws["h"])
-        return dev.linear(h, p["wte.weight"], out=ws["logits"]).copy_to_host()
+        logits = dev.fused_linear(x, p["wte.weight"], ln=(p["norm_f.weight"], p.get("norm_f.bias")), eps=eps,
+                                  out=ws["logits"])
+        return logits.copy_to_host()

@@ -295,3 +295,38 @@ def set_column(x, column, value):  # x [B, T] uint8
     b = cuda.grid(1)
     if b < x.shape[0]:
         x[b, column] = value
+
+
+@cuda.jit
+def fused_matvec(x, ln_w, ln_b, eps, w, bias, gelu_out, resid, out):
+    """One decode-step projection with its neighbours folded in (twin: layer_norm, linear, gelu, +):
+    out[m, n] = resid[m, n] + act(LN(x[m]) . w[n] + bias[n]).
+    Grid (N, M), block ROW_THREADS. ln_w of size 0 skips the norm (each block recomputes the row's
+    mean and variance: C values, cheap next to the w row it streams); bias / resid of size 0 are
+    absent; gelu_out != 0 applies exact GELU."""
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    n, m, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
+    K = x.shape[1]
+    mean, inv = float32(0.0), float32(1.0)
+    if ln_w.shape[0] > 0:
+        s = float32(0.0)
+        for c in range(t, K, ROW_THREADS):
+            s += x[m, c]
+        mean = _block_sum(buf, s, t) / K
+        s = float32(0.0)
+        for c in range(t, K, ROW_THREADS):
+            d = x[m, c] - mean
+            s += d * d
+        inv = 1.0 / math.sqrt(_block_sum(buf, s, t) / K + eps)
+    acc = float32(0.0)
+    for c in range(t, K, ROW_THREADS):
+        v = x[m, c]
+        if ln_w.shape[0] > 0:
+            v = (v - mean) * inv * ln_w[c] + (ln_b[c] if ln_b.shape[0] > 0 else float32(0.0))
+        acc += v * w[n, c]
+    total = _block_sum(buf, acc, t)
+    if t == 0:
+        y = total + (bias[n] if bias.shape[0] > 0 else float32(0.0))
+        if gelu_out != 0:
+            y = 0.5 * y * (1.0 + math.erf(y * 0.7071067811865476))
+        out[m, n] = y + (resid[m, n] if resid.shape[0] > 0 else float32(0.0))

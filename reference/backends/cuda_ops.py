@@ -55,6 +55,17 @@ def linear(x, w, b=None, out=None):  # [M, K], [N, K], [N] -> [M, N] (into out w
     return out
 
 
+def fused_linear(x, w, b=None, ln=None, eps=1e-5, gelu=False, resid=None, out=None):
+    """resid + act(LN(x) W^T + b) in one launch, for few rows (decode steps); ln = (weight, bias or None)."""
+    M, N = x.shape[0], w.shape[0]
+    out = empty((M, N)) if out is None else out
+    ln_w, ln_b = ln if ln is not None else (absent(1), None)
+    k.fused_matvec[(N, M), k.ROW_THREADS](x, ln_w, ln_b if ln_b is not None else absent(1), np.float32(eps), w,
+                                          b if b is not None else absent(1), 1 if gelu else 0,
+                                          resid if resid is not None else absent(2), out)
+    return out
+
+
 def layer_norm(x, w, b, eps, out=None):  # [N, C] -> [N, C]
     out = empty(x.shape) if out is None else out
     k.layer_norm_rows[x.shape[0], k.ROW_THREADS](x, w, b if b is not None else absent(1), eps, out)

@@ -89,3 +89,13 @@ def test_decode_attention_over_transposed_cache():
     got = cuda_ops.decode_attention(d(q.reshape(B, H * D)), d(k_.transpose(0, 1, 3, 2)), d(v), T, 0.5, d(slopes),
                                     d(key_ok, np.uint8))
     close(got, want.reshape(B, H * D), 1e-5, "decode attention")
+
+
+@pytest.mark.parametrize("M", [1, 2])
+def test_fused_matvec_equals_norm_linear_gelu_residual(M):
+    x, w, b, lw, lb, r = arr(M, 19, scale=2.0), arr(7, 19), arr(7), arr(19), arr(19), arr(M, 7)
+    d = cuda_ops.to_device
+    want = r + ops.gelu(ops.linear(ops.layer_norm(x, lw, lb, 1e-5), w, b))
+    got = cuda_ops.fused_linear(d(x), d(w), d(b), ln=(d(lw), d(lb)), eps=1e-5, gelu=True, resid=d(r))
+    close(got, want, 2e-5, "fused norm + linear + gelu + residual")
+    close(cuda_ops.fused_linear(d(x), d(w)), ops.linear(x, w), 1e-5, "plain fused linear")
