@@ -36,8 +36,8 @@ def bf16_to_float32(raw):  # uint16 bit patterns -> float32
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
-def read_safetensors(path, dtype=np.float32):
-    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``."""
+def _header(path):
+    """(tensor entries, data offset) of one .safetensors file, every inconsistency named."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         prefix = f.read(8)
@@ -53,7 +53,14 @@ def read_safetensors(path, dtype=np.float32):
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header is not a JSON object")
     header.pop("__metadata__", None)
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len) if size > 8 + header_len else np.zeros(0, np.uint8)
+    return header, 8 + header_len
+
+
+def read_safetensors(path, dtype=np.float32):
+    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``."""
+    header, offset = _header(path)
+    size = os.path.getsize(path)
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset) if size > offset else np.zeros(0, np.uint8)
     return {name: _tensor(path, name, entry, data, dtype) for name, entry in header.items()}
 
 
@@ -78,6 +85,23 @@ def _tensor(path, name, entry, data, dtype):
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype(dtype)
     return np.ascontiguousarray(array)
+
+
+def read_safetensors_header(directory):
+    """name -> {dtype, shape} for every tensor of a model directory, reading only the headers."""
+    single = os.path.join(directory, "model.safetensors")
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            files = [os.path.join(directory, n) for n in sorted(set(json.load(f).get("weight_map", {}).values()))]
+    else:
+        raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    header = {}
+    for path in files:
+        header.update({k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in _header(path)[0].items()})
+    return header
 
 
 def read_config(directory):

@@ -1,0 +1,240 @@
+"""Command line: ``python -m reference <command> --model PATH ...`` (also installed as ``mpnet-mpt``).
+
+    inspect   config, parameter count, dtypes and the profile features that are on
+    embed     sentence embeddings (mean pooling and L2 normalisation, or what the checkpoint's
+              sentence-transformers files say)
+    ner       token classification: words with their labels (word pieces merged)
+    qa        extractive question answering: the answer span, its score and character offsets
+    generate  MPT text generation, streamed (greedy by default; --sample for sampling)
+
+Every command takes --model, --backend numpy|numba|cuda, --profile and --json. Errors are one line
+on stderr (exit status 2) unless --debug is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .checkpoint import read_config, read_safetensors_header
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def progress(message):
+    """Status for long steps, on stderr so that --json output stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def load(args, task):
+    from . import from_pretrained
+
+    started = time.perf_counter()
+    progress(f"loading {args.model} ({task}, backend {args.backend}) ...")
+    model = from_pretrained(args.model, task=task, profile=args.profile, backend=args.backend)
+    progress(f"loaded in {time.perf_counter() - started:.1f}s")
+    return model
+
+
+def tokenizer(args):
+    from .tokenizer import Tokenizer
+
+    return Tokenizer(args.model)
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+def cmd_inspect(args):
+    config = read_config(args.model)
+    header = read_safetensors_header(args.model)
+    dtypes = sorted({entry["dtype"] for entry in header.values()})
+    count = sum(int(np.prod(entry["shape"], dtype=np.int64)) for entry in header.values())
+    family = config.get("model_type")
+    info = {"model_type": family, "architectures": config.get("architectures"), "parameters": count,
+            "tensors": len(header), "dtypes": dtypes}
+    if family == "mpt":
+        from .mpt import MPTConfig, resolve_features
+        from .profiles import get_profile
+
+        profile = get_profile("mpt", args.profile)
+        c = MPTConfig.from_dict(config, profile)
+        f = resolve_features(c, profile)
+        info.update(profile=profile.name, d_model=c.d_model, n_heads=c.n_heads, n_layers=c.n_layers,
+                    vocab_size=c.vocab_size, max_seq_len=c.max_seq_len,
+                    features={k: v for k, v in vars(f).items()})
+    elif family == "mpnet":
+        from .mpnet import MPNetConfig
+        from .profiles import get_profile
+
+        profile = get_profile("mpnet", args.profile)
+        c = MPNetConfig.from_dict(config)
+        info.update(profile=profile.name, hidden_size=c.hidden_size, num_heads=c.num_attention_heads,
+                    num_layers=c.num_hidden_layers, vocab_size=c.vocab_size,
+                    max_position_embeddings=c.max_position_embeddings, hidden_act=c.hidden_act,
+                    relative_buckets_used=profile.num_buckets(c), labels=c.id2label or None)
+    emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+def pooling_rules(path):
+    """sentence-transformers files, when present: (mode, normalise); default mean pooling + L2."""
+    mode, normalise = "mean", True
+    modules = os.path.join(path, "modules.json")
+    if os.path.isfile(modules):
+        with open(modules) as f:
+            entries = json.load(f)
+        normalise = any(e.get("type", "").endswith("Normalize") for e in entries)
+        for e in entries:
+            pooling = os.path.join(path, e.get("path", ""), "config.json")
+            if e.get("type", "").endswith("Pooling") and os.path.isfile(pooling):
+                with open(pooling) as f:
+                    cfg = json.load(f)
+                mode = "cls" if cfg.get("pooling_mode_cls_token") else ("max" if cfg.get("pooling_mode_max_tokens") else "mean")
+    return mode, normalise
+
+
+def cmd_embed(args):
+    model, tok = load(args, "base"), tokenizer(args)
+    batch = tok.encode(args.texts)
+    hidden = model(**batch).last_hidden_state  # [B, S, C]
+    mask = batch["attention_mask"][..., None].astype(hidden.dtype)
+    mode, normalise = pooling_rules(args.model)
+    if mode == "cls":
+        vectors = hidden[:, 0]
+    elif mode == "max":
+        vectors = np.where(mask > 0, hidden, -np.inf).max(axis=1)
+    else:
+        vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+    if normalise:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    data = {"pooling": mode, "normalized": normalise, "embeddings": vectors.tolist()}
+    text = "\n".join(f"{t!r}: [{', '.join(f'{v:.4f}' for v in vec[:6])}, ...] ({len(vec)} dims)"
+                     for t, vec in zip(args.texts, vectors))
+    emit(args, data, text)
+
+
+def cmd_ner(args):
+    model, tok = load(args, "token-classification"), tokenizer(args)
+    enc = tok.backend.encode(args.text)
+    logits = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64)).logits[0]
+    labels = model.config.id2label or {}
+    words = []
+    for index, word_id in enumerate(enc.word_ids):
+        if word_id is None:
+            continue
+        start, end = enc.offsets[index]
+        label = int(logits[index].argmax())
+        if words and words[-1]["word_id"] == word_id:  # a continuation piece: extend the word
+            words[-1]["end"] = end
+            continue
+        words.append({"word_id": word_id, "start": start, "end": end, "label": labels.get(label, str(label))})
+    for w in words:
+        w["word"] = args.text[w["start"]:w["end"]]
+        del w["word_id"]
+    emit(args, {"words": words}, "\n".join(f"{w['word']}\t{w['label']}" for w in words))
+
+
+def cmd_qa(args):
+    model, tok = load(args, "question-answering"), tokenizer(args)
+    enc = tok.backend.encode(args.question, args.context)
+    out = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64))
+    start_logits, end_logits = out.start_logits[0], out.end_logits[0]
+    context = [i for i, s in enumerate(enc.sequence_ids) if s == 1]
+    if not context:
+        raise CliError("the context produced no tokens")
+
+    def softmax(x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    p_start, p_end = softmax(start_logits), softmax(end_logits)
+    best = max(((s, e) for s in context for e in context if s <= e <= s + args.max_answer_tokens),
+               key=lambda se: p_start[se[0]] * p_end[se[1]])
+    start_char, end_char = enc.offsets[best[0]][0], enc.offsets[best[1]][1]
+    data = {"answer": args.context[start_char:end_char], "score": float(p_start[best[0]] * p_end[best[1]]),
+            "start": start_char, "end": end_char}
+    emit(args, data, f"{data['answer']!r} (score {data['score']:.3f}, characters {start_char}-{end_char})")
+
+
+def cmd_generate(args):
+    model, tok = load(args, "causal-lm"), tokenizer(args)
+    ids = np.array([tok.backend.encode(args.prompt, add_special_tokens=False).ids])
+    if ids.shape[1] == 0:
+        raise CliError("the prompt produced no tokens")
+    options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, eos_token_id=args.eos_token_id)
+    tokens = []
+    if not args.json:
+        sys.stdout.write(args.prompt)
+    shown = ""
+    for token in model.stream(ids, **options):
+        tokens.append(int(token[0]))
+        if not args.json:  # print the text decoded so far, minus what is already on screen
+            text = tok.decode(tokens)
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
+    else:
+        sys.stdout.write("\n")
+
+
+def emit(args, data, text):
+    print(json.dumps(data) if args.json else text)
+
+
+# ------------------------------------------------------------------------------------ the parser
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m reference", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name, func, help_):
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--model", required=True, help="a Hugging Face model directory (config.json, model.safetensors)")
+        c.add_argument("--backend", choices=["numpy", "numba", "cuda"], default="numpy")
+        c.add_argument("--profile", help="semantics profile: pt or tf (MPNet), hf or mosaic (MPT)")
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        c.add_argument("--debug", action="store_true", help="show tracebacks")
+        c.set_defaults(func=func)
+        return c
+
+    command("inspect", cmd_inspect, "describe a checkpoint")
+    command("embed", cmd_embed, "sentence embeddings").add_argument("texts", nargs="+")
+    command("ner", cmd_ner, "label the words of a text").add_argument("text")
+    qa = command("qa", cmd_qa, "answer a question from a context")
+    qa.add_argument("--question", required=True)
+    qa.add_argument("--context", required=True)
+    qa.add_argument("--max-answer-tokens", type=int, default=30)
+    gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-new-tokens", type=int, default=32)
+    gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=50)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--eos-token-id", type=int)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, ValueError, TypeError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

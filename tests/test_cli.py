@@ -1,0 +1,104 @@
+"""The command line, end to end as a subprocess, on golden checkpoints with a tokenizer built here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "golden"
+
+
+def model_dir(tmp_path, case, vocab_size):
+    """A golden checkpoint plus a WordPiece tokenizer.json of the model's vocabulary size."""
+    target = tmp_path / case.replace("/", "_")
+    target.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(GOLDEN / case / name, target / name)
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(vocab_size - 5)]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(target / "tokenizer.json"))
+    return target
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "reference", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_inspect_reports_config_parameters_and_profile_features(tmp_path):
+    out = cli("inspect", "--model", str(GOLDEN / "mpt/mosaic/mosaic-qk-ln"), "--profile", "mosaic", "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["model_type"] == "mpt" and info["features"]["qk_ln"] and info["features"]["bias"]
+    assert info["parameters"] > 0 and info["dtypes"] == ["F32"]
+
+
+def test_embed_mean_pools_and_normalises(tmp_path):
+    path = model_dir(tmp_path, "mpnet/pt/base-right-padding", 99)
+    out = cli("embed", "--model", str(path), "w1 w2 w3", "w4", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    vectors = data["embeddings"]
+    assert len(vectors) == 2 and len(vectors[0]) == 32 and data["pooling"] == "mean"
+    assert all(abs(sum(v * v for v in vec) - 1) < 1e-5 for vec in vectors)
+
+
+def test_ner_merges_word_pieces_and_uses_id2label(tmp_path):
+    path = model_dir(tmp_path, "mpnet/pt/token-classification", 99)
+    out = cli("ner", "--model", str(path), "w1 w7s w9", "--json")
+    assert out.returncode == 0, out.stderr
+    words = json.loads(out.stdout)["words"]
+    assert [w["word"] for w in words] == ["w1", "w7s", "w9"]  # "w7s" is two pieces, one word
+    assert all(w["label"].startswith("LABEL_") for w in words)
+
+
+def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):
+    path = model_dir(tmp_path, "mpnet/pt/question-answering", 99)
+    context = "w5 w6 w7 w8 w9"
+    out = cli("qa", "--model", str(path), "--question", "w1 w2", "--context", context, "--json")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert context[answer["start"]:answer["end"]] == answer["answer"] and 0 < answer["score"] <= 1
+
+
+def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
+    path = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)
+    out = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", "--max-new-tokens", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    tokens = json.loads(out.stdout)["tokens"]
+    import numpy as np
+
+    import reference
+
+    model = reference.from_pretrained(path, task="causal-lm")
+    ids = reference.Tokenizer(path).backend.encode("w1 w2 w3", add_special_tokens=False).ids
+    assert tokens == model.generate(np.array([ids]), max_new_tokens=5)[0, len(ids):].tolist()
+    text = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", "--max-new-tokens", "3")
+    assert text.returncode == 0 and text.stdout.startswith("w1 w2 w3")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("inspect", "--model", "/no/such/dir"), "no config.json"),
+    (("generate", "--model", str(GOLDEN / "mpt/hf/s1"), "--prompt", "x"), "no tokenizer.json"),
+    (("ner", "--model", str(GOLDEN / "mpt/hf/s1"), "x"), "missing weights .*classifier"),
+    (("embed", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--backend", "cuda", "x"), "cuda"),
+])
+def test_errors_are_one_line_with_exit_status_2(args, message):
+    import re
+
+    out = cli(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and re.search(message, lines[0]), out.stderr
+    assert "Traceback" not in out.stderr
