@@ -170,14 +170,14 @@ def cmd_generate(args):
         raise CliError("the prompt produced no tokens")
     options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
                    top_k=args.top_k, top_p=args.top_p, seed=args.seed, eos_token_id=args.eos_token_id)
-    tokens = []
+    tokens, prompt = [], ids[0].tolist()
+    shown = tok.decode(prompt)
     if not args.json:
-        sys.stdout.write(args.prompt)
-    shown = ""
+        sys.stdout.write(shown)
     for token in model.stream(ids, **options):
         tokens.append(int(token[0]))
-        if not args.json:  # print the text decoded so far, minus what is already on screen
-            text = tok.decode(tokens)
+        if not args.json:  # decode prompt + new tokens and print what is not on screen yet (spacing included)
+            text = tok.decode(prompt + tokens)
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
