@@ -6,6 +6,7 @@
     ner       token classification: words with their labels (word pieces merged)
     qa        extractive question answering: the answer span, its score and character offsets
     generate  MPT text generation, streamed (greedy by default; --sample for sampling)
+    explain   PNG pictures: MPNet's bucket map, MPT's ALiBi bias per head, an attention map
 
 Every command takes --model, --backend numpy|numba|cuda, --profile and --json. Errors are one line
 on stderr (exit status 2) unless --debug is given.
@@ -187,6 +188,34 @@ def cmd_generate(args):
         sys.stdout.write("\n")
 
 
+def cmd_explain(args):
+    from . import explain
+
+    if args.what == "buckets":
+        explain.bucket_map(args.out, args.length, args.num_buckets)
+    elif args.what == "alibi":
+        heads = args.heads
+        if args.model:
+            from .mpt import MPTConfig
+
+            heads = MPTConfig.from_dict(read_config(args.model)).n_heads
+        explain.alibi_map(args.out, heads, args.length)
+    else:
+        if not (args.model and args.text):
+            raise CliError("explain attention needs --model and --text")
+        family = read_config(args.model).get("model_type")
+        model, tok = load(args, "base"), tokenizer(args)
+        enc = tok.backend.encode(args.text, add_special_tokens=family == "mpnet")
+        out = model(np.array([enc.ids]), output_attentions=True)
+        if not 0 <= args.layer < len(out.attentions):
+            raise CliError(f"--layer {args.layer} is outside 0..{len(out.attentions) - 1}")
+        probs = out.attentions[args.layer][0]
+        if not 0 <= args.head < probs.shape[0]:
+            raise CliError(f"--head {args.head} is outside 0..{probs.shape[0] - 1}")
+        explain.attention_map(args.out, probs, enc.tokens, args.layer, args.head)
+    emit(args, {"written": args.out}, f"wrote {args.out}")
+
+
 def emit(args, data, text):
     print(json.dumps(data) if args.json else text)
 
@@ -225,6 +254,21 @@ def parser():
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--eos-token-id", type=int)
+    ex = sub.add_parser("explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)")
+    ex.add_argument("what", choices=["buckets", "alibi", "attention"])
+    ex.add_argument("--out", required=True, help="PNG file to write")
+    ex.add_argument("--model", help="a model directory (attention; alibi takes its head count from it)")
+    ex.add_argument("--backend", choices=["numpy", "numba", "cuda"], default="numpy")
+    ex.add_argument("--profile")
+    ex.add_argument("--text", help="input for the attention map")
+    ex.add_argument("--layer", type=int, default=0)
+    ex.add_argument("--head", type=int, default=0)
+    ex.add_argument("--length", type=int, default=160, help="positions shown (buckets, alibi)")
+    ex.add_argument("--num-buckets", type=int, default=32)
+    ex.add_argument("--heads", type=int, default=12)
+    ex.add_argument("--json", action="store_true")
+    ex.add_argument("--debug", action="store_true")
+    ex.set_defaults(func=cmd_explain)
     return p
 
 

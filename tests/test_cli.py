@@ -102,3 +102,21 @@ def test_errors_are_one_line_with_exit_status_2(args, message):
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and re.search(message, lines[0]), out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("what, extra", [("buckets", ()), ("alibi", ("--heads", "6", "--length", "20")),
+                                         ("attention", ("--text", "w1 w2 w3", "--layer", "1", "--head", "2"))])
+def test_explain_writes_png_pictures(tmp_path, what, extra):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / f"{what}.png"
+    model = ("--model", str(model_dir(tmp_path, "mpnet/pt/base-right-padding", 99))) if what == "attention" else ()
+    out = cli("explain", what, "--out", str(png), *model, *extra)
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_attention_checks_layer_and_head(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = model_dir(tmp_path, "mpnet/pt/base-right-padding", 99)
+    out = cli("explain", "attention", "--model", str(path), "--text", "w1", "--layer", "5", "--out", str(tmp_path / "a.png"))
+    assert out.returncode == 2 and "--layer 5 is outside 0..1" in out.stderr
