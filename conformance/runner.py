@@ -14,6 +14,7 @@ from .golden import iter_cases
 from .ops import check_op_case, op_cases
 from .properties import property_checks, run_property
 from .protocol import Unsupported
+from reference.progress import Progress
 
 ADAPTERS = {
     "reference": "conformance.adapters.reference:implementation",
@@ -113,12 +114,20 @@ def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None) -> list[CheckResult]:
             results.extend(CheckResult(i, "skip", f"skips file: {r}") for i, r in zip(unit.ids, reasons))
         else:
             todo.append(unit)
+    bar = Progress(len(todo), "checks")
     if jobs > 1 and todo:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            batches = list(pool.map(_worker, [(plan, u) for u in todo]))
+            batches = []
+            for batch in pool.map(_worker, [(plan, u) for u in todo]):
+                batches.append(batch)
+                bar.update()
     else:
         impl = impl or load_implementation(plan.impl_spec)
-        batches = [run_unit(plan, u, impl) for u in todo]
+        batches = []
+        for u in todo:
+            batches.append(run_unit(plan, u, impl))
+            bar.update()
+    bar.close()
     for batch in batches:
         for r in batch:
             reason = skips.match(r.id)

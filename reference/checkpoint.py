@@ -56,12 +56,18 @@ def _header(path):
     return header, 8 + header_len
 
 
-def read_safetensors(path, dtype=np.float32):
-    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``."""
+def read_safetensors(path, dtype=np.float32, on_tensor=None):
+    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``.
+    on_tensor(), if given, is called after each tensor (for a progress bar)."""
     header, offset = _header(path)
     size = os.path.getsize(path)
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset) if size > offset else np.zeros(0, np.uint8)
-    return {name: _tensor(path, name, entry, data, dtype) for name, entry in header.items()}
+    tensors = {}
+    for name, entry in header.items():
+        tensors[name] = _tensor(path, name, entry, data, dtype)
+        if on_tensor:
+            on_tensor()
+    return tensors
 
 
 def _tensor(path, name, entry, data, dtype):
@@ -118,18 +124,18 @@ def read_config(directory):
     return config
 
 
-def read_weights(directory, dtype=np.float32):
+def read_weights(directory, dtype=np.float32, on_tensor=None):
     """Every tensor of model.safetensors, or of the shards listed in model.safetensors.index.json."""
     single = os.path.join(directory, "model.safetensors")
     index = os.path.join(directory, "model.safetensors.index.json")
     if os.path.isfile(single):
-        return read_safetensors(single, dtype)
+        return read_safetensors(single, dtype, on_tensor)
     if os.path.isfile(index):
         with open(index, encoding="utf-8") as f:
             weight_map = json.load(f).get("weight_map", {})
         weights = {}
         for shard in sorted(set(weight_map.values())):
-            weights.update(read_safetensors(os.path.join(directory, shard), dtype))
+            weights.update(read_safetensors(os.path.join(directory, shard), dtype, on_tensor))
         missing = sorted(set(weight_map) - set(weights))
         if missing:
             raise CheckpointError(f"{index}: tensors listed but absent from their shards: {missing[:5]}")

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from .checkpoint import read_config, read_safetensors_header
+from .progress import Progress
 
 
 class CliError(Exception):
@@ -35,12 +36,18 @@ def progress(message):
 
 
 def load(args, task):
-    from . import from_pretrained
+    """from_pretrained, with a progress bar over the tensors as they are read."""
+    from .checkpoint import read_weights
+    from .kernels import get_kernels
+    from .loading import build
 
     started = time.perf_counter()
-    progress(f"loading {args.model} ({task}, backend {args.backend}) ...")
-    model = from_pretrained(args.model, task=task, profile=args.profile, backend=args.backend)
-    progress(f"loaded in {time.perf_counter() - started:.1f}s")
+    config = read_config(args.model)
+    get_kernels(args.backend)  # a missing backend fails before the weights are read
+    with Progress(len(read_safetensors_header(args.model)), f"loading {os.path.basename(args.model.rstrip('/'))}") as bar:
+        weights = read_weights(args.model, on_tensor=bar.update)
+    model = build(config, weights, task=task, profile=args.profile, where=str(args.model), backend=args.backend)
+    progress(f"loaded {args.model} ({task}, backend {args.backend}) in {time.perf_counter() - started:.1f}s")
     return model
 
 
@@ -175,13 +182,18 @@ def cmd_generate(args):
     shown = tok.decode(prompt)
     if not args.json:
         sys.stdout.write(shown)
+    bar = Progress(args.max_new_tokens, "generating") if args.json else None  # streamed text is its own progress
     for token in model.stream(ids, **options):
         tokens.append(int(token[0]))
+        if bar:
+            bar.update()
         if not args.json:  # decode prompt + new tokens and print what is not on screen yet (spacing included)
             text = tok.decode(prompt + tokens)
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text
+    if bar:
+        bar.close()
     if args.json:
         print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
     else:

@@ -120,3 +120,18 @@ def test_explain_attention_checks_layer_and_head(tmp_path):
     path = model_dir(tmp_path, "mpnet/pt/base-right-padding", 99)
     out = cli("explain", "attention", "--model", str(path), "--text", "w1", "--layer", "5", "--out", str(tmp_path / "a.png"))
     assert out.returncode == 2 and "--layer 5 is outside 0..1" in out.stderr
+
+
+def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
+    import io
+
+    from reference.progress import Progress
+
+    stream = io.StringIO()
+    with Progress(4, "work", stream=stream, force=True) as bar:
+        for _ in range(4):
+            bar.update()
+    assert "work [" in stream.getvalue() and "4/4" in stream.getvalue()
+    quiet = io.StringIO()
+    Progress(4, "work", stream=quiet).update()
+    assert quiet.getvalue() == ""
