@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "golden"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import make_demo_models  # noqa: E402
 
 
 def model_dir(tmp_path, case, vocab_size):
     """A golden checkpoint plus a WordPiece tokenizer.json of the model's vocabulary size."""
-    target = tmp_path / case.replace("/", "_")
-    target.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(GOLDEN / case / name, target / name)
-    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(vocab_size - 5)]
-    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
-    tok.decoder = decoders.WordPiece()
-    tok.save(str(target / "tokenizer.json"))
-    return target
+    return make_demo_models.make(case, vocab_size, tmp_path / case.replace("/", "_"))
 
 
 def cli(*args):

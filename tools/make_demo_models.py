@@ -1,0 +1,48 @@
+"""Write tiny demo checkpoints (golden models plus a WordPiece tokenizer.json) to try the CLI offline.
+
+    python tools/make_demo_models.py demo
+    python -m reference ner --model demo/mpnet-ner "w1 w7s w9"
+
+The weights are the random ones of the golden cases, so outputs are arbitrary; the point is that
+every command runs end to end without downloading anything. Words are w0, w1, ... and "##s".
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+DEMOS = {"mpnet-base": ("mpnet/pt/base-right-padding", 99), "mpnet-ner": ("mpnet/pt/token-classification", 99),
+         "mpnet-qa": ("mpnet/pt/question-answering", 99), "mpt-lm": ("mpt/hf/causal-lm-heads-3", 64)}
+
+
+def write_tokenizer(target: Path, vocab_size: int):
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(vocab_size - 5)]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(target / "tokenizer.json"))
+
+
+def make(case: str, vocab_size: int, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(GOLDEN / case / name, target / name)
+    write_tokenizer(target, vocab_size)
+    return target
+
+
+def main(out="demo"):
+    for name, (case, vocab) in DEMOS.items():
+        print(make(case, vocab, Path(out) / name))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])
