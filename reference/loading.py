@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 
 from . import mpnet, mpt
@@ -19,6 +22,7 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     if task not in tasks:
         raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(tasks)}")
     config = family.Config.from_dict(config_dict, profile)
+    check_memory(family.param_shapes(config, task, profile), np.dtype(dtype).itemsize, where)
     weights = {k: np.asarray(v) for k, v in weights.items()}
     for name, w in weights.items():
         if np.issubdtype(w.dtype, np.floating):
@@ -26,7 +30,27 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     ignored, aliases, optional = family.checkpoint_rules(config, task)
     params = match_keys(weights, family.param_shapes(config, task, profile), prefix=family.BASE_PREFIX,
                         ignored=ignored, aliases=aliases, optional=optional, where=where)
+    bad = sorted(name for name, w in params.items() if not np.isfinite(w).all())
+    if bad:
+        warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=2)
     return tasks[task](config, params, profile=profile, backend=backend, **options)
+
+
+def physical_memory():
+    """Bytes of RAM on this machine, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(shapes, itemsize, where):
+    """Refuse a config whose weights could not fit in memory, before anything is read or allocated."""
+    need = sum(int(np.prod(s, dtype=np.float64)) for s in shapes.values()) * itemsize
+    have = physical_memory()
+    if have is not None and need > have:
+        raise CheckpointError(f"{where}: the config implies {need / 2**30:.1f} GiB of weights, more than this "
+                              f"machine's {have / 2**30:.1f} GiB of memory")
 
 
 def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32, **options):
@@ -46,7 +70,9 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     config = read_config(path)
-    _family(config, path)  # fail on an unsupported model type before reading any weights
+    family = _family(config, path)  # fail on an unsupported model type before reading any weights
+    check_memory(family.param_shapes(family.Config.from_dict(config, profile), task if task in family.TASKS else "base",
+                                     profile), np.dtype(dtype).itemsize, path)
     return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path),
                  backend=backend, **options)
 
