@@ -375,7 +375,7 @@ class MPTModel(GenerationMixin):
             return None
         from .backends import numba_decode
 
-        if not numba_decode.supports(self) or self.params["wte.weight"].dtype != np.float32 and self.kernels.name == "cuda":
+        if not numba_decode.supports(self):
             return None
         if self.kernels.name == "cuda":
             from .backends.cuda_backend import DecodeSession
@@ -450,7 +450,8 @@ def learned_positions(key_mask, P, S, B):  # [B, K] bool or None -> [B, S]
 
 def store_weights(params, storage, kernels):
     """fp32: as given. bf16 (Numba backend only): matrices held as bfloat16 bit patterns (uint16),
-    half the bytes; the Numba kernels widen them as they stream through (SPEC-free: an inference option)."""
+    half the bytes; the Numba kernels widen them as they stream through. An inference option of this
+    project, not an upstream behaviour: results then differ from fp32 by bf16 rounding of the weights."""
     if storage == "fp32":
         return params
     if storage != "bf16":
