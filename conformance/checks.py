@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .compare import Comparison, compare
-from .golden import group_members
+from .golden import group_members, tuple_leaves
 from .protocol import Unsupported
 from .tolerances import tolerance_for
 
@@ -129,7 +129,7 @@ def _check_tuple(impl, case, options, inputs, expected, tol) -> CheckResult:
                 return CheckResult(cid, "fail", f"entry {i} should be None (upstream layout {layout})")
             continue
         parts = group_members(expected, entry)
-        items = _leaves(value)
+        items = tuple_leaves(value)
         if value is None or len(items) != len(parts) or not parts:
             return CheckResult(cid, "fail", f"entry {i} should be {entry} (upstream layout {layout})")
         for name, item in zip(parts, items):
@@ -139,13 +139,6 @@ def _check_tuple(impl, case, options, inputs, expected, tol) -> CheckResult:
             worst = c if c.max_abs >= worst.max_abs else worst
     return CheckResult(cid, "pass", f"{len(layout)} entries in upstream order", worst.max_abs, worst.max_rel,
                        tol["atol"], tol["rtol"])
-
-
-def _leaves(value) -> list:
-    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs)."""
-    if isinstance(value, (tuple, list)):
-        return [a for item in value for a in _leaves(item)]
-    return [value]
 
 
 def _where(e) -> str:

@@ -141,6 +141,21 @@ def flatten_outputs(out: dict) -> dict:
     return flat
 
 
+def split_past(inputs: dict):
+    """Inputs -> (the other inputs, past_key_values or None): past arrays are named
+    past.<layer>.key and past.<layer>.value, each [B, H, P, D]."""
+    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
+    layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
+    return plain, tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers) or None
+
+
+def tuple_leaves(value) -> list:
+    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs), depth first."""
+    if isinstance(value, (tuple, list)):
+        return [a for item in value for a in tuple_leaves(item)]
+    return [value]
+
+
 def _member_key(name):
     """Order within a group: numeric parts numerically, then key before value."""
     order = {"key": 0, "value": 1}

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from .golden import group_members, iter_cases
+from .golden import group_members, iter_cases, tuple_leaves
 from .tolerances import TOLERANCES
 
 TOL = TOLERANCES["fp32"]
@@ -152,16 +152,10 @@ def tuple_matches_dict(impl, model, data):
         if entry == "none" or entry.startswith("tuple."):
             continue
         parts = group_members(named, entry)
-        items = _leaves(value)
+        items = tuple_leaves(value)
         assert len(items) == len(parts), f"entry {i} should be {entry} ({len(parts)} arrays), has {len(items)}"
         for name, item in zip(parts, items):
             close(item, named[name], f"tuple entry {i} vs {name}")
-
-
-def _leaves(value):
-    if isinstance(value, (tuple, list)):
-        return [a for item in value for a in _leaves(item)]
-    return [value]
 
 
 def label_inputs(model, ids, data):

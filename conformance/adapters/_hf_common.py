@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..golden import flatten_outputs as flatten  # noqa: F401  (re-exported for the adapters)
+from ..golden import split_past  # noqa: F401
 
 
 def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
@@ -28,9 +29,3 @@ def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
                   metadata={"format": "pt"})
         cache[key] = directory
     return cache[key]
-
-
-def split_past(inputs):
-    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
-    layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
-    return plain, tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers) or None

@@ -6,18 +6,10 @@ import os
 import platform
 
 import reference
+from conformance.golden import split_past  # noqa: F401  (re-exported: tests import it from here)
 from reference.mpnet import relative_position_bucket
 from reference.mpt import alibi_bias, alibi_slopes
 from reference.precision import low_precision_layer_norm
-
-
-def split_past(inputs):
-    """Protocol inputs -> (keyword inputs, past_key_values or None); past arrays are named
-    past.<layer>.key and past.<layer>.value, each [B, H, P, D]."""
-    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
-    layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
-    past = tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers)
-    return plain, (past or None)
 
 
 class ReferenceImplementation:

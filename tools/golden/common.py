@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from conformance.golden import flatten_outputs as flatten  # noqa: E402,F401  (the on-disk layout; NumPy + safetensors)
-from conformance.golden import write_tensors  # noqa: E402
+from conformance.golden import tuple_leaves, write_tensors  # noqa: E402
 from conformance.tolerances import TOLERANCES  # noqa: E402
 
 
@@ -42,13 +42,6 @@ def random_weights(shapes: dict, seed: int) -> dict:
     return out
 
 
-def leaves(value) -> list:
-    """The arrays of a possibly nested tuple, depth first."""
-    if isinstance(value, (tuple, list)):
-        return [a for item in value for a in leaves(item)]
-    return [value]
-
-
 GROUPS = {"present": "past_key_values"}
 
 
@@ -67,7 +60,7 @@ def tuple_layout(values, named: dict):
         if v is None:
             layout.append("none")
             continue
-        items = leaves(v)
+        items = tuple_leaves(v)
         match = None
         for group in groups:
             parts = [named[n] for n in group_members(named, group)]

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, flatten, random_weights, tuple_layout, write_case  # noqa: E402
-from conformance.golden import write_manifest  # noqa: E402
+from conformance.golden import split_past, write_manifest  # noqa: E402
 from mpt_cases import cases  # noqa: E402
 
 HF_CLASSES = {"base": "MptModel", "causal-lm": "MptForCausalLM", "sequence-classification": "MptForSequenceClassification",
@@ -165,16 +165,6 @@ def prepare(runner, model, spec):
     if "use_cache" in options:
         extra["use_cache"] = options["use_cache"]
     return inputs, extra
-
-
-def split_past(inputs):
-    """Case inputs -> (model inputs, past_key_values tuple or None)."""
-    past = {k: v for k, v in inputs.items() if k.startswith("past.")}
-    plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
-    if not past:
-        return plain, None
-    layers = len(past) // 2
-    return plain, tuple((past[f"past.{i}.key"], past[f"past.{i}.value"]) for i in range(layers))
 
 
 def generate(runner, out_root: Path, only=None):
