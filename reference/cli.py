@@ -37,16 +37,11 @@ def progress(message):
 
 def load(args, task):
     """from_pretrained, with a progress bar over the tensors as they are read."""
-    from .checkpoint import read_weights
-    from .kernels import get_kernels
-    from .loading import build
+    from . import from_pretrained
 
     started = time.perf_counter()
-    config = read_config(args.model)
-    get_kernels(args.backend)  # a missing backend fails before the weights are read
     with Progress(len(read_safetensors_header(args.model)), f"loading {os.path.basename(args.model.rstrip('/'))}") as bar:
-        weights = read_weights(args.model, on_tensor=bar.update)
-    model = build(config, weights, task=task, profile=args.profile, where=str(args.model), backend=args.backend)
+        model = from_pretrained(args.model, task=task, profile=args.profile, backend=args.backend, on_tensor=bar.update)
     progress(f"loaded {args.model} ({task}, backend {args.backend}) in {time.perf_counter() - started:.1f}s")
     return model
 

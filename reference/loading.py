@@ -17,23 +17,34 @@ FAMILIES = {"mpnet": mpnet, "mpt": mpt}
 def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy",
           **options):
     """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
+    return _assemble(_plan(config_dict, task, profile, dtype, where), weights, dtype, where, backend, options)
+
+
+def _plan(config_dict, task, profile, dtype, where):
+    """Everything decided from the config alone, before any weight is read: the family, the parsed
+    config and the parameter shapes, with the task and the memory they need checked."""
     family = _family(config_dict, where)
-    tasks = family.TASKS
-    if task not in tasks:
-        raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(tasks)}")
+    if task not in family.TASKS:
+        raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(family.TASKS)}")
     config = family.Config.from_dict(config_dict, profile)
-    check_memory(family.param_shapes(config, task, profile), np.dtype(dtype).itemsize, where)
+    shapes = family.param_shapes(config, task, profile)
+    check_memory(shapes, np.dtype(dtype).itemsize, where)
+    return family, config, task, profile, shapes
+
+
+def _assemble(plan, weights, dtype, where, backend, options):
+    family, config, task, profile, shapes = plan
     weights = {k: np.asarray(v) for k, v in weights.items()}
     for name, w in weights.items():
         if np.issubdtype(w.dtype, np.floating):
             weights[name] = w.astype(dtype, copy=False)
     ignored, aliases, optional = family.checkpoint_rules(config, task)
-    params = match_keys(weights, family.param_shapes(config, task, profile), prefix=family.BASE_PREFIX,
-                        ignored=ignored, aliases=aliases, optional=optional, where=where)
+    params = match_keys(weights, shapes, prefix=family.BASE_PREFIX, ignored=ignored, aliases=aliases,
+                        optional=optional, where=where)
     bad = sorted(name for name, w in params.items() if not np.isfinite(w).all())
     if bad:
-        warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=2)
-    return tasks[task](config, params, profile=profile, backend=backend, **options)
+        warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=3)
+    return family.TASKS[task](config, params, profile=profile, backend=backend, **options)
 
 
 def physical_memory():
@@ -53,7 +64,7 @@ def check_memory(shapes, itemsize, where):
                               f"machine's {have / 2**30:.1f} GiB of memory")
 
 
-def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32, **options):
+def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32, on_tensor=None, **options):
     """Load an HF model directory (config.json + model.safetensors or a sharded index).
 
     task: MPNet: base, masked-lm, sequence-classification, multiple-choice, token-classification,
@@ -63,18 +74,15 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
     backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
     weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic.
+    on_tensor: called after each tensor is read (the command line draws a progress bar with it).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
     get_kernels(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    config = read_config(path)
-    family = _family(config, path)  # fail on an unsupported model type before reading any weights
-    check_memory(family.param_shapes(family.Config.from_dict(config, profile), task if task in family.TASKS else "base",
-                                     profile), np.dtype(dtype).itemsize, path)
-    return build(config, read_weights(path, dtype), task=task, profile=profile, dtype=dtype, where=str(path),
-                 backend=backend, **options)
+    plan = _plan(read_config(path), task, profile, dtype, str(path))  # config problems fail before any read
+    return _assemble(plan, read_weights(path, dtype, on_tensor), dtype, str(path), backend, options)
 
 
 def _family(config_dict, where):
