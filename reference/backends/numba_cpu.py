@@ -157,6 +157,16 @@ def _biased(score, bias, mask_add, masked, b, h, i, j):
     return score
 
 
+@njit(inline="always")
+def _exp_shift(row, n, top):
+    """row[:n] = exp(row[:n] - top) in place; returns their sum, the softmax denominator."""
+    total = np.float32(0.0)
+    for j in range(n):
+        row[j] = math.exp(row[j] - top)
+        total += row[j]
+    return total
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(q, k, v, scale, bias, mask_add, masked, ctx, probs, want_probs):
     """q [B, H, S, D]; k, v [B, H, K, D]; bias [Hb, Sb, K]; mask_add [Bm, Sm, K]; masked [Bk, Sk, K] bool.
@@ -176,10 +186,7 @@ def _attention(q, k, v, scale, bias, mask_add, masked, ctx, probs, want_probs):
             acc = _biased(acc * scale, bias, mask_add, masked, b, h, i, j)
             scores[j] = acc
             top = max(top, acc)
-        total = np.float32(0.0)
-        for j in range(K):
-            scores[j] = math.exp(scores[j] - top)
-            total += scores[j]
+        total = _exp_shift(scores, K, top)
         for d in range(D):
             ctx[b, h, i, d] = 0.0
         for j in range(K):
@@ -219,13 +226,10 @@ def _scores_to_probs(scores, scale, bias, mask_add, masked):
             acc = _biased(scores[b, h, i, j] * scale, bias, mask_add, masked, b, h, i, j)
             scores[b, h, i, j] = acc
             top = max(top, acc)
-        total = np.float32(0.0)
+        row_scores = scores[b, h, i]
+        total = _exp_shift(row_scores, K, top)
         for j in range(K):
-            e = math.exp(scores[b, h, i, j] - top)
-            scores[b, h, i, j] = e
-            total += e
-        for j in range(K):
-            scores[b, h, i, j] /= total
+            row_scores[j] /= total
 
 
 FUSED_MAX_WORK = 1 << 16  # below this many score entries one fused kernel wins; above, BLAS does the products
@@ -282,10 +286,7 @@ def _decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
                 s = MASK_VALUE
             scores[t] = s
             top = max(top, s)
-        total = np.float32(0.0)
-        for t in range(length):
-            scores[t] = math.exp(scores[t] - top)
-            total += scores[t]
+        total = _exp_shift(scores, length, top)
         for d in range(D):
             ctx[b, h, d] = 0.0
         for t in range(length):
