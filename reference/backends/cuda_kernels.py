@@ -86,10 +86,9 @@ def matvec(a, b, bias, c):  # a [M, K] (M small), b [N, K] -> c [M, N]; one bloc
         c[m, n] = total + (bias[n] if bias.shape[0] > 0 else float32(0.0))
 
 
-@cuda.jit
-def layer_norm_rows(x, w, b, eps, out):  # [N, C] -> [N, C]; b [C] or [0]
-    buf = cuda.shared.array(ROW_THREADS, float32)
-    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+@cuda.jit(device=True)
+def _row_stats(buf, x, row, t, eps):
+    """Mean and 1/sqrt(var + eps) of x[row], reduced across the block (biased variance)."""
     C = x.shape[1]
     s = float32(0.0)
     for c in range(t, C, ROW_THREADS):
@@ -99,7 +98,15 @@ def layer_norm_rows(x, w, b, eps, out):  # [N, C] -> [N, C]; b [C] or [0]
     for c in range(t, C, ROW_THREADS):
         d = x[row, c] - mean
         s += d * d
-    inv = 1.0 / math.sqrt(_block_sum(buf, s, t) / C + eps)
+    return mean, 1.0 / math.sqrt(_block_sum(buf, s, t) / C + eps)
+
+
+@cuda.jit
+def layer_norm_rows(x, w, b, eps, out):  # [N, C] -> [N, C]; b [C] or [0]
+    buf = cuda.shared.array(ROW_THREADS, float32)
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    C = x.shape[1]
+    mean, inv = _row_stats(buf, x, row, t, eps)
     for c in range(t, C, ROW_THREADS):
         out[row, c] = (x[row, c] - mean) * inv * w[c] + (b[c] if b.shape[0] > 0 else float32(0.0))
 
@@ -309,15 +316,7 @@ def fused_matvec(x, ln_w, ln_b, eps, w, bias, gelu_out, resid, out):
     K = x.shape[1]
     mean, inv = float32(0.0), float32(1.0)
     if ln_w.shape[0] > 0:
-        s = float32(0.0)
-        for c in range(t, K, ROW_THREADS):
-            s += x[m, c]
-        mean = _block_sum(buf, s, t) / K
-        s = float32(0.0)
-        for c in range(t, K, ROW_THREADS):
-            d = x[m, c] - mean
-            s += d * d
-        inv = 1.0 / math.sqrt(_block_sum(buf, s, t) / K + eps)
+        mean, inv = _row_stats(buf, x, m, t, eps)
     acc = float32(0.0)
     for c in range(t, K, ROW_THREADS):
         v = x[m, c]
