@@ -33,6 +33,28 @@ def unpack_keras_inputs(first, order, given):
     return merged
 
 
+def label_fields(d):
+    """num_labels and id2label as HF derives them: id2label (keys made ints) wins over num_labels."""
+    id2label = {int(k): v for k, v in (d.get("id2label") or {}).items()}
+    if id2label:
+        return {"id2label": id2label, "num_labels": len(id2label)}
+    return {"num_labels": d["num_labels"]} if "num_labels" in d else {}
+
+
+def require_positive_ints(config, names):
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+
+
+def require_probabilities(config, names):
+    for name in names:
+        p = getattr(config, name)
+        if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"config.{name} must be in [0, 1), got {p!r}")
+
+
 def as_ids(ids, name, vocab_size, ndim):
     """Integer ids of rank ``ndim`` with every value in [0, vocab_size)."""
     ids = np.asarray(ids)

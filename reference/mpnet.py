@@ -25,7 +25,8 @@ from typing import Optional
 import numpy as np
 
 from . import losses
-from .inputs import as_float, as_ids, check_tokens, make_rng, unpack_keras_inputs
+from .inputs import (as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints,
+                     require_probabilities, unpack_keras_inputs)
 from .kernels import NUMPY, get_kernels
 from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
 from .outputs import (
@@ -82,23 +83,14 @@ class MPNetConfig:
         for f in cls.__dataclass_fields__.values():
             if f.name in d and f.name not in ("num_labels", "id2label"):
                 kwargs[f.name] = d[f.name]
-        id2label = {int(k): v for k, v in (d.get("id2label") or {}).items()}
-        if id2label:
-            kwargs["id2label"] = id2label
-            kwargs["num_labels"] = len(id2label)
-        elif "num_labels" in d:
-            kwargs["num_labels"] = d["num_labels"]
-        config = cls(**kwargs)
+        config = cls(**kwargs, **label_fields(d))
         config.validate()
         return config
 
     def validate(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
-                     "num_labels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                     "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
+                                     "num_labels"))
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"config.hidden_size ({self.hidden_size}) is not a multiple of "
@@ -106,10 +98,7 @@ class MPNetConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"config.hidden_act {self.hidden_act!r} is not supported; accepted: {sorted(ACTIVATIONS)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            p = getattr(self, name)
-            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-                raise ValueError(f"config.{name} must be in [0, 1), got {p!r}")
+        require_probabilities(self, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
         if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
             raise ValueError(f"config.layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import losses
 from .generation import GenerationMixin
-from .inputs import as_float, as_ids, check_tokens, make_rng
+from .inputs import as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints, require_probabilities
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
@@ -114,29 +114,18 @@ class MPTConfig:
                 **({"ffn_type": ffn["ffn_type"]} if isinstance(ffn, dict) and "ffn_type" in ffn else {})}
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in flat.items() if k in names and k not in ("id2label", "num_labels")}
-        id2label = {int(k): v for k, v in (d.get("id2label") or {}).items()}
-        if id2label:
-            kwargs["id2label"], kwargs["num_labels"] = id2label, len(id2label)
-        elif "num_labels" in d:
-            kwargs["num_labels"] = d["num_labels"]
-        config = cls(**kwargs)
+        config = cls(**kwargs, **label_fields(d))
         config.validate()
         return config
 
     def validate(self) -> None:
-        for name in ("d_model", "n_heads", "n_layers", "max_seq_len", "vocab_size", "num_labels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("d_model", "n_heads", "n_layers", "max_seq_len", "vocab_size", "num_labels"))
         if self.d_model % self.n_heads:
             raise ValueError(f"config.d_model ({self.d_model}) is not a multiple of n_heads ({self.n_heads})")
         if self.attn_type not in ATTN_TYPES:
             raise ValueError(f"attn_config.attn_type {self.attn_type!r} is not supported; accepted: {list(ATTN_TYPES)} "
                              "(HF 4.37.2 accepts multiquery_attention in the config but builds full multi-head weights)")
-        for name in ("attn_pdrop", "resid_pdrop", "emb_pdrop"):
-            p = getattr(self, name)
-            if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-                raise ValueError(f"config.{name} must be in [0, 1), got {p!r}")
+        require_probabilities(self, ("attn_pdrop", "resid_pdrop", "emb_pdrop"))
         if not isinstance(self.expansion_ratio, (int, float)) or self.expansion_ratio <= 0:
             raise ValueError(f"config.expansion_ratio must be positive, got {self.expansion_ratio!r}")
         if self.softmax_scale is not None and not isinstance(self.softmax_scale, (int, float)):
