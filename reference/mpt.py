@@ -29,7 +29,8 @@ import numpy as np
 
 from . import losses
 from .generation import GenerationMixin
-from .inputs import as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints, require_probabilities
+from .inputs import (as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints,
+                     require_probabilities)
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
