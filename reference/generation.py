@@ -52,6 +52,32 @@ def sample(logits, rng):  # [B, V] -> [B]
     return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
 
 
+def token_id(value, name, vocab_size):
+    """A single token id in [0, vocab_size)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer token id, got {value!r}")
+    if not 0 <= value < vocab_size:
+        raise ValueError(f"{name} {value} is outside the vocabulary [0, {vocab_size})")
+    return int(value)
+
+
+def check_sampling(do_sample, temperature, top_k, top_p, seed):
+    """The types and ranges generate() accepts for its decoding options."""
+    if not isinstance(do_sample, (bool, np.bool_)):
+        raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if not do_sample:
+        return
+    number = (int, float, np.integer, np.floating)
+    if isinstance(temperature, bool) or not isinstance(temperature, number) or not temperature > 0 or not np.isfinite(temperature):
+        raise ValueError(f"sampling needs a finite temperature > 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
+        raise ValueError(f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, number) or not 0 < top_p <= 1):
+        raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
+
+
 class GenerationMixin:
     """generate() and stream() for a model whose call returns logits [B, S, V] and past_key_values."""
 
@@ -68,16 +94,18 @@ class GenerationMixin:
                temperature=1.0, top_k=HF_DEFAULT_TOP_K, top_p=1.0, seed=None, eos_token_id=None,
                pad_token_id=None):
         """Yield the next token of every row, [B], one step at a time (same arguments as generate)."""
-        ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
+        V = self.config.vocab_size
+        ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
-        eos_ids = [] if eos is None else ([eos] if np.isscalar(eos) else list(eos))
+        eos_ids = [] if eos is None else [token_id(e, "eos_token_id", V) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
         pad = pad_token_id if pad_token_id is not None else self.config.pad_token_id
         if pad is None and eos_ids:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)
+        if pad is not None:  # a finished row feeds pad back in, so it must be a real token
+            pad = token_id(pad, "pad_token_id", V)
         steps = self._steps(S, max_new_tokens, max_length)
-        if do_sample and not (temperature > 0 and (top_p is None or 0 < top_p <= 1)):
-            raise ValueError(f"sampling needs temperature > 0 and top_p in (0, 1], got {temperature}, {top_p}")
+        check_sampling(do_sample, temperature, top_k, top_p, seed)
         mask = (initial_attention_mask(ids, pad, eos_ids) if attention_mask is None
                 else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64))
         rng = np.random.default_rng(seed)
@@ -108,10 +136,14 @@ class GenerationMixin:
         return None
 
     def _steps(self, S, max_new_tokens, max_length):
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer))):
+            raise ValueError(f"max_length must be an integer, got {max_length!r}")
         if max_new_tokens is None:
             total = HF_DEFAULT_MAX_LENGTH if max_length is None else max_length
+            if total < S:
+                raise ValueError(f"max_length {total} is shorter than the prompt ({S} tokens); pass max_new_tokens")
             max_new_tokens = total - S
-        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
         limit = getattr(self.config, "max_seq_len", None)
         if limit is not None and S + max_new_tokens > limit:

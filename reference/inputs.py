@@ -90,6 +90,13 @@ def as_float(x, name, shape, dtype):
     return x.astype(dtype)
 
 
+def check_flags(**flags):
+    """Switches such as use_cache and return_dict: True, False or None (the model's default)."""
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True, False or None, got {value!r}")
+
+
 def make_rng(rng):
     """A numpy Generator for dropout: pass a Generator, an integer seed, or None for fresh entropy."""
     if isinstance(rng, np.random.Generator):

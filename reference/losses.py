@@ -14,11 +14,24 @@ import numpy as np
 from .ops import IGNORE_INDEX, bce_with_logits, cross_entropy, cross_entropy_per_item, mse
 
 
-def _int_labels(labels, what):
+def _int_labels(labels, what, count):  # -> [count] int64
+    """Integer targets, one per logits row, in any shape holding ``count`` of them (HF flattens them)."""
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{what} must be integers, got dtype {labels.dtype}")
-    return labels.astype(np.int64)
+    if labels.size != count:
+        raise ValueError(f"{what} must hold {count} values (one per prediction), got shape {labels.shape}")
+    return labels.astype(np.int64).reshape(-1)
+
+
+def _float_labels(labels, what, shape):  # -> shape, float
+    """Real-valued targets of exactly the logits' size (regression, multi-label)."""
+    labels = np.asarray(labels)
+    if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == bool):
+        raise TypeError(f"{what} must be numeric, got dtype {labels.dtype}")
+    if labels.size != int(np.prod(shape)):
+        raise ValueError(f"{what} must hold {int(np.prod(shape))} values (the logits' shape {shape}), got shape {labels.shape}")
+    return labels
 
 
 def _check_classes(labels, classes, what):
@@ -32,8 +45,8 @@ def _check_classes(labels, classes, what):
 
 def pt_token_loss(logits, labels):  # [B, S, C], [B, S] -> []
     """Masked-LM and token classification: mean CE over labels != -100; all ignored -> NaN."""
-    labels = _int_labels(labels, "labels")
-    return cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    flat = logits.reshape(-1, logits.shape[-1])
+    return cross_entropy(flat, _int_labels(labels, "labels", flat.shape[0]))
 
 
 def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B] or [B, C] -> [], str
@@ -48,13 +61,17 @@ def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B
         else:
             problem_type = "multi_label_classification"
     if problem_type == "regression":
+        labels = _float_labels(labels, "labels", logits.shape)
         if num_labels == 1:
             return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype)), problem_type
+        if labels.shape != logits.shape:
+            raise ValueError(f"regression labels must have the logits' shape {logits.shape}, got {labels.shape}")
         return mse(logits, labels.astype(logits.dtype)), problem_type
     if problem_type == "single_label_classification":
-        flat = _int_labels(labels, "labels").reshape(-1)
-        return cross_entropy(logits.reshape(-1, num_labels), flat), problem_type
+        flat = logits.reshape(-1, num_labels)
+        return cross_entropy(flat, _int_labels(labels, "labels", flat.shape[0])), problem_type
     if problem_type == "multi_label_classification":
+        labels = _float_labels(labels, "labels", logits.shape)
         if labels.shape != logits.shape:
             raise ValueError(f"multi-label labels must have the logits' shape {logits.shape}, got {labels.shape}")
         return bce_with_logits(logits, labels.astype(logits.dtype)), problem_type
@@ -65,7 +82,7 @@ def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B
 
 
 def pt_multiple_choice_loss(logits, labels):  # [B, C], [B] -> []
-    return cross_entropy(logits, _int_labels(labels, "labels").reshape(-1))
+    return cross_entropy(logits, _int_labels(labels, "labels", logits.shape[0]))
 
 
 def pt_span_loss(start_logits, end_logits, start_positions, end_positions):  # [B, S] x2, [B] x2 -> []
@@ -76,9 +93,7 @@ def pt_span_loss(start_logits, end_logits, start_positions, end_positions):  # [
         (start_logits, start_positions, "start_positions"),
         (end_logits, end_positions, "end_positions"),
     ):
-        positions = _int_labels(positions, name)
-        if positions.ndim > 1:
-            positions = positions.squeeze(-1)
+        positions = _int_labels(positions, name, logits.shape[0])
         positions = np.clip(positions, 0, seq_len)
         terms.append(cross_entropy(logits, positions, ignore_index=seq_len))
     return np.asarray((terms[0] + terms[1]) / 2, dtype=start_logits.dtype)
@@ -89,8 +104,8 @@ def pt_span_loss(start_logits, end_logits, start_positions, end_positions):  # [
 
 def tf_masked_lm_loss(logits, labels, legacy=False):  # [B, S, V], [B, S] -> [1] or [n]
     """Only -100 is masked; any other negative label is replaced by 0 and counted as class 0."""
-    labels = _int_labels(labels, "labels").reshape(-1)
     flat = logits.reshape(-1, logits.shape[-1])
+    labels = _int_labels(labels, "labels", flat.shape[0])
     keep = labels != IGNORE_INDEX
     if legacy:
         kept = labels[keep]
@@ -103,8 +118,8 @@ def tf_masked_lm_loss(logits, labels, legacy=False):  # [B, S, V], [B, S] -> [1]
 
 def tf_token_classification_loss(logits, labels, legacy=False):  # [B, S, C], [B, S] -> [1] or [n]
     """Every negative label is masked. Legacy mode keeps labels != -100, or != -1 if any -1 occurs."""
-    labels = _int_labels(labels, "labels").reshape(-1)
     flat = logits.reshape(-1, logits.shape[-1])
+    labels = _int_labels(labels, "labels", flat.shape[0])
     if legacy:
         keep = labels != (-1 if (labels == -1).any() else IGNORE_INDEX)
         kept = labels[keep]
@@ -125,17 +140,14 @@ def _masked_mean(losses, keep, dtype):  # [N], [N] -> [1]
 
 def tf_sequence_classification_loss(logits, labels):  # [B, C], [B] -> [B]
     """One logit column -> per-example squared error; otherwise per-example sparse CE. No multi-label."""
-    labels = np.asarray(labels)
     if logits.ndim == 1 or logits.shape[1] == 1:
-        targets = labels.reshape(-1, 1).astype(logits.dtype)
+        targets = _float_labels(labels, "labels", logits.shape).reshape(-1, 1).astype(logits.dtype)
         return ((logits.reshape(-1, 1) - targets) ** 2).mean(axis=-1)
     return tf_multiple_choice_loss(logits, labels)
 
 
 def tf_multiple_choice_loss(logits, labels):  # [B, C], [B] -> [B]
-    labels = _int_labels(labels, "labels").reshape(-1)
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"expected {logits.shape[0]} labels, got {labels.shape[0]}")
+    labels = _int_labels(labels, "labels", logits.shape[0])
     _check_classes(labels, logits.shape[-1], "labels")
     return cross_entropy_per_item(logits, labels)
 
@@ -148,7 +160,7 @@ def tf_span_loss(start_logits, end_logits, start_positions, end_positions):  # [
         (start_logits, start_positions, "start_positions"),
         (end_logits, end_positions, "end_positions"),
     ):
-        positions = _int_labels(positions, name).reshape(-1)
+        positions = _int_labels(positions, name, logits.shape[0])
         _check_classes(positions, seq_len, f"{name} (tf profile: no clamping)")
         terms.append(cross_entropy_per_item(logits, positions))
     return (terms[0] + terms[1]) / 2

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from . import losses
-from .inputs import (as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints,
+from .inputs import (as_float, as_ids, check_flags, check_tokens, label_fields, make_rng, require_positive_ints,
                      require_probabilities, unpack_keras_inputs)
 from .kernels import NUMPY, get_kernels
 from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
@@ -269,6 +269,7 @@ class MPNetModel:
         unknown = sorted(set(given) - set(self.keras_order) - set(self.label_inputs) - {"input_ids"})
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected input(s) {unknown}; labels accepted: {list(self.label_inputs)}")
+        check_flags(**{k: given.get(k) for k in ("output_attentions", "output_hidden_states", "return_dict", "training")})
         training = bool(given.pop("training") or False)
         return_dict = given.pop("return_dict")
         drop_rng = make_rng(rng if rng is not None else self.rng) if training else None

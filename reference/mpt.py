@@ -29,7 +29,7 @@ import numpy as np
 
 from . import losses
 from .generation import GenerationMixin
-from .inputs import (as_float, as_ids, check_tokens, label_fields, make_rng, require_positive_ints,
+from .inputs import (as_float, as_ids, check_flags, check_tokens, label_fields, make_rng, require_positive_ints,
                      require_probabilities)
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
@@ -296,6 +296,8 @@ class MPTModel(GenerationMixin):
         unknown = sorted(set(labels) - set(self.label_inputs))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected input(s) {unknown}; labels accepted: {list(self.label_inputs)}")
+        check_flags(use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                    return_dict=return_dict, training=training)
         drop_rng = make_rng(rng if rng is not None else self.rng) if training else None
         out = self.forward(dict(input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
                                 inputs_embeds=inputs_embeds,

@@ -23,9 +23,9 @@ def random_params(config_dict, task, seed=0, dtype=np.float32):
             for name, shape in mpnet.param_shapes(config, task).items()}
 
 
-def tiny_model(task="base", profile=None, seed=0, **overrides):
+def tiny_model(task="base", profile=None, seed=0, backend="numpy", **overrides):
     config = {**TINY, **overrides}
-    return reference.build(config, random_params(config, task, seed), task=task, profile=profile)
+    return reference.build(config, random_params(config, task, seed), task=task, profile=profile, backend=backend)
 
 
 def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
