@@ -116,14 +116,14 @@ class GenerationMixin:
         else:
             out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
-        for _ in range(steps):
+        for step in range(steps):
             token = sample(warp_logits(last, temperature, top_k, top_p), rng) if do_sample else last.argmax(-1)
             if eos_ids:
                 token = np.where(unfinished, token, pad)
                 unfinished &= ~np.isin(token, eos_ids)
             yield token.astype(np.int64)
-            if not unfinished.any():
-                return
+            if not unfinished.any() or step == steps - 1:
+                return  # the last token needs no forward pass of its own
             if session is not None:
                 last = session.step(token)
             else:  # one token over the cache; the mask grows by one real key

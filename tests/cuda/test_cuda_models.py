@@ -35,6 +35,16 @@ def test_device_resident_generation_equals_numpy_with_left_padding():
     np.testing.assert_array_equal(model.generate(ids, attention_mask=mask, max_new_tokens=4), want)
 
 
+def test_seeded_sampling_draws_the_same_tokens_as_numpy():
+    """Sampling runs on the host in float64 from each step's logits with the seeded NumPy generator, so
+    a seed gives the same tokens on every backend (docs/errors.md, determinism)."""
+    w = weights(1)
+    ids = np.array([[5, 6, 7], [1, 2, 3]])
+    args = dict(max_new_tokens=2, do_sample=True, seed=7, temperature=1.5, top_k=0)  # prefill and one step
+    want = reference.build(CONFIG, w, task="causal-lm").generate(ids, **args)
+    np.testing.assert_array_equal(reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args), want)
+
+
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # The simulator runs each GPU thread as a Python thread: there, the smallest cases of each family and
 # profile; on a GPU, every golden case.
