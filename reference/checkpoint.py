@@ -9,6 +9,7 @@ Pickle checkpoints (pytorch_model.bin, *.pt, *.pth, *.ckpt) are never opened.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import warnings
@@ -70,17 +71,23 @@ def read_safetensors(path, dtype=np.float32, on_tensor=None):
     return tensors
 
 
-def _tensor(path, name, entry, data, dtype):
+def _entry(path, name, entry):
+    """(dtype tag, shape, [begin, end)) of one header entry, each field checked."""
     try:
-        tag, shape, (begin, end) = entry["dtype"], [int(s) for s in entry["shape"]], entry["data_offsets"]
+        tag, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}") from None
-    if tag not in SAFETENSORS_DTYPES:
+    if not isinstance(tag, str) or tag not in SAFETENSORS_DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {tag!r}; supported: {sorted(SAFETENSORS_DTYPES)}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise CheckpointError(f"{path}: tensor {name!r} has shape {shape}; dimensions must be non-negative integers")
+    return tag, shape, (begin, end)
+
+
+def _tensor(path, name, entry, data, dtype):
+    tag, shape, (begin, end) = _entry(path, name, entry)
     storage = np.dtype(SAFETENSORS_DTYPES[tag])
-    if any(s < 0 for s in shape):
-        raise CheckpointError(f"{path}: tensor {name!r} has a negative dimension in shape {shape}")
-    nbytes = int(np.prod(shape, dtype=np.int64)) * storage.itemsize
+    nbytes = math.prod(shape) * storage.itemsize  # exact: no int64 overflow for absurd shapes
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data.size):
         raise CheckpointError(f"{path}: tensor {name!r} claims bytes [{begin}, {end}) but the data section has {data.size}")
     if end - begin != nbytes:
@@ -95,58 +102,77 @@ def _tensor(path, name, entry, data, dtype):
 
 def read_safetensors_header(directory):
     """name -> {dtype, shape} for every tensor of a model directory, reading only the headers."""
-    single = os.path.join(directory, "model.safetensors")
-    index = os.path.join(directory, "model.safetensors.index.json")
-    if os.path.isfile(single):
-        files = [single]
-    elif os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            files = [os.path.join(directory, n) for n in sorted(set(json.load(f).get("weight_map", {}).values()))]
-    else:
-        raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    files, _ = _weight_files(directory)
     header = {}
     for path in files:
-        header.update({k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in _header(path)[0].items()})
+        for name, entry in _header(path)[0].items():
+            tag, shape, _ = _entry(path, name, entry)
+            header[name] = {"dtype": tag, "shape": shape}
     return header
+
+
+def _json_object(path):
+    """A JSON file that must hold an object, with a clear error naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_config(directory):
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):
         raise CheckpointError(f"{directory}: no config.json (expected a Hugging Face model directory)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    return config
+    return _json_object(path)
+
+
+def _weight_files(directory):
+    """The safetensors files of a model directory, and the sharded index's weight map (or None)."""
+    single = os.path.join(directory, "model.safetensors")
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(single):
+        return [single], None
+    if not os.path.isfile(index):
+        _refuse_pickles(directory)
+        raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    weight_map = _json_object(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: weight_map must be an object of tensor name -> shard file name")
+    for shard in set(weight_map.values()):  # plain file names only: an index must not point outside its directory
+        if os.path.basename(shard) != shard or shard in ("", ".", "..") or not shard.endswith(".safetensors"):
+            raise CheckpointError(f"{index}: shard {shard!r} is not a .safetensors file name in this directory")
+    files = [os.path.join(directory, n) for n in sorted(set(weight_map.values()))]
+    for path in files:
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{path}: listed in model.safetensors.index.json but missing")
+    return files, weight_map
 
 
 def read_weights(directory, dtype=np.float32, on_tensor=None):
     """Every tensor of model.safetensors, or of the shards listed in model.safetensors.index.json."""
-    single = os.path.join(directory, "model.safetensors")
-    index = os.path.join(directory, "model.safetensors.index.json")
-    if os.path.isfile(single):
-        return read_safetensors(single, dtype, on_tensor)
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map", {})
-        weights = {}
-        for shard in sorted(set(weight_map.values())):
-            weights.update(read_safetensors(os.path.join(directory, shard), dtype, on_tensor))
-        missing = sorted(set(weight_map) - set(weights))
-        if missing:
-            raise CheckpointError(f"{index}: tensors listed but absent from their shards: {missing[:5]}")
-        return weights
+    files, weight_map = _weight_files(directory)
+    weights = {}
+    for path in files:
+        weights.update(read_safetensors(path, dtype, on_tensor))
+    missing = sorted(set(weight_map or {}) - set(weights))
+    if missing:
+        raise CheckpointError(f"{directory}: tensors listed in the index but absent from their shards: {missing[:5]}")
+    return weights
+
+
+def _refuse_pickles(directory):
     pickles = sorted(n for n in os.listdir(directory) if n in PICKLE_NAMES or n.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise CheckpointError(
             f"{directory}: only pickle/framework checkpoints found ({', '.join(pickles)}); these are never unpickled "
             f"because loading them can run arbitrary code. {CONVERT_HINT}"
         )
-    raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
 
 
 def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optional=(), where=""):

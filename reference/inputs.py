@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
+
 import numpy as np
 
 
@@ -35,17 +38,49 @@ def unpack_keras_inputs(first, order, given):
 
 def label_fields(d):
     """num_labels and id2label as HF derives them: id2label (keys made ints) wins over num_labels."""
-    id2label = {int(k): v for k, v in (d.get("id2label") or {}).items()}
+    raw = d.get("id2label") or {}
+    if not isinstance(raw, dict) or not all(isinstance(k, (int, str)) and str(k).lstrip("-").isdigit() for k in raw):
+        raise ValueError(f"config.id2label must map integer class ids to names, got {raw!r}"[:300])
+    id2label = {int(k): v for k, v in raw.items()}
     if id2label:
         return {"id2label": id2label, "num_labels": len(id2label)}
     return {"num_labels": d["num_labels"]} if "num_labels" in d else {}
 
 
-def require_positive_ints(config, names):
+MAX_SIZE = 2**31 - 1  # every size fits an int32, so the fast kernels' index arithmetic cannot overflow
+MAX_LAYERS = 10_000  # far past any real model; bounds the per-layer bookkeeping done before the memory check
+
+
+FIELD_CHECKS = {  # annotation -> (accepts the value, how the error describes it)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def check_field_types(config):
+    """Every field of a config dataclass holds a value of its annotated type (Optional[...] allows None)."""
+    for f in fields(config):
+        kind = str(f.type)
+        optional = kind.startswith("Optional[")
+        base = kind[len("Optional["):-1] if optional else kind
+        value = getattr(config, f.name)
+        if (optional and value is None) or base not in FIELD_CHECKS:
+            continue
+        accepts, described = FIELD_CHECKS[base]
+        if not accepts(value):
+            raise TypeError(f"config.{f.name} must be {described}{' or null' if optional else ''}, got {value!r}"[:300])
+
+
+def require_positive_ints(config, names, limit=MAX_SIZE):
     for name in names:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+        if value > limit:
+            raise ValueError(f"config.{name} is {value}, more than the {limit} this implementation accepts")
 
 
 def require_probabilities(config, names):
@@ -62,6 +97,8 @@ def as_ids(ids, name, vocab_size, ndim):
         raise TypeError(f"{name} must be integers, got dtype {ids.dtype}")
     if ids.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {ids.shape}")
+    if ids.size == 0:
+        raise ValueError(f"{name} is empty (shape {ids.shape}): at least one sequence of at least one token is needed")
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
         bad = ids[(ids < 0) | (ids >= vocab_size)][0]
         raise ValueError(f"{name} contains {bad}, outside the vocabulary [0, {vocab_size})")
@@ -76,6 +113,8 @@ def check_tokens(input_ids, inputs_embeds, vocab_size, width, dtype):
         ids = as_ids(input_ids, "input_ids", vocab_size, ndim=2)
         return ids, None, *ids.shape
     embeds = as_float(inputs_embeds, "inputs_embeds", (None, None, width), dtype)
+    if 0 in embeds.shape[:2]:
+        raise ValueError(f"inputs_embeds needs at least one sequence of at least one token, got shape {embeds.shape}")
     return None, embeds, *embeds.shape[:2]
 
 

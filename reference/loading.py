@@ -10,6 +10,7 @@ import numpy as np
 from . import mpnet, mpt
 from .checkpoint import CheckpointError, match_keys, read_config, read_weights
 from .kernels import BACKENDS, get_kernels
+from .profiles import get_profile
 
 FAMILIES = {"mpnet": mpnet, "mpt": mpt}
 
@@ -20,13 +21,20 @@ def build(config_dict, weights, task="base", profile=None, dtype=np.float32, whe
     return _assemble(_plan(config_dict, task, profile, dtype, where), weights, dtype, where, backend, options)
 
 
-def _plan(config_dict, task, profile, dtype, where):
+def _plan(config_dict, task, profile, dtype, where, config_file=None):
     """Everything decided from the config alone, before any weight is read: the family, the parsed
-    config and the parameter shapes, with the task and the memory they need checked."""
-    family = _family(config_dict, where)
+    config and the parameter shapes, with the task and the memory they need checked. Config errors
+    name ``config_file`` when the config came from one."""
+    family = _family(config_dict, config_file or where)
     if task not in family.TASKS:
         raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(family.TASKS)}")
-    config = family.Config.from_dict(config_dict, profile)
+    get_profile(family.__name__.rsplit(".", 1)[-1], profile)  # an unknown profile is the caller's error, not the file's
+    try:
+        config = family.Config.from_dict(config_dict, profile)
+    except (ValueError, TypeError) as e:
+        if config_file is None:
+            raise
+        raise CheckpointError(f"{config_file}: {e}") from None
     shapes = family.param_shapes(config, task, profile)
     check_memory(shapes, np.dtype(dtype).itemsize, where)
     return family, config, task, profile, shapes
@@ -81,7 +89,7 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     get_kernels(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    plan = _plan(read_config(path), task, profile, dtype, str(path))  # config problems fail before any read
+    plan = _plan(read_config(path), task, profile, dtype, str(path), os.path.join(path, "config.json"))  # before any read
     return _assemble(plan, read_weights(path, dtype, on_tensor), dtype, str(path), backend, options)
 
 

@@ -25,8 +25,8 @@ from typing import Optional
 import numpy as np
 
 from . import losses
-from .inputs import (as_float, as_ids, check_flags, check_tokens, label_fields, make_rng, require_positive_ints,
-                     require_probabilities, unpack_keras_inputs)
+from .inputs import (MAX_LAYERS, as_float, as_ids, check_field_types, check_flags, check_tokens, label_fields,
+                     make_rng, require_positive_ints, require_probabilities, unpack_keras_inputs)
 from .kernels import NUMPY, get_kernels
 from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
 from .outputs import (
@@ -88,9 +88,10 @@ class MPNetConfig:
         return config
 
     def validate(self) -> None:
-        require_positive_ints(self, ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                     "intermediate_size", "max_position_embeddings", "relative_attention_num_buckets",
-                                     "num_labels"))
+        check_field_types(self)
+        require_positive_ints(self, ("vocab_size", "hidden_size", "num_attention_heads", "intermediate_size",
+                                     "max_position_embeddings", "relative_attention_num_buckets", "num_labels"))
+        require_positive_ints(self, ("num_hidden_layers",), limit=MAX_LAYERS)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"config.hidden_size ({self.hidden_size}) is not a multiple of "

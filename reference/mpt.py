@@ -29,8 +29,8 @@ import numpy as np
 
 from . import losses
 from .generation import GenerationMixin
-from .inputs import (as_float, as_ids, check_flags, check_tokens, label_fields, make_rng, require_positive_ints,
-                     require_probabilities)
+from .inputs import (MAX_LAYERS, MAX_SIZE, as_float, as_ids, check_field_types, check_flags, check_tokens,
+                     label_fields, make_rng, require_positive_ints, require_probabilities)
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
@@ -120,18 +120,24 @@ class MPTConfig:
         return config
 
     def validate(self) -> None:
-        require_positive_ints(self, ("d_model", "n_heads", "n_layers", "max_seq_len", "vocab_size", "num_labels"))
+        check_field_types(self)
+        require_positive_ints(self, ("d_model", "n_heads", "max_seq_len", "vocab_size", "num_labels"))
+        require_positive_ints(self, ("n_layers",), limit=MAX_LAYERS)
         if self.d_model % self.n_heads:
             raise ValueError(f"config.d_model ({self.d_model}) is not a multiple of n_heads ({self.n_heads})")
         if self.attn_type not in ATTN_TYPES:
             raise ValueError(f"attn_config.attn_type {self.attn_type!r} is not supported; accepted: {list(ATTN_TYPES)} "
                              "(HF 4.37.2 accepts multiquery_attention in the config but builds full multi-head weights)")
         require_probabilities(self, ("attn_pdrop", "resid_pdrop", "emb_pdrop"))
-        if not isinstance(self.expansion_ratio, (int, float)) or self.expansion_ratio <= 0:
-            raise ValueError(f"config.expansion_ratio must be positive, got {self.expansion_ratio!r}")
-        if self.softmax_scale is not None and not isinstance(self.softmax_scale, (int, float)):
-            raise ValueError(f"attn_config.softmax_scale must be a number or null, got {self.softmax_scale!r}")
-        if isinstance(self.logit_scale, str) and self.logit_scale != "inv_sqrt_d_model":
+        if (isinstance(self.expansion_ratio, bool) or not isinstance(self.expansion_ratio, (int, float))
+                or not 0 < self.expansion_ratio * self.d_model <= MAX_SIZE):
+            raise ValueError(f"config.expansion_ratio must be positive, with expansion_ratio * d_model at most "
+                             f"{MAX_SIZE}, got {self.expansion_ratio!r}")
+        if self.softmax_scale is not None and (isinstance(self.softmax_scale, bool) or not isinstance(
+                self.softmax_scale, (int, float)) or not math.isfinite(self.softmax_scale)):
+            raise ValueError(f"attn_config.softmax_scale must be a finite number or null, got {self.softmax_scale!r}")
+        if not (self.logit_scale is None or self.logit_scale == "inv_sqrt_d_model" or (
+                isinstance(self.logit_scale, (int, float)) and not isinstance(self.logit_scale, bool))):
             raise ValueError(f"config.logit_scale {self.logit_scale!r} is not a number or 'inv_sqrt_d_model'")
 
 

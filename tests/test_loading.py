@@ -125,13 +125,19 @@ def test_shape_that_does_not_fit_the_config_is_named(tmp_path):
     ({"model_type": "bert"}, "model_type 'bert' is not supported"),
     ({"hidden_size": 18}, "not a multiple of num_attention_heads"),
     ({"hidden_act": "swish"}, "hidden_act 'swish' is not supported"),
-    ({"num_hidden_layers": "2"}, "num_hidden_layers must be a positive integer"),
+    ({"num_hidden_layers": "2"}, "num_hidden_layers must be an integer, got .2."),
+    ({"num_hidden_layers": 10**72}, "num_hidden_layers is 1000+, more than the 10000"),  # before any per-layer work
+    ({"vocab_size": 2**40}, "vocab_size is 1099511627776, more than the 2147483647"),
+    ({"layer_norm_eps": "1e-5"}, "layer_norm_eps must be a finite number, got '1e-5'"),
+    ({"id2label": {"first": "A"}}, "id2label must map integer class ids"),
+    ({"tf_legacy_loss": "yes"}, "tf_legacy_loss must be true or false"),
 ])
 def test_bad_configs_are_refused(tmp_path, change, message):
     write_checkpoint(tmp_path, task="base")
     (tmp_path / "config.json").write_text(json.dumps({**TINY, **change}))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         reference.from_pretrained(tmp_path)
+    assert "config.json" in str(raised.value), "the error names the file"
 
 
 def test_unknown_task_profile_and_backend(tmp_path):

@@ -34,7 +34,7 @@ def test_mosaic_form_takes_llm_foundry_defaults_and_aliases():
     (dict(d_model=15), "not a multiple of n_heads"),
     (dict(attn_config=dict(attn_type="multiquery_attention")), "attn_type 'multiquery_attention' is not supported"),
     (dict(n_layers=0), "n_layers must be a positive integer"),
-    (dict(max_seq_len="8"), "max_seq_len must be a positive integer"),
+    (dict(max_seq_len="8"), "max_seq_len must be an integer, got .8."),
     (dict(logit_scale="huge"), "logit_scale"),
     (dict(attn_config=[1]), "attn_config must be a dict"),
     (dict(model_type="gpt2"), "not 'mpt'"),
