@@ -34,11 +34,21 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.golden_dir:
+        if not os.path.isfile(os.path.join(args.golden_dir, "manifest.json")):
+            print(f"error: --golden-dir {args.golden_dir}: no manifest.json there", file=sys.stderr)
+            return 2
         os.environ["CONFORMANCE_GOLDEN_DIR"] = args.golden_dir  # worker processes read it too
     if args.impl == "outputs" and args.outputs_dir:
         os.environ["CONFORMANCE_OUTPUTS_DIR"] = args.outputs_dir
     args.tiers = TIERS if args.tier == "all" else (args.tier,)
-    skips, xfails = Selection.load(args.skips_file), Selection.load(args.xfails_file)
+    if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
+        print(f"error: --report {args.report}: its folder does not exist", file=sys.stderr)  # say so before the run
+        return 2
+    try:
+        skips, xfails = Selection.load(args.skips_file), Selection.load(args.xfails_file)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     plan = Plan(args.impl, args.family, args.profile, args.tiers, args.golden_dir, args.max_examples)
     started = time.time()
     results = run_plan(plan, skips, xfails, jobs=default_jobs(args.jobs), impl=impl)
@@ -69,6 +79,19 @@ def print_table(results, verbose=False):
                 print(f"    {r.diagnosis}")
 
 
+def count(minimum):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,11 +102,11 @@ def main(argv=None) -> int:
     p.add_argument("--family", choices=["mpnet", "mpt"], help="only this model family")
     p.add_argument("--profile", choices=["pt", "tf", "hf", "mosaic"], help="only this profile")
     p.add_argument("--tier", choices=TIERS + ("all",), default="all", help="which checks (default: all)")
-    p.add_argument("--max-examples", type=int, default=20, help="hypothesis examples per property (default 20)")
+    p.add_argument("--max-examples", type=count(1), default=20, help="hypothesis examples per property (default 20)")
     p.add_argument("--skips-file", help="check ids (or patterns) not to run, each with a reason")
     p.add_argument("--xfails-file", help="check ids (or patterns) expected to fail, each with a reason")
     p.add_argument("--report", help="write the JSON report here (schema: conformance/report.py)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (0: one per CPU)")
+    p.add_argument("-j", "--jobs", type=count(0), default=1, help="worker processes (0: one per CPU)")
     p.add_argument("--golden-dir", help="golden directory (default: $CONFORMANCE_GOLDEN_DIR or the repository's)")
     p.add_argument("--outputs-dir", help="for --impl outputs: the folder of outputs (or $CONFORMANCE_OUTPUTS_DIR)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check's message")

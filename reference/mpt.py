@@ -371,6 +371,11 @@ class MPTModel(GenerationMixin):
         """Numba and CUDA decode over a preallocated cache (reference/backends/numba_decode.py, cuda_backend.py)."""
         if self.kernels.name not in ("numba", "cuda") or self.task != "causal-lm":
             return None
+        for name, value in (("batch", batch), ("total_len", total_len)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"decode_session {name} must be a positive integer, got {value!r}")
+        if total_len > self.config.max_seq_len:
+            raise ValueError(f"decode_session total_len {total_len} is over max_seq_len {self.config.max_seq_len}")
         from .backends import numba_decode
 
         if not numba_decode.supports(self):

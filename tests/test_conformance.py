@@ -131,3 +131,23 @@ def test_outputs_folder_written_by_an_external_program_is_checked(tmp_path):
     code = cli.main(["run", "--impl", "outputs", "--outputs-dir", str(tmp_path), "--tier", "golden", "--family", "mpnet"])
     assert code == 0
     np.testing.assert_array_equal((tmp_path / "mpnet/pt/base-too-long/error.json").is_file(), True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--impl", "nonexistent:thing"], "cannot load implementation 'nonexistent:thing'"),
+    (["--golden-dir", "/nonexistent"], "no manifest.json there"),
+    (["--skips-file", "/nonexistent"], "No such file"),
+    (["--report", "/nonexistent/report.json"], "its folder does not exist"),
+])
+def test_cli_bad_arguments_give_one_line_errors(capsys, args, message):
+    assert cli.main(["run", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--max-examples", "-1"], ["-j", "-2"], ["--max-examples", "x"]])
+def test_cli_bad_counts_are_usage_errors(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("must be at least" in err or "is not an integer" in err), err

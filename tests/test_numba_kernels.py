@@ -127,3 +127,23 @@ def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
     monkeypatch.setitem(sys.modules, "reference.backends.numba_cpu", None)
     with pytest.raises(ValueError, match="needs Numba"):
         reference.kernels.get_kernels("numba")
+
+
+def test_decode_session_vets_tokens_and_capacity_before_any_kernel():
+    """A session is public (model.decode_session): bad ids, a wrong batch or a full cache are errors,
+    never an out-of-bounds write or a silently wrapped negative index."""
+    model = tiny_mpt(backend="numba")
+    session = model.decode_session(2, 6)
+    with pytest.raises(ValueError, match="holds 2 rows, got 3"):
+        session.prefill(np.zeros((3, 4), np.int64), np.ones((3, 4)))
+    session.prefill(np.zeros((2, 4), np.int64), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="token contains -1, outside the vocabulary"):
+        session.step(np.array([-1, 0]))
+    with pytest.raises(TypeError, match="token must be integers"):
+        session.step(np.array([0.5, 1.0]))
+    session.step(np.array([1, 2]))
+    session.step(np.array([1, 2]))
+    with pytest.raises(ValueError, match="holds 6 positions: 6 are used, 1 more do not fit"):
+        session.step(np.array([1, 2]))
+    with pytest.raises(ValueError, match="total_len 99 is over max_seq_len"):
+        model.decode_session(1, 99)

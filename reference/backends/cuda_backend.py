@@ -17,6 +17,7 @@ from .. import ops
 from ..kernels import Kernels
 from ..mpt import alibi_slopes
 from . import cuda_ops as dev
+from .numba_decode import checked_tokens
 
 _RESIDENT: dict = {}  # id(host weight) -> (host weight, device copy); the host reference keeps the id unique
 
@@ -81,7 +82,7 @@ class DecodeSession:
         self.slopes_host = alibi_slopes(H, model.features.alibi_bias_max)
         self.slopes = dev.to_device(self.slopes_host)
         self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
-        self.length, self.total_len, self.ws = 0, total_len, None
+        self.length, self.total_len, self.batch, self.ws = 0, total_len, batch, None
 
     def _block(self, i, x, attend):
         p, c, eps = self.p, self.c, self.c.layer_norm_epsilon
@@ -100,6 +101,7 @@ class DecodeSession:
 
     def prefill(self, ids, mask):  # [B, S] host ids and mask -> last logits [B, V]
         c = self.c
+        ids = checked_tokens(ids, self.batch, c.vocab_size, 0, self.total_len, ndim=2)
         B, S = ids.shape
         C, H, D = c.d_model, c.n_heads, c.head_size
         masked_host, key_mask = self.model._masks(mask, None, None, B, S, 0)
@@ -131,6 +133,7 @@ class DecodeSession:
 
     def step(self, token):  # [B] host ids -> logits [B, V]
         c, t = self.c, self.length
+        token = checked_tokens(token, self.batch, c.vocab_size, t, self.total_len, ndim=1)  # the device embeds it
         B, C, eps, p = token.shape[0], c.d_model, c.layer_norm_epsilon, self.p
         if getattr(self, "ws", None) is None:
             self._workspace(B)

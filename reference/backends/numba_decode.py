@@ -13,8 +13,21 @@ import math
 
 import numpy as np
 
+from ..inputs import as_ids
 from ..mpt import alibi_slopes
 from .numba_cpu import decode_attention, gelu, layer_norm, linear
+
+
+def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
+    """Token ids for a session's prefill (ndim 2) or step (ndim 1), vetted before any kernel sees
+    them: integers in the vocabulary, the session's batch, and room left in the preallocated cache."""
+    ids = as_ids(ids, "input_ids" if ndim == 2 else "token", vocab_size, ndim)
+    if ids.shape[0] != batch:
+        raise ValueError(f"this decode session holds {batch} rows, got {ids.shape[0]}")
+    new = ids.shape[1] if ndim == 2 else 1
+    if used + new > capacity:
+        raise ValueError(f"the decode session's cache holds {capacity} positions: {used} are used, {new} more do not fit")
+    return ids
 
 
 def supports(model) -> bool:
@@ -37,6 +50,7 @@ class DecodeSession:
         self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
+        ids = checked_tokens(ids, self.key_ok.shape[0], self.c.vocab_size, 0, self.key_ok.shape[1], ndim=2)
         out = self.model.transformer(ids, None, mask, None, True, False, False, None, None, None)
         S = ids.shape[1]
         for i, (k, v) in enumerate(out.past_key_values):
@@ -48,6 +62,7 @@ class DecodeSession:
 
     def step(self, token, key_ok=True):  # [B] -> logits [B, V]
         p, c = self.p, self.c
+        token = checked_tokens(token, self.key_ok.shape[0], c.vocab_size, self.length, self.key_ok.shape[1], ndim=1)
         B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
         t = self.length
         self.key_ok[:, t] = key_ok
