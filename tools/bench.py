@@ -9,7 +9,7 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           128 new tokens after a 32-token prompt, batch 1
 Columns: numpy, numba (fp32), numba-bf16 (decode only; bf16 weight storage), and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
-ratios against hf-torch (or numpy) are printed. Peak resident memory during decoding and the time to
+ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak resident memory during decoding and the time to
 the first token on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process
 holding several models cannot attribute its memory to one of them.
 """
@@ -46,13 +46,17 @@ def random_weights(family, config, task, seed=0):
     return out
 
 
-def median_time(fn, repeats):
-    times = []
+def interleaved_times(runs, repeats):
+    """name -> (median, times) for name -> fn, run round-robin: repeat r of every backend happens
+    before repeat r + 1 of any, so drift in the machine's speed (these VMs have plenty) falls on all
+    backends alike instead of on whichever ran during a slow stretch."""
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), t) for name, t in times.items()}
 
 
 def torch_available():
@@ -89,21 +93,24 @@ def bench_encode(repeats, threads):
 
     weights = random_weights("mpnet", ENCODER, "base")
     ids = np.random.default_rng(1).integers(3, ENCODER["vocab_size"], (ENC_BATCH, ENC_LEN))
-    rows = {}
+    runs = {}
     for backend in ("numpy", "numba"):
         model = reference.build(ENCODER, weights, backend=backend)
         model(ids)  # warm-up (JIT compile or cache load)
-        rows[backend] = median_time(lambda: model(ids), repeats)
+        runs[backend] = lambda model=model: model(ids)
     if torch_available():
         import torch
 
         torch.set_num_threads(threads)
-        model = hf_model("mpnet", ENCODER, weights, "base")
+        hf = hf_model("mpnet", ENCODER, weights, "base")
         t = torch.from_numpy(ids)
-        with torch.no_grad():
-            model(t)
-            rows["hf-torch"] = median_time(lambda: model(t), repeats)
-    return rows
+
+        def run_hf():
+            with torch.no_grad():
+                hf(t)
+        run_hf()
+        runs["hf-torch"] = run_hf
+    return interleaved_times(runs, repeats)
 
 
 def bench_decode(repeats, threads):
@@ -111,22 +118,25 @@ def bench_decode(repeats, threads):
 
     weights = random_weights("mpt", DECODER, "causal-lm")
     ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
-    rows = {}
+    runs = {}
     for name, backend, storage in (("numpy", "numpy", "fp32"), ("numba", "numba", "fp32"), ("numba-bf16", "numba", "bf16")):
         model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
         model.generate(ids, max_new_tokens=2)  # warm-up
-        rows[name] = median_time(lambda: model.generate(ids, max_new_tokens=NEW_TOKENS), repeats)
+        runs[name] = lambda model=model: model.generate(ids, max_new_tokens=NEW_TOKENS)
     if torch_available():
         import torch
 
         torch.set_num_threads(threads)
-        model = hf_model("mpt", DECODER, weights, "causal-lm")
+        hf = hf_model("mpt", DECODER, weights, "causal-lm")
         t = torch.from_numpy(ids)
         kw = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, use_cache=True, pad_token_id=0)
-        with torch.no_grad():
-            model.generate(t, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})
-            rows["hf-torch"] = median_time(lambda: model.generate(t, **kw), repeats)
-    return rows
+
+        def run_hf(**override):
+            with torch.no_grad():
+                hf.generate(t, **{**kw, **override})
+        run_hf(max_new_tokens=2, min_new_tokens=2)
+        runs["hf-torch"] = run_hf
+    return interleaved_times(runs, repeats)
 
 
 # --------------------------------------------------------------------------- child processes
@@ -200,7 +210,7 @@ def main():
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
     if args.workload in ("encode", "all"):
-        report(f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (time; ratio = time / hf-torch time)",
+        report(f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over hf-torch: its time / ours)",
                bench_encode(args.repeats, args.threads), "seq/s", ENC_BATCH)
     if args.workload in ("decode", "all"):
         report(f"decode: MPT-125M, {NEW_TOKENS} new tokens after {PROMPT} (ratio = tokens/s over hf-torch)",
