@@ -272,6 +272,17 @@ def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
     _softmax_row(row, K)
 
 
+@njit(inline="always")
+def _axpy4(y0, y1, y2, y3, a0, a1, a2, a3, x):
+    """y_k += a_k * x for four rows at once: each element of x is loaded once for all four."""
+    for j in range(x.size):
+        xj = x[j]
+        y0[j] += a0 * xj
+        y1[j] += a1 * xj
+        y2[j] += a2 * xj
+        y3[j] += a3 * xj
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(qs, kt, vs, scale, bias, mask_add, masked, ctx, probs):
     """qs, vs [B, S|K, H, D] (the projections' own layout, so the D loops are contiguous); kt
@@ -296,14 +307,8 @@ def _attention(qs, kt, vs, scale, bias, mask_add, masked, ctx, probs):
             r2[:] = zero
             r3[:] = zero
             for d in range(D):  # products q k^T, one rank-1 update per feature
-                a0 = qs[b, i0, h, d]
-                a1, a2, a3 = qs[b, i1, h, d] * w1, qs[b, i2, h, d] * w2, qs[b, i3, h, d] * w3
-                for j in range(K):
-                    x = kt[b, h, d, j]
-                    r0[j] += a0 * x
-                    r1[j] += a1 * x
-                    r2[j] += a2 * x
-                    r3[j] += a3 * x
+                _axpy4(r0, r1, r2, r3, qs[b, i0, h, d], qs[b, i1, h, d] * w1, qs[b, i2, h, d] * w2,
+                       qs[b, i3, h, d] * w3, kt[b, h, d])
             for i in range(i0, min(i0 + 4, S)):
                 _finish_scores(probs[b, h, i], scale, bias, mask_add, masked, b, h, i, K)
             o0, o1, o2, o3 = ctx[b, i0, h], ctx[b, i1, h], ctx[b, i2, h], ctx[b, i3, h]
@@ -312,13 +317,7 @@ def _attention(qs, kt, vs, scale, bias, mask_add, masked, ctx, probs):
             o2[:] = zero
             o3[:] = zero
             for j in range(K):  # ctx = probs v, one weighted value row at a time
-                p0, p1, p2, p3 = r0[j], r1[j] * w1, r2[j] * w2, r3[j] * w3
-                for d in range(D):
-                    x = vs[b, j, h, d]
-                    o0[d] += p0 * x
-                    o1[d] += p1 * x
-                    o2[d] += p2 * x
-                    o3[d] += p3 * x
+                _axpy4(o0, o1, o2, o3, r0[j], r1[j] * w1, r2[j] * w2, r3[j] * w3, vs[b, j, h])
 
 
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
