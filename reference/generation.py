@@ -98,7 +98,8 @@ class GenerationMixin:
         ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
-        eos_ids = [] if eos is None else [token_id(e, "eos_token_id", V) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+        several = isinstance(eos, (list, tuple, np.ndarray))
+        eos_ids = [] if eos is None else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
         pad = pad_token_id if pad_token_id is not None else self.config.pad_token_id
         if pad is None and eos_ids:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)

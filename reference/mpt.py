@@ -71,7 +71,7 @@ class MPTConfig:
     use_cache: bool = False
     tie_word_embeddings: bool = True
     pad_token_id: Optional[int] = None
-    eos_token_id: Optional[int] = None
+    eos_token_id: object = None  # an id, a list of ids (HF allows several), or None
     bos_token_id: Optional[int] = None
     num_labels: int = 2
     problem_type: Optional[str] = None
@@ -128,6 +128,9 @@ class MPTConfig:
         if self.attn_type not in ATTN_TYPES:
             raise ValueError(f"attn_config.attn_type {self.attn_type!r} is not supported; accepted: {list(ATTN_TYPES)} "
                              "(HF 4.37.2 accepts multiquery_attention in the config but builds full multi-head weights)")
+        eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
+        if self.eos_token_id is not None and not all(isinstance(e, int) and not isinstance(e, bool) for e in eos):
+            raise TypeError(f"config.eos_token_id must be an integer, a list of integers or null, got {self.eos_token_id!r}")
         require_probabilities(self, ("attn_pdrop", "resid_pdrop", "emb_pdrop"))
         if (isinstance(self.expansion_ratio, bool) or not isinstance(self.expansion_ratio, (int, float))
                 or not 0 < self.expansion_ratio * self.d_model <= MAX_SIZE):
