@@ -261,3 +261,33 @@ def test_pad_and_eos_outside_the_vocabulary_are_refused_before_any_step(backend)
         model.generate(valid_ids(50), max_new_tokens=3, pad_token_id=99, eos_token_id=0)
     with pytest.raises(ValueError, match="eos_token_id -1 is outside the vocabulary"):
         model.generate(valid_ids(50), max_new_tokens=3, eos_token_id=-1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(cli_models):
+    from reference import Tokenizer
+
+    return Tokenizer(cli_models[0])
+
+
+texts = st.one_of(st.text(max_size=40), st.lists(st.text(max_size=20), max_size=4), scalars, arrays())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts, st.one_of(st.none(), texts), st.one_of(st.lists(st.integers(-5, 120), max_size=8), arrays()))
+def test_tokenizer_raises_only_documented_errors(tokenizer, text, pairs, ids):
+    out = assert_only_documented_errors(tokenizer.encode, text, pairs, names=["texts", "pairs"])
+    if out is not None:
+        assert out["input_ids"].shape == out["attention_mask"].shape and out["input_ids"].ndim == 2
+    decoded = assert_only_documented_errors(tokenizer.decode, ids, names=["ids"])
+    assert decoded is None or isinstance(decoded, str)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200))
+def test_a_damaged_tokenizer_file_is_a_value_error(tmp_path, data):
+    from reference import Tokenizer
+
+    (tmp_path / "tokenizer.json").write_bytes(data)
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        Tokenizer(tmp_path)
