@@ -3,8 +3,9 @@ and a call that succeeds returns outputs of the documented shapes.
 
 The values are drawn to hit the edges a user can reach: negative and huge integers, floats where
 ids belong, strings, empty and ragged arrays, NaN, wrong ranks, and past_key_values of the wrong
-structure. Each public model call, generate() and the command line are driven this way; the fast
-backends get the same inputs, so no kernel ever sees an index the boundary checks did not vet.
+structure. Each public model call, generate(), the tokenizer and the command line are driven this
+way; the fast backends get the same inputs, so no kernel ever sees an index the boundary checks did
+not vet.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def _numba_available():
 
 BACKENDS = ["numpy"] + (["numba"] if _numba_available() else [])
 
+
 def mostly(valid, hostile):
-    """Draws from ``valid`` four times in five, so that most generate() calls get far enough to decode."""
+    """Draws from ``valid`` four times in five, so that most calls get past their first check."""
     return st.integers(0, 4).flatmap(lambda n: hostile if n == 0 else valid)
 
 

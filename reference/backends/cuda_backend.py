@@ -85,7 +85,7 @@ class DecodeSession:
         self.length, self.total_len, self.batch, self.ws = 0, total_len, batch, None
 
     def _block(self, i, x, attend):
-        p, c, eps = self.p, self.c, self.c.layer_norm_epsilon
+        p, eps = self.p, self.c.layer_norm_epsilon
         pre = f"blocks.{i}."
         h = dev.layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps)
         qkv = dev.linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"))
