@@ -12,7 +12,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Optional
 
-
 from .compare import Comparison, compare
 from .golden import group_members, tuple_leaves
 from .protocol import Unsupported
