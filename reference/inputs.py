@@ -47,7 +47,7 @@ def label_fields(d):
     return {"num_labels": d["num_labels"]} if "num_labels" in d else {}
 
 
-MAX_SIZE = 2**31 - 1  # every size fits an int32, so the fast kernels' index arithmetic cannot overflow
+MAX_SIZE = 2**31 - 1  # no real model comes near; an absurd size fails here, not in an allocation
 MAX_LAYERS = 10_000  # far past any real model; bounds the per-layer bookkeeping done before the memory check
 
 
