@@ -135,9 +135,18 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
     else:
         w = (weight.astype(np.uint32) << 16).view(np.float32) if weight.dtype == np.uint16 else weight
         out = rows @ w.T
-    if bias is not None:
-        out += bias  # in place: the product is a fresh array, and a second one would cost page faults
+    if bias is not None and out.dtype == np.float32 and out.shape[0] > MATVEC_MAX_ROWS:
+        _add_to_rows(out, bias)  # in place, on every core: the product is a fresh array
+    elif bias is not None:
+        out += bias
     return out.reshape(lead + (weight.shape[0],))
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _add_to_rows(out, bias):  # [N, O] += [O]
+    for n in prange(out.shape[0]):
+        for o in range(out.shape[1]):
+            out[n, o] += bias[o]
 
 
 # ---------------------------------------------------------------------------- norm and GELU
