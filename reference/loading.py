@@ -28,7 +28,7 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None):
     family = _family(config_dict, config_file or where)
     if task not in family.TASKS:
         raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(family.TASKS)}")
-    get_profile(family.__name__.rsplit(".", 1)[-1], profile)  # an unknown profile is the caller's error, not the file's
+    get_profile(config_dict["model_type"], profile)  # an unknown profile is the caller's error, not the file's
     try:
         config = family.Config.from_dict(config_dict, profile)
     except (ValueError, TypeError) as e:

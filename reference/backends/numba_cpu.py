@@ -7,7 +7,7 @@
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
 | ``attention``                   | ``ops.attention``         | one fused kernel per (batch, head), vectorised sweeps   |
 | ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
-| ``matvec_bf16``                 | ``ops.linear`` on widened | bf16 weights widened inside the loop                    |
+| ``linear`` on bf16 weights      | ``ops.linear`` on widened | the same matvec, each weight widened as it is read      |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
 ``fastmath`` is limited to reassociation and contraction flags so that -inf and NaN still behave.
@@ -24,7 +24,7 @@ import sys
 import numba
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .. import ops
 from ..kernels import Kernels
@@ -86,18 +86,6 @@ MATVEC_MAX_ROWS = 4  # up to this many rows (decode steps) a Numba matvec stream
 # ------------------------------------------------------------------------------------- linear
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _matvec_rows(x, w, out):  # [N, I], [O, I] -> [N, O]
-    N, I = x.shape
-    O = w.shape[0]
-    for o in prange(O):
-        for n in range(N):
-            acc = np.float32(0.0)
-            for i in range(I):
-                acc += w[o, i] * x[n, i]
-            out[n, o] = acc
-
-
 @intrinsic
 def _bits_to_float32(typingctx, bits):
     """Reinterpret a uint32 as the float32 with those bits (a free bitcast in the generated code)."""
@@ -112,15 +100,26 @@ def bf16_to_float32(h):  # uint16 -> float32
     return _bits_to_float32(np.uint32(h) << np.uint32(16))
 
 
+def _widen(w):
+    """A weight as float32: itself, or a bf16 bit pattern (uint16) widened. Compiled per weight dtype."""
+
+
+@overload(_widen, inline="always")
+def _widen_impl(w):
+    if w == types.uint16:
+        return lambda w: bf16_to_float32(w)
+    return lambda w: w
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _matvec_rows_bf16(x, w16, out):  # [N, I] f32, [O, I] uint16 (bf16 bits) -> [N, O]
+def _matvec_rows(x, w, out):  # [N, I] f32, [O, I] f32 or uint16 (bf16 bits) -> [N, O]
     N, I = x.shape
-    O = w16.shape[0]
+    O = w.shape[0]
     for o in prange(O):
         for n in range(N):
             acc = np.float32(0.0)
             for i in range(I):
-                acc += bf16_to_float32(w16[o, i]) * x[n, i]
+                acc += _widen(w[o, i]) * x[n, i]
             out[n, o] = acc
 
 
@@ -130,8 +129,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
     rows = x.reshape(-1, I)
     if rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
-        kernel = _matvec_rows_bf16 if weight.dtype == np.uint16 else _matvec_rows
-        kernel(np.ascontiguousarray(rows), weight, out)
+        _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:
         w = (weight.astype(np.uint32) << 16).view(np.float32) if weight.dtype == np.uint16 else weight
         out = rows @ w.T
