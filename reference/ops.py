@@ -119,7 +119,7 @@ def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [N, C], [N] -> 
     bad = keep & ((labels < 0) | (labels >= classes))
     if bad.any():
         raise ValueError(
-            f"label {labels[bad][0]} is outside [0, {classes}); use {ignore_index} to ignore a position"
+            f"labels contain {labels[bad][0]}, outside [0, {classes}); use {ignore_index} to ignore a position"
         )
     losses = cross_entropy_per_item(logits[keep], labels[keep])
     with np.errstate(invalid="ignore", divide="ignore"):
