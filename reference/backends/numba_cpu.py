@@ -5,7 +5,7 @@
 | ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
 | ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
-| ``attention``                   | ``ops.attention``         | one fused kernel per (batch, head), vectorised sweeps   |
+| ``attention``                   | ``ops.attention``         | one fused kernel per (batch, head); 6 x 16 reg. tiles   |
 | ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
 | ``linear`` on bf16 weights      | ``ops.linear`` on widened | the same matvec, each weight widened as it is read      |
 
@@ -28,6 +28,7 @@ from numba.extending import intrinsic, overload
 
 from .. import ops
 from ..kernels import Kernels
+from .numba_vec8 import fma8, load8, splat8, store8, zero8
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
@@ -223,21 +224,23 @@ def gelu(x):  # [...] -> [...]
 
 # exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 split in two parts (Cody-Waite) so r is
 # exact, exp(r) by its Taylor series to degree 7 on |r| <= ln(2)/2 (relative error below 1e-8 there),
-# 2^n built in the exponent bits. Plain arithmetic, so softmax loops vectorise; libm's exp does not.
+# 2^n built in the exponent bits. Plain float32 arithmetic, so softmax loops vectorise; libm's exp does
+# not. Compiled without reassociation: with it LLVM may merge the two halves of ln 2 into one float32
+# constant, and for x near -87 that alone costs 2.4e-7 of relative error.
 LOG2E, LN2_HI, LN2_LO = np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4)
 EXP_MIN = np.float32(-87.0)  # below this exp(x) < 1.7e-38 (the float32 normal range ends): returned as 0
 INV_FACT = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
 F0, F1, F2, F3, F4, F5, F6, F7 = INV_FACT
 
 
-@njit(inline="always", fastmath=FASTMATH)
-def exp32(x):  # float32 -> float32; twin: np.exp, within 2 ulp for x >= -87, and 0 below
+@njit(fastmath={"contract"})
+def exp32(x):  # float32 -> float32; twin: np.exp, within 1e-7 relative for -87 <= x <= 0, 0 below, NaN for NaN
     xc = max(x, EXP_MIN)
-    n = math.floor(xc * LOG2E + np.float32(0.5))
+    n = np.floor(xc * LOG2E + np.float32(0.5))  # float32 (math.floor would give int64, which does not vectorise)
     r = (xc - n * LN2_HI) - n * LN2_LO
     p = ((((((F7 * r + F6) * r + F5) * r + F4) * r + F3) * r + F2) * r + F1) * r + F0
     scale = _bits_to_float32(np.uint32(np.int32(n) + np.int32(127)) << np.uint32(23))
-    return p * scale if x >= EXP_MIN else np.float32(0.0)
+    return np.float32(0.0) if x < EXP_MIN else p * scale
 
 
 @njit(inline="always")
@@ -279,52 +282,74 @@ def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
     _softmax_row(row, K)
 
 
-@njit(inline="always")
-def _axpy4(y0, y1, y2, y3, a0, a1, a2, a3, x):
-    """y_k += a_k * x for four rows at once: each element of x is loaded once for all four."""
-    for j in range(x.size):
-        xj = x[j]
-        y0[j] += a0 * xj
-        y1[j] += a1 * xj
-        y2[j] += a2 * xj
-        y3[j] += a3 * xj
+ROWS = 6  # query rows per register tile: 6 x 16 outputs in twelve 8-wide registers, with three to spare
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 + 5 only
+    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values, written twice).
+
+    a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
+    loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
+    loaded value serves six rows and no partial sum leaves the registers until the block is done
+    (a BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
+    """
+    S, T, N = a.shape[0], b.shape[0], b.shape[1]
+    i1, i2, i3, i4, i5 = min(i0 + 1, S - 1), min(i0 + 2, S - 1), min(i0 + 3, S - 1), min(i0 + 4, S - 1), min(i0 + 5, S - 1)
+    for j in range(0, N - 15, 16):
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = zero8()
+        for t in range(T):
+            lo, hi = load8(b, t, j), load8(b, t, j + 8)
+            x = splat8(a[i0, t])
+            c00, c01 = fma8(c00, x, lo), fma8(c01, x, hi)
+            x = splat8(a[i1, t])
+            c10, c11 = fma8(c10, x, lo), fma8(c11, x, hi)
+            x = splat8(a[i2, t])
+            c20, c21 = fma8(c20, x, lo), fma8(c21, x, hi)
+            x = splat8(a[i3, t])
+            c30, c31 = fma8(c30, x, lo), fma8(c31, x, hi)
+            x = splat8(a[i4, t])
+            c40, c41 = fma8(c40, x, lo), fma8(c41, x, hi)
+            x = splat8(a[i5, t])
+            c50, c51 = fma8(c50, x, lo), fma8(c51, x, hi)
+        store8(c, i0, j, c00), store8(c, i0, j + 8, c01)
+        store8(c, i1, j, c10), store8(c, i1, j + 8, c11)
+        store8(c, i2, j, c20), store8(c, i2, j + 8, c21)
+        store8(c, i3, j, c30), store8(c, i3, j + 8, c31)
+        store8(c, i4, j, c40), store8(c, i4, j + 8, c41)
+        store8(c, i5, j, c50), store8(c, i5, j + 8, c51)
+    for i in range(i0, min(i0 + ROWS, S)):
+        for j in range(N - N % 16, N):
+            total = np.float32(0.0)
+            for t in range(T):
+                total += a[i, t] * b[t, j]
+            c[i, j] = total
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _attention(qs, kt, vs, scale, bias, mask_add, masked, ctx, probs):
-    """qs, vs [B, S|K, H, D] (the projections' own layout, so the D loops are contiguous); kt
-    [B, H, D, K] (keys transposed, so score rows run along contiguous keys); bias [Hb, Sb, K];
-    mask_add [Bm, Sm, K]; masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast; empty arrays mean
-    "absent". Writes probs [B, H, S, K] (also the score workspace) and ctx [B, S, H, D].
+def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
+    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm, K];
+    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast; empty arrays mean "absent". Writes probs
+    [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows must have unit stride).
 
-    One (batch, head) per task. Query rows go four at a time: each key and value row loaded serves
-    four queries, which cuts the memory traffic of the two products by about four. Past the last
-    row, a block repeats row S - 1 with a zero weight (it adds 0 to that row and is not finished)."""
+    One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next to
+    each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they are
+    small enough to stay in its cache), then goes down the queries six rows at a time: their scores
+    by the register tile, bias, mask and softmax on those rows, then their context rows by the tile.
+    """
     B, S, H, D = qs.shape
-    K = kt.shape[3]
-    zero = np.float32(0.0)
+    K = ks.shape[1]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        for i0 in range(0, S, 4):
-            i1, i2, i3 = min(i0 + 1, S - 1), min(i0 + 2, S - 1), min(i0 + 3, S - 1)
-            w1, w2, w3 = np.float32(i0 + 1 < S), np.float32(i0 + 2 < S), np.float32(i0 + 3 < S)  # 0: padding row
-            r0, r1, r2, r3 = probs[b, h, i0], probs[b, h, i1], probs[b, h, i2], probs[b, h, i3]
-            r0[:] = zero
-            r1[:] = zero
-            r2[:] = zero
-            r3[:] = zero
-            for d in range(D):  # products q k^T, one rank-1 update per feature
-                _axpy4(r0, r1, r2, r3, qs[b, i0, h, d], qs[b, i1, h, d] * w1, qs[b, i2, h, d] * w2,
-                       qs[b, i3, h, d] * w3, kt[b, h, d])
-            for i in range(i0, min(i0 + 4, S)):
-                _finish_scores(probs[b, h, i], scale, bias, mask_add, masked, b, h, i, K)
-            o0, o1, o2, o3 = ctx[b, i0, h], ctx[b, i1, h], ctx[b, i2, h], ctx[b, i3, h]
-            o0[:] = zero
-            o1[:] = zero
-            o2[:] = zero
-            o3[:] = zero
-            for j in range(K):  # ctx = probs v, one weighted value row at a time
-                _axpy4(o0, o1, o2, o3, r0[j], r1[j] * w1, r2[j] * w2, r3[j] * w3, vs[b, j, h])
+        q = np.ascontiguousarray(qs[b, :, h])  # [S, D]
+        kt = np.ascontiguousarray(ks[b, :, h].T)  # [D, K]: a score row runs along contiguous keys
+        v = np.ascontiguousarray(vs[b, :, h])  # [K, D]
+        p, o = probs[b, h], ctx[b, :, h]  # [S, K], [S, D]
+        for i0 in range(0, S, ROWS):
+            _rows_times(q, kt, p, i0)  # scores q k^T
+            for i in range(i0, min(i0 + ROWS, S)):
+                _finish_scores(p[i], scale, bias, mask_add, masked, b, h, i, K)
+            _rows_times(p, v, o, i0)  # context probs v
 
 
 _EMPTY3 = np.zeros((0, 0, 0), np.float32)
@@ -358,8 +383,8 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     ctx = np.empty((B, S, H, D), np.float32)
     probs = np.empty((B, H, S, K), np.float32)
     as_rows = lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3))  # free for split_heads views
-    _attention(as_rows(q), np.ascontiguousarray(k.transpose(0, 1, 3, 2)), as_rows(v), np.float32(scale), bias3,
-               _as3(mask_add, np.float32), _as3(masked, np.bool_), ctx, probs)
+    _attention(as_rows(q), as_rows(k), as_rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32),
+               _as3(masked, np.bool_), ctx, probs)
     return ctx.transpose(0, 2, 1, 3), probs
 
 

@@ -1,0 +1,106 @@
+"""An 8-wide float32 vector value for Numba kernels: the register tile of a small matrix product.
+
+LLVM vectorises a loop when the loop's own iterations can run side by side, but it will not keep a
+block of a matrix product's outputs in registers while it walks the shared axis: written as arrays,
+the accumulators go to memory on every step, and the product becomes a stream of stores. A value of
+type ``f32x8`` is an LLVM ``<8 x float>``: a local variable of that type stays in one vector register
+(one AVX ymm register; two SSE or NEON registers elsewhere), so a kernel can hold a 6 x 16 output
+block in twelve of them, as a BLAS micro-kernel does.
+
+The operations are the few such a kernel needs; each is a Numba intrinsic of a line or two of IR:
+
+| function                  | result                                                  |
+|---------------------------|---------------------------------------------------------|
+| ``zero8()``               | eight zeros                                             |
+| ``splat8(x)``             | the float32 x in all eight lanes                        |
+| ``load8(a, i, j)``        | a[i, j : j + 8] of a 2D float32 array                   |
+| ``store8(a, i, j, v)``    | a[i, j : j + 8] = v                                     |
+| ``fma8(acc, x, y)``       | acc + x * y lane by lane (fused where the CPU has FMA)  |
+
+``load8`` and ``store8`` trust the caller: the row's last axis must have unit stride and j + 8 must
+not pass its end. The kernels that use them check both before they start.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 8
+_V8 = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Float32x8(types.Type):
+    def __init__(self):
+        super().__init__(name="f32x8")
+
+
+f32x8 = Float32x8()
+
+
+@register_model(Float32x8)
+class _Float32x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V8)
+
+
+def _element_pointer(context, builder, array_type, array, i, j):
+    a = context.make_array(array_type)(context, builder, array)
+    ptr = cgutils.get_item_pointer(context, builder, array_type, a, [i, j], wraparound=False, boundscheck=False)
+    return builder.bitcast(ptr, _V8.as_pointer())
+
+
+def _is_2d_float32(a):
+    return isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float32
+
+
+@intrinsic
+def zero8(typingctx):
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_V8, [0.0] * LANES)
+    return f32x8(), codegen
+
+
+@intrinsic
+def splat8(typingctx, x):
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        one = builder.insert_element(ir.Constant(_V8, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x8(x), codegen
+
+
+@intrinsic
+def load8(typingctx, a, i, j):
+    if not _is_2d_float32(a):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]), align=4)
+    return f32x8(a, i, j), codegen
+
+
+@intrinsic
+def store8(typingctx, a, i, j, v):
+    if not _is_2d_float32(a) or v != f32x8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        builder.store(args[3], _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]), align=4)
+        return context.get_dummy_value()
+    return types.none(a, i, j, v), codegen
+
+
+@intrinsic
+def fma8(typingctx, acc, x, y):
+    if not (acc == x == y == f32x8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fmuladd.v8f32")
+        return builder.call(fmuladd, [args[1], args[2], args[0]])
+    return f32x8(acc, x, y), codegen
