@@ -2,6 +2,10 @@
 
 A kernel set provides ``linear``, ``layer_norm``, ``gelu`` and ``attention`` with the signatures of
 the NumPy functions in reference/ops.py, which they must equal (tests/test_numba_kernels.py).
+
+Two compositions that sit between GEMMs in every MPNet layer, ``gelu(linear(x, w, b))`` and
+``layer_norm(x + residual, ...)``, are methods: a backend may supply a fused version (one pass over
+the activations instead of two or three), and otherwise they are exactly the composition.
 """
 
 from __future__ import annotations
@@ -21,6 +25,20 @@ class Kernels:
     layer_norm: Callable
     gelu: Callable
     attention: Callable
+    fused_linear_gelu: Callable | None = None
+    fused_add_layer_norm: Callable | None = None
+
+    def linear_gelu(self, x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
+        """gelu(linear(x, weight, bias))."""
+        if self.fused_linear_gelu is not None:
+            return self.fused_linear_gelu(x, weight, bias)
+        return self.gelu(self.linear(x, weight, bias))
+
+    def add_layer_norm(self, x, residual, weight, bias, eps):  # [..., C], [..., C] -> [..., C]
+        """layer_norm(x + residual, weight, bias, eps)."""
+        if self.fused_add_layer_norm is not None:
+            return self.fused_add_layer_norm(x, residual, weight, bias, eps)
+        return self.layer_norm(x + residual, weight, bias, eps)
 
 
 NUMPY = Kernels("numpy", ops.linear, ops.layer_norm, ops.gelu, ops.attention)

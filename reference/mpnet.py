@@ -192,15 +192,18 @@ def encoder_layer(params, i, config, x, position_bias, mask_bias, head_mask, rng
     prefix, K = f"encoder.layer.{i}.", kernels
     attn = {name[len(prefix + "attention.attn."):]: w for name, w in params.items() if name.startswith(prefix + "attention.attn.")}
     a, probs = attention(attn, config, x, position_bias, mask_bias, head_mask, rng, K)
-    x1 = K.layer_norm(
-        dropout(a, config.hidden_dropout_prob, rng) + x,
+    x1 = K.add_layer_norm(  # layer_norm(a + x)
+        dropout(a, config.hidden_dropout_prob, rng), x,
         params[prefix + "attention.LayerNorm.weight"], params[prefix + "attention.LayerNorm.bias"], config.layer_norm_eps,
     )
-    act = K.gelu if config.hidden_act == "gelu" else ACTIVATIONS[config.hidden_act]
-    f = act(K.linear(x1, params[prefix + "intermediate.dense.weight"], params[prefix + "intermediate.dense.bias"]))  # [B, S, 4C]
+    w_in, b_in = params[prefix + "intermediate.dense.weight"], params[prefix + "intermediate.dense.bias"]
+    if config.hidden_act == "gelu":
+        f = K.linear_gelu(x1, w_in, b_in)  # gelu(linear(x1)): [B, S, C] -> [B, S, 4C]
+    else:
+        f = ACTIVATIONS[config.hidden_act](K.linear(x1, w_in, b_in))
     f = K.linear(f, params[prefix + "output.dense.weight"], params[prefix + "output.dense.bias"])  # [B, S, C]
-    x2 = K.layer_norm(
-        dropout(f, config.hidden_dropout_prob, rng) + x1,
+    x2 = K.add_layer_norm(  # layer_norm(f + x1)
+        dropout(f, config.hidden_dropout_prob, rng), x1,
         params[prefix + "output.LayerNorm.weight"], params[prefix + "output.LayerNorm.bias"], config.layer_norm_eps,
     )
     return x2, probs

@@ -51,6 +51,17 @@ def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):
 
 
 @FAST
+@given(st.integers(1, 20), dims, dims, st.integers(0, 2**31))
+def test_fused_compositions_match_numpy(rows, C, O, seed):
+    """add_layer_norm = layer_norm(x + residual) and linear_gelu = gelu(linear(x)), on matvec and GEMM row counts."""
+    x, r, w, b = arrays(seed, rows, C, scale=3.0), arrays(seed + 1, rows, C), arrays(seed + 2, C), arrays(seed + 3, C)
+    assert_close(nb.NUMBA.add_layer_norm(x, r, w, b, 1e-5), ops.layer_norm(x + r, w, b, 1e-5),
+                 atol=1e-5, rtol=1e-5, what="add_layer_norm")
+    wo, bo = arrays(seed + 4, O, C), arrays(seed + 5, O)
+    assert_close(nb.NUMBA.linear_gelu(x, wo, bo), ops.gelu(ops.linear(x, wo, bo)), atol=2e-5, rtol=1e-5, what="linear_gelu")
+
+
+@FAST
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(0, 70), st.integers(1, 40),
        st.sampled_from(["none", "relative", "alibi"]), st.sampled_from(["none", "add", "replace"]), st.integers(0, 2**31))
 def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed):

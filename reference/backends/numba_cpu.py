@@ -4,7 +4,9 @@
 |---------------------------------|---------------------------|---------------------------------------------------------|
 | ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
 | ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
+| ``add_layer_norm``              | ``layer_norm(x + r)``     | the same, the residual added as the row is read         |
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
+| ``linear_gelu``                 | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one parallel pass      |
 | ``attention``                   | ``ops.attention``         | one fused kernel per (batch, head); 6 x 16 reg. tiles   |
 | ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
 | ``linear`` on bf16 weights      | ``ops.linear`` on widened | the same matvec, each weight widened as it is read      |
@@ -152,30 +154,41 @@ def _add_to_rows(out, bias):  # [N, O] += [O]
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _layer_norm_rows(x, w, b, eps, out):  # [N, C] -> [N, C]
+def _layer_norm_rows(x, residual, w, b, eps, out):  # [N, C], [N | 1, C] -> [N, C]
+    """out = layer_norm(x + residual) row by row. A one-row residual of zeros serves plain layer norm
+    (adding 0.0 changes no value). Each pass re-adds the two rows instead of storing their sum, which
+    keeps every loop free of aliasing, so all three vectorise."""
     N, C = x.shape
+    step = 1 if residual.shape[0] > 1 else 0
     for n in prange(N):
+        xn, rn = x[n], residual[n * step]
         mean = 0.0
         for c in range(C):
-            mean += x[n, c]
+            mean += xn[c] + rn[c]
         mean /= C
         var = 0.0
         for c in range(C):
-            d = x[n, c] - mean
+            d = (xn[c] + rn[c]) - mean
             var += d * d
         inv = 1.0 / math.sqrt(var / C + eps)
         for c in range(C):
-            out[n, c] = (x[n, c] - mean) * inv * w[c] + b[c]
+            out[n, c] = ((xn[c] + rn[c]) - mean) * inv * w[c] + b[c]
 
 
 def layer_norm(x, weight, bias, eps):  # [..., C] -> [..., C]
     """Twin of ops.layer_norm (biased variance; bias None means no bias)."""
-    if x.dtype != np.float32:
-        return ops.layer_norm(x, weight, bias, eps)
+    return add_layer_norm(x, None, weight, bias, eps)
+
+
+def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or None -> [..., C]
+    """Twin of ops.layer_norm(x + residual, ...): the residual add fused into the norm's first pass."""
+    if x.dtype != np.float32 or (residual is not None and (residual.dtype != np.float32 or residual.shape != x.shape)):
+        return ops.layer_norm(x if residual is None else x + residual, weight, bias, eps)
     C = x.shape[-1]
     rows = np.ascontiguousarray(x.reshape(-1, C))
+    extra = np.zeros((1, C), np.float32) if residual is None else np.ascontiguousarray(residual.reshape(-1, C))
     out = np.empty_like(rows)
-    _layer_norm_rows(rows, weight, np.zeros(C, np.float32) if bias is None else bias, eps, out)
+    _layer_norm_rows(rows, extra, weight, np.zeros(C, np.float32) if bias is None else bias, eps, out)
     return out.reshape(x.shape)
 
 
@@ -201,12 +214,15 @@ def erf32(x):  # float32 -> float32; twin: scipy.special.erf (ops._erf), within 
     return x * p / q
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _gelu1(v):  # float32 -> float32; twin: ops.gelu
+    return np.float32(0.5) * v * (np.float32(1.0) + erf32(v * np.float32(0.7071067811865476)))
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _gelu_flat(x, out):
-    half, inv_sqrt2, one = np.float32(0.5), np.float32(0.7071067811865476), np.float32(1.0)
     for i in prange(x.size):
-        v = x[i]
-        out[i] = half * v * (one + erf32(v * inv_sqrt2))
+        out[i] = _gelu1(x[i])
 
 
 def gelu(x):  # [...] -> [...]
@@ -217,6 +233,23 @@ def gelu(x):  # [...] -> [...]
     out = np.empty_like(flat)
     _gelu_flat(flat, out)
     return out.reshape(x.shape)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _add_bias_gelu(out, bias):  # [N, O] -> gelu([N, O] + [O]) in place
+    for n in prange(out.shape[0]):
+        for o in range(out.shape[1]):
+            out[n, o] = _gelu1(out[n, o] + bias[o])
+
+
+def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
+    """Twin of ops.gelu(ops.linear(x, weight, bias)): after the GEMM, the bias and the GELU in one pass."""
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] <= MATVEC_MAX_ROWS or x.dtype != np.float32 or weight.dtype != np.float32 or bias is None:
+        return gelu(linear(x, weight, bias))
+    out = rows @ weight.T
+    _add_bias_gelu(out, bias)
+    return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
 # -------------------------------------------------------------------------------- attention
@@ -388,7 +421,7 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     return ctx.transpose(0, 2, 1, 3), probs
 
 
-NUMBA = Kernels("numba", linear, layer_norm, gelu, attention)
+NUMBA = Kernels("numba", linear, layer_norm, gelu, attention, linear_gelu, add_layer_norm)
 NUMBA_VERSION = numba.__version__
 
 
