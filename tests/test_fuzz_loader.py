@@ -60,13 +60,14 @@ def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path):
         reference.from_pretrained(tmp_path)
 
 
-def test_nan_weights_load_with_a_warning(tmp_path):
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_weights_load_with_a_warning(tmp_path, bad):
     from safetensors.numpy import load_file, save_file
 
     weights = load_file(str(GOLDEN / "model.safetensors"))
     name = sorted(weights)[0]
     weights[name] = weights[name].copy()
-    weights[name].flat[0] = np.nan
+    weights[name].flat[-1] = bad
     save_file(weights, str(tmp_path / "model.safetensors"))
     shutil.copy(GOLDEN / "config.json", tmp_path / "config.json")
     with pytest.warns(UserWarning, match="NaN or Inf"):
