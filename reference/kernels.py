@@ -3,9 +3,10 @@
 A kernel set provides ``linear``, ``layer_norm``, ``gelu`` and ``attention`` with the signatures of
 the NumPy functions in reference/ops.py, which they must equal (tests/test_numba_kernels.py).
 
-Two compositions that sit between GEMMs in every MPNet layer, ``gelu(linear(x, w, b))`` and
-``layer_norm(x + residual, ...)``, are methods: a backend may supply a fused version (one pass over
-the activations instead of two or three), and otherwise they are exactly the composition.
+Three compositions in every MPNet layer are methods: ``linears`` (several projections of one input),
+``linear_gelu`` (gelu(linear(x, w, b))) and ``add_layer_norm`` (layer_norm(x + residual, ...)). A
+backend may supply a fused version (one GEMM for q, k and v; one pass over the activations instead
+of two or three), and otherwise they are exactly the composition.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class Kernels:
     attention: Callable
     fused_linear_gelu: Callable | None = None
     fused_add_layer_norm: Callable | None = None
+    fused_linears: Callable | None = None
+
+    def linears(self, x, weights, biases):  # [..., I], [O_k, I], [O_k] -> one [..., O_k] per k
+        """[linear(x, w, b) for each w, b]."""
+        if self.fused_linears is not None:
+            return self.fused_linears(x, weights, biases)
+        return [self.linear(x, w, b) for w, b in zip(weights, biases)]
 
     def linear_gelu(self, x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
         """gelu(linear(x, weight, bias))."""

@@ -178,9 +178,8 @@ def attention(p, config, x, position_bias, mask_bias, head_mask, rng, kernels=NU
     1/sqrt(D)); mask_bias is [B, 1, 1|S, S]; head_mask is [H] or None. kernels: NumPy or a fast backend.
     """
     H, K = config.num_attention_heads, kernels
-    q = split_heads(K.linear(x, p["q.weight"], p["q.bias"]), H)  # [B, H, S, D]
-    k = split_heads(K.linear(x, p["k.weight"], p["k.bias"]), H)
-    v = split_heads(K.linear(x, p["v.weight"], p["v.bias"]), H)
+    q, k, v = (split_heads(y, H) for y in K.linears(  # [B, S, C] -> 3 x [B, H, S, D]
+        x, (p["q.weight"], p["k.weight"], p["v.weight"]), (p["q.bias"], p["k.bias"], p["v.bias"])))
     # scores = q k^T / sqrt(D) + relative bias (not scaled) + mask bias; softmax; dropout; head mask
     context, probs = K.attention(q, k, v, 1 / math.sqrt(config.head_size), bias=position_bias, mask_add=mask_bias,
                                  dropout_p=config.attention_probs_dropout_prob, rng=rng, head_mask=head_mask)
@@ -207,6 +206,25 @@ def encoder_layer(params, i, config, x, position_bias, mask_bias, head_mask, rng
         params[prefix + "output.LayerNorm.weight"], params[prefix + "output.LayerNorm.bias"], config.layer_norm_eps,
     )
     return x2, probs
+
+
+def pack_qkv(params, config):  # -> a new dict; the same values
+    """Each layer's q, k and v weights (and biases) copied into adjacent rows of one array, and kept
+    under their checkpoint names as views of it: [3C, C] holds q.weight, k.weight, v.weight. Nothing
+    about the values changes, and the three separate arrays can be freed; a backend's ``linears``
+    may then run the three projections as one GEMM over the whole block."""
+    params = dict(params)
+    for i in range(config.num_hidden_layers):
+        pre = f"encoder.layer.{i}.attention.attn."
+        for kind in ("weight", "bias"):
+            names = [f"{pre}{n}.{kind}" for n in "qkv"]
+            parts = [params[n] for n in names]
+            if all(w.dtype == parts[0].dtype and w.shape[1:] == parts[0].shape[1:] for w in parts):
+                block = np.concatenate(parts)
+                ends = np.cumsum([w.shape[0] for w in parts])
+                for n, start, end in zip(names, ends - ends[0], ends):
+                    params[n] = block[start:end]
+    return params
 
 
 def mask_to_bias(attention_mask, profile, dtype):  # [B, S] or [B, S, S] -> [B, 1, 1|S, S]
@@ -244,7 +262,7 @@ class MPNetModel:
         self.kernels = get_kernels(backend)
         self.config = config if isinstance(config, MPNetConfig) else MPNetConfig.from_dict(config)
         self.profile: MPNetProfile = get_profile("mpnet", profile)
-        self.params = params
+        self.params = pack_qkv(params, self.config)
         self.dtype = params["embeddings.word_embeddings.weight"].dtype
         self.problem_type = self.config.problem_type  # settled by the first loss and then kept, as upstream
         self.rng = rng

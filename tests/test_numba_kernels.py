@@ -62,6 +62,25 @@ def test_fused_compositions_match_numpy(rows, C, O, seed):
 
 
 @FAST
+@given(st.integers(1, 20), dims, st.lists(dims, min_size=1, max_size=3), st.integers(0, 2**31))
+def test_linears_match_numpy_packed_or_not(rows, C, outs, seed):
+    """linears = [linear(x, w, b) ...], whether the weights are rows of one block (one GEMM) or separate."""
+    x = arrays(seed, rows, C)
+    ws = [arrays(seed + 1 + i, O, C) for i, O in enumerate(outs)]
+    bs = [arrays(seed + 9 + i, O) for i, O in enumerate(outs)]
+    wblock, bblock = np.concatenate(ws), np.concatenate(bs)
+    ends = np.cumsum(outs)
+    packed_w = [wblock[e - o:e] for o, e in zip(outs, ends)]
+    packed_b = [bblock[e - o:e] for o, e in zip(outs, ends)]
+    assert nb._one_block(packed_w) is wblock and nb._one_block(ws) is None
+    if len(outs) > 1:
+        assert nb._one_block(packed_w[::-1]) is None, "out of order is not one block"
+    for weights, biases in ((ws, bs), (packed_w, packed_b)):
+        for got, w, b in zip(nb.NUMBA.linears(x, weights, biases), ws, bs, strict=True):
+            assert_close(got, ops.linear(x, w, b), atol=1e-5, rtol=1e-5, what="linears")
+
+
+@FAST
 @given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(0, 70), st.integers(1, 40),
        st.sampled_from(["none", "relative", "alibi"]), st.sampled_from(["none", "add", "replace"]), st.integers(0, 2**31))
 def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed):
@@ -188,3 +207,16 @@ def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
     x = np.linspace(-6, 6, 200001).astype(np.float32)
     err = np.abs(erf_all(x) - ops._erf(x.astype(np.float64)))
     assert err.max() < 4e-7, f"erf32 max abs error {err.max():.3g}"
+
+
+def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
+    from conftest import TINY, random_params
+
+    params = random_params(TINY, "base")
+    model = reference.build(TINY, params, backend="numba")
+    pre = "encoder.layer.0.attention.attn."
+    for kind in ("weight", "bias"):
+        parts = [model.params[f"{pre}{n}.{kind}"] for n in "qkv"]
+        assert nb._one_block(parts) is not None, f"q, k, v {kind}s are not one block"
+        for n, got in zip("qkv", parts):
+            np.testing.assert_array_equal(got, params[f"{pre}{n}.{kind}"])

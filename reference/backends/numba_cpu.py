@@ -3,6 +3,7 @@
 | kernel here                     | NumPy twin                | strategy                                                |
 |---------------------------------|---------------------------|---------------------------------------------------------|
 | ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
+| ``linears``                     | ``ops.linear`` each       | one GEMM for weights packed as one block (q, k, v)      |
 | ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
 | ``add_layer_norm``              | ``layer_norm(x + r)``     | the same, the residual added as the row is read         |
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
@@ -141,6 +142,31 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
     elif bias is not None:
         out += bias
     return out.reshape(lead + (weight.shape[0],))
+
+
+def _one_block(parts):
+    """The array whose consecutive rows the parts are, in order (as mpnet.pack_qkv stores q, k, v),
+    or None when they are separate arrays."""
+    block = parts[0].base
+    if block is None or not block.flags.c_contiguous or any(p.base is not block for p in parts):
+        return None
+    address = block.__array_interface__["data"][0]
+    for p in parts:
+        if not p.flags.c_contiguous or p.__array_interface__["data"][0] != address:
+            return None
+        address += p.nbytes
+    return block if address == block.__array_interface__["data"][0] + block.nbytes else None
+
+
+def linears(x, weights, biases):  # [..., I], [O_k, I], [O_k] -> one [..., O_k] per k
+    """Twin of [ops.linear(x, w, b) ...]: one GEMM when the weights (and biases) are consecutive rows
+    of one array; the results are then column blocks (views) of its output."""
+    w, b = _one_block(weights), _one_block(biases)
+    if w is None or b is None:
+        return [linear(x, w, b) for w, b in zip(weights, biases)]
+    out = linear(x, w, b)
+    ends = np.cumsum([w.shape[0] for w in weights])
+    return [out[..., end - w.shape[0]:end] for w, end in zip(weights, ends)]
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -415,13 +441,13 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     bias3 = _as3(bias, np.float32) if bias is None or np.ndim(bias) == 3 else _as3(np.asarray(bias)[0], np.float32)
     ctx = np.empty((B, S, H, D), np.float32)
     probs = np.empty((B, H, S, K), np.float32)
-    as_rows = lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3))  # free for split_heads views
-    _attention(as_rows(q), as_rows(k), as_rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32),
+    rows = lambda x: x.transpose(0, 2, 1, 3)  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
+    _attention(rows(q), rows(k), rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32),
                _as3(masked, np.bool_), ctx, probs)
     return ctx.transpose(0, 2, 1, 3), probs
 
 
-NUMBA = Kernels("numba", linear, layer_norm, gelu, attention, linear_gelu, add_layer_norm)
+NUMBA = Kernels("numba", linear, layer_norm, gelu, attention, linear_gelu, add_layer_norm, linears)
 NUMBA_VERSION = numba.__version__
 
 
