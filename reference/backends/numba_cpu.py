@@ -344,6 +344,18 @@ def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
 ROWS = 6  # query rows per register tile: 6 x 16 outputs in twelve 8-wide registers, with three to spare
 
 
+@njit(inline="always")
+def _fma16(lo_acc, hi_acc, x, lo, hi):  # 16 lanes of acc += x * (lo, hi)
+    x8 = splat8(x)
+    return fma8(lo_acc, x8, lo), fma8(hi_acc, x8, hi)
+
+
+@njit(inline="always")
+def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
+    store8(c, i, j, lo)
+    store8(c, i, j + 8, hi)
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 + 5 only
     """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values, written twice).
@@ -359,24 +371,18 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = zero8()
         for t in range(T):
             lo, hi = load8(b, t, j), load8(b, t, j + 8)
-            x = splat8(a[i0, t])
-            c00, c01 = fma8(c00, x, lo), fma8(c01, x, hi)
-            x = splat8(a[i1, t])
-            c10, c11 = fma8(c10, x, lo), fma8(c11, x, hi)
-            x = splat8(a[i2, t])
-            c20, c21 = fma8(c20, x, lo), fma8(c21, x, hi)
-            x = splat8(a[i3, t])
-            c30, c31 = fma8(c30, x, lo), fma8(c31, x, hi)
-            x = splat8(a[i4, t])
-            c40, c41 = fma8(c40, x, lo), fma8(c41, x, hi)
-            x = splat8(a[i5, t])
-            c50, c51 = fma8(c50, x, lo), fma8(c51, x, hi)
-        store8(c, i0, j, c00), store8(c, i0, j + 8, c01)
-        store8(c, i1, j, c10), store8(c, i1, j + 8, c11)
-        store8(c, i2, j, c20), store8(c, i2, j + 8, c21)
-        store8(c, i3, j, c30), store8(c, i3, j + 8, c31)
-        store8(c, i4, j, c40), store8(c, i4, j + 8, c41)
-        store8(c, i5, j, c50), store8(c, i5, j + 8, c51)
+            c00, c01 = _fma16(c00, c01, a[i0, t], lo, hi)
+            c10, c11 = _fma16(c10, c11, a[i1, t], lo, hi)
+            c20, c21 = _fma16(c20, c21, a[i2, t], lo, hi)
+            c30, c31 = _fma16(c30, c31, a[i3, t], lo, hi)
+            c40, c41 = _fma16(c40, c41, a[i4, t], lo, hi)
+            c50, c51 = _fma16(c50, c51, a[i5, t], lo, hi)
+        _store16(c, i0, j, c00, c01)
+        _store16(c, i1, j, c10, c11)
+        _store16(c, i2, j, c20, c21)
+        _store16(c, i3, j, c30, c31)
+        _store16(c, i4, j, c40, c41)
+        _store16(c, i5, j, c50, c51)
     for i in range(i0, min(i0 + ROWS, S)):
         for j in range(N - N % 16, N):
             total = np.float32(0.0)
