@@ -153,11 +153,12 @@ def relative_position_bias(table, seq_len, num_buckets):  # [NB, H], S -> [H, S,
 # --------------------------------------------------------------------------------------- encoder
 
 
-def embed(params, config, input_ids, position_ids, inputs_embeds, rng):  # -> [B, S, C]
+def embed(params, config, input_ids, position_ids, inputs_embeds, rng, kernels=NUMPY):  # -> [B, S, C]
     """word embedding + position embedding, LayerNorm, dropout (SPEC 1.3)."""
     words = params["embeddings.word_embeddings.weight"][input_ids] if inputs_embeds is None else inputs_embeds
-    x = words + params["embeddings.position_embeddings.weight"][position_ids]  # [B, S, C]
-    x = layer_norm(x, params["embeddings.LayerNorm.weight"], params["embeddings.LayerNorm.bias"], config.layer_norm_eps)
+    positions = params["embeddings.position_embeddings.weight"][position_ids]  # [B, S, C]
+    x = kernels.add_layer_norm(words, positions, params["embeddings.LayerNorm.weight"],  # layer_norm(words + positions)
+                               params["embeddings.LayerNorm.bias"], config.layer_norm_eps)
     return dropout(x, config.hidden_dropout_prob, rng)
 
 
@@ -320,7 +321,7 @@ class MPNetModel:
         mask_bias = mask_to_bias(self._check_mask(attention_mask, B, S), self.profile, self.dtype)
         layer_head_mask = self._check_head_mask(head_mask)
 
-        x = embed(params, config, input_ids, position_ids, inputs_embeds, rng)  # [B, S, C]
+        x = embed(params, config, input_ids, position_ids, inputs_embeds, rng, self.kernels)  # [B, S, C]
         bias = relative_position_bias(params["encoder.relative_attention_bias.weight"], S,
                                       self.profile.num_buckets(config))  # [H, S, S], shared by every layer
         hidden_states, attentions = [x], []
