@@ -111,6 +111,20 @@ def test_register_tile_product_matches_numpy(S, T, N, seed):
     assert_close(c, a @ b, atol=1e-5, rtol=1e-5, what="tile product")
 
 
+@FAST
+@given(st.integers(1, 70), st.integers(0, 2**31))
+def test_row_max_and_softmax_row_match_numpy(K, seed):
+    """The eight-lane max (with its scalar tail) and the softmax built on it; a NaN score makes the row NaN, as in NumPy."""
+    row = arrays(seed, K, scale=30.0)
+    assert nb._row_max(row, K) == row.max()
+    got = row.copy()
+    nb._softmax_row(got, K)
+    assert_close(got, ops.softmax(row.astype(np.float64)), atol=1e-7, rtol=1e-5, what="softmax row")
+    row[seed % K] = np.nan
+    nb._softmax_row(row, K)
+    assert np.isnan(row).all(), "a NaN score must not vanish"
+
+
 @settings(max_examples=5, deadline=None)
 @given(st.integers(110, 140), st.integers(0, 40), st.sampled_from(["relative", "alibi"]), st.sampled_from([16, 64]),
        st.integers(0, 2**31))

@@ -31,7 +31,7 @@ from numba.extending import intrinsic, overload
 
 from .. import ops
 from ..kernels import Kernels
-from .numba_vec8 import fma8, load8, splat8, store8, zero8
+from .numba_vec8 import LANES, fma8, hmax8, load8, max8, splat8, store8, zero8
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
@@ -303,11 +303,23 @@ def exp32(x):  # float32 -> float32; twin: np.exp, within 1e-7 relative for -87 
 
 
 @njit(inline="always")
+def _row_max(row, K):  # max of row[:K], eight lanes at a time (LLVM leaves a float max loop scalar)
+    top = row[0]
+    if K >= LANES:
+        rows = row.reshape(1, row.size)
+        lanes = load8(rows, 0, 0)
+        for j in range(LANES, K - LANES + 1, LANES):
+            lanes = max8(lanes, load8(rows, 0, j))
+        top = hmax8(lanes)
+    for j in range(K - K % LANES, K):
+        top = max(top, row[j])
+    return top
+
+
+@njit(inline="always")
 def _softmax_row(row, K):
     """row[:K] = softmax(row[:K]) in place (a row whose entries are all MASK_VALUE becomes uniform)."""
-    top = row[0]
-    for j in range(1, K):
-        top = max(top, row[j])
+    top = _row_max(row, K)
     total = np.float32(0.0)
     for j in range(K):
         e = exp32(row[j] - top)
@@ -318,26 +330,23 @@ def _softmax_row(row, K):
         row[j] *= inv
 
 
+@njit
+def _scores_row(row, scale, bias, mask_add, hide, K):
+    """row = row * scale + bias + mask_add, then MASK_VALUE where hide: one pass, in the twin's order.
+    Compiled without fastmath, so the product and the bias are not fused into one rounding."""
+    for j in range(K):
+        s = (row[j] * scale + bias[j]) + mask_add[j]
+        row[j] = MASK_VALUE if hide[j] else s
+
+
 @njit(inline="always")
 def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
     """Scale the products for query i, add its bias and mask rows, replace masked keys, then softmax
-    in place. The order is the twin's: (q k) * scale + bias + mask; with TF's large additive mask
-    values any other order moves scores by a float32 step of the mask's magnitude."""
-    for j in range(K):
-        row[j] *= scale
-    if bias.size > 0:
-        add = bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0]
-        for j in range(K):
-            row[j] += add[j]
-    if mask_add.size > 0:
-        add = mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0]
-        for j in range(K):
-            row[j] += add[j]
-    if masked.size > 0:
-        hide = masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0]
-        for j in range(K):
-            if hide[j]:
-                row[j] = MASK_VALUE
+    in place. bias [Hb, Sb, K], mask_add [Bm, Sm, K] and masked [Bk, Sk, K] broadcast over leading
+    sizes of 1; an absent one is a single row of zeros (adding 0.0 changes no score) or of False."""
+    _scores_row(row, scale, bias[min(h, bias.shape[0] - 1), min(i, bias.shape[1] - 1)],
+                mask_add[min(b, mask_add.shape[0] - 1), min(i, mask_add.shape[1] - 1)],
+                masked[min(b, masked.shape[0] - 1), min(i, masked.shape[1] - 1)], K)
     _softmax_row(row, K)
 
 
@@ -394,7 +403,7 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
     """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm, K];
-    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast; empty arrays mean "absent". Writes probs
+    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for "absent"). Writes probs
     [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows must have unit stride).
 
     One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next to
@@ -417,14 +426,11 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
             _rows_times(p, v, o, i0)  # context probs v
 
 
-_EMPTY3 = np.zeros((0, 0, 0), np.float32)
-_EMPTY3_BOOL = np.zeros((0, 0, 0), np.bool_)
-
-
-def _as3(x, dtype):
-    """Drop the head axis of a [B|1, 1, S|1, K] mask, or pass a [H, S|1, K] bias, as a contiguous 3D array."""
+def _as3(x, dtype, K):
+    """Drop the head axis of a [B|1, 1, S|1, K] mask, or pass a [H, S|1, K] bias, as a contiguous 3D
+    array; an absent one becomes one row of K zeros (False for the boolean mask)."""
     if x is None:
-        return _EMPTY3_BOOL if dtype == np.bool_ else _EMPTY3
+        return np.zeros((1, 1, K), dtype)
     x = np.asarray(x)
     if x.ndim == 4:
         if x.shape[1] != 1:
@@ -444,12 +450,12 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
     B, H, S, D = q.shape
     K = k.shape[2]
-    bias3 = _as3(bias, np.float32) if bias is None or np.ndim(bias) == 3 else _as3(np.asarray(bias)[0], np.float32)
+    bias3 = _as3(bias if bias is None or np.ndim(bias) == 3 else np.asarray(bias)[0], np.float32, K)
     ctx = np.empty((B, S, H, D), np.float32)
     probs = np.empty((B, H, S, K), np.float32)
     rows = lambda x: x.transpose(0, 2, 1, 3)  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
-    _attention(rows(q), rows(k), rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32),
-               _as3(masked, np.bool_), ctx, probs)
+    _attention(rows(q), rows(k), rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32, K),
+               _as3(masked, np.bool_, K), ctx, probs)
     return ctx.transpose(0, 2, 1, 3), probs
 
 

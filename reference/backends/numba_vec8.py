@@ -16,6 +16,8 @@ The operations are the few such a kernel needs; each is a Numba intrinsic of a l
 | ``load8(a, i, j)``        | a[i, j : j + 8] of a 2D float32 array                   |
 | ``store8(a, i, j, v)``    | a[i, j : j + 8] = v                                     |
 | ``fma8(acc, x, y)``       | acc + x * y lane by lane (fused where the CPU has FMA)  |
+| ``max8(x, y)``            | the larger of x and y lane by lane (y where unordered)  |
+| ``hmax8(x)``              | the largest of x's eight lanes, as a float32            |
 
 ``load8`` and ``store8`` trust the caller: the row's last axis must have unit stride and j + 8 must
 not pass its end. The kernels that use them check both before they start.
@@ -104,3 +106,26 @@ def fma8(typingctx, acc, x, y):
         fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fmuladd.v8f32")
         return builder.call(fmuladd, [args[1], args[2], args[0]])
     return f32x8(acc, x, y), codegen
+
+
+@intrinsic
+def max8(typingctx, x, y):
+    if not (x == y == f32x8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[0], args[1])
+    return f32x8(x, y), codegen
+
+
+@intrinsic
+def hmax8(typingctx, x):
+    if x != f32x8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes = [builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)]
+        while len(lanes) > 1:  # pairwise: 3 rounds
+            lanes = [builder.select(builder.fcmp_ordered(">", a, b), a, b) for a, b in zip(lanes[::2], lanes[1::2])]
+        return lanes[0]
+    return types.float32(x), codegen
