@@ -143,9 +143,18 @@ def bench_decode(repeats, threads):
 
 
 def child_decode_memory(backend, storage):
-    """Peak RSS while decoding, in a process that holds only this model."""
+    """Peak RSS while decoding, in a process that holds only this model; also the RSS before any
+    weight exists (Python, NumPy and, for numba, Numba with LLVM set up by loading one cached kernel)."""
     import reference
 
+    if backend == "numba":
+        from reference.backends import numba_cpu
+
+        numba_cpu.gelu(np.ones(8, np.float32))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB (the peak so far)
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status") as f:
+            base = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
     weights = random_weights("mpt", DECODER, "causal-lm")
     weight_bytes = sum(w.nbytes for w in weights.values())
     model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
@@ -161,7 +170,7 @@ def child_decode_memory(backend, storage):
     if reset:
         with open("/proc/self/status") as f:
             peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes}))
+    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes, "base_rss": base}))
 
 
 def child_first_token(backend):
@@ -219,7 +228,8 @@ def main():
         for backend, storage in (("numba", "fp32"), ("numba", "bf16")):
             m = run_child("memory", backend, storage)
             print(f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB = "
-                  f"{m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights")
+                  f"{m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights; "
+                  f"{m['base_rss'] / 2**20:.0f} MiB of it is the process before any weight")
         run_child("first-token", "numba")  # populate the Numba cache
         warm = run_child("first-token", "numba")
         print(f"\nwarm start (Numba cache hit): first token {warm['first_token_s']:.2f}s after the weights are in memory, "
