@@ -143,18 +143,9 @@ def bench_decode(repeats, threads):
 
 
 def child_decode_memory(backend, storage):
-    """Peak RSS while decoding, in a process that holds only this model; also the RSS before any
-    weight exists (Python, NumPy and, for numba, Numba with LLVM set up by loading one cached kernel)."""
+    """Peak RSS while decoding, in a process that holds only this model."""
     import reference
 
-    if backend == "numba":
-        from reference.backends import numba_cpu
-
-        numba_cpu.gelu(np.ones(8, np.float32))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB (the peak so far)
-    if os.path.exists("/proc/self/status"):
-        with open("/proc/self/status") as f:
-            base = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
     weights = random_weights("mpt", DECODER, "causal-lm")
     weight_bytes = sum(w.nbytes for w in weights.values())
     model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
@@ -170,7 +161,24 @@ def child_decode_memory(backend, storage):
     if reset:
         with open("/proc/self/status") as f:
             peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes, "base_rss": base}))
+    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes}))
+
+
+def child_base_memory(backend):
+    """RSS of a process that has imported the package and, for numba, loaded one cached kernel (which
+    sets up LLVM), before any weight exists: the floor under the decoding peak. A process of its own,
+    since importing the numba backend changes how the C heap keeps freed memory."""
+    import reference  # noqa: F401
+
+    if backend == "numba":
+        from reference.backends import numba_cpu
+
+        numba_cpu.gelu(np.ones(8, np.float32))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB (the peak so far)
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status") as f:
+            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+    print(json.dumps({"base_rss": rss}))
 
 
 def child_first_token(backend):
@@ -215,7 +223,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        return child_decode_memory(*rest) if kind == "memory" else child_first_token(*rest)
+        return {"memory": child_decode_memory, "base": child_base_memory, "first-token": child_first_token}[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
     if args.workload in ("encode", "all"):
@@ -225,8 +233,9 @@ def main():
         report(f"decode: MPT-125M, {NEW_TOKENS} new tokens after {PROMPT} (ratio = tokens/s over hf-torch)",
                bench_decode(args.repeats, args.threads), "tokens/s", NEW_TOKENS)
         print("\ndecode memory (fresh process per backend; peak RSS / fp32 weight bytes):")
+        base = run_child("base", "numba")["base_rss"]
         for backend, storage in (("numba", "fp32"), ("numba", "bf16")):
-            m = run_child("memory", backend, storage)
+            m = dict(run_child("memory", backend, storage), base_rss=base)
             print(f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB = "
                   f"{m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights; "
                   f"{m['base_rss'] / 2**20:.0f} MiB of it is the process before any weight")
