@@ -9,9 +9,10 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           128 new tokens after a 32-token prompt, batch 1
 Columns: numpy, numba (fp32), numba-bf16 (decode only; bf16 weight storage), and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
-ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak resident memory during decoding and the time to
-the first token on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process
-holding several models cannot attribute its memory to one of them.
+ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak resident memory during decoding, the
+memory of a process before any weight (the floor under that peak) and the time to the first token
+on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process holding
+several models cannot attribute its memory to one of them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ The operations are the few such a kernel needs; each is a Numba intrinsic of a l
 | ``hmax8(x)``              | the largest of x's eight lanes, as a float32            |
 
 ``load8`` and ``store8`` trust the caller: the row's last axis must have unit stride and j + 8 must
-not pass its end. The kernels that use them check both before they start.
+not pass its end; the kernels that use them only ever pass such rows and columns.
+
+Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
+after editing this file, touch numba_cpu.py (or delete its __pycache__) so the kernels recompile.
 """
 
 from __future__ import annotations
