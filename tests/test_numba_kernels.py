@@ -75,8 +75,9 @@ def test_linears_match_numpy_packed_or_not(rows, C, outs, seed):
     assert nb._one_block(packed_w) is wblock and nb._one_block(ws) is None
     if len(outs) > 1:
         assert nb._one_block(packed_w[::-1]) is None, "out of order is not one block"
-    for weights, biases in ((ws, bs), (packed_w, packed_b)):
-        for got, w, b in zip(nb.NUMBA.linears(x, weights, biases), ws, bs, strict=True):
+    none = [None] * len(outs)
+    for weights, biases, want_b in ((ws, bs, bs), (packed_w, packed_b, bs), (packed_w, none, none)):
+        for got, w, b in zip(nb.NUMBA.linears(x, weights, biases), ws, want_b, strict=True):
             assert_close(got, ops.linear(x, w, b), atol=1e-5, rtol=1e-5, what="linears")
 
 
