@@ -270,13 +270,13 @@ def _add_bias_gelu(out, bias):  # [N, O] -> gelu([N, O] + [O]) in place
 
 
 def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
-    """Twin of ops.gelu(ops.linear(x, weight, bias)): after the GEMM, the bias and the GELU in one pass."""
-    rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] <= MATVEC_MAX_ROWS or x.dtype != np.float32 or weight.dtype != np.float32 or bias is None:
+    """Twin of ops.gelu(ops.linear(x, weight, bias)): ``linear`` without its bias, then the bias and
+    the GELU in one pass over the fresh product."""
+    if x.dtype != np.float32 or weight.dtype not in (np.float32, np.uint16) or bias is None:
         return gelu(linear(x, weight, bias))
-    out = rows @ weight.T
-    _add_bias_gelu(out, bias)
-    return out.reshape(x.shape[:-1] + (weight.shape[0],))
+    out = linear(x, weight)  # float32 for fp32 and bf16 weights
+    _add_bias_gelu(out.reshape(-1, weight.shape[0]), bias)  # a view of the fresh product: in place
+    return out
 
 
 # -------------------------------------------------------------------------------- attention
