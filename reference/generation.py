@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import as_float, as_ids
+from .inputs import as_float, as_ids, is_integer, is_number
 from .ops import softmax
 
 HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
@@ -54,7 +54,7 @@ def sample(logits, rng):  # [B, V] -> [B]
 
 def token_id(value, name, vocab_size):
     """A single token id in [0, vocab_size)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an integer token id, got {value!r}")
     if not 0 <= value < vocab_size:
         raise ValueError(f"{name} {value} is outside the vocabulary [0, {vocab_size})")
@@ -65,16 +65,15 @@ def check_sampling(do_sample, temperature, top_k, top_p, seed):
     """The types and ranges generate() accepts for its decoding options."""
     if not isinstance(do_sample, (bool, np.bool_)):
         raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (not is_integer(seed) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     if not do_sample:
         return
-    number = (int, float, np.integer, np.floating)
-    if isinstance(temperature, bool) or not isinstance(temperature, number) or not temperature > 0 or not np.isfinite(temperature):
+    if not is_number(temperature) or not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"sampling needs a finite temperature > 0, got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
+    if top_k is not None and (not is_integer(top_k) or top_k < 0):
         raise ValueError(f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, number) or not 0 < top_p <= 1):
+    if top_p is not None and (not is_number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
 
 
@@ -137,14 +136,14 @@ class GenerationMixin:
         return None
 
     def _steps(self, S, max_new_tokens, max_length):
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer))):
+        if max_length is not None and not is_integer(max_length):
             raise ValueError(f"max_length must be an integer, got {max_length!r}")
         if max_new_tokens is None:
             total = HF_DEFAULT_MAX_LENGTH if max_length is None else max_length
             if total < S:
                 raise ValueError(f"max_length {total} is shorter than the prompt ({S} tokens); pass max_new_tokens")
             max_new_tokens = total - S
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        if not is_integer(max_new_tokens) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
         limit = getattr(self.config, "max_seq_len", None)
         if limit is not None and S + max_new_tokens > limit:

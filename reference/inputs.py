@@ -90,6 +90,16 @@ def require_probabilities(config, names):
             raise ValueError(f"config.{name} must be in [0, 1), got {p!r}")
 
 
+def is_integer(value):
+    """A Python or NumPy integer scalar, not a bool (bool is an int subclass in Python)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value):
+    """A Python or NumPy integer or float scalar, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def as_ids(ids, name, vocab_size, ndim):
     """Integer ids of rank ``ndim`` with every value in [0, vocab_size)."""
     ids = np.asarray(ids)

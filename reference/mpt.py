@@ -30,7 +30,7 @@ import numpy as np
 from . import losses
 from .generation import GenerationMixin
 from .inputs import (MAX_LAYERS, MAX_SIZE, as_float, as_ids, check_field_types, check_flags, check_tokens,
-                     label_fields, make_rng, require_positive_ints, require_probabilities)
+                     is_integer, label_fields, make_rng, require_positive_ints, require_probabilities)
 from .kernels import NUMPY, get_kernels
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
@@ -375,7 +375,7 @@ class MPTModel(GenerationMixin):
         if self.kernels.name not in ("numba", "cuda") or self.task != "causal-lm":
             return None
         for name, value in (("batch", batch), ("total_len", total_len)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise ValueError(f"decode_session {name} must be a positive integer, got {value!r}")
         if total_len > self.config.max_seq_len:
             raise ValueError(f"decode_session total_len {total_len} is over max_seq_len {self.config.max_seq_len}")
