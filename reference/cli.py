@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from .checkpoint import read_config, read_safetensors_header
+from .ops import softmax
 from .progress import Progress
 
 
@@ -152,10 +153,6 @@ def cmd_qa(args):
     context = [i for i, s in enumerate(enc.sequence_ids) if s == 1]
     if not context:
         raise CliError("the context produced no tokens")
-
-    def softmax(x):
-        e = np.exp(x - x.max())
-        return e / e.sum()
 
     p_start, p_end = softmax(start_logits), softmax(end_logits)
     best = max(((s, e) for s in context for e in context if s <= e <= s + args.max_answer_tokens),
