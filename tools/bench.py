@@ -143,6 +143,15 @@ def bench_decode(repeats, threads):
 # --------------------------------------------------------------------------- child processes
 
 
+def memory_bytes(field):
+    """VmRSS (now) or VmHWM (peak since the last reset) from /proc/self/status; where there is no
+    /proc, the peak resident size getrusage reports (KiB on Linux, the only place it is used here)."""
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child_decode_memory(backend, storage):
     """Peak RSS while decoding, in a process that holds only this model."""
     import reference
@@ -153,16 +162,11 @@ def child_decode_memory(backend, storage):
     del weights
     ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
     model.generate(ids, max_new_tokens=2)  # compile or load the kernels outside the measured window
-    reset = os.path.exists("/proc/self/clear_refs")
-    if reset:  # Linux: restart the high-water mark, so building the random weights is not counted
+    if os.path.exists("/proc/self/clear_refs"):  # Linux: restart the high-water mark, so building the weights is not counted
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     model.generate(ids, max_new_tokens=NEW_TOKENS)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if reset:
-        with open("/proc/self/status") as f:
-            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-    print(json.dumps({"peak_rss": peak, "fp32_weight_bytes": weight_bytes}))
+    print(json.dumps({"peak_rss": memory_bytes("VmHWM"), "fp32_weight_bytes": weight_bytes}))
 
 
 def child_base_memory(backend):
@@ -175,11 +179,7 @@ def child_base_memory(backend):
         from reference.backends import numba_cpu
 
         numba_cpu.gelu(np.ones(8, np.float32))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB (the peak so far)
-    if os.path.exists("/proc/self/status"):
-        with open("/proc/self/status") as f:
-            rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-    print(json.dumps({"base_rss": rss}))
+    print(json.dumps({"base_rss": memory_bytes("VmRSS")}))
 
 
 def child_first_token(backend):
