@@ -134,19 +134,19 @@ class DecodeSession:
     def step(self, token):  # [B] host ids -> logits [B, V]
         c, t = self.c, self.length
         token = checked_tokens(token, self.batch, c.vocab_size, t, self.total_len, ndim=1)  # the device embeds it
-        B, C, eps, p = token.shape[0], c.d_model, c.layer_norm_epsilon, self.p
+        B, eps, p = token.shape[0], c.layer_norm_epsilon, self.p
         if getattr(self, "ws", None) is None:
             self._workspace(B)
         ws = self.ws
         dev.set_column(self.key_ok, t, 1)
         self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
         x = dev.embed(self.ids, p["wte.weight"], out=ws["x"])  # [B, C]
-        for i in range(c.n_layers):  # five launches a layer: norms, GELU and residuals ride in the matvecs
+        for i in range(c.n_layers):  # five launches a layer: norms, GELU and residuals ride in the matvecs,
+            # the cache write in the attention
             pre = f"blocks.{i}."
             qkv = dev.fused_linear(x, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"),
                                    ln=(p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias")), eps=eps, out=ws["qkv"])
-            dev.cache_write(qkv.reshape(B, 1, 3 * C), self.kt[i], self.v[i], t)
-            ctx = dev.decode_attention(qkv[:, :C], self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
+            ctx = dev.decode_attention(qkv, self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
                                        out=ws["ctx"])
             x = dev.fused_linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"), resid=x,
                                  out=ws["proj"])

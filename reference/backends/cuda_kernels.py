@@ -6,10 +6,12 @@
 | ``matvec``             | ``ops.linear`` (few rows)    | one block per output, shared-memory reduction           |
 | ``layer_norm_rows``    | ``ops.layer_norm``           | one block per row                                       |
 | ``gelu``, ``add``      | ``ops.gelu``, ``+``          | elementwise                                             |
-| ``flash_attention``    | ``ops.attention``            | one thread per query row, key tiles in shared memory,   |
-|                        |                              | online (streaming) softmax, bias and masks applied here |
+| ``flash_attention(D)`` | ``ops.attention``            | one thread per (query row, key group), key tiles and    |
+|                        |                              | bias/mask tiles in shared memory, online (streaming)    |
+|                        |                              | softmax in registers, groups merged at the end          |
 | ``attention_probs``    | ``ops.attention``            | the same, two passes, also writing the probabilities    |
-| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys   |
+| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys;  |
+|                        |                              | stores the step's key and value in the cache first      |
 
 Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a column
 offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no head
@@ -23,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 
-from numba import cuda, float32
+from numba import cuda, float32, uint8
 
 # The simulator runs every GPU thread as a Python thread, so there the blocks are made small; the
 # kernels are written for any power-of-two sizes.
@@ -150,41 +152,135 @@ def _load_tile(src, b, k0, off_k, off_v, h, D, K, t, ks, vs, kv):
         vs[t, d] = kv[b, j, off_v + h * D + d] if j < K else float32(0.0)
 
 
-@cuda.jit
-def flash_attention(qs, ks_src, vs_src, q_off, k_off, v_off, H, D, scale, bias, mask_add, masked, ctx):
-    """grid (B * H, ceil(S / QUERY_TILE)), block QUERY_TILE. qs [B, S, *], ks_src / vs_src [B, K, *];
-    q_off, k_off, v_off: the column where each tensor starts. ctx [B, S, H * D]."""
-    ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
-    vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
-    q_row = cuda.local.array(MAX_HEAD, float32)
-    acc = cuda.local.array(MAX_HEAD, float32)
-    bh, t = cuda.blockIdx.x, cuda.threadIdx.x
-    b, h = bh // H, bh % H
-    i = cuda.blockIdx.y * QUERY_TILE + t
-    S, K = qs.shape[1], ks_src.shape[1]
-    live = i < S
-    for d in range(D):
-        q_row[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
-        acc[d] = 0.0
-    top = -math.inf
-    total = float32(0.0)
-    for k0 in range(0, K, QUERY_TILE):
-        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
-        cuda.syncthreads()
-        if live:
-            for jj in range(min(QUERY_TILE, K - k0)):
-                s = _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, k0 + jj)
-                new_top = max(top, s)
-                correction = math.exp(top - new_top)
-                p = math.exp(s - new_top)
-                total = total * correction + p
-                for d in range(D):
-                    acc[d] = acc[d] * correction + p * vs[jj, d]
-                top = new_top
-        cuda.syncthreads()
-    if live:
+def flash_attention(D):
+    """The prefill attention kernel for head size D (compiled once per D; D is a constant inside, so
+    each thread's query row and context accumulator unroll into registers).
+
+    Launch: grid (B * H, ceil(S / ROWS)), block ROWS * SPLIT threads. Arguments: qs [B, S, *],
+    ks_src / vs_src [B, K, *] and the column where each tensor starts (q_off, k_off, v_off), H, scale,
+    bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D].
+
+    Thread (g, r) owns query row r of the block's ROWS rows for key group g: each shared tile of KT
+    keys is split into SPLIT runs of KT / SPLIT keys, so the SPLIT groups (one warp each on a GPU)
+    stream disjoint keys with their own online softmax (running max, total and weighted sum, rescaled
+    only when the max grows), and merge at the end. Keys, values, and the bias + mask_add and masked
+    entries of the tile are copied into shared memory by all threads, consecutive threads taking
+    consecutive columns. Scores are (q . k) * scale + (bias + mask_add), then replaced where masked:
+    bias and mask_add are summed first, which can differ from the reference's order by a rounding.
+    """
+    kernel = _FLASH.get(D)
+    if kernel is None:
+        kernel = _FLASH[D] = _make_flash_attention(D)
+    return kernel
+
+
+_FLASH: dict = {}
+ROWS = 8 if SIMULATED else 32  # query rows per attention block (a warp on a GPU)
+SPLIT = 2 if SIMULATED else 4  # key groups per block: ROWS * SPLIT threads
+
+
+def _make_flash_attention(D):
+    KT = max(ROWS, min(8 if SIMULATED else 64, 4096 // D) // SPLIT * SPLIT)  # keys per shared tile
+    KG = KT // SPLIT  # keys per group per tile
+    PADDED = KT + 1  # row length of the staged bias/mask tile (odd: rows fall in different banks)
+    THREADS = ROWS * SPLIT
+    CHAINS = 4 if D % 4 == 0 else 1  # independent partial sums in the q . k product
+
+    @cuda.jit
+    def kernel(qs, ks_src, vs_src, q_off, k_off, v_off, H, scale, bias, mask_add, masked, ctx):
+        ks = cuda.shared.array((KT, D), float32)
+        vs = cuda.shared.array((KT, D), float32)
+        extra = cuda.shared.array((ROWS, PADDED), float32)  # bias + mask_add of the tile
+        hide = cuda.shared.array((ROWS, PADDED), uint8)
+        q = cuda.local.array(D, float32)
+        acc = cuda.local.array(D, float32)
+        part = cuda.local.array(CHAINS, float32)
+        t = cuda.threadIdx.x
+        r, g = t % ROWS, t // ROWS
+        b, h = cuda.blockIdx.x // H, cuda.blockIdx.x % H
+        i0 = cuda.blockIdx.y * ROWS
+        i = i0 + r
+        S, K = qs.shape[1], ks_src.shape[1]
+        live = i < S
+        has_bias, has_add, has_masked = bias.shape[2] > 0, mask_add.shape[2] > 0, masked.shape[2] > 0
+        staged = has_bias or has_add or has_masked
         for d in range(D):
-            ctx[b, i, h * D + d] = acc[d] / total
+            q[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
+            acc[d] = float32(0.0)
+        top = float32(-math.inf)
+        total = float32(0.0)
+        for k0 in range(0, K, KT):
+            for e in range(t, KT * D, THREADS):
+                jr, d = e // D, e % D
+                inside = k0 + jr < K
+                ks[jr, d] = ks_src[b, k0 + jr, k_off + h * D + d] if inside else float32(0.0)
+                vs[jr, d] = vs_src[b, k0 + jr, v_off + h * D + d] if inside else float32(0.0)
+            if staged:
+                for e in range(t, ROWS * KT, THREADS):
+                    rr, c = e // KT, e % KT
+                    ii, j = i0 + rr, k0 + c
+                    a, m = float32(0.0), uint8(0)
+                    if ii < S and j < K:
+                        if has_bias:
+                            a = bias[h if bias.shape[0] > 1 else 0, ii if bias.shape[1] > 1 else 0, j]
+                        if has_add:
+                            a += mask_add[b if mask_add.shape[0] > 1 else 0, ii if mask_add.shape[1] > 1 else 0, j]
+                        if has_masked:
+                            m = masked[b if masked.shape[0] > 1 else 0, ii if masked.shape[1] > 1 else 0, j]
+                    extra[rr, c] = a
+                    hide[rr, c] = m
+            cuda.syncthreads()
+            if live:
+                first = g * KG
+                for c in range(first, first + min(KG, K - k0 - first)):
+                    for u in range(CHAINS):
+                        part[u] = float32(0.0)
+                    for d0 in range(0, D, CHAINS):
+                        for u in range(CHAINS):
+                            part[u] += q[d0 + u] * ks[c, d0 + u]
+                    s = float32(0.0)
+                    for u in range(CHAINS):
+                        s += part[u]
+                    s *= scale
+                    if staged:
+                        s += extra[r, c]
+                        if hide[r, c] != 0:
+                            s = MASK_VALUE
+                    if s == -math.inf:
+                        continue  # adds nothing (a row of only -inf scores ends as 0 / 0, like the reference)
+                    if s > top:
+                        correction = math.exp(top - s)
+                        total *= correction
+                        for d in range(D):
+                            acc[d] *= correction
+                        top = s
+                    p = math.exp(s - top)
+                    total += p
+                    for d in range(D):
+                        acc[d] += p * vs[c, d]
+            cuda.syncthreads()
+        for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) key tile
+            if g == other:
+                vs[r, 0], vs[r, 1] = top, total
+                for d in range(D):
+                    ks[r, d] = acc[d]
+            cuda.syncthreads()
+            if g == 0:
+                their_top, their_total = vs[r, 0], vs[r, 1]
+                if their_top != -math.inf:
+                    new_top = max(top, their_top)
+                    mine = math.exp(top - new_top) if top != -math.inf else float32(0.0)
+                    theirs = math.exp(their_top - new_top)
+                    total = total * mine + their_total * theirs
+                    for d in range(D):
+                        acc[d] = acc[d] * mine + ks[r, d] * theirs
+                    top = new_top
+            cuda.syncthreads()
+        if g == 0 and live:
+            for d in range(D):
+                ctx[b, i, h * D + d] = acc[d] / total
+
+    return kernel
 
 
 @cuda.jit
@@ -235,20 +331,28 @@ def attention_probs(qs, ks_src, vs_src, q_off, k_off, v_off, H, D, scale, bias, 
 
 
 @cuda.jit
-def decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
-    """grid B * H, block ROW_THREADS, dynamic shared memory 4 * T bytes.
-    q [B, H * D]; kt [B, H, D, T] (keys transposed: threads read consecutive keys); v [B, H, T, D];
-    slopes [H] (key-only ALiBi); key_ok [B, T] uint8. ctx [B, H * D]."""
+def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, ctx):
+    """grid B * H, block ROW_THREADS, dynamic shared memory 4 * length bytes.
+    qkv [B, 3 * H * D]: this step's fused projection (query, key, value columns); kt [B, H, D, T]
+    (keys transposed: threads read consecutive keys); v [B, H, T, D]; slopes [H] (key-only ALiBi);
+    key_ok [B, T] uint8. First stores this step's key and value in cache slot length - 1 (so a
+    decode step needs no separate cache-write launch), then attends over slots 0 .. length - 1.
+    ctx [B, H * D]."""
     scores = cuda.shared.array(0, float32)
     buf = cuda.shared.array(ROW_THREADS, float32)
     H, D = kt.shape[1], kt.shape[2]
+    C = H * D
     bh, t = cuda.blockIdx.x, cuda.threadIdx.x
     b, h = bh // H, bh % H
+    for d in range(t, D, ROW_THREADS):
+        kt[b, h, d, length - 1] = qkv[b, C + h * D + d]
+        v[b, h, length - 1, d] = qkv[b, 2 * C + h * D + d]
+    cuda.syncthreads()  # the block's own global writes are visible to it after the barrier
     local_top = -math.inf
     for j in range(t, length, ROW_THREADS):
         s = float32(0.0)
         for d in range(D):
-            s += q[b, h * D + d] * kt[b, h, d, j]
+            s += qkv[b, h * D + d] * kt[b, h, d, j]
         s = s * scale + slopes[h] * float32(j - (length - 1))
         if key_ok[b, j] == 0:
             s = MASK_VALUE

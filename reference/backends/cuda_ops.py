@@ -96,16 +96,16 @@ def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, m
         raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
     B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
-    grid = (B * H, math.ceil(S / k.QUERY_TILE))
-    args = (q, k_src, v_src, offsets[0], offsets[1], offsets[2], H, D, np.float32(scale),
-            bias if bias is not None else absent(3),
-            mask_add if mask_add is not None else absent(3),
-            masked if masked is not None else absent(3, np.uint8))
+    extra = (bias if bias is not None else absent(3),
+             mask_add if mask_add is not None else absent(3),
+             masked if masked is not None else absent(3, np.uint8))
     if want_probs:
         probs = empty((B, H, S, K))
-        k.attention_probs[grid, k.QUERY_TILE](*args, ctx, probs)
+        k.attention_probs[(B * H, math.ceil(S / k.QUERY_TILE)), k.QUERY_TILE](
+            q, k_src, v_src, *offsets, H, D, np.float32(scale), *extra, ctx, probs)
         return ctx, probs
-    k.flash_attention[grid, k.QUERY_TILE](*args, ctx)
+    k.flash_attention(D)[(B * H, math.ceil(S / k.ROWS)), k.ROWS * k.SPLIT](
+        q, k_src, v_src, *offsets, H, np.float32(scale), *extra, ctx)
     return ctx, None
 
 
@@ -125,9 +125,9 @@ def set_column(x, column, value):
     k.set_column[math.ceil(x.shape[0] / 32), 32](x, column, value)
 
 
-def decode_attention(q, kt, v, length, scale, slopes, key_ok, out=None):  # q [B, H * D] -> [B, H * D]
-    B, H = kt.shape[0], kt.shape[1]
-    ctx = empty(q.shape) if out is None else out
-    k.decode_attention[B * H, k.ROW_THREADS, 0, 4 * max(length, 1)](q, kt, v, length, np.float32(scale), slopes,
-                                                                    key_ok, ctx)
+def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, out=None):
+    """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot length - 1."""
+    B, H, D = kt.shape[0], kt.shape[1], kt.shape[2]
+    ctx = empty((B, H * D)) if out is None else out
+    k.decode_attention[B * H, k.ROW_THREADS, 0, 4 * length](qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
     return ctx

