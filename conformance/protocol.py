@@ -31,3 +31,6 @@ class Implementation(Protocol):
         Raises Unsupported for what it does not implement; any other exception is an error result.
         """
         ...
+
+    # Optional: ``check_available()`` raises ValueError (with what is missing) when the implementation
+    # cannot run on this machine; the runner calls it once, before any check, and prints that error.

@@ -39,6 +39,8 @@ def load_implementation(spec: str):
         raise ValueError(f"cannot load implementation {target!r}: {e}") from None
     if not hasattr(obj, "run"):
         raise ValueError(f"{target!r} has no run() method (see conformance/protocol.py)")
+    if hasattr(obj, "check_available"):  # optional: say once, before the run, that it cannot run here
+        obj.check_available()
     return obj
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,18 @@ def test_cli_bad_arguments_give_one_line_errors(capsys, args, message):
     assert cli.main(["run", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_cli_refuses_the_cuda_kernels_up_front_without_a_gpu_or_simulator(capsys):
+    try:
+        from numba import cuda
+    except ImportError:
+        cuda = None
+    if cuda is not None and (cuda.is_available() or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"):
+        pytest.skip("a GPU or the simulator is here: the cuda kernels can run")
+    assert cli.main(["run", "--impl", "reference-cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "backend='cuda' needs" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("args", [["--max-examples", "-1"], ["-j", "-2"], ["--max-examples", "x"]])

@@ -7,6 +7,7 @@ import platform
 
 import reference
 from conformance.golden import split_past  # noqa: F401  (re-exported: tests import it from here)
+from reference.kernels import get_kernels
 from reference.mpnet import relative_position_bucket
 from reference.mpt import alibi_bias, alibi_slopes
 from reference.precision import low_precision_layer_norm
@@ -23,6 +24,10 @@ class ReferenceImplementation:
             "alibi_bias": lambda n_heads, key_len: alibi_bias(alibi_slopes(n_heads), key_len),
             "low_precision_layer_norm": low_precision_layer_norm,
         }
+
+    def check_available(self):
+        """ValueError, with what is missing, when this backend cannot run on this machine."""
+        get_kernels(self.backend)
 
     @property
     def target(self):
