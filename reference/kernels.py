@@ -7,6 +7,10 @@ Three compositions in every MPNet layer are methods: ``linears`` (several projec
 ``linear_gelu`` (gelu(linear(x, w, b))) and ``add_layer_norm`` (layer_norm(x + residual, ...)). A
 backend may supply a fused version (one GEMM for q, k and v; one pass over the activations instead
 of two or three), and otherwise they are exactly the composition.
+
+``encoder_stack`` (optional) runs all of MPNet's layers at once, for a backend whose activations
+should stay where the weights are (the cuda backend); the model uses it only when nothing per layer
+is asked for (hidden states, attentions, head mask, dropout).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class Kernels:
     fused_linear_gelu: Callable | None = None
     fused_add_layer_norm: Callable | None = None
     fused_linears: Callable | None = None
+    # (params, config, x, position_bias, mask_bias) -> MPNet's last hidden state after every layer,
+    # or None where it does not apply; a device backend keeps the activations on the device.
+    encoder_stack: Callable | None = None
 
     def linears(self, x, weights, biases):  # [..., I], [O_k, I], [O_k] -> one [..., O_k] per k
         """[linear(x, w, b) for each w, b]."""

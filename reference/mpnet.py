@@ -325,10 +325,17 @@ class MPNetModel:
         bias = relative_position_bias(params["encoder.relative_attention_bias.weight"], S,
                                       self.profile.num_buckets(config))  # [H, S, S], shared by every layer
         hidden_states, attentions = [x], []
-        for i in range(config.num_hidden_layers):
-            x, probs = encoder_layer(params, i, config, x, bias, mask_bias, layer_head_mask[i], rng, self.kernels)
-            hidden_states.append(x)
-            attentions.append(probs)
+        stacked = None
+        if self.kernels.encoder_stack is not None and not (output_attentions or output_hidden_states) and rng is None \
+                and all(m is None for m in layer_head_mask):
+            stacked = self.kernels.encoder_stack(params, config, x, bias, mask_bias)  # all layers at once, or None
+        if stacked is not None:
+            x = stacked
+        else:
+            for i in range(config.num_hidden_layers):
+                x, probs = encoder_layer(params, i, config, x, bias, mask_bias, layer_head_mask[i], rng, self.kernels)
+                hidden_states.append(x)
+                attentions.append(probs)
 
         pooled = None
         if (self.uses_pooler or self.profile.always_pools) and "pooler.dense.weight" in params:

@@ -6,7 +6,7 @@
    at S = 128, 512 and 2048 (12 heads of 64);
 2. MPT-125M greedy decoding of 128 tokens after 32 (batch 1): the device-resident cuda backend against
    HF transformers (PyTorch eager, fp32, use_cache=True);
-3. MPNet-base encoding 8 x 128: the cuda kernel set (activations cross to the host between operations)
+3. MPNet-base encoding 8 x 128: the cuda backend (every layer on the device, activations kept there)
    against HF transformers on the GPU.
 """
 

@@ -65,7 +65,53 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     return ctx.copy_to_host().reshape(B, S, H, D).transpose(0, 2, 1, 3), probs.copy_to_host()
 
 
-CUDA = Kernels("cuda", linear, layer_norm, gelu, attention)
+def _qkv_block(params, prefix, kind):
+    """The block that mpnet.pack_qkv made q, k and v adjacent views of, or None if they are separate."""
+    q, k, v = (params[f"{prefix}{n}.{kind}"] for n in "qkv")
+    block = q.base
+    if block is None or not all(w.flags.c_contiguous for w in (block, q, k, v)) \
+            or block.nbytes != q.nbytes + k.nbytes + v.nbytes:
+        return None
+    start = block.ctypes.data
+    if (q.ctypes.data, k.ctypes.data, v.ctypes.data) != (start, start + q.nbytes, start + q.nbytes + k.nbytes):
+        return None
+    return block
+
+
+def encoder_stack(params, config, x, position_bias, mask_bias):
+    """MPNet's L post-LN layers with the activations kept on the device: x [B, S, C] goes up once and
+    the last hidden state comes down once. The same operations as mpnet.encoder_layer, in order:
+    q/k/v as one projection, attention with the relative bias and mask inside the kernel, output
+    projection, residual and LN, GELU feed-forward, residual and LN. None (the caller then runs the
+    layers one by one) for activations other than exact GELU, dtypes other than float32, or q/k/v
+    not stored as one block."""
+    if config.hidden_act != "gelu" or x.dtype != np.float32:
+        return None
+    B, S, C = x.shape
+    H, D, eps = config.num_attention_heads, config.head_size, config.layer_norm_eps
+    blocks = []
+    for i in range(config.num_hidden_layers):
+        pre = f"encoder.layer.{i}.attention.attn."
+        w, b = _qkv_block(params, pre, "weight"), _qkv_block(params, pre, "bias")
+        if w is None or b is None or w.dtype != np.float32:
+            return None
+        blocks.append((w, b))
+    h = dev.to_device(x.reshape(B * S, C))
+    bias = dev.to_device(position_bias)  # [H, S, S]
+    mask = dev.to_device(mask_bias[:, 0])  # [B, 1|S, S]
+    for i, (w_qkv, b_qkv) in enumerate(blocks):
+        p = lambda name, i=i: resident(params[f"encoder.layer.{i}.{name}"])  # noqa: E731
+        qkv = dev.linear(h, resident(w_qkv), resident(b_qkv)).reshape(B, S, 3 * C)
+        ctx, _ = dev.attention(qkv, qkv, qkv, (0, C, 2 * C), H, D, 1 / math.sqrt(D), bias=bias, mask_add=mask)
+        a = dev.linear(ctx.reshape(B * S, C), p("attention.attn.o.weight"), p("attention.attn.o.bias"))
+        h1 = dev.layer_norm(dev.add(a, h), p("attention.LayerNorm.weight"), p("attention.LayerNorm.bias"), eps)
+        f = dev.gelu(dev.linear(h1, p("intermediate.dense.weight"), p("intermediate.dense.bias")))
+        f = dev.linear(f, p("output.dense.weight"), p("output.dense.bias"))
+        h = dev.layer_norm(dev.add(f, h1), p("output.LayerNorm.weight"), p("output.LayerNorm.bias"), eps)
+    return h.copy_to_host().reshape(B, S, C)
+
+
+CUDA = Kernels("cuda", linear, layer_norm, gelu, attention, encoder_stack=encoder_stack)
 
 
 class DecodeSession:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -58,3 +59,40 @@ def test_golden_cases_on_the_cuda_kernels(case):
     results = check_golden(ReferenceImplementation("cuda"), case)
     for r in results:
         assert r.status == "pass", f"{r.id}: {r.message} {r.diagnosis or ''}"
+
+
+MPNET = dict(model_type="mpnet", vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+             intermediate_size=16, max_position_embeddings=20, layer_norm_eps=1e-5)
+
+
+def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
+    """With nothing asked per layer, every MPNet layer runs with its activations on the device
+    (cuda_backend.encoder_stack); with hidden states asked for, layer by layer. Both equal NumPy."""
+    from reference import mpnet
+    from reference.backends import cuda_backend
+
+    c = mpnet.MPNetConfig.from_dict(MPNET)
+    rng = np.random.default_rng(3)
+    w = {k: (rng.normal(0, 0.3, s) + (1.0 if "LayerNorm.weight" in k else 0.0)).astype(np.float32)
+         for k, s in mpnet.param_shapes(c, "base").items()}
+    ids = np.array([[0, 5, 6, 7, 8, 2], [0, 9, 2, 1, 1, 1]])
+    mask = (ids != 1).astype(np.int64)
+    want = reference.build(MPNET, w).forward(ids, attention_mask=mask, output_hidden_states=True)
+    model = reference.build(MPNET, w, backend="cuda")
+    calls = []
+    real = cuda_backend.encoder_stack
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+
+    model.kernels = dataclasses.replace(model.kernels, encoder_stack=spy)
+    got = model(ids, attention_mask=mask)
+    assert calls, "the device-resident encoder was not used"
+    for name in ("last_hidden_state", "pooler_output"):
+        diff = np.abs(getattr(got, name) - getattr(want, name)).max()
+        assert diff <= 2e-5, f"{name}: max abs error {diff:.3g} (atol 2e-5)"
+    per_layer = model(ids, attention_mask=mask, output_hidden_states=True)
+    assert len(calls) == 1, "hidden states were asked for: the layers must run one by one"
+    diff = np.abs(per_layer.hidden_states[1] - want.hidden_states[1]).max()
+    assert diff <= 2e-5, f"layer 1 hidden state: max abs error {diff:.3g} (atol 2e-5)"
