@@ -2,7 +2,8 @@
 
 | kernel                 | NumPy twin                   | shape of the work                                      |
 |------------------------|------------------------------|--------------------------------------------------------|
-| ``matmul_bt``          | ``ops.linear``               | 16 x 16 output tiles, K streamed through shared memory  |
+| ``matmul_bt``          | ``ops.linear``               | 64 x 64 output tiles, 4 x 4 outputs a thread, K staged  |
+|                        |                              | through shared memory 16 columns at a time              |
 | ``matvec``             | ``ops.linear`` (few rows)    | one block per output, shared-memory reduction           |
 | ``layer_norm_rows``    | ``ops.layer_norm``           | one block per row                                       |
 | ``gelu``, ``add``      | ``ops.gelu``, ``+``          | elementwise                                             |
@@ -30,7 +31,10 @@ from numba import cuda, float32, uint8
 # The simulator runs every GPU thread as a Python thread, so there the blocks are made small; the
 # kernels are written for any power-of-two sizes.
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-TILE = 8 if SIMULATED else 16
+SIDE = 4 if SIMULATED else 16  # matmul: threads per block side
+PER = 2 if SIMULATED else 4  # matmul: outputs per thread side
+TILE = SIDE * PER  # matmul: output tile side (64 on a GPU)
+DEPTH = 8 if SIMULATED else 16  # matmul: columns of a and b staged per step
 ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
 QUERY_TILE = 8 if SIMULATED else 32  # query rows (threads) per attention block, and keys per shared-memory tile
 MAX_HEAD = 128  # largest head size the attention kernels hold in registers / local memory
@@ -39,25 +43,45 @@ MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
 
 @cuda.jit
 def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N] = a b^T + bias
-    sa = cuda.shared.array((TILE, TILE), float32)
-    sb = cuda.shared.array((TILE, TILE), float32)
+    """grid (ceil(N / TILE), ceil(M / TILE)), block (SIDE, SIDE). Each thread computes PER x PER
+    outputs, rows ty + SIDE * i and columns tx + SIDE * j of the block's TILE x TILE tile (strided,
+    so a warp's shared-memory reads and its stores fall on consecutive addresses). Slices of DEPTH
+    columns of a and b are staged in shared memory k-major, so each step reads PER values of a and
+    PER of b for PER * PER multiply-adds."""
+    sa = cuda.shared.array((DEPTH, TILE), float32)
+    sb = cuda.shared.array((DEPTH, TILE), float32)
+    acc = cuda.local.array((PER, PER), float32)
+    fa = cuda.local.array(PER, float32)
+    fb = cuda.local.array(PER, float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    row = cuda.blockIdx.y * TILE + ty
-    col = cuda.blockIdx.x * TILE + tx
-    brow = cuda.blockIdx.x * TILE + ty  # the row of b this thread loads
+    t = ty * SIDE + tx
+    row0, col0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
     M, K = a.shape
     N = b.shape[0]
-    acc = float32(0.0)
-    for t in range((K + TILE - 1) // TILE):
-        k = t * TILE + tx
-        sa[ty, tx] = a[row, k] if (row < M and k < K) else float32(0.0)
-        sb[ty, tx] = b[brow, k] if (brow < N and k < K) else float32(0.0)
+    for i in range(PER):
+        for j in range(PER):
+            acc[i, j] = float32(0.0)
+    for k0 in range(0, K, DEPTH):
+        for e in range(t, TILE * DEPTH, SIDE * SIDE):  # consecutive threads, consecutive columns of a row
+            r, kk = e // DEPTH, e % DEPTH
+            k = k0 + kk
+            sa[kk, r] = a[row0 + r, k] if (row0 + r < M and k < K) else float32(0.0)
+            sb[kk, r] = b[col0 + r, k] if (col0 + r < N and k < K) else float32(0.0)
         cuda.syncthreads()
-        for kk in range(TILE):
-            acc += sa[ty, kk] * sb[tx, kk]
+        for kk in range(DEPTH):
+            for i in range(PER):
+                fa[i] = sa[kk, ty + SIDE * i]
+                fb[i] = sb[kk, tx + SIDE * i]
+            for i in range(PER):
+                for j in range(PER):
+                    acc[i, j] += fa[i] * fb[j]
         cuda.syncthreads()
-    if row < M and col < N:
-        c[row, col] = acc + (bias[col] if bias.shape[0] > 0 else float32(0.0))
+    for i in range(PER):
+        row = row0 + ty + SIDE * i
+        for j in range(PER):
+            col = col0 + tx + SIDE * j
+            if row < M and col < N:
+                c[row, col] = acc[i, j] + (bias[col] if bias.shape[0] > 0 else float32(0.0))
 
 
 @cuda.jit(device=True)

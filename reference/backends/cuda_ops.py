@@ -51,7 +51,7 @@ def linear(x, w, b=None, out=None):  # [M, K], [N, K], [N] -> [M, N] (into out w
     if M <= 4:
         k.matvec[(N, M), k.ROW_THREADS](x, w, bias, out)
     else:
-        k.matmul_bt[(math.ceil(N / k.TILE), math.ceil(M / k.TILE)), (k.TILE, k.TILE)](x, w, bias, out)
+        k.matmul_bt[(math.ceil(N / k.TILE), math.ceil(M / k.TILE)), (k.SIDE, k.SIDE)](x, w, bias, out)
     return out
 
 

@@ -28,7 +28,7 @@ def close(got, want, atol, what):
     assert got.shape == want.shape and diff.max() <= atol, f"{what}: max abs error {diff.max():.3g} (atol {atol})"
 
 
-@pytest.mark.parametrize("M, K, N", [(1, 20, 7), (3, 33, 18), (17, 9, 5)])
+@pytest.mark.parametrize("M, K, N", [(1, 20, 7), (3, 33, 18), (17, 9, 5), (19, 21, 18)])
 def test_linear_tiled_and_matvec(M, K, N):
     x, w, b = arr(M, K), arr(N, K), arr(N)
     d = cuda_ops.to_device
