@@ -35,6 +35,7 @@ SIDE = 4 if SIMULATED else 16  # matmul: threads per block side
 PER = 2 if SIMULATED else 4  # matmul: outputs per thread side
 TILE = SIDE * PER  # matmul: output tile side (64 on a GPU)
 DEPTH = 8 if SIMULATED else 16  # matmul: columns of a and b staged per step
+TILE_PADDED = TILE + 1  # matmul: staged row length; odd, so a warp's staging stores hit distinct banks
 ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
 QUERY_TILE = 8 if SIMULATED else 32  # query rows (threads) per attention block, and keys per shared-memory tile
 MAX_HEAD = 128  # largest head size the attention kernels hold in registers / local memory
@@ -48,8 +49,8 @@ def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N]
     so a warp's shared-memory reads and its stores fall on consecutive addresses). Slices of DEPTH
     columns of a and b are staged in shared memory k-major, so each step reads PER values of a and
     PER of b for PER * PER multiply-adds."""
-    sa = cuda.shared.array((DEPTH, TILE), float32)
-    sb = cuda.shared.array((DEPTH, TILE), float32)
+    sa = cuda.shared.array((DEPTH, TILE_PADDED), float32)
+    sb = cuda.shared.array((DEPTH, TILE_PADDED), float32)
     acc = cuda.local.array((PER, PER), float32)
     fa = cuda.local.array(PER, float32)
     fb = cuda.local.array(PER, float32)
@@ -283,14 +284,14 @@ def _make_flash_attention(D):
                     for d in range(D):
                         acc[d] += p * vs[c, d]
             cuda.syncthreads()
-        for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) key tile
+        for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) tiles
             if g == other:
-                vs[r, 0], vs[r, 1] = top, total
+                extra[r, 0], extra[r, 1] = top, total
                 for d in range(D):
                     ks[r, d] = acc[d]
             cuda.syncthreads()
             if g == 0:
-                their_top, their_total = vs[r, 0], vs[r, 1]
+                their_top, their_total = extra[r, 0], extra[r, 1]
                 if their_top != -math.inf:
                     new_top = max(top, their_top)
                     mine = math.exp(top - new_top) if top != -math.inf else float32(0.0)

@@ -80,7 +80,7 @@ def test_attention_kernels_match_numpy(kind, want_probs):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
-@pytest.mark.parametrize("B, S, K, H, D", [(2, 9, 5, 1, 6), (1, 3, 21, 2, 3)])
+@pytest.mark.parametrize("B, S, K, H, D", [(2, 9, 5, 1, 6), (1, 3, 21, 2, 3), (1, 4, 11, 2, 1)])
 def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
     """Keys fewer than a tile (idle key groups merge nothing), keys spread over several tiles, head
     sizes off the 4-way product split, broadcast bias [H, 1, K] and mask_add [B, 1, K], an -inf bias
