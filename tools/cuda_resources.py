@@ -21,11 +21,11 @@ def main():
     if not cuda_static.nvvm_available():
         raise SystemExit("NVVM is not installed: pip install 'numba-cuda[cu13]'")
     cc = (int(args.arch[:-1]), int(args.arch[-1]))
-    print(f"sm_{args.arch}: {'kernel':<18} {'registers':>9} {'stack B':>8} {'spills B':>9} {'shared B':>9}")
+    print(f"sm_{args.arch}: {'kernel':<26} {'registers':>9} {'stack B':>8} {'spills B':>9} {'shared B':>9}")
     for name in cuda_static.kernel_names():
         r = cuda_static.resources(name, cc)
         spills = r["spill_stores"] + r["spill_loads"]
-        print(f"       {name:<18} {r['registers']:>9} {r['stack']:>8} {spills:>9} {r['shared']:>9}"
+        print(f"       {name:<26} {r['registers']:>9} {r['stack']:>8} {spills:>9} {r['shared']:>9}"
               f"{'   hot' if name in cuda_static.HOT else ''}")
 
 

@@ -10,7 +10,7 @@
 | ``flash_attention(D)`` | ``ops.attention``            | one thread per (query row, key group), key tiles and    |
 |                        |                              | bias/mask tiles in shared memory, online (streaming)    |
 |                        |                              | softmax in registers, groups merged at the end          |
-| ``attention_probs``    | ``ops.attention``            | the same, two passes, also writing the probabilities    |
+|                        |                              | (a second sweep writes the probabilities when asked)    |
 | ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys;  |
 |                        |                              | stores the step's key and value in the cache first      |
 
@@ -37,8 +37,7 @@ TILE = SIDE * PER  # matmul: output tile side (64 on a GPU)
 DEPTH = 8 if SIMULATED else 16  # matmul: columns of a and b staged per step
 TILE_PADDED = TILE + 1  # matmul: staged row length; odd, so a warp's staging stores hit distinct banks
 ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
-QUERY_TILE = 8 if SIMULATED else 32  # query rows (threads) per attention block, and keys per shared-memory tile
-MAX_HEAD = 128  # largest head size the attention kernels hold in registers / local memory
+MAX_HEAD = 128  # largest head size of the attention kernel (its key and value tiles fill the shared memory)
 MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
 
 
@@ -153,37 +152,16 @@ def add(x, y, out):  # flat [N] + [N]
         out[i] = x[i] + y[i]
 
 
-@cuda.jit(device=True)
-def _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, j):
-    s = float32(0.0)
-    for d in range(D):
-        s += q_row[d] * ks[jj, d]
-    s *= scale
-    if bias.shape[2] > 0:
-        s += bias[h if bias.shape[0] > 1 else 0, i if bias.shape[1] > 1 else 0, j]
-    if mask_add.shape[2] > 0:
-        s += mask_add[b if mask_add.shape[0] > 1 else 0, i if mask_add.shape[1] > 1 else 0, j]
-    if masked.shape[2] > 0 and masked[b if masked.shape[0] > 1 else 0, i if masked.shape[1] > 1 else 0, j] != 0:
-        s = MASK_VALUE
-    return s
-
-
-@cuda.jit(device=True)
-def _load_tile(src, b, k0, off_k, off_v, h, D, K, t, ks, vs, kv):
-    """Thread t copies key/value row k0 + t of head h into shared memory (zeros past the end)."""
-    j = k0 + t
-    for d in range(D):
-        ks[t, d] = src[b, j, off_k + h * D + d] if j < K else float32(0.0)
-        vs[t, d] = kv[b, j, off_v + h * D + d] if j < K else float32(0.0)
-
-
-def flash_attention(D):
+def flash_attention(D, with_probs=False):
     """The prefill attention kernel for head size D (compiled once per D; D is a constant inside, so
     each thread's query row and context accumulator unroll into registers).
 
     Launch: grid (B * H, ceil(S / ROWS)), block ROWS * SPLIT threads. Arguments: qs [B, S, *],
     ks_src / vs_src [B, K, *] and the column where each tensor starts (q_off, k_off, v_off), H, scale,
-    bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D].
+    bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D] and, in the
+    ``with_probs`` variant, probs [B, H, S, K] (a second sweep over the keys recomputes each score
+    and writes exp(score - row max) / row total; the other variant takes an empty probs and has no
+    trace of that sweep).
 
     Thread (g, r) owns query row r of the block's ROWS rows for key group g: each shared tile of KT
     keys is split into SPLIT runs of KT / SPLIT keys, so the SPLIT groups (one warp each on a GPU)
@@ -193,9 +171,10 @@ def flash_attention(D):
     consecutive columns. Scores are (q . k) * scale + (bias + mask_add), then replaced where masked:
     bias and mask_add are summed first, which can differ from the reference's order by a rounding.
     """
-    kernel = _FLASH.get(D)
+    key = (D, bool(with_probs))
+    kernel = _FLASH.get(key)
     if kernel is None:
-        kernel = _FLASH[D] = _make_flash_attention(D)
+        kernel = _FLASH[key] = _make_flash_attention(*key)
     return kernel
 
 
@@ -204,7 +183,7 @@ ROWS = 8 if SIMULATED else 32  # query rows per attention block (a warp on a GPU
 SPLIT = 2 if SIMULATED else 4  # key groups per block: ROWS * SPLIT threads
 
 
-def _make_flash_attention(D):
+def _make_flash_attention(D, WITH_PROBS):
     KT = max(ROWS, min(8 if SIMULATED else 64, 4096 // D) // SPLIT * SPLIT)  # keys per shared tile
     KG = KT // SPLIT  # keys per group per tile
     PADDED = KT + 1  # row length of the staged bias/mask tile (odd: rows fall in different banks)
@@ -212,7 +191,7 @@ def _make_flash_attention(D):
     CHAINS = 4 if D % 4 == 0 else 1  # independent partial sums in the q . k product
 
     @cuda.jit
-    def kernel(qs, ks_src, vs_src, q_off, k_off, v_off, H, scale, bias, mask_add, masked, ctx):
+    def kernel(qs, ks_src, vs_src, q_off, k_off, v_off, H, scale, bias, mask_add, masked, ctx, probs):
         ks = cuda.shared.array((KT, D), float32)
         vs = cuda.shared.array((KT, D), float32)
         extra = cuda.shared.array((ROWS, PADDED), float32)  # bias + mask_add of the tile
@@ -234,125 +213,93 @@ def _make_flash_attention(D):
             acc[d] = float32(0.0)
         top = float32(-math.inf)
         total = float32(0.0)
-        for k0 in range(0, K, KT):
-            for e in range(t, KT * D, THREADS):
-                jr, d = e // D, e % D
-                inside = k0 + jr < K
-                ks[jr, d] = ks_src[b, k0 + jr, k_off + h * D + d] if inside else float32(0.0)
-                vs[jr, d] = vs_src[b, k0 + jr, v_off + h * D + d] if inside else float32(0.0)
-            if staged:
-                for e in range(t, ROWS * KT, THREADS):
-                    rr, c = e // KT, e % KT
-                    ii, j = i0 + rr, k0 + c
-                    a, m = float32(0.0), uint8(0)
-                    if ii < S and j < K:
-                        if has_bias:
-                            a = bias[h if bias.shape[0] > 1 else 0, ii if bias.shape[1] > 1 else 0, j]
-                        if has_add:
-                            a += mask_add[b if mask_add.shape[0] > 1 else 0, ii if mask_add.shape[1] > 1 else 0, j]
-                        if has_masked:
-                            m = masked[b if masked.shape[0] > 1 else 0, ii if masked.shape[1] > 1 else 0, j]
-                    extra[rr, c] = a
-                    hide[rr, c] = m
-            cuda.syncthreads()
-            if live:
-                first = g * KG
-                for c in range(first, first + min(KG, K - k0 - first)):
-                    for u in range(CHAINS):
-                        part[u] = float32(0.0)
-                    for d0 in range(0, D, CHAINS):
+        # Sweep 0: the online softmax and the context. Sweep 1 (with_probs only): the same scores
+        # again, written out as exp(score - row max) / row total.
+        for sweep in range(2 if WITH_PROBS else 1):
+            for k0 in range(0, K, KT):
+                for e in range(t, KT * D, THREADS):
+                    jr, d = e // D, e % D
+                    inside = k0 + jr < K
+                    ks[jr, d] = ks_src[b, k0 + jr, k_off + h * D + d] if inside else float32(0.0)
+                    if sweep == 0:
+                        vs[jr, d] = vs_src[b, k0 + jr, v_off + h * D + d] if inside else float32(0.0)
+                if staged:
+                    for e in range(t, ROWS * KT, THREADS):
+                        rr, c = e // KT, e % KT
+                        ii, j = i0 + rr, k0 + c
+                        a, m = float32(0.0), uint8(0)
+                        if ii < S and j < K:
+                            if has_bias:
+                                a = bias[h if bias.shape[0] > 1 else 0, ii if bias.shape[1] > 1 else 0, j]
+                            if has_add:
+                                a += mask_add[b if mask_add.shape[0] > 1 else 0, ii if mask_add.shape[1] > 1 else 0, j]
+                            if has_masked:
+                                m = masked[b if masked.shape[0] > 1 else 0, ii if masked.shape[1] > 1 else 0, j]
+                        extra[rr, c] = a
+                        hide[rr, c] = m
+                cuda.syncthreads()
+                if live:
+                    first = g * KG
+                    for c in range(first, first + min(KG, K - k0 - first)):
                         for u in range(CHAINS):
-                            part[u] += q[d0 + u] * ks[c, d0 + u]
-                    s = float32(0.0)
-                    for u in range(CHAINS):
-                        s += part[u]
-                    s *= scale
-                    if staged:
-                        s += extra[r, c]
-                        if hide[r, c] != 0:
-                            s = MASK_VALUE
-                    if s == -math.inf:
-                        continue  # adds nothing (a row of only -inf scores ends as 0 / 0, like the reference)
-                    if s > top:
-                        correction = math.exp(top - s)
-                        total *= correction
+                            part[u] = float32(0.0)
+                        for d0 in range(0, D, CHAINS):
+                            for u in range(CHAINS):
+                                part[u] += q[d0 + u] * ks[c, d0 + u]
+                        s = float32(0.0)
+                        for u in range(CHAINS):
+                            s += part[u]
+                        s *= scale
+                        if staged:
+                            s += extra[r, c]
+                            if hide[r, c] != 0:
+                                s = MASK_VALUE
+                        if sweep == 1:
+                            probs[b, h, i, k0 + c] = math.exp(s - top) / total
+                            continue
+                        if s == -math.inf:
+                            continue  # adds nothing (a row of only -inf scores ends as 0 / 0, like the reference)
+                        if s > top:
+                            correction = math.exp(top - s)
+                            total *= correction
+                            for d in range(D):
+                                acc[d] *= correction
+                            top = s
+                        p = math.exp(s - top)
+                        total += p
                         for d in range(D):
-                            acc[d] *= correction
-                        top = s
-                    p = math.exp(s - top)
-                    total += p
+                            acc[d] += p * vs[c, d]
+                cuda.syncthreads()
+            if sweep == 1:
+                break
+            for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) tiles
+                if g == other:
+                    extra[r, 0], extra[r, 1] = top, total
                     for d in range(D):
-                        acc[d] += p * vs[c, d]
-            cuda.syncthreads()
-        for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) tiles
-            if g == other:
-                extra[r, 0], extra[r, 1] = top, total
+                        ks[r, d] = acc[d]
+                cuda.syncthreads()
+                if g == 0:
+                    their_top, their_total = extra[r, 0], extra[r, 1]
+                    if their_top != -math.inf:
+                        new_top = max(top, their_top)
+                        mine = math.exp(top - new_top) if top != -math.inf else float32(0.0)
+                        theirs = math.exp(their_top - new_top)
+                        total = total * mine + their_total * theirs
+                        for d in range(D):
+                            acc[d] = acc[d] * mine + ks[r, d] * theirs
+                        top = new_top
+                cuda.syncthreads()
+            if g == 0 and live:
                 for d in range(D):
-                    ks[r, d] = acc[d]
-            cuda.syncthreads()
-            if g == 0:
-                their_top, their_total = extra[r, 0], extra[r, 1]
-                if their_top != -math.inf:
-                    new_top = max(top, their_top)
-                    mine = math.exp(top - new_top) if top != -math.inf else float32(0.0)
-                    theirs = math.exp(their_top - new_top)
-                    total = total * mine + their_total * theirs
-                    for d in range(D):
-                        acc[d] = acc[d] * mine + ks[r, d] * theirs
-                    top = new_top
-            cuda.syncthreads()
-        if g == 0 and live:
-            for d in range(D):
-                ctx[b, i, h * D + d] = acc[d] / total
+                    ctx[b, i, h * D + d] = acc[d] / total
+            if WITH_PROBS:  # every group needs the row's final max and total for sweep 1
+                if g == 0:
+                    extra[r, 0], extra[r, 1] = top, total
+                cuda.syncthreads()
+                top, total = extra[r, 0], extra[r, 1]
+                cuda.syncthreads()
 
     return kernel
-
-
-@cuda.jit
-def attention_probs(qs, ks_src, vs_src, q_off, k_off, v_off, H, D, scale, bias, mask_add, masked, ctx, probs):
-    """Like flash_attention, in two passes, also writing probs [B, H, S, K] (for output_attentions)."""
-    ks = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
-    vs = cuda.shared.array((QUERY_TILE, MAX_HEAD), float32)
-    q_row = cuda.local.array(MAX_HEAD, float32)
-    bh, t = cuda.blockIdx.x, cuda.threadIdx.x
-    b, h = bh // H, bh % H
-    i = cuda.blockIdx.y * QUERY_TILE + t
-    S, K = qs.shape[1], ks_src.shape[1]
-    live = i < S
-    for d in range(D):
-        q_row[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
-    top = -math.inf
-    for k0 in range(0, K, QUERY_TILE):  # pass 1: raw scores into probs, and the row maximum
-        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
-        cuda.syncthreads()
-        if live:
-            for jj in range(min(QUERY_TILE, K - k0)):
-                s = _score(q_row, ks, jj, D, scale, bias, mask_add, masked, b, h, i, k0 + jj)
-                probs[b, h, i, k0 + jj] = s
-                top = max(top, s)
-        cuda.syncthreads()
-    total = float32(0.0)
-    if live:
-        for j in range(K):
-            e = math.exp(probs[b, h, i, j] - top)
-            probs[b, h, i, j] = e
-            total += e
-        for j in range(K):
-            probs[b, h, i, j] /= total
-        for d in range(D):
-            q_row[d] = 0.0  # reused as the context accumulator
-    for k0 in range(0, K, QUERY_TILE):  # pass 2: weighted sum of values
-        _load_tile(ks_src, b, k0, k_off, v_off, h, D, K, t, ks, vs, vs_src)
-        cuda.syncthreads()
-        if live:
-            for jj in range(min(QUERY_TILE, K - k0)):
-                p = probs[b, h, i, k0 + jj]
-                for d in range(D):
-                    q_row[d] += p * vs[jj, d]
-        cuda.syncthreads()
-    if live:
-        for d in range(D):
-            ctx[b, i, h * D + d] = q_row[d]
 
 
 @cuda.jit

@@ -96,17 +96,13 @@ def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, m
         raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
     B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
-    extra = (bias if bias is not None else absent(3),
-             mask_add if mask_add is not None else absent(3),
-             masked if masked is not None else absent(3, np.uint8))
-    if want_probs:
-        probs = empty((B, H, S, K))
-        k.attention_probs[(B * H, math.ceil(S / k.QUERY_TILE)), k.QUERY_TILE](
-            q, k_src, v_src, *offsets, H, D, np.float32(scale), *extra, ctx, probs)
-        return ctx, probs
-    k.flash_attention(D)[(B * H, math.ceil(S / k.ROWS)), k.ROWS * k.SPLIT](
-        q, k_src, v_src, *offsets, H, np.float32(scale), *extra, ctx)
-    return ctx, None
+    probs = empty((B, H, S, K)) if want_probs else absent(4)
+    k.flash_attention(D, want_probs)[(B * H, math.ceil(S / k.ROWS)), k.ROWS * k.SPLIT](
+        q, k_src, v_src, *offsets, H, np.float32(scale),
+        bias if bias is not None else absent(3),
+        mask_add if mask_add is not None else absent(3),
+        masked if masked is not None else absent(3, np.uint8), ctx, probs)
+    return ctx, (probs if want_probs else None)
 
 
 def embed(ids, table, out=None):  # ids [N] int64 on the device, table [V, C] -> [N, C]

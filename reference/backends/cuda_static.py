@@ -40,10 +40,10 @@ SIGNATURES = {
     "layer_norm_rows": (A2, A1, A1, f32, A2),
     "gelu": (A1, A1),
     "add": (A1, A1, A1),
-    "flash_attention/32": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
-    "flash_attention/64": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
-    "flash_attention/128": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3),
-    "attention_probs": (A3, A3, A3, i64, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
+    "flash_attention/32": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
+    "flash_attention/64": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
+    "flash_attention/128": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
+    "flash_attention/64+probs": (A3, A3, A3, i64, i64, i64, i64, f32, A3, A3, U3, A3, A4),
     "decode_attention": (A2, A4, A4, i64, f32, A1, U2, A2),
     "embed": (I1, A2, A2),
     "cache_write": (A3, A4, A4, i64, i64),
@@ -59,7 +59,8 @@ HOT = ("matmul_bt", "matvec", "fused_matvec", "layer_norm_rows", "decode_attenti
 
 def kernel_names():
     """Every kernel (not device function) defined in cuda_kernels.py; a kernel made per head size
-    (``flash_attention(D)``) is listed as ``name/D`` for the sizes in SIGNATURES."""
+    (``flash_attention(D, with_probs)``) is listed as ``name/D`` or ``name/D+probs`` for the variants
+    in SIGNATURES."""
     module_level = [name for name, obj in vars(k).items()
                     if hasattr(obj, "py_func") and not getattr(obj, "targetoptions", {}).get("device", False)]
     per_head_size = [name for name in SIGNATURES if "/" in name]
@@ -67,9 +68,12 @@ def kernel_names():
 
 
 def kernel(name):
-    """The dispatcher behind a name of kernel_names()."""
-    base, _, head_size = name.partition("/")
-    return getattr(k, base)(int(head_size)) if head_size else getattr(k, base)
+    """The dispatcher behind a name of kernel_names() (``name/D`` or ``name/D+probs``)."""
+    base, _, variant = name.partition("/")
+    if not variant:
+        return getattr(k, base)
+    head_size, _, probs = variant.partition("+")
+    return getattr(k, base)(int(head_size), with_probs=probs == "probs")
 
 
 @contextlib.contextmanager

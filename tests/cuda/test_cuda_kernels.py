@@ -91,15 +91,19 @@ def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
     mask_add = np.where(RNG.random((B, 1, K)) > 0.3, 0.0, -1e4).astype(np.float32)
     full = np.broadcast_to(bias, (H, S, K)).copy()
     full[0, S - 1] = -np.inf
-    want, _ = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, full[None],
-                            mask_add[:, None])
+    want, want_p = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, full[None],
+                                 mask_add[:, None])
     d = cuda_ops.to_device
-    got, _ = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(full), mask_add=d(mask_add))
+    got, got_p = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(full),
+                                    mask_add=d(mask_add), want_probs=True)
     want = want.transpose(0, 2, 1, 3).reshape(B, S, H * D)
-    got = got.copy_to_host()
+    got, got_p = got.copy_to_host(), got_p.copy_to_host()
     assert np.isnan(got[:, S - 1, :D]).all() and np.isnan(want[:, S - 1, :D]).all()
+    assert np.isnan(got_p[:, 0, S - 1]).all() and np.isnan(want_p[:, 0, S - 1]).all()
     keep = ~np.isnan(want)
     close(got[keep], want[keep], 1e-5, "context")
+    keep = ~np.isnan(want_p)
+    close(got_p[keep], want_p[keep], 1e-6, "probabilities")
     got_b, _ = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(bias), mask_add=d(mask_add))
     want_b, _ = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, bias[None],
                               mask_add[:, None])
