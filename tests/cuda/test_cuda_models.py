@@ -13,7 +13,9 @@ pytest.importorskip("reference.backends.cuda_ops")
 import reference  # noqa: E402
 from conformance.adapters.reference import ReferenceImplementation  # noqa: E402
 from conformance.checks import check_golden  # noqa: E402
+from conformance.compare import compare  # noqa: E402
 from conformance.golden import iter_cases  # noqa: E402
+from conformance.tolerances import tolerance_for  # noqa: E402
 from reference import mpt  # noqa: E402
 
 CONFIG = dict(model_type="mpt", d_model=8, n_heads=2, n_layers=2, vocab_size=20, max_seq_len=24)
@@ -96,3 +98,24 @@ def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
     assert len(calls) == 1, "hidden states were asked for: the layers must run one by one"
     diff = np.abs(per_layer.hidden_states[1] - want.hidden_states[1]).max()
     assert diff <= 2e-5, f"layer 1 hidden state: max abs error {diff:.3g} (atol 2e-5)"
+
+
+# On a GPU only: in the simulator, test_mpnet_encoder_runs_device_resident_and_equals_numpy covers this path.
+MPNET_CASES = [] if SIMULATED else [c for c in CUDA_CASES if c.family == "mpnet" and not c.expect_error]
+
+
+@pytest.mark.parametrize("case", MPNET_CASES, ids=[c.id for c in MPNET_CASES])
+def test_mpnet_golden_outputs_without_per_layer_outputs(case):
+    """The golden cases ask for every layer's hidden states, so they run layer by layer; asked again
+    without them, the cuda backend keeps all layers on the device (encoder_stack), and the final
+    outputs must still match upstream's."""
+    options = {**case.options, "profile": case.profile, "output_hidden_states": False, "output_attentions": False}
+    impl = ReferenceImplementation("cuda")
+    actual = impl.run(case.family, case.task, case.config, case.weights, case.inputs, options)
+    tol = tolerance_for(case.meta)
+    expected = case.expected
+    names = [n for n in case.meta["outputs"] if not n.startswith(("hidden_states.", "attentions."))]
+    assert names, "the case has no final outputs"
+    for name in names:
+        c = compare(name, actual.get(name), expected[name], tol["atol"], tol["rtol"])
+        assert c.ok, c.describe()
