@@ -11,8 +11,9 @@
 |                        |                              | bias/mask tiles in shared memory, online (streaming)    |
 |                        |                              | softmax in registers, groups merged at the end          |
 |                        |                              | (a second sweep writes the probabilities when asked)    |
-| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys;  |
-|                        |                              | stores the step's key and value in the cache first      |
+| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys   |
+|                        |                              | in chunks (online softmax across chunks); stores the    |
+|                        |                              | step's key and value in the cache first                 |
 
 Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a column
 offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no head
@@ -38,6 +39,8 @@ DEPTH = 8 if SIMULATED else 16  # matmul: columns of a and b staged per step
 TILE_PADDED = TILE + 1  # matmul: staged row length; odd, so a warp's staging stores hit distinct banks
 ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
 MAX_HEAD = 128  # largest head size of the attention kernel (its key and value tiles fill the shared memory)
+DECODE_CHUNK = 16 if SIMULATED else 2048  # decode attention: cached keys scored per pass (in shared memory)
+DIMS_PER_THREAD = -(-MAX_HEAD // ROW_THREADS)  # decode attention: head dimensions a thread accumulates
 MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
 
 
@@ -85,18 +88,24 @@ def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N]
 
 
 @cuda.jit(device=True)
-def _block_sum(buf, value, t):
+def _block_reduce(buf, value, t, maximum):
+    """The sum (or, with maximum set, the max) of value over the block's ROW_THREADS threads."""
     buf[t] = value
     cuda.syncthreads()
     step = ROW_THREADS // 2
     while step > 0:
         if t < step:
-            buf[t] += buf[t + step]
+            buf[t] = max(buf[t], buf[t + step]) if maximum else buf[t] + buf[t + step]
         cuda.syncthreads()
         step //= 2
     total = buf[0]
     cuda.syncthreads()
     return total
+
+
+@cuda.jit(device=True)
+def _block_sum(buf, value, t):
+    return _block_reduce(buf, value, t, False)
 
 
 @cuda.jit
@@ -304,14 +313,17 @@ def _make_flash_attention(D, WITH_PROBS):
 
 @cuda.jit
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, ctx):
-    """grid B * H, block ROW_THREADS, dynamic shared memory 4 * length bytes.
+    """grid B * H, block ROW_THREADS.
     qkv [B, 3 * H * D]: this step's fused projection (query, key, value columns); kt [B, H, D, T]
     (keys transposed: threads read consecutive keys); v [B, H, T, D]; slopes [H] (key-only ALiBi);
     key_ok [B, T] uint8. First stores this step's key and value in cache slot length - 1 (so a
-    decode step needs no separate cache-write launch), then attends over slots 0 .. length - 1.
-    ctx [B, H * D]."""
-    scores = cuda.shared.array(0, float32)
+    decode step needs no separate cache-write launch), then attends over slots 0 .. length - 1 in
+    chunks of DECODE_CHUNK keys, whose scores sit in shared memory: a block-wide online softmax
+    rescales the running totals when a chunk raises the max, so any cache length fits. Each thread
+    accumulates the context for head dimensions t, t + ROW_THREADS, ... ctx [B, H * D]."""
+    scores = cuda.shared.array(DECODE_CHUNK, float32)
     buf = cuda.shared.array(ROW_THREADS, float32)
+    acc = cuda.local.array(DIMS_PER_THREAD, float32)
     H, D = kt.shape[1], kt.shape[2]
     C = H * D
     bh, t = cuda.blockIdx.x, cuda.threadIdx.x
@@ -320,37 +332,44 @@ def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, ctx):
         kt[b, h, d, length - 1] = qkv[b, C + h * D + d]
         v[b, h, length - 1, d] = qkv[b, 2 * C + h * D + d]
     cuda.syncthreads()  # the block's own global writes are visible to it after the barrier
-    local_top = -math.inf
-    for j in range(t, length, ROW_THREADS):
-        s = float32(0.0)
-        for d in range(D):
-            s += qkv[b, h * D + d] * kt[b, h, d, j]
-        s = s * scale + slopes[h] * float32(j - (length - 1))
-        if key_ok[b, j] == 0:
-            s = MASK_VALUE
-        scores[j] = s
-        local_top = max(local_top, s)
-    buf[t] = local_top
-    cuda.syncthreads()
-    step = ROW_THREADS // 2
-    while step > 0:
-        if t < step:
-            buf[t] = max(buf[t], buf[t + step])
-        cuda.syncthreads()
-        step //= 2
-    top = buf[0]
-    cuda.syncthreads()
-    partial = float32(0.0)
-    for j in range(t, length, ROW_THREADS):
-        e = math.exp(scores[j] - top)
-        scores[j] = e
-        partial += e
-    total = _block_sum(buf, partial, t)
-    for d in range(t, D, ROW_THREADS):
-        acc = float32(0.0)
-        for j in range(length):
-            acc += scores[j] * v[b, h, j, d]
-        ctx[b, h * D + d] = acc / total
+    for n in range(DIMS_PER_THREAD):
+        acc[n] = float32(0.0)
+    top = float32(-math.inf)
+    total = float32(0.0)
+    for c0 in range(0, length, DECODE_CHUNK):
+        count = min(DECODE_CHUNK, length - c0)
+        local_top = float32(-math.inf)
+        for jj in range(t, count, ROW_THREADS):
+            j = c0 + jj
+            s = float32(0.0)
+            for d in range(D):
+                s += qkv[b, h * D + d] * kt[b, h, d, j]
+            s = s * scale + slopes[h] * float32(j - (length - 1))
+            if key_ok[b, j] == 0:
+                s = MASK_VALUE
+            scores[jj] = s
+            local_top = max(local_top, s)
+        new_top = max(top, _block_reduce(buf, local_top, t, True))
+        correction = math.exp(top - new_top) if top != -math.inf else float32(0.0)
+        partial = float32(0.0)
+        for jj in range(t, count, ROW_THREADS):
+            e = math.exp(scores[jj] - new_top)
+            scores[jj] = e
+            partial += e
+        total = total * correction + _block_sum(buf, partial, t)  # its barriers publish scores[]
+        for n in range(DIMS_PER_THREAD):
+            d = t + n * ROW_THREADS
+            if d < D:
+                weighted = float32(0.0)
+                for jj in range(count):
+                    weighted += scores[jj] * v[b, h, c0 + jj, d]
+                acc[n] = acc[n] * correction + weighted
+        top = new_top
+        cuda.syncthreads()  # every thread is done with scores[] before the next chunk
+    for n in range(DIMS_PER_THREAD):
+        d = t + n * ROW_THREADS
+        if d < D:
+            ctx[b, h * D + d] = acc[n] / total
 
 
 @cuda.jit

@@ -124,6 +124,8 @@ def set_column(x, column, value):
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, out=None):
     """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot length - 1."""
     B, H, D = kt.shape[0], kt.shape[1], kt.shape[2]
+    if D > k.MAX_HEAD:
+        raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
     ctx = empty((B, H * D)) if out is None else out
-    k.decode_attention[B * H, k.ROW_THREADS, 0, 4 * length](qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
+    k.decode_attention[B * H, k.ROW_THREADS](qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
     return ctx

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 cuda_ops = pytest.importorskip("reference.backends.cuda_ops")
+cuda_kernels = pytest.importorskip("reference.backends.cuda_kernels")
 
 from reference import ops  # noqa: E402
 from reference.mpt import alibi_bias, alibi_slopes  # noqa: E402
@@ -110,12 +111,17 @@ def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
     close(got_b, want_b.transpose(0, 2, 1, 3).reshape(B, S, H * D), 1e-5, "context with broadcast bias")
 
 
-def test_decode_attention_writes_the_step_into_the_cache_then_attends():
+@pytest.mark.parametrize("hide_first_chunk", [False, True])
+def test_decode_attention_writes_the_step_into_the_cache_then_attends(hide_first_chunk):
+    """37 cached keys: several chunks of DECODE_CHUNK (16 in the simulator); with every key of the
+    first chunk masked, the later chunks must wipe out its contribution."""
     B, H, D, T, slots = 2, 2, 4, 37, 40
     C = H * D
     q, k_, v = arr(B, H, 1, D), arr(B, H, T, D), arr(B, H, T, D)
     key_ok = RNG.random((B, T)) > 0.2
     key_ok[:, -1] = True
+    if hide_first_chunk:
+        key_ok[:, :cuda_kernels.DECODE_CHUNK] = False
     slopes = alibi_slopes(H)
     want, _ = ops.attention(q, k_, v, 0.5, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
     qkv = np.concatenate([x[:, :, -1].reshape(B, C) for x in (q, k_, v)], axis=1)  # this step's projection
