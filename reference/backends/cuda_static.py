@@ -54,7 +54,7 @@ SIGNATURES = {
 # (At head size 128 the attention kernel's query row and accumulator need more registers than a
 # thread may have; its spills are reported by tools/cuda_resources.py, not held to zero.)
 HOT = ("matmul_bt", "matvec", "fused_matvec", "layer_norm_rows", "decode_attention", "flash_attention/32",
-       "flash_attention/64")
+       "flash_attention/64", "flash_attention/64+probs")
 
 
 def kernel_names():
