@@ -89,11 +89,15 @@ def add(x, y, out=None):
     return out
 
 
+def _check_head_size(D):
+    if D > k.MAX_HEAD:
+        raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
+
+
 def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
     """q [B, S, *], k_src and v_src [B, K, *] (all three may be one fused buffer), offsets = the
     (q, k, v) column offsets. Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
-    if D > k.MAX_HEAD:
-        raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
+    _check_head_size(D)
     B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
     probs = empty((B, H, S, K)) if want_probs else absent(4)
@@ -124,8 +128,7 @@ def set_column(x, column, value):
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, out=None):
     """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot length - 1."""
     B, H, D = kt.shape[0], kt.shape[1], kt.shape[2]
-    if D > k.MAX_HEAD:
-        raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
+    _check_head_size(D)
     ctx = empty((B, H * D)) if out is None else out
     k.decode_attention[B * H, k.ROW_THREADS](qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
     return ctx
