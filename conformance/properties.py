@@ -2,7 +2,7 @@
 
 Each property runs the implementation under test (never the reference) on a tiny model taken from a
 golden case (its upstream config and weights) and states one invariant. Every comparison is with the
-fp32 tolerance of conformance/tolerances.py; the checker's own arithmetic (a cross-entropy to check
+tolerance of conformance/tolerances.py for the declared compute dtype; the checker's own arithmetic (a cross-entropy to check
 loss rules) is plain NumPy written here, independent of the reference package.
 """
 
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from .capabilities import Capabilities
 from .golden import group_members, iter_cases, tuple_leaves
 from .tolerances import TOLERANCES
 
-TOL = TOLERANCES["fp32"]
 MPNET_PAD = 1  # MPNet's hard-coded padding index
 
 
@@ -26,36 +26,50 @@ class Property:
     id: str
     family: str
     profiles: tuple
-    model_case: str  # golden case name (under <family>/<profile>/) whose config and weights are used
+    model_cases: tuple  # golden case names (under <family>/<profile>/) whose config and weights may be used;
+    #                     the first whose task the implementation declares is taken (empty: MPT_MODEL)
     statement: str
     check: Callable  # check(impl, model, data) where data is a hypothesis DataObject
+    outputs: tuple = ("final",)  # output groups the check reads (conformance/capabilities.py)
+    inputs: tuple = ()  # optional input features it sends
+    tuple_: bool = False  # whether it asks for return_dict=False tuples
+
+    def unmet(self, caps) -> str:
+        """Why a declaration cannot run this property, or ''."""
+        missing = caps.missing_outputs(self.outputs) + sorted(set(self.inputs) - caps.inputs)
+        if self.tuple_ and not caps.tuple:
+            missing.append("return_dict=False tuples")
+        return f"needs {', '.join(missing)}, which the implementation does not declare" if missing else ""
 
 
 class Model:
-    """A golden case's model, bound to the implementation under test."""
+    """A golden case's model, bound to the implementation under test; asks only for what a check needs."""
 
-    def __init__(self, impl, case):
-        self.impl, self.case = impl, case
+    def __init__(self, impl, case, tol):
+        self.impl, self.case, self.tol = impl, case, tol
         self.config, self.weights, self.profile = case.config, case.weights, case.profile
         self.family, self.task = case.family, case.task
 
-    def __call__(self, task=None, tuple_=False, **inputs):
-        options = {"profile": self.profile, "output_hidden_states": True, "output_attentions": True,
-                   "return_tuple": tuple_}
+    def __call__(self, task=None, tuple_=False, need=(), **inputs):
+        options = {"profile": self.profile, "output_hidden_states": "hidden_states" in need,
+                   "output_attentions": "attentions" in need, "return_tuple": tuple_}
         arrays = {k: np.asarray(v) for k, v in inputs.items() if not k.startswith("_")}
         return self.impl.run(self.family, task or self.task, self.config, self.weights, arrays, options)
+
+    def close(self, actual, expected, what):
+        close(actual, expected, what, self.tol)
 
     @property
     def vocab(self):
         return self.config["vocab_size"]
 
 
-def close(actual, expected, what):
+def close(actual, expected, what, tol):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
     diff = np.abs(actual - expected)
-    ok = (diff <= TOL["atol"] + TOL["rtol"] * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected))
-    assert ok.all(), f"{what}: max abs error {np.nanmax(diff):.3g} (atol {TOL['atol']}, rtol {TOL['rtol']})"
+    ok = (diff <= tol["atol"] + tol["rtol"] * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected))
+    assert ok.all(), f"{what}: max abs error {np.nanmax(diff):.3g} (atol {tol['atol']}, rtol {tol['rtol']})"
 
 
 def cross_entropy(logits, labels):  # [N, C], [N] -> [N]
@@ -100,7 +114,7 @@ def mpnet_batching(impl, model, data):
     together = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
     for b, n in enumerate(lengths):
         alone = model(input_ids=ids[b:b + 1, :n])["last_hidden_state"]
-        close(together[b, :n], alone[0], f"row {b} in a batch vs alone")
+        model.close(together[b, :n], alone[0], f"row {b} in a batch vs alone")
 
 
 def mpnet_padding_side(impl, model, data):
@@ -110,7 +124,7 @@ def mpnet_padding_side(impl, model, data):
     left = model(**dict(zip(("input_ids", "attention_mask"), left_padded(ids, lengths, MPNET_PAD))))
     S = ids.shape[1]
     for b, n in enumerate(lengths):
-        close(left["last_hidden_state"][b, S - n:], right["last_hidden_state"][b, :n], f"row {b}: left vs right padding")
+        model.close(left["last_hidden_state"][b, S - n:], right["last_hidden_state"][b, :n], f"row {b}: left vs right padding")
 
 
 def mpnet_masked_content(impl, model, data):
@@ -121,12 +135,12 @@ def mpnet_masked_content(impl, model, data):
     a = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
     b = model(input_ids=np.where(mask == 1, padded, noise), attention_mask=mask)["last_hidden_state"]
     for row, n in enumerate(lengths):
-        close(b[row, :n], a[row, :n], f"row {row}: trailing masked tokens changed")
+        model.close(b[row, :n], a[row, :n], f"row {row}: trailing masked tokens changed")
 
 
 def bookkeeping(impl, model, data):
     ids = draw_ids(data, model.vocab, S=(1, 10))
-    out = model(input_ids=ids)
+    out = model(input_ids=ids, need=("hidden_states", "attentions"))
     cfg = model.config
     L = cfg.get("num_hidden_layers", cfg.get("n_layers"))
     H = cfg.get("num_attention_heads", cfg.get("n_heads"))
@@ -139,14 +153,15 @@ def bookkeeping(impl, model, data):
         assert np.shape(out[name]) == (B, S, C), f"{name} has shape {np.shape(out[name])}, expected {(B, S, C)}"
     for name in att:
         assert np.shape(out[name]) == (B, H, S, S), f"{name} has shape {np.shape(out[name])}, expected {(B, H, S, S)}"
-        close(np.sum(out[name], axis=-1), np.ones((B, H, S)), f"{name} rows sum to 1")
+        model.close(np.sum(out[name], axis=-1), np.ones((B, H, S)), f"{name} rows sum to 1")
 
 
 def tuple_matches_dict(impl, model, data):
     layout = model.case.meta.get("tuple_layout")
     ids = draw_ids(data, model.vocab, S=(2, 10))
     inputs = {"input_ids": ids, **label_inputs(model, ids, data)}
-    named, got = model(**inputs), model(tuple_=True, **inputs)["tuple"]
+    need = ("hidden_states", "attentions")
+    named, got = model(need=need, **inputs), model(tuple_=True, need=need, **inputs)["tuple"]
     assert len(got) == len(layout), f"tuple has {len(got)} entries, upstream layout is {layout}"
     for i, (entry, value) in enumerate(zip(layout, got)):
         if entry == "none" or entry.startswith("tuple."):
@@ -155,7 +170,7 @@ def tuple_matches_dict(impl, model, data):
         items = tuple_leaves(value)
         assert len(items) == len(parts), f"entry {i} should be {entry} ({len(parts)} arrays), has {len(items)}"
         for name, item in zip(parts, items):
-            close(item, named[name], f"tuple entry {i} vs {name}")
+            model.close(item, named[name], f"tuple entry {i} vs {name}")
 
 
 def label_inputs(model, ids, data):
@@ -174,7 +189,7 @@ def mpnet_inputs_embeds(impl, model, data):
     ids = draw_ids(data, model.vocab)  # no pad id (1) is drawn, so positions are sequential either way
     table = model.weights.get("mpnet.embeddings.word_embeddings.weight",
                               model.weights.get("embeddings.word_embeddings.weight"))
-    close(model(inputs_embeds=table[ids])["last_hidden_state"], model(input_ids=ids)["last_hidden_state"],
+    model.close(model(inputs_embeds=table[ids])["last_hidden_state"], model(input_ids=ids)["last_hidden_state"],
           "inputs_embeds vs input_ids")
 
 
@@ -184,7 +199,7 @@ def mpnet_head_mask(impl, model, data):
     head = data.draw(st.integers(0, H - 1), label="masked head")
     hm = np.ones(H, np.float32)
     hm[head] = 0
-    out = model(input_ids=ids, head_mask=hm)
+    out = model(input_ids=ids, head_mask=hm, need=("attentions",))
     for name in group_members(out, "attentions"):
         assert np.all(out[name][:, head] == 0), f"{name}: head {head} is masked but its attention is not zero"
 
@@ -205,7 +220,7 @@ def token_loss_rule(impl, model, data):
     expected = per_item.mean() if keep.any() else np.nan
     shape = () if model.profile == "pt" else (1,)
     assert np.shape(out["loss"]) == shape, f"loss shape {np.shape(out['loss'])}, expected {shape} for {model.profile}"
-    close(np.reshape(out["loss"], ()), expected, f"{model.profile} token-classification loss")
+    model.close(np.reshape(out["loss"], ()), expected, f"{model.profile} token-classification loss")
 
 
 def qa_position_rule(impl, model, data):
@@ -227,7 +242,7 @@ def qa_position_rule(impl, model, data):
             terms.append(cross_entropy(logits[keep], pos[keep]).mean() if keep.any() else np.nan)
         else:
             terms.append(cross_entropy(logits, pos))
-    close(out["loss"], (terms[0] + terms[1]) / 2, f"{model.profile} QA loss")
+    model.close(out["loss"], (terms[0] + terms[1]) / 2, f"{model.profile} QA loss")
 
 
 # ----------------------------------------------------------------------------------------- MPT
@@ -242,14 +257,14 @@ def mpt_cache_equivalence(impl, model, data):
     run = lambda inputs: model.impl.run(model.family, model.task, model.config, model.weights, inputs,  # noqa: E731
                                         {"profile": model.profile, "use_cache": True})
     out = run({"input_ids": ids[:, :P]})
-    close(out["logits"], full[:, :P], "prefill logits")
+    model.close(out["logits"], full[:, :P], "prefill logits")
     pos = P
     while pos < S:
         step = data.draw(st.integers(1, S - pos), label="chunk")
         past = {k.replace("present.", "past."): v for k, v in out.items() if k.startswith("present.")}
         assert past, "use_cache=True returned no present.<layer>.key/value outputs"
         out = run({"input_ids": ids[:, pos:pos + step], **past})
-        close(out["logits"], full[:, pos:pos + step], f"{step} new tokens after {pos} cached")
+        model.close(out["logits"], full[:, pos:pos + step], f"{step} new tokens after {pos} cached")
         pos += step
 
 
@@ -258,7 +273,7 @@ def mpt_causality(impl, model, data):
     j = data.draw(st.integers(1, ids.shape[1] - 1), label="changed position")
     changed = ids.copy()
     changed[0, j] = (ids[0, j] + 1) % model.vocab
-    close(model(input_ids=changed)["logits"][:, :j], model(input_ids=ids)["logits"][:, :j],
+    model.close(model(input_ids=changed)["logits"][:, :j], model(input_ids=ids)["logits"][:, :j],
           f"logits before position {j} after changing token {j}")
 
 
@@ -270,7 +285,7 @@ def mpt_left_padding(impl, model, data):
     out = model(input_ids=np.where(mask == 1, ids, 0), attention_mask=mask)["logits"]
     for b, n in enumerate(pads):
         alone = model(input_ids=ids[b:b + 1, n:])["logits"]
-        close(out[b, n:], alone[0], f"row {b} with {n} left pads vs unpadded")
+        model.close(out[b, n:], alone[0], f"row {b} with {n} left pads vs unpadded")
 
 
 def mpt_loss_rule(impl, model, data):
@@ -283,65 +298,81 @@ def mpt_loss_rule(impl, model, data):
     shifted = labels[:, 1:].reshape(-1)
     keep = shifted != -100
     per = cross_entropy(np.asarray(out["logits"], np.float64)[:, :-1].reshape(-1, V)[keep], shifted[keep])
-    close(out["loss"], per.mean() if keep.any() else np.nan, "shifted causal-LM loss")
+    model.close(out["loss"], per.mean() if keep.any() else np.nan, "shifted causal-LM loss")
 
 
+BASE, MASK, HS_ATT = ("base-right-padding",), ("attention_mask",), ("hidden_states", "attentions")
 PROPERTIES = [
-    Property("mpnet.batching", "mpnet", ("pt", "tf"), "base-right-padding",
-             "a padded batch row equals the same sequence run alone", mpnet_batching),
-    Property("mpnet.padding-side", "mpnet", ("pt", "tf"), "base-right-padding",
-             "left and right padding give the same outputs at real tokens", mpnet_padding_side),
-    Property("mpnet.masked-content", "mpnet", ("pt", "tf"), "base-right-padding",
-             "changing masked tokens after the last real one changes no real output", mpnet_masked_content),
-    Property("mpnet.bookkeeping", "mpnet", ("pt", "tf"), "base-right-padding",
-             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping),
-    Property("mpnet.inputs-embeds", "mpnet", ("pt", "tf"), "base-right-padding",
-             "looking up the word embeddings and passing inputs_embeds equals passing input_ids", mpnet_inputs_embeds),
-    Property("mpnet.head-mask", "mpnet", ("pt",), "base-right-padding",
-             "a head masked with 0 has all-zero attention", mpnet_head_mask),
-    Property("mpnet.tuple-order", "mpnet", ("pt", "tf"), "token-classification",
-             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict),
-    Property("mpnet.token-loss-rule", "mpnet", ("pt", "tf"), "token-classification",
-             "the token-classification loss is the mean CE over kept labels, in the profile's shape", token_loss_rule),
-    Property("mpnet.qa-position-rule", "mpnet", ("pt", "tf"), "question-answering",
-             "the QA loss follows the profile's clamping and reduction", qa_position_rule),
-    Property("mpt.cache-equivalence", "mpt", ("hf", "mosaic"), None,
-             "prefill plus chunks over the cache equals the full forward at every new position", mpt_cache_equivalence),
-    Property("mpt.causality", "mpt", ("hf", "mosaic"), None,
+    Property("mpnet.batching", "mpnet", ("pt", "tf"), BASE,
+             "a padded batch row equals the same sequence run alone", mpnet_batching, inputs=MASK),
+    Property("mpnet.padding-side", "mpnet", ("pt", "tf"), BASE,
+             "left and right padding give the same outputs at real tokens", mpnet_padding_side, inputs=MASK),
+    Property("mpnet.masked-content", "mpnet", ("pt", "tf"), BASE,
+             "changing masked tokens after the last real one changes no real output", mpnet_masked_content,
+             inputs=MASK),
+    Property("mpnet.bookkeeping", "mpnet", ("pt", "tf"), BASE,
+             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping,
+             outputs=HS_ATT),
+    Property("mpnet.inputs-embeds", "mpnet", ("pt", "tf"), BASE,
+             "looking up the word embeddings and passing inputs_embeds equals passing input_ids", mpnet_inputs_embeds,
+             inputs=("inputs_embeds",)),
+    Property("mpnet.head-mask", "mpnet", ("pt",), BASE,
+             "a head masked with 0 has all-zero attention", mpnet_head_mask, outputs=("attentions",),
+             inputs=("head_mask",)),
+    Property("mpnet.tuple-order", "mpnet", ("pt", "tf"), ("token-classification",) + BASE,
+             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict,
+             outputs=("final", "loss") + HS_ATT, inputs=("labels",), tuple_=True),
+    Property("mpnet.token-loss-rule", "mpnet", ("pt", "tf"), ("token-classification",),
+             "the token-classification loss is the mean CE over kept labels, in the profile's shape", token_loss_rule,
+             outputs=("final", "loss"), inputs=("labels",)),
+    Property("mpnet.qa-position-rule", "mpnet", ("pt", "tf"), ("question-answering",),
+             "the QA loss follows the profile's clamping and reduction", qa_position_rule,
+             outputs=("final", "loss"), inputs=("labels",)),
+    Property("mpt.cache-equivalence", "mpt", ("hf", "mosaic"), (),
+             "prefill plus chunks over the cache equals the full forward at every new position", mpt_cache_equivalence,
+             outputs=("final", "presents"), inputs=("past",)),
+    Property("mpt.causality", "mpt", ("hf", "mosaic"), (),
              "changing token j changes no logit before j", mpt_causality),
-    Property("mpt.left-padding", "mpt", ("hf", "mosaic"), None,
-             "left padding leaves the logits at real tokens unchanged", mpt_left_padding),
-    Property("mpt.bookkeeping", "mpt", ("hf", "mosaic"), None,
-             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping),
-    Property("mpt.tuple-order", "mpt", ("hf",), "causal-lm-loss-ignore",
-             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict),
-    Property("mpt.loss-rule", "mpt", ("hf", "mosaic"), None,
-             "the causal-LM loss is the mean CE of shifted labels, ignoring -100", mpt_loss_rule),
+    Property("mpt.left-padding", "mpt", ("hf", "mosaic"), (),
+             "left padding leaves the logits at real tokens unchanged", mpt_left_padding, inputs=MASK),
+    Property("mpt.bookkeeping", "mpt", ("hf", "mosaic"), (),
+             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping,
+             outputs=HS_ATT),
+    Property("mpt.tuple-order", "mpt", ("hf",), ("causal-lm-loss-ignore",),
+             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict,
+             outputs=("final", "loss") + HS_ATT, inputs=("labels",), tuple_=True),
+    Property("mpt.loss-rule", "mpt", ("hf", "mosaic"), (),
+             "the causal-LM loss is the mean CE of shifted labels, ignoring -100", mpt_loss_rule,
+             outputs=("final", "loss"), inputs=("labels",)),
 ]
 MPT_MODEL = {"hf": "causal-lm-heads-3", "mosaic": "mosaic-defaults-left-padding"}
 
 
-def property_checks(family=None, profile=None, golden_dir=None):
-    """(check id, Property, golden case) for every property and profile selected."""
+def property_checks(family=None, profile=None, golden_dir=None, caps=None):
+    """(check id, Property, golden case) for every property and profile selected; the model is the
+    first of the property's candidate cases whose task the declaration includes."""
+    caps = caps or Capabilities()
     cases = {c.id: c for c in iter_cases(golden_dir, family=family, profile=profile)}
     checks = []
     for prop in PROPERTIES:
         for prof in prop.profiles:
             if (family and prop.family != family) or (profile and prof != profile):
                 continue
-            name = prop.model_case or MPT_MODEL[prof]
-            case = cases.get(f"{prop.family}/{prof}/{name}")
-            if case is not None:
-                checks.append((f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}", prop, case))
+            found = [cases[k] for n in prop.model_cases or (MPT_MODEL[prof],)
+                     if (k := f"{prop.family}/{prof}/{n}") in cases]
+            declared = [c for c in found if not caps.refuses(c.task)]
+            if found:
+                checks.append((f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}", prop, (declared or found)[0]))
     return checks
 
 
-def run_property(impl, prop, case, max_examples):
-    """Run one property with hypothesis; returns None on success or the failure text."""
-    model = Model(impl, case)
+def run_property(impl, prop, case, max_examples, caps):
+    """Run one property with hypothesis at the tolerance of the declared compute dtype; raises on failure."""
+    model = Model(impl, case, TOLERANCES[caps.compute_dtype])
 
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), print_blob=False)
+              suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))  # no 'explain' coverage notes
     @given(st.data())
     def test(data):
         prop.check(impl, model, data)

@@ -11,6 +11,14 @@ class Unsupported(Exception):
     """Raised by an implementation for a feature it declares it does not support: reported as skipped."""
 
 
+class PortError(Exception):
+    """An error a port reported by name (an outputs folder's error.json): judged by that class name."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
+
+
 class Implementation(Protocol):
     name: str
     version: str
@@ -32,5 +40,9 @@ class Implementation(Protocol):
         """
         ...
 
+    # Optional: ``capabilities``, a conformance.capabilities.Capabilities (or the same dict as
+    # capabilities.json) saying which outputs, tasks, profiles, inputs and compute dtype it provides;
+    # only those are requested and compared, and the rest is reported per case as not checked.
+    # Optional: ``target``, {"kind": "cpu" | "gpu", "device": ...}, for the report.
     # Optional: ``check_available()`` raises ValueError (with what is missing) when the implementation
     # cannot run on this machine; the runner calls it once, before any check, and prints that error.

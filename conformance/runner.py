@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -9,6 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .capabilities import Capabilities, capabilities_of
 from .checks import CheckResult, case_check_ids, check_golden
 from .golden import iter_cases
 from .ops import check_op_case, op_cases
@@ -23,6 +25,7 @@ ADAPTERS = {
     "transformers": "conformance.adapters.transformers_pt:implementation",
     "transformers-tf": "conformance.adapters.transformers_tf:implementation",
     "outputs": "conformance.adapters.outputs:implementation",
+    "onnxruntime": "conformance.adapters.onnxruntime:implementation",
 }
 TIERS = ("golden", "property", "op")
 
@@ -53,6 +56,12 @@ class Unit:
     ids: tuple
 
 
+def selected(check_id, patterns) -> bool:
+    """-k selection: a check is kept when any pattern matches its id (fnmatch with * ? [, else a substring)."""
+    return not patterns or any(fnmatch.fnmatchcase(check_id, p) if any(c in p for c in "*?[") else p in check_id
+                               for p in patterns)
+
+
 @dataclass
 class Plan:
     impl_spec: str
@@ -61,19 +70,24 @@ class Plan:
     tiers: tuple = TIERS
     golden_dir: str = None
     max_examples: int = 20
+    caps: Capabilities = None  # None: the implementation's own declaration (run_plan reads it)
+    select: tuple = ()  # -k patterns
+    tasks: tuple = ()  # --task: only golden cases and properties on models of these tasks
 
     def units(self):
         units = []
         if "golden" in self.tiers:
             for case in iter_cases(self.golden_dir, family=self.family, profile=self.profile):
-                units.append(Unit("golden", case.id, case_check_ids(case)))
-        if "op" in self.tiers:
+                if not self.tasks or case.task in self.tasks:
+                    units.append(Unit("golden", case.id, case_check_ids(case)))
+        if "op" in self.tiers and not self.tasks:
             for case in op_cases(self.family, self.profile, self.golden_dir):
                 units.append(Unit("op", case.id, (case.id,)))
         if "property" in self.tiers:
-            for check_id, _, _ in property_checks(self.family, self.profile, self.golden_dir):
-                units.append(Unit("property", check_id, (check_id,)))
-        return units
+            for check_id, _, case in property_checks(self.family, self.profile, self.golden_dir, self.caps or Capabilities()):
+                if not self.tasks or case.task in self.tasks:
+                    units.append(Unit("property", check_id, (check_id,)))
+        return [u for u in units if any(selected(i, self.select) for i in u.ids)]
 
 
 def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
@@ -81,9 +95,12 @@ def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
     with np.errstate(all="ignore"):  # NaN losses are legitimate outputs of some cases
         if unit.tier == "golden":
             case = next(c for c in iter_cases(plan.golden_dir, verify=False) if c.id == unit.key)
-            return check_golden(impl, case)
+            return [r for r in check_golden(impl, case, plan.caps) if selected(r.id, plan.select)]
         if unit.tier == "op":
             case = next(c for c in iter_cases(plan.golden_dir, verify=False, tier="op") if c.id == unit.key)
+            refused = plan.caps.refuses(profile=case.profile)
+            if refused:
+                return [CheckResult(unit.key, "skip", refused)]
             try:
                 ok, message, worst = check_op_case(impl, case)
             except Unsupported as e:
@@ -91,9 +108,13 @@ def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
             except Exception as e:  # noqa: BLE001
                 return [CheckResult(unit.key, "fail", f"raised {type(e).__name__}: {e}")]
             return [CheckResult(unit.key, "pass" if ok else "fail", message, max_abs=worst)]
-        _, prop, case = next(t for t in property_checks(plan.family, plan.profile, plan.golden_dir) if t[0] == unit.key)
+        _, prop, case = next(t for t in property_checks(plan.family, plan.profile, plan.golden_dir, plan.caps)
+                             if t[0] == unit.key)
+        unmet = plan.caps.refuses(case.task, case.profile) or prop.unmet(plan.caps)
+        if unmet:
+            return [CheckResult(unit.key, "skip", unmet)]
         try:
-            run_property(impl, prop, case, plan.max_examples)
+            run_property(impl, prop, case, plan.max_examples, plan.caps)
         except Unsupported as e:
             return [CheckResult(unit.key, "skip", f"unsupported: {e}")]
         except Exception as e:  # noqa: BLE001 - hypothesis re-raises the falsifying example's error
@@ -109,11 +130,16 @@ def _worker(args):
 
 def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None) -> list[CheckResult]:
     """Run every unit not skipped; xfail entries turn fail into xfail and pass into xpass."""
+    if plan.caps is None:
+        impl = impl or load_implementation(plan.impl_spec)
+        plan = replace(plan, caps=capabilities_of(impl))
     todo, results = [], []
-    for unit in plan.units():
+    units = plan.units()
+    for unit in units:
         reasons = [skips.match(i) for i in unit.ids]
         if all(reasons):
-            results.extend(CheckResult(i, "skip", f"skips file: {r}") for i, r in zip(unit.ids, reasons))
+            results.extend(CheckResult(i, "skip", f"skips file: {r}") for i, r in zip(unit.ids, reasons)
+                           if selected(i, plan.select))
         else:
             todo.append(unit)
     bar = Progress(len(todo), "checks")
@@ -139,7 +165,7 @@ def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None) -> list[CheckResult]:
                 r = replace(r, status={"fail": "xfail", "pass": "xpass"}.get(r.status, r.status),
                             message=f"{r.message} (xfails file: {reason})")
             results.append(r)
-    order = {i: n for n, u in enumerate(plan.units()) for i in u.ids}
+    order = {i: n for n, u in enumerate(units) for i in u.ids}
     return sorted(results, key=lambda r: order.get(r.id, 0))
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from conformance import __main__ as cli
 from conformance.adapters.reference import ReferenceImplementation
+from conformance.capabilities import Capabilities
 from conformance.checks import check_golden
 from conformance.golden import iter_cases
 from conformance.protocol import Unsupported
@@ -106,14 +107,19 @@ def test_cli_report_is_valid_and_exit_status_reflects_failures(tmp_path, monkeyp
 
 def test_report_validator_rejects_malformed_reports():
     good = {"suite_version": "1", "created": "now", "implementation": {"name": "x", "version": None}, "profile": None,
+            "capabilities": Capabilities().to_dict(),
             "family": None, "tiers": ["golden"], "platform": {"python": "3", "system": "L", "machine": "m"},
             "target": {"kind": "cpu", "device": "d"}, "summary": dict.fromkeys(["pass", "fail", "skip", "xfail", "xpass"], 0),
+            "coverage": {"executed": 0, "per_tier": {}, "outputs_compared": 0, "errors_checked": 0,
+                         "outputs_not_checked": {}, "skip_reasons": {}},
             "checks": []}
     validate(good, SCHEMA)
     for broken, message in ((dict(good, target={"kind": "tpu", "device": "d"}), "not one of"),
                             ({k: v for k, v in good.items() if k != "checks"}, "missing 'checks'"),
                             (dict(good, checks=[{"id": 1, "tier": "golden", "status": "pass", "message": "", "max_abs": 0,
-                                                 "max_rel": 0, "atol": None, "rtol": None, "diagnosis": None}]),
+                                                 "max_rel": 0, "margin": 0, "atol": None, "rtol": None,
+                                                 "diagnosis": None, "not_checked": [], "expected_error": None,
+                                                 "raised": None, "comparisons": []}]),
                              "expected string")):
         with pytest.raises(ValueError, match=message):
             validate(broken, SCHEMA)
