@@ -204,7 +204,15 @@ def main(argv=None) -> int:
     p.add_argument("--golden-dir", help="golden directory (default: $CONFORMANCE_GOLDEN_DIR or the repository's)")
     p.add_argument("--outputs-dir", help="for --impl outputs: the folder of outputs (or $CONFORMANCE_OUTPUTS_DIR)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every check's message")
-    return run(parser.parse_args(argv))
+    saved = {k: os.environ.get(k) for k in ("CONFORMANCE_OUTPUTS_DIR", "CONFORMANCE_GOLDEN_DIR")}
+    try:
+        return run(parser.parse_args(argv))
+    finally:  # run() hands folders to worker processes through the environment; a caller's stays as it was
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 if __name__ == "__main__":

@@ -141,10 +141,10 @@ class Capabilities:
 
     def refuses(self, task=None, profile=None) -> Optional[str]:
         """Why a task or profile is outside the declaration, or None."""
-        if task is not None and self.tasks is not None and task not in self.tasks:
-            return f"task {task!r} is not declared (declared: {', '.join(sorted(self.tasks))})"
         if profile is not None and self.profiles is not None and profile not in self.profiles:
             return f"profile {profile!r} is not declared (declared: {', '.join(sorted(self.profiles))})"
+        if task is not None and self.tasks is not None and task not in self.tasks:
+            return f"task {task!r} is not declared (declared: {', '.join(sorted(self.tasks))})"
         return None
 
     def missing_inputs(self, inputs: dict) -> list:

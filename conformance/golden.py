@@ -40,6 +40,16 @@ def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def model_digest(config: dict, weights: dict) -> str:
+    """One SHA-256 over a model's config and named weights: the key under which an adapter finds its
+    converted copy of a golden model (an HF checkpoint directory, an ONNX file)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name]).tobytes())
+    return digest.hexdigest()
+
+
 def read_tensors(path) -> dict:
     from safetensors.numpy import load_file
 

@@ -25,7 +25,7 @@ ADAPTERS = {
     "transformers": "conformance.adapters.transformers_pt:implementation",
     "transformers-tf": "conformance.adapters.transformers_tf:implementation",
     "outputs": "conformance.adapters.outputs:implementation",
-    "onnxruntime": "conformance.adapters.onnxruntime:implementation",
+    "onnxruntime": "conformance.adapters.onnx_runtime:implementation",
 }
 TIERS = ("golden", "property", "op")
 

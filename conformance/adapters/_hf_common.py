@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -10,18 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from ..golden import flatten_outputs as flatten  # noqa: F401  (re-exported for the adapters)
-from ..golden import split_past  # noqa: F401
+from ..golden import model_digest, split_past  # noqa: F401
 
 
 def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
     """Write config.json and model.safetensors (PyTorch layout) once per distinct model."""
     from safetensors.numpy import save_file
 
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(weights[name]).tobytes())
-    key = digest.hexdigest()
+    key = model_digest(config, weights)
     if key not in cache:
         directory = Path(tempfile.mkdtemp(prefix="conformance-hf-"))
         (directory / "config.json").write_text(json.dumps(config))
