@@ -46,16 +46,17 @@ class CheckResult:
     raised: Optional[dict] = None  # {"type", "message"} that the implementation raised
 
     @classmethod
-    def of(cls, check_id, comparisons, atol, rtol, **extra):
-        """A pass/fail result summarising comparisons: the worst numbers and the first divergence."""
+    def of(cls, check_id, comparisons, summary="", **extra):
+        """A pass/fail result summarising comparisons: the worst numbers (the tolerance shown is the
+        worst comparison's) and the first divergence."""
         failed = [c for c in comparisons if not c.ok]
         rels = [c.max_rel for c in comparisons if c.max_rel is not None]
-        summary = extra.pop("summary", "")
+        worst = max(comparisons, key=lambda c: c.margin, default=Comparison("", True))
         return cls(check_id, "fail" if failed else "pass",
                    message="; ".join(c.describe() for c in failed[:3]) if failed else summary,
                    max_abs=max((c.max_abs for c in comparisons), default=0.0), max_rel=max(rels, default=None),
-                   margin=max((c.margin for c in comparisons), default=0.0), atol=atol, rtol=rtol,
-                   diagnosis=diagnose(comparisons), comparisons=comparisons, **extra)
+                   margin=worst.margin, atol=worst.atol, rtol=worst.rtol, diagnosis=diagnose(comparisons),
+                   comparisons=comparisons, **extra)
 
 
 def forward_order(name):
@@ -145,7 +146,6 @@ def check_golden(impl, case, caps: Capabilities = None) -> list[CheckResult]:
         return [CheckResult(i, "skip", request) for i in ids]
     if case.expect_error:
         return [_check_expected_error(impl, case, request)]
-    tol = tolerance_for(case.meta)
     try:
         actual = _run(impl, case, request.options, request.inputs)
     except Unsupported as e:
@@ -155,11 +155,10 @@ def check_golden(impl, case, caps: Capabilities = None) -> list[CheckResult]:
         return [CheckResult(case.id, "fail", f"raised {raised['type']}: {e}", diagnosis=_traceback_end(e),
                             raised=raised)] + [CheckResult(i, "skip", "the dict call failed") for i in ids[1:]]
     expected = case.expected
-    comparisons = [compare(n, actual.get(n), expected[n], tol["atol"], tol["rtol"]) for n in request.compared]
+    comparisons = [compare(n, actual.get(n), expected[n], **tolerance_for(case.meta, n)) for n in request.compared]
     summary = f"{len(comparisons)} outputs" + (
         f"; not checked (not provided): {count_groups(request.not_checked)}" if request.not_checked else "")
-    result = CheckResult.of(case.id, comparisons, tol["atol"], tol["rtol"], summary=summary,
-                            not_checked=request.not_checked)
+    result = CheckResult.of(case.id, comparisons, summary=summary, not_checked=request.not_checked)
     if len(ids) == 1:  # upstream has no tuple form for this case (generation, llm-foundry)
         return [result]
     if not caps.tuple:
@@ -167,7 +166,7 @@ def check_golden(impl, case, caps: Capabilities = None) -> list[CheckResult]:
     if request.not_checked:
         return [result, CheckResult(ids[1], "skip", "upstream's tuple holds outputs that are not provided: "
                                     + count_groups(request.not_checked))]
-    return [result, _check_tuple(impl, case, request, expected, tol)]
+    return [result, _check_tuple(impl, case, request, expected)]
 
 
 def _error(e) -> dict:
@@ -208,7 +207,7 @@ def _check_expected_error(impl, case, request) -> CheckResult:
     return CheckResult(case.id, "fail", f"returned outputs, but {said}", expected_error=upstream)
 
 
-def _check_tuple(impl, case, request, expected, tol) -> CheckResult:
+def _check_tuple(impl, case, request, expected) -> CheckResult:
     cid = case.id + "::tuple"
     layout = case.meta["tuple_layout"]
     try:
@@ -229,10 +228,9 @@ def _check_tuple(impl, case, request, expected, tol) -> CheckResult:
         items = tuple_leaves(value)
         if value is None or len(items) != len(parts) or not parts:
             return CheckResult(cid, "fail", f"entry {i} should be {entry} (upstream layout {layout})")
-        comparisons += [compare(f"tuple[{i}]={name}", item, expected[name], tol["atol"], tol["rtol"])
+        comparisons += [compare(f"tuple[{i}]={name}", item, expected[name], **tolerance_for(case.meta, name))
                         for name, item in zip(parts, items)]
-    result = CheckResult.of(cid, comparisons, tol["atol"], tol["rtol"],
-                            summary=f"{len(layout)} entries in upstream order")
+    result = CheckResult.of(cid, comparisons, summary=f"{len(layout)} entries in upstream order")
     if result.status == "fail":
         result.message = f"{result.message} (layout {layout})"
     return result

@@ -101,9 +101,10 @@ def load_manifest(root=None) -> dict:
     return json.loads(path.read_text())
 
 
-def iter_cases(root=None, family=None, profile=None, tier="golden", verify=True):
-    """The manifest's cases of one tier ("golden" model cases or "op" cases), filtered; with verify,
-    every file's SHA-256 is checked first."""
+def iter_cases(root=None, family=None, profile=None, tier="golden", verify=True, dtype=None):
+    """The manifest's cases of one tier ("golden" model cases or "op" cases), filtered (dtype: the
+    precision upstream computed in, "fp32" unless the case says bf16 or fp16); with verify, every
+    file's SHA-256 is checked first."""
     root = golden_root(root)
     for entry in load_manifest(root)["cases"]:
         case_dir = root / entry["path"]
@@ -113,7 +114,7 @@ def iter_cases(root=None, family=None, profile=None, tier="golden", verify=True)
                     raise ValueError(f"golden file {case_dir / name} does not match its manifest SHA-256")
         meta = json.loads((case_dir / "case.json").read_text())
         if meta.get("tier", "golden") != tier or family and meta["family"] != family \
-                or profile and meta["profile"] != profile:
+                or profile and meta["profile"] != profile or dtype and meta.get("dtype", "fp32") != dtype:
             continue
         yield GoldenCase(entry["id"], case_dir, meta)
 
