@@ -106,7 +106,7 @@ def request_for(case, caps: Capabilities):
     if not case.expect_error:
         dtype = case.meta.get("dtype", "fp32")
         if dtype != caps.compute_dtype:
-            return (f"a {dtype} case; the implementation computes in {caps.compute_dtype}, "
+            return (f"upstream computed this case in {dtype}; the implementation computes in {caps.compute_dtype}, "
                     f"so its values are judged by the {caps.compute_dtype} cases")
         if "loss" not in caps.outputs and "labels" not in caps.inputs:  # labels only feed the loss
             inputs = {k: v for k, v in inputs.items() if k not in LABEL_INPUTS}

@@ -23,6 +23,8 @@ ADAPTERS = {
     "reference-numba": "conformance.adapters.reference:numba_implementation",
     "reference-cuda": "conformance.adapters.reference:cuda_implementation",
     "transformers": "conformance.adapters.transformers_pt:implementation",
+    "transformers-bf16": "conformance.adapters.transformers_pt:bf16_implementation",
+    "transformers-fp16": "conformance.adapters.transformers_pt:fp16_implementation",
     "transformers-tf": "conformance.adapters.transformers_tf:implementation",
     "outputs": "conformance.adapters.outputs:implementation",
     "onnxruntime": "conformance.adapters.onnx_runtime:implementation",

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import list_errors  # noqa: E402
 
 EXPLAINED = {"ValueError", "TypeError", "CheckpointError", "CliError", "Unsupported", "FileNotFoundError",
-             "RuntimeError", "ArgumentTypeError", "warning"}
+             "RuntimeError", "ArgumentTypeError", "PortError", "warning"}
 
 
 def test_the_generated_list_matches_the_source():

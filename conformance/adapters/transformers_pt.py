@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..capabilities import Capabilities
 from ..protocol import Unsupported
 from ._hf_common import checkpoint_dir, flatten, split_past
 
@@ -23,12 +24,23 @@ PROFILES = {"mpnet": "pt", "mpt": "hf"}
 
 
 class TransformersPyTorch:
-    def __init__(self):
+    """dtype "bf16" or "fp16" runs weights and compute in that precision (as the low-precision goldens
+    were made), and declares it, so it is judged by the -bf16 / -fp16 cases."""
+
+    def __init__(self, dtype="fp32"):
+        self.dtype = dtype
         self._dirs, self._models = {}, {}
+        if dtype != "fp32":
+            self.capabilities = Capabilities(compute_dtype=dtype)
 
     @property
     def name(self):
-        return "transformers (PyTorch)"
+        return "transformers (PyTorch)" + ("" if self.dtype == "fp32" else f", {self.dtype}")
+
+    def _torch_dtype(self):
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.dtype]
 
     @property
     def version(self):
@@ -42,7 +54,8 @@ class TransformersPyTorch:
         directory = checkpoint_dir(config, weights, self._dirs)
         key = (directory, task)
         if key not in self._models:
-            self._models[key] = getattr(transformers, CLASSES[family, task]).from_pretrained(directory).eval()
+            model = getattr(transformers, CLASSES[family, task]).from_pretrained(directory).eval()
+            self._models[key] = model.to(self._torch_dtype())
         return self._models[key]
 
     def run(self, family, task, config, weights, inputs, options):
@@ -53,7 +66,9 @@ class TransformersPyTorch:
         model = self._model(family, task, config, weights)
         model.config.problem_type = config.get("problem_type")  # upstream makes it stick across calls; cases are independent
         plain, past = split_past(inputs)
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        dtype = self._torch_dtype()
+        t = lambda a: (lambda x: x.to(dtype) if x.is_floating_point() else x)(  # noqa: E731
+            torch.from_numpy(np.ascontiguousarray(a)))
         kwargs = {k: t(v) for k, v in plain.items()}
         with torch.no_grad():
             if "generate" in options:
@@ -67,10 +82,13 @@ class TransformersPyTorch:
             out = model(**kwargs, output_hidden_states=options.get("output_hidden_states"),
                         output_attentions=options.get("output_attentions"),
                         return_dict=not options.get("return_tuple"))
-        convert = lambda x: None if x is None else (tuple(convert(i) for i in x) if isinstance(x, (tuple, list)) else x.numpy())  # noqa: E731
+        convert = lambda x: None if x is None else (tuple(convert(i) for i in x) if isinstance(x, (tuple, list))  # noqa: E731
+                                                    else (x.float() if x.is_floating_point() else x).numpy())
         if options.get("return_tuple"):
             return {"tuple": convert(out)}
         return flatten({k: convert(v) for k, v in out.items()})
 
 
 implementation = TransformersPyTorch()
+bf16_implementation = TransformersPyTorch("bf16")
+fp16_implementation = TransformersPyTorch("fp16")
