@@ -2,11 +2,17 @@
 
     python -m conformance run                                  # the NumPy reference, every tier
     python -m conformance run --impl mypkg.port:impl --family mpnet --profile pt --tier golden
-    python -m conformance run --impl outputs --report out.json # outputs written by an external program
+    python -m conformance run --impl outputs --outputs-dir DIR --report out.json  # an external program's outputs
+    python -m conformance run --impl onnxruntime --require golden=25               # ONNX Runtime on torch.onnx exports
+    python -m conformance run --list --task token-classification -k 'mpnet/pt/*'  # what would run
+    python -m conformance run --impl mypkg.port:impl --plot divergence.png         # error per layer of failing cases
 
---impl is an adapter name (reference, transformers, transformers-tf, outputs) or module:attribute
-naming an object that follows conformance/protocol.py; $CONFORMANCE_IMPL is its twin. The exit
-status is 0 only when no check failed.
+--impl is an adapter name (reference, reference-numba, reference-cuda, transformers, transformers-bf16,
+transformers-fp16, transformers-tf, outputs, onnxruntime) or module:attribute naming an object that
+follows conformance/protocol.py; $CONFORMANCE_IMPL is its twin. The implementation's declared
+capabilities (conformance/capabilities.py; capabilities.json beside an outputs folder) decide what is
+requested and compared. The exit status is 0 only when no check failed, at least one check executed
+and every --require holds; 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -180,7 +186,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="check an implementation")
+    p = sub.add_parser("run", help="check an implementation", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--impl", default=os.environ.get("CONFORMANCE_IMPL", "reference"),
                    help=f"adapter {sorted(ADAPTERS)} or module:attribute (default: $CONFORMANCE_IMPL or reference)")
     p.add_argument("--family", choices=["mpnet", "mpt"], help="only this model family")

@@ -12,8 +12,16 @@ Layout (everything under ``golden/``)::
         outputs.safetensors            named expected outputs (logits, loss, hidden_states.0, ...,
                                        attentions.0, ..., tuple.0, ... for return_dict=False)
 
+    onnx/                              torch.onnx exports of the MPNet pt models and their manifest
+                                       (tools/golden/export_onnx.py; conformance/adapters/onnx_runtime.py)
+
 A case that upstream rejects has ``expect_error`` ({"type", "message"}) and no outputs file.
-Any language can read these: JSON, and safetensors (a JSON header followed by raw little-endian data).
+``dtype`` is the precision upstream computed in: fp32, or bf16 / fp16 for the ``-bf16`` / ``-fp16``
+cases, whose outputs file also holds upstream's float32 run on the same weights as ``fp32.<name>``
+(the spread the low-precision tolerances come from; not an output to compare). Attention masks are
+stored as upstream was fed them: int64 when they hold only 0 and 1, float32 when they carry other
+values (non-binary, 3D and 4D masks). Any language can read these: JSON, and safetensors (a JSON
+header followed by raw little-endian data).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def plot_failures(results, path) -> str:
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("|err| / allowed")
         ax.set_title(f"{result.id} (atol {result.atol:g}, rtol {result.rtol:g})", fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
+        ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
