@@ -77,21 +77,22 @@ def run(args) -> int:
     counts = {s: sum(r.status == s for r in results) for s in STATUSES}
     print_table(results, verbose=args.verbose)
     coverage = coverage_of(results)
-    print_summary(results, coverage)
-    print(f"\n{getattr(impl, 'name', args.impl)}: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s] or s in ("pass", "fail"))
+    print_summary(coverage)
+    shown = [f"{counts[s]} {s}" for s in STATUSES if counts[s] or s in ("pass", "fail")]
+    print(f"\n{getattr(impl, 'name', args.impl)}: " + ", ".join(shown)
           + f" in {time.time() - started:.1f}s (tiers: {', '.join(args.tiers)}; compute dtype: {caps.compute_dtype}; "
           f"goldens: {golden_root(args.golden_dir)})")
+    if args.report:
+        report = build(impl, args.impl, args, results, counts, __version__, caps, coverage)
+        validate(report)
+        with open(args.report, "w") as f:
+            json.dump(report, f, indent=1)
     if args.plot:
         try:
             print(plot_failures(results, args.plot))
         except ImportError:
             print("error: --plot needs matplotlib (pip install 'mpnet-mpt-reference[plot]')", file=sys.stderr)
             return 2
-    if args.report:
-        report = build(impl, args.impl, args, results, counts, __version__, caps, coverage)
-        validate(report)
-        with open(args.report, "w") as f:
-            json.dump(report, f, indent=1)
     unmet = [message for message in (check_requirement(r, results) for r in requirements) if message]
     if not coverage["executed"]:
         unmet.insert(0, f"no check executed ({len(results)} skipped): nothing was compared, so nothing passed")
@@ -121,7 +122,7 @@ def coverage_of(results) -> dict:
             "skip_reasons": dict(sorted(skipped.items(), key=lambda kv: -kv[1]))}
 
 
-def print_summary(results, coverage):
+def print_summary(coverage):
     tiers = ", ".join(f"{n} {t}" for t, n in coverage["per_tier"].items() if n)
     print(f"\nexecuted {coverage['executed']} checks ({tiers or 'none'}): {coverage['outputs_compared']} outputs "
           f"compared, {coverage['errors_checked']} expected errors checked")

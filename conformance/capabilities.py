@@ -34,7 +34,6 @@ name, version, target   how the report names the port and where it ran ({"kind":
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -105,7 +104,8 @@ class Capabilities:
                 kwargs[key] = _names(data[key], allowed, f"{where}: {key!r}")
         if "compute_dtype" in data:
             if data["compute_dtype"] not in DTYPES:
-                raise ValueError(f"{where}: 'compute_dtype' must be one of {list(DTYPES)}, got {data['compute_dtype']!r}")
+                raise ValueError(f"{where}: 'compute_dtype' must be one of {list(DTYPES)}, "
+                                 f"got {data['compute_dtype']!r}")
             kwargs["compute_dtype"] = data["compute_dtype"]
         if "tuple" in data:
             if not isinstance(data["tuple"], bool):
@@ -180,8 +180,3 @@ def count_groups(names) -> str:
         group = output_group(name) or "tuple"
         counts[group] = counts.get(group, 0) + 1
     return ", ".join(f"{g} ({n})" for g, n in sorted(counts.items()))
-
-
-def layer_index(name: str) -> Optional[int]:
-    m = re.fullmatch(r"(?:hidden_states|attentions)\.(\d+)", name)
-    return int(m.group(1)) if m else None

@@ -63,7 +63,8 @@ def compare(name, actual, expected, atol, rtol) -> Comparison:
         diff = np.where(finite, np.abs(actual - expected), 0.0)
         diff = np.where(np.isnan(diff), 0.0, diff)  # inf - inf of the same sign
         allowed = atol + rtol * want
-        ratio = np.where(diff > allowed, np.where(allowed > 0, diff / allowed, np.inf), diff / np.maximum(allowed, 1e-300))
+        ratio = np.where(diff > allowed, np.where(allowed > 0, diff / allowed, np.inf),
+                         diff / np.maximum(allowed, 1e-300))
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     ok = bool((diff <= allowed).all())
     meaningful = (want >= atol / rtol) & (want > 0) & np.isfinite(want) if rtol > 0 else np.zeros_like(want, bool)

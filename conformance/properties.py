@@ -1,9 +1,11 @@
 """Property tier: invariants checked on hypothesis-drawn inputs, through the implementation protocol.
 
 Each property runs the implementation under test (never the reference) on a tiny model taken from a
-golden case (its upstream config and weights) and states one invariant. Every comparison is with the
-tolerance of conformance/tolerances.py for the declared compute dtype; the checker's own arithmetic (a cross-entropy to check
-loss rules) is plain NumPy written here, independent of the reference package.
+golden case (its upstream config and weights) and states one invariant. It asks only for what it
+reads (Property.outputs and .inputs; one the declaration lacks is a skip that says so), and compares
+with the tolerance of conformance/tolerances.py for the declared compute dtype. The checker's own
+arithmetic (a cross-entropy to check loss rules) is plain NumPy written here, independent of the
+reference package.
 """
 
 from __future__ import annotations
@@ -362,7 +364,8 @@ def property_checks(family=None, profile=None, golden_dir=None, caps=None):
                      if (k := f"{prop.family}/{prof}/{n}") in cases]
             declared = [c for c in found if not caps.refuses(c.task)]
             if found:
-                checks.append((f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}", prop, (declared or found)[0]))
+                check_id = f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}"
+                checks.append((check_id, prop, (declared or found)[0]))
     return checks
 
 

@@ -65,7 +65,8 @@ SCHEMA = {
                            "status": {"type": "string", "enum": STATUSES}, "message": {"type": "string"},
                            "max_abs": NUMBER, "max_rel": NUMBER, "margin": NUMBER, "atol": NUMBER, "rtol": NUMBER,
                            "diagnosis": STRING, "not_checked": {"type": "array", "items": {"type": "string"}},
-                           "expected_error": ERROR, "raised": ERROR, "comparisons": {"type": "array", "items": COMPARISON}},
+                           "expected_error": ERROR, "raised": ERROR,
+                           "comparisons": {"type": "array", "items": COMPARISON}},
         }},
     },
 }

@@ -86,7 +86,8 @@ class Plan:
             for case in op_cases(self.family, self.profile, self.golden_dir):
                 units.append(Unit("op", case.id, (case.id,)))
         if "property" in self.tiers:
-            for check_id, _, case in property_checks(self.family, self.profile, self.golden_dir, self.caps or Capabilities()):
+            caps = self.caps or Capabilities()
+            for check_id, _, case in property_checks(self.family, self.profile, self.golden_dir, caps):
                 if not self.tasks or case.task in self.tasks:
                     units.append(Unit("property", check_id, (check_id,)))
         return [u for u in units if any(selected(i, self.select) for i in u.ids)]

@@ -78,7 +78,8 @@ def test_a_low_precision_port_is_judged_against_upstreams_low_precision_run(dtyp
     assert sorted(r.id for r in judged) == sorted(c.id for c in LOW if c.meta["dtype"] == dtype)
     for r in judged:
         assert r.status == "pass", f"{r.id}: {r.message}"
-        assert r.margin <= 1 and r.atol == BY_GROUP[dtype][output_group(max(r.comparisons, key=lambda c: c.margin).name)]["atol"]
+        worst = max(r.comparisons, key=lambda c: c.margin)
+        assert r.margin <= 1 and r.atol == BY_GROUP[dtype][output_group(worst.name)]["atol"]  # the worst's own
     skipped = results["mpnet/pt/base-s1"]
     assert skipped.status == "skip" and f"the implementation computes in {dtype}" in skipped.message, skipped.message
     assert results["mpnet/pt/base-too-long"].status == "pass"  # input rejections do not depend on the dtype
