@@ -63,3 +63,20 @@ def test_the_exports_are_listed_with_their_sums_and_models():
         case = CASES[entry["cases"][0]]
         assert model_digest(case.config, case.weights) == entry["model_digest"]
         assert entry["max_abs_vs_torch"] < 2e-5, entry
+
+
+def test_the_onnx_port_declared_final_only_is_asked_for_and_judged_on_final_outputs():
+    """The same port, as a serving runtime would use it: final outputs only, asked for nothing more."""
+    from dataclasses import replace
+
+    from conformance.runner import Plan, run_plan
+    from conformance.selection import Selection
+
+    port = OnnxRuntimePort()
+    caps = replace(port.capabilities, outputs=frozenset({"final"}))
+    plan = Plan("onnxruntime", family="mpnet", profile="pt", tiers=("golden",), caps=caps)
+    results = [r for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=port)
+               if r.status != "skip"]
+    assert len(results) >= 25 and all(r.status == "pass" for r in results), [r.message for r in results]
+    compared = {c.name for r in results for c in r.comparisons}
+    assert compared and not any(n.startswith(("hidden_states", "attentions")) for n in compared)
