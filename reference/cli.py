@@ -40,6 +40,10 @@ def load(args, task):
     """from_pretrained, with a progress bar over the tensors as they are read."""
     from . import from_pretrained
 
+    if args.backend == "numba":
+        from .backends.numba_cpu import tune_process
+
+        tune_process()  # process-wide settings for the numba kernels (its docstring says which)
     started = time.perf_counter()
     with Progress(len(read_safetensors_header(args.model)), f"loading {os.path.basename(args.model.rstrip('/'))}") as bar:
         model = from_pretrained(args.model, task=task, profile=args.profile, backend=args.backend, on_tensor=bar.update)

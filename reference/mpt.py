@@ -43,7 +43,6 @@ from .outputs import (
 )
 from .profiles import MPTProfile, get_profile
 
-MASK_VALUE = float(np.finfo(np.float32).min)  # masked scores are replaced by finfo(float32).min (SPEC 2.3 step 5)
 HF_ALIBI_BIAS_MAX = 8  # HF 4.37.2 never passes config.alibi_bias_max (SPEC 2.1)
 HF_EXPANSION_RATIO = 4  # HF 4.37.2 hard-codes the MLP width to 4 * d_model (SPEC 2.1)
 ATTN_TYPES = ("multihead_attention",)

@@ -12,6 +12,10 @@ import math
 
 import numpy as np
 
+# The most negative float32: what a masked score becomes. MPT replaces masked scores with it, HF
+# PyTorch MPNet adds (1 - mask) times it, so a fully masked row attends uniformly (SPEC 1.5, 2.3).
+MASK_VALUE = float(np.finfo(np.float32).min)
+
 _ERF = []  # resolved on first use: SciPy's vectorised erf if installed, else math.erf element by element
 
 
@@ -75,7 +79,7 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
 
     q [B, H, S, D]; k, v [B, H, K, D]; bias broadcastable to [B, H, S, K] (relative or ALiBi bias);
     mask_add added after it (MPNet's (1 - mask) * constant); masked [B, 1, S, K] bool, whose scores
-    are *replaced* by finfo(float32).min (MPT). Dropout and a per-head mask [H] apply to the
+    are *replaced* by MASK_VALUE (MPT). Dropout and a per-head mask [H] apply to the
     probabilities, which are returned as they are used: context [B, H, S, D], probs [B, H, S, K].
     """
     scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # [B, H, S, K]
@@ -84,7 +88,7 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     if mask_add is not None:
         scores = scores + mask_add
     if masked is not None:
-        scores = np.where(masked, q.dtype.type(np.finfo(np.float32).min), scores)
+        scores = np.where(masked, q.dtype.type(MASK_VALUE), scores)
     probs = dropout(softmax(scores), dropout_p, rng)
     if head_mask is not None:
         probs = probs * head_mask[None, :, None, None]

@@ -12,9 +12,6 @@ import numpy as np
 
 from .ops import layer_norm
 
-LOW_PRECISION = ("bf16", "fp16")
-
-
 def round_to_bf16(x):  # [...] float -> [...] float32 on the bf16 grid
     """Round-to-nearest-even float32 -> bfloat16, kept in float32. NaN stays NaN; overflow becomes inf."""
     with np.errstate(over="ignore"):  # float64 inputs beyond float32 range become inf, as in torch

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from .ops import MASK_VALUE
 
-PT_MASK_VALUE = float(np.finfo(np.float32).min)  # -3.4028234663852886e38: HF PyTorch adds finfo(dtype).min
+PT_MASK_VALUE = MASK_VALUE  # -3.4028234663852886e38: HF PyTorch adds finfo(dtype).min
 TF_MASK_VALUE = -10000.0  # HF TensorFlow MPNet still adds the pre-2022 constant (transformers #17306)
 PT_NUM_BUCKETS = 32  # compute_position_bias is called with its default; the config is not consulted
 

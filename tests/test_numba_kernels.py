@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -235,3 +237,23 @@ def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
         assert nb._one_block(parts) is not None, f"q, k, v {kind}s are not one block"
         for n, got in zip("qkv", parts):
             np.testing.assert_array_equal(got, params[f"{pre}{n}.{kind}"])
+
+
+def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called():
+    """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an import side effect."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "for k in ('GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT'): os.environ.pop(k, None)\n"
+        "import reference.backends.numba_cpu as nc\n"
+        "assert 'GOMP_SPINCOUNT' not in os.environ and 'OPENBLAS_THREAD_TIMEOUT' not in os.environ, 'import changed it'\n"
+        "nc.tune_process(); nc.tune_process()\n"
+        "if sys.platform.startswith('linux'):\n"
+        "    assert os.environ['GOMP_SPINCOUNT'] == '1000', os.environ.get('GOMP_SPINCOUNT')\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -172,7 +172,7 @@ def child_decode_memory(backend, storage):
 def child_base_memory(backend):
     """RSS of a process that has imported the package and, for numba, loaded one cached kernel (which
     sets up LLVM), before any weight exists: the floor under the decoding peak. A process of its own,
-    since importing the numba backend changes how the C heap keeps freed memory."""
+    since the numba backend's tune_process() changes how the C heap keeps freed memory."""
     import reference  # noqa: F401
 
     if backend == "numba":
@@ -222,6 +222,9 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from reference.backends.numba_cpu import tune_process
+
+    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
     if args.child:
         kind, *rest = args.child
         return {"memory": child_decode_memory, "base": child_base_memory, "first-token": child_first_token}[kind](*rest)

@@ -29,6 +29,8 @@ import os
 
 from numba import cuda, float32, uint8
 
+from .. import ops
+
 # The simulator runs every GPU thread as a Python thread, so there the blocks are made small; the
 # kernels are written for any power-of-two sizes.
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -41,7 +43,7 @@ ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (
 MAX_HEAD = 128  # largest head size of the attention kernel (its key and value tiles fill the shared memory)
 DECODE_CHUNK = 16 if SIMULATED else 2048  # decode attention: cached keys scored per pass (in shared memory)
 DIMS_PER_THREAD = -(-MAX_HEAD // ROW_THREADS)  # decode attention: head dimensions a thread accumulates
-MASK_VALUE = float32(-3.4028234663852886e38)  # finfo(float32).min
+MASK_VALUE = float32(ops.MASK_VALUE)  # finfo(float32).min
 
 
 @cuda.jit

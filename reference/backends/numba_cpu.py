@@ -24,7 +24,6 @@ import math
 import os
 import sys
 
-import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
@@ -35,11 +34,32 @@ from .numba_vec8 import LANES, fma8, hmax8, load8, max8, splat8, store8, zero8
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
-# Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do after a GEMM; on a machine
-# with few cores the two pools then fight for them (a 32 x 768 LayerNorm between GEMMs took 4 ms
-# instead of 0.1 ms). A short spin keeps back-to-back kernel launches fast during decoding and lets
-# the cores go soon after. Read when libgomp loads (the first parallel launch); the user's value wins.
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+_TUNED = False  # whether tune_process() has run in this process
+
+
+def tune_process():
+    """Process-wide settings under which the numba backend runs fast on a machine with few cores.
+
+    Importing this module changes nothing; the command line and tools/bench.py call this once, early,
+    and a program of yours may too. It changes three things, each only where the user has not set it:
+
+    * GOMP_SPINCOUNT=1000. Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do
+      after a GEMM; on few cores the two pools then fight (a 32 x 768 LayerNorm between GEMMs took
+      4 ms instead of 0.1 ms). libgomp reads it once, when it loads (the first parallel launch, or
+      importing torch), so call this before either.
+    * OPENBLAS_THREAD_TIMEOUT=4, and OpenBLAS's thread pool restarted to read it (``_quiet_openblas_threads``).
+    * glibc's mmap and trim thresholds raised to 512 MiB (``_keep_freed_memory``): freed memory then
+      stays with the process for reuse, which also holds for fp32 weights converted to bf16 later.
+
+    Linux only (elsewhere it does nothing); calling it again does nothing more.
+    """
+    global _TUNED
+    if _TUNED or not sys.platform.startswith("linux"):
+        return
+    _TUNED = True
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    _quiet_openblas_threads()
+    _keep_freed_memory()
 
 
 def _quiet_openblas_threads(timeout="4"):
@@ -79,10 +99,7 @@ def _keep_freed_memory(limit=1 << 29):
     mallopt(M_TRIM_THRESHOLD, limit)
 
 
-if sys.platform.startswith("linux") and os.environ.get("MPNET_MPT_KEEP_PROCESS_DEFAULTS") != "1":
-    _quiet_openblas_threads()
-    _keep_freed_memory()
-MASK_VALUE = np.float32(np.finfo(np.float32).min)
+MASK_VALUE = np.float32(ops.MASK_VALUE)
 MATVEC_MAX_ROWS = 4  # up to this many rows (decode steps) a Numba matvec streams the weights once;
 # above it BLAS GEMM wins.
 
@@ -461,7 +478,6 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
 
 
 NUMBA = Kernels("numba", linear, layer_norm, gelu, attention, linear_gelu, add_layer_norm, linears)
-NUMBA_VERSION = numba.__version__
 
 
 # ----------------------------------------------------------------------------- decode step

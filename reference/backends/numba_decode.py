@@ -60,12 +60,12 @@ class DecodeSession:
         self.length = S
         return linear(np.ascontiguousarray(out.last_hidden_state[:, -1]), self.p["wte.weight"])  # only the last position
 
-    def step(self, token, key_ok=True):  # [B] -> logits [B, V]
+    def step(self, token):  # [B] -> logits [B, V]
         p, c = self.p, self.c
         token = checked_tokens(token, self.key_ok.shape[0], c.vocab_size, self.length, self.key_ok.shape[1], ndim=1)
         B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
         t = self.length
-        self.key_ok[:, t] = key_ok
+        self.key_ok[:, t] = True  # the new token is a real key
         x = self.model.embedding_rows(token)  # [B, C]
         eps = c.layer_norm_epsilon
         for i in range(c.n_layers):
