@@ -36,6 +36,7 @@ from .outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutput,
     TokenClassifierOutput,
+    upstream_tuple,
 )
 from .profiles import MPNetProfile, get_profile
 
@@ -306,8 +307,8 @@ class MPNetModel:
         return encoded
 
     def upstream_tuple(self, out):
-        """MPNetModel's return_dict=False tuple: (seq, pooled, [hs], [att]); pooled may be None (pt)."""
-        return (out.last_hidden_state, out.pooler_output) + _optional(out)
+        """The return_dict=False tuple of this task and profile (reference/outputs.py, TUPLE_LAYOUTS)."""
+        return upstream_tuple(out, "mpnet", self.task, self.profile.name)
 
     # -- the encoder -------------------------------------------------------------------------
 
@@ -386,11 +387,6 @@ class MPNetModel:
         return list(as_float(hm, "head_mask", (L, H), self.dtype))
 
 
-def _optional(out):
-    """The hidden_states and attentions entries of an upstream tuple, where present."""
-    return tuple(v for v in (out.hidden_states, out.attentions) if v is not None)
-
-
 class _Head(MPNetModel):
     """A head on the encoder: ``head`` maps the encoder output (and labels) to the task output."""
 
@@ -403,11 +399,6 @@ class _Head(MPNetModel):
         encoded = self.encode(input_ids, attention_mask, position_ids, head_mask, inputs_embeds,
                               output_attentions, output_hidden_states, rng)
         return self.head(encoded, rng=rng, **labels)
-
-    def upstream_tuple(self, out):
-        """Heads return (loss?, logits) + outputs[2:], i.e. without the pooled output."""
-        loss = () if out.loss is None else (out.loss,)
-        return loss + (out.logits,) + _optional(out)
 
     def _loss_style(self):
         return self.profile.loss_style
@@ -496,15 +487,8 @@ class MPNetForTokenClassification(_Head):
         if labels is not None:
             loss = (losses.pt_token_loss(logits, labels) if self._loss_style() == "pt"
                     else losses.tf_token_classification_loss(logits, labels, legacy=self.config.tf_legacy_loss))
-        out = TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions)
-        out._pooled = encoded.pooler_output  # kept for the tf tuple, which includes it (SPEC 1.10)
-        return out
-
-    def upstream_tuple(self, out):
-        if self.profile.token_classification_skips_pooled:
-            return super().upstream_tuple(out)
-        loss = () if out.loss is None else (out.loss,)
-        return loss + (out.logits, out._pooled) + _optional(out)
+        return TokenClassifierOutput(loss, logits, encoded.hidden_states, encoded.attentions,
+                                     pooler_output=encoded.pooler_output)  # the tf tuple holds it (SPEC 1.10)
 
 
 class MPNetForQuestionAnswering(_Head):
@@ -528,10 +512,6 @@ class MPNetForQuestionAnswering(_Head):
             span_loss = losses.pt_span_loss if self._loss_style() == "pt" else losses.tf_span_loss
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
         return QuestionAnsweringModelOutput(loss, start_logits, end_logits, encoded.hidden_states, encoded.attentions)
-
-    def upstream_tuple(self, out):
-        loss = () if out.loss is None else (out.loss,)
-        return loss + (out.start_logits, out.end_logits) + _optional(out)
 
 
 TASKS = {

@@ -40,6 +40,7 @@ from .outputs import (
     QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
     TokenClassifierOutput,
+    upstream_tuple,
 )
 from .profiles import MPTProfile, get_profile
 
@@ -319,9 +320,8 @@ class MPTModel(GenerationMixin):
         return self.transformer(**call)
 
     def upstream_tuple(self, out):
-        """MptModel's tuple: (last_hidden_state, presents?, hidden_states?, attentions?), Nones dropped."""
-        return tuple(v for v in (out.last_hidden_state, out.past_key_values, out.hidden_states, out.attentions)
-                     if v is not None)
+        """The return_dict=False tuple of this task (reference/outputs.py, TUPLE_LAYOUTS)."""
+        return upstream_tuple(out, "mpt", self.task, self.profile.name)
 
     # -- the decoder -------------------------------------------------------------------------
 
@@ -469,10 +469,6 @@ def store_weights(params, storage, kernels):
 # ------------------------------------------------------------------------------------------ heads
 
 
-def _optional(out):
-    return tuple(v for v in (out.hidden_states, out.attentions) if v is not None)
-
-
 class MPTForCausalLM(MPTModel):
     """logits = h wte^T (tied unless tie_word_embeddings is false); loss on labels shifted by one (SPEC 2.7)."""
 
@@ -492,11 +488,6 @@ class MPTForCausalLM(MPTModel):
                 raise ValueError(f"labels must have shape {logits.shape[:2]}, got {labels.shape}")
             loss = losses.pt_token_loss(logits[:, :-1], labels[:, 1:])  # predict token t+1 from t
         return CausalLMOutputWithPast(loss, logits, out.past_key_values, out.hidden_states, out.attentions)
-
-    def upstream_tuple(self, out):
-        """(loss?, logits) + MptModel outputs[1:] (presents?, hidden_states?, attentions?)."""
-        loss = () if out.loss is None else (out.loss,)
-        return loss + (out.logits,) + tuple(v for v in (out.past_key_values,) + _optional(out) if v is not None)
 
 
 class MPTForSequenceClassification(MPTModel):
@@ -527,8 +518,6 @@ class MPTForSequenceClassification(MPTModel):
             return np.full(B, S - 1)
         return (np.argmax(np.asarray(input_ids) == pad, axis=-1) - 1) % S
 
-    upstream_tuple = MPTForCausalLM.upstream_tuple
-
 
 class MPTForTokenClassification(MPTModel):
     """dropout(0.1) -> Linear(C, num_labels) with bias at every position (SPEC 2.7)."""
@@ -542,16 +531,8 @@ class MPTForTokenClassification(MPTModel):
         h = dropout(out.last_hidden_state, self.CLASSIFIER_DROPOUT, call["rng"])
         logits = linear(h, self.params["classifier.weight"], self.params["classifier.bias"])  # [B, S, num_labels]
         loss = None if labels is None else losses.pt_token_loss(logits, labels)
-        result = TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
-        result._presents = out.past_key_values
-        return result
-
-    def upstream_tuple(self, out):
-        """Upstream bug (SPEC 2.7): (loss?, logits) + MptModel outputs[2:], which drops the first optional
-        entry (hidden_states, else attentions) when use_cache is off, and the presents when it is on."""
-        loss = () if out.loss is None else (out.loss,)
-        base = tuple(v for v in (out._presents,) + _optional(out) if v is not None)
-        return loss + (out.logits,) + base[1:]
+        return TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions,
+                                     past_key_values=out.past_key_values)  # its tuple holds them (SPEC 2.7)
 
 
 class MPTForQuestionAnswering(MPTModel):
@@ -569,15 +550,8 @@ class MPTForQuestionAnswering(MPTModel):
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.pt_span_loss(start, end, start_positions, end_positions)
-        result = QuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions)
-        result._presents = out.past_key_values
-        return result
-
-    def upstream_tuple(self, out):
-        """Same outputs[2:] bug as token classification."""
-        loss = () if out.loss is None else (out.loss,)
-        base = tuple(v for v in (out._presents,) + _optional(out) if v is not None)
-        return loss + (out.start_logits, out.end_logits) + base[1:]
+        return QuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions,
+                                            past_key_values=out.past_key_values)  # its tuple holds them
 
 
 TASKS = {cls.task: cls for cls in (MPTModel, MPTForCausalLM, MPTForSequenceClassification,

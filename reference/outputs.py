@@ -4,11 +4,18 @@ Each is a dataclass: fields are read as attributes (``out.logits``) or by name (
 ``to_tuple()`` returns the fields that are set, in declaration order (HF's ``to_tuple``), and
 ``to_dict()`` flattens them into the named arrays the conformance suite compares
 (``hidden_states.0``, ``attentions.1``, ``present.0.key``, ...).
+
+A few outputs are computed but not part of upstream's output class: the pooled output of MPNet's
+token classification (TF puts it in its tuple) and the presents of MPT's token classification and
+question answering (their tuples hold them, through an upstream bug). They are real fields marked
+``not_upstream``, left out of ``keys()``, ``to_tuple()`` and ``to_dict()`` as upstream leaves them
+out, and read by ``upstream_tuple``: the ``return_dict=False`` layout of every (family, task,
+profile) is the one table TUPLE_LAYOUTS below.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
@@ -16,17 +23,24 @@ import numpy as np
 Array = np.ndarray
 
 
+NOT_UPSTREAM = {"not_upstream": True}  # field metadata: computed, but not in upstream's output class
+
+
+def not_upstream():
+    return field(default=None, metadata=NOT_UPSTREAM)
+
+
 @dataclass
 class ModelOutput:
     def to_tuple(self) -> tuple:
-        """The fields that are not None, in declaration order."""
-        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+        """The upstream fields that are not None, in declaration order."""
+        return tuple(getattr(self, name) for name in self.keys())
 
     def __getitem__(self, name: str):
         return getattr(self, name)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None and not f.metadata.get("not_upstream")]
 
     def to_dict(self) -> dict[str, Array]:
         """Flat name -> array mapping; tuples of arrays become ``name.i`` entries."""
@@ -88,23 +102,28 @@ class MultipleChoiceModelOutput(ModelOutput):
 
 @dataclass
 class TokenClassifierOutput(ModelOutput):
-    """loss [] (pt) or [1] (tf); logits [B, S, num_labels]."""
+    """loss [] (pt) or [1] (tf); logits [B, S, num_labels]; not upstream's: pooler_output [B, C]
+    (MPNet; the tf tuple holds it), past_key_values (MPT; its tuple holds them)."""
 
     loss: Optional[Array] = None
     logits: Array = None
     hidden_states: Optional[tuple] = None
     attentions: Optional[tuple] = None
+    pooler_output: Optional[Array] = not_upstream()
+    past_key_values: Optional[tuple] = not_upstream()
 
 
 @dataclass
 class QuestionAnsweringModelOutput(ModelOutput):
-    """loss [] (pt) or [B] (tf); start_logits and end_logits [B, S]."""
+    """loss [] (pt) or [B] (tf); start_logits and end_logits [B, S]; not upstream's: past_key_values
+    (MPT; its tuple holds them)."""
 
     loss: Optional[Array] = None
     start_logits: Array = None
     end_logits: Array = None
     hidden_states: Optional[tuple] = None
     attentions: Optional[tuple] = None
+    past_key_values: Optional[tuple] = not_upstream()
 
 
 @dataclass
@@ -138,3 +157,54 @@ class SequenceClassifierOutputWithPast(ModelOutput):
     past_key_values: Optional[tuple] = None
     hidden_states: Optional[tuple] = None
     attentions: Optional[tuple] = None
+
+
+# ------------------------------------------------------------------------ return_dict=False tuples
+
+
+@dataclass(frozen=True)
+class TupleLayout:
+    """An upstream return_dict=False tuple: the ``head`` fields, then the ``base`` fields (the
+    encoder's or decoder's optional outputs). None entries are dropped, as HF's to_tuple drops them,
+    except the fields in ``keep_none``; then the first ``skip`` base entries that remain are dropped."""
+
+    head: tuple
+    base: tuple = ("hidden_states", "attentions")
+    keep_none: tuple = ()
+    skip: int = 0
+
+
+WITH_PAST = ("past_key_values", "hidden_states", "attentions")
+
+# (family, task, profile) -> layout; None matches any task or profile, the most specific key wins.
+TUPLE_LAYOUTS = {
+    # MPNetModel: (sequence, pooled, ...): pooled stays in its place even when it is None (pt heads' encoder).
+    ("mpnet", "base", None): TupleLayout(("last_hidden_state", "pooler_output"), keep_none=("pooler_output",)),
+    # MPNet heads return (loss?, logits) + encoder outputs[2:], i.e. without the pooled output (SPEC 1.10) ...
+    ("mpnet", None, None): TupleLayout(("loss", "logits")),
+    ("mpnet", "question-answering", None): TupleLayout(("loss", "start_logits", "end_logits")),
+    # ... except TF token classification, which slices [1:] and so keeps it.
+    ("mpnet", "token-classification", "tf"): TupleLayout(("loss", "logits", "pooler_output"),
+                                                         keep_none=("pooler_output",)),
+    # MptModel: (last_hidden_state, presents?, hidden_states?, attentions?).
+    ("mpt", "base", None): TupleLayout(("last_hidden_state",), WITH_PAST),
+    ("mpt", None, None): TupleLayout(("loss", "logits"), WITH_PAST),
+    # Upstream bug (SPEC 2.7): (loss?, logits) + MptModel outputs[2:], which drops the first optional
+    # entry (the presents when use_cache is on, else hidden_states, else attentions).
+    ("mpt", "token-classification", None): TupleLayout(("loss", "logits"), WITH_PAST, skip=1),
+    ("mpt", "question-answering", None): TupleLayout(("loss", "start_logits", "end_logits"), WITH_PAST, skip=1),
+}
+
+
+def tuple_layout(family, task, profile) -> TupleLayout:
+    """The most specific entry; every family has a (family, None, None) one."""
+    keys = ((family, task, profile), (family, task, None), (family, None, profile))
+    return next((TUPLE_LAYOUTS[k] for k in keys if k in TUPLE_LAYOUTS), TUPLE_LAYOUTS[family, None, None])
+
+
+def upstream_tuple(out: ModelOutput, family, task, profile) -> tuple:
+    """The return_dict=False tuple upstream returns for this output (TUPLE_LAYOUTS)."""
+    layout = tuple_layout(family, task, profile)
+    head = tuple(getattr(out, n) for n in layout.head if getattr(out, n) is not None or n in layout.keep_none)
+    base = tuple(v for v in (getattr(out, n) for n in layout.base) if v is not None)
+    return head + base[layout.skip:]

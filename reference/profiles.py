@@ -10,7 +10,7 @@ below is the whole story for MPNet (SPEC.md sections 1.4-1.10); docs list it bes
 | relative buckets used              | always 32 (config only sizes the table) | config.relative_attention_num_buckets   |
 | head_mask                          | multiplies attention probabilities     | refused                                  |
 | pooler                             | only where the head has one            | always computed when weights exist       |
-| token-classification tuple         | (loss, logits, hs, att)                | (loss, logits, pooled, hs, att)          |
+| token-classification tuple         | (loss, logits, hs, att)                | (loss, logits, pooled, hs, att): outputs.TUPLE_LAYOUTS |
 | losses                             | torch means (see reference/losses.py)   | Keras shapes (see reference/losses.py)    |
 """
 
@@ -33,7 +33,6 @@ class MPNetProfile:
     accepts_3d_mask: bool
     head_mask_supported: bool
     always_pools: bool  # TF's main layer always computes the pooled output
-    token_classification_skips_pooled: bool  # PT heads slice outputs[2:]; TF token cls slices [1:]
     loss_style: str  # "pt" or "tf": selects the loss rules in reference/losses.py
 
     def num_buckets(self, config) -> int:
@@ -48,7 +47,6 @@ MPNET_PROFILES = {
         accepts_3d_mask=True,
         head_mask_supported=True,
         always_pools=False,
-        token_classification_skips_pooled=True,
         loss_style="pt",
     ),
     "tf": MPNetProfile(
@@ -58,7 +56,6 @@ MPNET_PROFILES = {
         accepts_3d_mask=False,
         head_mask_supported=False,
         always_pools=True,
-        token_classification_skips_pooled=False,
         loss_style="tf",
     ),
 }

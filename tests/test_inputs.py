@@ -81,3 +81,15 @@ def test_multiple_choice_flattens_choices():
     assert out.logits.shape == (2, 2) and out.loss.shape == ()
     with pytest.raises(ValueError, match=r"input_ids \[B, N, S\]"):
         model(IDS)
+
+
+def test_outputs_upstream_does_not_have_are_fields_left_out_of_keys_tuple_and_dict():
+    """MPNet token classification's pooled output and MPT's presents on token classification / QA are
+    real fields, read by the upstream tuple table, but not part of upstream's output class."""
+    from reference.outputs import TokenClassifierOutput, upstream_tuple
+
+    logits, pooled = np.zeros((1, 2, 3)), np.ones((1, 4))
+    out = TokenClassifierOutput(None, logits, None, None, pooler_output=pooled)
+    assert out.keys() == ["logits"] and list(out.to_dict()) == ["logits"] and len(out.to_tuple()) == 1
+    assert upstream_tuple(out, "mpnet", "token-classification", "tf")[1] is pooled
+    assert len(upstream_tuple(out, "mpnet", "token-classification", "pt")) == 1

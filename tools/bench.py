@@ -34,6 +34,13 @@ DECODER = dict(model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_siz
 PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
 
 
+def tune_process():
+    """The numba backend's process-wide settings (reference/backends/numba_cpu.py), made explicitly."""
+    from reference.backends.numba_cpu import tune_process as tune
+
+    tune()
+
+
 def random_weights(family, config, task, seed=0):
     from reference import mpnet, mpt
 
@@ -158,6 +165,7 @@ def child_decode_memory(backend, storage):
 
     weights = random_weights("mpt", DECODER, "causal-lm")
     weight_bytes = sum(w.nbytes for w in weights.values())
+    tune_process()  # after the fp32 weights exist: their memory goes back to the system once converted to bf16
     model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
     del weights
     ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
@@ -178,6 +186,7 @@ def child_base_memory(backend):
     if backend == "numba":
         from reference.backends import numba_cpu
 
+        tune_process()
         numba_cpu.gelu(np.ones(8, np.float32))
     print(json.dumps({"base_rss": memory_bytes("VmRSS")}))
 
@@ -191,6 +200,7 @@ def child_first_token(backend):
     config = dict(DECODER, n_layers=2, vocab_size=1024)  # the start-up cost, not the model size
     weights = random_weights("mpt", config, "causal-lm")
     start_model = time.perf_counter()
+    tune_process()
     model = reference.build(config, weights, task="causal-lm", backend=backend)
     next(model.stream(np.arange(PROMPT)[None], max_new_tokens=1))
     now = time.perf_counter()
@@ -222,12 +232,10 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from reference.backends.numba_cpu import tune_process
-
-    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
     if args.child:
         kind, *rest = args.child
         return {"memory": child_decode_memory, "base": child_base_memory, "first-token": child_first_token}[kind](*rest)
+    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
     if args.workload in ("encode", "all"):
