@@ -215,6 +215,19 @@ def symmetric_alibi_bias(slopes, S, P):  # [H], S, P -> [H, S, K]
     return slopes[:, None, None] * distance[None]
 
 
+def decoder_bias(config, feats, S, P, dtype):  # -> [H, 1|S, K] or None
+    """The ALiBi bias of S new tokens after P cached ones: key-only, or symmetric under prefix_lm."""
+    if not feats.alibi:
+        return None
+    slopes = alibi_slopes(config.n_heads, feats.alibi_bias_max)
+    return (symmetric_alibi_bias(slopes, S, P) if feats.prefix_lm else alibi_bias(slopes, P + S)).astype(dtype)
+
+
+def softmax_scale(config) -> float:
+    """attn_config.softmax_scale, else 1 / sqrt(head size) (SPEC 2.3)."""
+    return config.softmax_scale if config.softmax_scale is not None else 1 / math.sqrt(config.head_size)
+
+
 # ------------------------------------------------------------------------------------------ masks
 
 
@@ -226,6 +239,49 @@ def causal_mask(S, P):  # -> [S, K] bool, True = masked
 def key_is_masked(mask, rule):  # [...] -> [...] bool
     """hf: any value other than exactly 1 masks the key (SPEC 2.4); mosaic: only 0 does (bool cast)."""
     return mask != 1 if rule == "exactly-one" else mask == 0
+
+
+def decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, dtype, profile="this"):
+    """masked [B, 1, S, K] bool (True = masked) and the 2D key mask [B, K] (True = real key) or None.
+
+    What is hidden: keys after the query (causal), keys the attention mask hides (under the feature
+    set's rule), keys of another sequence (sequence_id); prefix keys are visible to every query. The
+    inputs are checked here (dtype sets the float type masks are read in; profile names the profile
+    in errors): every caller, the model and the decode sessions, goes through this one function."""
+    K = P + S
+    causal = causal_mask(S, P) if S > 1 else np.zeros((S, K), dtype=bool)
+    if feats.prefix_lm:  # a query may also see every prefix key, even to its right
+        if prefix_mask is None:
+            raise ValueError("prefix_mask [B, past + new] is required when attn_config.prefix_lm is true")
+        prefix = as_float(prefix_mask, "prefix_mask", (B, K), dtype) != 0
+        causal = causal_mask(S, P)[None] & ~prefix[:, None, :]  # [B, S, K]
+    elif prefix_mask is not None:
+        raise ValueError("prefix_mask needs the mosaic profile with attn_config.prefix_lm=True")
+    key_mask = None
+    if attention_mask is None:
+        masked = np.broadcast_to(causal.reshape(-1, 1, S, K), (B, 1, S, K))
+    else:
+        m = np.asarray(attention_mask)
+        if m.ndim == 4:
+            if not feats.accepts_4d_mask:
+                raise ValueError(f"the {profile} profile accepts only a 2D attention_mask ({B}, {K})")
+            masked = key_is_masked(as_float(m, "attention_mask", (B, 1, S, K), dtype), feats.mask_rule)
+        else:  # a length-1 mask with a single new token broadcasts over every key (SPEC 2.4)
+            width = 1 if (m.ndim == 2 and m.shape[1] == 1 and S == 1) else K
+            m = as_float(m, "attention_mask (covering past and new tokens)", (B, width), dtype)
+            key_masked = key_is_masked(m, feats.mask_rule)  # [B, K or 1]
+            key_mask = np.broadcast_to(~key_masked, (B, K))
+            masked = causal.reshape(-1, 1, S, K) | key_masked[:, None, None, :]
+    if sequence_id is not None:
+        if not feats.sequence_id:
+            raise ValueError("sequence_id needs the mosaic profile with attn_config.attn_uses_sequence_id=True")
+        if P:
+            raise ValueError("sequence_id cannot be combined with past_key_values")
+        seq = as_ids(sequence_id, "sequence_id", np.iinfo(np.int64).max, ndim=2)
+        if seq.shape != (B, S):
+            raise ValueError(f"sequence_id must have shape ({B}, {S}), got {seq.shape}")
+        masked = masked | (seq[:, None, :, None] != seq[:, None, None, :])
+    return masked, key_mask
 
 
 # ------------------------------------------------------------------------------------- the blocks
@@ -251,9 +307,9 @@ def attention(p, config, feats, x, past, bias, masked, rng, kernels=NUMPY):
     if past is not None:
         k = np.concatenate([past[0], k], axis=2)  # [B, H, K, D]
         v = np.concatenate([past[1], v], axis=2)
-    scale = config.softmax_scale if config.softmax_scale is not None else 1 / math.sqrt(D)
     # scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added); softmax
-    context, probs = K.attention(q, k, v, scale, bias=bias, masked=masked, dropout_p=config.attn_pdrop, rng=rng)
+    context, probs = K.attention(q, k, v, softmax_scale(config), bias=bias, masked=masked, dropout_p=config.attn_pdrop,
+                                 rng=rng)
     context = context.transpose(0, 2, 1, 3).reshape(B, S, C)  # [B, H, S, D] -> [B, S, C]
     return K.linear(context, p["out_proj.weight"], p.get("out_proj.bias")), probs, (k, v)
 
@@ -270,6 +326,28 @@ def block(params, i, config, feats, x, past, bias, masked, rng, kernels=NUMPY):
     h = K.gelu(K.linear(h, params[pre + "ffn.up_proj.weight"], params.get(pre + "ffn.up_proj.bias")))  # [B, S, 4C]
     h = K.linear(h, params[pre + "ffn.down_proj.weight"], params.get(pre + "ffn.down_proj.bias"))  # [B, S, C]
     return x + dropout(h, feats.resid_pdrop, rng), probs, present
+
+
+def decoder(params, config, feats, x, past, masked, bias, rng=None, kernels=NUMPY):  # [B, S, C] -> outputs
+    """The L blocks over embedded tokens, then the final norm (SPEC 2.5-2.6). past: L (key, value)
+    pairs or Nones; masked and bias from decoder_masks and decoder_bias. Returns every output:
+    last_hidden_state, the L presents, the L+1 hidden states (the last after norm_f) and the L
+    attention maps; the model drops those not asked for."""
+    hidden_states, attentions, presents = [], [], []
+    for i in range(config.n_layers):
+        hidden_states.append(x)
+        x, probs, present = block(params, i, config, feats, x, past[i], bias, masked, rng, kernels)
+        attentions.append(probs)
+        presents.append(present)
+    x = kernels.layer_norm(x, params["norm_f.weight"], params.get("norm_f.bias"), config.layer_norm_epsilon)
+    hidden_states.append(x)  # the last entry is after norm_f (SPEC 2.6)
+    return BaseModelOutputWithPast(x, tuple(presents), tuple(hidden_states), tuple(attentions))
+
+
+def embedding_rows(params, ids):  # [...] -> [..., C]
+    """Token embeddings; bf16-stored tables (uint16 bit patterns, see store_weights) widened to float32."""
+    rows = params["wte.weight"][ids]
+    return (rows.astype(np.uint32) << 16).view(np.float32) if rows.dtype == np.uint16 else rows
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -335,39 +413,25 @@ class MPTModel(GenerationMixin):
         K = P + S
         if K > config.max_seq_len:
             raise ValueError(f"past length {P} plus {S} new tokens is {K}, over max_seq_len {config.max_seq_len}")
-        masked, key_mask = self._masks(attention_mask, sequence_id, prefix_mask, B, S, P)
+        masked, key_mask = decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, self.dtype,
+                                         self.profile.name)
         if feats.learned_pos_emb:  # mosaic: learned positions that skip left padding
             x = x + params["wpe.weight"][learned_positions(key_mask, P, S, B)]
         x = dropout(x, feats.emb_pdrop, rng)
-        bias = None
-        if feats.alibi:
-            slopes = alibi_slopes(config.n_heads, feats.alibi_bias_max)
-            bias = (symmetric_alibi_bias(slopes, S, P) if feats.prefix_lm else alibi_bias(slopes, K)).astype(self.dtype)
-
-        hidden_states, attentions, presents = [], [], []
-        for i in range(config.n_layers):
-            hidden_states.append(x)
-            x, probs, present = block(params, i, config, feats, x, past[i], bias, masked, rng, self.kernels)
-            attentions.append(probs)
-            presents.append(present)
-        x = self.kernels.layer_norm(x, params["norm_f.weight"], params.get("norm_f.bias"), config.layer_norm_epsilon)
-        hidden_states.append(x)  # the last entry is after norm_f (SPEC 2.6)
+        out = decoder(params, config, feats, x, past, masked, decoder_bias(config, feats, S, P, self.dtype), rng,
+                      self.kernels)
         return BaseModelOutputWithPast(
-            last_hidden_state=x,
-            past_key_values=tuple(presents) if use_cache else None,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            last_hidden_state=out.last_hidden_state,
+            past_key_values=out.past_key_values if use_cache else None,
+            hidden_states=out.hidden_states if output_hidden_states else None,
+            attentions=out.attentions if output_attentions else None,
         )
 
     # -- boundary checks ---------------------------------------------------------------------
 
     def _embed(self, input_ids, inputs_embeds):
         ids, embeds, B, S = check_tokens(input_ids, inputs_embeds, self.config.vocab_size, self.config.d_model, self.dtype)
-        return (self.embedding_rows(ids) if ids is not None else embeds), B, S  # [B, S, C]
-
-    def embedding_rows(self, ids):  # [...] -> [..., C]
-        rows = self.params["wte.weight"][ids]
-        return (rows.astype(np.uint32) << 16).view(np.float32) if rows.dtype == np.uint16 else rows
+        return (embedding_rows(self.params, ids) if ids is not None else embeds), B, S  # [B, S, C]
 
     def decode_session(self, batch, total_len):
         """Numba and CUDA decode over a preallocated cache (reference/backends/numba_decode.py, cuda_backend.py)."""
@@ -380,13 +444,13 @@ class MPTModel(GenerationMixin):
             raise ValueError(f"decode_session total_len {total_len} is over max_seq_len {self.config.max_seq_len}")
         from .backends import numba_decode
 
-        if not numba_decode.supports(self):
+        if not numba_decode.supports(self.config, self.features):
             return None
         if self.kernels.name == "cuda":
             from .backends.cuda_backend import DecodeSession
 
-            return DecodeSession(self, batch, total_len)
-        return numba_decode.DecodeSession(self, batch, total_len)
+            return DecodeSession(self.config, self.params, self.features, batch, total_len)
+        return numba_decode.DecodeSession(self.config, self.params, self.features, batch, total_len)
 
     def _check_past(self, past_key_values, B):
         L, H, D = self.config.n_layers, self.config.n_heads, self.config.head_size
@@ -405,43 +469,6 @@ class MPTModel(GenerationMixin):
             v = as_float(pair[1], f"past_key_values[{i}][1] (value)", (B, H, P, D), self.dtype)
             past.append((k, v))
         return past
-
-    def _masks(self, attention_mask, sequence_id, prefix_mask, B, S, P):
-        """masked [B, 1, S, K] bool (True = masked) and the 2D key mask [B, K] (True = real key) or None."""
-        K, feats = P + S, self.features
-        causal = causal_mask(S, P) if S > 1 else np.zeros((S, K), dtype=bool)
-        if feats.prefix_lm:  # a query may also see every prefix key, even to its right
-            if prefix_mask is None:
-                raise ValueError("prefix_mask [B, past + new] is required when attn_config.prefix_lm is true")
-            prefix = as_float(prefix_mask, "prefix_mask", (B, K), self.dtype) != 0
-            causal = causal_mask(S, P)[None] & ~prefix[:, None, :]  # [B, S, K]
-        elif prefix_mask is not None:
-            raise ValueError("prefix_mask needs the mosaic profile with attn_config.prefix_lm=True")
-        key_mask = None
-        if attention_mask is None:
-            masked = np.broadcast_to(causal.reshape(-1, 1, S, K), (B, 1, S, K))
-        else:
-            m = np.asarray(attention_mask)
-            if m.ndim == 4:
-                if not feats.accepts_4d_mask:
-                    raise ValueError(f"the {self.profile.name} profile accepts only a 2D attention_mask ({B}, {K})")
-                masked = key_is_masked(as_float(m, "attention_mask", (B, 1, S, K), self.dtype), feats.mask_rule)
-            else:  # a length-1 mask with a single new token broadcasts over every key (SPEC 2.4)
-                width = 1 if (m.ndim == 2 and m.shape[1] == 1 and S == 1) else K
-                m = as_float(m, "attention_mask (covering past and new tokens)", (B, width), self.dtype)
-                key_masked = key_is_masked(m, feats.mask_rule)  # [B, K or 1]
-                key_mask = np.broadcast_to(~key_masked, (B, K))
-                masked = causal.reshape(-1, 1, S, K) | key_masked[:, None, None, :]
-        if sequence_id is not None:
-            if not feats.sequence_id:
-                raise ValueError("sequence_id needs the mosaic profile with attn_config.attn_uses_sequence_id=True")
-            if P:
-                raise ValueError("sequence_id cannot be combined with past_key_values")
-            seq = as_ids(sequence_id, "sequence_id", np.iinfo(np.int64).max, ndim=2)
-            if seq.shape != (B, S):
-                raise ValueError(f"sequence_id must have shape ({B}, {S}), got {seq.shape}")
-            masked = masked | (seq[:, None, :, None] != seq[:, None, None, :])
-        return masked, key_mask
 
 
 def learned_positions(key_mask, P, S, B):  # [B, K] bool or None -> [B, S]

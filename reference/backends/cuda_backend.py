@@ -15,9 +15,9 @@ import numpy as np
 
 from .. import ops
 from ..kernels import Kernels
-from ..mpt import alibi_slopes
+from ..mpt import alibi_slopes, softmax_scale
 from . import cuda_ops as dev
-from .numba_decode import checked_tokens
+from .numba_decode import checked_tokens, prompt_masks
 
 _RESIDENT: dict = {}  # id(host weight) -> (host weight, device copy); the host reference keeps the id unique
 
@@ -115,19 +115,22 @@ CUDA = Kernels("cuda", linear, layer_norm, gelu, attention, encoder_stack=encode
 
 
 class DecodeSession:
-    """MPT decoding with everything on the device (hf feature set; see numba_decode.supports)."""
+    """MPT decoding with everything on the device (hf feature set; see numba_decode.supports).
 
-    def __init__(self, model, batch, total_len):
-        c = model.config
-        self.model, self.c = model, c
-        self.p = {name: resident(w) for name, w in model.params.items()}
+    Takes (config, params, features) like numba_decode.DecodeSession, with the prompt's masks and bias
+    from numba_decode.prompt_masks. ``_block`` (the prompt) and each layer of ``step`` must equal
+    mpt.block; tests/cuda/test_cuda_models.py holds generation to the NumPy path."""
+
+    def __init__(self, config, params, features, batch, total_len):
+        c = config
+        self.c, self.features = c, features
+        self.p = {name: resident(w) for name, w in params.items()}
         H, D, L = c.n_heads, c.head_size, c.n_layers
         self.kt = dev.empty((L, batch, H, D, total_len))
         self.v = dev.empty((L, batch, H, total_len, D))
         self.key_ok = dev.to_device(np.zeros((batch, total_len), np.uint8), np.uint8)
-        self.slopes_host = alibi_slopes(H, model.features.alibi_bias_max)
-        self.slopes = dev.to_device(self.slopes_host)
-        self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
+        self.slopes = dev.to_device(alibi_slopes(H, features.alibi_bias_max))
+        self.scale = softmax_scale(c)
         self.length, self.total_len, self.batch, self.ws = 0, total_len, batch, None
 
     def _block(self, i, x, attend):
@@ -150,12 +153,12 @@ class DecodeSession:
         ids = checked_tokens(ids, self.batch, c.vocab_size, 0, self.total_len, ndim=2)
         B, S = ids.shape
         C, H, D = c.d_model, c.n_heads, c.head_size
-        masked_host, key_mask = self.model._masks(mask, None, None, B, S, 0)
+        masked_host, key_mask, bias_host = prompt_masks(c, self.features, ids, mask)
         key_ok = np.zeros((B, self.total_len), np.uint8)
         key_ok[:, :S] = key_mask
         self.key_ok = dev.to_device(key_ok, np.uint8)
         masked = dev.to_device(np.ascontiguousarray(masked_host[:, 0]), np.uint8)
-        bias = dev.to_device(self.slopes_host[:, None, None] * np.arange(1 - S, 1, dtype=np.float32)[None, None, :])
+        bias = dev.to_device(np.ascontiguousarray(bias_host))  # [H, 1, S]
         x = dev.embed(dev.to_device(ids.reshape(-1), np.int64), self.p["wte.weight"])  # [B*S, C]
         for i in range(c.n_layers):
             def attend(qkv, i=i):

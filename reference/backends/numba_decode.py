@@ -2,20 +2,20 @@
 
 The cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values ``v[B, H, T, D]`` for the
 whole generation (T = prompt + new tokens); a step writes one slot and attends over the live ones,
-so nothing grows or is copied per token. The prompt itself runs through the ordinary forward
-(use_cache=True) and its keys and values are copied in once. Equal to the NumPy path by test
-(tests/test_numba_kernels.py), which is the reference for what a step computes.
+so nothing grows or is copied per token. The prompt itself runs through mpt.decoder on the Numba
+kernels and its keys and values are copied in once. A session takes (config, params, features),
+the public contract of reference/mpt.py (decoder_masks, decoder_bias's slopes, softmax_scale,
+embedding_rows), never the model. A step must equal mpt.block for one new token, layer by layer,
+then the final norm and the tied head: tests/test_numba_kernels.py holds it to the NumPy path.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..inputs import as_ids
-from ..mpt import alibi_slopes
-from .numba_cpu import decode_attention, gelu, layer_norm, linear
+from ..mpt import alibi_slopes, decoder, decoder_bias, decoder_masks, embedding_rows, softmax_scale
+from .numba_cpu import NUMBA, decode_attention, gelu, layer_norm, linear
 
 
 def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
@@ -30,33 +30,43 @@ def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
     return ids
 
 
-def supports(model) -> bool:
+def supports(config, features) -> bool:
     """The fast step covers the hf feature set (ALiBi, no learned positions, no clip/qk_ln/logit_scale)."""
-    f = model.features
+    f = features
     return f.alibi and not (f.learned_pos_emb or f.clip_qkv is not None or f.qk_ln or f.logit_scale is not None
-                            or f.prefix_lm) and model.config.tie_word_embeddings
+                            or f.prefix_lm) and config.tie_word_embeddings
+
+
+def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S], [B, S], [H, 1, S]
+    """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as mpt.decoder_masks
+    and mpt.decoder_bias give them (both sessions use this)."""
+    B, S = ids.shape
+    masked, key_mask = decoder_masks(features, mask, None, None, B, S, 0, np.float32)
+    return masked, key_mask, decoder_bias(config, features, S, 0, np.float32)
 
 
 class DecodeSession:
-    def __init__(self, model, batch, total_len):
-        c = model.config
-        self.model, self.p, self.c = model, model.params, c
+    def __init__(self, config, params, features, batch, total_len):
+        c = config
+        self.p, self.c, self.features = params, c, features
         H, D, L = c.n_heads, c.head_size, c.n_layers
         self.kt = np.zeros((L, batch, H, D, total_len), np.float32)  # [L, B, H, D, T]
         self.v = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
         self.key_ok = np.zeros((batch, total_len), np.bool_)
         self.length = 0
-        self.slopes = alibi_slopes(H, model.features.alibi_bias_max)
-        self.scale = c.softmax_scale if c.softmax_scale is not None else 1 / math.sqrt(D)
+        self.slopes = alibi_slopes(H, features.alibi_bias_max)
+        self.scale = softmax_scale(c)
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
         ids = checked_tokens(ids, self.key_ok.shape[0], self.c.vocab_size, 0, self.key_ok.shape[1], ndim=2)
-        out = self.model.transformer(ids, None, mask, None, True, False, False, None, None, None)
+        masked, key_mask, bias = prompt_masks(self.c, self.features, ids, mask)
+        out = decoder(self.p, self.c, self.features, embedding_rows(self.p, ids), [None] * self.c.n_layers, masked,
+                      bias, kernels=NUMBA)
         S = ids.shape[1]
         for i, (k, v) in enumerate(out.past_key_values):
             self.kt[i, :, :, :, :S] = k.transpose(0, 1, 3, 2)
             self.v[i, :, :, :S] = v
-        self.key_ok[:, :S] = self.model._masks(mask, None, None, *ids.shape, 0)[1]
+        self.key_ok[:, :S] = key_mask
         self.length = S
         return linear(np.ascontiguousarray(out.last_hidden_state[:, -1]), self.p["wte.weight"])  # only the last position
 
@@ -66,7 +76,7 @@ class DecodeSession:
         B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
         t = self.length
         self.key_ok[:, t] = True  # the new token is a real key
-        x = self.model.embedding_rows(token)  # [B, C]
+        x = embedding_rows(p, token)  # [B, C]
         eps = c.layer_norm_epsilon
         for i in range(c.n_layers):
             pre = f"blocks.{i}."
