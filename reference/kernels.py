@@ -10,7 +10,12 @@ of two or three), and otherwise they are exactly the composition.
 
 ``encoder_stack`` (optional) runs all of MPNet's layers at once, for a backend whose activations
 should stay where the weights are (the cuda backend); the model uses it only when nothing per layer
-is asked for (hidden states, attentions, head mask, dropout).
+is asked for (hidden states, attentions, head mask, dropout). ``decode_session`` (optional) opens
+an MPT decode session over a preallocated cache: (config, params, features, batch, total_len) ->
+a session with ``prefill(ids, mask)`` and ``step(token)``, or None where it does not apply.
+
+The backends build these records (reference/backends/, which also holds the registry by name);
+this module and the models only read them, so no reference module imports a backend.
 """
 
 from __future__ import annotations
@@ -19,9 +24,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import ops
-
-BACKENDS = ("numpy", "numba", "cuda")
-
 
 @dataclass(frozen=True)
 class Kernels:
@@ -36,6 +38,7 @@ class Kernels:
     # (params, config, x, position_bias, mask_bias) -> MPNet's last hidden state after every layer,
     # or None where it does not apply; a device backend keeps the activations on the device.
     encoder_stack: Callable | None = None
+    decode_session: Callable | None = None
 
     def linears(self, x, weights, biases):  # [..., I], [O_k, I], [O_k] -> one [..., O_k] per k
         """[linear(x, w, b) for each w, b]."""
@@ -57,27 +60,3 @@ class Kernels:
 
 
 NUMPY = Kernels("numpy", ops.linear, ops.layer_norm, ops.gelu, ops.attention)
-
-
-def get_kernels(backend):
-    """The kernel set of a backend name; a Kernels object passes through."""
-    if isinstance(backend, Kernels):
-        return backend
-    if backend == "numpy":
-        return NUMPY
-    if backend == "numba":
-        try:
-            from .backends.numba_cpu import NUMBA
-        except ImportError as e:
-            raise ValueError(f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})") from None
-        return NUMBA
-    if backend == "cuda":
-        try:
-            from .backends import cuda_ops
-        except ImportError as e:
-            raise ValueError(f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})") from None
-        cuda_ops.require_cuda()
-        from .backends.cuda_backend import CUDA
-
-        return CUDA
-    raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import mpnet, mpt
 from .checkpoint import CheckpointError, match_keys, read_config, read_weights
-from .kernels import BACKENDS, get_kernels
+from .backends import BACKENDS, get_kernels
 from .profiles import get_profile
 
 FAMILIES = {"mpnet": mpnet, "mpt": mpt}
@@ -52,7 +52,7 @@ def _assemble(plan, weights, dtype, where, backend, options):
     bad = sorted(name for name, w in params.items() if not _all_finite(w))
     if bad:
         warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=3)
-    return family.TASKS[task](config, params, profile=profile, backend=backend, **options)
+    return family.TASKS[task](config, params, profile=profile, kernels=get_kernels(backend), **options)
 
 
 def _all_finite(w):

@@ -27,7 +27,7 @@ import numpy as np
 from . import losses
 from .inputs import (MAX_LAYERS, as_float, as_ids, check_field_types, check_flags, check_tokens, label_fields,
                      make_rng, require_positive_ints, require_probabilities, unpack_keras_inputs)
-from .kernels import NUMPY, get_kernels
+from .kernels import NUMPY
 from .ops import ACTIVATIONS, dropout, gelu, layer_norm, linear
 from .outputs import (
     BaseModelOutput,
@@ -260,8 +260,8 @@ class MPNetModel:
     label_inputs: tuple = ()
     keras_order = HEAD_INPUTS + ("training",)
 
-    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
-        self.kernels = get_kernels(backend)
+    def __init__(self, config, params, profile=None, rng=None, kernels=NUMPY):
+        self.kernels = kernels  # the backend's kernel set, resolved at load (reference/backends/)
         self.config = config if isinstance(config, MPNetConfig) else MPNetConfig.from_dict(config)
         self.profile: MPNetProfile = get_profile("mpnet", profile)
         self.params = pack_qkv(params, self.config)
@@ -498,8 +498,8 @@ class MPNetForQuestionAnswering(_Head):
     label_inputs = ("start_positions", "end_positions")
     keras_order = HEAD_INPUTS + ("start_positions", "end_positions", "training")
 
-    def __init__(self, config, params, profile=None, rng=None, backend="numpy"):
-        super().__init__(config, params, profile, rng, backend)
+    def __init__(self, config, params, profile=None, rng=None, kernels=NUMPY):
+        super().__init__(config, params, profile, rng, kernels)
         if self.config.num_labels != 2:
             raise ValueError(f"question answering needs num_labels == 2 (start, end), config has {self.config.num_labels}")
 

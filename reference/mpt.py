@@ -31,7 +31,7 @@ from . import losses
 from .generation import GenerationMixin
 from .inputs import (MAX_LAYERS, MAX_SIZE, as_float, as_ids, check_field_types, check_flags, check_tokens,
                      is_integer, label_fields, make_rng, require_positive_ints, require_probabilities)
-from .kernels import NUMPY, get_kernels
+from .kernels import NUMPY
 from .ops import dropout, layer_norm, linear
 from .precision import to_bf16_bits
 from .outputs import (
@@ -360,8 +360,8 @@ class MPTModel(GenerationMixin):
     task = "base"
     label_inputs: tuple = ()
 
-    def __init__(self, config, params, profile=None, rng=None, backend="numpy", weight_storage="fp32"):
-        self.kernels = get_kernels(backend)
+    def __init__(self, config, params, profile=None, rng=None, kernels=NUMPY, weight_storage="fp32"):
+        self.kernels = kernels  # the backend's kernel set, resolved at load (reference/backends/)
         self.profile: MPTProfile = get_profile("mpt", profile)
         self.config = config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
         self.features = resolve_features(self.config, self.profile)
@@ -434,23 +434,15 @@ class MPTModel(GenerationMixin):
         return (embedding_rows(self.params, ids) if ids is not None else embeds), B, S  # [B, S, C]
 
     def decode_session(self, batch, total_len):
-        """Numba and CUDA decode over a preallocated cache (reference/backends/numba_decode.py, cuda_backend.py)."""
-        if self.kernels.name not in ("numba", "cuda") or self.task != "causal-lm":
+        """The kernel set's decode over a preallocated cache (Numba and CUDA have one), or None."""
+        if self.kernels.decode_session is None or self.task != "causal-lm":
             return None
         for name, value in (("batch", batch), ("total_len", total_len)):
             if not is_integer(value) or value < 1:
                 raise ValueError(f"decode_session {name} must be a positive integer, got {value!r}")
         if total_len > self.config.max_seq_len:
             raise ValueError(f"decode_session total_len {total_len} is over max_seq_len {self.config.max_seq_len}")
-        from .backends import numba_decode
-
-        if not numba_decode.supports(self.config, self.features):
-            return None
-        if self.kernels.name == "cuda":
-            from .backends.cuda_backend import DecodeSession
-
-            return DecodeSession(self.config, self.params, self.features, batch, total_len)
-        return numba_decode.DecodeSession(self.config, self.params, self.features, batch, total_len)
+        return self.kernels.decode_session(self.config, self.params, self.features, batch, total_len)
 
     def _check_past(self, past_key_values, B):
         L, H, D = self.config.n_layers, self.config.n_heads, self.config.head_size

@@ -19,7 +19,7 @@ from conformance.protocol import Unsupported
 from conformance.report import SCHEMA, validate
 from conformance.runner import Plan, run_plan
 from conformance.selection import Selection
-from reference.kernels import get_kernels
+from reference.backends import get_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {c.id: c for c in iter_cases()}

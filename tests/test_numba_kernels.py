@@ -159,7 +159,7 @@ def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
     ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
     mask = (ids != 0).astype(np.int64)
     numpy_model, numba_model = tiny_mpt(), tiny_mpt()
-    numba_model.kernels = reference.kernels.get_kernels("numba")
+    numba_model.kernels = reference.backends.get_kernels("numba")
     want = numpy_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
     got = numba_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
     np.testing.assert_array_equal(got, want)
@@ -181,11 +181,11 @@ def test_bf16_storage_needs_the_numba_backend_and_halves_matrix_bytes():
 
 def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
-        reference.kernels.get_kernels("tpu")
+        reference.backends.get_kernels("tpu")
     import sys
     monkeypatch.setitem(sys.modules, "reference.backends.numba_cpu", None)
     with pytest.raises(ValueError, match="needs Numba"):
-        reference.kernels.get_kernels("numba")
+        reference.backends.get_kernels("numba")
 
 
 def test_decode_session_vets_tokens_and_capacity_before_any_kernel():

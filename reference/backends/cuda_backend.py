@@ -17,7 +17,7 @@ from .. import ops
 from ..kernels import Kernels
 from ..mpt import alibi_slopes, softmax_scale
 from . import cuda_ops as dev
-from .numba_decode import checked_tokens, prompt_masks
+from .numba_decode import checked_tokens, prompt_masks, supports
 
 _RESIDENT: dict = {}  # id(host weight) -> (host weight, device copy); the host reference keeps the id unique
 
@@ -208,3 +208,8 @@ class DecodeSession:
         logits = dev.fused_linear(x, p["wte.weight"], ln=(p["norm_f.weight"], p.get("norm_f.bias")), eps=eps,
                                   out=ws["logits"])
         return logits.copy_to_host()
+
+
+def open_session(config, params, features, batch, total_len):
+    """The kernel set's decode_session (reference/kernels.py): a device-resident session, or None."""
+    return DecodeSession(config, params, features, batch, total_len) if supports(config, features) else None

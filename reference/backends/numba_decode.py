@@ -45,6 +45,12 @@ def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S]
     return masked, key_mask, decoder_bias(config, features, S, 0, np.float32)
 
 
+def open_session(config, params, features, batch, total_len):
+    """The kernel set's decode_session (reference/kernels.py): a session, or None where the fast step
+    does not cover the features."""
+    return DecodeSession(config, params, features, batch, total_len) if supports(config, features) else None
+
+
 class DecodeSession:
     def __init__(self, config, params, features, batch, total_len):
         c = config
