@@ -25,6 +25,7 @@ from typing import Callable
 
 from . import ops
 
+
 @dataclass(frozen=True)
 class Kernels:
     name: str
