@@ -37,20 +37,20 @@ STATUSES = ("pass", "fail", "skip", "xfail", "xpass")
 
 
 def run(args) -> int:
+    if args.golden_dir:  # before the implementation loads: an adapter may read files beside the goldens
+        if not os.path.isfile(os.path.join(args.golden_dir, "manifest.json")):
+            print(f"error: --golden-dir {args.golden_dir}: no manifest.json there", file=sys.stderr)
+            return 2
+        os.environ["CONFORMANCE_GOLDEN_DIR"] = args.golden_dir  # worker processes read it too
     try:
         if args.impl == "outputs" and args.outputs_dir:
-            os.environ["CONFORMANCE_OUTPUTS_DIR"] = args.outputs_dir  # worker processes read it too
+            os.environ["CONFORMANCE_OUTPUTS_DIR"] = args.outputs_dir
         impl = load_implementation(args.impl)
         caps = capabilities_of(impl)
         requirements = [parse_requirement(r) for r in args.require]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.golden_dir:
-        if not os.path.isfile(os.path.join(args.golden_dir, "manifest.json")):
-            print(f"error: --golden-dir {args.golden_dir}: no manifest.json there", file=sys.stderr)
-            return 2
-        os.environ["CONFORMANCE_GOLDEN_DIR"] = args.golden_dir
     args.tiers = TIERS if args.tier == "all" else (args.tier,)
     if args.report and not os.path.isdir(os.path.dirname(os.path.abspath(args.report))):
         print(f"error: --report {args.report}: its folder does not exist", file=sys.stderr)  # say so before the run
