@@ -70,7 +70,7 @@ def run(args) -> int:
                     print(f"{tier_of(check_id):<8}  {check_id}")
         return 0
     started = time.time()
-    results = run_plan(plan, skips, xfails, jobs=default_jobs(args.jobs), impl=impl)
+    results = run_plan(plan, skips, xfails, jobs=default_jobs(args.jobs), impl=impl, units=units)
     for sel, kind in ((skips, "skips"), (xfails, "xfails")):
         for pattern in sel.stale():
             warnings.warn(f"{sel.path}: {kind} entry {pattern!r} matches no check (stale)", stacklevel=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capabilities import Capabilities
+from ..capabilities import Capabilities, output_group
 from ..golden import golden_root, model_digest, sha256
 from ..protocol import Unsupported
 
@@ -113,9 +113,9 @@ class OnnxRuntimePort:
         session, entry = self.session(config, weights)
         if entry["task"] != task:
             raise Unsupported(f"this model's export is for {entry['task']}, not {task}")
-        wanted = [n for n in entry["outputs"] if "." not in n
-                  or (n.startswith("hidden_states.") and options.get("output_hidden_states"))
-                  or (n.startswith("attentions.") and options.get("output_attentions"))]
+        asked = {"final", "hidden_states" if options.get("output_hidden_states") else None,
+                 "attentions" if options.get("output_attentions") else None}
+        wanted = [n for n in entry["outputs"] if output_group(n) in asked]
         return dict(zip(wanted, session.run(wanted, self.feeds(config, inputs))))
 
 

@@ -34,6 +34,7 @@ from ..protocol import PortError, Unsupported
 class OutputsFolder:
     def __init__(self, root=None):
         self._root = root
+        self._declared = None  # (file key, Capabilities): capabilities.json is read again only when it changes
 
     @property
     def root(self) -> Path:
@@ -50,8 +51,11 @@ class OutputsFolder:
     @property
     def capabilities(self) -> Capabilities:
         path = self.root / "capabilities.json"
-        declared = Capabilities.read(path) if path.is_file() else Capabilities()
-        return replace(declared, tuple=False)  # files cannot answer a live return_dict=False call
+        key = (path, path.stat().st_mtime_ns if path.is_file() else None)
+        if self._declared is None or self._declared[0] != key:
+            declared = Capabilities.read(path) if key[1] is not None else Capabilities()
+            self._declared = (key, replace(declared, tuple=False))  # files cannot answer a live tuple call
+        return self._declared[1]
 
     name = property(lambda self: self.capabilities.name or "outputs")
     version = property(lambda self: self.capabilities.version)

@@ -39,6 +39,11 @@ def output_names(task, layers):
     return FINAL.get(task, ["logits"]) + per_layer
 
 
+def in_order(out, names) -> list:
+    """A transformers output's arrays in the graph's output order (output_names)."""
+    return [out[n] for n in names if "." not in n] + list(out["hidden_states"]) + list(out["attentions"])
+
+
 def export(case, path: Path):
     import torch
     import transformers
@@ -56,8 +61,7 @@ def export(case, path: Path):
         def forward(self, input_ids, attention_mask):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                              output_attentions=True, return_dict=True)
-            return tuple([out[n] for n in names if "." not in n] + list(out["hidden_states"])
-                         + list(out["attentions"]))
+            return tuple(in_order(out, names))
 
     ids = torch.from_numpy(case.inputs["input_ids"])
     mask = torch.ones(ids.shape, dtype=torch.float32)
@@ -80,8 +84,7 @@ def verify(model, names, path, case) -> float:
     with torch.no_grad():
         out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
                     output_hidden_states=True, output_attentions=True)
-    want = [out[n] for n in names if "." not in n] + list(out["hidden_states"]) + list(out["attentions"])
-    return max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, want))
+    return max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, in_order(out, names)))
 
 
 def exportable(case) -> bool:
