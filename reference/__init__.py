@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointError
 from .loading import build, from_pretrained
-from .mpnet import (
+from .mpnet_model import (
     MPNetConfig,
     MPNetForMaskedLM,
     MPNetForMultipleChoice,
@@ -11,7 +11,7 @@ from .mpnet import (
     MPNetForTokenClassification,
     MPNetModel,
 )
-from .mpt import (
+from .mpt_model import (
     MPTConfig,
     MPTForCausalLM,
     MPTForQuestionAnswering,

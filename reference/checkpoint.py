@@ -202,3 +202,42 @@ def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optio
     if unexpected:
         warnings.warn(f"{where}: ignoring {len(unexpected)} unexpected weights: {sorted(unexpected)[:8]}", stacklevel=3)
     return params
+
+
+def nest(params):  # {"a.0.b.weight": w, ...} -> {"a": [{"b": {"weight": w}}], ...}
+    """Checkpoint names as a nested structure that mirrors them: each dot is a level, and a level
+    whose keys are 0, 1, 2, ... becomes a list (``encoder.layer.3.attention.attn.q.weight`` is
+    ``p["encoder"]["layer"][3]["attention"]["attn"]["q"]["weight"]``). Built once at load, so the
+    forward pass walks layers and never formats a key. Arrays are shared, not copied."""
+    tree: dict = {}
+    for name, array in params.items():
+        node = tree
+        *path, leaf = name.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = array
+    return _lists(tree)
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node):
+        if sorted(int(k) for k in node) != list(range(len(node))):
+            raise ValueError(f"numbered parameter levels must run 0..{len(node) - 1}, got {sorted(node, key=int)}")
+        return [node[str(i)] for i in range(len(node))]
+    return node
+
+
+def flatten(tree, prefix=""):  # the inverse of nest
+    """The checkpoint-named arrays of a nested parameter structure (``state_dict``)."""
+    items = enumerate(tree) if isinstance(tree, list) else tree.items()
+    flat = {}
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

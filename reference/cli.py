@@ -69,7 +69,7 @@ def cmd_inspect(args):
     info = {"model_type": family, "architectures": config.get("architectures"), "parameters": count,
             "tensors": len(header), "dtypes": dtypes}
     if family == "mpt":
-        from .mpt import MPTConfig, resolve_features
+        from .mpt_model import MPTConfig, resolve_features
         from .profiles import get_profile
 
         profile = get_profile("mpt", args.profile)
@@ -79,7 +79,7 @@ def cmd_inspect(args):
                     vocab_size=c.vocab_size, max_seq_len=c.max_seq_len,
                     features={k: v for k, v in vars(f).items()})
     elif family == "mpnet":
-        from .mpnet import MPNetConfig
+        from .mpnet_model import MPNetConfig
         from .profiles import get_profile
 
         profile = get_profile("mpnet", args.profile)
@@ -204,7 +204,7 @@ def cmd_explain(args):
     elif args.what == "alibi":
         heads = args.heads
         if args.model:
-            from .mpt import MPTConfig
+            from .mpt_model import MPTConfig
 
             heads = MPTConfig.from_dict(read_config(args.model)).n_heads
         explain.alibi_map(args.out, heads, args.length)

@@ -7,12 +7,12 @@ import warnings
 
 import numpy as np
 
-from . import mpnet, mpt
+from . import mpnet_model, mpt_model
 from .checkpoint import CheckpointError, match_keys, read_config, read_weights
-from .backends import BACKENDS, get_kernels
+from .backends import BACKENDS, get_backend
 from .profiles import get_profile
 
-FAMILIES = {"mpnet": mpnet, "mpt": mpt}
+FAMILIES = {"mpnet": mpnet_model, "mpt": mpt_model}
 
 
 def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy",
@@ -52,7 +52,7 @@ def _assemble(plan, weights, dtype, where, backend, options):
     bad = sorted(name for name, w in params.items() if not _all_finite(w))
     if bad:
         warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=3)
-    return family.TASKS[task](config, params, profile=profile, kernels=get_kernels(backend), **options)
+    return family.TASKS[task](config, params, profile=profile, backend=get_backend(backend), **options)
 
 
 def _all_finite(w):
@@ -94,7 +94,7 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
-    get_kernels(backend)  # a missing optional dependency fails here, before any file is read
+    get_backend(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     plan = _plan(read_config(path), task, profile, dtype, str(path), os.path.join(path, "config.json"))  # before any read

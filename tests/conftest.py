@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import reference
-from reference import mpnet
+from reference import mpnet_model as mpnet
 
 TINY = dict(model_type="mpnet", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=32, max_position_embeddings=24, layer_norm_eps=1e-5, num_labels=3)

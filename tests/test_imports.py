@@ -12,9 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = sorted(p for p in (ROOT / "reference").glob("*.py"))
 # Modules that load without a GPU; cuda_backend and cuda_kernels also need numba-cuda.
-MODULES = ["reference.mpnet", "reference.mpt", "reference.kernels", "reference.loading", "reference.generation",
-           "reference.backends", "reference.backends.numba_cpu", "reference.backends.numba_decode",
-           "reference.backends.cuda_backend"]
+MODULES = ["reference.mpnet", "reference.mpt", "reference.mpnet_model", "reference.mpt_model", "reference.kernels",
+           "reference.loading", "reference.generation", "reference.backends", "reference.backends.numba_cpu",
+           "reference.backends.numba_stacks", "reference.backends.cuda_backend"]
 
 
 def imported_modules(path: Path) -> set:
@@ -31,9 +31,9 @@ def imported_modules(path: Path) -> set:
 
 @pytest.mark.parametrize("path", [p for p in REFERENCE if p.name != "cli.py"], ids=lambda p: p.name)
 def test_no_reference_model_module_imports_a_backend(path):
-    """reference/loading.py hands the model its kernel set from the registry; the command line may tune
+    """reference/loading.py hands the model its backend from the registry; the command line may tune
     the numba backend; every other reference module imports nothing from reference/backends/."""
-    allowed = {"loading.py": {".backends", ".backends.BACKENDS", ".backends.get_kernels"}}.get(path.name, set())
+    allowed = {"loading.py": {".backends", ".backends.BACKENDS", ".backends.get_backend"}}.get(path.name, set())
     backends = {n for n in imported_modules(path) if "backends" in n or n.split(".")[0] in ("numba", "numba_cuda")}
     assert backends <= allowed, f"{path.name} imports {sorted(backends - allowed)}"
 
@@ -50,3 +50,13 @@ def test_modules_import_in_any_order_in_a_fresh_interpreter(first, order):
     code = "; ".join(f"import {m}" for m in [first] + rest)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, f"{code}:\n{out.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("name", ["mpnet.py", "mpt.py"])
+def test_the_math_modules_import_only_numpy_and_the_primitives(name):
+    """mpnet.py and mpt.py are the forward pass alone: NumPy, the shared primitives (ops.py) and, for
+    MPT's mask checks, inputs.py; no calling convention, no output classes, no backend."""
+    allowed = {"__future__", "__future__.annotations", "math", "numpy", ".ops", ".inputs"}
+    modules = {n for n in imported_modules(ROOT / "reference" / name)}
+    stray = {n for n in modules if not any(n == a or n.startswith(a + ".") for a in allowed)}
+    assert not stray, f"{name} imports {sorted(stray)}"

@@ -50,7 +50,7 @@ def test_tied_decoder_copies_and_position_id_buffer_are_accepted(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing here is unexpected
         model = reference.from_pretrained(tmp_path, task="masked-lm")
-    assert_close(model.params["lm_head.bias"], params["lm_head.bias"], atol=0)
+    assert_close(model.state_dict()["lm_head.bias"], params["lm_head.bias"], atol=0)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, "bf16"])
@@ -71,7 +71,7 @@ def test_half_precision_checkpoints_are_widened(tmp_path, dtype):
         params = write_checkpoint(tmp_path, task="base", dtype=dtype)
         tol = 2.0**-10
     model = reference.from_pretrained(tmp_path)
-    w = model.params["encoder.layer.0.attention.attn.q.weight"]
+    w = model.state_dict()["encoder.layer.0.attention.attn.q.weight"]
     assert w.dtype == np.float32
     assert_close(w, params["encoder.layer.0.attention.attn.q.weight"], atol=1e-3, rtol=tol, what="widened weight")
 
@@ -88,7 +88,7 @@ def test_sharded_checkpoint(tmp_path):
         weight_map.update({k: shard for k in keys})
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     model = reference.from_pretrained(tmp_path)
-    assert_close(model.params["encoder.layer.1.output.dense.weight"], params["encoder.layer.1.output.dense.weight"], atol=0)
+    assert_close(model.state_dict()["encoder.layer.1.output.dense.weight"], params["encoder.layer.1.output.dense.weight"], atol=0)
 
 
 def test_pickle_checkpoints_are_refused_with_a_conversion_hint(tmp_path):

@@ -103,7 +103,7 @@ def test_inputs_embeds_equal_input_ids_when_positions_are_sequential(batch):
     """Looking the embeddings up ourselves gives the same result when no pad id is present."""
     ids, _ = batch
     model = tiny_model()
-    emb = model.params["embeddings.word_embeddings.weight"][ids]
+    emb = model.state_dict()["embeddings.word_embeddings.weight"][ids]
     assert_close(model(inputs_embeds=emb).last_hidden_state, model(ids).last_hidden_state, atol=1e-6,
                  what="inputs_embeds vs input_ids")
 

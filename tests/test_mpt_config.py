@@ -6,27 +6,27 @@ import numpy as np
 import pytest
 
 import reference
-from reference import mpt
+from reference import mpt, mpt_model
 
 HF = dict(model_type="mpt", d_model=16, n_heads=2, n_layers=1, vocab_size=20, max_seq_len=8,
           attn_config=dict(softmax_scale=0.5, alibi_bias_max=4))
 
 
 def test_hf_form_flattens_attn_config_and_keeps_hf_defaults():
-    c = mpt.MPTConfig.from_dict(HF)
+    c = mpt_model.MPTConfig.from_dict(HF)
     assert c.softmax_scale == 0.5 and c.alibi and c.no_bias
-    feats = mpt.resolve_features(c, reference.get_profile("mpt", "hf"))
+    feats = mpt_model.resolve_features(c, reference.get_profile("mpt", "hf"))
     assert feats.alibi_bias_max == 8 and feats.mlp_width == 64 and not feats.bias  # HF ignores both fields
 
 
 def test_mosaic_form_takes_llm_foundry_defaults_and_aliases():
     mosaic = dict(model_type="mpt", d_model=16, n_heads=2, n_layers=1, vocab_size=20, max_seq_len=8, norm_eps=1e-6,
                   expansion_ratio=2, attn_config=dict(attn_impl="torch", alibi_bias_max=4, qk_ln=True))
-    c = mpt.MPTConfig.from_dict(mosaic, profile="mosaic")
+    c = mpt_model.MPTConfig.from_dict(mosaic, profile="mosaic")
     assert (c.alibi, c.no_bias, c.layer_norm_epsilon) == (False, False, 1e-6)
-    feats = mpt.resolve_features(c, reference.get_profile("mpt", "mosaic"))
+    feats = mpt_model.resolve_features(c, reference.get_profile("mpt", "mosaic"))
     assert feats.mlp_width == 32 and feats.qk_ln and feats.bias and feats.learned_pos_emb
-    shapes = mpt.param_shapes(c, "causal-lm", "mosaic")
+    shapes = mpt_model.param_shapes(c, "causal-lm", "mosaic")
     assert shapes["blocks.0.attn.q_ln.bias"] == (16,) and shapes["wpe.weight"] == (8, 16)
 
 
@@ -41,26 +41,26 @@ def test_mosaic_form_takes_llm_foundry_defaults_and_aliases():
 ])
 def test_bad_configs_are_refused(change, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        mpt.MPTConfig.from_dict({**HF, **change})
+        mpt_model.MPTConfig.from_dict({**HF, **change})
 
 
 def test_tied_lm_head_copy_is_ignored_and_untied_head_is_required():
-    c = mpt.MPTConfig.from_dict(HF)
+    c = mpt_model.MPTConfig.from_dict(HF)
     rng = np.random.default_rng(0)
     weights = {"transformer." + k: rng.normal(size=s).astype(np.float32)
-               for k, s in mpt.param_shapes(c, "causal-lm").items()}
+               for k, s in mpt_model.param_shapes(c, "causal-lm").items()}
     weights["lm_head.weight"] = weights["transformer.wte.weight"]
     model = reference.build(HF, weights, task="causal-lm")
-    assert "lm_head.weight" not in model.params
+    assert "lm_head.weight" not in model.state_dict()
     with pytest.raises(reference.CheckpointError, match="missing weights.*lm_head.weight"):
         reference.build({**HF, "tie_word_embeddings": False}, {k: v for k, v in weights.items() if k != "lm_head.weight"},
                         task="causal-lm")
 
 
 def test_profile_specific_inputs_are_refused_elsewhere():
-    c = mpt.MPTConfig.from_dict(HF)
+    c = mpt_model.MPTConfig.from_dict(HF)
     rng = np.random.default_rng(0)
-    weights = {k: rng.normal(size=s).astype(np.float32) for k, s in mpt.param_shapes(c, "base").items()}
+    weights = {k: rng.normal(size=s).astype(np.float32) for k, s in mpt_model.param_shapes(c, "base").items()}
     model = reference.build(HF, weights)
     ids = np.array([[1, 2, 3]])
     with pytest.raises(ValueError, match="sequence_id needs the mosaic profile"):
@@ -72,7 +72,7 @@ def test_profile_specific_inputs_are_refused_elsewhere():
 @pytest.mark.parametrize("extra", [dict(ffn_config=dict(ffn_type="mptglu")), dict(attn_config=dict(rope=True)),
                                    dict(attn_config=dict(kv_n_heads=1))])
 def test_mosaic_features_outside_the_reference_are_named(extra):
-    c = mpt.MPTConfig.from_dict({**HF, **extra}, profile="mosaic")
+    c = mpt_model.MPTConfig.from_dict({**HF, **extra}, profile="mosaic")
     with pytest.raises(ValueError, match="outside this reference"):
-        mpt.resolve_features(c, reference.get_profile("mpt", "mosaic"))
-    mpt.resolve_features(mpt.MPTConfig.from_dict({**HF, **extra}), reference.get_profile("mpt", "hf"))  # HF drops them
+        mpt_model.resolve_features(c, reference.get_profile("mpt", "mosaic"))
+    mpt_model.resolve_features(mpt_model.MPTConfig.from_dict({**HF, **extra}), reference.get_profile("mpt", "hf"))  # HF drops them

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import reference
-from reference import mpt
+from reference import mpt, mpt_model
 from conftest import assert_close
 
 FAST = settings(max_examples=25, deadline=None)
@@ -18,10 +18,10 @@ CONFIG = dict(model_type="mpt", d_model=24, n_heads=3, n_layers=2, vocab_size=50
 
 def tiny_mpt(task="causal-lm", profile=None, seed=0, backend="numpy", **overrides):
     config = {**CONFIG, **overrides}
-    c = mpt.MPTConfig.from_dict(config, profile)
+    c = mpt_model.MPTConfig.from_dict(config, profile)
     rng = np.random.default_rng(seed)
     params = {k: (rng.normal(0, 0.3 if len(s) > 1 else 0.1, s) + (1.0 if "norm" in k and k.endswith("weight") else 0)
-                  ).astype(np.float32) for k, s in mpt.param_shapes(c, task, profile).items()}
+                  ).astype(np.float32) for k, s in mpt_model.param_shapes(c, task, profile).items()}
     return reference.build(config, params, task=task, profile=profile, backend=backend)
 
 

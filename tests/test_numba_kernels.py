@@ -57,30 +57,10 @@ def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):
 def test_fused_compositions_match_numpy(rows, C, O, seed):
     """add_layer_norm = layer_norm(x + residual) and linear_gelu = gelu(linear(x)), on matvec and GEMM row counts."""
     x, r, w, b = arrays(seed, rows, C, scale=3.0), arrays(seed + 1, rows, C), arrays(seed + 2, C), arrays(seed + 3, C)
-    assert_close(nb.NUMBA.add_layer_norm(x, r, w, b, 1e-5), ops.layer_norm(x + r, w, b, 1e-5),
+    assert_close(nb.add_layer_norm(x, r, w, b, 1e-5), ops.layer_norm(x + r, w, b, 1e-5),
                  atol=1e-5, rtol=1e-5, what="add_layer_norm")
     wo, bo = arrays(seed + 4, O, C), arrays(seed + 5, O)
-    assert_close(nb.NUMBA.linear_gelu(x, wo, bo), ops.gelu(ops.linear(x, wo, bo)), atol=2e-5, rtol=1e-5, what="linear_gelu")
-
-
-@FAST
-@given(st.integers(1, 20), dims, st.lists(dims, min_size=1, max_size=3), st.integers(0, 2**31))
-def test_linears_match_numpy_packed_or_not(rows, C, outs, seed):
-    """linears = [linear(x, w, b) ...], whether the weights are rows of one block (one GEMM) or separate."""
-    x = arrays(seed, rows, C)
-    ws = [arrays(seed + 1 + i, O, C) for i, O in enumerate(outs)]
-    bs = [arrays(seed + 9 + i, O) for i, O in enumerate(outs)]
-    wblock, bblock = np.concatenate(ws), np.concatenate(bs)
-    ends = np.cumsum(outs)
-    packed_w = [wblock[e - o:e] for o, e in zip(outs, ends)]
-    packed_b = [bblock[e - o:e] for o, e in zip(outs, ends)]
-    assert nb._one_block(packed_w) is wblock and nb._one_block(ws) is None
-    if len(outs) > 1:
-        assert nb._one_block(packed_w[::-1]) is None, "out of order is not one block"
-    none = [None] * len(outs)
-    for weights, biases, want_b in ((ws, bs, bs), (packed_w, packed_b, bs), (packed_w, none, none)):
-        for got, w, b in zip(nb.NUMBA.linears(x, weights, biases), ws, want_b, strict=True):
-            assert_close(got, ops.linear(x, w, b), atol=1e-5, rtol=1e-5, what="linears")
+    assert_close(nb.linear_gelu(x, wo, bo), ops.gelu(ops.linear(x, wo, bo)), atol=2e-5, rtol=1e-5, what="linear_gelu")
 
 
 @FAST
@@ -158,8 +138,7 @@ def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):
 def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
     ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
     mask = (ids != 0).astype(np.int64)
-    numpy_model, numba_model = tiny_mpt(), tiny_mpt()
-    numba_model.kernels = reference.backends.get_kernels("numba")
+    numpy_model, numba_model = tiny_mpt(), tiny_mpt(backend="numba")
     want = numpy_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
     got = numba_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
     np.testing.assert_array_equal(got, want)
@@ -170,22 +149,24 @@ def test_bf16_storage_needs_the_numba_backend_and_halves_matrix_bytes():
     from test_mpt_properties import CONFIG
 
     model = tiny_mpt()
-    weights = {"transformer." + k: v for k, v in model.params.items()}
+    weights = {"transformer." + k: v for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="needs backend='numba'"):
         reference.build(CONFIG, weights, task="causal-lm", weight_storage="bf16")
     small = reference.build(CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16")
-    assert small.params["blocks.0.attn.Wqkv.weight"].dtype == np.uint16
+    assert small.params["blocks"][0]["attn"]["Wqkv"]["weight"].dtype == np.uint16
+    assert small.params["wte"]["weight"].dtype == np.uint16
+    assert small.params["blocks"][0]["norm_1"]["weight"].dtype == np.float32, "vectors stay float32"
     logits = small(np.array([[1, 2, 3]])).logits
     assert_close(logits, model(np.array([[1, 2, 3]])).logits, atol=0.05, rtol=0.02, what="bf16 vs fp32 logits")
 
 
 def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
-        reference.backends.get_kernels("tpu")
+        reference.backends.get_backend("tpu")
     import sys
-    monkeypatch.setitem(sys.modules, "reference.backends.numba_cpu", None)
+    monkeypatch.setitem(sys.modules, "reference.backends.numba_stacks", None)
     with pytest.raises(ValueError, match="needs Numba"):
-        reference.backends.get_kernels("numba")
+        reference.backends.get_backend("numba")
 
 
 def test_decode_session_vets_tokens_and_capacity_before_any_kernel():
@@ -227,16 +208,51 @@ def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
 
 
 def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
+    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM), and the model's
+    params then hold views of it with the checkpoint's values."""
     from conftest import TINY, random_params
 
     params = random_params(TINY, "base")
     model = reference.build(TINY, params, backend="numba")
-    pre = "encoder.layer.0.attention.attn."
-    for kind in ("weight", "bias"):
-        parts = [model.params[f"{pre}{n}.{kind}"] for n in "qkv"]
-        assert nb._one_block(parts) is not None, f"q, k, v {kind}s are not one block"
-        for n, got in zip("qkv", parts):
-            np.testing.assert_array_equal(got, params[f"{pre}{n}.{kind}"])
+    attn = model.params["encoder"]["layer"][0]["attention"]["attn"]
+    for kind, block in zip(("weight", "bias"), model.stack.qkv[0]):
+        for n in "qkv":
+            assert attn[n][kind].base is block, f"{n}.{kind} is not a view of the packed block"
+            np.testing.assert_array_equal(attn[n][kind], params[f"encoder.layer.0.attention.attn.{n}.{kind}"])
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_numba_encoder_stack_equals_mpnet_encoder_layer_by_layer(act):
+    """Every hidden state and attention map of the numba stack equals mpnet.encoder's, with padding."""
+    from conftest import TINY, random_params
+    from reference import mpnet
+
+    config = {**TINY, "hidden_act": act}
+    params = random_params(config, "base")
+    ref, fast = reference.build(config, params), reference.build(config, params, backend="numba")
+    ids = np.array([[0, 5, 6, 7, 2, 1, 1], [0, 8, 9, 10, 11, 12, 2]])
+    mask = (ids != 1).astype(np.int64)
+    want = ref(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    got = fast(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    for name, w in want.to_dict().items():
+        assert_close(got.to_dict()[name], w, atol=2e-5, rtol=1e-5, what=f"numba stack {name}")
+    assert fast.stack is not None and mpnet.encoder is not fast.stack
+
+
+def test_numba_decoder_stack_equals_mpt_decoder_with_a_past_and_padding():
+    """Every present, hidden state and attention map of the numba MPT stack equals mpt.decoder's,
+    for a prompt with left padding and then two tokens on its cache."""
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    mask = (ids != 0).astype(np.int64)
+    ref, fast = tiny_mpt(), tiny_mpt(backend="numba")
+    outs = []
+    for model in (ref, fast):
+        first = model(ids, attention_mask=mask, use_cache=True)
+        mask2 = np.concatenate([mask, np.ones((2, 2), np.int64)], axis=1)
+        outs.append(model(np.array([[9, 10], [11, 12]]), past_key_values=first.past_key_values, attention_mask=mask2,
+                          use_cache=True, output_hidden_states=True, output_attentions=True).to_dict())
+    for name, w in outs[0].items():
+        assert_close(outs[1][name], w, atol=2e-5, rtol=1e-5, what=f"numba stack {name}")
 
 
 def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called():

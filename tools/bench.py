@@ -42,9 +42,9 @@ def tune_process():
 
 
 def random_weights(family, config, task, seed=0):
-    from reference import mpnet, mpt
+    from reference import mpnet_model, mpt_model
 
-    module = {"mpnet": mpnet, "mpt": mpt}[family]
+    module = {"mpnet": mpnet_model, "mpt": mpt_model}[family]
     shapes = module.param_shapes(module.Config.from_dict(config), task)
     rng = np.random.default_rng(seed)
     out = {}

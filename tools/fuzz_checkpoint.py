@@ -52,7 +52,7 @@ def micro_model(family):
     """config.json and model.safetensors bytes of a micro model with random weights."""
     from safetensors.numpy import save
 
-    module = {"mpnet": reference.mpnet, "mpt": reference.mpt}[family]
+    module = {"mpnet": reference.mpnet_model, "mpt": reference.mpt_model}[family]
     config = module.Config.from_dict(MICRO[family])
     rng = np.random.default_rng(0)
     weights = {k: rng.normal(size=shape).astype(np.float32) for k, shape in module.param_shapes(config, "base").items()}

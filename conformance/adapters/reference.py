@@ -7,7 +7,7 @@ import platform
 
 import reference
 from conformance.golden import split_past  # noqa: F401  (re-exported: tests import it from here)
-from reference.backends import get_kernels
+from reference.backends import get_backend
 from reference.mpnet import relative_position_bucket
 from reference.mpt import alibi_bias, alibi_slopes
 from reference.precision import low_precision_layer_norm
@@ -27,7 +27,7 @@ class ReferenceImplementation:
 
     def check_available(self):
         """ValueError, with what is missing, when this backend cannot run on this machine."""
-        get_kernels(self.backend)
+        get_backend(self.backend)
 
     @property
     def target(self):

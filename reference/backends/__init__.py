@@ -1,47 +1,74 @@
 """Fast backends and their registry. Only this subpackage imports Numba; the reference modules never do.
 
-Imports go one way: a backend imports the reference (reference/ops.py for the twins it must equal,
-reference/kernels.py for the Kernels record, the public functions of reference/mpt.py for its decode
-session), and no reference module imports a backend. Loading (reference/loading.py) asks this
-registry once, by name, and hands the model the kernel set it gets back.
+A backend plugs in at whole stacks, not single operations. Per model family it offers a factory
+that loading calls once with the model's config and nested params, and that returns the stack the
+model then uses in place of the NumPy layers:
+
+* ``mpnet_encoder(config, params)`` -> a callable ``(x, position_bias, mask_bias, head_masks, rng,
+  per_layer)`` returning what ``mpnet.encoder`` returns (the last hidden state, every hidden state
+  and every attention map; with per_layer False the lists may be None);
+* ``mpt_decoder(config, features, params, weight_storage)`` -> an object with ``embed(ids)``,
+  ``__call__(x, past, masked, bias, rng, per_layer)`` (what ``mpt.decoder`` returns),
+  ``lm_logits(x, logit_scale)`` and ``decode_session(batch, total_len)`` (a session with
+  ``prefill(ids, mask)`` and ``step(token)``, or None where its features are not covered).
+
+A stack may prepare what it needs at binding (one q/k/v block, bf16 copies, device copies) and
+owns it; where a request is outside what it covers it runs the NumPy function itself. ``kernels``
+is the backend's single operations, the twins of reference/ops.py that the conformance op tier
+and the unit tests check one by one.
+
+Imports go one way: a backend imports the reference (ops.py for the twins it must equal, mpnet.py
+and mpt.py for the functions its stacks must equal and fall back to), and no model module imports
+a backend. Loading (reference/loading.py) asks this registry once, by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 from ..kernels import NUMPY, Kernels
 
 BACKENDS = ("numpy", "numba", "cuda")
 
 
-def get_kernels(backend) -> Kernels:
-    """The kernel set of a backend name (a Kernels object passes through); a clear ValueError when its
-    optional dependency or its device is missing."""
-    if isinstance(backend, Kernels):
-        return backend
-    if backend == "numpy":
-        return NUMPY
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
-    if backend == "cuda":
-        try:
-            from . import cuda_ops
-        except ImportError as e:
-            raise ValueError(f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})") from None
-        cuda_ops.require_cuda()
-    return _load(backend)
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    kernels: Kernels
+    mpnet_encoder: Optional[Callable] = None  # None: the model runs mpnet.encoder
+    mpt_decoder: Optional[Callable] = None  # None: the model runs mpt.decoder
+    weight_storages: tuple = ("fp32",)
 
 
-def _load(backend) -> Kernels:
-    """The backend's kernel set with its decode session (imported here, so nothing else need be)."""
-    if backend == "numba":
+REFERENCE = Backend("numpy", NUMPY)
+
+
+def get_backend(name) -> Backend:
+    """The backend of a name (a Backend passes through); a clear ValueError when its optional
+    dependency or its device is missing."""
+    if isinstance(name, Backend):
+        return name
+    if name == "numpy":
+        return REFERENCE
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; accepted: {list(BACKENDS)}")
+    if name == "numba":
         try:
-            from . import numba_decode
-            from .numba_cpu import NUMBA
+            from .numba_stacks import NUMBA_BACKEND
         except ImportError as e:
             raise ValueError(f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})") from None
-        return replace(NUMBA, decode_session=numba_decode.open_session)
-    from .cuda_backend import CUDA, open_session
+        return NUMBA_BACKEND
+    try:
+        from . import cuda_ops
+    except ImportError as e:
+        raise ValueError(f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})") from None
+    cuda_ops.require_cuda()
+    from .cuda_backend import CUDA_BACKEND
 
-    return replace(CUDA, decode_session=open_session)
+    return CUDA_BACKEND
+
+
+def get_kernels(name) -> Kernels:
+    """The single operations of a backend (the conformance op tier checks them against reference/ops.py)."""
+    return get_backend(name).kernels

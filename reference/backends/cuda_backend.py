@@ -1,10 +1,13 @@
-"""The ``cuda`` backend: the kernel set for ordinary forwards, and device-resident MPT decoding.
+"""The ``cuda`` backend: MPNet's encoder layers, MPT's blocks and device-resident MPT decoding.
 
-``CUDA`` has the signatures of reference/ops.py (NumPy arrays in and out) so every model and the
-conformance suite can run on the GPU kernels; weights are uploaded once and kept on the device
-(keyed by the host array), activations go up and down per call. ``DecodeSession`` is the fast path:
-weights, activations and the KV cache stay on the device between layers and steps; only ids go in
-and the last position's logits come out.
+Each stack is bound at load to one model's params and owns the device copies of its weights
+(uploaded on first use, freed with the model). Activations stay on the device between layers: an
+encoder forward uploads x once and downloads the last hidden state once (every layer's output and
+attention map too, when asked for). ``DecodeSession`` keeps the KV cache on the device as well:
+only ids go in and the last position's logits come out. Requests the kernels do not cover
+(dropout, head masks, activations other than exact GELU, dtypes other than float32, MPT's clip_qkv,
+qk_ln or a past passed in) run the NumPy function the stack stands for. ``CUDA`` is the single
+operations for the conformance op tier; they upload their arguments on every call.
 """
 
 from __future__ import annotations
@@ -13,28 +16,24 @@ import math
 
 import numpy as np
 
-from .. import ops
+from .. import mpnet, mpt, ops
 from ..kernels import Kernels
-from ..mpt import alibi_slopes, softmax_scale
+from . import Backend
 from . import cuda_ops as dev
-from .numba_decode import checked_tokens, prompt_masks, supports
+from .numba_stacks import checked_tokens, prompt_masks, supports
 
-_RESIDENT: dict = {}  # id(host weight) -> (host weight, device copy); the host reference keeps the id unique
+# ----------------------------------------------------------------------- single operations
 
 
-def resident(w):
-    """The device copy of a weight, uploaded on first use."""
-    entry = _RESIDENT.get(id(w))
-    if entry is None or entry[0] is not w:
-        entry = _RESIDENT[id(w)] = (w, dev.to_device(w))
-    return entry[1]
+def _up(w):
+    return None if w is None else dev.to_device(w)
 
 
 def linear(x, weight, bias=None):
     if x.dtype != np.float32 or weight.dtype != np.float32:
         return ops.linear(x, weight, bias)
     rows = dev.to_device(x.reshape(-1, x.shape[-1]))
-    out = dev.linear(rows, resident(weight), None if bias is None else resident(bias)).copy_to_host()
+    out = dev.linear(rows, _up(weight), _up(bias)).copy_to_host()
     return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
 
@@ -42,7 +41,7 @@ def layer_norm(x, weight, bias, eps):
     if x.dtype != np.float32:
         return ops.layer_norm(x, weight, bias, eps)
     rows = dev.to_device(x.reshape(-1, x.shape[-1]))
-    return dev.layer_norm(rows, resident(weight), None if bias is None else resident(bias), eps).copy_to_host().reshape(x.shape)
+    return dev.layer_norm(rows, _up(weight), _up(bias), eps).copy_to_host().reshape(x.shape)
 
 
 def gelu(x):
@@ -65,88 +64,149 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     return ctx.copy_to_host().reshape(B, S, H, D).transpose(0, 2, 1, 3), probs.copy_to_host()
 
 
-def _qkv_block(params, prefix, kind):
-    """The block that mpnet.pack_qkv made q, k and v adjacent views of, or None if they are separate."""
-    q, k, v = (params[f"{prefix}{n}.{kind}"] for n in "qkv")
-    block = q.base
-    if block is None or not all(w.flags.c_contiguous for w in (block, q, k, v)) \
-            or block.nbytes != q.nbytes + k.nbytes + v.nbytes:
-        return None
-    start = block.ctypes.data
-    if (q.ctypes.data, k.ctypes.data, v.ctypes.data) != (start, start + q.nbytes, start + q.nbytes + k.nbytes):
-        return None
-    return block
+CUDA = Kernels("cuda", linear, layer_norm, gelu, attention)
 
 
-def encoder_stack(params, config, x, position_bias, mask_bias):
-    """MPNet's L post-LN layers with the activations kept on the device: x [B, S, C] goes up once and
-    the last hidden state comes down once. The same operations as mpnet.encoder_layer, in order:
-    q/k/v as one projection, attention with the relative bias and mask inside the kernel, output
-    projection, residual and LN, GELU feed-forward, residual and LN. None (the caller then runs the
-    layers one by one) for activations other than exact GELU, dtypes other than float32, or q/k/v
-    not stored as one block."""
-    if config.hidden_act != "gelu" or x.dtype != np.float32:
-        return None
-    B, S, C = x.shape
-    H, D, eps = config.num_attention_heads, config.head_size, config.layer_norm_eps
-    blocks = []
-    for i in range(config.num_hidden_layers):
-        pre = f"encoder.layer.{i}.attention.attn."
-        w, b = _qkv_block(params, pre, "weight"), _qkv_block(params, pre, "bias")
-        if w is None or b is None or w.dtype != np.float32:
-            return None
-        blocks.append((w, b))
-    h = dev.to_device(x.reshape(B * S, C))
-    bias = dev.to_device(position_bias)  # [H, S, S]
-    mask = dev.to_device(mask_bias[:, 0])  # [B, 1|S, S]
-    for i, (w_qkv, b_qkv) in enumerate(blocks):
-        p = lambda name, i=i: resident(params[f"encoder.layer.{i}.{name}"])  # noqa: E731
-        qkv = dev.linear(h, resident(w_qkv), resident(b_qkv)).reshape(B, S, 3 * C)
-        ctx, _ = dev.attention(qkv, qkv, qkv, (0, C, 2 * C), H, D, 1 / math.sqrt(D), bias=bias, mask_add=mask)
-        a = dev.linear(ctx.reshape(B * S, C), p("attention.attn.o.weight"), p("attention.attn.o.bias"))
-        h1 = dev.layer_norm(dev.add(a, h), p("attention.LayerNorm.weight"), p("attention.LayerNorm.bias"), eps)
-        f = dev.gelu(dev.linear(h1, p("intermediate.dense.weight"), p("intermediate.dense.bias")))
-        f = dev.linear(f, p("output.dense.weight"), p("output.dense.bias"))
-        h = dev.layer_norm(dev.add(f, h1), p("output.LayerNorm.weight"), p("output.LayerNorm.bias"), eps)
-    return h.copy_to_host().reshape(B, S, C)
+def _pair(p):  # {"weight", "bias"?} -> (device weight, device bias or None)
+    return dev.to_device(p["weight"]), _up(p.get("bias"))
 
 
-CUDA = Kernels("cuda", linear, layer_norm, gelu, attention, encoder_stack=encoder_stack)
+# ---------------------------------------------------------------------------------- MPNet
+
+
+class EncoderStack:
+    """Twin of mpnet.encoder, the layers on the device: q/k/v as one projection, attention with the
+    relative bias and the mask inside the kernel, output projection, residual and LN, GELU
+    feed-forward, residual and LN."""
+
+    def __init__(self, config, params):
+        self.config, self.layers, self._device = config, params["encoder"]["layer"], None
+
+    def _weights(self):  # uploaded once, on first use
+        if self._device is None:
+            self._device = []
+            for p in self.layers:
+                attn = p["attention"]["attn"]
+                qkv = {kind: np.concatenate([attn[n][kind] for n in "qkv"]) for kind in ("weight", "bias")}
+                self._device.append(dict(qkv=_pair(qkv), o=_pair(attn["o"]), ln_1=_pair(p["attention"]["LayerNorm"]),
+                                         ffn_in=_pair(p["intermediate"]["dense"]), ffn_out=_pair(p["output"]["dense"]),
+                                         ln_2=_pair(p["output"]["LayerNorm"])))
+        return self._device
+
+    def __call__(self, x, position_bias, mask_bias, head_masks, rng, per_layer=True):  # as mpnet.encoder
+        c = self.config
+        if c.hidden_act != "gelu" or x.dtype != np.float32 or rng is not None or any(m is not None for m in head_masks):
+            return mpnet.encoder(self.layers, c, x, position_bias, mask_bias, head_masks, rng)
+        B, S, C = x.shape
+        H, D, eps = c.num_attention_heads, c.head_size, c.layer_norm_eps
+        h = dev.to_device(x.reshape(B * S, C))
+        bias, mask = dev.to_device(position_bias), dev.to_device(mask_bias[:, 0])  # [H, S, S], [B, 1|S, S]
+        hidden_states, attentions = [x], []
+        for w in self._weights():
+            qkv = dev.linear(h, *w["qkv"]).reshape(B, S, 3 * C)
+            ctx, probs = dev.attention(qkv, qkv, qkv, (0, C, 2 * C), H, D, 1 / math.sqrt(D), bias=bias, mask_add=mask,
+                                       want_probs=per_layer)
+            a = dev.linear(ctx.reshape(B * S, C), *w["o"])
+            h1 = dev.layer_norm(dev.add(a, h), *w["ln_1"], eps)
+            f = dev.linear(dev.gelu(dev.linear(h1, *w["ffn_in"])), *w["ffn_out"])
+            h = dev.layer_norm(dev.add(f, h1), *w["ln_2"], eps)
+            if per_layer:
+                hidden_states.append(h.copy_to_host().reshape(B, S, C))
+                attentions.append(probs.copy_to_host())
+        out = h.copy_to_host().reshape(B, S, C)
+        return (out, hidden_states, attentions) if per_layer else (out, None, None)
+
+
+# ------------------------------------------------------------------------------------ MPT
+
+
+def _block(w, eps, x, attend):  # [N, C] on the device -> [N, C]; the same steps as mpt.block
+    h = dev.layer_norm(x, *w["norm_1"], eps)
+    ctx = attend(dev.linear(h, *w["Wqkv"]))
+    x = dev.add(x, dev.linear(ctx, *w["out_proj"]))
+    h = dev.gelu(dev.linear(dev.layer_norm(x, *w["norm_2"], eps), *w["up_proj"]))
+    return dev.add(x, dev.linear(h, *w["down_proj"]))
+
+
+class DecoderStack:
+    """Twin of mpt.decoder, the blocks on the device (and of mpt.lm_logits, the head on the device)."""
+
+    def __init__(self, config, features, params, weight_storage):
+        self.config, self.features, self.params, self._device = config, features, params, None
+
+    def weights(self):  # uploaded once, on first use
+        if self._device is None:
+            p = self.params
+            blocks = [dict(norm_1=_pair(b["norm_1"]), Wqkv=_pair(b["attn"]["Wqkv"]), out_proj=_pair(b["attn"]["out_proj"]),
+                           norm_2=_pair(b["norm_2"]), up_proj=_pair(b["ffn"]["up_proj"]),
+                           down_proj=_pair(b["ffn"]["down_proj"])) for b in p["blocks"]]
+            head = p["wte"] if self.config.tie_word_embeddings else p["lm_head"]
+            self._device = dict(blocks=blocks, wte=dev.to_device(p["wte"]["weight"]), head=dev.to_device(head["weight"]),
+                                norm_f=_pair(p["norm_f"]))
+        return self._device
+
+    def embed(self, ids):  # [...] -> [..., C]
+        return mpt.embed(self.params["wte"]["weight"], ids)
+
+    def __call__(self, x, past, masked, bias, rng, per_layer=True):  # as mpt.decoder
+        c, f = self.config, self.features
+        if (x.dtype != np.float32 or (rng is not None and (f.resid_pdrop or c.attn_pdrop)) or f.clip_qkv is not None
+                or f.qk_ln or past[0] is not None):
+            return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
+        B, S, C = x.shape
+        H, D = c.n_heads, c.head_size
+        masked_d = dev.to_device(np.ascontiguousarray(masked[:, 0]), np.uint8)  # [B, S, K]
+        bias_d = None if bias is None else dev.to_device(np.ascontiguousarray(bias))  # [H, 1|S, K]
+        hidden_states, attentions, presents = [], [], []
+
+        def attend(qkv):  # [B*S, 3C] -> [B*S, C]
+            qkv3 = qkv.reshape(B, S, 3 * C)
+            ctx, probs = dev.attention(qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, mpt.softmax_scale(c), bias=bias_d,
+                                       masked=masked_d, want_probs=per_layer)
+            k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in np.split(qkv3.copy_to_host(), 3, -1)[1:])
+            presents.append((np.ascontiguousarray(k), np.ascontiguousarray(v)))
+            if per_layer:
+                attentions.append(probs.copy_to_host())
+            return ctx.reshape(B * S, C)
+
+        h = dev.to_device(x.reshape(B * S, C))
+        for w in self.weights()["blocks"]:
+            if per_layer:
+                hidden_states.append(h.copy_to_host().reshape(B, S, C))
+            h = _block(w, c.layer_norm_epsilon, h, attend)
+        return h.copy_to_host().reshape(B, S, C), presents, hidden_states, attentions
+
+    def lm_logits(self, x, logit_scale=None):  # [..., C] -> [..., V]
+        if x.dtype != np.float32:
+            return mpt.lm_logits(x, self.params["wte" if self.config.tie_word_embeddings else "lm_head"]["weight"],
+                                 logit_scale)
+        rows = dev.to_device(x.reshape(-1, x.shape[-1]))
+        logits = dev.linear(rows, self.weights()["head"]).copy_to_host().reshape(x.shape[:-1] + (-1,))
+        return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
+
+    def decode_session(self, batch, total_len):
+        return DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
 
 
 class DecodeSession:
-    """MPT decoding with everything on the device (hf feature set; see numba_decode.supports).
+    """MPT decoding with everything on the device (hf feature set; see numba_stacks.supports), over
+    the stack's device weights. The prompt runs ``_block``; each layer of ``step`` is the same block
+    in five launches; tests/cuda/test_cuda_models.py holds generation to the NumPy path."""
 
-    Takes (config, params, features) like numba_decode.DecodeSession, with the prompt's masks and bias
-    from numba_decode.prompt_masks. ``_block`` (the prompt) and each layer of ``step`` must equal
-    mpt.block; tests/cuda/test_cuda_models.py holds generation to the NumPy path."""
-
-    def __init__(self, config, params, features, batch, total_len):
-        c = config
-        self.c, self.features = c, features
-        self.p = {name: resident(w) for name, w in params.items()}
+    def __init__(self, stack, batch, total_len):
+        c = stack.config
+        self.c, self.features, self.w = c, stack.features, stack.weights()
         H, D, L = c.n_heads, c.head_size, c.n_layers
         self.kt = dev.empty((L, batch, H, D, total_len))
         self.v = dev.empty((L, batch, H, total_len, D))
         self.key_ok = dev.to_device(np.zeros((batch, total_len), np.uint8), np.uint8)
-        self.slopes = dev.to_device(alibi_slopes(H, features.alibi_bias_max))
-        self.scale = softmax_scale(c)
+        self.slopes = dev.to_device(mpt.alibi_slopes(H, stack.features.alibi_bias_max))
+        self.scale = mpt.softmax_scale(c)
         self.length, self.total_len, self.batch, self.ws = 0, total_len, batch, None
 
-    def _block(self, i, x, attend):
-        p, eps = self.p, self.c.layer_norm_epsilon
-        pre = f"blocks.{i}."
-        h = dev.layer_norm(x, p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias"), eps)
-        qkv = dev.linear(h, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"))
-        ctx = attend(qkv)
-        x = dev.add(x, dev.linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias")))
-        h = dev.layer_norm(x, p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias"), eps)
-        h = dev.gelu(dev.linear(h, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias")))
-        return dev.add(x, dev.linear(h, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias")))
-
     def _logits(self, last):  # [B, C] on the device -> [B, V] on the host
-        h = dev.layer_norm(last, self.p["norm_f.weight"], self.p.get("norm_f.bias"), self.c.layer_norm_epsilon)
-        return dev.linear(h, self.p["wte.weight"]).copy_to_host()
+        h = dev.layer_norm(last, *self.w["norm_f"], self.c.layer_norm_epsilon)
+        return dev.linear(h, self.w["wte"]).copy_to_host()
 
     def prefill(self, ids, mask):  # [B, S] host ids and mask -> last logits [B, V]
         c = self.c
@@ -159,14 +219,14 @@ class DecodeSession:
         self.key_ok = dev.to_device(key_ok, np.uint8)
         masked = dev.to_device(np.ascontiguousarray(masked_host[:, 0]), np.uint8)
         bias = dev.to_device(np.ascontiguousarray(bias_host))  # [H, 1, S]
-        x = dev.embed(dev.to_device(ids.reshape(-1), np.int64), self.p["wte.weight"])  # [B*S, C]
-        for i in range(c.n_layers):
+        x = dev.embed(dev.to_device(ids.reshape(-1), np.int64), self.w["wte"])  # [B*S, C]
+        for i, w in enumerate(self.w["blocks"]):
             def attend(qkv, i=i):
                 qkv3 = qkv.reshape(B, S, 3 * C)
                 dev.cache_write(qkv3, self.kt[i], self.v[i], 0)
                 ctx, _ = dev.attention(qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, self.scale, bias=bias, masked=masked)
                 return ctx.reshape(B * S, C)
-            x = self._block(i, x, attend)
+            x = _block(w, c.layer_norm_epsilon, x, attend)
         self.length = S
         last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
         return self._logits(last)
@@ -174,7 +234,7 @@ class DecodeSession:
     def _workspace(self, B):
         """Step buffers, allocated once: a decode step then allocates nothing on the device."""
         c = self.c
-        C, W, V = c.d_model, self.p["blocks.0.ffn.up_proj.weight"].shape[0], c.vocab_size
+        C, W, V = c.d_model, self.w["blocks"][0]["up_proj"][0].shape[0], c.vocab_size
         shapes = dict(x=(B, C), h=(B, C), qkv=(B, 3 * C), ctx=(B, C), proj=(B, C), up=(B, W), act=(B, W),
                       logits=(B, V))
         self.ws = {name: dev.empty(shape) for name, shape in shapes.items()}
@@ -183,33 +243,24 @@ class DecodeSession:
     def step(self, token):  # [B] host ids -> logits [B, V]
         c, t = self.c, self.length
         token = checked_tokens(token, self.batch, c.vocab_size, t, self.total_len, ndim=1)  # the device embeds it
-        B, eps, p = token.shape[0], c.layer_norm_epsilon, self.p
-        if getattr(self, "ws", None) is None:
+        B, eps = token.shape[0], c.layer_norm_epsilon
+        if self.ws is None:
             self._workspace(B)
         ws = self.ws
         dev.set_column(self.key_ok, t, 1)
         self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
-        x = dev.embed(self.ids, p["wte.weight"], out=ws["x"])  # [B, C]
-        for i in range(c.n_layers):  # five launches a layer: norms, GELU and residuals ride in the matvecs,
-            # the cache write in the attention
-            pre = f"blocks.{i}."
-            qkv = dev.fused_linear(x, p[pre + "attn.Wqkv.weight"], p.get(pre + "attn.Wqkv.bias"),
-                                   ln=(p[pre + "norm_1.weight"], p.get(pre + "norm_1.bias")), eps=eps, out=ws["qkv"])
+        x = dev.embed(self.ids, self.w["wte"], out=ws["x"])  # [B, C]
+        for i, w in enumerate(self.w["blocks"]):  # five launches a layer: norms, GELU and residuals ride in the
+            # matvecs, the cache write in the attention
+            qkv = dev.fused_linear(x, *w["Wqkv"], ln=w["norm_1"], eps=eps, out=ws["qkv"])
             ctx = dev.decode_attention(qkv, self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
                                        out=ws["ctx"])
-            x = dev.fused_linear(ctx, p[pre + "attn.out_proj.weight"], p.get(pre + "attn.out_proj.bias"), resid=x,
-                                 out=ws["proj"])
-            act = dev.fused_linear(x, p[pre + "ffn.up_proj.weight"], p.get(pre + "ffn.up_proj.bias"),
-                                   ln=(p[pre + "norm_2.weight"], p.get(pre + "norm_2.bias")), eps=eps, gelu=True,
-                                   out=ws["act"])
-            x = dev.fused_linear(act, p[pre + "ffn.down_proj.weight"], p.get(pre + "ffn.down_proj.bias"), resid=x,
-                                 out=ws["x"] if x is ws["proj"] else ws["proj"])
+            x = dev.fused_linear(ctx, *w["out_proj"], resid=x, out=ws["proj"])
+            act = dev.fused_linear(x, *w["up_proj"], ln=w["norm_2"], eps=eps, gelu=True, out=ws["act"])
+            x = dev.fused_linear(act, *w["down_proj"], resid=x, out=ws["x"] if x is ws["proj"] else ws["proj"])
         self.length = t + 1
-        logits = dev.fused_linear(x, p["wte.weight"], ln=(p["norm_f.weight"], p.get("norm_f.bias")), eps=eps,
-                                  out=ws["logits"])
+        logits = dev.fused_linear(x, self.w["wte"], ln=self.w["norm_f"], eps=eps, out=ws["logits"])
         return logits.copy_to_host()
 
 
-def open_session(config, params, features, batch, total_len):
-    """The kernel set's decode_session (reference/kernels.py): a device-resident session, or None."""
-    return DecodeSession(config, params, features, batch, total_len) if supports(config, features) else None
+CUDA_BACKEND = Backend("cuda", CUDA, mpnet_encoder=EncoderStack, mpt_decoder=DecoderStack)

@@ -3,7 +3,6 @@
 | kernel here                     | NumPy twin                | strategy                                                |
 |---------------------------------|---------------------------|---------------------------------------------------------|
 | ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
-| ``linears``                     | ``ops.linear`` each       | one GEMM for weights packed as one block (q, k, v)      |
 | ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
 | ``add_layer_norm``              | ``layer_norm(x + r)``     | the same, the residual added as the row is read         |
 | ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
@@ -12,7 +11,8 @@
 | ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
 | ``linear`` on bf16 weights      | ``ops.linear`` on widened | the same matvec, each weight widened as it is read      |
 
-Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
+Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks). numba_stacks.py
+composes them into whole MPNet layers, MPT blocks and the decode step.
 ``fastmath`` is limited to reassociation and contraction flags so that -inf and NaN still behave.
 """
 
@@ -159,32 +159,6 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
     elif bias is not None:
         out += bias
     return out.reshape(lead + (weight.shape[0],))
-
-
-def _one_block(parts):
-    """The array whose consecutive rows the parts are, in order (as mpnet.pack_qkv stores q, k, v),
-    or None when they are separate arrays."""
-    block = parts[0].base
-    if block is None or not block.flags.c_contiguous or any(p.base is not block for p in parts):
-        return None
-    address = block.__array_interface__["data"][0]
-    for p in parts:
-        if not p.flags.c_contiguous or p.__array_interface__["data"][0] != address:
-            return None
-        address += p.nbytes
-    return block if address == block.__array_interface__["data"][0] + block.nbytes else None
-
-
-def linears(x, weights, biases):  # [..., I], [O_k, I], [O_k] -> one [..., O_k] per k
-    """Twin of [ops.linear(x, w, b) ...]: one GEMM when the weights (and biases) are consecutive rows
-    of one array; the results are then column blocks (views) of its output."""
-    weight_block = _one_block(weights)
-    bias_block = None if any(b is None for b in biases) else _one_block(biases)
-    if weight_block is None or bias_block is None:
-        return [linear(x, w, b) for w, b in zip(weights, biases)]
-    out = linear(x, weight_block, bias_block)
-    ends = np.cumsum([w.shape[0] for w in weights])
-    return [out[..., end - w.shape[0]:end] for w, end in zip(weights, ends)]
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -477,7 +451,7 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     return ctx.transpose(0, 2, 1, 3), probs
 
 
-NUMBA = Kernels("numba", linear, layer_norm, gelu, attention, linear_gelu, add_layer_norm, linears)
+NUMBA = Kernels("numba", linear, layer_norm, gelu, attention)
 
 
 # ----------------------------------------------------------------------------- decode step

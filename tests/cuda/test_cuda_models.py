@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -16,7 +15,7 @@ from conformance.checks import check_golden  # noqa: E402
 from conformance.compare import compare  # noqa: E402
 from conformance.golden import iter_cases  # noqa: E402
 from conformance.tolerances import tolerance_for  # noqa: E402
-from reference import mpt  # noqa: E402
+from reference import mpt_model as mpt  # noqa: E402
 
 CONFIG = dict(model_type="mpt", d_model=8, n_heads=2, n_layers=2, vocab_size=20, max_seq_len=24)
 
@@ -68,36 +67,62 @@ MPNET = dict(model_type="mpnet", vocab_size=30, hidden_size=8, num_hidden_layers
 
 
 def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
-    """With nothing asked per layer, every MPNet layer runs with its activations on the device
-    (cuda_backend.encoder_stack); with hidden states asked for, layer by layer. Both equal NumPy."""
-    from reference import mpnet
-    from reference.backends import cuda_backend
+    """Every MPNet layer runs on the device (cuda_backend.EncoderStack), with the final outputs only
+    and with every layer's hidden state and attention map downloaded; both equal NumPy. A head mask
+    is outside the kernels: the stack then runs mpnet.encoder."""
+    from reference import mpnet, mpnet_model
+    from reference.backends import cuda_ops
 
-    c = mpnet.MPNetConfig.from_dict(MPNET)
+    c = mpnet_model.MPNetConfig.from_dict(MPNET)
     rng = np.random.default_rng(3)
     w = {k: (rng.normal(0, 0.3, s) + (1.0 if "LayerNorm.weight" in k else 0.0)).astype(np.float32)
-         for k, s in mpnet.param_shapes(c, "base").items()}
+         for k, s in mpnet_model.param_shapes(c, "base").items()}
     ids = np.array([[0, 5, 6, 7, 8, 2], [0, 9, 2, 1, 1, 1]])
     mask = (ids != 1).astype(np.int64)
-    want = reference.build(MPNET, w).forward(ids, attention_mask=mask, output_hidden_states=True)
+    want = reference.build(MPNET, w)(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
     model = reference.build(MPNET, w, backend="cuda")
-    calls = []
-    real = cuda_backend.encoder_stack
+    launches = []
+    real = cuda_ops.attention
 
-    def spy(*args):
-        calls.append(1)
-        return real(*args)
+    def spy(*args, **kwargs):
+        launches.append(1)
+        return real(*args, **kwargs)
 
-    model.kernels = dataclasses.replace(model.kernels, encoder_stack=spy)
-    got = model(ids, attention_mask=mask)
-    assert calls, "the device-resident encoder was not used"
+    cuda_ops.attention = spy
+    try:
+        got = model(ids, attention_mask=mask)
+        assert len(launches) == c.num_hidden_layers, "the device-resident encoder was not used"
+        per_layer = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        assert len(launches) == 2 * c.num_hidden_layers, "per-layer outputs also run on the device"
+        model(ids, attention_mask=mask, head_mask=np.ones(2, np.float32))
+        assert len(launches) == 2 * c.num_hidden_layers, "a head mask runs mpnet.encoder"
+    finally:
+        cuda_ops.attention = real
     for name in ("last_hidden_state", "pooler_output"):
         diff = np.abs(getattr(got, name) - getattr(want, name)).max()
         assert diff <= 2e-5, f"{name}: max abs error {diff:.3g} (atol 2e-5)"
-    per_layer = model(ids, attention_mask=mask, output_hidden_states=True)
-    assert len(calls) == 1, "hidden states were asked for: the layers must run one by one"
-    diff = np.abs(per_layer.hidden_states[1] - want.hidden_states[1]).max()
-    assert diff <= 2e-5, f"layer 1 hidden state: max abs error {diff:.3g} (atol 2e-5)"
+    for name, array in want.to_dict().items():
+        diff = np.abs(per_layer.to_dict()[name] - array).max()
+        assert diff <= 2e-5, f"{name}: max abs error {diff:.3g} (atol 2e-5)"
+    assert callable(mpnet.encoder)
+
+
+def test_mpt_decoder_stack_runs_on_the_device_and_equals_numpy():
+    """A plain MPT forward runs its blocks on the device (cuda_backend.DecoderStack), presents and
+    per-layer outputs included; a past passed in runs mpt.decoder. All equal NumPy."""
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    mask = (ids != 0).astype(np.int64)
+    w = weights()
+    outs = []
+    for backend in ("numpy", "cuda"):
+        model = reference.build(CONFIG, w, task="causal-lm", backend=backend)
+        first = model(ids, attention_mask=mask, use_cache=True, output_hidden_states=True, output_attentions=True)
+        mask2 = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
+        second = model(np.array([[9], [10]]), past_key_values=first.past_key_values, attention_mask=mask2)
+        outs.append({**first.to_dict(), "next": second.logits})
+    for name, array in outs[0].items():
+        diff = np.abs(outs[1][name] - array).max()
+        assert diff <= 2e-5, f"{name}: max abs error {diff:.3g} (atol 2e-5)"
 
 
 # On a GPU only: in the simulator, test_mpnet_encoder_runs_device_resident_and_equals_numpy covers this path.
@@ -107,7 +132,7 @@ MPNET_CASES = [] if SIMULATED else [c for c in CUDA_CASES if c.family == "mpnet"
 @pytest.mark.parametrize("case", MPNET_CASES, ids=[c.id for c in MPNET_CASES])
 def test_mpnet_golden_outputs_without_per_layer_outputs(case):
     """The golden cases ask for every layer's hidden states, so they run layer by layer; asked again
-    without them, the cuda backend keeps all layers on the device (encoder_stack), and the final
+    without them, the cuda backend downloads only the last hidden state (EncoderStack), and the final
     outputs must still match upstream's."""
     options = {**case.options, "profile": case.profile, "output_hidden_states": False, "output_attentions": False}
     impl = ReferenceImplementation("cuda")
