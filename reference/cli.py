@@ -1,8 +1,9 @@
 """Command line: ``python -m reference <command> --model PATH ...`` (also installed as ``mpnet-mpt``).
 
     inspect   config, parameter count, dtypes and the profile features that are on
-    embed     sentence embeddings (mean pooling and L2 normalisation, or what the checkpoint's
-              sentence-transformers files say)
+    embed     sentence embeddings of texts or of a file of them (--input, --output .npy): batched by
+              length, mean pooling and L2 normalisation, or what the checkpoint's
+              sentence-transformers files say
     ner       token classification: words with their labels (word pieces merged)
     qa        extractive question answering: the answer span, its score and character offsets
     generate  MPT text generation, streamed (greedy by default; --sample for sampling)
@@ -91,40 +92,34 @@ def cmd_inspect(args):
     emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
-def pooling_rules(path):
-    """sentence-transformers files, when present: (mode, normalise); default mean pooling + L2."""
-    mode, normalise = "mean", True
-    modules = os.path.join(path, "modules.json")
-    if os.path.isfile(modules):
-        with open(modules) as f:
-            entries = json.load(f)
-        normalise = any(e.get("type", "").endswith("Normalize") for e in entries)
-        for e in entries:
-            pooling = os.path.join(path, e.get("path", ""), "config.json")
-            if e.get("type", "").endswith("Pooling") and os.path.isfile(pooling):
-                with open(pooling) as f:
-                    cfg = json.load(f)
-                mode = "cls" if cfg.get("pooling_mode_cls_token") else ("max" if cfg.get("pooling_mode_max_tokens") else "mean")
-    return mode, normalise
-
-
 def cmd_embed(args):
+    from .embedding import embed_corpus, max_seq_length, pooling_rules, read_texts
+
+    if bool(args.texts) == bool(args.input):
+        raise CliError("embed takes texts on the command line or --input FILE, not both or neither")
+    if args.input and not args.output:
+        raise CliError("embed --input needs --output FILE.npy")
+    texts = read_texts(args.input, args.field) if args.input else args.texts
+    if not texts:
+        raise CliError(f"{args.input}: no texts")
     model, tok = load(args, "base"), tokenizer(args)
-    batch = tok.encode(args.texts)
-    hidden = model(**batch).last_hidden_state  # [B, S, C]
-    mask = batch["attention_mask"][..., None].astype(hidden.dtype)
     mode, normalise = pooling_rules(args.model)
-    if mode == "cls":
-        vectors = hidden[:, 0]
-    elif mode == "max":
-        vectors = np.where(mask > 0, hidden, -np.inf).max(axis=1)
-    else:
-        vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-    if normalise:
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    max_length = args.max_length or max_seq_length(args.model, model.config.max_position_embeddings)
+    started = time.perf_counter()
+    with Progress(len(texts), "embedding", force=False) as bar:
+        vectors = embed_corpus(model, tok.backend, texts, args.batch_size, max_length, mode, normalise,
+                               on_batch=bar.update)
+    seconds = time.perf_counter() - started
+    if args.output:
+        np.save(args.output, vectors)
+        info = {"written": args.output, "texts": len(texts), "dims": vectors.shape[1], "pooling": mode,
+                "normalized": normalise, "max_length": max_length, "sentences_per_second": len(texts) / seconds}
+        emit(args, info, f"wrote {len(texts)} x {vectors.shape[1]} embeddings to {args.output} "
+                         f"({mode} pooling{', L2-normalised' if normalise else ''}; {len(texts) / seconds:.1f} sentences/s)")
+        return
     data = {"pooling": mode, "normalized": normalise, "embeddings": vectors.tolist()}
     text = "\n".join(f"{t!r}: [{', '.join(f'{v:.4f}' for v in vec[:6])}, ...] ({len(vec)} dims)"
-                     for t, vec in zip(args.texts, vectors))
+                     for t, vec in zip(texts, vectors))
     emit(args, data, text)
 
 
@@ -247,7 +242,15 @@ def parser():
         return c
 
     command("inspect", cmd_inspect, "describe a checkpoint")
-    command("embed", cmd_embed, "sentence embeddings").add_argument("texts", nargs="+")
+    emb = command("embed", cmd_embed, "sentence embeddings of texts, or of a file of them (one per line or JSONL)")
+    emb.add_argument("texts", nargs="*")
+    emb.add_argument("--input", help="a file of texts: one per line, or .jsonl (strings or objects with --field)")
+    emb.add_argument("--field", default="text", help="the JSONL field holding the text (default: text)")
+    emb.add_argument("--output", help="where --input's embeddings go: a .npy file, one row per text, in input order")
+    emb.add_argument("--batch-size", type=int, default=32, help="texts per forward, batched by length (default 32)")
+    emb.add_argument("--max-length", type=int,
+                     help="tokens per text, <s> and </s> included (default: sentence_bert_config.json, else the "
+                          "position table)")
     command("ner", cmd_ner, "label the words of a text").add_argument("text")
     qa = command("qa", cmd_qa, "answer a question from a context")
     qa.add_argument("--question", required=True)

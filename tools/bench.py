@@ -147,6 +147,83 @@ def bench_decode(repeats, threads):
     return interleaved_times(runs, repeats)
 
 
+# ------------------------------------------------------------------------- machine limits
+
+
+def encode_flops():
+    """Multiply-adds x 2 of one encode workload: the projections and the MLP per token, the two
+    attention products per (query, key) pair; the embeddings and norms are noise beside them."""
+    C, I, L = ENCODER["hidden_size"], ENCODER["intermediate_size"], ENCODER["num_hidden_layers"]
+    tokens = ENC_BATCH * ENC_LEN
+    return 2 * L * (tokens * (4 * C * C + 2 * C * I) + 2 * ENC_BATCH * ENC_LEN * ENC_LEN * C)
+
+
+def decode_weight_bytes(bytes_per_weight):
+    """What one decode step streams: every block matrix and the tied head (wte), at this storage."""
+    C, L, V = DECODER["d_model"], DECODER["n_layers"], DECODER["vocab_size"]
+    return (L * 12 * C * C + V * C) * bytes_per_weight
+
+
+# Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block; CTranslate2's
+# int8 has one float scale per row (under 0.6% here, left out).
+STORAGE_BYTES = {"fp32": 4, "f32": 4, "bf16": 2, "q8_0": 34 / 32, "int8": 1}
+
+
+def machine_limits(threads):
+    """This machine's measured bounds: numpy's sgemm (2048^3) in GFLOP/s, a STREAM-style triad
+    (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of the fp32 and bf16 decode
+    weights (a parallel sum: what a decode step at best moves; a buffer near the L3's size is partly
+    served from it, as the weights are)."""
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=False)
+    def triad(a, b, c, s):
+        for i in prange(a.shape[0]):
+            a[i] = b[i] + s * c[i]
+
+    @njit(parallel=True, fastmath=True, cache=False)
+    def read(x):
+        total = 0.0
+        for i in prange(x.shape[0]):
+            total += x[i]
+        return total
+
+    def best(fn, repeats=5):
+        fn()
+        return min(timed(fn) for _ in range(repeats))
+
+    a = np.ones((2048, 2048), np.float32)
+    sgemm = 2 * 2048 ** 3 / best(lambda: a @ a) / 1e9
+    n = 64 << 20  # 3 x 256 MiB: beyond any cache
+    x, y, z = (np.ones(n, np.float32) for _ in range(3))
+    triad_gbs = 3 * 4 * n / best(lambda: triad(x, y, z, np.float32(2.0))) / 1e9
+    del x, y, z
+    reads = {}
+    for storage in ("fp32", "bf16"):
+        buf = np.ones(int(decode_weight_bytes(STORAGE_BYTES[storage]) // 4), np.float32)
+        reads[storage] = buf.nbytes / best(lambda buf=buf: read(buf)) / 1e9
+    return {"sgemm_gflops": sgemm, "triad_gbs": triad_gbs, "read_gbs": reads, "threads": threads}
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def cpu_model():
+    """The CPU model and the vector flags that matter here, as lscpu / /proc/cpuinfo give them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
+    return f"{name} ({os.cpu_count()} CPUs; {' '.join(wanted) or 'no AVX2'})"
+
+
 # --------------------------------------------------------------------------- child processes
 
 
@@ -207,6 +284,59 @@ def child_first_token(backend):
     print(json.dumps({"first_token_s": now - start_model, "including_imports_s": now - start}))
 
 
+def corpus(n=512, seed=3):
+    """Texts for the embedding workload: n sentences of 4 to 120 words (w0 w1 ... of the demo
+    vocabulary), lengths spread as in a typical retrieval corpus (many short, a long tail)."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(3.0, 0.7, n).astype(int), 4, 120)
+    return [" ".join(f"w{w}" for w in rng.integers(0, 30000, k)) for k in lengths]
+
+
+ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the bandwidth bound)
+    "encode": (["numba", "onnxruntime", "hf-torch-encode"], "onnxruntime", {}),
+    "decode": (["numba-fp32", "llama.cpp-f32", "ctranslate2-float32", "numba-bf16", "llama.cpp-bf16",
+                "llama.cpp-q8_0", "ctranslate2-int8", "hf-torch-decode"], "llama.cpp-f32",
+               {"numba-fp32": "fp32", "llama.cpp-f32": "fp32", "ctranslate2-float32": "fp32", "hf-torch-decode": "fp32",
+                "numba-bf16": "bf16", "llama.cpp-bf16": "bf16", "llama.cpp-q8_0": "q8_0", "ctranslate2-int8": "int8"}),
+    "embed": (["numba-embed", "sentence-transformers"], "sentence-transformers", {}),
+}
+
+
+def engine_table(workload, out, threads, repeats, limits):
+    """Every column in a process of its own, round-robin over the repeats (tools/bench_engines.py run)."""
+    columns, anchor, storage = ENGINE_COLUMNS[workload]
+    times = {c: [] for c in columns}
+    script = os.path.join(os.path.dirname(__file__), "bench_engines.py")
+    for _ in range(repeats):
+        for c in columns:
+            res = subprocess.run([sys.executable, script, "run", c, out, "--threads", str(threads)], capture_output=True,
+                                 text=True)
+            if res.returncode != 0:
+                print(f"  {c}: failed ({res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode})")
+                columns = [x for x in columns if x != c]
+                continue
+            times[c] += json.loads(res.stdout.strip().splitlines()[-1])["times"]
+    times = {c: t for c, t in times.items() if t}
+    if anchor not in times:
+        anchor = next(iter(times))
+    per = {"encode": ENC_BATCH, "decode": NEW_TOKENS, "embed": len(corpus())}[workload]
+    unit = {"encode": "seq/s", "decode": "tokens/s", "embed": "sentences/s"}[workload]
+    base = statistics.median(times[anchor])
+    print(f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {'of bound':>9}   runs")
+    for c, t in times.items():
+        m = statistics.median(t)
+        if workload == "encode":
+            bound = f"{encode_flops() / m / 1e9 / limits['sgemm_gflops']:.0%}"  # of numpy's sgemm GFLOP/s
+        elif workload == "decode":
+            s = storage[c]
+            read = limits["read_gbs"].get(s, limits["read_gbs"]["bf16"] if s in ("q8_0", "int8") else None)
+            bound = f"{decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9 / read:.0%}"
+        else:
+            bound = "-"
+        ratio = base / m
+        print(f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}   {', '.join(f'{x:.3f}' for x in t)}")
+
+
 def run_child(*args):
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -227,16 +357,34 @@ def report(title, rows, unit, per):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=["encode", "decode", "all"], default="all")
+    parser.add_argument("--workload", choices=["encode", "decode", "embed", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--engines", metavar="DIR", help="also run the anchor engines on the models that "
+                        "tools/bench_engines.py prepare wrote to DIR (benchmark environment: tools/bench_env.sh)")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
         return {"memory": child_decode_memory, "base": child_base_memory, "first-token": child_first_token}[kind](*rest)
-    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    if args.engines:
+        print(f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating rounds, "
+              "each column in a process of its own")
+        limits = machine_limits(args.threads)
+        print(f"limits: numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad {limits['triad_gbs']:.1f} GB/s; "
+              f"read over the decode weights' size: fp32 {limits['read_gbs']['fp32']:.1f} GB/s, "
+              f"bf16 {limits['read_gbs']['bf16']:.1f} GB/s")
+        for workload in ("encode", "decode", "embed") if args.workload == "all" else (args.workload,):
+            what = {"encode": f"MPNet-base encode {ENC_BATCH} x {ENC_LEN} (of bound: of numpy's sgemm rate, "
+                              f"{encode_flops() / 1e9:.0f} GFLOP a run)",
+                    "decode": f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (of bound: weight bytes "
+                              "streamed per second over the read bandwidth of a buffer their size)",
+                    "embed": f"sentence embedding, {len(corpus())} texts of 4-120 words, batch 32, max length 384"}
+            print(f"\n{what[workload]}")
+            engine_table(workload, args.engines, args.threads, args.repeats, limits)
+        return
+    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
     print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
     if args.workload in ("encode", "all"):
         report(f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over hf-torch: its time / ours)",

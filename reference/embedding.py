@@ -1,0 +1,116 @@
+"""Sentence embeddings of a corpus, the way users of all-mpnet-base-v2 make them.
+
+sentence-transformers runs a checkpoint's modules in order (Transformer -> Pooling -> Normalize)
+over batches of texts sorted by length, so that each batch pads to nearly its own longest text,
+and returns the vectors in input order. ``embed_corpus`` does the same with this project's
+models: tokenize everything once (truncated to the checkpoint's max_seq_length), sort by token
+count, run batch after batch, pool (mean over real tokens, the <s> vector, or max, as the
+checkpoint's Pooling config says), L2-normalise where it has a Normalize module, and put each
+vector back at its text's row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def pooling_rules(path):
+    """sentence-transformers files, when present: (mode, normalise); default mean pooling + L2."""
+    mode, normalise = "mean", True
+    modules = os.path.join(path, "modules.json")
+    if os.path.isfile(modules):
+        with open(modules) as f:
+            entries = json.load(f)
+        normalise = any(e.get("type", "").endswith("Normalize") for e in entries)
+        for e in entries:
+            pooling = os.path.join(path, e.get("path", ""), "config.json")
+            if e.get("type", "").endswith("Pooling") and os.path.isfile(pooling):
+                with open(pooling) as f:
+                    cfg = json.load(f)
+                if cfg.get("pooling_mode_cls_token"):
+                    mode = "cls"
+                elif cfg.get("pooling_mode_max_tokens"):
+                    mode = "max"
+    return mode, normalise
+
+
+def max_seq_length(path, max_position_embeddings):
+    """sentence_bert_config.json's max_seq_length, else what the position table holds (MPNet's
+    positions start at 2, so max_position_embeddings - 2 tokens fit)."""
+    limit = max_position_embeddings - 2
+    config = os.path.join(path, "sentence_bert_config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            limit = min(limit, int(json.load(f).get("max_seq_length", limit)))
+    return limit
+
+
+def pool(hidden, mask, mode, normalise):  # [B, S, C], [B, S] -> [B, C]
+    """Mean over the real tokens, the <s> vector, or the max over real tokens; then L2 (eps 1e-12)."""
+    m = mask[..., None].astype(hidden.dtype)
+    if mode == "cls":
+        vectors = hidden[:, 0]
+    elif mode == "max":
+        vectors = np.where(m > 0, hidden, -np.inf).max(axis=1)
+    else:
+        vectors = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+    if normalise:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    return vectors
+
+
+def read_texts(path, field="text"):
+    """One text per line, or JSON lines (.jsonl / .ndjson): each a string or an object with ``field``."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not path.endswith((".jsonl", ".ndjson")):
+        return lines
+    texts = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
+        text = item.get(field) if isinstance(item, dict) else item
+        if not isinstance(text, str):
+            raise ValueError(f"{path}:{number}: expected a string or an object with a string {field!r} field")
+        texts.append(text)
+    return texts
+
+
+def batches_by_length(lengths, batch_size):  # [N] -> lists of row indices
+    """Rows sorted by token count, longest first (sentence-transformers' order), cut into batches."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def embed_corpus(model, tokenizer, texts, batch_size=32, max_length=512, mode="mean", normalise=True,
+                 on_batch=None):  # N texts -> [N, C] float32, in input order
+    """tokenizer: a ``tokenizers.Tokenizer`` (reference.tokenizer.Tokenizer(...).backend).
+    on_batch(n) is called after each batch with its number of texts (a progress bar)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")
+    tokenizer.enable_truncation(max_length)  # special tokens kept: <s> ... </s> fit in max_length
+    ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    pad = tokenizer.token_to_id("<pad>")
+    pad = 1 if pad is None else pad
+    out = np.zeros((len(ids), model.config.hidden_size), np.float32)
+    for rows in batches_by_length([len(i) for i in ids], batch_size):
+        S = len(ids[rows[0]])  # the longest in this batch
+        batch = np.full((len(rows), S), pad, np.int64)
+        mask = np.zeros((len(rows), S), np.int64)
+        for j, row in enumerate(rows):
+            batch[j, :len(ids[row])] = ids[row]
+            mask[j, :len(ids[row])] = 1
+        hidden = model(batch, attention_mask=mask).last_hidden_state  # [B, S, C]
+        out[rows] = pool(hidden, mask, mode, normalise)
+        if on_batch is not None:
+            on_batch(len(rows))
+    return out

@@ -1,0 +1,296 @@
+"""The anchors of tools/bench.py: the same models in the engines users pick instead (benchmark environment only).
+
+    python tools/bench_engines.py prepare DIR     # write the models, exports and conversions into DIR
+    python tools/bench_engines.py run ENGINE DIR --threads 2 --repeats 3    # one engine, timed (JSON)
+
+``prepare`` builds, from the random weights tools/bench.py uses (same shapes, same seed):
+  mpnet/           an HF MPNet-base directory (config, safetensors, a WordPiece tokenizer.json of its
+                   vocabulary, sentence-transformers' modules.json / pooling config)
+  mpnet.onnx       torch.onnx.export of transformers' MPNetModel (input_ids, attention_mask ->
+                   last_hidden_state), as users export it for ONNX Runtime
+  mpt/             an HF MPT-125M directory (with a word-level tokenizer of its vocabulary, t0 t1 ...)
+  mpt-f32.gguf, mpt-bf16.gguf, mpt-q8_0.gguf
+                   the same MPT as llama.cpp reads it: arch "mpt", fused qkv, tied output, ALiBi
+                   max bias 8, written with the gguf package (the f32 and bf16 tensors bit for bit,
+                   q8_0 with gguf's own quantizer: blocks of 32 weights, one fp16 scale each)
+  mpt-ct2-float32/, mpt-ct2-int8/
+                   CTranslate2's conversion of the HF directory (ctranslate2.converters)
+
+``run`` times one engine on the bench workload in this process, after a warm-up, and prints
+{"times": [...]} (seconds per workload run). tools/bench.py --engines DIR starts it once per round,
+alternating with the other columns, so every engine runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench  # noqa: E402  (the workload shapes and the random weights)
+
+# ------------------------------------------------------------------------------------ prepare
+
+
+def write_hf_dir(family, target: Path):
+    from safetensors.numpy import save_file
+
+    config = bench.ENCODER if family == "mpnet" else bench.DECODER
+    task = "base" if family == "mpnet" else "causal-lm"
+    weights = bench.random_weights(family, config, task)
+    prefix = "" if family == "mpnet" else "transformer."  # the names transformers saves for these classes
+    named = {(k if k.startswith("lm_head") else prefix + k): v for k, v in weights.items()}
+    target.mkdir(parents=True, exist_ok=True)
+    save_file(named, str(target / "model.safetensors"))
+    architectures = ["MPNetModel"] if family == "mpnet" else ["MptForCausalLM"]
+    (target / "config.json").write_text(json.dumps({**config, "architectures": architectures}))
+    return weights
+
+
+def write_wordpiece_tokenizer(target: Path, vocab_size: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]"] + [f"w{i}" for i in range(vocab_size - 4)]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.save(str(target / "tokenizer.json"))
+    (target / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (target / "1_Pooling").mkdir(exist_ok=True)
+    (target / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 768,
+                                                                  "pooling_mode_mean_tokens": True}))
+    (target / "2_Normalize").mkdir(exist_ok=True)
+    (target / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 384, "do_lower_case": False}))
+    (target / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "MPNetTokenizerFast", "model_max_length": 512, "bos_token": "<s>", "eos_token": "</s>",
+        "cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "[UNK]", "mask_token": "<mask>"}))
+
+
+def write_wordlevel_tokenizer(target: Path, vocab_size: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(target / "tokenizer.json"))
+    (target / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "t0", "eos_token": "t0", "unk_token": "t0"}))
+
+
+def export_onnx(mpnet_dir: Path, path: Path):
+    import torch
+    import transformers
+
+    model = transformers.MPNetModel.from_pretrained(str(mpnet_dir)).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    ids = torch.ones((2, 16), dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(Encoder().eval(), (ids, torch.ones_like(ids)), str(path), dynamo=False, opset_version=17,
+                      input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                      dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes})
+
+
+def write_gguf(weights, path: Path, kind: str):
+    """MPT as llama.cpp's "mpt" architecture reads it (llama.cpp's MPT graph: LayerNorm, fused qkv,
+    ALiBi, GELU MLP, tied output). No vocabulary (tokenizer model "none"): the bench feeds token ids."""
+    import gguf
+
+    c = bench.DECODER
+    w = gguf.GGUFWriter(str(path), "mpt")
+    w.add_context_length(c["max_seq_len"])
+    w.add_embedding_length(c["d_model"])
+    w.add_block_count(c["n_layers"])
+    w.add_feed_forward_length(4 * c["d_model"])
+    w.add_head_count(c["n_heads"])
+    w.add_layer_norm_eps(1e-5)
+    w.add_max_alibi_bias(8.0)
+    w.add_tokenizer_model("none")
+    w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind])
+    names = {"wte.weight": "token_embd.weight", "norm_f.weight": "output_norm.weight"}
+    per_block = {"norm_1.weight": "attn_norm.weight", "attn.Wqkv.weight": "attn_qkv.weight",
+                 "attn.out_proj.weight": "attn_output.weight", "norm_2.weight": "ffn_norm.weight",
+                 "ffn.up_proj.weight": "ffn_up.weight", "ffn.down_proj.weight": "ffn_down.weight"}
+    for i in range(c["n_layers"]):
+        names.update({f"blocks.{i}.{k}": f"blk.{i}.{v}" for k, v in per_block.items()})
+    quant = {"f32": gguf.GGMLQuantizationType.F32, "bf16": gguf.GGMLQuantizationType.BF16,
+             "q8_0": gguf.GGMLQuantizationType.Q8_0}[kind]
+    for name, gname in names.items():
+        data = np.ascontiguousarray(weights[name], np.float32)
+        if data.ndim == 1 or kind == "f32":
+            w.add_tensor(gname, data)
+        else:
+            w.add_tensor(gname, gguf.quants.quantize(data, quant), raw_dtype=quant)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
+    import ctranslate2
+
+    ctranslate2.converters.TransformersConverter(str(mpt_dir)).convert(str(target), quantization=quantization,
+                                                                       force=True)
+
+
+def prepare(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    write_hf_dir("mpnet", out / "mpnet")
+    write_wordpiece_tokenizer(out / "mpnet", bench.ENCODER["vocab_size"])
+    export_onnx(out / "mpnet", out / "mpnet.onnx")
+    print("wrote", out / "mpnet", out / "mpnet.onnx", flush=True)
+    weights = write_hf_dir("mpt", out / "mpt")
+    write_wordlevel_tokenizer(out / "mpt", bench.DECODER["vocab_size"])
+    for kind in ("f32", "bf16", "q8_0"):
+        write_gguf(weights, out / f"mpt-{kind}.gguf", kind)
+        print("wrote", out / f"mpt-{kind}.gguf", flush=True)
+    for q in ("float32", "int8"):
+        convert_ct2(out / "mpt", out / f"mpt-ct2-{q}", q)
+        print("wrote", out / f"mpt-ct2-{q}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------- run
+
+
+def prompt_ids():
+    return np.random.default_rng(2).integers(0, bench.DECODER["vocab_size"], (1, bench.PROMPT))
+
+
+def encode_ids():
+    return np.random.default_rng(1).integers(3, bench.ENCODER["vocab_size"], (bench.ENC_BATCH, bench.ENC_LEN))
+
+
+def runner(engine, out: Path, threads):
+    """A no-argument function running the workload once on ``engine``."""
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(out / "mpnet.onnx"), options, providers=["CPUExecutionProvider"])
+        feed = {"input_ids": encode_ids(), "attention_mask": np.ones((bench.ENC_BATCH, bench.ENC_LEN), np.int64)}
+        return lambda: session.run(None, feed)
+    if engine.startswith("llama.cpp-"):
+        import llama_cpp
+
+        llm = llama_cpp.Llama(str(out / f"mpt-{engine.split('-', 1)[1]}.gguf"), n_ctx=bench.PROMPT + bench.NEW_TOKENS + 8,
+                              n_threads=threads, n_threads_batch=threads, n_batch=bench.PROMPT, verbose=False)
+        prompt = [int(t) for t in prompt_ids()[0]]
+
+        def greedy():  # as llama.cpp's own greedy sampler: argmax of the last logits, one token per eval
+            llm.reset()
+            llm.eval(prompt)
+            for _ in range(bench.NEW_TOKENS):
+                llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+        return greedy
+    if engine.startswith("ctranslate2-"):
+        import ctranslate2
+
+        kind = engine.split("-", 1)[1]
+        generator = ctranslate2.Generator(str(out / f"mpt-ct2-{kind}"), device="cpu", compute_type=kind,
+                                          intra_threads=threads, inter_threads=1)
+        tokens = [f"t{i}" for i in prompt_ids()[0]]
+        return lambda: generator.generate_batch([tokens], max_length=bench.NEW_TOKENS, min_length=bench.NEW_TOKENS,
+                                                sampling_topk=1, include_prompt_in_result=False)
+    if engine.startswith("numba"):  # this project: numba (encode), numba-fp32 / numba-bf16 (decode), numba-embed
+        import reference
+        from reference.backends.numba_cpu import tune_process
+
+        tune_process()
+        if engine == "numba":
+            model = reference.from_pretrained(str(out / "mpnet"), backend="numba")
+            ids = encode_ids()
+            return lambda: model(ids)
+        if engine == "numba-embed":
+            from reference.embedding import embed_corpus
+            from reference.tokenizer import Tokenizer
+
+            model, tok = reference.from_pretrained(str(out / "mpnet"), backend="numba"), Tokenizer(str(out / "mpnet"))
+            texts = bench.corpus()
+            return lambda: embed_corpus(model, tok.backend, texts, batch_size=32, max_length=384)
+        storage = engine.split("-", 1)[1]
+        model = reference.from_pretrained(str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage)
+        ids = prompt_ids()
+        return lambda: model.generate(ids, max_new_tokens=bench.NEW_TOKENS)
+    if engine.startswith("hf-torch"):
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        if engine == "hf-torch-encode":
+            model = transformers.MPNetModel.from_pretrained(str(out / "mpnet")).eval()
+            ids = torch.from_numpy(encode_ids())
+            return lambda: model(ids)
+        model = transformers.MptForCausalLM.from_pretrained(str(out / "mpt")).eval()
+        ids = torch.from_numpy(prompt_ids())
+        kw = dict(max_new_tokens=bench.NEW_TOKENS, min_new_tokens=bench.NEW_TOKENS, do_sample=False, use_cache=True,
+                  pad_token_id=0)
+        return lambda: model.generate(ids, **kw)
+    if engine == "sentence-transformers":
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        model = SentenceTransformer(str(out / "mpnet"), device="cpu")
+        texts = bench.corpus()
+        return lambda: model.encode(texts, batch_size=32, show_progress_bar=False)
+    raise SystemExit(f"unknown engine {engine!r}")
+
+
+def run(engine, out: Path, threads, repeats):
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
+    fn = runner(engine, out, threads)
+    if engine.startswith("hf-torch") or engine == "sentence-transformers":
+        import torch
+
+        fn = (lambda f: lambda: torch.no_grad()(f)())(fn)
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"times": times}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("out", type=Path)
+    r = sub.add_parser("run")
+    r.add_argument("engine")
+    r.add_argument("out", type=Path)
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args.out)
+    else:
+        run(args.engine, args.out, args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
