@@ -36,38 +36,77 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 OUTPUT_GROUPS = ("final", "loss", "hidden_states", "attentions", "presents", "sequences")
-INPUT_FEATURES = ("attention_mask", "mask_3d", "mask_4d", "head_mask", "inputs_embeds", "position_ids", "labels",
-                  "past", "prefix_mask", "sequence_id")
-TASKS = ("base", "masked-lm", "sequence-classification", "multiple-choice", "token-classification",
-         "question-answering", "causal-lm")
+INPUT_FEATURES = (
+    "attention_mask",
+    "mask_3d",
+    "mask_4d",
+    "head_mask",
+    "inputs_embeds",
+    "position_ids",
+    "labels",
+    "past",
+    "prefix_mask",
+    "sequence_id",
+)
+TASKS = (
+    "base",
+    "masked-lm",
+    "sequence-classification",
+    "multiple-choice",
+    "token-classification",
+    "question-answering",
+    "causal-lm",
+)
 PROFILES = ("pt", "tf", "hf", "mosaic")
 DTYPES = ("fp32", "fp16", "bf16")
 LABEL_INPUTS = ("labels", "start_positions", "end_positions")
-FIELDS = ("name", "version", "target", "outputs", "tasks", "profiles", "inputs", "compute_dtype", "tuple")
+FIELDS = (
+    "name",
+    "version",
+    "target",
+    "outputs",
+    "tasks",
+    "profiles",
+    "inputs",
+    "compute_dtype",
+    "tuple",
+)
 
 
-def output_group(name: str) -> Optional[str]:
+def output_group(name: str) -> str | None:
     """The group a flat output name belongs to (None for tuple-only arrays such as tuple.2)."""
     if name.startswith("tuple."):
         return None
-    for group, prefix in (("hidden_states", "hidden_states."), ("attentions", "attentions."), ("presents", "present.")):
+    for group, prefix in (
+        ("hidden_states", "hidden_states."),
+        ("attentions", "attentions."),
+        ("presents", "present."),
+    ):
         if name.startswith(prefix):
             return group
     return name if name in ("loss", "sequences") else "final"
 
 
 def input_features(inputs: dict) -> set:
-    """The optional input features a set of named input arrays uses (input_ids is always accepted)."""
+    """The optional input features a set of named input arrays uses (input_ids is always
+    accepted)."""
     used = set()
     tokens = inputs.get("input_ids", inputs.get("inputs_embeds"))
-    token_shape = None if tokens is None else tokens.shape[:tokens.ndim - ("input_ids" not in inputs)]
+    token_shape = (
+        None if tokens is None else tokens.shape[: tokens.ndim - ("input_ids" not in inputs)]
+    )
     for name, value in inputs.items():
-        if name == "attention_mask":  # one value per token (multiple-choice: [B, C, S]), or [B, S, S] / 4D
+        if (
+            name == "attention_mask"
+        ):  # one value per token (multiple-choice: [B, C, S]), or [B, S, S] / 4D
             per_token = value.shape == token_shape or value.ndim == 2
-            used.add("attention_mask" if per_token else {3: "mask_3d", 4: "mask_4d"}.get(value.ndim, "attention_mask"))
+            used.add(
+                "attention_mask"
+                if per_token
+                else {3: "mask_3d", 4: "mask_4d"}.get(value.ndim, "attention_mask")
+            )
         elif name in LABEL_INPUTS:
             used.add("labels")
         elif name.startswith("past."):
@@ -80,17 +119,17 @@ def input_features(inputs: dict) -> set:
 @dataclass(frozen=True)
 class Capabilities:
     outputs: frozenset = frozenset(OUTPUT_GROUPS)
-    tasks: Optional[frozenset] = None  # None: every task
-    profiles: Optional[frozenset] = None  # None: every profile
+    tasks: frozenset | None = None  # None: every task
+    profiles: frozenset | None = None  # None: every profile
     inputs: frozenset = frozenset(INPUT_FEATURES)
     compute_dtype: str = "fp32"
     tuple: bool = True
-    name: Optional[str] = None
-    version: Optional[str] = None
-    target: Optional[dict] = None
+    name: str | None = None
+    version: str | None = None
+    target: dict | None = None
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "capabilities") -> "Capabilities":
+    def from_dict(cls, data: dict, where: str = "capabilities") -> Capabilities:
         """Validate a declaration (the capabilities.json layout) and say exactly what is wrong."""
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
@@ -98,14 +137,20 @@ class Capabilities:
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {unknown}; known: {list(FIELDS)}")
         kwargs = {}
-        for key, allowed in (("outputs", OUTPUT_GROUPS), ("tasks", TASKS), ("profiles", PROFILES),
-                             ("inputs", INPUT_FEATURES)):
+        for key, allowed in (
+            ("outputs", OUTPUT_GROUPS),
+            ("tasks", TASKS),
+            ("profiles", PROFILES),
+            ("inputs", INPUT_FEATURES),
+        ):
             if key in data:
                 kwargs[key] = _names(data[key], allowed, f"{where}: {key!r}")
         if "compute_dtype" in data:
             if data["compute_dtype"] not in DTYPES:
-                raise ValueError(f"{where}: 'compute_dtype' must be one of {list(DTYPES)}, "
-                                 f"got {data['compute_dtype']!r}")
+                raise ValueError(
+                    f"{where}: 'compute_dtype' must be one of {list(DTYPES)}, "
+                    f"got {data['compute_dtype']!r}"
+                )
             kwargs["compute_dtype"] = data["compute_dtype"]
         if "tuple" in data:
             if not isinstance(data["tuple"], bool):
@@ -118,15 +163,20 @@ class Capabilities:
                 kwargs[key] = data[key]
         if "target" in data:
             target = data["target"]
-            if not (isinstance(target, dict) and target.get("kind") in ("cpu", "gpu")
-                    and isinstance(target.get("device"), str)):
-                raise ValueError(f"{where}: 'target' must be {{\"kind\": \"cpu\" or \"gpu\", \"device\": \"...\"}}, "
-                                 f"got {target!r}")
+            if not (
+                isinstance(target, dict)
+                and target.get("kind") in ("cpu", "gpu")
+                and isinstance(target.get("device"), str)
+            ):
+                raise ValueError(
+                    f'{where}: \'target\' must be {{"kind": "cpu" or "gpu", "device": "..."}}, '
+                    f"got {target!r}"
+                )
             kwargs["target"] = {"kind": target["kind"], "device": target["device"]}
         return cls(**kwargs)
 
     @classmethod
-    def read(cls, path) -> "Capabilities":
+    def read(cls, path) -> Capabilities:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -135,14 +185,22 @@ class Capabilities:
         return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict:
-        return {"outputs": sorted(self.outputs), "tasks": None if self.tasks is None else sorted(self.tasks),
-                "profiles": None if self.profiles is None else sorted(self.profiles),
-                "inputs": sorted(self.inputs), "compute_dtype": self.compute_dtype, "tuple": self.tuple}
+        return {
+            "outputs": sorted(self.outputs),
+            "tasks": None if self.tasks is None else sorted(self.tasks),
+            "profiles": None if self.profiles is None else sorted(self.profiles),
+            "inputs": sorted(self.inputs),
+            "compute_dtype": self.compute_dtype,
+            "tuple": self.tuple,
+        }
 
-    def refuses(self, task=None, profile=None) -> Optional[str]:
+    def refuses(self, task=None, profile=None) -> str | None:
         """Why a task or profile is outside the declaration, or None."""
         if profile is not None and self.profiles is not None and profile not in self.profiles:
-            return f"profile {profile!r} is not declared (declared: {', '.join(sorted(self.profiles))})"
+            return (
+                f"profile {profile!r} is not declared (declared:"
+                f" {', '.join(sorted(self.profiles))})"
+            )
         if task is not None and self.tasks is not None and task not in self.tasks:
             return f"task {task!r} is not declared (declared: {', '.join(sorted(self.tasks))})"
         return None
@@ -164,13 +222,16 @@ def _names(value, allowed, where) -> frozenset:
 
 
 def capabilities_of(impl) -> Capabilities:
-    """An implementation's declaration: its ``capabilities`` attribute (object or dict), else everything."""
+    """An implementation's declaration: its ``capabilities`` attribute (object or dict), else
+    everything."""
     declared = getattr(impl, "capabilities", None)
     if declared is None:
         return Capabilities()
     if isinstance(declared, Capabilities):
         return declared
-    return Capabilities.from_dict(declared, f"{getattr(impl, 'name', 'implementation')}.capabilities")
+    return Capabilities.from_dict(
+        declared, f"{getattr(impl, 'name', 'implementation')}.capabilities"
+    )
 
 
 def count_groups(names) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import traceback
 from dataclasses import dataclass, field
-from typing import Optional
 
 from .capabilities import LABEL_INPUTS, Capabilities, capabilities_of, count_groups, output_group
 from .compare import Comparison, compare
@@ -34,16 +33,18 @@ class CheckResult:
     id: str
     status: str  # "pass", "fail", "skip" (and "xfail", "xpass" after the xfails file)
     message: str = ""
-    max_abs: Optional[float] = None
-    max_rel: Optional[float] = None
-    margin: Optional[float] = None  # worst |err| / (atol + rtol |want|): at most 1 passes
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
-    diagnosis: Optional[str] = None
+    max_abs: float | None = None
+    max_rel: float | None = None
+    margin: float | None = None  # worst |err| / (atol + rtol |want|): at most 1 passes
+    atol: float | None = None
+    rtol: float | None = None
+    diagnosis: str | None = None
     comparisons: list = field(default_factory=list)
-    not_checked: list = field(default_factory=list)  # output names the implementation does not provide
-    expected_error: Optional[dict] = None  # {"type", "message"} that upstream raised
-    raised: Optional[dict] = None  # {"type", "message"} that the implementation raised
+    not_checked: list = field(
+        default_factory=list
+    )  # output names the implementation does not provide
+    expected_error: dict | None = None  # {"type", "message"} that upstream raised
+    raised: dict | None = None  # {"type", "message"} that the implementation raised
 
     @classmethod
     def of(cls, check_id, comparisons, summary="", **extra):
@@ -52,15 +53,24 @@ class CheckResult:
         failed = [c for c in comparisons if not c.ok]
         rels = [c.max_rel for c in comparisons if c.max_rel is not None]
         worst = max(comparisons, key=lambda c: c.margin, default=Comparison("", True))
-        return cls(check_id, "fail" if failed else "pass",
-                   message="; ".join(c.describe() for c in failed[:3]) if failed else summary,
-                   max_abs=max((c.max_abs for c in comparisons), default=0.0), max_rel=max(rels, default=None),
-                   margin=worst.margin, atol=worst.atol, rtol=worst.rtol, diagnosis=diagnose(comparisons),
-                   comparisons=comparisons, **extra)
+        return cls(
+            check_id,
+            "fail" if failed else "pass",
+            message="; ".join(c.describe() for c in failed[:3]) if failed else summary,
+            max_abs=max((c.max_abs for c in comparisons), default=0.0),
+            max_rel=max(rels, default=None),
+            margin=worst.margin,
+            atol=worst.atol,
+            rtol=worst.rtol,
+            diagnosis=diagnose(comparisons),
+            comparisons=comparisons,
+            **extra,
+        )
 
 
 def forward_order(name):
-    """Outputs in forward order: hidden_states.0, attentions.0, hidden_states.1, ..., then the heads."""
+    """Outputs in forward order: hidden_states.0, attentions.0, hidden_states.1, ..., then the
+    heads."""
     m = re.fullmatch(r"(hidden_states|attentions)\.(\d+)", name)
     if m:
         return (0, int(m.group(2)), 0 if m.group(1) == "hidden_states" else 1)
@@ -78,7 +88,7 @@ def where(name) -> str:
     return f" (the attention probabilities of layer {index + 1})"
 
 
-def diagnose(comparisons: list[Comparison]) -> Optional[str]:
+def diagnose(comparisons: list[Comparison]) -> str | None:
     """Name the first compared output (in forward order) whose error exceeds the tolerance."""
     failing = sorted((c for c in comparisons if not c.ok), key=lambda c: forward_order(c.name))
     if not failing:
@@ -97,7 +107,8 @@ class Request:
 
 
 def request_for(case, caps: Capabilities):
-    """The Request for a golden case under a declaration, or the reason (str) it cannot be checked."""
+    """The Request for a golden case under a declaration, or the reason (str) it cannot be
+    checked."""
     refused = caps.refuses(case.task, case.profile)
     if refused:
         return refused
@@ -106,8 +117,10 @@ def request_for(case, caps: Capabilities):
     if not case.expect_error:
         dtype = case.meta.get("dtype", "fp32")
         if dtype != caps.compute_dtype:
-            return (f"upstream computed this case in {dtype}; the implementation computes in {caps.compute_dtype}, "
-                    f"so its values are judged by the {caps.compute_dtype} cases")
+            return (
+                f"upstream computed this case in {dtype}; the implementation computes in"
+                f" {caps.compute_dtype}, so its values are judged by the {caps.compute_dtype} cases"
+            )
         if "loss" not in caps.outputs and "labels" not in caps.inputs:  # labels only feed the loss
             inputs = {k: v for k, v in inputs.items() if k not in LABEL_INPUTS}
     missing = caps.missing_inputs(inputs)
@@ -119,7 +132,10 @@ def request_for(case, caps: Capabilities):
     compared = [n for n in names if output_group(n) in caps.outputs]
     if not compared:
         return f"none of its outputs is provided (it has {count_groups(names)})"
-    for flag, group in (("output_hidden_states", "hidden_states"), ("output_attentions", "attentions")):
+    for flag, group in (
+        ("output_hidden_states", "hidden_states"),
+        ("output_attentions", "attentions"),
+    ):
         if flag in options:
             options[flag] = bool(options[flag]) and group in caps.outputs
     if "use_cache" in options and "presents" not in caps.outputs:
@@ -152,20 +168,43 @@ def check_golden(impl, case, caps: Capabilities = None) -> list[CheckResult]:
         return [CheckResult(i, "skip", f"unsupported: {e}") for i in ids]
     except Exception as e:  # noqa: BLE001 - any failure of the implementation is a result
         raised = _error(e)
-        return [CheckResult(case.id, "fail", f"raised {raised['type']}: {e}", diagnosis=_traceback_end(e),
-                            raised=raised)] + [CheckResult(i, "skip", "the dict call failed") for i in ids[1:]]
+        return [
+            CheckResult(
+                case.id,
+                "fail",
+                f"raised {raised['type']}: {e}",
+                diagnosis=_traceback_end(e),
+                raised=raised,
+            )
+        ] + [CheckResult(i, "skip", "the dict call failed") for i in ids[1:]]
     expected = case.expected
-    comparisons = [compare(n, actual.get(n), expected[n], **tolerance_for(case.meta, n)) for n in request.compared]
+    comparisons = [
+        compare(n, actual.get(n), expected[n], **tolerance_for(case.meta, n))
+        for n in request.compared
+    ]
     summary = f"{len(comparisons)} outputs" + (
-        f"; not checked (not provided): {count_groups(request.not_checked)}" if request.not_checked else "")
+        f"; not checked (not provided): {count_groups(request.not_checked)}"
+        if request.not_checked
+        else ""
+    )
     result = CheckResult.of(case.id, comparisons, summary=summary, not_checked=request.not_checked)
     if len(ids) == 1:  # upstream has no tuple form for this case (generation, llm-foundry)
         return [result]
     if not caps.tuple:
-        return [result, CheckResult(ids[1], "skip", "the implementation declares no return_dict=False tuples")]
+        return [
+            result,
+            CheckResult(ids[1], "skip", "the implementation declares no return_dict=False tuples"),
+        ]
     if request.not_checked:
-        return [result, CheckResult(ids[1], "skip", "upstream's tuple holds outputs that are not provided: "
-                                    + count_groups(request.not_checked))]
+        return [
+            result,
+            CheckResult(
+                ids[1],
+                "skip",
+                "upstream's tuple holds outputs that are not provided: "
+                + count_groups(request.not_checked),
+            ),
+        ]
     return [result, _check_tuple(impl, case, request, expected)]
 
 
@@ -175,7 +214,9 @@ def _error(e) -> dict:
 
 def message_pattern(message: str) -> str:
     """Upstream's message as a regular expression in which every number matches any number."""
-    return "".join(r"\d+" if part.isdigit() else re.escape(part) for part in re.split(r"(\d+)", message))
+    return "".join(
+        r"\d+" if part.isdigit() else re.escape(part) for part in re.split(r"(\d+)", message)
+    )
 
 
 def rejects_input(raised: dict, error_classes, upstream: dict) -> bool:
@@ -185,7 +226,8 @@ def rejects_input(raised: dict, error_classes, upstream: dict) -> bool:
     if raised["type"] != upstream["type"]:
         return False
     return upstream["type"] not in GENERIC_ERRORS or bool(
-        re.match(message_pattern(upstream["message"]), raised["message"]))
+        re.match(message_pattern(upstream["message"]), raised["message"])
+    )
 
 
 def _check_expected_error(impl, case, request) -> CheckResult:
@@ -199,11 +241,21 @@ def _check_expected_error(impl, case, request) -> CheckResult:
         raised = _error(e)
         classes = [raised["type"]] + [c.__name__ for c in type(e).__mro__]
         ok = rejects_input(raised, classes, upstream)
-        verdict = "" if ok else (" - not a rejection of the input: raise ValueError or TypeError naming the "
-                                 "problem (or upstream's own error)")
-        return CheckResult(case.id, "pass" if ok else "fail",
-                           f"raised {raised['type']}: {raised['message'][:120]}{verdict} ({said})",
-                           expected_error=upstream, raised=raised)
+        verdict = (
+            ""
+            if ok
+            else (
+                " - not a rejection of the input: raise ValueError or TypeError naming the "
+                "problem (or upstream's own error)"
+            )
+        )
+        return CheckResult(
+            case.id,
+            "pass" if ok else "fail",
+            f"raised {raised['type']}: {raised['message'][:120]}{verdict} ({said})",
+            expected_error=upstream,
+            raised=raised,
+        )
     return CheckResult(case.id, "fail", f"returned outputs, but {said}", expected_error=upstream)
 
 
@@ -217,19 +269,27 @@ def _check_tuple(impl, case, request, expected) -> CheckResult:
     except Exception as e:  # noqa: BLE001
         return CheckResult(cid, "fail", f"raised {type(e).__name__}: {e}", raised=_error(e))
     if len(got) != len(layout):
-        return CheckResult(cid, "fail", f"tuple has {len(got)} entries, upstream has {len(layout)}: {layout}")
+        return CheckResult(
+            cid, "fail", f"tuple has {len(got)} entries, upstream has {len(layout)}: {layout}"
+        )
     comparisons = []
     for i, (entry, value) in enumerate(zip(layout, got)):
         if entry == "none":
             if value is not None:
-                return CheckResult(cid, "fail", f"entry {i} should be None (upstream layout {layout})")
+                return CheckResult(
+                    cid, "fail", f"entry {i} should be None (upstream layout {layout})"
+                )
             continue
         parts = group_members(expected, entry)
         items = tuple_leaves(value)
         if value is None or len(items) != len(parts) or not parts:
-            return CheckResult(cid, "fail", f"entry {i} should be {entry} (upstream layout {layout})")
-        comparisons += [compare(f"tuple[{i}]={name}", item, expected[name], **tolerance_for(case.meta, name))
-                        for name, item in zip(parts, items)]
+            return CheckResult(
+                cid, "fail", f"entry {i} should be {entry} (upstream layout {layout})"
+            )
+        comparisons += [
+            compare(f"tuple[{i}]={name}", item, expected[name], **tolerance_for(case.meta, name))
+            for name, item in zip(parts, items)
+        ]
     result = CheckResult.of(cid, comparisons, summary=f"{len(layout)} entries in upstream order")
     if result.status == "fail":
         result.message = f"{result.message} (layout {layout})"

@@ -2,7 +2,8 @@
 
 Layout (everything under ``golden/``)::
 
-    manifest.json                      {"format": 1, "cases": [{"id", "path", "sha256": {file: hex}}]}
+    manifest.json                      {"format": 1, "cases": [{"id", "path", "sha256": {file:
+    hex}}]}
     <family>/<profile>/<name>/
         case.json                      id, family, task, profile, purpose, options, tolerance,
                                        provenance, input names, output names, or expect_error
@@ -13,7 +14,8 @@ Layout (everything under ``golden/``)::
                                        attentions.0, ..., tuple.0, ... for return_dict=False)
 
     onnx/                              torch.onnx exports of the MPNet pt models and their manifest
-                                       (tools/golden/export_onnx.py; conformance/adapters/onnx_runtime.py)
+                                       (tools/golden/export_onnx.py;
+                                       conformance/adapters/onnx_runtime.py)
 
 A case that upstream rejects has ``expect_error`` ({"type", "message"}) and no outputs file.
 ``dtype`` is the precision upstream computed in: fp32, or bf16 / fp16 for the ``-bf16`` / ``-fp16``
@@ -36,11 +38,18 @@ import numpy as np
 
 FORMAT = 1
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "golden"
-CASE_FILES = ("case.json", "config.json", "model.safetensors", "inputs.safetensors", "outputs.safetensors")
+CASE_FILES = (
+    "case.json",
+    "config.json",
+    "model.safetensors",
+    "inputs.safetensors",
+    "outputs.safetensors",
+)
 
 
 def golden_root(root=None) -> Path:
-    """The golden directory: an explicit path, $CONFORMANCE_GOLDEN_DIR, or the repository's golden/."""
+    """The golden directory: an explicit path, $CONFORMANCE_GOLDEN_DIR, or the repository's
+    golden/."""
     return Path(root or os.environ.get("CONFORMANCE_GOLDEN_DIR") or DEFAULT_ROOT)
 
 
@@ -119,10 +128,19 @@ def iter_cases(root=None, family=None, profile=None, tier="golden", verify=True,
         if verify:
             for name, digest in entry["sha256"].items():
                 if sha256(case_dir / name) != digest:
-                    raise ValueError(f"golden file {case_dir / name} does not match its manifest SHA-256")
+                    raise ValueError(
+                        f"golden file {case_dir / name} does not match its manifest SHA-256"
+                    )
         meta = json.loads((case_dir / "case.json").read_text())
-        if meta.get("tier", "golden") != tier or family and meta["family"] != family \
-                or profile and meta["profile"] != profile or dtype and meta.get("dtype", "fp32") != dtype:
+        if (
+            meta.get("tier", "golden") != tier
+            or family
+            and meta["family"] != family
+            or profile
+            and meta["profile"] != profile
+            or dtype
+            and meta.get("dtype", "fp32") != dtype
+        ):
             continue
         yield GoldenCase(entry["id"], case_dir, meta)
 
@@ -135,8 +153,13 @@ def write_manifest(root=None) -> dict:
         case_dir = meta_path.parent
         meta = json.loads(meta_path.read_text())
         files = [n for n in CASE_FILES if (case_dir / n).is_file()]
-        cases.append({"id": meta["id"], "path": str(case_dir.relative_to(root)),
-                      "sha256": {n: sha256(case_dir / n) for n in files}})
+        cases.append(
+            {
+                "id": meta["id"],
+                "path": str(case_dir.relative_to(root)),
+                "sha256": {n: sha256(case_dir / n) for n in files},
+            }
+        )
     manifest = {"format": FORMAT, "cases": cases}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
@@ -165,11 +188,15 @@ def split_past(inputs: dict):
     past.<layer>.key and past.<layer>.value, each [B, H, P, D]."""
     plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
     layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
-    return plain, tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers) or None
+    return (
+        plain,
+        tuple((inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in layers) or None,
+    )
 
 
 def tuple_leaves(value) -> list:
-    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs), depth first."""
+    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs),
+    depth first."""
     if isinstance(value, (tuple, list)):
         return [a for item in value for a in tuple_leaves(item)]
     return [value]

@@ -3,7 +3,8 @@ expose them.
 
 An implementation exposes ops through an ``ops`` mapping (name -> callable):
 
-* ``relative_position_bucket(relative_position [N] int, num_buckets) -> [N] int`` (MPNet, max_distance 128)
+* ``relative_position_bucket(relative_position [N] int, num_buckets) -> [N] int`` (MPNet,
+  max_distance 128)
 * ``alibi_bias(n_heads, key_len) -> [H, 1, K]`` (MPT, alibi_bias_max 8)
 * ``low_precision_layer_norm(x [N, C], weight [C], bias [C] or None, eps, precision) -> [N, C]``
   with precision None, "bf16" or "fp16", returning float32 values on that grid
@@ -23,7 +24,8 @@ ULP_BITS = {"bf16": 7, "fp16": 10}
 
 
 def _ulp_excess(got, expected, precision):
-    """How many low-precision ulps apart, beyond a 1e-6 float32-noise allowance (see tests/test_precision.py)."""
+    """How many low-precision ulps apart, beyond a 1e-6 float32-noise allowance (see
+    tests/test_precision.py)."""
     finer = np.minimum(np.abs(got), np.abs(expected))
     spacing = 2.0 ** (np.floor(np.log2(np.maximum(finer, 2.0**-126))) - ULP_BITS[precision])
     if precision == "fp16":
@@ -47,7 +49,14 @@ def check_op_case(impl, case):
             got = np.asarray(op(inputs["relative_position"], int(name.split(".")[1])))
             if not np.array_equal(got, expected):
                 bad = np.flatnonzero(got != expected)[0]
-                return False, f"{name}: distance {inputs['relative_position'][bad]} -> {got[bad]}, upstream {expected[bad]}", 1.0
+                return (
+                    False,
+                    (
+                        f"{name}: distance {inputs['relative_position'][bad]} -> {got[bad]},"
+                        f" upstream {expected[bad]}"
+                    ),
+                    1.0,
+                )
         elif case.meta["op"] == "alibi_bias":
             got = np.asarray(op(int(name.split(".")[1]), int(inputs["key_len"])))
             c = compare(name, got, expected, 0.0, 1e-6)
@@ -57,8 +66,16 @@ def check_op_case(impl, case):
         elif case.meta["op"] == "low_precision_layer_norm":
             precision = name.split(".")[1]
             bias = None if name.startswith("y_no_bias") else inputs["bias"]
-            got = np.asarray(op(inputs["x"], inputs["weight"], bias, case.meta["eps"],
-                                None if precision == "fp32" else precision), np.float32)
+            got = np.asarray(
+                op(
+                    inputs["x"],
+                    inputs["weight"],
+                    bias,
+                    case.meta["eps"],
+                    None if precision == "fp32" else precision,
+                ),
+                np.float32,
+            )
             if precision == "fp32":
                 c = compare(name, got, expected, 2e-6, 1e-5)
                 if not c.ok:
@@ -67,7 +84,11 @@ def check_op_case(impl, case):
                 ulps = _ulp_excess(got, expected, precision)
                 exact = float(np.mean(got == expected))
                 if ulps.max() > 1 or exact < 0.99:
-                    return False, f"{name}: {ulps.max():.2f} ulp apart at worst, {exact:.2%} bit-identical", 0.0
+                    return (
+                        False,
+                        f"{name}: {ulps.max():.2f} ulp apart at worst, {exact:.2%} bit-identical",
+                        0.0,
+                    )
             worst = max(worst, float(np.abs(got.astype(np.float64) - expected).max()))
     return True, f"{len(case.expected)} outputs", worst
 

@@ -9,7 +9,8 @@ MAX_PANELS = 12
 
 
 def plot_failures(results, path) -> str:
-    """Draw the failing cases' margins (|err| / (atol + rtol |want|), 1 = the tolerance) per output."""
+    """Draw the failing cases' margins (|err| / (atol + rtol |want|), 1 = the tolerance) per
+    output."""
     failing = [r for r in results if r.status in ("fail", "xfail") and r.comparisons]
     if not failing:
         return f"--plot: no failing case with compared outputs, so {path} was not written"
@@ -23,14 +24,22 @@ def plot_failures(results, path) -> str:
     for ax, result in zip(axes[:, 0], shown):
         comparisons = sorted(result.comparisons, key=lambda c: forward_order(c.name))
         names = [c.name for c in comparisons]
-        margins = [min(max(c.margin, 1e-6), 1e6) for c in comparisons]  # missing/NaN outputs draw at the top
+        margins = [
+            min(max(c.margin, 1e-6), 1e6) for c in comparisons
+        ]  # missing/NaN outputs draw at the top
         colours = ["tab:red" if not c.ok else "tab:blue" for c in comparisons]
         ax.bar(range(len(names)), margins, color=colours)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="tolerance")
         first = next((i for i, c in enumerate(comparisons) if not c.ok), None)
         if first is not None:
-            ax.annotate("first divergence", (first, margins[first]), textcoords="offset points", xytext=(0, 6),
-                        ha="center", fontsize=8)
+            ax.annotate(
+                "first divergence",
+                (first, margins[first]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_yscale("log")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("|err| / allowed")

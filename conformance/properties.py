@@ -1,4 +1,5 @@
-"""Property tier: invariants checked on hypothesis-drawn inputs, through the implementation protocol.
+"""Property tier: invariants checked on hypothesis-drawn inputs, through the implementation
+protocol.
 
 Each property runs the implementation under test (never the reference) on a tiny model taken from a
 golden case (its upstream config and weights) and states one invariant. It asks only for what it
@@ -10,11 +11,12 @@ reference package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from .capabilities import Capabilities
 from .golden import group_members, iter_cases, tuple_leaves
@@ -28,8 +30,10 @@ class Property:
     id: str
     family: str
     profiles: tuple
-    model_cases: tuple  # golden case names (under <family>/<profile>/) whose config and weights may be used;
-    #                     the first whose task the implementation declares is taken (empty: MPT_MODEL)
+    model_cases: (
+        tuple  # golden case names (under <family>/<profile>/) whose config and weights may be used;
+    )
+    # the first whose task the implementation declares is taken (empty: MPT_MODEL)
     statement: str
     check: Callable  # check(impl, model, data) where data is a hypothesis DataObject
     outputs: tuple = ("final",)  # output groups the check reads (conformance/capabilities.py)
@@ -41,11 +45,16 @@ class Property:
         missing = caps.missing_outputs(self.outputs) + sorted(set(self.inputs) - caps.inputs)
         if self.tuple_ and not caps.tuple:
             missing.append("return_dict=False tuples")
-        return f"needs {', '.join(missing)}, which the implementation does not declare" if missing else ""
+        return (
+            f"needs {', '.join(missing)}, which the implementation does not declare"
+            if missing
+            else ""
+        )
 
 
 class Model:
-    """A golden case's model, bound to the implementation under test; asks only for what a check needs."""
+    """A golden case's model, bound to the implementation under test; asks only for what a check
+    needs."""
 
     def __init__(self, impl, case, tol):
         self.impl, self.case, self.tol = impl, case, tol
@@ -53,10 +62,16 @@ class Model:
         self.family, self.task = case.family, case.task
 
     def __call__(self, task=None, tuple_=False, need=(), **inputs):
-        options = {"profile": self.profile, "output_hidden_states": "hidden_states" in need,
-                   "output_attentions": "attentions" in need, "return_tuple": tuple_}
+        options = {
+            "profile": self.profile,
+            "output_hidden_states": "hidden_states" in need,
+            "output_attentions": "attentions" in need,
+            "return_tuple": tuple_,
+        }
         arrays = {k: np.asarray(v) for k, v in inputs.items() if not k.startswith("_")}
-        return self.impl.run(self.family, task or self.task, self.config, self.weights, arrays, options)
+        return self.impl.run(
+            self.family, task or self.task, self.config, self.weights, arrays, options
+        )
 
     def close(self, actual, expected, what):
         close(actual, expected, what, self.tol)
@@ -68,10 +83,16 @@ class Model:
 
 def close(actual, expected, what, tol):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    assert actual.shape == expected.shape, (
+        f"{what}: shape {actual.shape}, expected {expected.shape}"
+    )
     diff = np.abs(actual - expected)
-    ok = (diff <= tol["atol"] + tol["rtol"] * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected))
-    assert ok.all(), f"{what}: max abs error {np.nanmax(diff):.3g} (atol {tol['atol']}, rtol {tol['rtol']})"
+    ok = (diff <= tol["atol"] + tol["rtol"] * np.abs(expected)) | (
+        np.isnan(actual) & np.isnan(expected)
+    )
+    assert ok.all(), (
+        f"{what}: max abs error {np.nanmax(diff):.3g} (atol {tol['atol']}, rtol {tol['rtol']})"
+    )
 
 
 def cross_entropy(logits, labels):  # [N, C], [N] -> [N]
@@ -115,27 +136,37 @@ def mpnet_batching(impl, model, data):
     padded, mask = right_padded(ids, lengths, MPNET_PAD)
     together = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
     for b, n in enumerate(lengths):
-        alone = model(input_ids=ids[b:b + 1, :n])["last_hidden_state"]
+        alone = model(input_ids=ids[b : b + 1, :n])["last_hidden_state"]
         model.close(together[b, :n], alone[0], f"row {b} in a batch vs alone")
 
 
 def mpnet_padding_side(impl, model, data):
     ids = draw_ids(data, model.vocab)
     lengths = draw_lengths(data, *ids.shape)
-    right = model(**dict(zip(("input_ids", "attention_mask"), right_padded(ids, lengths, MPNET_PAD))))
+    right = model(
+        **dict(zip(("input_ids", "attention_mask"), right_padded(ids, lengths, MPNET_PAD)))
+    )
     left = model(**dict(zip(("input_ids", "attention_mask"), left_padded(ids, lengths, MPNET_PAD))))
     S = ids.shape[1]
     for b, n in enumerate(lengths):
-        model.close(left["last_hidden_state"][b, S - n:], right["last_hidden_state"][b, :n], f"row {b}: left vs right padding")
+        model.close(
+            left["last_hidden_state"][b, S - n :],
+            right["last_hidden_state"][b, :n],
+            f"row {b}: left vs right padding",
+        )
 
 
 def mpnet_masked_content(impl, model, data):
     ids = draw_ids(data, model.vocab)
     lengths = draw_lengths(data, *ids.shape)
     padded, mask = right_padded(ids, lengths, MPNET_PAD)
-    noise = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1))).integers(0, model.vocab, ids.shape)
+    noise = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1))).integers(
+        0, model.vocab, ids.shape
+    )
     a = model(input_ids=padded, attention_mask=mask)["last_hidden_state"]
-    b = model(input_ids=np.where(mask == 1, padded, noise), attention_mask=mask)["last_hidden_state"]
+    b = model(input_ids=np.where(mask == 1, padded, noise), attention_mask=mask)[
+        "last_hidden_state"
+    ]
     for row, n in enumerate(lengths):
         model.close(b[row, :n], a[row, :n], f"row {row}: trailing masked tokens changed")
 
@@ -152,9 +183,18 @@ def bookkeeping(impl, model, data):
     assert len(hs) == L + 1, f"{len(hs)} hidden_states, expected L+1 = {L + 1}"
     assert len(att) == L, f"{len(att)} attentions, expected L = {L}"
     for name in hs:
-        assert np.shape(out[name]) == (B, S, C), f"{name} has shape {np.shape(out[name])}, expected {(B, S, C)}"
+        assert np.shape(out[name]) == (
+            B,
+            S,
+            C,
+        ), f"{name} has shape {np.shape(out[name])}, expected {(B, S, C)}"
     for name in att:
-        assert np.shape(out[name]) == (B, H, S, S), f"{name} has shape {np.shape(out[name])}, expected {(B, H, S, S)}"
+        assert np.shape(out[name]) == (
+            B,
+            H,
+            S,
+            S,
+        ), f"{name} has shape {np.shape(out[name])}, expected {(B, H, S, S)}"
         model.close(np.sum(out[name], axis=-1), np.ones((B, H, S)), f"{name} rows sum to 1")
 
 
@@ -170,7 +210,9 @@ def tuple_matches_dict(impl, model, data):
             continue
         parts = group_members(named, entry)
         items = tuple_leaves(value)
-        assert len(items) == len(parts), f"entry {i} should be {entry} ({len(parts)} arrays), has {len(items)}"
+        assert len(items) == len(parts), (
+            f"entry {i} should be {entry} ({len(parts)} arrays), has {len(items)}"
+        )
         for name, item in zip(parts, items):
             model.close(item, named[name], f"tuple entry {i} vs {name}")
 
@@ -188,11 +230,18 @@ def label_inputs(model, ids, data):
 
 
 def mpnet_inputs_embeds(impl, model, data):
-    ids = draw_ids(data, model.vocab)  # no pad id (1) is drawn, so positions are sequential either way
-    table = model.weights.get("mpnet.embeddings.word_embeddings.weight",
-                              model.weights.get("embeddings.word_embeddings.weight"))
-    model.close(model(inputs_embeds=table[ids])["last_hidden_state"], model(input_ids=ids)["last_hidden_state"],
-          "inputs_embeds vs input_ids")
+    ids = draw_ids(
+        data, model.vocab
+    )  # no pad id (1) is drawn, so positions are sequential either way
+    table = model.weights.get(
+        "mpnet.embeddings.word_embeddings.weight",
+        model.weights.get("embeddings.word_embeddings.weight"),
+    )
+    model.close(
+        model(inputs_embeds=table[ids])["last_hidden_state"],
+        model(input_ids=ids)["last_hidden_state"],
+        "inputs_embeds vs input_ids",
+    )
 
 
 def mpnet_head_mask(impl, model, data):
@@ -203,7 +252,9 @@ def mpnet_head_mask(impl, model, data):
     hm[head] = 0
     out = model(input_ids=ids, head_mask=hm, need=("attentions",))
     for name in group_members(out, "attentions"):
-        assert np.all(out[name][:, head] == 0), f"{name}: head {head} is masked but its attention is not zero"
+        assert np.all(out[name][:, head] == 0), (
+            f"{name}: head {head} is masked but its attention is not zero"
+        )
 
 
 def token_loss_rule(impl, model, data):
@@ -218,15 +269,20 @@ def token_loss_rule(impl, model, data):
     labels = np.where(ignore, ignored_value, labels)
     out = model(input_ids=ids, labels=labels)
     keep = ~ignore.reshape(-1)
-    per_item = cross_entropy(out["logits"].reshape(-1, C).astype(np.float64)[keep], labels.reshape(-1)[keep])
+    per_item = cross_entropy(
+        out["logits"].reshape(-1, C).astype(np.float64)[keep], labels.reshape(-1)[keep]
+    )
     expected = per_item.mean() if keep.any() else np.nan
     shape = () if model.profile == "pt" else (1,)
-    assert np.shape(out["loss"]) == shape, f"loss shape {np.shape(out['loss'])}, expected {shape} for {model.profile}"
+    assert np.shape(out["loss"]) == shape, (
+        f"loss shape {np.shape(out['loss'])}, expected {shape} for {model.profile}"
+    )
     model.close(np.reshape(out["loss"], ()), expected, f"{model.profile} token-classification loss")
 
 
 def qa_position_rule(impl, model, data):
-    """pt: positions clamped to [0, S], S ignored, negatives count as 0; tf: per-example (B,) losses."""
+    """pt: positions clamped to [0, S], S ignored, negatives count as 0; tf: per-example (B,)
+    losses."""
     ids = draw_ids(data, model.vocab)
     B, S = ids.shape
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
@@ -256,17 +312,27 @@ def mpt_cache_equivalence(impl, model, data):
     B, S = ids.shape
     full = model(input_ids=ids)["logits"]
     P = data.draw(st.integers(1, S - 1), label="prefill length")
-    run = lambda inputs: model.impl.run(model.family, model.task, model.config, model.weights, inputs,  # noqa: E731
-                                        {"profile": model.profile, "use_cache": True})
+    run = lambda inputs: model.impl.run(
+        model.family,
+        model.task,
+        model.config,
+        model.weights,
+        inputs,  # noqa: E731
+        {"profile": model.profile, "use_cache": True},
+    )
     out = run({"input_ids": ids[:, :P]})
     model.close(out["logits"], full[:, :P], "prefill logits")
     pos = P
     while pos < S:
         step = data.draw(st.integers(1, S - pos), label="chunk")
-        past = {k.replace("present.", "past."): v for k, v in out.items() if k.startswith("present.")}
+        past = {
+            k.replace("present.", "past."): v for k, v in out.items() if k.startswith("present.")
+        }
         assert past, "use_cache=True returned no present.<layer>.key/value outputs"
-        out = run({"input_ids": ids[:, pos:pos + step], **past})
-        model.close(out["logits"], full[:, pos:pos + step], f"{step} new tokens after {pos} cached")
+        out = run({"input_ids": ids[:, pos : pos + step], **past})
+        model.close(
+            out["logits"], full[:, pos : pos + step], f"{step} new tokens after {pos} cached"
+        )
         pos += step
 
 
@@ -275,8 +341,11 @@ def mpt_causality(impl, model, data):
     j = data.draw(st.integers(1, ids.shape[1] - 1), label="changed position")
     changed = ids.copy()
     changed[0, j] = (ids[0, j] + 1) % model.vocab
-    model.close(model(input_ids=changed)["logits"][:, :j], model(input_ids=ids)["logits"][:, :j],
-          f"logits before position {j} after changing token {j}")
+    model.close(
+        model(input_ids=changed)["logits"][:, :j],
+        model(input_ids=ids)["logits"][:, :j],
+        f"logits before position {j} after changing token {j}",
+    )
 
 
 def mpt_left_padding(impl, model, data):
@@ -286,7 +355,7 @@ def mpt_left_padding(impl, model, data):
     mask = (np.arange(S)[None, :] >= np.array(pads)[:, None]).astype(np.int64)
     out = model(input_ids=np.where(mask == 1, ids, 0), attention_mask=mask)["logits"]
     for b, n in enumerate(pads):
-        alone = model(input_ids=ids[b:b + 1, n:])["logits"]
+        alone = model(input_ids=ids[b : b + 1, n:])["logits"]
         model.close(out[b, n:], alone[0], f"row {b} with {n} left pads vs unpadded")
 
 
@@ -299,53 +368,157 @@ def mpt_loss_rule(impl, model, data):
     V = out["logits"].shape[-1]
     shifted = labels[:, 1:].reshape(-1)
     keep = shifted != -100
-    per = cross_entropy(np.asarray(out["logits"], np.float64)[:, :-1].reshape(-1, V)[keep], shifted[keep])
+    per = cross_entropy(
+        np.asarray(out["logits"], np.float64)[:, :-1].reshape(-1, V)[keep], shifted[keep]
+    )
     model.close(out["loss"], per.mean() if keep.any() else np.nan, "shifted causal-LM loss")
 
 
 BASE, MASK, HS_ATT = ("base-right-padding",), ("attention_mask",), ("hidden_states", "attentions")
 PROPERTIES = [
-    Property("mpnet.batching", "mpnet", ("pt", "tf"), BASE,
-             "a padded batch row equals the same sequence run alone", mpnet_batching, inputs=MASK),
-    Property("mpnet.padding-side", "mpnet", ("pt", "tf"), BASE,
-             "left and right padding give the same outputs at real tokens", mpnet_padding_side, inputs=MASK),
-    Property("mpnet.masked-content", "mpnet", ("pt", "tf"), BASE,
-             "changing masked tokens after the last real one changes no real output", mpnet_masked_content,
-             inputs=MASK),
-    Property("mpnet.bookkeeping", "mpnet", ("pt", "tf"), BASE,
-             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping,
-             outputs=HS_ATT),
-    Property("mpnet.inputs-embeds", "mpnet", ("pt", "tf"), BASE,
-             "looking up the word embeddings and passing inputs_embeds equals passing input_ids", mpnet_inputs_embeds,
-             inputs=("inputs_embeds",)),
-    Property("mpnet.head-mask", "mpnet", ("pt",), BASE,
-             "a head masked with 0 has all-zero attention", mpnet_head_mask, outputs=("attentions",),
-             inputs=("head_mask",)),
-    Property("mpnet.tuple-order", "mpnet", ("pt", "tf"), ("token-classification",) + BASE,
-             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict,
-             outputs=("final", "loss") + HS_ATT, inputs=("labels",), tuple_=True),
-    Property("mpnet.token-loss-rule", "mpnet", ("pt", "tf"), ("token-classification",),
-             "the token-classification loss is the mean CE over kept labels, in the profile's shape", token_loss_rule,
-             outputs=("final", "loss"), inputs=("labels",)),
-    Property("mpnet.qa-position-rule", "mpnet", ("pt", "tf"), ("question-answering",),
-             "the QA loss follows the profile's clamping and reduction", qa_position_rule,
-             outputs=("final", "loss"), inputs=("labels",)),
-    Property("mpt.cache-equivalence", "mpt", ("hf", "mosaic"), (),
-             "prefill plus chunks over the cache equals the full forward at every new position", mpt_cache_equivalence,
-             outputs=("final", "presents"), inputs=("past",)),
-    Property("mpt.causality", "mpt", ("hf", "mosaic"), (),
-             "changing token j changes no logit before j", mpt_causality),
-    Property("mpt.left-padding", "mpt", ("hf", "mosaic"), (),
-             "left padding leaves the logits at real tokens unchanged", mpt_left_padding, inputs=MASK),
-    Property("mpt.bookkeeping", "mpt", ("hf", "mosaic"), (),
-             "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1", bookkeeping,
-             outputs=HS_ATT),
-    Property("mpt.tuple-order", "mpt", ("hf",), ("causal-lm-loss-ignore",),
-             "the return_dict=False tuple repeats the dict outputs in the upstream order", tuple_matches_dict,
-             outputs=("final", "loss") + HS_ATT, inputs=("labels",), tuple_=True),
-    Property("mpt.loss-rule", "mpt", ("hf", "mosaic"), (),
-             "the causal-LM loss is the mean CE of shifted labels, ignoring -100", mpt_loss_rule,
-             outputs=("final", "loss"), inputs=("labels",)),
+    Property(
+        "mpnet.batching",
+        "mpnet",
+        ("pt", "tf"),
+        BASE,
+        "a padded batch row equals the same sequence run alone",
+        mpnet_batching,
+        inputs=MASK,
+    ),
+    Property(
+        "mpnet.padding-side",
+        "mpnet",
+        ("pt", "tf"),
+        BASE,
+        "left and right padding give the same outputs at real tokens",
+        mpnet_padding_side,
+        inputs=MASK,
+    ),
+    Property(
+        "mpnet.masked-content",
+        "mpnet",
+        ("pt", "tf"),
+        BASE,
+        "changing masked tokens after the last real one changes no real output",
+        mpnet_masked_content,
+        inputs=MASK,
+    ),
+    Property(
+        "mpnet.bookkeeping",
+        "mpnet",
+        ("pt", "tf"),
+        BASE,
+        "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1",
+        bookkeeping,
+        outputs=HS_ATT,
+    ),
+    Property(
+        "mpnet.inputs-embeds",
+        "mpnet",
+        ("pt", "tf"),
+        BASE,
+        "looking up the word embeddings and passing inputs_embeds equals passing input_ids",
+        mpnet_inputs_embeds,
+        inputs=("inputs_embeds",),
+    ),
+    Property(
+        "mpnet.head-mask",
+        "mpnet",
+        ("pt",),
+        BASE,
+        "a head masked with 0 has all-zero attention",
+        mpnet_head_mask,
+        outputs=("attentions",),
+        inputs=("head_mask",),
+    ),
+    Property(
+        "mpnet.tuple-order",
+        "mpnet",
+        ("pt", "tf"),
+        ("token-classification",) + BASE,
+        "the return_dict=False tuple repeats the dict outputs in the upstream order",
+        tuple_matches_dict,
+        outputs=("final", "loss") + HS_ATT,
+        inputs=("labels",),
+        tuple_=True,
+    ),
+    Property(
+        "mpnet.token-loss-rule",
+        "mpnet",
+        ("pt", "tf"),
+        ("token-classification",),
+        "the token-classification loss is the mean CE over kept labels, in the profile's shape",
+        token_loss_rule,
+        outputs=("final", "loss"),
+        inputs=("labels",),
+    ),
+    Property(
+        "mpnet.qa-position-rule",
+        "mpnet",
+        ("pt", "tf"),
+        ("question-answering",),
+        "the QA loss follows the profile's clamping and reduction",
+        qa_position_rule,
+        outputs=("final", "loss"),
+        inputs=("labels",),
+    ),
+    Property(
+        "mpt.cache-equivalence",
+        "mpt",
+        ("hf", "mosaic"),
+        (),
+        "prefill plus chunks over the cache equals the full forward at every new position",
+        mpt_cache_equivalence,
+        outputs=("final", "presents"),
+        inputs=("past",),
+    ),
+    Property(
+        "mpt.causality",
+        "mpt",
+        ("hf", "mosaic"),
+        (),
+        "changing token j changes no logit before j",
+        mpt_causality,
+    ),
+    Property(
+        "mpt.left-padding",
+        "mpt",
+        ("hf", "mosaic"),
+        (),
+        "left padding leaves the logits at real tokens unchanged",
+        mpt_left_padding,
+        inputs=MASK,
+    ),
+    Property(
+        "mpt.bookkeeping",
+        "mpt",
+        ("hf", "mosaic"),
+        (),
+        "L+1 hidden states [B, S, C], L attention maps [B, H, S, S] whose rows sum to 1",
+        bookkeeping,
+        outputs=HS_ATT,
+    ),
+    Property(
+        "mpt.tuple-order",
+        "mpt",
+        ("hf",),
+        ("causal-lm-loss-ignore",),
+        "the return_dict=False tuple repeats the dict outputs in the upstream order",
+        tuple_matches_dict,
+        outputs=("final", "loss") + HS_ATT,
+        inputs=("labels",),
+        tuple_=True,
+    ),
+    Property(
+        "mpt.loss-rule",
+        "mpt",
+        ("hf", "mosaic"),
+        (),
+        "the causal-LM loss is the mean CE of shifted labels, ignoring -100",
+        mpt_loss_rule,
+        outputs=("final", "loss"),
+        inputs=("labels",),
+    ),
 ]
 MPT_MODEL = {"hf": "causal-lm-heads-3", "mosaic": "mosaic-defaults-left-padding"}
 
@@ -360,8 +533,11 @@ def property_checks(family=None, profile=None, golden_dir=None, caps=None):
         for prof in prop.profiles:
             if (family and prop.family != family) or (profile and prof != profile):
                 continue
-            found = [cases[k] for n in prop.model_cases or (MPT_MODEL[prof],)
-                     if (k := f"{prop.family}/{prof}/{n}") in cases]
+            found = [
+                cases[k]
+                for n in prop.model_cases or (MPT_MODEL[prof],)
+                if (k := f"{prop.family}/{prof}/{n}") in cases
+            ]
             declared = [c for c in found if not caps.refuses(c.task)]
             if found:
                 check_id = f"property/{prop.family}/{prof}/{prop.id.split('.', 1)[1]}"
@@ -370,12 +546,19 @@ def property_checks(family=None, profile=None, golden_dir=None, caps=None):
 
 
 def run_property(impl, prop, case, max_examples, caps):
-    """Run one property with hypothesis at the tolerance of the declared compute dtype; raises on failure."""
+    """Run one property with hypothesis at the tolerance of the declared compute dtype; raises on
+    failure."""
     model = Model(impl, case, TOLERANCES[caps.compute_dtype])
 
-    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), print_blob=False,
-              phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink))  # no 'explain' coverage notes
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
+    )  # no 'explain' coverage notes
     @given(st.data())
     def test(data):
         prop.check(impl, model, data)

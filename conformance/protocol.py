@@ -8,11 +8,13 @@ import numpy as np
 
 
 class Unsupported(Exception):
-    """Raised by an implementation for a feature it declares it does not support: reported as skipped."""
+    """Raised by an implementation for a feature it declares it does not support: reported as
+    skipped."""
 
 
 class PortError(Exception):
-    """An error a port reported by name (an outputs folder's error.json): judged by that class name."""
+    """An error a port reported by name (an outputs folder's error.json): judged by that class
+    name."""
 
     def __init__(self, error_type: str, message: str):
         super().__init__(message)
@@ -23,11 +25,19 @@ class Implementation(Protocol):
     name: str
     version: str
 
-    def run(self, family: str, task: str, config: dict, weights: dict[str, np.ndarray],
-            inputs: dict[str, np.ndarray], options: dict) -> dict[str, np.ndarray]:
+    def run(
+        self,
+        family: str,
+        task: str,
+        config: dict,
+        weights: dict[str, np.ndarray],
+        inputs: dict[str, np.ndarray],
+        options: dict,
+    ) -> dict[str, np.ndarray]:
         """Run one forward pass.
 
-        config is the HF config.json dict; weights are HF-named float arrays (the checkpoint as saved);
+        config is the HF config.json dict; weights are HF-named float arrays (the checkpoint as
+        saved);
         inputs are named arrays (input_ids, attention_mask, position_ids, head_mask, inputs_embeds,
         labels, start_positions, end_positions, ...); options carry output_hidden_states,
         output_attentions, profile, return_tuple, use_cache, generate (keyword arguments for a
@@ -41,8 +51,10 @@ class Implementation(Protocol):
         ...
 
     # Optional: ``capabilities``, a conformance.capabilities.Capabilities (or the same dict as
-    # capabilities.json) saying which outputs, tasks, profiles, inputs and compute dtype it provides;
+    # capabilities.json) saying which outputs, tasks, profiles, inputs and compute dtype it
+    # provides;
     # only those are requested and compared, and the rest is reported per case as not checked.
     # Optional: ``target``, {"kind": "cpu" | "gpu", "device": ...}, for the report.
-    # Optional: ``check_available()`` raises ValueError (with what is missing) when the implementation
+    # Optional: ``check_available()`` raises ValueError (with what is missing) when the
+    # implementation
     # cannot run on this machine; the runner calls it once, before any check, and prints that error.

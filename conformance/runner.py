@@ -10,13 +10,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from reference.progress import Progress
+
 from .capabilities import Capabilities, capabilities_of
 from .checks import CheckResult, case_check_ids, check_golden
 from .golden import iter_cases
 from .ops import check_op_case, op_cases
 from .properties import property_checks, run_property
 from .protocol import Unsupported
-from reference.progress import Progress
 
 ADAPTERS = {
     "reference": "conformance.adapters.reference:implementation",
@@ -33,10 +34,13 @@ TIERS = ("golden", "property", "op")
 
 
 def load_implementation(spec: str):
-    """An adapter name, or module:attribute naming an object with run() (conformance/protocol.py)."""
+    """An adapter name, or module:attribute naming an object with run()
+    (conformance/protocol.py)."""
     target = ADAPTERS.get(spec, spec)
     if ":" not in target:
-        raise ValueError(f"--impl must be an adapter name {sorted(ADAPTERS)} or module:attribute, got {spec!r}")
+        raise ValueError(
+            f"--impl must be an adapter name {sorted(ADAPTERS)} or module:attribute, got {spec!r}"
+        )
     module_name, attr = target.split(":", 1)
     try:
         obj = getattr(importlib.import_module(module_name), attr)
@@ -44,7 +48,9 @@ def load_implementation(spec: str):
         raise ValueError(f"cannot load implementation {target!r}: {e}") from None
     if not hasattr(obj, "run"):
         raise ValueError(f"{target!r} has no run() method (see conformance/protocol.py)")
-    if hasattr(obj, "check_available"):  # optional: say once, before the run, that it cannot run here
+    if hasattr(
+        obj, "check_available"
+    ):  # optional: say once, before the run, that it cannot run here
         obj.check_available()
     return obj
 
@@ -59,9 +65,12 @@ class Unit:
 
 
 def selected(check_id, patterns) -> bool:
-    """-k selection: a check is kept when any pattern matches its id (fnmatch with * ? [, else a substring)."""
-    return not patterns or any(fnmatch.fnmatchcase(check_id, p) if any(c in p for c in "*?[") else p in check_id
-                               for p in patterns)
+    """-k selection: a check is kept when any pattern matches its id (fnmatch with * ? [, else a
+    substring)."""
+    return not patterns or any(
+        fnmatch.fnmatchcase(check_id, p) if any(c in p for c in "*?[") else p in check_id
+        for p in patterns
+    )
 
 
 @dataclass
@@ -87,7 +96,9 @@ class Plan:
                 units.append(Unit("op", case.id, (case.id,)))
         if "property" in self.tiers:
             caps = self.caps or Capabilities()
-            for check_id, _, case in property_checks(self.family, self.profile, self.golden_dir, caps):
+            for check_id, _, case in property_checks(
+                self.family, self.profile, self.golden_dir, caps
+            ):
                 if not self.tasks or case.task in self.tasks:
                     units.append(Unit("property", check_id, (check_id,)))
         return [u for u in units if any(selected(i, self.select) for i in u.ids)]
@@ -100,7 +111,9 @@ def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
             case = next(c for c in iter_cases(plan.golden_dir, verify=False) if c.id == unit.key)
             return [r for r in check_golden(impl, case, plan.caps) if selected(r.id, plan.select)]
         if unit.tier == "op":
-            case = next(c for c in iter_cases(plan.golden_dir, verify=False, tier="op") if c.id == unit.key)
+            case = next(
+                c for c in iter_cases(plan.golden_dir, verify=False, tier="op") if c.id == unit.key
+            )
             refused = plan.caps.refuses(profile=case.profile)
             if refused:
                 return [CheckResult(unit.key, "skip", refused)]
@@ -111,8 +124,11 @@ def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
             except Exception as e:  # noqa: BLE001
                 return [CheckResult(unit.key, "fail", f"raised {type(e).__name__}: {e}")]
             return [CheckResult(unit.key, "pass" if ok else "fail", message, max_abs=worst)]
-        _, prop, case = next(t for t in property_checks(plan.family, plan.profile, plan.golden_dir, plan.caps)
-                             if t[0] == unit.key)
+        _, prop, case = next(
+            t
+            for t in property_checks(plan.family, plan.profile, plan.golden_dir, plan.caps)
+            if t[0] == unit.key
+        )
         unmet = plan.caps.refuses(case.task, case.profile) or prop.unmet(plan.caps)
         if unmet:
             return [CheckResult(unit.key, "skip", unmet)]
@@ -122,7 +138,11 @@ def run_unit(plan: Plan, unit: Unit, impl=None) -> list[CheckResult]:
             return [CheckResult(unit.key, "skip", f"unsupported: {e}")]
         except Exception as e:  # noqa: BLE001 - hypothesis re-raises the falsifying example's error
             notes = "; ".join(getattr(e, "__notes__", []))
-            return [CheckResult(unit.key, "fail", f"{prop.statement}: {type(e).__name__}: {e} {notes}".strip())]
+            return [
+                CheckResult(
+                    unit.key, "fail", f"{prop.statement}: {type(e).__name__}: {e} {notes}".strip()
+                )
+            ]
         return [CheckResult(unit.key, "pass", f"{prop.statement} ({plan.max_examples} examples)")]
 
 
@@ -132,8 +152,10 @@ def _worker(args):
 
 
 def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None, units=None) -> list[CheckResult]:
-    """Run every unit not skipped; xfail entries turn fail into xfail and pass into xpass. units: the
-    plan's units when the caller has them already (plan.units() reads and hashes every golden file)."""
+    """Run every unit not skipped; xfail entries turn fail into xfail and pass into xpass. units:
+    the
+    plan's units when the caller has them already (plan.units() reads and hashes every golden file).
+    """
     if plan.caps is None:
         impl = impl or load_implementation(plan.impl_spec)
         plan = replace(plan, caps=capabilities_of(impl))
@@ -142,8 +164,11 @@ def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None, units=None) -> list[C
     for unit in units:
         reasons = [skips.match(i) for i in unit.ids]
         if all(reasons):
-            results.extend(CheckResult(i, "skip", f"skips file: {r}") for i, r in zip(unit.ids, reasons)
-                           if selected(i, plan.select))
+            results.extend(
+                CheckResult(i, "skip", f"skips file: {r}")
+                for i, r in zip(unit.ids, reasons)
+                if selected(i, plan.select)
+            )
         else:
             todo.append(unit)
     bar = Progress(len(todo), "checks")
@@ -166,8 +191,11 @@ def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None, units=None) -> list[C
             if reason:
                 r = replace(r, status="skip", message=f"skips file: {reason}")
             elif (reason := xfails.match(r.id)) is not None:
-                r = replace(r, status={"fail": "xfail", "pass": "xpass"}.get(r.status, r.status),
-                            message=f"{r.message} (xfails file: {reason})")
+                r = replace(
+                    r,
+                    status={"fail": "xfail", "pass": "xpass"}.get(r.status, r.status),
+                    message=f"{r.message} (xfails file: {reason})",
+                )
             results.append(r)
     order = {i: n for n, u in enumerate(units) for i in u.ids}
     return sorted(results, key=lambda r: order.get(r.id, 0))

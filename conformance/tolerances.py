@@ -1,13 +1,16 @@
-"""Tolerances per dtype, in one place. A value passes when |actual - expected| <= atol + rtol * |expected|.
+"""Tolerances per dtype, in one place. A value passes when |actual - expected| <= atol + rtol *
+|expected|.
 
 fp32 (every case unless it says otherwise): the golden models are tiny (hidden 32, 2 layers) with
   deliberately large weights, so activations reach ~10 and attention is peaked. Reordering fp32 sums
   (BLAS blocking, a different softmax or LayerNorm formula) moves results by a few ulps per op;
   measured differences between the NumPy reference and PyTorch/TensorFlow are below 5e-6. atol 2e-5
   leaves 4x headroom for other ports while still failing on any real semantic slip (a wrong bucket,
-  mask value or GELU form changes outputs by 1e-3 or more). rtol 1e-4 covers large logits and losses.
+  mask value or GELU form changes outputs by 1e-3 or more). rtol 1e-4 covers large logits and
+  losses.
 
-bf16 / fp16 (the ``-bf16`` / ``-fp16`` cases, judged only for ports that declare that compute dtype):
+bf16 / fp16 (the ``-bf16`` / ``-fp16`` cases, judged only for ports that declare that compute
+dtype):
   calibrated from upstream's own spread, not guessed. tools/golden/make_low_precision.py runs
   transformers 4.37.2 (torch 2.13 CPU) twice on the same rounded weights and inputs, in the low
   precision and in float32, and stores both; the difference is how far low-precision compute moves
@@ -19,7 +22,8 @@ bf16 / fp16 (the ``-bf16`` / ``-fp16`` cases, judged only for ports that declare
   (7 MPNet pt and MPT hf cases x 2 dtypes). Measured (that largest value; worst case and output):
 
     bf16  attentions     0.0229  mpnet/pt/masked-lm-bf16 attentions.1          -> atol 0.05
-          hidden_states  0.1456  mpt/hf/question-answering-bf16 hidden_states.1 (|expected| up to 14.8) -> 0.3
+          hidden_states  0.1456  mpt/hf/question-answering-bf16 hidden_states.1 (|expected| up to
+          14.8) -> 0.3
           final, loss    0.1107  mpnet/pt/masked-lm-bf16 logits (up to 6.1)    -> 0.25
     fp16  attentions     0.0024  mpnet/pt/token-classification-fp16 attentions.1 -> 0.005
           hidden_states  0.0158  mpt/hf/causal-lm-left-padding-fp16 hidden_states.1 -> 0.035
@@ -38,10 +42,18 @@ from .capabilities import output_group
 
 BF16_RTOL, FP16_RTOL = 8 * 2.0**-8, 8 * 2.0**-11
 BY_GROUP = {
-    "bf16": {"attentions": {"atol": 0.05, "rtol": BF16_RTOL}, "hidden_states": {"atol": 0.3, "rtol": BF16_RTOL},
-             "final": {"atol": 0.25, "rtol": BF16_RTOL}, "loss": {"atol": 0.25, "rtol": BF16_RTOL}},
-    "fp16": {"attentions": {"atol": 0.005, "rtol": FP16_RTOL}, "hidden_states": {"atol": 0.035, "rtol": FP16_RTOL},
-             "final": {"atol": 0.03, "rtol": FP16_RTOL}, "loss": {"atol": 0.03, "rtol": FP16_RTOL}},
+    "bf16": {
+        "attentions": {"atol": 0.05, "rtol": BF16_RTOL},
+        "hidden_states": {"atol": 0.3, "rtol": BF16_RTOL},
+        "final": {"atol": 0.25, "rtol": BF16_RTOL},
+        "loss": {"atol": 0.25, "rtol": BF16_RTOL},
+    },
+    "fp16": {
+        "attentions": {"atol": 0.005, "rtol": FP16_RTOL},
+        "hidden_states": {"atol": 0.035, "rtol": FP16_RTOL},
+        "final": {"atol": 0.03, "rtol": FP16_RTOL},
+        "loss": {"atol": 0.03, "rtol": FP16_RTOL},
+    },
 }
 TOLERANCES = {
     "fp32": {"atol": 2e-5, "rtol": 1e-4},

@@ -1,4 +1,5 @@
-"""A readable NumPy reference of MPNet and MPT as implemented by Hugging Face transformers 4.37.2 (and MosaicML llm-foundry)."""
+"""A readable NumPy reference of MPNet and MPT as implemented by Hugging Face transformers 4.37.2
+(and MosaicML llm-foundry)."""
 
 from .checkpoint import CheckpointError
 from .loading import build, from_pretrained
@@ -25,8 +26,25 @@ from .tokenizer import Tokenizer
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "build", "from_pretrained", "MPNetConfig", "MPNetModel", "MPNetForMaskedLM",
-    "MPNetForSequenceClassification", "MPNetForMultipleChoice", "MPNetForTokenClassification",
-    "MPNetForQuestionAnswering", "MPTConfig", "MPTModel", "MPTForCausalLM", "MPTForSequenceClassification",
-    "MPTForTokenClassification", "MPTForQuestionAnswering", "MPNET_PROFILES", "MPT_PROFILES", "get_profile", "Tokenizer", "__version__",
+    "CheckpointError",
+    "build",
+    "from_pretrained",
+    "MPNetConfig",
+    "MPNetModel",
+    "MPNetForMaskedLM",
+    "MPNetForSequenceClassification",
+    "MPNetForMultipleChoice",
+    "MPNetForTokenClassification",
+    "MPNetForQuestionAnswering",
+    "MPTConfig",
+    "MPTModel",
+    "MPTForCausalLM",
+    "MPTForSequenceClassification",
+    "MPTForTokenClassification",
+    "MPTForQuestionAnswering",
+    "MPNET_PROFILES",
+    "MPT_PROFILES",
+    "get_profile",
+    "Tokenizer",
+    "__version__",
 ]

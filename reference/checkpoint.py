@@ -17,19 +17,28 @@ import warnings
 import numpy as np
 
 SAFETENSORS_DTYPES = {  # safetensors dtype tag -> numpy storage dtype
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 PICKLE_NAMES = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 CONVERT_HINT = (
-    "convert it once, where PyTorch is installed, with: python -c \"from transformers import AutoModel; "
-    "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
+    'convert it once, where PyTorch is installed, with: python -c "from transformers import'
+    " AutoModel; AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
 )
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file or directory that cannot be used; the message names the file and the problem."""
+    """A checkpoint file or directory that cannot be used; the message names the file and the
+    problem."""
 
 
 def bf16_to_float32(raw):  # uint16 bit patterns -> float32
@@ -46,7 +55,9 @@ def _header(path):
             raise CheckpointError(f"{path}: file is {size} bytes, too short to be safetensors")
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > size - 8:
-            raise CheckpointError(f"{path}: header length {header_len} runs past the end of the {size}-byte file")
+            raise CheckpointError(
+                f"{path}: header length {header_len} runs past the end of the {size}-byte file"
+            )
         try:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -62,7 +73,11 @@ def read_safetensors(path, dtype=np.float32, on_tensor=None):
     on_tensor(), if given, is called after each tensor (for a progress bar)."""
     header, offset = _header(path)
     size = os.path.getsize(path)
-    data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset) if size > offset else np.zeros(0, np.uint8)
+    data = (
+        np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
+        if size > offset
+        else np.zeros(0, np.uint8)
+    )
     tensors = {}
     for name, entry in header.items():
         tensors[name] = _tensor(path, name, entry, data, dtype)
@@ -76,11 +91,18 @@ def _entry(path, name, entry):
     try:
         tag, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {entry!r}") from None
+        raise CheckpointError(
+            f"{path}: tensor {name!r} has a malformed header entry {entry!r}"
+        ) from None
     if not isinstance(tag, str) or tag not in SAFETENSORS_DTYPES:
-        raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {tag!r}; supported: {sorted(SAFETENSORS_DTYPES)}")
+        raise CheckpointError(
+            f"{path}: tensor {name!r} has unsupported dtype {tag!r}; supported:"
+            f" {sorted(SAFETENSORS_DTYPES)}"
+        )
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise CheckpointError(f"{path}: tensor {name!r} has shape {shape}; dimensions must be non-negative integers")
+        raise CheckpointError(
+            f"{path}: tensor {name!r} has shape {shape}; dimensions must be non-negative integers"
+        )
     return tag, shape, (begin, end)
 
 
@@ -89,9 +111,15 @@ def _tensor(path, name, entry, data, dtype):
     storage = np.dtype(SAFETENSORS_DTYPES[tag])
     nbytes = math.prod(shape) * storage.itemsize  # exact: no int64 overflow for absurd shapes
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data.size):
-        raise CheckpointError(f"{path}: tensor {name!r} claims bytes [{begin}, {end}) but the data section has {data.size}")
+        raise CheckpointError(
+            f"{path}: tensor {name!r} claims bytes [{begin}, {end}) but the data section has"
+            f" {data.size}"
+        )
     if end - begin != nbytes:
-        raise CheckpointError(f"{path}: tensor {name!r} of {tag} {shape} needs {nbytes} bytes, header gives {end - begin}")
+        raise CheckpointError(
+            f"{path}: tensor {name!r} of {tag} {shape} needs {nbytes} bytes, header gives"
+            f" {end - begin}"
+        )
     array = data[begin:end].view(storage).reshape(shape)
     if tag == "BF16":
         array = bf16_to_float32(array)
@@ -128,7 +156,9 @@ def _json_object(path):
 def read_config(directory):
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{directory}: no config.json (expected a Hugging Face model directory)")
+        raise CheckpointError(
+            f"{directory}: no config.json (expected a Hugging Face model directory)"
+        )
     return _json_object(path)
 
 
@@ -143,10 +173,20 @@ def _weight_files(directory):
         raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
     weight_map = _json_object(index).get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise CheckpointError(f"{index}: weight_map must be an object of tensor name -> shard file name")
-    for shard in set(weight_map.values()):  # plain file names only: an index must not point outside its directory
-        if os.path.basename(shard) != shard or shard in ("", ".", "..") or not shard.endswith(".safetensors"):
-            raise CheckpointError(f"{index}: shard {shard!r} is not a .safetensors file name in this directory")
+        raise CheckpointError(
+            f"{index}: weight_map must be an object of tensor name -> shard file name"
+        )
+    for shard in set(
+        weight_map.values()
+    ):  # plain file names only: an index must not point outside its directory
+        if (
+            os.path.basename(shard) != shard
+            or shard in ("", ".", "..")
+            or not shard.endswith(".safetensors")
+        ):
+            raise CheckpointError(
+                f"{index}: shard {shard!r} is not a .safetensors file name in this directory"
+            )
     files = [os.path.join(directory, n) for n in sorted(set(weight_map.values()))]
     for path in files:
         if not os.path.isfile(path):
@@ -155,28 +195,34 @@ def _weight_files(directory):
 
 
 def read_weights(directory, dtype=np.float32, on_tensor=None):
-    """Every tensor of model.safetensors, or of the shards listed in model.safetensors.index.json."""
+    """Every tensor of model.safetensors, or of the shards listed in
+    model.safetensors.index.json."""
     files, weight_map = _weight_files(directory)
     weights = {}
     for path in files:
         weights.update(read_safetensors(path, dtype, on_tensor))
     missing = sorted(set(weight_map or {}) - set(weights))
     if missing:
-        raise CheckpointError(f"{directory}: tensors listed in the index but absent from their shards: {missing[:5]}")
+        raise CheckpointError(
+            f"{directory}: tensors listed in the index but absent from their shards: {missing[:5]}"
+        )
     return weights
 
 
 def _refuse_pickles(directory):
-    pickles = sorted(n for n in os.listdir(directory) if n in PICKLE_NAMES or n.endswith(PICKLE_SUFFIXES))
+    pickles = sorted(
+        n for n in os.listdir(directory) if n in PICKLE_NAMES or n.endswith(PICKLE_SUFFIXES)
+    )
     if pickles:
         raise CheckpointError(
-            f"{directory}: only pickle/framework checkpoints found ({', '.join(pickles)}); these are never unpickled "
-            f"because loading them can run arbitrary code. {CONVERT_HINT}"
+            f"{directory}: only pickle/framework checkpoints found ({', '.join(pickles)}); these"
+            f" are never unpickled because loading them can run arbitrary code. {CONVERT_HINT}"
         )
 
 
 def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optional=(), where=""):
-    """Rename checkpoint keys to the model's keys, check shapes, and report what is missing or extra.
+    """Rename checkpoint keys to the model's keys, check shapes, and report what is missing or
+    extra.
 
     Keys may carry the base-model ``prefix`` ("mpnet.") or not. ``aliases`` maps alternative names
     (tied copies) to model keys. Returns the params dict; missing keys raise, extra keys warn.
@@ -184,7 +230,7 @@ def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optio
     aliases = aliases or {}
     params, unexpected = {}, []
     for name, array in weights.items():
-        key = name[len(prefix):] if name.startswith(prefix) else name
+        key = name[len(prefix) :] if name.startswith(prefix) else name
         if key in ignored or name in ignored:
             continue
         key = aliases.get(key, key)
@@ -193,14 +239,20 @@ def match_keys(weights, expected_shapes, prefix, ignored=(), aliases=None, optio
             continue
         if tuple(array.shape) != tuple(expected_shapes[key]):
             raise CheckpointError(
-                f"{where}: tensor {name!r} has shape {tuple(array.shape)}, the config implies {tuple(expected_shapes[key])}"
+                f"{where}: tensor {name!r} has shape {tuple(array.shape)}, the config implies"
+                f" {tuple(expected_shapes[key])}"
             )
         params.setdefault(key, array)
     missing = sorted(k for k in expected_shapes if k not in params and k not in optional)
     if missing:
-        raise CheckpointError(f"{where}: missing weights {missing} (checkpoint has {len(weights)} tensors)")
+        raise CheckpointError(
+            f"{where}: missing weights {missing} (checkpoint has {len(weights)} tensors)"
+        )
     if unexpected:
-        warnings.warn(f"{where}: ignoring {len(unexpected)} unexpected weights: {sorted(unexpected)[:8]}", stacklevel=3)
+        warnings.warn(
+            f"{where}: ignoring {len(unexpected)} unexpected weights: {sorted(unexpected)[:8]}",
+            stacklevel=3,
+        )
     return params
 
 
@@ -225,7 +277,10 @@ def _lists(node):
     node = {k: _lists(v) for k, v in node.items()}
     if node and all(k.isdigit() for k in node):
         if sorted(int(k) for k in node) != list(range(len(node))):
-            raise ValueError(f"numbered parameter levels must run 0..{len(node) - 1}, got {sorted(node, key=int)}")
+            raise ValueError(
+                f"numbered parameter levels must run 0..{len(node) - 1}, got"
+                f" {sorted(node, key=int)}"
+            )
         return [node[str(i)] for i in range(len(node))]
     return node
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m reference <command> --model PATH ...`` (also installed as ``mpnet-mpt``).
+"""Command line: ``python -m reference <command> --model PATH ...`` (also installed as
+``mpnet-mpt``).
 
     inspect   config, parameter count, dtypes and the profile features that are on
     embed     sentence embeddings of texts or of a file of them (--input, --output .npy): batched by
@@ -46,9 +47,17 @@ def load(args, task):
 
         tune_process()  # process-wide settings for the numba kernels (its docstring says which)
     started = time.perf_counter()
-    with Progress(len(read_safetensors_header(args.model)), f"loading {os.path.basename(args.model.rstrip('/'))}") as bar:
-        model = from_pretrained(args.model, task=task, profile=args.profile, backend=args.backend, on_tensor=bar.update)
-    progress(f"loaded {args.model} ({task}, backend {args.backend}) in {time.perf_counter() - started:.1f}s")
+    with Progress(
+        len(read_safetensors_header(args.model)),
+        f"loading {os.path.basename(args.model.rstrip('/'))}",
+    ) as bar:
+        model = from_pretrained(
+            args.model, task=task, profile=args.profile, backend=args.backend, on_tensor=bar.update
+        )
+    progress(
+        f"loaded {args.model} ({task}, backend {args.backend}) in"
+        f" {time.perf_counter() - started:.1f}s"
+    )
     return model
 
 
@@ -67,8 +76,13 @@ def cmd_inspect(args):
     dtypes = sorted({entry["dtype"] for entry in header.values()})
     count = sum(int(np.prod(entry["shape"], dtype=np.int64)) for entry in header.values())
     family = config.get("model_type")
-    info = {"model_type": family, "architectures": config.get("architectures"), "parameters": count,
-            "tensors": len(header), "dtypes": dtypes}
+    info = {
+        "model_type": family,
+        "architectures": config.get("architectures"),
+        "parameters": count,
+        "tensors": len(header),
+        "dtypes": dtypes,
+    }
     if family == "mpt":
         from .mpt_model import MPTConfig, resolve_features
         from .profiles import get_profile
@@ -76,19 +90,32 @@ def cmd_inspect(args):
         profile = get_profile("mpt", args.profile)
         c = MPTConfig.from_dict(config, profile)
         f = resolve_features(c, profile)
-        info.update(profile=profile.name, d_model=c.d_model, n_heads=c.n_heads, n_layers=c.n_layers,
-                    vocab_size=c.vocab_size, max_seq_len=c.max_seq_len,
-                    features={k: v for k, v in vars(f).items()})
+        info.update(
+            profile=profile.name,
+            d_model=c.d_model,
+            n_heads=c.n_heads,
+            n_layers=c.n_layers,
+            vocab_size=c.vocab_size,
+            max_seq_len=c.max_seq_len,
+            features={k: v for k, v in vars(f).items()},
+        )
     elif family == "mpnet":
         from .mpnet_model import MPNetConfig
         from .profiles import get_profile
 
         profile = get_profile("mpnet", args.profile)
         c = MPNetConfig.from_dict(config)
-        info.update(profile=profile.name, hidden_size=c.hidden_size, num_heads=c.num_attention_heads,
-                    num_layers=c.num_hidden_layers, vocab_size=c.vocab_size,
-                    max_position_embeddings=c.max_position_embeddings, hidden_act=c.hidden_act,
-                    relative_buckets_used=profile.num_buckets(c), labels=c.id2label or None)
+        info.update(
+            profile=profile.name,
+            hidden_size=c.hidden_size,
+            num_heads=c.num_attention_heads,
+            num_layers=c.num_hidden_layers,
+            vocab_size=c.vocab_size,
+            max_position_embeddings=c.max_position_embeddings,
+            hidden_act=c.hidden_act,
+            relative_buckets_used=profile.num_buckets(c),
+            labels=c.id2label or None,
+        )
     emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
 
 
@@ -107,26 +134,50 @@ def cmd_embed(args):
     max_length = args.max_length or max_seq_length(args.model, model.config.max_position_embeddings)
     started = time.perf_counter()
     with Progress(len(texts), "embedding", force=False) as bar:
-        vectors = embed_corpus(model, tok.backend, texts, args.batch_size, max_length, mode, normalise,
-                               on_batch=bar.update)
+        vectors = embed_corpus(
+            model,
+            tok.backend,
+            texts,
+            args.batch_size,
+            max_length,
+            mode,
+            normalise,
+            on_batch=bar.update,
+        )
     seconds = time.perf_counter() - started
     if args.output:
         np.save(args.output, vectors)
-        info = {"written": args.output, "texts": len(texts), "dims": vectors.shape[1], "pooling": mode,
-                "normalized": normalise, "max_length": max_length, "sentences_per_second": len(texts) / seconds}
-        emit(args, info, f"wrote {len(texts)} x {vectors.shape[1]} embeddings to {args.output} "
-                         f"({mode} pooling{', L2-normalised' if normalise else ''}; {len(texts) / seconds:.1f} sentences/s)")
+        info = {
+            "written": args.output,
+            "texts": len(texts),
+            "dims": vectors.shape[1],
+            "pooling": mode,
+            "normalized": normalise,
+            "max_length": max_length,
+            "sentences_per_second": len(texts) / seconds,
+        }
+        emit(
+            args,
+            info,
+            f"wrote {len(texts)} x {vectors.shape[1]} embeddings to {args.output} ({mode}"
+            f" pooling{', L2-normalised' if normalise else ''}; {len(texts) / seconds:.1f}"
+            " sentences/s)",
+        )
         return
     data = {"pooling": mode, "normalized": normalise, "embeddings": vectors.tolist()}
-    text = "\n".join(f"{t!r}: [{', '.join(f'{v:.4f}' for v in vec[:6])}, ...] ({len(vec)} dims)"
-                     for t, vec in zip(texts, vectors))
+    text = "\n".join(
+        f"{t!r}: [{', '.join(f'{v:.4f}' for v in vec[:6])}, ...] ({len(vec)} dims)"
+        for t, vec in zip(texts, vectors)
+    )
     emit(args, data, text)
 
 
 def cmd_ner(args):
     model, tok = load(args, "token-classification"), tokenizer(args)
     enc = tok.backend.encode(args.text)
-    logits = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64)).logits[0]
+    logits = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64)).logits[
+        0
+    ]
     labels = model.config.id2label or {}
     words = []
     for index, word_id in enumerate(enc.word_ids):
@@ -137,9 +188,11 @@ def cmd_ner(args):
         if words and words[-1]["word_id"] == word_id:  # a continuation piece: extend the word
             words[-1]["end"] = end
             continue
-        words.append({"word_id": word_id, "start": start, "end": end, "label": labels.get(label, str(label))})
+        words.append(
+            {"word_id": word_id, "start": start, "end": end, "label": labels.get(label, str(label))}
+        )
     for w in words:
-        w["word"] = args.text[w["start"]:w["end"]]
+        w["word"] = args.text[w["start"] : w["end"]]
         del w["word_id"]
     emit(args, {"words": words}, "\n".join(f"{w['word']}\t{w['label']}" for w in words))
 
@@ -154,12 +207,22 @@ def cmd_qa(args):
         raise CliError("the context produced no tokens")
 
     p_start, p_end = softmax(start_logits), softmax(end_logits)
-    best = max(((s, e) for s in context for e in context if s <= e <= s + args.max_answer_tokens),
-               key=lambda se: p_start[se[0]] * p_end[se[1]])
+    best = max(
+        ((s, e) for s in context for e in context if s <= e <= s + args.max_answer_tokens),
+        key=lambda se: p_start[se[0]] * p_end[se[1]],
+    )
     start_char, end_char = enc.offsets[best[0]][0], enc.offsets[best[1]][1]
-    data = {"answer": args.context[start_char:end_char], "score": float(p_start[best[0]] * p_end[best[1]]),
-            "start": start_char, "end": end_char}
-    emit(args, data, f"{data['answer']!r} (score {data['score']:.3f}, characters {start_char}-{end_char})")
+    data = {
+        "answer": args.context[start_char:end_char],
+        "score": float(p_start[best[0]] * p_end[best[1]]),
+        "start": start_char,
+        "end": end_char,
+    }
+    emit(
+        args,
+        data,
+        f"{data['answer']!r} (score {data['score']:.3f}, characters {start_char}-{end_char})",
+    )
 
 
 def cmd_generate(args):
@@ -167,20 +230,31 @@ def cmd_generate(args):
     ids = np.array([tok.backend.encode(args.prompt, add_special_tokens=False).ids])
     if ids.shape[1] == 0:
         raise CliError("the prompt produced no tokens")
-    options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
-                   top_k=args.top_k, top_p=args.top_p, seed=args.seed, eos_token_id=args.eos_token_id)
+    options = dict(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        eos_token_id=args.eos_token_id,
+    )
     tokens, prompt = [], ids[0].tolist()
     shown = tok.decode(prompt)
     if not args.json:
         sys.stdout.write(shown)
-    bar = Progress(args.max_new_tokens, "generating") if args.json else None  # streamed text is its own progress
+    bar = (
+        Progress(args.max_new_tokens, "generating") if args.json else None
+    )  # streamed text is its own progress
     for token in model.stream(ids, **options):
         tokens.append(int(token[0]))
         if bar:
             bar.update()
-        if not args.json:  # decode prompt + new tokens and print what is not on screen yet (spacing included)
+        if (
+            not args.json
+        ):  # decode prompt + new tokens and print what is not on screen yet (spacing included)
             text = tok.decode(prompt + tokens)
-            sys.stdout.write(text[len(shown):])
+            sys.stdout.write(text[len(shown) :])
             sys.stdout.flush()
             shown = text
     if bar:
@@ -227,13 +301,20 @@ def emit(args, data, text):
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m reference", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m reference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_):
         c = sub.add_parser(name, help=help_)
-        c.add_argument("--model", required=True, help="a Hugging Face model directory (config.json, model.safetensors)")
+        c.add_argument(
+            "--model",
+            required=True,
+            help="a Hugging Face model directory (config.json, model.safetensors)",
+        )
         c.add_argument("--backend", choices=["numpy", "numba", "cuda"], default="numpy")
         c.add_argument("--profile", help="semantics profile: pt or tf (MPNet), hf or mosaic (MPT)")
         c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -242,15 +323,36 @@ def parser():
         return c
 
     command("inspect", cmd_inspect, "describe a checkpoint")
-    emb = command("embed", cmd_embed, "sentence embeddings of texts, or of a file of them (one per line or JSONL)")
+    emb = command(
+        "embed",
+        cmd_embed,
+        "sentence embeddings of texts, or of a file of them (one per line or JSONL)",
+    )
     emb.add_argument("texts", nargs="*")
-    emb.add_argument("--input", help="a file of texts: one per line, or .jsonl (strings or objects with --field)")
-    emb.add_argument("--field", default="text", help="the JSONL field holding the text (default: text)")
-    emb.add_argument("--output", help="where --input's embeddings go: a .npy file, one row per text, in input order")
-    emb.add_argument("--batch-size", type=int, default=32, help="texts per forward, batched by length (default 32)")
-    emb.add_argument("--max-length", type=int,
-                     help="tokens per text, <s> and </s> included (default: sentence_bert_config.json, else the "
-                          "position table)")
+    emb.add_argument(
+        "--input", help="a file of texts: one per line, or .jsonl (strings or objects with --field)"
+    )
+    emb.add_argument(
+        "--field", default="text", help="the JSONL field holding the text (default: text)"
+    )
+    emb.add_argument(
+        "--output",
+        help="where --input's embeddings go: a .npy file, one row per text, in input order",
+    )
+    emb.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="texts per forward, batched by length (default 32)",
+    )
+    emb.add_argument(
+        "--max-length",
+        type=int,
+        help=(
+            "tokens per text, <s> and </s> included (default: sentence_bert_config.json, else the "
+            "position table)"
+        ),
+    )
     command("ner", cmd_ner, "label the words of a text").add_argument("text")
     qa = command("qa", cmd_qa, "answer a question from a context")
     qa.add_argument("--question", required=True)
@@ -265,10 +367,14 @@ def parser():
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--eos-token-id", type=int)
-    ex = sub.add_parser("explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)")
+    ex = sub.add_parser(
+        "explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)"
+    )
     ex.add_argument("what", choices=["buckets", "alibi", "attention"])
     ex.add_argument("--out", required=True, help="PNG file to write")
-    ex.add_argument("--model", help="a model directory (attention; alibi takes its head count from it)")
+    ex.add_argument(
+        "--model", help="a model directory (attention; alibi takes its head count from it)"
+    )
     ex.add_argument("--backend", choices=["numpy", "numba", "cuda"], default="numpy")
     ex.add_argument("--profile")
     ex.add_argument("--text", help="input for the attention map")

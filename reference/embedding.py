@@ -49,7 +49,8 @@ def max_seq_length(path, max_position_embeddings):
 
 
 def pool(hidden, mask, mode, normalise):  # [B, S, C], [B, S] -> [B, C]
-    """Mean over the real tokens, the <s> vector, or the max over real tokens; then L2 (eps 1e-12)."""
+    """Mean over the real tokens, the <s> vector, or the max over real tokens; then L2 (eps
+    1e-12)."""
     m = mask[..., None].astype(hidden.dtype)
     if mode == "cls":
         vectors = hidden[:, 0]
@@ -63,7 +64,8 @@ def pool(hidden, mask, mode, normalise):  # [B, S, C], [B, S] -> [B, C]
 
 
 def read_texts(path, field="text"):
-    """One text per line, or JSON lines (.jsonl / .ndjson): each a string or an object with ``field``."""
+    """One text per line, or JSON lines (.jsonl / .ndjson): each a string or an object with
+    ``field``."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     if not path.endswith((".jsonl", ".ndjson")):
@@ -78,19 +80,30 @@ def read_texts(path, field="text"):
             raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
         text = item.get(field) if isinstance(item, dict) else item
         if not isinstance(text, str):
-            raise ValueError(f"{path}:{number}: expected a string or an object with a string {field!r} field")
+            raise ValueError(
+                f"{path}:{number}: expected a string or an object with a string {field!r} field"
+            )
         texts.append(text)
     return texts
 
 
 def batches_by_length(lengths, batch_size):  # [N] -> lists of row indices
-    """Rows sorted by token count, longest first (sentence-transformers' order), cut into batches."""
+    """Rows sorted by token count, longest first (sentence-transformers' order), cut into
+    batches."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def embed_corpus(model, tokenizer, texts, batch_size=32, max_length=512, mode="mean", normalise=True,
-                 on_batch=None):  # N texts -> [N, C] float32, in input order
+def embed_corpus(
+    model,
+    tokenizer,
+    texts,
+    batch_size=32,
+    max_length=512,
+    mode="mean",
+    normalise=True,
+    on_batch=None,
+):  # N texts -> [N, C] float32, in input order
     """tokenizer: a ``tokenizers.Tokenizer`` (reference.tokenizer.Tokenizer(...).backend).
     on_batch(n) is called after each batch with its number of texts (a progress bar)."""
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -107,8 +120,8 @@ def embed_corpus(model, tokenizer, texts, batch_size=32, max_length=512, mode="m
         batch = np.full((len(rows), S), pad, np.int64)
         mask = np.zeros((len(rows), S), np.int64)
         for j, row in enumerate(rows):
-            batch[j, :len(ids[row])] = ids[row]
-            mask[j, :len(ids[row])] = 1
+            batch[j, : len(ids[row])] = ids[row]
+            mask[j, : len(ids[row])] = 1
         hidden = model(batch, attention_mask=mask).last_hidden_state  # [B, S, C]
         out[rows] = pool(hidden, mask, mode, normalise)
         if on_batch is not None:

@@ -20,7 +20,9 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("explain needs matplotlib: pip install 'mpnet-mpt-reference[plot]'") from None
+        raise ValueError(
+            "explain needs matplotlib: pip install 'mpnet-mpt-reference[plot]'"
+        ) from None
     return plt
 
 
@@ -30,8 +32,11 @@ def bucket_map(path, length=160, num_buckets=32):  # -> [length, length] buckets
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     im = ax.imshow(buckets, cmap="viridis")
-    ax.set(title=f"MPNet relative-position buckets ({num_buckets}, max distance 128)", xlabel="key j",
-           ylabel="query i")
+    ax.set(
+        title=f"MPNet relative-position buckets ({num_buckets}, max distance 128)",
+        xlabel="key j",
+        ylabel="query i",
+    )
     fig.colorbar(im, ax=ax, label="bucket (16+ : key right of query)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -43,7 +48,11 @@ def alibi_map(path, n_heads=12, key_len=32, alibi_bias_max=8):  # -> [H, K] bias
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     im = ax.imshow(bias, aspect="auto", cmap="magma")
-    ax.set(title=f"MPT ALiBi bias, {n_heads} heads: slope_h * (j - (K - 1))", xlabel="key j", ylabel="head")
+    ax.set(
+        title=f"MPT ALiBi bias, {n_heads} heads: slope_h * (j - (K - 1))",
+        xlabel="key j",
+        ylabel="head",
+    )
     fig.colorbar(im, ax=ax)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

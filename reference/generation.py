@@ -14,13 +14,20 @@ import numpy as np
 from .inputs import as_float, as_ids, is_integer, is_number
 from .ops import softmax
 
-HF_DEFAULT_MAX_LENGTH = 20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
+HF_DEFAULT_MAX_LENGTH = (
+    20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
+)
 HF_DEFAULT_TOP_K = 50  # GenerationConfig.top_k, applied when sampling
 
 
 def initial_attention_mask(input_ids, pad_token_id, eos_token_ids):  # [B, S] -> [B, S]
-    """HF's rule: mask pad tokens only if a pad id is set, occurs in the prompt, and is not an eos id."""
-    if pad_token_id is not None and (input_ids == pad_token_id).any() and pad_token_id not in eos_token_ids:
+    """HF's rule: mask pad tokens only if a pad id is set, occurs in the prompt, and is not an
+    eos id."""
+    if (
+        pad_token_id is not None
+        and (input_ids == pad_token_id).any()
+        and pad_token_id not in eos_token_ids
+    ):
         return (input_ids != pad_token_id).astype(np.int64)
     return np.ones_like(input_ids)
 
@@ -72,33 +79,78 @@ def check_sampling(do_sample, temperature, top_k, top_p, seed):
     if not is_number(temperature) or not temperature > 0 or not np.isfinite(temperature):
         raise ValueError(f"sampling needs a finite temperature > 0, got {temperature!r}")
     if top_k is not None and (not is_integer(top_k) or top_k < 0):
-        raise ValueError(f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}")
+        raise ValueError(
+            f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}"
+        )
     if top_p is not None and (not is_number(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
 
 
 class GenerationMixin:
-    """generate() and stream() for a model whose call returns logits [B, S, V] and past_key_values."""
+    """generate() and stream() for a model whose call returns logits [B, S, V] and
+    past_key_values."""
 
-    def generate(self, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, do_sample=False,
-                 temperature=1.0, top_k=HF_DEFAULT_TOP_K, top_p=1.0, seed=None, eos_token_id=None,
-                 pad_token_id=None):
-        """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with pad_token_id."""
+    def generate(
+        self,
+        input_ids,
+        attention_mask=None,
+        max_new_tokens=None,
+        max_length=None,
+        do_sample=False,
+        temperature=1.0,
+        top_k=HF_DEFAULT_TOP_K,
+        top_p=1.0,
+        seed=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    ):
+        """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with
+        pad_token_id."""
         ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-        new = [t[:, None] for t in self.stream(ids, attention_mask, max_new_tokens, max_length, do_sample,
-                                               temperature, top_k, top_p, seed, eos_token_id, pad_token_id)]
+        new = [
+            t[:, None]
+            for t in self.stream(
+                ids,
+                attention_mask,
+                max_new_tokens,
+                max_length,
+                do_sample,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                eos_token_id,
+                pad_token_id,
+            )
+        ]
         return np.concatenate([ids] + new, axis=1)
 
-    def stream(self, input_ids, attention_mask=None, max_new_tokens=None, max_length=None, do_sample=False,
-               temperature=1.0, top_k=HF_DEFAULT_TOP_K, top_p=1.0, seed=None, eos_token_id=None,
-               pad_token_id=None):
-        """Yield the next token of every row, [B], one step at a time (same arguments as generate)."""
+    def stream(
+        self,
+        input_ids,
+        attention_mask=None,
+        max_new_tokens=None,
+        max_length=None,
+        do_sample=False,
+        temperature=1.0,
+        top_k=HF_DEFAULT_TOP_K,
+        top_p=1.0,
+        seed=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    ):
+        """Yield the next token of every row, [B], one step at a time (same arguments as
+        generate)."""
         V = self.config.vocab_size
         ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
         several = isinstance(eos, (list, tuple, np.ndarray))
-        eos_ids = [] if eos is None else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
+        eos_ids = (
+            []
+            if eos is None
+            else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
+        )
         pad = pad_token_id if pad_token_id is not None else self.config.pad_token_id
         if pad is None and eos_ids:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)
@@ -106,8 +158,11 @@ class GenerationMixin:
             pad = token_id(pad, "pad_token_id", V)
         steps = self._steps(S, max_new_tokens, max_length)
         check_sampling(do_sample, temperature, top_k, top_p, seed)
-        mask = (initial_attention_mask(ids, pad, eos_ids) if attention_mask is None
-                else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64))
+        mask = (
+            initial_attention_mask(ids, pad, eos_ids)
+            if attention_mask is None
+            else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64)
+        )
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
         session = self.decode_session(B, S + steps)  # a fast backend's preallocated cache, or None
@@ -117,7 +172,11 @@ class GenerationMixin:
             out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
         for step in range(steps):
-            token = sample(warp_logits(last, temperature, top_k, top_p), rng) if do_sample else last.argmax(-1)
+            token = (
+                sample(warp_logits(last, temperature, top_k, top_p), rng)
+                if do_sample
+                else last.argmax(-1)
+            )
             if eos_ids:
                 token = np.where(unfinished, token, pad)
                 unfinished &= ~np.isin(token, eos_ids)
@@ -128,11 +187,17 @@ class GenerationMixin:
                 last = session.step(token)
             else:  # one token over the cache; the mask grows by one real key
                 mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
-                out = self(token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True)
+                out = self(
+                    token[:, None],
+                    past_key_values=out.past_key_values,
+                    attention_mask=mask,
+                    use_cache=True,
+                )
                 last = out.logits[:, -1, :]
 
     def decode_session(self, batch, total_len):
-        """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B, V]."""
+        """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B,
+        V]."""
         return None
 
     def _steps(self, S, max_new_tokens, max_length):
@@ -141,11 +206,18 @@ class GenerationMixin:
         if max_new_tokens is None:
             total = HF_DEFAULT_MAX_LENGTH if max_length is None else max_length
             if total < S:
-                raise ValueError(f"max_length {total} is shorter than the prompt ({S} tokens); pass max_new_tokens")
+                raise ValueError(
+                    f"max_length {total} is shorter than the prompt ({S} tokens); pass"
+                    " max_new_tokens"
+                )
             max_new_tokens = total - S
         if not is_integer(max_new_tokens) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+            raise ValueError(
+                f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}"
+            )
         limit = getattr(self.config, "max_seq_len", None)
         if limit is not None and S + max_new_tokens > limit:
-            raise ValueError(f"prompt of {S} tokens plus {max_new_tokens} new ones exceeds max_seq_len {limit}")
+            raise ValueError(
+                f"prompt of {S} tokens plus {max_new_tokens} new ones exceeds max_seq_len {limit}"
+            )
         return int(max_new_tokens)

@@ -17,11 +17,15 @@ def unpack_keras_inputs(first, order, given):
     """
     if isinstance(first, dict):
         unpacked = dict(first)
-    elif isinstance(first, (list, tuple)) and first and all(
-        item is None or isinstance(item, (np.ndarray, bool)) for item in first
+    elif (
+        isinstance(first, (list, tuple))
+        and first
+        and all(item is None or isinstance(item, (np.ndarray, bool)) for item in first)
     ):
         if len(first) > len(order):
-            raise ValueError(f"got {len(first)} positional inputs; the signature order is {list(order)}")
+            raise ValueError(
+                f"got {len(first)} positional inputs; the signature order is {list(order)}"
+            )
         unpacked = dict(zip(order, first))
     else:
         return {**given, "input_ids": first}
@@ -37,9 +41,12 @@ def unpack_keras_inputs(first, order, given):
 
 
 def label_fields(d):
-    """num_labels and id2label as HF derives them: id2label (keys made ints) wins over num_labels."""
+    """num_labels and id2label as HF derives them: id2label (keys made ints) wins over
+    num_labels."""
     raw = d.get("id2label") or {}
-    if not isinstance(raw, dict) or not all(isinstance(k, (int, str)) and str(k).lstrip("-").isdigit() for k in raw):
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, (int, str)) and str(k).lstrip("-").isdigit() for k in raw
+    ):
         raise ValueError(f"config.id2label must map integer class ids to names, got {raw!r}"[:300])
     id2label = {int(k): v for k, v in raw.items()}
     if id2label:
@@ -48,12 +55,17 @@ def label_fields(d):
 
 
 MAX_SIZE = 2**31 - 1  # no real model comes near; an absurd size fails here, not in an allocation
-MAX_LAYERS = 10_000  # far past any real model; bounds the per-layer bookkeeping done before the memory check
+MAX_LAYERS = (
+    10_000  # far past any real model; bounds the per-layer bookkeeping done before the memory check
+)
 
 
 FIELD_CHECKS = {  # annotation -> (accepts the value, how the error describes it)
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    "float": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "a finite number",
+    ),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "dict": (lambda v: isinstance(v, dict), "an object"),
@@ -61,17 +73,19 @@ FIELD_CHECKS = {  # annotation -> (accepts the value, how the error describes it
 
 
 def check_field_types(config):
-    """Every field of a config dataclass holds a value of its annotated type (Optional[...] allows None)."""
+    """Every field of a config dataclass holds a value of its annotated type (Optional[...]
+    allows None)."""
     for f in fields(config):
         kind = str(f.type)
         optional = kind.startswith("Optional[")
-        base = kind[len("Optional["):-1] if optional else kind
+        base = kind[len("Optional[") : -1] if optional else kind
         value = getattr(config, f.name)
         if (optional and value is None) or base not in FIELD_CHECKS:
             continue
         accepts, described = FIELD_CHECKS[base]
         if not accepts(value):
-            raise TypeError(f"config.{f.name} must be {described}{' or null' if optional else ''}, got {value!r}"[:300])
+            null = " or null" if optional else ""
+            raise TypeError(f"config.{f.name} must be {described}{null}, got {value!r}"[:300])
 
 
 def require_positive_ints(config, names, limit=MAX_SIZE):
@@ -80,7 +94,9 @@ def require_positive_ints(config, names, limit=MAX_SIZE):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
         if value > limit:
-            raise ValueError(f"config.{name} is {value}, more than the {limit} this implementation accepts")
+            raise ValueError(
+                f"config.{name} is {value}, more than the {limit} this implementation accepts"
+            )
 
 
 def require_probabilities(config, names):
@@ -97,7 +113,9 @@ def is_integer(value):
 
 def is_number(value):
     """A Python or NumPy integer or float scalar, not a bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
 
 
 def as_ids(ids, name, vocab_size, ndim):
@@ -108,7 +126,10 @@ def as_ids(ids, name, vocab_size, ndim):
     if ids.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {ids.shape}")
     if ids.size == 0:
-        raise ValueError(f"{name} is empty (shape {ids.shape}): at least one sequence of at least one token is needed")
+        raise ValueError(
+            f"{name} is empty (shape {ids.shape}): at least one sequence of at least one token is"
+            " needed"
+        )
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
         bad = ids[(ids < 0) | (ids >= vocab_size)][0]
         raise ValueError(f"{name} contains {bad}, outside the vocabulary [0, {vocab_size})")
@@ -116,7 +137,8 @@ def as_ids(ids, name, vocab_size, ndim):
 
 
 def check_tokens(input_ids, inputs_embeds, vocab_size, width, dtype):
-    """Exactly one of input_ids [B, S] and inputs_embeds [B, S, width]; returns (ids, embeds, B, S)."""
+    """Exactly one of input_ids [B, S] and inputs_embeds [B, S, width]; returns (ids, embeds, B,
+    S)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -124,7 +146,10 @@ def check_tokens(input_ids, inputs_embeds, vocab_size, width, dtype):
         return ids, None, *ids.shape
     embeds = as_float(inputs_embeds, "inputs_embeds", (None, None, width), dtype)
     if 0 in embeds.shape[:2]:
-        raise ValueError(f"inputs_embeds needs at least one sequence of at least one token, got shape {embeds.shape}")
+        raise ValueError(
+            "inputs_embeds needs at least one sequence of at least one token, got shape"
+            f" {embeds.shape}"
+        )
     return None, embeds, *embeds.shape[:2]
 
 
@@ -133,7 +158,9 @@ def as_float(x, name, shape, dtype):
     x = np.asarray(x)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {x.dtype}")
-    if x.ndim != len(shape) or any(want is not None and got != want for got, want in zip(x.shape, shape)):
+    if x.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(x.shape, shape)
+    ):
         expected = tuple("*" if s is None else s for s in shape)
         raise ValueError(f"{name} must have shape {expected}, got {x.shape}")
     return x.astype(dtype)
@@ -147,7 +174,8 @@ def check_flags(**flags):
 
 
 def make_rng(rng):
-    """A numpy Generator for dropout: pass a Generator, an integer seed, or None for fresh entropy."""
+    """A numpy Generator for dropout: pass a Generator, an integer seed, or None for fresh
+    entropy."""
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or isinstance(rng, (int, np.integer)):

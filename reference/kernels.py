@@ -8,8 +8,8 @@ op tier and tests/test_numba_kernels.py reach each backend's operations one by o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import ops
 

@@ -8,17 +8,27 @@ import warnings
 import numpy as np
 
 from . import mpnet_model, mpt_model
-from .checkpoint import CheckpointError, match_keys, read_config, read_weights
 from .backends import BACKENDS, get_backend
+from .checkpoint import CheckpointError, match_keys, read_config, read_weights
 from .profiles import get_profile
 
 FAMILIES = {"mpnet": mpnet_model, "mpt": mpt_model}
 
 
-def build(config_dict, weights, task="base", profile=None, dtype=np.float32, where="weights", backend="numpy",
-          **options):
+def build(
+    config_dict,
+    weights,
+    task="base",
+    profile=None,
+    dtype=np.float32,
+    where="weights",
+    backend="numpy",
+    **options,
+):
     """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
-    return _assemble(_plan(config_dict, task, profile, dtype, where), weights, dtype, where, backend, options)
+    return _assemble(
+        _plan(config_dict, task, profile, dtype, where), weights, dtype, where, backend, options
+    )
 
 
 def _plan(config_dict, task, profile, dtype, where, config_file=None):
@@ -27,8 +37,13 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None):
     name ``config_file`` when the config came from one."""
     family = _family(config_dict, config_file or where)
     if task not in family.TASKS:
-        raise ValueError(f"unknown task {task!r} for {config_dict.get('model_type')}; accepted: {sorted(family.TASKS)}")
-    get_profile(config_dict["model_type"], profile)  # an unknown profile is the caller's error, not the file's
+        raise ValueError(
+            f"unknown task {task!r} for {config_dict.get('model_type')}; accepted:"
+            f" {sorted(family.TASKS)}"
+        )
+    get_profile(
+        config_dict["model_type"], profile
+    )  # an unknown profile is the caller's error, not the file's
     try:
         config = family.Config.from_dict(config_dict, profile)
     except (ValueError, TypeError) as e:
@@ -47,12 +62,21 @@ def _assemble(plan, weights, dtype, where, backend, options):
         if np.issubdtype(w.dtype, np.floating):
             weights[name] = w.astype(dtype, copy=False)
     ignored, aliases, optional = family.checkpoint_rules(config, task)
-    params = match_keys(weights, shapes, prefix=family.BASE_PREFIX, ignored=ignored, aliases=aliases,
-                        optional=optional, where=where)
+    params = match_keys(
+        weights,
+        shapes,
+        prefix=family.BASE_PREFIX,
+        ignored=ignored,
+        aliases=aliases,
+        optional=optional,
+        where=where,
+    )
     bad = sorted(name for name, w in params.items() if not _all_finite(w))
     if bad:
         warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=3)
-    return family.TASKS[task](config, params, profile=profile, backend=get_backend(backend), **options)
+    return family.TASKS[task](
+        config, params, profile=profile, backend=get_backend(backend), **options
+    )
 
 
 def _all_finite(w):
@@ -72,15 +96,20 @@ def physical_memory():
 
 
 def check_memory(shapes, itemsize, where):
-    """Refuse a config whose weights could not fit in memory, before anything is read or allocated."""
+    """Refuse a config whose weights could not fit in memory, before anything is read or
+    allocated."""
     need = sum(int(np.prod(s, dtype=np.float64)) for s in shapes.values()) * itemsize
     have = physical_memory()
     if have is not None and need > have:
-        raise CheckpointError(f"{where}: the config implies {need / 2**30:.1f} GiB of weights, more than this "
-                              f"machine's {have / 2**30:.1f} GiB of memory")
+        raise CheckpointError(
+            f"{where}: the config implies {need / 2**30:.1f} GiB of weights, more than this "
+            f"machine's {have / 2**30:.1f} GiB of memory"
+        )
 
 
-def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.float32, on_tensor=None, **options):
+def from_pretrained(
+    path, task="base", profile=None, backend="numpy", dtype=np.float32, on_tensor=None, **options
+):
     """Load an HF model directory (config.json + model.safetensors or a sharded index).
 
     task: MPNet: base, masked-lm, sequence-classification, multiple-choice, token-classification,
@@ -97,12 +126,16 @@ def from_pretrained(path, task="base", profile=None, backend="numpy", dtype=np.f
     get_backend(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    plan = _plan(read_config(path), task, profile, dtype, str(path), os.path.join(path, "config.json"))  # before any read
+    plan = _plan(
+        read_config(path), task, profile, dtype, str(path), os.path.join(path, "config.json")
+    )  # before any read
     return _assemble(plan, read_weights(path, dtype, on_tensor), dtype, str(path), backend, options)
 
 
 def _family(config_dict, where):
     model_type = config_dict.get("model_type") if isinstance(config_dict, dict) else None
     if model_type not in FAMILIES:
-        raise CheckpointError(f"{where}: model_type {model_type!r} is not supported; accepted: {sorted(FAMILIES)}")
+        raise CheckpointError(
+            f"{where}: model_type {model_type!r} is not supported; accepted: {sorted(FAMILIES)}"
+        )
     return FAMILIES[model_type]

@@ -15,12 +15,15 @@ from .ops import IGNORE_INDEX, bce_with_logits, cross_entropy, cross_entropy_per
 
 
 def _int_labels(labels, what, count):  # -> [count] int64
-    """Integer targets, one per logits row, in any shape holding ``count`` of them (HF flattens them)."""
+    """Integer targets, one per logits row, in any shape holding ``count`` of them (HF flattens
+    them)."""
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"{what} must be integers, got dtype {labels.dtype}")
     if labels.size != count:
-        raise ValueError(f"{what} must hold {count} values (one per prediction), got shape {labels.shape}")
+        raise ValueError(
+            f"{what} must hold {count} values (one per prediction), got shape {labels.shape}"
+        )
     return labels.astype(np.int64).reshape(-1)
 
 
@@ -30,7 +33,10 @@ def _float_labels(labels, what, shape):  # -> shape, float
     if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == bool):
         raise TypeError(f"{what} must be numeric, got dtype {labels.dtype}")
     if labels.size != int(np.prod(shape)):
-        raise ValueError(f"{what} must hold {int(np.prod(shape))} values (the logits' shape {shape}), got shape {labels.shape}")
+        raise ValueError(
+            f"{what} must hold {int(np.prod(shape))} values (the logits' shape {shape}), got shape"
+            f" {labels.shape}"
+        )
     return labels
 
 
@@ -49,7 +55,9 @@ def pt_token_loss(logits, labels):  # [B, S, C], [B, S] -> []
     return cross_entropy(flat, _int_labels(labels, "labels", flat.shape[0]))
 
 
-def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B] or [B, C] -> [], str
+def pt_sequence_classification_loss(
+    logits, labels, problem_type
+):  # [B, C], [B] or [B, C] -> [], str
     """The problem_type rule: returns the loss and the problem type it settled on (which sticks)."""
     labels = np.asarray(labels)
     num_labels = logits.shape[-1]
@@ -65,7 +73,9 @@ def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B
         if num_labels == 1:
             return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype)), problem_type
         if labels.shape != logits.shape:
-            raise ValueError(f"regression labels must have the logits' shape {logits.shape}, got {labels.shape}")
+            raise ValueError(
+                f"regression labels must have the logits' shape {logits.shape}, got {labels.shape}"
+            )
         return mse(logits, labels.astype(logits.dtype)), problem_type
     if problem_type == "single_label_classification":
         flat = logits.reshape(-1, num_labels)
@@ -73,11 +83,13 @@ def pt_sequence_classification_loss(logits, labels, problem_type):  # [B, C], [B
     if problem_type == "multi_label_classification":
         labels = _float_labels(labels, "labels", logits.shape)
         if labels.shape != logits.shape:
-            raise ValueError(f"multi-label labels must have the logits' shape {logits.shape}, got {labels.shape}")
+            raise ValueError(
+                f"multi-label labels must have the logits' shape {logits.shape}, got {labels.shape}"
+            )
         return bce_with_logits(logits, labels.astype(logits.dtype)), problem_type
     raise ValueError(
-        f"unknown problem_type {problem_type!r}; accepted: regression, single_label_classification, "
-        "multi_label_classification"
+        f"unknown problem_type {problem_type!r}; accepted: regression, single_label_classification,"
+        " multi_label_classification"
     )
 
 
@@ -85,7 +97,9 @@ def pt_multiple_choice_loss(logits, labels):  # [B, C], [B] -> []
     return cross_entropy(logits, _int_labels(labels, "labels", logits.shape[0]))
 
 
-def pt_span_loss(start_logits, end_logits, start_positions, end_positions):  # [B, S] x2, [B] x2 -> []
+def pt_span_loss(
+    start_logits, end_logits, start_positions, end_positions
+):  # [B, S] x2, [B] x2 -> []
     """QA: clamp positions to [0, S]; S is ignored; negative positions (even -100) count as 0."""
     seq_len = start_logits.shape[1]
     terms = []
@@ -117,7 +131,8 @@ def tf_masked_lm_loss(logits, labels, legacy=False):  # [B, S, V], [B, S] -> [1]
 
 
 def tf_token_classification_loss(logits, labels, legacy=False):  # [B, S, C], [B, S] -> [1] or [n]
-    """Every negative label is masked. Legacy mode keeps labels != -100, or != -1 if any -1 occurs."""
+    """Every negative label is masked. Legacy mode keeps labels != -100, or != -1 if any -1
+    occurs."""
     flat = logits.reshape(-1, logits.shape[-1])
     labels = _int_labels(labels, "labels", flat.shape[0])
     if legacy:
@@ -139,7 +154,8 @@ def _masked_mean(losses, keep, dtype):  # [N], [N] -> [1]
 
 
 def tf_sequence_classification_loss(logits, labels):  # [B, C], [B] -> [B]
-    """One logit column -> per-example squared error; otherwise per-example sparse CE. No multi-label."""
+    """One logit column -> per-example squared error; otherwise per-example sparse CE. No
+    multi-label."""
     if logits.ndim == 1 or logits.shape[1] == 1:
         targets = _float_labels(labels, "labels", logits.shape).reshape(-1, 1).astype(logits.dtype)
         return ((logits.reshape(-1, 1) - targets) ** 2).mean(axis=-1)
@@ -152,7 +168,9 @@ def tf_multiple_choice_loss(logits, labels):  # [B, C], [B] -> [B]
     return cross_entropy_per_item(logits, labels)
 
 
-def tf_span_loss(start_logits, end_logits, start_positions, end_positions):  # [B, S] x2, [B] x2 -> [B]
+def tf_span_loss(
+    start_logits, end_logits, start_positions, end_positions
+):  # [B, S] x2, [B] x2 -> [B]
     """Per-example (CE_start + CE_end) / 2 with no clamping: out-of-range positions are errors."""
     seq_len = start_logits.shape[1]
     terms = []

@@ -24,17 +24,31 @@ import math
 
 import numpy as np
 
-from .ops import ACTIVATIONS, attention as scaled_dot_product_attention, dropout, gelu, layer_norm, linear
+from .ops import (
+    ACTIVATIONS,
+    dropout,
+    gelu,
+    layer_norm,
+    linear,
+)
+from .ops import (
+    attention as scaled_dot_product_attention,
+)
 
-PADDING_IDX = 1  # the embeddings hard-code padding_idx=1 whatever config.pad_token_id says (SPEC 1.1)
-MAX_DISTANCE = 128  # relative distances at or beyond this share the last log-spaced bucket (SPEC 1.4)
+PADDING_IDX = (
+    1  # the embeddings hard-code padding_idx=1 whatever config.pad_token_id says (SPEC 1.1)
+)
+MAX_DISTANCE = (
+    128  # relative distances at or beyond this share the last log-spaced bucket (SPEC 1.4)
+)
 
 
 # ------------------------------------------------------------------------ positions and buckets
 
 
 def position_ids_from_input_ids(input_ids):  # [B, S] -> [B, S]
-    """Real tokens get 2, 3, ... counting only non-pad tokens; pad tokens (id 1) get 1 (SPEC 1.3)."""
+    """Real tokens get 2, 3, ... counting only non-pad tokens; pad tokens (id 1) get 1 (SPEC
+    1.3)."""
     real = (input_ids != PADDING_IDX).astype(np.int64)
     return np.cumsum(real, axis=1) * real + PADDING_IDX
 
@@ -44,7 +58,9 @@ def sequential_position_ids(seq_len):  # S -> [1, S]
     return np.arange(PADDING_IDX + 1, seq_len + PADDING_IDX + 1, dtype=np.int64)[None, :]
 
 
-def relative_position_bucket(relative_position, num_buckets=32, max_distance=MAX_DISTANCE):  # [...] -> [...]
+def relative_position_bucket(
+    relative_position, num_buckets=32, max_distance=MAX_DISTANCE
+):  # [...] -> [...]
     """T5 bucketing of key-minus-query distances (SPEC 1.4).
 
     Half the buckets hold keys to the left of (or at) the query, half those to the right. Within a
@@ -66,19 +82,27 @@ def relative_position_bucket(relative_position, num_buckets=32, max_distance=MAX
 def relative_position_bias(table, seq_len, num_buckets):  # [NB, H], S -> [H, S, S]
     """bias[h, i, j] = table[bucket(j - i), h]; distances are arange indices, never position_ids."""
     positions = np.arange(seq_len)
-    buckets = relative_position_bucket(positions[None, :] - positions[:, None], num_buckets)  # [S, S]
+    buckets = relative_position_bucket(
+        positions[None, :] - positions[:, None], num_buckets
+    )  # [S, S]
     if buckets.size and buckets.max() >= table.shape[0]:
         raise ValueError(
-            f"relative bucket {buckets.max()} needs a bias table of at least {buckets.max() + 1} rows, "
-            f"but encoder.relative_attention_bias has {table.shape[0]} (config.relative_attention_num_buckets "
-            f"is smaller than the {num_buckets} buckets this profile uses)"
+            f"relative bucket {buckets.max()} needs a bias table of at least {buckets.max() + 1}"
+            f" rows, but encoder.relative_attention_bias has {table.shape[0]}"
+            f" (config.relative_attention_num_buckets is smaller than the {num_buckets} buckets"
+            " this profile uses)"
         )
     return table[buckets].transpose(2, 0, 1)  # [S, S, H] -> [H, S, S]
 
 
 def mask_to_bias(attention_mask, mask_value):  # [B, S] or [B, S, S] -> [B, 1, 1|S, S]
-    """(1 - mask) * mask_value: 0 where attended, the profile's large negative where hidden (SPEC 1.5)."""
-    m = attention_mask[:, None, None, :] if attention_mask.ndim == 2 else attention_mask[:, None, :, :]
+    """(1 - mask) * mask_value: 0 where attended, the profile's large negative where hidden (SPEC
+    1.5)."""
+    m = (
+        attention_mask[:, None, None, :]
+        if attention_mask.ndim == 2
+        else attention_mask[:, None, :, :]
+    )
     return (1 - m) * m.dtype.type(mask_value)
 
 
@@ -87,7 +111,9 @@ def mask_to_bias(attention_mask, mask_value):  # [B, S] or [B, S, S] -> [B, 1, 1
 
 def embed(p, input_ids, inputs_embeds, position_ids, eps, drop, rng):  # -> [B, S, C]
     """layer_norm(word embedding + position embedding), then dropout (SPEC 1.3)."""
-    words = p["word_embeddings"]["weight"][input_ids] if inputs_embeds is None else inputs_embeds  # [B, S, C]
+    words = (
+        p["word_embeddings"]["weight"][input_ids] if inputs_embeds is None else inputs_embeds
+    )  # [B, S, C]
     positions = p["position_embeddings"]["weight"][position_ids]  # [B|1, S, C]
     return dropout(layer_norm(words + positions, **p["LayerNorm"], eps=eps), drop, rng)
 
@@ -102,30 +128,60 @@ def merge_heads(x):  # [B, H, S, D] -> [B, S, C]
     return x.transpose(0, 2, 1, 3).reshape(B, S, H * D)
 
 
-def attention(p, x, position_bias, mask_bias, H, head_mask, drop, rng):  # [B, S, C] -> [B, S, C], [B, H, S, S]
+def attention(
+    p, x, position_bias, mask_bias, H, head_mask, drop, rng
+):  # [B, S, C] -> [B, S, C], [B, H, S, S]
     """Self-attention with the relative bias and the additive mask (SPEC 1.6 steps 1-5).
 
     scores = q k^T / sqrt(D) + position_bias (not scaled) + mask_bias; softmax; dropout; head mask.
-    p holds this layer's ``attention.attn`` weights; position_bias [H, S, S]; mask_bias [B, 1, 1|S, S].
+    p holds this layer's ``attention.attn`` weights; position_bias [H, S, S]; mask_bias [B, 1, 1|S,
+    S].
     """
     q, k, v = (split_heads(linear(x, **p[name]), H) for name in ("q", "k", "v"))  # 3 x [B, H, S, D]
-    context, probs = scaled_dot_product_attention(q, k, v, 1 / math.sqrt(q.shape[-1]), bias=position_bias,
-                                                  mask_add=mask_bias, dropout_p=drop, rng=rng, head_mask=head_mask)
+    context, probs = scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        1 / math.sqrt(q.shape[-1]),
+        bias=position_bias,
+        mask_add=mask_bias,
+        dropout_p=drop,
+        rng=rng,
+        head_mask=head_mask,
+    )
     return linear(merge_heads(context), **p["o"]), probs  # [B, H, S, D] -> [B, S, C]
 
 
-def layer(p, config, x, position_bias, mask_bias, head_mask, rng):  # [B, S, C] -> [B, S, C], [B, H, S, S]
+def layer(
+    p, config, x, position_bias, mask_bias, head_mask, rng
+):  # [B, S, C] -> [B, S, C], [B, H, S, S]
     """Post-LN: x = LN(x + attention(x)); x = LN(x + W2 act(W1 x)) (SPEC 1.6)."""
-    eps, drop, act = config.layer_norm_eps, config.hidden_dropout_prob, ACTIVATIONS[config.hidden_act]
-    a, probs = attention(p["attention"]["attn"], x, position_bias, mask_bias, config.num_attention_heads, head_mask,
-                         config.attention_probs_dropout_prob, rng)
+    eps, drop, act = (
+        config.layer_norm_eps,
+        config.hidden_dropout_prob,
+        ACTIVATIONS[config.hidden_act],
+    )
+    a, probs = attention(
+        p["attention"]["attn"],
+        x,
+        position_bias,
+        mask_bias,
+        config.num_attention_heads,
+        head_mask,
+        config.attention_probs_dropout_prob,
+        rng,
+    )
     x = layer_norm(x + dropout(a, drop, rng), **p["attention"]["LayerNorm"], eps=eps)
-    f = linear(act(linear(x, **p["intermediate"]["dense"])), **p["output"]["dense"])  # [B, S, 4C] -> [B, S, C]
+    f = linear(
+        act(linear(x, **p["intermediate"]["dense"])), **p["output"]["dense"]
+    )  # [B, S, 4C] -> [B, S, C]
     x = layer_norm(x + dropout(f, drop, rng), **p["output"]["LayerNorm"], eps=eps)
     return x, probs
 
 
-def encoder(layers, config, x, position_bias, mask_bias, head_masks, rng):  # -> x, L+1 hidden states, L maps
+def encoder(
+    layers, config, x, position_bias, mask_bias, head_masks, rng
+):  # -> x, L+1 hidden states, L maps
     """The L layers in turn. head_masks: one [H] or None per layer. Returns the last hidden state,
     every hidden state (the embeddings first) and every layer's attention probabilities."""
     hidden_states, attentions = [x], []
@@ -141,16 +197,35 @@ def pool(p, x):  # [B, S, C] -> [B, C]
     return np.tanh(linear(x[:, 0], **p["dense"]))
 
 
-def mpnet(params, config, input_ids, inputs_embeds, position_ids, mask_bias, head_masks, num_buckets, rng=None,
-          stack=None):  # -> last hidden state [B, S, C], hidden states, attentions
-    """The whole encoder: embeddings, the relative bias shared by every layer, the L layers (SPEC 1.3-1.6).
+def mpnet(
+    params,
+    config,
+    input_ids,
+    inputs_embeds,
+    position_ids,
+    mask_bias,
+    head_masks,
+    num_buckets,
+    rng=None,
+    stack=None,
+):  # -> last hidden state [B, S, C], hidden states, attentions
+    """The whole encoder: embeddings, the relative bias shared by every layer, the L layers (SPEC
+    1.3-1.6).
 
     ``stack`` runs the L layers (``encoder`` over this model's layers when None): a fast backend
     passes its own, which must equal ``encoder`` (tests/test_numba_kernels.py, tests/cuda)."""
-    x = embed(params["embeddings"], input_ids, inputs_embeds, position_ids, config.layer_norm_eps,
-              config.hidden_dropout_prob, rng)  # [B, S, C]
-    bias = relative_position_bias(params["encoder"]["relative_attention_bias"]["weight"], x.shape[1],
-                                  num_buckets)  # [H, S, S]
+    x = embed(
+        params["embeddings"],
+        input_ids,
+        inputs_embeds,
+        position_ids,
+        config.layer_norm_eps,
+        config.hidden_dropout_prob,
+        rng,
+    )  # [B, S, C]
+    bias = relative_position_bias(
+        params["encoder"]["relative_attention_bias"]["weight"], x.shape[1], num_buckets
+    )  # [H, S, S]
     if stack is None:
         return encoder(params["encoder"]["layer"], config, x, bias, mask_bias, head_masks, rng)
     return stack(x, bias, mask_bias, head_masks, rng)
@@ -160,7 +235,8 @@ def mpnet(params, config, input_ids, inputs_embeds, position_ids, mask_bias, hea
 
 
 def masked_lm_head(p, word_embeddings, x, eps):  # [B, S, C] -> [B, S, V]
-    """dense -> erf GELU (whatever hidden_act says) -> LayerNorm -> the tied decoder + bias (SPEC 1.8)."""
+    """dense -> erf GELU (whatever hidden_act says) -> LayerNorm -> the tied decoder + bias (SPEC
+    1.8)."""
     t = layer_norm(gelu(linear(x, **p["dense"])), **p["layer_norm"], eps=eps)
     return linear(t, word_embeddings, p["bias"])
 

@@ -33,7 +33,8 @@ import math
 import numpy as np
 
 from .inputs import as_float, as_ids
-from .ops import attention as scaled_dot_product_attention, dropout, gelu, layer_norm, linear
+from .ops import attention as scaled_dot_product_attention
+from .ops import dropout, gelu, layer_norm, linear
 
 HF_ALIBI_BIAS_MAX = 8  # HF 4.37.2 never passes config.alibi_bias_max (SPEC 2.1)
 
@@ -56,29 +57,40 @@ def alibi_slopes(n_heads, alibi_bias_max=HF_ALIBI_BIAS_MAX):  # H -> [H] float32
 
 
 def alibi_bias(slopes, key_len):  # [H], K -> [H, 1, K]
-    """Key-only ALiBi: bias[h, 0, j] = slope_h * (j - (K - 1)); 0 at the newest key, broadcast over queries."""
+    """Key-only ALiBi: bias[h, 0, j] = slope_h * (j - (K - 1)); 0 at the newest key, broadcast
+    over queries."""
     distance = np.arange(1 - key_len, 1, dtype=np.int32).astype(np.float32)  # [K]
     return slopes[:, None, None] * distance[None, None, :]
 
 
 def symmetric_alibi_bias(slopes, S, P):  # [H], S, P -> [H, S, K]
-    """Prefix-LM ALiBi (llm-foundry "full" bias): -slope_h * |i - j| for query position i = P..P+S-1.
+    """Prefix-LM ALiBi (llm-foundry "full" bias): -slope_h * |i - j| for query position i =
+    P..P+S-1.
     Queries may look right inside the prefix, so the key-only shortcut no longer applies."""
-    distance = -np.abs((P + np.arange(S))[:, None] - np.arange(P + S)[None, :]).astype(np.float32)  # [S, K]
+    distance = -np.abs((P + np.arange(S))[:, None] - np.arange(P + S)[None, :]).astype(
+        np.float32
+    )  # [S, K]
     return slopes[:, None, None] * distance[None]
 
 
 def decoder_bias(config, feats, S, P, dtype):  # -> [H, 1|S, K] or None
-    """The ALiBi bias of S new tokens after P cached ones: key-only, or symmetric under prefix_lm."""
+    """The ALiBi bias of S new tokens after P cached ones: key-only, or symmetric under
+    prefix_lm."""
     if not feats.alibi:
         return None
     slopes = alibi_slopes(config.n_heads, feats.alibi_bias_max)
-    return (symmetric_alibi_bias(slopes, S, P) if feats.prefix_lm else alibi_bias(slopes, P + S)).astype(dtype)
+    return (
+        symmetric_alibi_bias(slopes, S, P) if feats.prefix_lm else alibi_bias(slopes, P + S)
+    ).astype(dtype)
 
 
 def softmax_scale(config) -> float:
     """attn_config.softmax_scale, else 1 / sqrt(head size) (SPEC 2.3)."""
-    return config.softmax_scale if config.softmax_scale is not None else 1 / math.sqrt(config.head_size)
+    return (
+        config.softmax_scale
+        if config.softmax_scale is not None
+        else 1 / math.sqrt(config.head_size)
+    )
 
 
 # ------------------------------------------------------------------------------------------ masks
@@ -90,12 +102,14 @@ def causal_mask(S, P):  # -> [S, K] bool, True = masked
 
 
 def key_is_masked(mask, rule):  # [...] -> [...] bool
-    """hf: any value other than exactly 1 masks the key (SPEC 2.4); mosaic: only 0 does (bool cast)."""
+    """hf: any value other than exactly 1 masks the key (SPEC 2.4); mosaic: only 0 does (bool
+    cast)."""
     return mask != 1 if rule == "exactly-one" else mask == 0
 
 
 def decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, dtype, profile="this"):
-    """masked [B, 1, S, K] bool (True = masked) and the 2D key mask [B, K] (True = real key) or None.
+    """masked [B, 1, S, K] bool (True = masked) and the 2D key mask [B, K] (True = real key) or
+    None.
 
     What is hidden: keys after the query (causal), keys the attention mask hides (under the feature
     set's rule), keys of another sequence (sequence_id); prefix keys are visible to every query. The
@@ -105,7 +119,9 @@ def decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, dtyp
     causal = causal_mask(S, P) if S > 1 else np.zeros((S, K), dtype=bool)
     if feats.prefix_lm:  # a query may also see every prefix key, even to its right
         if prefix_mask is None:
-            raise ValueError("prefix_mask [B, past + new] is required when attn_config.prefix_lm is true")
+            raise ValueError(
+                "prefix_mask [B, past + new] is required when attn_config.prefix_lm is true"
+            )
         prefix = as_float(prefix_mask, "prefix_mask", (B, K), dtype) != 0
         causal = causal_mask(S, P)[None] & ~prefix[:, None, :]  # [B, S, K]
     elif prefix_mask is not None:
@@ -117,8 +133,12 @@ def decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, dtyp
         m = np.asarray(attention_mask)
         if m.ndim == 4:
             if not feats.accepts_4d_mask:
-                raise ValueError(f"the {profile} profile accepts only a 2D attention_mask ({B}, {K})")
-            masked = key_is_masked(as_float(m, "attention_mask", (B, 1, S, K), dtype), feats.mask_rule)
+                raise ValueError(
+                    f"the {profile} profile accepts only a 2D attention_mask ({B}, {K})"
+                )
+            masked = key_is_masked(
+                as_float(m, "attention_mask", (B, 1, S, K), dtype), feats.mask_rule
+            )
         else:  # a length-1 mask with a single new token broadcasts over every key (SPEC 2.4)
             width = 1 if (m.ndim == 2 and m.shape[1] == 1 and S == 1) else K
             m = as_float(m, "attention_mask (covering past and new tokens)", (B, width), dtype)
@@ -127,7 +147,9 @@ def decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, dtyp
             masked = causal.reshape(-1, 1, S, K) | key_masked[:, None, None, :]
     if sequence_id is not None:
         if not feats.sequence_id:
-            raise ValueError("sequence_id needs the mosaic profile with attn_config.attn_uses_sequence_id=True")
+            raise ValueError(
+                "sequence_id needs the mosaic profile with attn_config.attn_uses_sequence_id=True"
+            )
         if P:
             raise ValueError("sequence_id cannot be combined with past_key_values")
         seq = as_ids(sequence_id, "sequence_id", np.iinfo(np.int64).max, ndim=2)
@@ -145,10 +167,13 @@ def norm(x, p, eps):  # [..., C] -> [..., C]
     return layer_norm(x, p["weight"], p.get("bias"), eps)
 
 
-def attention(p, config, feats, x, past, bias, masked, rng):  # [B, S, C] -> [B, S, C], [B, H, S, K], (k, v)
+def attention(
+    p, config, feats, x, past, bias, masked, rng
+):  # [B, S, C] -> [B, S, C], [B, H, S, K], (k, v)
     """Fused-QKV self-attention over the cache (SPEC 2.3).
 
-    scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added); softmax.
+    scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added);
+    softmax.
     p: this block's ``attn`` weights; past: (key, value) [B, H, P, D] or None; bias [H, 1|S, K] or
     None; masked [B, 1, S, K] bool (True = masked). Returns the present (key, value) [B, H, K, D].
     """
@@ -157,14 +182,28 @@ def attention(p, config, feats, x, past, bias, masked, rng):  # [B, S, C] -> [B,
     qkv = linear(x, **p["Wqkv"])  # [B, S, 3C]
     if feats.clip_qkv is not None:
         qkv = np.clip(qkv, -feats.clip_qkv, feats.clip_qkv)
-    q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]  # contiguous thirds
+    q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]  # contiguous thirds
     if feats.qk_ln:  # LayerNorm over all of d_model, before the split into heads
-        q, k = norm(q, p["q_ln"], config.layer_norm_epsilon), norm(k, p["k_ln"], config.layer_norm_epsilon)
+        q, k = (
+            norm(q, p["q_ln"], config.layer_norm_epsilon),
+            norm(k, p["k_ln"], config.layer_norm_epsilon),
+        )
     q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
     if past is not None:
-        k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)  # [B, H, K, D]
-    context, probs = scaled_dot_product_attention(q, k, v, softmax_scale(config), bias=bias, masked=masked,
-                                                  dropout_p=config.attn_pdrop, rng=rng)
+        k, v = (
+            np.concatenate([past[0], k], axis=2),
+            np.concatenate([past[1], v], axis=2),
+        )  # [B, H, K, D]
+    context, probs = scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        softmax_scale(config),
+        bias=bias,
+        masked=masked,
+        dropout_p=config.attn_pdrop,
+        rng=rng,
+    )
     context = context.transpose(0, 2, 1, 3).reshape(B, S, C)  # [B, H, S, D] -> [B, S, C]
     return linear(context, **p["out_proj"]), probs, (k, v)
 
@@ -172,13 +211,19 @@ def attention(p, config, feats, x, past, bias, masked, rng):  # [B, S, C] -> [B,
 def block(p, config, feats, x, past, bias, masked, rng):  # [B, S, C] -> [B, S, C], probs, present
     """Pre-norm: x = x + attention(LN1(x)); x = x + down(GELU(up(LN2(x)))) (SPEC 2.6)."""
     eps, drop = config.layer_norm_epsilon, feats.resid_pdrop
-    a, probs, present = attention(p["attn"], config, feats, norm(x, p["norm_1"], eps), past, bias, masked, rng)
+    a, probs, present = attention(
+        p["attn"], config, feats, norm(x, p["norm_1"], eps), past, bias, masked, rng
+    )
     x = x + dropout(a, drop, rng)
-    h = linear(gelu(linear(norm(x, p["norm_2"], eps), **p["ffn"]["up_proj"])), **p["ffn"]["down_proj"])  # via [B, S, 4C]
+    h = linear(
+        gelu(linear(norm(x, p["norm_2"], eps), **p["ffn"]["up_proj"])), **p["ffn"]["down_proj"]
+    )  # via [B, S, 4C]
     return x + dropout(h, drop, rng), probs, present
 
 
-def decoder(blocks, config, feats, x, past, masked, bias, rng=None):  # [B, S, C] -> x, presents, hidden, maps
+def decoder(
+    blocks, config, feats, x, past, masked, bias, rng=None
+):  # [B, S, C] -> x, presents, hidden, maps
     """The L blocks over embedded tokens (SPEC 2.5-2.6). past: L (key, value) pairs or Nones; masked
     and bias from decoder_masks and decoder_bias. Returns the output of the last block, the L
     presents, the L hidden states entering each block and the L attention maps."""
@@ -212,7 +257,9 @@ def transformer(params, config, feats, x, past, masked, key_mask, bias, rng=None
         x = x + params["wpe"]["weight"][learned_positions(key_mask, P, S, B)]
     x = dropout(x, feats.emb_pdrop, rng)
     if stack is None:
-        x, presents, hidden_states, attentions = decoder(params["blocks"], config, feats, x, past, masked, bias, rng)
+        x, presents, hidden_states, attentions = decoder(
+            params["blocks"], config, feats, x, past, masked, bias, rng
+        )
     else:
         x, presents, hidden_states, attentions = stack(x, past, masked, bias, rng)
     x = norm(x, params["norm_f"], config.layer_norm_epsilon)
@@ -227,13 +274,15 @@ def embed(wte, ids):  # [V, C], [B, S] -> [B, S, C]
 
 
 def lm_logits(x, weight, logit_scale=None):  # [B, S, C], [V, C] -> [B, S, V]
-    """x wte^T (the tied embeddings, or lm_head.weight), times logit_scale where the profile has one (SPEC 2.7)."""
+    """x wte^T (the tied embeddings, or lm_head.weight), times logit_scale where the profile has
+    one (SPEC 2.7)."""
     logits = linear(x, weight)
     return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
 
 
 def last_token_index(input_ids, pad_token_id, B, S):  # -> [B]
-    """(argmax(ids == pad) - 1) mod S: the token before the first pad; S-1 when there is none (4.37.2, SPEC 2.7)."""
+    """(argmax(ids == pad) - 1) mod S: the token before the first pad; S-1 when there is none
+    (4.37.2, SPEC 2.7)."""
     if pad_token_id is None or input_ids is None:
         return np.full(B, S - 1)
     return (np.argmax(np.asarray(input_ids) == pad_token_id, axis=-1) - 1) % S

@@ -1,4 +1,5 @@
-"""MPT's calling convention: the config, the profile's feature set, the model classes, the checkpoint layout.
+"""MPT's calling convention: the config, the profile's feature set, the model classes, the
+checkpoint layout.
 
 The math is in mpt.py; this module is everything around it: the config and its validation, what
 the profile makes of it (``Features``), the HF keyword names, argument checks at the boundary
@@ -13,15 +14,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Optional
 
 import numpy as np
 
 from . import losses, mpt
 from .checkpoint import flatten, nest
 from .generation import GenerationMixin
-from .inputs import (MAX_LAYERS, MAX_SIZE, as_float, check_field_types, check_flags, check_tokens, is_integer,
-                     label_fields, make_rng, require_positive_ints, require_probabilities)
+from .inputs import (
+    MAX_LAYERS,
+    MAX_SIZE,
+    as_float,
+    check_field_types,
+    check_flags,
+    check_tokens,
+    is_integer,
+    label_fields,
+    make_rng,
+    require_positive_ints,
+    require_probabilities,
+)
 from .ops import dropout, linear
 from .outputs import (
     BaseModelOutputWithPast,
@@ -60,17 +71,17 @@ class MPTConfig:
     no_bias: bool = True
     use_cache: bool = False
     tie_word_embeddings: bool = True
-    pad_token_id: Optional[int] = None
+    pad_token_id: int | None = None
     eos_token_id: object = None  # an id, a list of ids (HF allows several), or None
-    bos_token_id: Optional[int] = None
+    bos_token_id: int | None = None
     num_labels: int = 2
-    problem_type: Optional[str] = None
+    problem_type: str | None = None
     id2label: dict = field(default_factory=dict)
     # attn_config
     attn_type: str = "multihead_attention"
     attn_pdrop: float = 0.0
-    clip_qkv: Optional[float] = None
-    softmax_scale: Optional[float] = None
+    clip_qkv: float | None = None
+    softmax_scale: float | None = None
     prefix_lm: bool = False
     qk_ln: bool = False
     attn_uses_sequence_id: bool = False
@@ -78,18 +89,22 @@ class MPTConfig:
     alibi_bias_max: float = 8
     # llm-foundry features outside this reference (refused under mosaic, dropped by HF 4.37.2)
     rope: bool = False
-    kv_n_heads: Optional[int] = None
+    kv_n_heads: int | None = None
     ffn_type: str = "mptmlp"
 
     @property
     def head_size(self) -> int:
         return self.d_model // self.n_heads
 
-    ALIASES = {"hidden_size": "d_model", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
-               "norm_eps": "layer_norm_epsilon"}
+    ALIASES = {
+        "hidden_size": "d_model",
+        "num_attention_heads": "n_heads",
+        "num_hidden_layers": "n_layers",
+        "norm_eps": "layer_norm_epsilon",
+    }
 
     @classmethod
-    def from_dict(cls, d: dict, profile=None) -> "MPTConfig":
+    def from_dict(cls, d: dict, profile=None) -> MPTConfig:
         """From an HF config.json (nested attn_config) or a MosaicML one; missing fields take the
         profile's defaults (HF's for hf, llm-foundry's for mosaic)."""
         if not isinstance(d, dict):
@@ -101,54 +116,96 @@ class MPTConfig:
         if not isinstance(attn, dict):
             raise TypeError(f"config.attn_config must be a dict, got {type(attn).__name__}")
         ffn = d.get("ffn_config") or {}
-        flat = {**dict(profile.config_defaults), **{cls.ALIASES.get(k, k): v for k, v in d.items()}, **attn,
-                **({"ffn_type": ffn["ffn_type"]} if isinstance(ffn, dict) and "ffn_type" in ffn else {})}
+        flat = {
+            **dict(profile.config_defaults),
+            **{cls.ALIASES.get(k, k): v for k, v in d.items()},
+            **attn,
+            **(
+                {"ffn_type": ffn["ffn_type"]} if isinstance(ffn, dict) and "ffn_type" in ffn else {}
+            ),
+        }
         names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in flat.items() if k in names and k not in ("id2label", "num_labels")}
+        kwargs = {
+            k: v for k, v in flat.items() if k in names and k not in ("id2label", "num_labels")
+        }
         config = cls(**kwargs, **label_fields(d))
         config.validate()
         return config
 
     def validate(self) -> None:
         check_field_types(self)
-        require_positive_ints(self, ("d_model", "n_heads", "max_seq_len", "vocab_size", "num_labels"))
+        require_positive_ints(
+            self, ("d_model", "n_heads", "max_seq_len", "vocab_size", "num_labels")
+        )
         require_positive_ints(self, ("n_layers",), limit=MAX_LAYERS)
         if self.d_model % self.n_heads:
-            raise ValueError(f"config.d_model ({self.d_model}) is not a multiple of n_heads ({self.n_heads})")
+            raise ValueError(
+                f"config.d_model ({self.d_model}) is not a multiple of n_heads ({self.n_heads})"
+            )
         if self.attn_type not in ATTN_TYPES:
-            raise ValueError(f"attn_config.attn_type {self.attn_type!r} is not supported; accepted: {list(ATTN_TYPES)} "
-                             "(HF 4.37.2 accepts multiquery_attention in the config but builds full multi-head weights)")
+            raise ValueError(
+                f"attn_config.attn_type {self.attn_type!r} is not supported; accepted:"
+                f" {list(ATTN_TYPES)} (HF 4.37.2 accepts multiquery_attention in the config but"
+                " builds full multi-head weights)"
+            )
         eos = self.eos_token_id if isinstance(self.eos_token_id, list) else [self.eos_token_id]
-        if self.eos_token_id is not None and not all(isinstance(e, int) and not isinstance(e, bool) for e in eos):
-            raise TypeError(f"config.eos_token_id must be an integer, a list of integers or null, got {self.eos_token_id!r}")
+        if self.eos_token_id is not None and not all(
+            isinstance(e, int) and not isinstance(e, bool) for e in eos
+        ):
+            raise TypeError(
+                "config.eos_token_id must be an integer, a list of integers or null, got"
+                f" {self.eos_token_id!r}"
+            )
         require_probabilities(self, ("attn_pdrop", "resid_pdrop", "emb_pdrop"))
-        if (isinstance(self.expansion_ratio, bool) or not isinstance(self.expansion_ratio, (int, float))
-                or not 0 < self.expansion_ratio * self.d_model <= MAX_SIZE):
-            raise ValueError(f"config.expansion_ratio must be positive, with expansion_ratio * d_model at most "
-                             f"{MAX_SIZE}, got {self.expansion_ratio!r}")
-        if self.softmax_scale is not None and (isinstance(self.softmax_scale, bool) or not isinstance(
-                self.softmax_scale, (int, float)) or not math.isfinite(self.softmax_scale)):
-            raise ValueError(f"attn_config.softmax_scale must be a finite number or null, got {self.softmax_scale!r}")
-        if not (self.logit_scale is None or self.logit_scale == "inv_sqrt_d_model" or (
-                isinstance(self.logit_scale, (int, float)) and not isinstance(self.logit_scale, bool))):
-            raise ValueError(f"config.logit_scale {self.logit_scale!r} is not a number or 'inv_sqrt_d_model'")
+        if (
+            isinstance(self.expansion_ratio, bool)
+            or not isinstance(self.expansion_ratio, (int, float))
+            or not 0 < self.expansion_ratio * self.d_model <= MAX_SIZE
+        ):
+            raise ValueError(
+                "config.expansion_ratio must be positive, with expansion_ratio * d_model at most "
+                f"{MAX_SIZE}, got {self.expansion_ratio!r}"
+            )
+        if self.softmax_scale is not None and (
+            isinstance(self.softmax_scale, bool)
+            or not isinstance(self.softmax_scale, (int, float))
+            or not math.isfinite(self.softmax_scale)
+        ):
+            raise ValueError(
+                "attn_config.softmax_scale must be a finite number or null, got"
+                f" {self.softmax_scale!r}"
+            )
+        if not (
+            self.logit_scale is None
+            or self.logit_scale == "inv_sqrt_d_model"
+            or (
+                isinstance(self.logit_scale, (int, float))
+                and not isinstance(self.logit_scale, bool)
+            )
+        ):
+            raise ValueError(
+                f"config.logit_scale {self.logit_scale!r} is not a number or 'inv_sqrt_d_model'"
+            )
 
 
 @dataclass(frozen=True)
 class Features:
-    """What the forward pass actually does, once the profile has decided which config fields count."""
+    """What the forward pass actually does, once the profile has decided which config fields
+    count."""
 
     bias: bool
     mlp_width: int
     alibi: bool
     alibi_bias_max: float
     learned_pos_emb: bool
-    clip_qkv: Optional[float]
+    clip_qkv: float | None
     qk_ln: bool
-    logit_scale: Optional[float]
+    logit_scale: float | None
     sequence_id: bool
     prefix_lm: bool
-    mask_rule: str  # "exactly-one": masked unless the value is 1 (hf); "nonzero": masked where 0 (mosaic)
+    mask_rule: (
+        str  # "exactly-one": masked unless the value is 1 (hf); "nonzero": masked where 0 (mosaic)
+    )
     accepts_4d_mask: bool
     resid_pdrop: float
     emb_pdrop: float
@@ -156,23 +213,51 @@ class Features:
 
 def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
     if not profile.honours_original_fields:  # HF 4.37.2 (SPEC 2.1, 2.9)
-        return Features(bias=False, mlp_width=HF_EXPANSION_RATIO * config.d_model, alibi=True,
-                        alibi_bias_max=HF_ALIBI_BIAS_MAX, learned_pos_emb=False, clip_qkv=None, qk_ln=False,
-                        logit_scale=None, sequence_id=False, prefix_lm=False, mask_rule="exactly-one",
-                        accepts_4d_mask=True,
-                        resid_pdrop=config.attn_pdrop, emb_pdrop=0.0)
-    if config.rope or config.ffn_type != "mptmlp" or config.kv_n_heads not in (None, config.n_heads):
-        raise ValueError(f"llm-foundry features outside this reference: rope={config.rope}, ffn_type={config.ffn_type!r}, "
-                         f"kv_n_heads={config.kv_n_heads} (supported: rope false, ffn_type 'mptmlp', kv_n_heads = n_heads)")
+        return Features(
+            bias=False,
+            mlp_width=HF_EXPANSION_RATIO * config.d_model,
+            alibi=True,
+            alibi_bias_max=HF_ALIBI_BIAS_MAX,
+            learned_pos_emb=False,
+            clip_qkv=None,
+            qk_ln=False,
+            logit_scale=None,
+            sequence_id=False,
+            prefix_lm=False,
+            mask_rule="exactly-one",
+            accepts_4d_mask=True,
+            resid_pdrop=config.attn_pdrop,
+            emb_pdrop=0.0,
+        )
+    if (
+        config.rope
+        or config.ffn_type != "mptmlp"
+        or config.kv_n_heads not in (None, config.n_heads)
+    ):
+        raise ValueError(
+            f"llm-foundry features outside this reference: rope={config.rope},"
+            f" ffn_type={config.ffn_type!r}, kv_n_heads={config.kv_n_heads} (supported: rope false,"
+            " ffn_type 'mptmlp', kv_n_heads = n_heads)"
+        )
     scale = config.logit_scale
     if scale == "inv_sqrt_d_model":
         scale = 1 / math.sqrt(config.d_model)
-    return Features(bias=not config.no_bias, mlp_width=int(config.expansion_ratio * config.d_model),
-                    alibi=bool(config.alibi), alibi_bias_max=config.alibi_bias_max,
-                    learned_pos_emb=bool(config.learned_pos_emb), clip_qkv=config.clip_qkv, qk_ln=bool(config.qk_ln),
-                    logit_scale=scale, sequence_id=bool(config.attn_uses_sequence_id), prefix_lm=bool(config.prefix_lm),
-                    mask_rule="nonzero",
-                    accepts_4d_mask=False, resid_pdrop=config.resid_pdrop, emb_pdrop=config.emb_pdrop)
+    return Features(
+        bias=not config.no_bias,
+        mlp_width=int(config.expansion_ratio * config.d_model),
+        alibi=bool(config.alibi),
+        alibi_bias_max=config.alibi_bias_max,
+        learned_pos_emb=bool(config.learned_pos_emb),
+        clip_qkv=config.clip_qkv,
+        qk_ln=bool(config.qk_ln),
+        logit_scale=scale,
+        sequence_id=bool(config.attn_uses_sequence_id),
+        prefix_lm=bool(config.prefix_lm),
+        mask_rule="nonzero",
+        accepts_4d_mask=False,
+        resid_pdrop=config.resid_pdrop,
+        emb_pdrop=config.emb_pdrop,
+    )
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -190,45 +275,88 @@ class MPTModel(GenerationMixin):
 
     def __init__(self, config, params, profile=None, rng=None, backend=None, weight_storage="fp32"):
         self.profile: MPTProfile = get_profile("mpt", profile)
-        self.config = config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
+        self.config = (
+            config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
+        )
         self.features = resolve_features(self.config, self.profile)
         self.dtype = params["wte.weight"].dtype
         self.params = nest(params)
         if weight_storage not in WEIGHT_STORAGES:
-            raise ValueError(f"unknown weight_storage {weight_storage!r}; accepted: {list(WEIGHT_STORAGES)}")
+            raise ValueError(
+                f"unknown weight_storage {weight_storage!r}; accepted: {list(WEIGHT_STORAGES)}"
+            )
         if weight_storage not in getattr(backend, "weight_storages", ("fp32",)):
-            raise ValueError(f"weight_storage={weight_storage!r} needs backend='numba' (its kernels widen bf16 weights)")
+            raise ValueError(
+                f"weight_storage={weight_storage!r} needs backend='numba' (its kernels widen bf16"
+                " weights)"
+            )
         bind = getattr(backend, "mpt_decoder", None)
-        self.stack = None if bind is None else bind(self.config, self.features, self.params, weight_storage)
-        self.problem_type = self.config.problem_type  # settled by the first loss and then kept, as upstream
+        self.stack = (
+            None if bind is None else bind(self.config, self.features, self.params, weight_storage)
+        )
+        self.problem_type = (
+            self.config.problem_type
+        )  # settled by the first loss and then kept, as upstream
         self.rng = rng
 
     def state_dict(self):
         """The parameters under their checkpoint names (without the "transformer." prefix)."""
         return flatten(self.params)
 
-    def __call__(self, input_ids=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
-                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-                 training=False, rng=None, sequence_id=None, prefix_mask=None, **labels):
+    def __call__(
+        self,
+        input_ids=None,
+        past_key_values=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+        rng=None,
+        sequence_id=None,
+        prefix_mask=None,
+        **labels,
+    ):
         """Run the model with the HF keyword names (mpt.py's docstring has the cache layout).
 
-        input_ids [B, S] or inputs_embeds [B, S, C]; attention_mask [B, K] (or [B, 1, S, K] under hf)
+        input_ids [B, S] or inputs_embeds [B, S, C]; attention_mask [B, K] (or [B, 1, S, K] under
+        hf)
         covering past and new tokens; past_key_values: L pairs [B, H, P, D]; use_cache returns the
-        extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); prefix_mask [B, K] (mosaic,
+        extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); prefix_mask [B, K]
+        (mosaic,
         prefix_lm: keys every query may see, on top of the causal ones); labels for a loss.
         """
         unknown = sorted(set(labels) - set(self.label_inputs))
         if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected input(s) {unknown}; "
-                            f"labels accepted: {list(self.label_inputs)}")
-        check_flags(use_cache=use_cache, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                    return_dict=return_dict, training=training)
+            raise TypeError(
+                f"{type(self).__name__} got unexpected input(s) {unknown}; "
+                f"labels accepted: {list(self.label_inputs)}"
+            )
+        check_flags(
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            training=training,
+        )
         drop_rng = make_rng(rng if rng is not None else self.rng) if training else None
-        out = self.forward(dict(input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-                                inputs_embeds=inputs_embeds,
-                                use_cache=self.config.use_cache if use_cache is None else use_cache,
-                                output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                                rng=drop_rng, sequence_id=sequence_id, prefix_mask=prefix_mask), **labels)
+        out = self.forward(
+            dict(
+                input_ids=input_ids,
+                past_key_values=past_key_values,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                use_cache=self.config.use_cache if use_cache is None else use_cache,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                rng=drop_rng,
+                sequence_id=sequence_id,
+                prefix_mask=prefix_mask,
+            ),
+            **labels,
+        )
         return out if return_dict in (None, True) else self.upstream_tuple(out)
 
     def forward(self, call):
@@ -239,24 +367,49 @@ class MPTModel(GenerationMixin):
         """The return_dict=False tuple of this task (reference/outputs.py, TUPLE_LAYOUTS)."""
         return upstream_tuple(out, "mpt", self.task, self.profile.name)
 
-    def transformer(self, input_ids, past_key_values, attention_mask, inputs_embeds, use_cache,
-                    output_attentions, output_hidden_states, rng, sequence_id, prefix_mask) -> BaseModelOutputWithPast:
-        """Checks every input, builds the masks and the ALiBi bias, then mpt.transformer (SPEC 2.3-2.6)."""
+    def transformer(
+        self,
+        input_ids,
+        past_key_values,
+        attention_mask,
+        inputs_embeds,
+        use_cache,
+        output_attentions,
+        output_hidden_states,
+        rng,
+        sequence_id,
+        prefix_mask,
+    ) -> BaseModelOutputWithPast:
+        """Checks every input, builds the masks and the ALiBi bias, then mpt.transformer (SPEC
+        2.3-2.6)."""
         config, feats = self.config, self.features
-        ids, embeds, B, S = check_tokens(input_ids, inputs_embeds, config.vocab_size, config.d_model, self.dtype)
+        ids, embeds, B, S = check_tokens(
+            input_ids, inputs_embeds, config.vocab_size, config.d_model, self.dtype
+        )
         past = self._check_past(past_key_values, B)
         P = 0 if past[0] is None else past[0][0].shape[2]
         if P + S > config.max_seq_len:
-            raise ValueError(f"past length {P} plus {S} new tokens is {P + S}, over max_seq_len {config.max_seq_len}")
-        masked, key_mask = mpt.decoder_masks(feats, attention_mask, sequence_id, prefix_mask, B, S, P, self.dtype,
-                                             self.profile.name)  # [B, 1, S, K], [B, K] or None
+            raise ValueError(
+                f"past length {P} plus {S} new tokens is {P + S}, over max_seq_len"
+                f" {config.max_seq_len}"
+            )
+        masked, key_mask = mpt.decoder_masks(
+            feats, attention_mask, sequence_id, prefix_mask, B, S, P, self.dtype, self.profile.name
+        )  # [B, 1, S, K], [B, K] or None
         bias = mpt.decoder_bias(config, feats, S, P, self.dtype)  # [H, 1|S, K] or None
         if embeds is None:
-            embeds = self.stack.embed(ids) if self.stack else mpt.embed(self.params["wte"]["weight"], ids)
+            embeds = (
+                self.stack.embed(ids)
+                if self.stack
+                else mpt.embed(self.params["wte"]["weight"], ids)
+            )
         per_layer = bool(output_attentions or output_hidden_states)
-        stack = None if self.stack is None else (lambda *args: self.stack(*args, per_layer=per_layer))
-        x, presents, hidden_states, attentions = mpt.transformer(self.params, config, feats, embeds, past, masked,
-                                                                 key_mask, bias, rng, stack)
+        stack = (
+            None if self.stack is None else (lambda *args: self.stack(*args, per_layer=per_layer))
+        )
+        x, presents, hidden_states, attentions = mpt.transformer(
+            self.params, config, feats, embeds, past, masked, key_mask, bias, rng, stack
+        )
         return BaseModelOutputWithPast(
             last_hidden_state=x,
             past_key_values=tuple(presents) if use_cache else None,
@@ -272,7 +425,10 @@ class MPTModel(GenerationMixin):
             if not is_integer(value) or value < 1:
                 raise ValueError(f"decode_session {name} must be a positive integer, got {value!r}")
         if total_len > self.config.max_seq_len:
-            raise ValueError(f"decode_session total_len {total_len} is over max_seq_len {self.config.max_seq_len}")
+            raise ValueError(
+                f"decode_session total_len {total_len} is over max_seq_len"
+                f" {self.config.max_seq_len}"
+            )
         return self.stack.decode_session(batch, total_len)
 
     def _check_past(self, past_key_values, B):
@@ -280,7 +436,11 @@ class MPTModel(GenerationMixin):
         if past_key_values is None:
             return [None] * L
         if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != L:
-            got = len(past_key_values) if isinstance(past_key_values, (tuple, list)) else type(past_key_values).__name__
+            got = (
+                len(past_key_values)
+                if isinstance(past_key_values, (tuple, list))
+                else type(past_key_values).__name__
+            )
             raise ValueError(f"past_key_values must be {L} (key, value) pairs, got {got}")
         past = []
         P = None
@@ -298,7 +458,8 @@ class MPTModel(GenerationMixin):
 
 
 class MPTForCausalLM(MPTModel):
-    """mpt.lm_logits: tied to wte unless tie_word_embeddings is false; loss on labels shifted by one (SPEC 2.7)."""
+    """mpt.lm_logits: tied to wte unless tie_word_embeddings is false; loss on labels shifted by
+    one (SPEC 2.7)."""
 
     task = "causal-lm"
     label_inputs = ("labels",)
@@ -306,22 +467,31 @@ class MPTForCausalLM(MPTModel):
     def forward(self, call, labels=None):
         out = self.transformer(**call)
         if self.stack is not None:
-            logits = self.stack.lm_logits(out.last_hidden_state, self.features.logit_scale)  # [B, S, V]
+            logits = self.stack.lm_logits(
+                out.last_hidden_state, self.features.logit_scale
+            )  # [B, S, V]
         else:
             p = self.params
-            weight = p["wte"]["weight"] if self.config.tie_word_embeddings else p["lm_head"]["weight"]
-            logits = mpt.lm_logits(out.last_hidden_state, weight, self.features.logit_scale)  # [B, S, V]
+            weight = (
+                p["wte"]["weight"] if self.config.tie_word_embeddings else p["lm_head"]["weight"]
+            )
+            logits = mpt.lm_logits(
+                out.last_hidden_state, weight, self.features.logit_scale
+            )  # [B, S, V]
         loss = None
         if labels is not None:
             labels = np.asarray(labels)
             if labels.shape != logits.shape[:2]:
                 raise ValueError(f"labels must have shape {logits.shape[:2]}, got {labels.shape}")
             loss = losses.pt_token_loss(logits[:, :-1], labels[:, 1:])  # predict token t+1 from t
-        return CausalLMOutputWithPast(loss, logits, out.past_key_values, out.hidden_states, out.attentions)
+        return CausalLMOutputWithPast(
+            loss, logits, out.past_key_values, out.hidden_states, out.attentions
+        )
 
 
 class MPTForSequenceClassification(MPTModel):
-    """score (no bias) at every position, read at mpt.last_token_index (the 4.37.2 rule, SPEC 2.7)."""
+    """score (no bias) at every position, read at mpt.last_token_index (the 4.37.2 rule, SPEC
+    2.7)."""
 
     task = "sequence-classification"
     label_inputs = ("labels",)
@@ -331,13 +501,21 @@ class MPTForSequenceClassification(MPTModel):
         logits = linear(out.last_hidden_state, **self.params["score"])  # [B, S, num_labels]
         B, S = logits.shape[:2]
         if self.config.pad_token_id is None and B != 1:
-            raise ValueError("sequence classification of a batch needs config.pad_token_id to find each row's "
-                             "last token")
-        pooled = logits[np.arange(B), mpt.last_token_index(call["input_ids"], self.config.pad_token_id, B, S)]
+            raise ValueError(
+                "sequence classification of a batch needs config.pad_token_id to find each row's "
+                "last token"
+            )
+        pooled = logits[
+            np.arange(B), mpt.last_token_index(call["input_ids"], self.config.pad_token_id, B, S)
+        ]
         loss = None
         if labels is not None:  # upstream keeps the type it settled on in its config
-            loss, self.problem_type = losses.pt_sequence_classification_loss(pooled, labels, self.problem_type)
-        return SequenceClassifierOutputWithPast(loss, pooled, out.past_key_values, out.hidden_states, out.attentions)
+            loss, self.problem_type = losses.pt_sequence_classification_loss(
+                pooled, labels, self.problem_type
+            )
+        return SequenceClassifierOutputWithPast(
+            loss, pooled, out.past_key_values, out.hidden_states, out.attentions
+        )
 
 
 class MPTForTokenClassification(MPTModel):
@@ -352,8 +530,9 @@ class MPTForTokenClassification(MPTModel):
         h = dropout(out.last_hidden_state, self.CLASSIFIER_DROPOUT, call["rng"])
         logits = linear(h, **self.params["classifier"])  # [B, S, num_labels]
         loss = None if labels is None else losses.pt_token_loss(logits, labels)
-        return TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions,
-                                     past_key_values=out.past_key_values)  # its tuple holds them (SPEC 2.7)
+        return TokenClassifierOutput(
+            loss, logits, out.hidden_states, out.attentions, past_key_values=out.past_key_values
+        )  # its tuple holds them (SPEC 2.7)
 
 
 class MPTForQuestionAnswering(MPTModel):
@@ -365,18 +544,29 @@ class MPTForQuestionAnswering(MPTModel):
     def forward(self, call, start_positions=None, end_positions=None):
         if call["past_key_values"] is not None:
             raise ValueError("MptForQuestionAnswering takes no past_key_values")
-        out = self.transformer(**{**call, "use_cache": self.config.use_cache})  # upstream passes no use_cache
+        out = self.transformer(
+            **{**call, "use_cache": self.config.use_cache}
+        )  # upstream passes no use_cache
         logits = linear(out.last_hidden_state, **self.params["qa_outputs"])  # [B, S, 2]
         start, end = logits[..., 0], logits[..., 1]  # [B, S] each
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = losses.pt_span_loss(start, end, start_positions, end_positions)
-        return QuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions,
-                                            past_key_values=out.past_key_values)  # its tuple holds them
+        return QuestionAnsweringModelOutput(
+            loss, start, end, out.hidden_states, out.attentions, past_key_values=out.past_key_values
+        )  # its tuple holds them
 
 
-TASKS = {cls.task: cls for cls in (MPTModel, MPTForCausalLM, MPTForSequenceClassification,
-                                   MPTForTokenClassification, MPTForQuestionAnswering)}
+TASKS = {
+    cls.task: cls
+    for cls in (
+        MPTModel,
+        MPTForCausalLM,
+        MPTForSequenceClassification,
+        MPTForTokenClassification,
+        MPTForQuestionAnswering,
+    )
+}
 
 
 # ---------------------------------------------------------------------------------------- weights
@@ -387,7 +577,12 @@ def param_shapes(config, task, profile=None):
     feats = resolve_features(config, get_profile("mpt", profile))
     C, V, W = config.d_model, config.vocab_size, feats.mlp_width
     shapes = {"wte.weight": (V, C), "norm_f.weight": (C,)}
-    linears = {"attn.Wqkv": (3 * C, C), "attn.out_proj": (C, C), "ffn.up_proj": (W, C), "ffn.down_proj": (C, W)}
+    linears = {
+        "attn.Wqkv": (3 * C, C),
+        "attn.out_proj": (C, C),
+        "ffn.up_proj": (W, C),
+        "ffn.down_proj": (C, W),
+    }
     norms = ["norm_1", "norm_2"] + (["attn.q_ln", "attn.k_ln"] if feats.qk_ln else [])
     for i in range(config.n_layers):
         for name, shape in linears.items():
@@ -403,9 +598,13 @@ def param_shapes(config, task, profile=None):
     if feats.learned_pos_emb:
         shapes["wpe.weight"] = (config.max_seq_len, C)
     heads = {
-        "base": {}, "causal-lm": {} if config.tie_word_embeddings else {"lm_head.weight": (V, C)},
+        "base": {},
+        "causal-lm": {} if config.tie_word_embeddings else {"lm_head.weight": (V, C)},
         "sequence-classification": {"score.weight": (config.num_labels, C)},
-        "token-classification": {"classifier.weight": (config.num_labels, C), "classifier.bias": (config.num_labels,)},
+        "token-classification": {
+            "classifier.weight": (config.num_labels, C),
+            "classifier.bias": (config.num_labels,),
+        },
         "question-answering": {"qa_outputs.weight": (2, C), "qa_outputs.bias": (2,)},
     }
     shapes.update(heads[task])
@@ -413,7 +612,8 @@ def param_shapes(config, task, profile=None):
 
 
 def checkpoint_rules(config, task):
-    """(ignored names, aliases, optional names) for reading a checkpoint: a tied lm_head copy is ignored."""
+    """(ignored names, aliases, optional names) for reading a checkpoint: a tied lm_head copy is
+    ignored."""
     ignored = ("lm_head.weight",) if config.tie_word_embeddings else ()
     return ignored, {}, ()
 

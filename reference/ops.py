@@ -16,7 +16,8 @@ import numpy as np
 # PyTorch MPNet adds (1 - mask) times it, so a fully masked row attends uniformly (SPEC 1.5, 2.3).
 MASK_VALUE = float(np.finfo(np.float32).min)
 
-_ERF = []  # resolved on first use: SciPy's vectorised erf if installed, else math.erf element by element
+# resolved on first use: SciPy's vectorised erf if installed, else math.erf element by element
+_ERF = []
 
 
 def _erf(x):
@@ -63,7 +64,8 @@ ACTIVATIONS = {"gelu": gelu, "gelu_new": gelu_new}
 
 
 def softmax(x, axis=-1):  # [...] -> [...]
-    """Numerically stable softmax. A row whose entries are all equal (e.g. all masked) is uniform."""
+    """Numerically stable softmax. A row whose entries are all equal (e.g. all masked) is
+    uniform."""
     shifted = x - x.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)
@@ -74,7 +76,9 @@ def log_softmax(x, axis=-1):  # [...] -> [...]
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
+def attention(
+    q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None
+):
     """Scaled dot-product attention with the additions both families use; returns (context, probs).
 
     q [B, H, S, D]; k, v [B, H, K, D]; bias broadcastable to [B, H, S, K] (relative or ALiBi bias);
@@ -123,7 +127,8 @@ def cross_entropy(logits, labels, ignore_index=IGNORE_INDEX):  # [N, C], [N] -> 
     bad = keep & ((labels < 0) | (labels >= classes))
     if bad.any():
         raise ValueError(
-            f"labels contain {labels[bad][0]}, outside [0, {classes}); use {ignore_index} to ignore a position"
+            f"labels contain {labels[bad][0]}, outside [0, {classes}); use {ignore_index} to ignore"
+            " a position"
         )
     losses = cross_entropy_per_item(logits[keep], labels[keep])
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -16,14 +16,15 @@ profile) is the one table TUPLE_LAYOUTS below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Optional
 
 import numpy as np
 
 Array = np.ndarray
 
 
-NOT_UPSTREAM = {"not_upstream": True}  # field metadata: computed, but not in upstream's output class
+NOT_UPSTREAM = {
+    "not_upstream": True
+}  # field metadata: computed, but not in upstream's output class
 
 
 def not_upstream():
@@ -40,7 +41,11 @@ class ModelOutput:
         return getattr(self, name)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None and not f.metadata.get("not_upstream")]
+        return [
+            f.name
+            for f in fields(self)
+            if getattr(self, f.name) is not None and not f.metadata.get("not_upstream")
+        ]
 
     def to_dict(self) -> dict[str, Array]:
         """Flat name -> array mapping; tuples of arrays become ``name.i`` entries."""
@@ -62,42 +67,44 @@ class ModelOutput:
 @dataclass
 class BaseModelOutput(ModelOutput):
     """Encoder output. last_hidden_state [B, S, C]; pooler_output [B, C] (None without a pooler);
-    hidden_states: L+1 arrays [B, S, C] (embeddings, then each layer); attentions: L arrays [B, H, S, S]."""
+    hidden_states: L+1 arrays [B, S, C] (embeddings, then each layer); attentions: L arrays [B, H,
+    S, S].
+    """
 
     last_hidden_state: Array = None
-    pooler_output: Optional[Array] = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    pooler_output: Array | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
 class MaskedLMOutput(ModelOutput):
     """loss [] (pt) or [1] (tf); logits [B, S, V]."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
 class SequenceClassifierOutput(ModelOutput):
     """loss [] (pt) or [B] (tf); logits [B, num_labels]."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
 class MultipleChoiceModelOutput(ModelOutput):
     """loss [] (pt) or [B] (tf); logits [B, num_choices]."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
@@ -105,12 +112,12 @@ class TokenClassifierOutput(ModelOutput):
     """loss [] (pt) or [1] (tf); logits [B, S, num_labels]; not upstream's: pooler_output [B, C]
     (MPNet; the tf tuple holds it), past_key_values (MPT; its tuple holds them)."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
-    pooler_output: Optional[Array] = not_upstream()
-    past_key_values: Optional[tuple] = not_upstream()
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    pooler_output: Array | None = not_upstream()
+    past_key_values: tuple | None = not_upstream()
 
 
 @dataclass
@@ -118,45 +125,48 @@ class QuestionAnsweringModelOutput(ModelOutput):
     """loss [] (pt) or [B] (tf); start_logits and end_logits [B, S]; not upstream's: past_key_values
     (MPT; its tuple holds them)."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     start_logits: Array = None
     end_logits: Array = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
-    past_key_values: Optional[tuple] = not_upstream()
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
+    past_key_values: tuple | None = not_upstream()
 
 
 @dataclass
 class BaseModelOutputWithPast(ModelOutput):
-    """Decoder output. last_hidden_state [B, S, C] (after the final norm); past_key_values: L pairs of
-    key and value [B, H, K, D] when use_cache; hidden_states: L+1 arrays, the last one after the final norm."""
+    """Decoder output. last_hidden_state [B, S, C] (after the final norm); past_key_values: L
+    pairs of
+    key and value [B, H, K, D] when use_cache; hidden_states: L+1 arrays, the last one after the
+    final norm.
+    """
 
     last_hidden_state: Array = None
-    past_key_values: Optional[tuple] = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    past_key_values: tuple | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
 class CausalLMOutputWithPast(ModelOutput):
     """loss []; logits [B, S, V]; past_key_values as in BaseModelOutputWithPast."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    past_key_values: Optional[tuple] = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    past_key_values: tuple | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 @dataclass
 class SequenceClassifierOutputWithPast(ModelOutput):
     """loss []; logits [B, num_labels] (pooled at one position per row)."""
 
-    loss: Optional[Array] = None
+    loss: Array | None = None
     logits: Array = None
-    past_key_values: Optional[tuple] = None
-    hidden_states: Optional[tuple] = None
-    attentions: Optional[tuple] = None
+    past_key_values: tuple | None = None
+    hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 # ------------------------------------------------------------------------ return_dict=False tuples
@@ -166,7 +176,9 @@ class SequenceClassifierOutputWithPast(ModelOutput):
 class TupleLayout:
     """An upstream return_dict=False tuple: the ``head`` fields, then the ``base`` fields (the
     encoder's or decoder's optional outputs). None entries are dropped, as HF's to_tuple drops them,
-    except the fields in ``keep_none``; then the first ``skip`` base entries that remain are dropped."""
+    except the fields in ``keep_none``; then the first ``skip`` base entries that remain are
+    dropped.
+    """
 
     head: tuple
     base: tuple = ("hidden_states", "attentions")
@@ -178,33 +190,45 @@ WITH_PAST = ("past_key_values", "hidden_states", "attentions")
 
 # (family, task, profile) -> layout; None matches any task or profile, the most specific key wins.
 TUPLE_LAYOUTS = {
-    # MPNetModel: (sequence, pooled, ...): pooled stays in its place even when it is None (pt heads' encoder).
-    ("mpnet", "base", None): TupleLayout(("last_hidden_state", "pooler_output"), keep_none=("pooler_output",)),
-    # MPNet heads return (loss?, logits) + encoder outputs[2:], i.e. without the pooled output (SPEC 1.10) ...
+    # MPNetModel: (sequence, pooled, ...): pooled stays in its place even when it is None (pt heads'
+    # encoder).
+    ("mpnet", "base", None): TupleLayout(
+        ("last_hidden_state", "pooler_output"), keep_none=("pooler_output",)
+    ),
+    # MPNet heads return (loss?, logits) + encoder outputs[2:], i.e. without the pooled output (SPEC
+    # 1.10) ...
     ("mpnet", None, None): TupleLayout(("loss", "logits")),
     ("mpnet", "question-answering", None): TupleLayout(("loss", "start_logits", "end_logits")),
     # ... except TF token classification, which slices [1:] and so keeps it.
-    ("mpnet", "token-classification", "tf"): TupleLayout(("loss", "logits", "pooler_output"),
-                                                         keep_none=("pooler_output",)),
+    ("mpnet", "token-classification", "tf"): TupleLayout(
+        ("loss", "logits", "pooler_output"), keep_none=("pooler_output",)
+    ),
     # MptModel: (last_hidden_state, presents?, hidden_states?, attentions?).
     ("mpt", "base", None): TupleLayout(("last_hidden_state",), WITH_PAST),
     ("mpt", None, None): TupleLayout(("loss", "logits"), WITH_PAST),
-    # Upstream bug (SPEC 2.7): (loss?, logits) + MptModel outputs[2:], which drops the first optional
+    # Upstream bug (SPEC 2.7): (loss?, logits) + MptModel outputs[2:], which drops the first
+    # optional
     # entry (the presents when use_cache is on, else hidden_states, else attentions).
     ("mpt", "token-classification", None): TupleLayout(("loss", "logits"), WITH_PAST, skip=1),
-    ("mpt", "question-answering", None): TupleLayout(("loss", "start_logits", "end_logits"), WITH_PAST, skip=1),
+    ("mpt", "question-answering", None): TupleLayout(
+        ("loss", "start_logits", "end_logits"), WITH_PAST, skip=1
+    ),
 }
 
 
 def tuple_layout(family, task, profile) -> TupleLayout:
     """The most specific entry; every family has a (family, None, None) one."""
     keys = ((family, task, profile), (family, task, None), (family, None, profile))
-    return next((TUPLE_LAYOUTS[k] for k in keys if k in TUPLE_LAYOUTS), TUPLE_LAYOUTS[family, None, None])
+    return next(
+        (TUPLE_LAYOUTS[k] for k in keys if k in TUPLE_LAYOUTS), TUPLE_LAYOUTS[family, None, None]
+    )
 
 
 def upstream_tuple(out: ModelOutput, family, task, profile) -> tuple:
     """The return_dict=False tuple upstream returns for this output (TUPLE_LAYOUTS)."""
     layout = tuple_layout(family, task, profile)
-    head = tuple(getattr(out, n) for n in layout.head if getattr(out, n) is not None or n in layout.keep_none)
+    head = tuple(
+        getattr(out, n) for n in layout.head if getattr(out, n) is not None or n in layout.keep_none
+    )
     base = tuple(v for v in (getattr(out, n) for n in layout.base) if v is not None)
-    return head + base[layout.skip:]
+    return head + base[layout.skip :]

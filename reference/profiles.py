@@ -3,15 +3,16 @@
 A profile is a small frozen object consulted at the few places where the upstreams differ. The table
 below is the whole story for MPNet (SPEC.md sections 1.4-1.10); docs list it beside the code.
 
-| behaviour                          | ``pt`` (transformers 4.37.2, PyTorch) | ``tf`` (transformers 4.37.2, TensorFlow) |
-|------------------------------------|----------------------------------------|------------------------------------------|
-| value added at masked keys         | finfo(float32).min (fully masked row -> uniform) | -10000 (fully masked row -> as if unmasked) |
-| attention mask ranks accepted      | 2D (B, S) and 3D (B, S, S)             | 2D only                                  |
-| relative buckets used              | always 32 (config only sizes the table) | config.relative_attention_num_buckets   |
-| head_mask                          | multiplies attention probabilities     | refused                                  |
-| pooler                             | only where the head has one            | always computed when weights exist       |
-| token-classification tuple         | (loss, logits, hs, att)                | (loss, logits, pooled, hs, att): outputs.TUPLE_LAYOUTS |
-| losses                             | torch means (see reference/losses.py)   | Keras shapes (see reference/losses.py)    |
+| behaviour                  | ``pt`` (4.37.2, PyTorch)       | ``tf`` (4.37.2, TensorFlow)     |
+|----------------------------|--------------------------------|---------------------------------|
+| value added at masked keys | finfo(float32).min (a fully    | -10000 (a fully masked row      |
+|                            | masked row is uniform)         | attends as if unmasked)         |
+| attention mask ranks       | 2D (B, S) and 3D (B, S, S)     | 2D only                         |
+| relative buckets used      | always 32 (config: table size) | relative_attention_num_buckets  |
+| head_mask                  | multiplies the probabilities   | refused                         |
+| pooler                     | only where the head has one    | always, where its weights exist |
+| token-classification tuple | (loss, logits, hs, att)        | (loss, logits, pooled, hs, att) |
+| losses                     | torch means (losses.py)        | Keras shapes (losses.py)        |
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from .ops import MASK_VALUE
 
 PT_MASK_VALUE = MASK_VALUE  # -3.4028234663852886e38: HF PyTorch adds finfo(dtype).min
-TF_MASK_VALUE = -10000.0  # HF TensorFlow MPNet still adds the pre-2022 constant (transformers #17306)
+TF_MASK_VALUE = (
+    -10000.0
+)  # HF TensorFlow MPNet still adds the pre-2022 constant (transformers #17306)
 PT_NUM_BUCKETS = 32  # compute_position_bias is called with its default; the config is not consulted
 
 
@@ -66,18 +69,18 @@ class MPTProfile:
     """hf: transformers 4.37.2, which reads only some MptConfig fields (SPEC 2.1 and 2.9).
     mosaic: MosaicML llm-foundry (0.22), which honours them all.
 
-    | behaviour                     | ``hf``                              | ``mosaic``                          |
-    |-------------------------------|-------------------------------------|-------------------------------------|
-    | defaults for missing fields   | HF MptConfig (alibi on, no biases)  | llm-foundry (alibi off, biases on)  |
-    | Linear / LayerNorm biases     | never                               | unless no_bias                      |
-    | MLP width                     | 4 * d_model                         | expansion_ratio * d_model           |
-    | ALiBi                         | always, alibi_bias_max 8            | if alibi, with alibi_bias_max       |
-    | learned positions (wpe)       | never                               | if learned_pos_emb, padding-aware   |
-    | clip_qkv, qk_ln, logit_scale  | ignored                             | honoured                            |
-    | attention_mask values         | masked unless exactly 1             | masked where 0 (bool cast)          |
-    | 4D attention_mask             | accepted, no causal part added      | refused                             |
-    | sequence_id                   | refused                             | if attn_uses_sequence_id            |
-    | residual / embedding dropout  | attn_pdrop / none                   | resid_pdrop / emb_pdrop             |
+    | behaviour                    | ``hf``                   | ``mosaic``                    |
+    |------------------------------|--------------------------|-------------------------------|
+    | missing fields' defaults     | HF MptConfig (alibi)     | llm-foundry (no alibi)        |
+    | Linear / LayerNorm biases    | never                    | unless no_bias                |
+    | MLP width                    | 4 * d_model              | expansion_ratio * d_model     |
+    | ALiBi                        | always, alibi_bias_max 8 | if alibi, with alibi_bias_max |
+    | learned positions (wpe)      | never                    | if learned_pos_emb, pad-aware |
+    | clip_qkv, qk_ln, logit_scale | ignored                  | honoured                      |
+    | attention_mask values        | masked unless exactly 1  | masked where 0 (bool cast)    |
+    | 4D attention_mask            | as given, no causal part | refused                       |
+    | sequence_id                  | refused                  | if attn_uses_sequence_id      |
+    | residual / embed. dropout    | attn_pdrop / none        | resid_pdrop / emb_pdrop       |
     """
 
     name: str
@@ -87,8 +90,11 @@ class MPTProfile:
 
 MPT_PROFILES = {
     "hf": MPTProfile(name="hf", honours_original_fields=False, config_defaults=()),
-    "mosaic": MPTProfile(name="mosaic", honours_original_fields=True,
-                         config_defaults=(("alibi", False), ("no_bias", False))),
+    "mosaic": MPTProfile(
+        name="mosaic",
+        honours_original_fields=True,
+        config_defaults=(("alibi", False), ("no_bias", False)),
+    ),
 }
 
 PROFILES = {"mpnet": MPNET_PROFILES, "mpt": MPT_PROFILES}

@@ -1,4 +1,5 @@
-"""A dependency-free progress bar on stderr, drawn only when stderr is a terminal (logs stay clean)."""
+"""A dependency-free progress bar on stderr, drawn only when stderr is a terminal (logs stay
+clean)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ class Progress:
             width = 30
             filled = int(width * self.done / self.total)
             rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                              f"({rate:.1f}/s)")
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"({rate:.1f}/s)"
+            )
             self.stream.flush()
 
     def close(self):

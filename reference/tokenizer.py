@@ -19,10 +19,13 @@ class Tokenizer:
         try:
             self.backend = _Tokenizer.from_file(file)
         except Exception as e:  # noqa: BLE001 - the tokenizers library raises bare Exception for bad files
-            raise ValueError(f"{file}: not a tokenizer.json the tokenizers library can read ({e})") from None
+            raise ValueError(
+                f"{file}: not a tokenizer.json the tokenizers library can read ({e})"
+            ) from None
 
     def encode(self, texts, pairs=None, pad_id=None):
-        """Batch-encode; returns {"input_ids": [B, S] int64, "attention_mask": [B, S] int64}, right-padded."""
+        """Batch-encode; returns {"input_ids": [B, S] int64, "attention_mask": [B, S] int64},
+        right-padded."""
         texts = _strings(texts, "texts")
         if pairs is not None:
             pairs = _strings(pairs, "pairs")
@@ -46,10 +49,15 @@ class Tokenizer:
         """Token ids (a sequence of integers in the vocabulary) back to text."""
         ids = np.asarray(ids)
         if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
-            raise TypeError(f"ids must be a 1D sequence of integers, got {ids.dtype} of shape {ids.shape}")
+            raise TypeError(
+                f"ids must be a 1D sequence of integers, got {ids.dtype} of shape {ids.shape}"
+            )
         vocab = self.backend.get_vocab_size(with_added_tokens=True)
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
-            raise ValueError(f"ids contains {ids[(ids < 0) | (ids >= vocab)][0]}, outside the vocabulary [0, {vocab})")
+            raise ValueError(
+                f"ids contains {ids[(ids < 0) | (ids >= vocab)][0]}, outside the vocabulary [0,"
+                f" {vocab})"
+            )
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
 
@@ -57,6 +65,12 @@ def _strings(value, name):
     """One string, or a non-empty sequence of strings, as a list."""
     if isinstance(value, str):
         return [value]
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{name} must be a string or a non-empty list of strings, got {value!r}"[:300])
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise TypeError(
+            f"{name} must be a string or a non-empty list of strings, got {value!r}"[:300]
+        )
     return list(value)

@@ -10,22 +10,39 @@ import pytest
 import reference
 from reference import mpnet_model as mpnet
 
-TINY = dict(model_type="mpnet", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=32, max_position_embeddings=24, layer_norm_eps=1e-5, num_labels=3)
+TINY = dict(
+    model_type="mpnet",
+    vocab_size=40,
+    hidden_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=32,
+    max_position_embeddings=24,
+    layer_norm_eps=1e-5,
+    num_labels=3,
+)
 
 
 def random_params(config_dict, task, seed=0, dtype=np.float32):
     """HF-named random weights for a tiny model (large enough that attention is peaked)."""
     config = mpnet.MPNetConfig.from_dict(config_dict)
     rng = np.random.default_rng(seed)
-    return {name: (rng.normal(0, 0.3 if len(shape) > 1 else 0.1, shape) + (1.0 if "LayerNorm.weight" in name else 0.0)
-                   ).astype(dtype)
-            for name, shape in mpnet.param_shapes(config, task).items()}
+    return {
+        name: (
+            (
+                rng.normal(0, 0.3 if len(shape) > 1 else 0.1, shape)
+                + (1.0 if "LayerNorm.weight" in name else 0.0)
+            ).astype(dtype)
+        )
+        for name, shape in mpnet.param_shapes(config, task).items()
+    }
 
 
 def tiny_model(task="base", profile=None, seed=0, backend="numpy", **overrides):
     config = {**TINY, **overrides}
-    return reference.build(config, random_params(config, task, seed), task=task, profile=profile, backend=backend)
+    return reference.build(
+        config, random_params(config, task, seed), task=task, profile=profile, backend=backend
+    )
 
 
 def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
@@ -35,7 +52,10 @@ def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
     diff = np.abs(actual - expected)
     rel = diff / np.maximum(np.abs(expected), 1e-30)
     ok = np.all((diff <= atol + rtol * np.abs(expected)) | (np.isnan(actual) & np.isnan(expected)))
-    assert ok, f"{what}: max abs error {np.nanmax(diff):.3g}, max rel error {np.nanmax(rel):.3g} (atol {atol}, rtol {rtol})"
+    assert ok, (
+        f"{what}: max abs error {np.nanmax(diff):.3g}, max rel error {np.nanmax(rel):.3g} (atol"
+        f" {atol}, rtol {rtol})"
+    )
 
 
 @pytest.fixture
@@ -54,7 +74,9 @@ def pytest_collection_modifyitems(config, items):
     except Exception:  # noqa: BLE001 - no numba-cuda, or no driver
         usable = False
     if not usable:
-        skip = pytest.mark.skip(reason="no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 for the simulator")
+        skip = pytest.mark.skip(
+            reason="no CUDA GPU; run with NUMBA_ENABLE_CUDASIM=1 for the simulator"
+        )
         for item in items:
             if "tests/cuda" in str(item.fspath) and "test_cuda_compile" not in str(item.fspath):
                 item.add_marker(skip)

@@ -1,4 +1,5 @@
-"""The command line, end to end as a subprocess, on golden checkpoints with a tokenizer built here."""
+"""The command line, end to end as a subprocess, on golden checkpoints with a tokenizer built
+here."""
 
 from __future__ import annotations
 
@@ -22,11 +23,20 @@ def model_dir(tmp_path, case, vocab_size):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "reference", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "reference", *args], capture_output=True, text=True, cwd=ROOT
+    )
 
 
 def test_inspect_reports_config_parameters_and_profile_features(tmp_path):
-    out = cli("inspect", "--model", str(GOLDEN / "mpt/mosaic/mosaic-qk-ln"), "--profile", "mosaic", "--json")
+    out = cli(
+        "inspect",
+        "--model",
+        str(GOLDEN / "mpt/mosaic/mosaic-qk-ln"),
+        "--profile",
+        "mosaic",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["model_type"] == "mpt" and info["features"]["qk_ln"] and info["features"]["bias"]
@@ -58,12 +68,14 @@ def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):
     out = cli("qa", "--model", str(path), "--question", "w1 w2", "--context", context, "--json")
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert context[answer["start"]:answer["end"]] == answer["answer"] and 0 < answer["score"] <= 1
+    assert context[answer["start"] : answer["end"]] == answer["answer"] and 0 < answer["score"] <= 1
 
 
 def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
     path = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)
-    out = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", "--max-new-tokens", "5", "--json")
+    out = cli(
+        "generate", "--model", str(path), "--prompt", "w1 w2 w3", "--max-new-tokens", "5", "--json"
+    )
     assert out.returncode == 0, out.stderr
     tokens = json.loads(out.stdout)["tokens"]
     import numpy as np
@@ -72,17 +84,20 @@ def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
 
     model = reference.from_pretrained(path, task="causal-lm")
     ids = reference.Tokenizer(path).backend.encode("w1 w2 w3", add_special_tokens=False).ids
-    assert tokens == model.generate(np.array([ids]), max_new_tokens=5)[0, len(ids):].tolist()
+    assert tokens == model.generate(np.array([ids]), max_new_tokens=5)[0, len(ids) :].tolist()
     text = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", "--max-new-tokens", "3")
     assert text.returncode == 0 and text.stdout.startswith("w1 w2 w3")
 
 
-@pytest.mark.parametrize("args, message", [
-    (("inspect", "--model", "/no/such/dir"), "no config.json"),
-    (("generate", "--model", str(GOLDEN / "mpt/hf/s1"), "--prompt", "x"), "no tokenizer.json"),
-    (("ner", "--model", str(GOLDEN / "mpt/hf/s1"), "x"), "missing weights .*classifier"),
-    (("embed", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--backend", "cuda", "x"), "cuda"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("inspect", "--model", "/no/such/dir"), "no config.json"),
+        (("generate", "--model", str(GOLDEN / "mpt/hf/s1"), "--prompt", "x"), "no tokenizer.json"),
+        (("ner", "--model", str(GOLDEN / "mpt/hf/s1"), "x"), "missing weights .*classifier"),
+        (("embed", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--backend", "cuda", "x"), "cuda"),
+    ],
+)
 def test_errors_are_one_line_with_exit_status_2(args, message):
     import re
 
@@ -93,12 +108,22 @@ def test_errors_are_one_line_with_exit_status_2(args, message):
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("what, extra", [("buckets", ()), ("alibi", ("--heads", "6", "--length", "20")),
-                                         ("attention", ("--text", "w1 w2 w3", "--layer", "1", "--head", "2"))])
+@pytest.mark.parametrize(
+    "what, extra",
+    [
+        ("buckets", ()),
+        ("alibi", ("--heads", "6", "--length", "20")),
+        ("attention", ("--text", "w1 w2 w3", "--layer", "1", "--head", "2")),
+    ],
+)
 def test_explain_writes_png_pictures(tmp_path, what, extra):
     pytest.importorskip("matplotlib")
     png = tmp_path / f"{what}.png"
-    model = ("--model", str(model_dir(tmp_path, "mpnet/pt/base-right-padding", 99))) if what == "attention" else ()
+    model = (
+        ("--model", str(model_dir(tmp_path, "mpnet/pt/base-right-padding", 99)))
+        if what == "attention"
+        else ()
+    )
     out = cli("explain", what, "--out", str(png), *model, *extra)
     assert out.returncode == 0, out.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -107,7 +132,18 @@ def test_explain_writes_png_pictures(tmp_path, what, extra):
 def test_explain_attention_checks_layer_and_head(tmp_path):
     pytest.importorskip("matplotlib")
     path = model_dir(tmp_path, "mpnet/pt/base-right-padding", 99)
-    out = cli("explain", "attention", "--model", str(path), "--text", "w1", "--layer", "5", "--out", str(tmp_path / "a.png"))
+    out = cli(
+        "explain",
+        "attention",
+        "--model",
+        str(path),
+        "--text",
+        "w1",
+        "--layer",
+        "5",
+        "--out",
+        str(tmp_path / "a.png"),
+    )
     assert out.returncode == 2 and "--layer 5 is outside 0..1" in out.stderr
 
 

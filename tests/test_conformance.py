@@ -1,4 +1,5 @@
-"""The conformance suite itself: it must fail broken implementations, skip unsupported ones, and say where."""
+"""The conformance suite itself: it must fail broken implementations, skip unsupported ones, and
+say where."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ CASES = {c.id: c for c in iter_cases()}
 
 
 class Perturbed(ReferenceImplementation):
-    """The reference with an error injected after layer 1 (it propagates to everything downstream)."""
+    """The reference with an error injected after layer 1 (it propagates to everything
+    downstream)."""
 
     name = "perturbed"
 
@@ -34,8 +36,22 @@ class Perturbed(ReferenceImplementation):
         out = super().run(family, task, config, weights, inputs, options)
         if "tuple" in out:
             return out
-        return {k: (v + 1e-3 if k.startswith(("hidden_states.1", "hidden_states.2", "last_hidden_state", "logits",
-                                              "attentions.1")) else v) for k, v in out.items()}
+        return {
+            k: (
+                v + 1e-3
+                if k.startswith(
+                    (
+                        "hidden_states.1",
+                        "hidden_states.2",
+                        "last_hidden_state",
+                        "logits",
+                        "attentions.1",
+                    )
+                )
+                else v
+            )
+            for k, v in out.items()
+        }
 
 
 class Refuses(ReferenceImplementation):
@@ -73,10 +89,22 @@ def test_unsupported_is_a_skip_and_other_errors_or_missing_outputs_are_failures(
 
 
 def test_properties_fail_an_implementation_that_breaks_an_invariant():
-    plan = Plan("tests.test_conformance:perturbed", family="mpnet", profile="pt", tiers=("property",), max_examples=5)
-    results = {r.id: r for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=perturbed)}
-    assert results["property/mpnet/pt/inputs-embeds"].status == "pass"  # both paths carry the same injected error
-    assert results["property/mpnet/pt/tuple-order"].status == "fail"  # the tuple is not perturbed, the dict is
+    plan = Plan(
+        "tests.test_conformance:perturbed",
+        family="mpnet",
+        profile="pt",
+        tiers=("property",),
+        max_examples=5,
+    )
+    results = {
+        r.id: r for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=perturbed)
+    }
+    assert (
+        results["property/mpnet/pt/inputs-embeds"].status == "pass"
+    )  # both paths carry the same injected error
+    assert (
+        results["property/mpnet/pt/tuple-order"].status == "fail"
+    )  # the tuple is not perturbed, the dict is
     assert "rows sum to 1" in results["property/mpnet/pt/bookkeeping"].message
 
 
@@ -84,18 +112,39 @@ def test_skips_and_xfails_files_and_stale_entries(tmp_path):
     skips = tmp_path / "skips.txt"
     skips.write_text("# comment\nmpnet/pt/base-s1*   # not wired\nmpnet/pt/no-such-case  # stale\n")
     xfails = tmp_path / "xfails.txt"
-    xfails.write_text("mpnet/pt/base-right-padding   # known divergence\nmpnet/pt/base-left-padding # fixed already\n")
+    xfails.write_text(
+        "mpnet/pt/base-right-padding   # known divergence\nmpnet/pt/base-left-padding # fixed"
+        " already\n"
+    )
     plan = Plan("tests.test_conformance:perturbed", family="mpnet", profile="pt", tiers=("golden",))
     skip_sel, xfail_sel = Selection.load(skips), Selection.load(xfails)
     results = {r.id: r for r in run_plan(plan, skip_sel, xfail_sel, impl=perturbed)}
-    assert results["mpnet/pt/base-s1"].status == "skip" and "not wired" in results["mpnet/pt/base-s1"].message
+    assert (
+        results["mpnet/pt/base-s1"].status == "skip"
+        and "not wired" in results["mpnet/pt/base-s1"].message
+    )
     assert results["mpnet/pt/base-right-padding"].status == "xfail"
     assert skip_sel.stale() == ["mpnet/pt/no-such-case"]
 
 
 def test_cli_report_is_valid_and_exit_status_reflects_failures(tmp_path, monkeypatch, capsys):
     report = tmp_path / "report.json"
-    assert cli.main(["run", "--family", "mpnet", "--profile", "tf", "--report", str(report), "--max-examples", "3"]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--family",
+                "mpnet",
+                "--profile",
+                "tf",
+                "--report",
+                str(report),
+                "--max-examples",
+                "3",
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.read_text())
     validate(data)
     assert data["implementation"]["name"] == "reference[numpy]" and data["target"]["kind"] == "cpu"
@@ -106,46 +155,105 @@ def test_cli_report_is_valid_and_exit_status_reflects_failures(tmp_path, monkeyp
 
 
 def test_report_validator_rejects_malformed_reports():
-    good = {"suite_version": "1", "created": "now", "implementation": {"name": "x", "version": None}, "profile": None,
-            "capabilities": Capabilities().to_dict(),
-            "family": None, "tiers": ["golden"], "platform": {"python": "3", "system": "L", "machine": "m"},
-            "target": {"kind": "cpu", "device": "d"}, "summary": dict.fromkeys(["pass", "fail", "skip", "xfail", "xpass"], 0),
-            "coverage": {"executed": 0, "per_tier": {}, "outputs_compared": 0, "errors_checked": 0,
-                         "outputs_not_checked": {}, "skip_reasons": {}},
-            "checks": []}
+    good = {
+        "suite_version": "1",
+        "created": "now",
+        "implementation": {"name": "x", "version": None},
+        "profile": None,
+        "capabilities": Capabilities().to_dict(),
+        "family": None,
+        "tiers": ["golden"],
+        "platform": {"python": "3", "system": "L", "machine": "m"},
+        "target": {"kind": "cpu", "device": "d"},
+        "summary": dict.fromkeys(["pass", "fail", "skip", "xfail", "xpass"], 0),
+        "coverage": {
+            "executed": 0,
+            "per_tier": {},
+            "outputs_compared": 0,
+            "errors_checked": 0,
+            "outputs_not_checked": {},
+            "skip_reasons": {},
+        },
+        "checks": [],
+    }
     validate(good, SCHEMA)
-    for broken, message in ((dict(good, target={"kind": "tpu", "device": "d"}), "not one of"),
-                            ({k: v for k, v in good.items() if k != "checks"}, "missing 'checks'"),
-                            (dict(good, checks=[{"id": 1, "tier": "golden", "status": "pass", "message": "", "max_abs": 0,
-                                                 "max_rel": 0, "margin": 0, "atol": None, "rtol": None,
-                                                 "diagnosis": None, "not_checked": [], "expected_error": None,
-                                                 "raised": None, "comparisons": []}]),
-                             "expected string")):
+    for broken, message in (
+        (dict(good, target={"kind": "tpu", "device": "d"}), "not one of"),
+        ({k: v for k, v in good.items() if k != "checks"}, "missing 'checks'"),
+        (
+            dict(
+                good,
+                checks=[
+                    {
+                        "id": 1,
+                        "tier": "golden",
+                        "status": "pass",
+                        "message": "",
+                        "max_abs": 0,
+                        "max_rel": 0,
+                        "margin": 0,
+                        "atol": None,
+                        "rtol": None,
+                        "diagnosis": None,
+                        "not_checked": [],
+                        "expected_error": None,
+                        "raised": None,
+                        "comparisons": [],
+                    }
+                ],
+            ),
+            "expected string",
+        ),
+    ):
         with pytest.raises(ValueError, match=message):
             validate(broken, SCHEMA)
 
 
 def test_parallel_run_matches_serial():
     plan = Plan("reference", family="mpt", profile="hf", tiers=("golden",))
-    serial = [(r.id, r.status, r.max_abs) for r in run_plan(plan, Selection.load(None), Selection.load(None))]
-    parallel = [(r.id, r.status, r.max_abs) for r in run_plan(plan, Selection.load(None), Selection.load(None), jobs=2)]
+    serial = [
+        (r.id, r.status, r.max_abs)
+        for r in run_plan(plan, Selection.load(None), Selection.load(None))
+    ]
+    parallel = [
+        (r.id, r.status, r.max_abs)
+        for r in run_plan(plan, Selection.load(None), Selection.load(None), jobs=2)
+    ]
     assert serial == parallel
 
 
 def test_outputs_folder_written_by_an_external_program_is_checked(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "tools" / "write_outputs_example.py"), str(tmp_path)], check=True,
-                   capture_output=True)
-    code = cli.main(["run", "--impl", "outputs", "--outputs-dir", str(tmp_path), "--tier", "golden", "--family", "mpnet"])
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "write_outputs_example.py"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    code = cli.main(
+        [
+            "run",
+            "--impl",
+            "outputs",
+            "--outputs-dir",
+            str(tmp_path),
+            "--tier",
+            "golden",
+            "--family",
+            "mpnet",
+        ]
+    )
     assert code == 0
     np.testing.assert_array_equal((tmp_path / "mpnet/pt/base-too-long/error.json").is_file(), True)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--impl", "nonexistent:thing"], "cannot load implementation 'nonexistent:thing'"),
-    (["--golden-dir", "/nonexistent"], "no manifest.json there"),
-    (["--skips-file", "/nonexistent"], "No such file"),
-    (["--report", "/nonexistent/report.json"], "its folder does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--impl", "nonexistent:thing"], "cannot load implementation 'nonexistent:thing'"),
+        (["--golden-dir", "/nonexistent"], "no manifest.json there"),
+        (["--skips-file", "/nonexistent"], "No such file"),
+        (["--report", "/nonexistent/report.json"], "its folder does not exist"),
+    ],
+)
 def test_cli_bad_arguments_give_one_line_errors(capsys, args, message):
     assert cli.main(["run", *args]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Corpus embedding: length-sorted batches give every text the vector it gets alone, in input order."""
+"""Corpus embedding: length-sorted batches give every text the vector it gets alone, in input
+order."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 import reference
 from reference.embedding import batches_by_length, embed_corpus, max_seq_length, pool, read_texts
 from reference.tokenizer import Tokenizer
-from conftest import assert_close
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -23,7 +24,9 @@ TEXTS = ["w1 w2 w3 w4 w5 w6", "w7", "w2 w9 w3", "", "w5 w5 w5 w5 w5 w5 w5 w5 w5 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return make_demo_models.make("mpnet/pt/base-right-padding", 99, tmp_path_factory.mktemp("embed") / "m")
+    return make_demo_models.make(
+        "mpnet/pt/base-right-padding", 99, tmp_path_factory.mktemp("embed") / "m"
+    )
 
 
 def alone(model, tok, text, max_length):
@@ -38,7 +41,9 @@ def test_batched_by_length_equals_each_text_alone_in_input_order(checkpoint):
     got = embed_corpus(model, tok.backend, TEXTS, batch_size=4, max_length=8)
     assert got.shape == (len(TEXTS), model.config.hidden_size) and got.dtype == np.float32
     for i, text in enumerate(TEXTS):
-        assert_close(got[i], alone(model, tok, text, 8), atol=2e-6, rtol=1e-5, what=f"text {i} ({text!r})")
+        assert_close(
+            got[i], alone(model, tok, text, 8), atol=2e-6, rtol=1e-5, what=f"text {i} ({text!r})"
+        )
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
 
 
@@ -62,7 +67,9 @@ def test_jsonl_and_plain_text_inputs(tmp_path):
     (tmp_path / "a.txt").write_text("one\ntwo words\n\nfour\n")
     assert read_texts(str(tmp_path / "a.txt")) == ["one", "two words", "", "four"]
     (tmp_path / "b.jsonl").write_text('"plain"\n{"text": "field", "id": 3}\n\n{"body": "x"}\n')
-    with pytest.raises(ValueError, match=r"b.jsonl:4: expected a string or an object with a string 'text' field"):
+    with pytest.raises(
+        ValueError, match=r"b.jsonl:4: expected a string or an object with a string 'text' field"
+    ):
         read_texts(str(tmp_path / "b.jsonl"))
     (tmp_path / "c.jsonl").write_text('{"body": "x"}\n"y"\n')
     assert read_texts(str(tmp_path / "c.jsonl"), field="body") == ["x", "y"]
@@ -76,12 +83,36 @@ def test_the_command_line_writes_one_row_per_text_in_input_order(checkpoint, tmp
     source = tmp_path / "texts.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
     out = tmp_path / "emb.npy"
-    run = subprocess.run([sys.executable, "-m", "reference", "embed", "--model", str(checkpoint), "--input", str(source),
-                          "--output", str(out), "--batch-size", "2", "--json"], capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reference",
+            "embed",
+            "--model",
+            str(checkpoint),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--batch-size",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     info = json.loads(run.stdout)
     assert info["texts"] == len(TEXTS) and info["pooling"] == "mean" and info["normalized"]
     model, tok = reference.from_pretrained(str(checkpoint)), Tokenizer(str(checkpoint))
     written = np.load(out)
     for i, text in enumerate(TEXTS):
-        assert_close(written[i], alone(model, tok, text, info["max_length"]), atol=2e-6, rtol=1e-5, what=f"row {i}")
+        assert_close(
+            written[i],
+            alone(model, tok, text, info["max_length"]),
+            atol=2e-6,
+            rtol=1e-5,
+            what=f"row {i}",
+        )

@@ -1,4 +1,5 @@
-"""Random shapes, dtypes and values at the public entry points: only ValueError or TypeError come out,
+"""Random shapes, dtypes and values at the public entry points: only ValueError or TypeError come
+out,
 and a call that succeeds returns outputs of the documented shapes.
 
 The values are drawn to hit the edges a user can reach: negative and huge integers, floats where
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
-
 from conftest import tiny_model
-from test_mpt_properties import CONFIG as MPT_CONFIG, tiny_mpt
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from test_mpt_properties import CONFIG as MPT_CONFIG
+from test_mpt_properties import tiny_mpt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
@@ -47,27 +49,41 @@ def mostly(valid, hostile):
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=3), st.just(b"\x00"), st.just(object()),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.just(b"\x00"),
+    st.just(object()),
 )
 
 
 @st.composite
 def arrays(draw):
     """An array-like of random rank, size and dtype, or a list, or a scalar."""
-    kind = draw(st.sampled_from(["int", "float", "bool", "str", "object", "list", "scalar", "near"]))
+    kind = draw(
+        st.sampled_from(["int", "float", "bool", "str", "object", "list", "scalar", "near"])
+    )
     if kind == "scalar":
         return draw(scalars)
     shape = tuple(draw(st.lists(st.integers(0, 6), max_size=4)))
     if kind == "near":  # the right shape, values around the valid range
         shape = draw(st.sampled_from([(B, S), (B, S, S), (B, 1, S, S), (S,), (B,)]))
-        return np.asarray(draw(st.lists(st.integers(-3, 60), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
-                          ).reshape(shape)
+        return np.asarray(
+            draw(
+                st.lists(
+                    st.integers(-3, 60), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))
+                )
+            )
+        ).reshape(shape)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if kind == "int":
         dtype = draw(st.sampled_from([np.int8, np.int32, np.int64, np.uint64]))
         info = np.iinfo(dtype)
-        return rng.integers(max(info.min, -(2**62)), min(info.max, 2**62), shape, dtype=dtype, endpoint=True)
+        return rng.integers(
+            max(info.min, -(2**62)), min(info.max, 2**62), shape, dtype=dtype, endpoint=True
+        )
     if kind == "float":
         x = rng.normal(0, draw(st.sampled_from([1.0, 1e30])), shape)
         if x.size and draw(st.booleans()):
@@ -101,7 +117,9 @@ def valid_inputs(task, vocab, num_labels=3):
 
 def call_quietly(fn, *args, **kwargs):
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NaN inputs legitimately give NaN outputs; that is not an error
+        warnings.simplefilter(
+            "ignore"
+        )  # NaN inputs legitimately give NaN outputs; that is not an error
         with np.errstate(all="ignore"):
             return fn(*args, **kwargs)
 
@@ -115,21 +133,42 @@ def assert_only_documented_errors(fn, *args, names=(), **kwargs):
         message = str(e)
         event(f"{type(e).__name__}: {message[:40]}")
         assert not names or any(n in message for n in names), (
-            f"{type(e).__name__}({message!r}) does not name the broken argument(s) {list(names)}")
+            f"{type(e).__name__}({message!r}) does not name the broken argument(s) {list(names)}"
+        )
         return None
     event("ran")
     return out
 
 
-MPNET_INPUTS = ["input_ids", "attention_mask", "position_ids", "head_mask", "inputs_embeds", "labels",
-                "start_positions", "end_positions", "output_attentions", "output_hidden_states", "return_dict",
-                "training"]
-MPNET_MODELS = {(task, profile, backend): tiny_model(task=task, profile=profile, backend=backend,
-                                                      **({"num_labels": 2} if task == "question-answering" else {}))
-                for task in ["base", "token-classification", "question-answering", "sequence-classification"]
-                for profile in ["pt", "tf"] for backend in BACKENDS}
-broken = mostly(st.dictionaries(st.sampled_from(MPNET_INPUTS), arrays(), max_size=1),
-                st.dictionaries(st.sampled_from(MPNET_INPUTS), arrays(), max_size=3))
+MPNET_INPUTS = [
+    "input_ids",
+    "attention_mask",
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "labels",
+    "start_positions",
+    "end_positions",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "training",
+]
+MPNET_MODELS = {
+    (task, profile, backend): tiny_model(
+        task=task,
+        profile=profile,
+        backend=backend,
+        **({"num_labels": 2} if task == "question-answering" else {}),
+    )
+    for task in ["base", "token-classification", "question-answering", "sequence-classification"]
+    for profile in ["pt", "tf"]
+    for backend in BACKENDS
+}
+broken = mostly(
+    st.dictionaries(st.sampled_from(MPNET_INPUTS), arrays(), max_size=1),
+    st.dictionaries(st.sampled_from(MPNET_INPUTS), arrays(), max_size=3),
+)
 
 
 @FUZZ
@@ -139,22 +178,49 @@ def test_mpnet_calls_raise_only_documented_errors(key, changes):
     inputs = valid_inputs(key[0], 40)
     out = assert_only_documented_errors(model, **{**inputs, **changes}, names={**inputs, **changes})
     if out is not None and not isinstance(out, tuple):
-        lead = out.to_tuple()[1 if out.loss is not None else 0] if hasattr(out, "loss") else out.last_hidden_state
+        lead = (
+            out.to_tuple()[1 if out.loss is not None else 0]
+            if hasattr(out, "loss")
+            else out.last_hidden_state
+        )
         assert lead.shape[0] == B
 
 
-MPT_INPUTS = ["input_ids", "attention_mask", "inputs_embeds", "labels", "past_key_values", "start_positions",
-              "end_positions", "use_cache", "output_attentions", "output_hidden_states", "return_dict",
-              "sequence_id", "prefix_mask"]
-MPT_MODELS = {(task, backend): tiny_mpt(task=task, backend=backend, pad_token_id=0)
-              for task in ["causal-lm", "sequence-classification", "token-classification", "question-answering"]
-              for backend in BACKENDS}
+MPT_INPUTS = [
+    "input_ids",
+    "attention_mask",
+    "inputs_embeds",
+    "labels",
+    "past_key_values",
+    "start_positions",
+    "end_positions",
+    "use_cache",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "sequence_id",
+    "prefix_mask",
+]
+MPT_MODELS = {
+    (task, backend): tiny_mpt(task=task, backend=backend, pad_token_id=0)
+    for task in [
+        "causal-lm",
+        "sequence-classification",
+        "token-classification",
+        "question-answering",
+    ]
+    for backend in BACKENDS
+}
 
 
 @st.composite
 def pasts(draw):
     """Past key/values: valid, or broken in one of the ways a caller can break them."""
-    L, H, D = MPT_CONFIG["n_layers"], MPT_CONFIG["n_heads"], MPT_CONFIG["d_model"] // MPT_CONFIG["n_heads"]
+    L, H, D = (
+        MPT_CONFIG["n_layers"],
+        MPT_CONFIG["n_heads"],
+        MPT_CONFIG["d_model"] // MPT_CONFIG["n_heads"],
+    )
     P = draw(st.integers(0, 20))
     pair = (np.zeros((B, H, P, D), np.float32), np.zeros((B, H, P, D), np.float32))
     how = draw(st.sampled_from(["valid", "short", "pair", "shape", "ragged", "array", "nan"]))
@@ -174,10 +240,14 @@ def pasts(draw):
 
 
 @FUZZ
-@given(st.sampled_from(sorted(MPT_MODELS)),
-       mostly(st.dictionaries(st.sampled_from(MPT_INPUTS), arrays(), max_size=1),
-              st.dictionaries(st.sampled_from(MPT_INPUTS), arrays(), max_size=3)),
-       st.one_of(st.none(), pasts()))
+@given(
+    st.sampled_from(sorted(MPT_MODELS)),
+    mostly(
+        st.dictionaries(st.sampled_from(MPT_INPUTS), arrays(), max_size=1),
+        st.dictionaries(st.sampled_from(MPT_INPUTS), arrays(), max_size=3),
+    ),
+    st.one_of(st.none(), pasts()),
+)
 def test_mpt_calls_raise_only_documented_errors(key, changes, past):
     model = MPT_MODELS[key]
     inputs = valid_inputs(key[0], MPT_CONFIG["vocab_size"])
@@ -185,24 +255,31 @@ def test_mpt_calls_raise_only_documented_errors(key, changes, past):
         changes["past_key_values"] = past
     if "past_key_values" in changes and "attention_mask" not in changes:
         inputs.pop("attention_mask")  # it would have to cover the past too
-    out = assert_only_documented_errors(model, **{**inputs, **changes}, names=[*inputs, *changes, "max_seq_len"])
+    out = assert_only_documented_errors(
+        model, **{**inputs, **changes}, names=[*inputs, *changes, "max_seq_len"]
+    )
     if out is not None and not isinstance(out, tuple) and getattr(out, "logits", None) is not None:
         assert out.logits.shape[0] == B
 
 
-GENERATE_ARGS = st.fixed_dictionaries({}, optional={
-    "attention_mask": mostly(st.just(np.ones((B, S), np.int64)), arrays()),
-    "max_new_tokens": mostly(st.integers(0, 15), st.one_of(st.integers(-3, 30), scalars)),
-    "max_length": mostly(st.integers(S, 20), st.one_of(st.integers(-3, 30), scalars)),
-    "do_sample": mostly(st.booleans(), scalars),
-    "temperature": mostly(st.floats(0.1, 3), st.one_of(st.floats(-2, 3), scalars)),
-    "top_k": mostly(st.integers(0, 80), scalars),
-    "top_p": mostly(st.floats(0.05, 1), st.one_of(st.floats(-1, 2), scalars)),
-    "seed": mostly(st.integers(0, 2**64), st.one_of(st.integers(-3, 2**70), scalars)),
-    "eos_token_id": mostly(st.one_of(st.integers(0, 49), st.lists(st.integers(0, 49), max_size=3)),
-                           st.one_of(st.integers(-3, 60), st.lists(st.integers(-3, 60), max_size=3), scalars)),
-    "pad_token_id": mostly(st.integers(0, 49), st.one_of(st.integers(-3, 60), scalars)),
-})
+GENERATE_ARGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "attention_mask": mostly(st.just(np.ones((B, S), np.int64)), arrays()),
+        "max_new_tokens": mostly(st.integers(0, 15), st.one_of(st.integers(-3, 30), scalars)),
+        "max_length": mostly(st.integers(S, 20), st.one_of(st.integers(-3, 30), scalars)),
+        "do_sample": mostly(st.booleans(), scalars),
+        "temperature": mostly(st.floats(0.1, 3), st.one_of(st.floats(-2, 3), scalars)),
+        "top_k": mostly(st.integers(0, 80), scalars),
+        "top_p": mostly(st.floats(0.05, 1), st.one_of(st.floats(-1, 2), scalars)),
+        "seed": mostly(st.integers(0, 2**64), st.one_of(st.integers(-3, 2**70), scalars)),
+        "eos_token_id": mostly(
+            st.one_of(st.integers(0, 49), st.lists(st.integers(0, 49), max_size=3)),
+            st.one_of(st.integers(-3, 60), st.lists(st.integers(-3, 60), max_size=3), scalars),
+        ),
+        "pad_token_id": mostly(st.integers(0, 49), st.one_of(st.integers(-3, 60), scalars)),
+    },
+)
 
 
 @FUZZ
@@ -210,20 +287,65 @@ GENERATE_ARGS = st.fixed_dictionaries({}, optional={
 def test_generate_raises_only_documented_errors(backend, ids, kwargs):
     model = MPT_MODELS[("causal-lm", backend)]
     ids = valid_ids(MPT_CONFIG["vocab_size"]) if ids is None else ids
-    out = assert_only_documented_errors(model.generate, ids, **kwargs, names=["input_ids", "max_new_tokens", "max_seq_len", *kwargs])
+    out = assert_only_documented_errors(
+        model.generate, ids, **kwargs, names=["input_ids", "max_new_tokens", "max_seq_len", *kwargs]
+    )
     if out is not None:
         assert out.dtype == np.int64 and out.ndim == 2
-        assert out.min() >= 0 and out.max() < MPT_CONFIG["vocab_size"], "generated an id outside the vocabulary"
+        assert out.min() >= 0 and out.max() < MPT_CONFIG["vocab_size"], (
+            "generated an id outside the vocabulary"
+        )
 
 
 CLI_COMMANDS = {  # a command with arguments it accepts; the test appends random words
-    "inspect": [], "embed": ["w1 w2", "w3"], "ner": ["w1 w2 w3"], "qa": ["--question", "w1", "--context", "w2 w3"],
-    "generate": ["--prompt", "w1 w2", "--max-new-tokens", "2"], "explain": ["buckets", "--out", "OUT"], "nope": [],
+    "inspect": [],
+    "embed": ["w1 w2", "w3"],
+    "ner": ["w1 w2 w3"],
+    "qa": ["--question", "w1", "--context", "w2 w3"],
+    "generate": ["--prompt", "w1 w2", "--max-new-tokens", "2"],
+    "explain": ["buckets", "--out", "OUT"],
+    "nope": [],
 }
-CLI_WORDS = ["--json", "--backend", "numba", "cuda", "--profile", "tf", "hf", "mosaic", "--max-new-tokens", "-1", "0",
-             "3", "nope", "--prompt", "w1 w2", "", "/nonexistent", "--text", "--question", "--context", "--seed",
-             "--temperature", "--top-k", "--top-p", "--sample", "--eos-token-id", "--max-answer-tokens", "--layer",
-             "--head", "--length", "--num-buckets", "--heads", "buckets", "alibi", "attention", "--", "-x", "99999"]
+CLI_WORDS = [
+    "--json",
+    "--backend",
+    "numba",
+    "cuda",
+    "--profile",
+    "tf",
+    "hf",
+    "mosaic",
+    "--max-new-tokens",
+    "-1",
+    "0",
+    "3",
+    "nope",
+    "--prompt",
+    "w1 w2",
+    "",
+    "/nonexistent",
+    "--text",
+    "--question",
+    "--context",
+    "--seed",
+    "--temperature",
+    "--top-k",
+    "--top-p",
+    "--sample",
+    "--eos-token-id",
+    "--max-answer-tokens",
+    "--layer",
+    "--head",
+    "--length",
+    "--num-buckets",
+    "--heads",
+    "buckets",
+    "alibi",
+    "attention",
+    "--",
+    "-x",
+    "99999",
+]
 
 
 @pytest.fixture(scope="module")
@@ -231,21 +353,38 @@ def cli_models(tmp_path_factory):
     import make_demo_models
 
     where = tmp_path_factory.mktemp("cli")
-    return [str(make_demo_models.make(case, vocab, where / case.replace("/", "_")))
-            for case, vocab in (("mpnet/pt/token-classification", 99), ("mpt/hf/causal-lm-heads-3", 64))]
+    return [
+        str(make_demo_models.make(case, vocab, where / case.replace("/", "_")))
+        for case, vocab in (("mpnet/pt/token-classification", 99), ("mpt/hf/causal-lm-heads-3", 64))
+    ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(sorted(CLI_COMMANDS)), st.integers(0, 2), st.lists(st.sampled_from(CLI_WORDS), max_size=4))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(sorted(CLI_COMMANDS)),
+    st.integers(0, 2),
+    st.lists(st.sampled_from(CLI_WORDS), max_size=4),
+)
 def test_command_line_exits_cleanly_on_any_argument_list(cli_models, command, model, words):
-    """Exit 0, or exit 2 with a one-line error (argparse usage errors also exit 2); never a traceback."""
+    """Exit 0, or exit 2 with a one-line error (argparse usage errors also exit 2); never a
+    traceback."""
     from reference import cli
 
     out = str(Path(cli_models[0]).parent / "plot.png")
-    argv = [command] + [out if w == "OUT" else w for w in CLI_COMMANDS[command]] + (
-        ["--model", cli_models[model]] if model < 2 else []) + words
+    argv = (
+        [command]
+        + [out if w == "OUT" else w for w in CLI_COMMANDS[command]]
+        + (["--model", cli_models[model]] if model < 2 else [])
+        + words
+    )
     stderr = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(stderr),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         try:
             code = cli.main(argv)
@@ -272,11 +411,19 @@ def tokenizer(cli_models):
     return Tokenizer(cli_models[0])
 
 
-texts = st.one_of(st.text(max_size=40), st.lists(st.text(max_size=20), max_size=4), scalars, arrays())
+texts = st.one_of(
+    st.text(max_size=40), st.lists(st.text(max_size=20), max_size=4), scalars, arrays()
+)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts, st.one_of(st.none(), texts), st.one_of(st.lists(st.integers(-5, 120), max_size=8), arrays()))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts,
+    st.one_of(st.none(), texts),
+    st.one_of(st.lists(st.integers(-5, 120), max_size=8), arrays()),
+)
 def test_tokenizer_raises_only_documented_errors(tokenizer, text, pairs, ids):
     out = assert_only_documented_errors(tokenizer.encode, text, pairs, names=["texts", "pairs"])
     if out is not None:
@@ -285,7 +432,9 @@ def test_tokenizer_raises_only_documented_errors(tokenizer, text, pairs, ids):
     assert decoded is None or isinstance(decoded, str)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(max_size=200))
 def test_a_damaged_tokenizer_file_is_a_value_error(tmp_path, data):
     from reference import Tokenizer

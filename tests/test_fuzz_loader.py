@@ -1,4 +1,5 @@
-"""Hostile checkpoints: random bytes, mutated files, absurd configs and bad values give clear errors only."""
+"""Hostile checkpoints: random bytes, mutated files, absurd configs and bad values give clear
+errors only."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import reference
 from reference.checkpoint import CheckpointError, read_safetensors
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "mpnet" / "pt" / "base-s1"
 ORIGINAL = (GOLDEN / "model.safetensors").read_bytes()
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 DOCUMENTED = (ValueError, TypeError)  # CheckpointError is a ValueError
 
 
@@ -30,8 +34,12 @@ def test_random_bytes_are_refused_cleanly(tmp_path, data):
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, len(ORIGINAL) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-       st.integers(0, len(ORIGINAL)))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(ORIGINAL) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    st.integers(0, len(ORIGINAL)),
+)
 def test_mutated_checkpoints_load_or_fail_with_a_documented_error(tmp_path, flips, cut):
     """Flip bytes (header or data) and truncate: the loader either loads (a data byte changed) or
     raises ValueError / TypeError; it never crashes with anything else."""
@@ -54,7 +62,9 @@ def test_mutated_checkpoints_load_or_fail_with_a_documented_error(tmp_path, flip
 
 def test_absurd_sizes_are_refused_before_anything_is_allocated(tmp_path):
     config = json.loads((GOLDEN / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_size": 10**9, "num_attention_heads": 1}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({**config, "hidden_size": 10**9, "num_attention_heads": 1})
+    )
     (tmp_path / "model.safetensors").write_bytes(ORIGINAL)
     with pytest.raises(CheckpointError, match="GiB of weights, more than this machine"):
         reference.from_pretrained(tmp_path)

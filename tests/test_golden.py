@@ -1,4 +1,5 @@
-"""Every golden case (produced by transformers 4.37.2 on PyTorch and TensorFlow) through the reference."""
+"""Every golden case (produced by transformers 4.37.2 on PyTorch and TensorFlow) through the
+reference."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pytest
 import reference
 from conformance.adapters.reference import implementation, split_past
 from conformance.checks import check_golden
-from conformance.golden import iter_cases, load_manifest, golden_root, sha256
+from conformance.golden import golden_root, iter_cases, load_manifest, sha256
 
-CASES = list(iter_cases(dtype="fp32"))  # the reference computes in fp32; -bf16/-fp16 cases: test_low_precision.py
+CASES = list(
+    iter_cases(dtype="fp32")
+)  # the reference computes in fp32; -bf16/-fp16 cases: test_low_precision.py
 BUCKET_CASES = list(iter_cases(tier="op", family="mpnet"))
 
 
@@ -31,30 +34,43 @@ def test_golden_directory_stays_small():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_golden_case(case):
-    """The reference reproduces upstream's outputs (every layer) and tuple order within the case's fp32 tolerance."""
+    """The reference reproduces upstream's outputs (every layer) and tuple order within the
+    case's fp32 tolerance."""
     with np.errstate(all="ignore"):
         results = check_golden(implementation, case)
     for r in results:
         no_tuple = r.id.endswith("::tuple") and "tuple_layout" not in case.meta
-        assert r.status == "pass" or (no_tuple and r.status == "skip"), f"{r.id}: {r.message}\n{r.diagnosis or ''}"
+        assert r.status == "pass" or (no_tuple and r.status == "skip"), (
+            f"{r.id}: {r.message}\n{r.diagnosis or ''}"
+        )
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.expect_error], ids=lambda c: c.id)
 def test_upstream_errors_become_clear_value_or_type_errors(case):
-    """Where upstream raised (IndexError, InvalidArgumentError, ...), the reference raises ValueError/TypeError."""
+    """Where upstream raised (IndexError, InvalidArgumentError, ...), the reference raises
+    ValueError/TypeError."""
     with pytest.raises((ValueError, TypeError)) as info:
-        implementation.run(case.family, case.task, case.config, case.weights, case.inputs,
-                           {**case.options, "profile": case.profile})
+        implementation.run(
+            case.family,
+            case.task,
+            case.config,
+            case.weights,
+            case.inputs,
+            {**case.options, "profile": case.profile},
+        )
     assert len(str(info.value)) > 20
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.expect_error], ids=lambda c: c.id)
 def test_golden_checkpoint_loads_through_from_pretrained(case):
-    """Each case directory is a save_pretrained checkpoint: from_pretrained reads it and matches upstream."""
+    """Each case directory is a save_pretrained checkpoint: from_pretrained reads it and matches
+    upstream."""
     model = reference.from_pretrained(case.path, task=case.task, profile=case.profile)
     inputs, past = split_past(case.inputs)
     if "generate" in case.options:
-        np.testing.assert_array_equal(model.generate(**inputs, **case.options["generate"]), case.expected["sequences"])
+        np.testing.assert_array_equal(
+            model.generate(**inputs, **case.options["generate"]), case.expected["sequences"]
+        )
         return
     with np.errstate(all="ignore"):
         out = model(**inputs, **({"past_key_values": past} if past else {})).to_dict()
@@ -66,7 +82,8 @@ def test_golden_checkpoint_loads_through_from_pretrained(case):
 
 @pytest.mark.parametrize("case", BUCKET_CASES, ids=[c.id for c in BUCKET_CASES])
 def test_relative_position_buckets_match_upstream(case):
-    """Our bucket function equals upstream's (PT over -1000..1000, TF over -300..300) for 16, 32 and 64 buckets."""
+    """Our bucket function equals upstream's (PT over -1000..1000, TF over -300..300) for 16, 32
+    and 64 buckets."""
     from reference.mpnet import relative_position_bucket
 
     rel = case.inputs["relative_position"]

@@ -1,4 +1,5 @@
-"""Imports go one way: backends import the reference, never the reverse, and no import cycle exists."""
+"""Imports go one way: backends import the reference, never the reverse, and no import cycle
+exists."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = sorted(p for p in (ROOT / "reference").glob("*.py"))
 # Modules that load without a GPU; cuda_backend and cuda_kernels also need numba-cuda.
-MODULES = ["reference.mpnet", "reference.mpt", "reference.mpnet_model", "reference.mpt_model", "reference.kernels",
-           "reference.loading", "reference.generation", "reference.backends", "reference.backends.numba_cpu",
-           "reference.backends.numba_stacks", "reference.backends.cuda_backend"]
+MODULES = [
+    "reference.mpnet",
+    "reference.mpt",
+    "reference.mpnet_model",
+    "reference.mpt_model",
+    "reference.kernels",
+    "reference.loading",
+    "reference.generation",
+    "reference.backends",
+    "reference.backends.numba_cpu",
+    "reference.backends.numba_stacks",
+    "reference.backends.cuda_backend",
+]
 
 
 def imported_modules(path: Path) -> set:
@@ -23,7 +34,10 @@ def imported_modules(path: Path) -> set:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
             names.add("." * node.level + (node.module or ""))
-            names.update("." * node.level + (node.module + "." if node.module else "") + a.name for a in node.names)
+            names.update(
+                "." * node.level + (node.module + "." if node.module else "") + a.name
+                for a in node.names
+            )
         elif isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
     return names
@@ -33,8 +47,14 @@ def imported_modules(path: Path) -> set:
 def test_no_reference_model_module_imports_a_backend(path):
     """reference/loading.py hands the model its backend from the registry; the command line may tune
     the numba backend; every other reference module imports nothing from reference/backends/."""
-    allowed = {"loading.py": {".backends", ".backends.BACKENDS", ".backends.get_backend"}}.get(path.name, set())
-    backends = {n for n in imported_modules(path) if "backends" in n or n.split(".")[0] in ("numba", "numba_cuda")}
+    allowed = {"loading.py": {".backends", ".backends.BACKENDS", ".backends.get_backend"}}.get(
+        path.name, set()
+    )
+    backends = {
+        n
+        for n in imported_modules(path)
+        if "backends" in n or n.split(".")[0] in ("numba", "numba_cuda")
+    }
     assert backends <= allowed, f"{path.name} imports {sorted(backends - allowed)}"
 
 
@@ -54,7 +74,8 @@ def test_modules_import_in_any_order_in_a_fresh_interpreter(first, order):
 
 @pytest.mark.parametrize("name", ["mpnet.py", "mpt.py"])
 def test_the_math_modules_import_only_numpy_and_the_primitives(name):
-    """mpnet.py and mpt.py are the forward pass alone: NumPy, the shared primitives (ops.py) and, for
+    """mpnet.py and mpt.py are the forward pass alone: NumPy, the shared primitives (ops.py) and,
+    for
     MPT's mask checks, inputs.py; no calling convention, no output classes, no backend."""
     allowed = {"__future__", "__future__.annotations", "math", "numpy", ".ops", ".inputs"}
     modules = {n for n in imported_modules(ROOT / "reference" / name)}

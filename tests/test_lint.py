@@ -1,4 +1,5 @@
-"""The linter configuration in pyproject.toml holds for the whole tree (ruff check and ruff format --check)."""
+"""The linter configuration in pyproject.toml holds for the whole tree (ruff check and ruff
+format --check)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def ruff():
     return found
 
 
-@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]], ids=["check", "format"])
+@pytest.mark.parametrize(
+    "command", [["check", "."], ["format", "--check", "."]], ids=["check", "format"]
+)
 def test_ruff(command):
     out = subprocess.run([ruff(), *command], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, f"ruff {' '.join(command)}:\n{out.stdout[-4000:]}{out.stderr[-2000:]}"
+    assert out.returncode == 0, (
+        f"ruff {' '.join(command)}:\n{out.stdout[-4000:]}{out.stderr[-2000:]}"
+    )

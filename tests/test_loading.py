@@ -7,14 +7,16 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import TINY, assert_close, random_params
 from safetensors.numpy import save_file
 
 import reference
 from reference.checkpoint import CheckpointError, read_safetensors
-from conftest import TINY, assert_close, random_params
 
 
-def write_checkpoint(directory, task="masked-lm", prefix="mpnet.", dtype=np.float32, config=None, drop=(), extra=None):
+def write_checkpoint(
+    directory, task="masked-lm", prefix="mpnet.", dtype=np.float32, config=None, drop=(), extra=None
+):
     config = {**TINY, **(config or {})}
     params = random_params(config, task)
     weights = {}
@@ -39,14 +41,19 @@ def test_checkpoints_with_and_without_base_prefix_give_the_same_model(tmp_path, 
     model = reference.from_pretrained(tmp_path, task="masked-lm")
     direct = reference.build({**TINY}, params, task="masked-lm")
     x, m = ids()
-    assert_close(model(x, attention_mask=m).logits, direct(x, attention_mask=m).logits, atol=0, what="logits")
+    assert_close(
+        model(x, attention_mask=m).logits, direct(x, attention_mask=m).logits, atol=0, what="logits"
+    )
 
 
 def test_tied_decoder_copies_and_position_id_buffer_are_accepted(tmp_path):
-    params = write_checkpoint(tmp_path, extra={
-        "mpnet.embeddings.position_ids": np.arange(24)[None],
-        "lm_head.decoder.bias": random_params(TINY, "masked-lm")["lm_head.bias"],
-    })
+    params = write_checkpoint(
+        tmp_path,
+        extra={
+            "mpnet.embeddings.position_ids": np.arange(24)[None],
+            "lm_head.decoder.bias": random_params(TINY, "masked-lm")["lm_head.bias"],
+        },
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing here is unexpected
         model = reference.from_pretrained(tmp_path, task="masked-lm")
@@ -60,11 +67,17 @@ def test_half_precision_checkpoints_are_widened(tmp_path, dtype):
         header, blobs, offset = {}, [], 0
         for name, w in params.items():
             raw = (w.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).tobytes()
-            header["mpnet." + name] = {"dtype": "BF16", "shape": list(w.shape), "data_offsets": [offset, offset + len(raw)]}
+            header["mpnet." + name] = {
+                "dtype": "BF16",
+                "shape": list(w.shape),
+                "data_offsets": [offset, offset + len(raw)],
+            }
             blobs.append(raw)
             offset += len(raw)
         head = json.dumps(header).encode()
-        (tmp_path / "model.safetensors").write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+        (tmp_path / "model.safetensors").write_bytes(
+            len(head).to_bytes(8, "little") + head + b"".join(blobs)
+        )
         (tmp_path / "config.json").write_text(json.dumps(TINY))
         tol = 2.0**-7
     else:
@@ -73,7 +86,13 @@ def test_half_precision_checkpoints_are_widened(tmp_path, dtype):
     model = reference.from_pretrained(tmp_path)
     w = model.state_dict()["encoder.layer.0.attention.attn.q.weight"]
     assert w.dtype == np.float32
-    assert_close(w, params["encoder.layer.0.attention.attn.q.weight"], atol=1e-3, rtol=tol, what="widened weight")
+    assert_close(
+        w,
+        params["encoder.layer.0.attention.attn.q.weight"],
+        atol=1e-3,
+        rtol=tol,
+        what="widened weight",
+    )
 
 
 def test_sharded_checkpoint(tmp_path):
@@ -81,14 +100,21 @@ def test_sharded_checkpoint(tmp_path):
     whole = read_safetensors(tmp_path / "model.safetensors")
     (tmp_path / "model.safetensors").unlink()
     names = sorted(whole)
-    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    shards = {
+        "model-00001-of-00002.safetensors": names[::2],
+        "model-00002-of-00002.safetensors": names[1::2],
+    }
     weight_map = {}
     for shard, keys in shards.items():
         save_file({k: whole[k] for k in keys}, str(tmp_path / shard))
         weight_map.update({k: shard for k in keys})
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     model = reference.from_pretrained(tmp_path)
-    assert_close(model.state_dict()["encoder.layer.1.output.dense.weight"], params["encoder.layer.1.output.dense.weight"], atol=0)
+    assert_close(
+        model.state_dict()["encoder.layer.1.output.dense.weight"],
+        params["encoder.layer.1.output.dense.weight"],
+        atol=0,
+    )
 
 
 def test_pickle_checkpoints_are_refused_with_a_conversion_hint(tmp_path):
@@ -117,21 +143,30 @@ def test_shape_that_does_not_fit_the_config_is_named(tmp_path):
     write_checkpoint(tmp_path, task="base")
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
-    with pytest.raises(CheckpointError, match=r"intermediate\.dense\.(weight|bias).*has shape .* the config implies"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"intermediate\.dense\.(weight|bias).*has shape .* the config implies",
+    ):
         reference.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model_type": "bert"}, "model_type 'bert' is not supported"),
-    ({"hidden_size": 18}, "not a multiple of num_attention_heads"),
-    ({"hidden_act": "swish"}, "hidden_act 'swish' is not supported"),
-    ({"num_hidden_layers": "2"}, "num_hidden_layers must be an integer, got .2."),
-    ({"num_hidden_layers": 10**72}, "num_hidden_layers is 1000+, more than the 10000"),  # before any per-layer work
-    ({"vocab_size": 2**40}, "vocab_size is 1099511627776, more than the 2147483647"),
-    ({"layer_norm_eps": "1e-5"}, "layer_norm_eps must be a finite number, got '1e-5'"),
-    ({"id2label": {"first": "A"}}, "id2label must map integer class ids"),
-    ({"tf_legacy_loss": "yes"}, "tf_legacy_loss must be true or false"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model_type": "bert"}, "model_type 'bert' is not supported"),
+        ({"hidden_size": 18}, "not a multiple of num_attention_heads"),
+        ({"hidden_act": "swish"}, "hidden_act 'swish' is not supported"),
+        ({"num_hidden_layers": "2"}, "num_hidden_layers must be an integer, got .2."),
+        (
+            {"num_hidden_layers": 10**72},
+            "num_hidden_layers is 1000+, more than the 10000",
+        ),  # before any per-layer work
+        ({"vocab_size": 2**40}, "vocab_size is 1099511627776, more than the 2147483647"),
+        ({"layer_norm_eps": "1e-5"}, "layer_norm_eps must be a finite number, got '1e-5'"),
+        ({"id2label": {"first": "A"}}, "id2label must map integer class ids"),
+        ({"tf_legacy_loss": "yes"}, "tf_legacy_loss must be true or false"),
+    ],
+)
 def test_bad_configs_are_refused(tmp_path, change, message):
     write_checkpoint(tmp_path, task="base")
     (tmp_path / "config.json").write_text(json.dumps({**TINY, **change}))

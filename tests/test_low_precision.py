@@ -1,4 +1,5 @@
-"""Low-precision ports are judged against upstream's own bf16 and fp16 runs, with tolerances that are
+"""Low-precision ports are judged against upstream's own bf16 and fp16 runs, with tolerances that
+are
 twice upstream's measured fp32-vs-low-precision spread (conformance/tolerances.py)."""
 
 from __future__ import annotations
@@ -25,28 +26,44 @@ def test_the_low_precision_cases_come_from_upstream_in_that_dtype():
     assert {c.meta["dtype"] for c in LOW} == {"bf16", "fp16"} and len(LOW) == 14
     for case in LOW:
         prov = case.meta["provenance"]
-        assert prov["library"] == "transformers" and prov["generator"] == "tools/golden/make_low_precision.py"
-        for name, w in case.weights.items():  # stored widened, every value on the low-precision grid
-            np.testing.assert_array_equal(ROUND[case.meta["dtype"]](w), w, err_msg=f"{case.id}: {name}")
+        assert (
+            prov["library"] == "transformers"
+            and prov["generator"] == "tools/golden/make_low_precision.py"
+        )
+        for (
+            name,
+            w,
+        ) in case.weights.items():  # stored widened, every value on the low-precision grid
+            np.testing.assert_array_equal(
+                ROUND[case.meta["dtype"]](w), w, err_msg=f"{case.id}: {name}"
+            )
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_the_table_covers_twice_upstreams_own_spread_and_no_more_than_four_times(dtype):
-    """Margin of upstream's fp32 run against its low-precision run, at the table's tolerance: at most
-    0.5 everywhere (2x headroom), and at least 0.25 in each group's worst case (the table is not looser
+    """Margin of upstream's fp32 run against its low-precision run, at the table's tolerance: at
+    most
+    0.5 everywhere (2x headroom), and at least 0.25 in each group's worst case (the table is not
+    looser
     than the measurement warrants)."""
     worst = {}
     for case in (c for c in LOW if c.meta["dtype"] == dtype):
         expected = case.expected
         for name in case.meta["outputs"]:
-            c = compare(name, expected[f"fp32.{name}"], expected[name], **tolerance_for(case.meta, name))
+            c = compare(
+                name, expected[f"fp32.{name}"], expected[name], **tolerance_for(case.meta, name)
+            )
             group = output_group(name)
             worst[group] = max(worst.get(group, (0.0, "")), (c.margin, f"{case.id} {name}"))
     assert set(worst) == {"attentions", "hidden_states", "final", "loss"}
     for group, (margin, where) in worst.items():
-        assert margin <= 0.5, f"{dtype} {group}: upstream's own spread is {margin:.3g}x the tolerance at {where}"
+        assert margin <= 0.5, (
+            f"{dtype} {group}: upstream's own spread is {margin:.3g}x the tolerance at {where}"
+        )
     for group in ("attentions", "hidden_states", "final"):
-        assert worst[group][0] >= 0.25, f"{dtype} {group}: tolerance is over 4x the spread ({worst[group]})"
+        assert worst[group][0] >= 0.25, (
+            f"{dtype} {group}: tolerance is over 4x the spread ({worst[group]})"
+        )
     assert TOLERANCES[dtype] == BY_GROUP[dtype]["hidden_states"]
 
 
@@ -65,8 +82,14 @@ class LowPrecisionReference(ReferenceImplementation):
         if self.ignore_mask:
             inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
         out = super().run(family, task, config, weights, inputs, options)
-        return out if "tuple" in out else {k: rnd(v) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
-                                           for k, v in out.items()}
+        return (
+            out
+            if "tuple" in out
+            else {
+                k: rnd(v) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
+                for k, v in out.items()
+            }
+        )
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -79,16 +102,29 @@ def test_a_low_precision_port_is_judged_against_upstreams_low_precision_run(dtyp
     for r in judged:
         assert r.status == "pass", f"{r.id}: {r.message}"
         worst = max(r.comparisons, key=lambda c: c.margin)
-        assert r.margin <= 1 and r.atol == BY_GROUP[dtype][output_group(worst.name)]["atol"]  # the worst's own
+        assert (
+            r.margin <= 1 and r.atol == BY_GROUP[dtype][output_group(worst.name)]["atol"]
+        )  # the worst's own
     skipped = results["mpnet/pt/base-s1"]
-    assert skipped.status == "skip" and f"the implementation computes in {dtype}" in skipped.message, skipped.message
-    assert results["mpnet/pt/base-too-long"].status == "pass"  # input rejections do not depend on the dtype
+    assert (
+        skipped.status == "skip" and f"the implementation computes in {dtype}" in skipped.message
+    ), skipped.message
+    assert (
+        results["mpnet/pt/base-too-long"].status == "pass"
+    )  # input rejections do not depend on the dtype
 
 
 def test_the_fp32_tolerance_would_wrongly_fail_a_correct_bf16_port():
     case = next(c for c in LOW if c.id == "mpnet/pt/base-right-padding-bf16")
     port = LowPrecisionReference("bf16")
-    out = port.run(case.family, case.task, case.config, case.weights, case.inputs, {**case.options, "profile": "pt"})
+    out = port.run(
+        case.family,
+        case.task,
+        case.config,
+        case.weights,
+        case.inputs,
+        {**case.options, "profile": "pt"},
+    )
     fp32 = TOLERANCES["fp32"]
     assert not compare("h", out["last_hidden_state"], case.expected["last_hidden_state"], **fp32).ok
     assert check_golden(port, case)[0].status == "pass"

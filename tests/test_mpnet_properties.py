@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
-
 from conftest import TINY, assert_close, tiny_model
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 PAD = 1
 FAST = settings(max_examples=25, deadline=None)
@@ -13,7 +13,8 @@ FAST = settings(max_examples=25, deadline=None)
 
 @st.composite
 def batches(draw, max_batch=3, max_len=12):
-    """Real-token rows (ids never the pad id) with their lengths, right-aligned into a (B, S) grid."""
+    """Real-token rows (ids never the pad id) with their lengths, right-aligned into a (B, S)
+    grid."""
     B = draw(st.integers(1, max_batch))
     S = draw(st.integers(1, max_len))
     lengths = [draw(st.integers(1, S)) for _ in range(B)]
@@ -33,17 +34,22 @@ def pad(ids, lengths, side):
 
 def real_rows(hidden, lengths, side):
     S = hidden.shape[1]
-    return [hidden[b, :n] if side == "right" else hidden[b, S - n:] for b, n in enumerate(lengths)]
+    return [hidden[b, :n] if side == "right" else hidden[b, S - n :] for b, n in enumerate(lengths)]
 
 
 @FAST
 @given(batches(), st.sampled_from(["pt", "tf"]))
 def test_left_and_right_padding_give_the_same_outputs_at_real_tokens(batch, profile):
-    """Position ids skip pads and the relative bias depends only on distance, so padding side is invisible."""
+    """Position ids skip pads and the relative bias depends only on distance, so padding side is
+    invisible."""
     ids, lengths = batch
     model = tiny_model(profile=profile)
-    right = model(*pad(ids, lengths, "right")[:1], attention_mask=pad(ids, lengths, "right")[1]).last_hidden_state
-    left = model(*pad(ids, lengths, "left")[:1], attention_mask=pad(ids, lengths, "left")[1]).last_hidden_state
+    right = model(
+        *pad(ids, lengths, "right")[:1], attention_mask=pad(ids, lengths, "right")[1]
+    ).last_hidden_state
+    left = model(
+        *pad(ids, lengths, "left")[:1], attention_mask=pad(ids, lengths, "left")[1]
+    ).last_hidden_state
     for r, l in zip(real_rows(right, lengths, "right"), real_rows(left, lengths, "left")):
         assert_close(l, r, atol=2e-5, what="left vs right padding")
 
@@ -51,20 +57,22 @@ def test_left_and_right_padding_give_the_same_outputs_at_real_tokens(batch, prof
 @FAST
 @given(batches(), st.sampled_from(["pt", "tf"]))
 def test_each_row_of_a_batch_equals_that_row_alone(batch, profile):
-    """Rows of a batch do not interact: a padded batch row equals the unpadded sequence run alone."""
+    """Rows of a batch do not interact: a padded batch row equals the unpadded sequence run
+    alone."""
     ids, lengths = batch
     model = tiny_model(profile=profile)
     padded, mask = pad(ids, lengths, "right")
     together = model(padded, attention_mask=mask).last_hidden_state
     for b, n in enumerate(lengths):
-        alone = model(ids[b:b + 1, :n]).last_hidden_state[0]
+        alone = model(ids[b : b + 1, :n]).last_hidden_state[0]
         assert_close(together[b, :n], alone, atol=2e-5, what=f"row {b}")
 
 
 @FAST
 @given(batches(), st.integers(0, 2**31 - 1))
 def test_masked_trailing_tokens_do_not_change_real_outputs(batch, seed):
-    """Changing the ids of masked positions after the real tokens leaves the real positions' outputs unchanged."""
+    """Changing the ids of masked positions after the real tokens leaves the real positions'
+    outputs unchanged."""
     ids, lengths = batch
     model = tiny_model()
     padded, mask = pad(ids, lengths, "right")
@@ -77,10 +85,14 @@ def test_masked_trailing_tokens_do_not_change_real_outputs(batch, seed):
 
 
 @FAST
-@given(batches(), st.sampled_from(["base", "masked-lm", "token-classification", "question-answering"]),
-       st.sampled_from(["pt", "tf"]))
+@given(
+    batches(),
+    st.sampled_from(["base", "masked-lm", "token-classification", "question-answering"]),
+    st.sampled_from(["pt", "tf"]),
+)
 def test_hidden_states_and_attentions_bookkeeping(batch, task, profile):
-    """L+1 hidden states (embeddings first), L attention maps of (B, H, S, S) whose rows sum to 1."""
+    """L+1 hidden states (embeddings first), L attention maps of (B, H, S, S) whose rows sum to
+    1."""
     ids, _ = batch
     model = tiny_model(task=task, profile=profile, num_labels=2)
     out = model(ids, output_hidden_states=True, output_attentions=True)
@@ -104,8 +116,12 @@ def test_inputs_embeds_equal_input_ids_when_positions_are_sequential(batch):
     ids, _ = batch
     model = tiny_model()
     emb = model.state_dict()["embeddings.word_embeddings.weight"][ids]
-    assert_close(model(inputs_embeds=emb).last_hidden_state, model(ids).last_hidden_state, atol=1e-6,
-                 what="inputs_embeds vs input_ids")
+    assert_close(
+        model(inputs_embeds=emb).last_hidden_state,
+        model(ids).last_hidden_state,
+        atol=1e-6,
+        what="inputs_embeds vs input_ids",
+    )
 
 
 def test_zero_head_mask_zeroes_that_heads_attention():
@@ -142,7 +158,8 @@ def test_dropout_is_seeded_and_only_active_in_training():
 
 
 def test_problem_type_settles_on_first_loss_and_sticks():
-    """SPEC 1.9: the first call with labels fixes problem_type; float labels later still use single-label CE."""
+    """SPEC 1.9: the first call with labels fixes problem_type; float labels later still use
+    single-label CE."""
     model = tiny_model(task="sequence-classification")
     ids = np.arange(3, 9)[None].repeat(2, 0)
     model(ids, labels=np.array([0, 2]))

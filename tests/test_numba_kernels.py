@@ -1,4 +1,5 @@
-"""Each Numba kernel equals its NumPy twin on hypothesis-drawn shapes; the Numba models equal the reference."""
+"""Each Numba kernel equals its NumPy twin on hypothesis-drawn shapes; the Numba models equal the
+reference."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("numba")
+
+from conftest import assert_close  # noqa: E402
+from test_mpt_properties import tiny_mpt  # noqa: E402
 
 import reference  # noqa: E402
 from reference import ops  # noqa: E402
 from reference.backends import numba_cpu as nb  # noqa: E402
 from reference.precision import round_to_bf16  # noqa: E402
-from conftest import assert_close  # noqa: E402
-from test_mpt_properties import tiny_mpt  # noqa: E402
 
 FAST = settings(max_examples=30, deadline=None)
 dims = st.integers(1, 40)
@@ -29,8 +32,13 @@ def arrays(seed, *shape, scale=1.0):
 @given(st.integers(1, 9), dims, dims, st.booleans(), st.integers(0, 2**31))
 def test_linear_matches_numpy_for_matvec_and_gemm_sizes(rows, n_in, n_out, with_bias, seed):
     x, w, b = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in), arrays(seed + 2, n_out)
-    assert_close(nb.linear(x, w, b if with_bias else None), ops.linear(x, w, b if with_bias else None),
-                 atol=1e-5, rtol=1e-5, what="linear")
+    assert_close(
+        nb.linear(x, w, b if with_bias else None),
+        ops.linear(x, w, b if with_bias else None),
+        atol=1e-5,
+        rtol=1e-5,
+        what="linear",
+    )
 
 
 @FAST
@@ -39,7 +47,9 @@ def test_bf16_weights_are_widened_exactly(rows, n_in, n_out, seed):
     """A bf16-stored matrix gives the fp32 result of the same weights rounded to bf16."""
     x, w = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in)
     w16 = (round_to_bf16(w).view(np.uint32) >> 16).astype(np.uint16)
-    assert_close(nb.linear(x, w16), ops.linear(x, round_to_bf16(w)), atol=1e-5, rtol=1e-5, what="bf16 linear")
+    assert_close(
+        nb.linear(x, w16), ops.linear(x, round_to_bf16(w)), atol=1e-5, rtol=1e-5, what="bf16 linear"
+    )
 
 
 @FAST
@@ -47,35 +57,74 @@ def test_bf16_weights_are_widened_exactly(rows, n_in, n_out, seed):
 def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):
     x = arrays(seed, rows, C, scale=3.0) + 2.0
     w, b = arrays(seed + 1, C), arrays(seed + 2, C)
-    assert_close(nb.layer_norm(x, w, b if with_bias else None, 1e-5), ops.layer_norm(x, w, b if with_bias else None, 1e-5),
-                 atol=1e-5, rtol=1e-5, what="layer_norm")
+    assert_close(
+        nb.layer_norm(x, w, b if with_bias else None, 1e-5),
+        ops.layer_norm(x, w, b if with_bias else None, 1e-5),
+        atol=1e-5,
+        rtol=1e-5,
+        what="layer_norm",
+    )
     assert_close(nb.gelu(x), ops.gelu(x), atol=1e-6, rtol=1e-6, what="gelu")
 
 
 @FAST
 @given(st.integers(1, 20), dims, dims, st.integers(0, 2**31))
 def test_fused_compositions_match_numpy(rows, C, O, seed):
-    """add_layer_norm = layer_norm(x + residual) and linear_gelu = gelu(linear(x)), on matvec and GEMM row counts."""
-    x, r, w, b = arrays(seed, rows, C, scale=3.0), arrays(seed + 1, rows, C), arrays(seed + 2, C), arrays(seed + 3, C)
-    assert_close(nb.add_layer_norm(x, r, w, b, 1e-5), ops.layer_norm(x + r, w, b, 1e-5),
-                 atol=1e-5, rtol=1e-5, what="add_layer_norm")
+    """add_layer_norm = layer_norm(x + residual) and linear_gelu = gelu(linear(x)), on matvec and
+    GEMM row counts."""
+    x, r, w, b = (
+        arrays(seed, rows, C, scale=3.0),
+        arrays(seed + 1, rows, C),
+        arrays(seed + 2, C),
+        arrays(seed + 3, C),
+    )
+    assert_close(
+        nb.add_layer_norm(x, r, w, b, 1e-5),
+        ops.layer_norm(x + r, w, b, 1e-5),
+        atol=1e-5,
+        rtol=1e-5,
+        what="add_layer_norm",
+    )
     wo, bo = arrays(seed + 4, O, C), arrays(seed + 5, O)
-    assert_close(nb.linear_gelu(x, wo, bo), ops.gelu(ops.linear(x, wo, bo)), atol=2e-5, rtol=1e-5, what="linear_gelu")
+    assert_close(
+        nb.linear_gelu(x, wo, bo),
+        ops.gelu(ops.linear(x, wo, bo)),
+        atol=2e-5,
+        rtol=1e-5,
+        what="linear_gelu",
+    )
 
 
 @FAST
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(0, 70), st.integers(1, 40),
-       st.sampled_from(["none", "relative", "alibi"]), st.sampled_from(["none", "add", "replace"]), st.integers(0, 2**31))
+@given(
+    st.integers(1, 3),
+    st.integers(1, 4),
+    st.integers(1, 9),
+    st.integers(0, 70),
+    st.integers(1, 40),
+    st.sampled_from(["none", "relative", "alibi"]),
+    st.sampled_from(["none", "add", "replace"]),
+    st.integers(0, 2**31),
+)
 def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed):
-    """Ragged sizes, S = 1, long keys (up to 79), head sizes on both sides of the 16-wide register tile,
+    """Ragged sizes, S = 1, long keys (up to 79), head sizes on both sides of the 16-wide
+    register tile,
     each bias form and each mask form (incl. fully masked rows)."""
     K = P + S
     rng = np.random.default_rng(seed)
     q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
-    bias = {"none": None, "relative": arrays(seed + 3, H, S, K), "alibi": arrays(seed + 3, H, 1, K)}[bias_kind]
+    bias = {
+        "none": None,
+        "relative": arrays(seed + 3, H, S, K),
+        "alibi": arrays(seed + 3, H, 1, K),
+    }[bias_kind]
     keep = rng.random((B, 1, S, K)) > 0.3
     keep[0, 0, 0] = False  # one fully masked row
-    mask_add = np.where(keep, 0.0, np.finfo(np.float32).min).astype(np.float32) if mask_kind == "add" else None
+    mask_add = (
+        np.where(keep, 0.0, np.finfo(np.float32).min).astype(np.float32)
+        if mask_kind == "add"
+        else None
+    )
     masked = ~keep if mask_kind == "replace" else None
     want = ops.attention(q, k, v, 0.3, bias, mask_add, masked)
     got = nb.attention(q, k, v, 0.3, bias, mask_add, masked)
@@ -86,7 +135,8 @@ def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed
 @FAST
 @given(st.integers(1, 20), st.integers(1, 50), st.integers(1, 70), st.integers(0, 2**31))
 def test_register_tile_product_matches_numpy(S, T, N, seed):
-    """c = a @ b six rows at a time: full 16-column tiles, the column tail, and row blocks past S."""
+    """c = a @ b six rows at a time: full 16-column tiles, the column tail, and row blocks past
+    S."""
     a, b = arrays(seed, S, T), arrays(seed + 1, T, N)
     c = np.full((S, N), np.nan, np.float32)
     for i0 in range(0, S, nb.ROWS):
@@ -97,7 +147,8 @@ def test_register_tile_product_matches_numpy(S, T, N, seed):
 @FAST
 @given(st.integers(1, 70), st.integers(0, 2**31))
 def test_row_max_and_softmax_row_match_numpy(K, seed):
-    """The eight-lane max (with its scalar tail) and the softmax built on it; a NaN score makes the row NaN, as in NumPy."""
+    """The eight-lane max (with its scalar tail) and the softmax built on it; a NaN score makes
+    the row NaN, as in NumPy."""
     row = arrays(seed, K, scale=30.0)
     assert nb._row_max(row, K) == row.max()
     got = row.copy()
@@ -109,21 +160,35 @@ def test_row_max_and_softmax_row_match_numpy(K, seed):
 
 
 @settings(max_examples=5, deadline=None)
-@given(st.integers(110, 140), st.integers(0, 40), st.sampled_from(["relative", "alibi"]), st.sampled_from([16, 64]),
-       st.integers(0, 2**31))
+@given(
+    st.integers(110, 140),
+    st.integers(0, 40),
+    st.sampled_from(["relative", "alibi"]),
+    st.sampled_from([16, 64]),
+    st.integers(0, 2**31),
+)
 def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
     """Prefill sizes (over a hundred queries and keys), with a bias and a random mask."""
     B, H, K = 2, 4, S + P
     q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
     bias = arrays(seed + 3, H, S, K) if bias_kind == "relative" else arrays(seed + 3, H, 1, K)
     masked = np.random.default_rng(seed).random((B, 1, S, K)) < 0.2
-    want, got = ops.attention(q, k, v, 0.2, bias, None, masked), nb.attention(q, k, v, 0.2, bias, None, masked)
+    want, got = (
+        ops.attention(q, k, v, 0.2, bias, None, masked),
+        nb.attention(q, k, v, 0.2, bias, None, masked),
+    )
     assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
     assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
 
 
 @FAST
-@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 100), st.integers(1, 16), st.integers(0, 2**31))
+@given(
+    st.integers(1, 3),
+    st.integers(1, 6),
+    st.integers(1, 100),
+    st.integers(1, 16),
+    st.integers(0, 2**31),
+)
 def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):
     from reference.mpt import alibi_bias, alibi_slopes
 
@@ -131,7 +196,9 @@ def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):
     key_ok = np.random.default_rng(seed).random((B, T)) > 0.2
     slopes = alibi_slopes(H)
     want, _ = ops.attention(q, k, v, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
-    got = nb.decode_attention(q[:, :, 0], np.ascontiguousarray(k.transpose(0, 1, 3, 2)), v, T, 0.25, slopes, key_ok)
+    got = nb.decode_attention(
+        q[:, :, 0], np.ascontiguousarray(k.transpose(0, 1, 3, 2)), v, T, 0.25, slopes, key_ok
+    )
     assert_close(got, want[:, :, 0], atol=1e-5, rtol=1e-5, what="decode attention")
 
 
@@ -139,38 +206,53 @@ def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
     ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
     mask = (ids != 0).astype(np.int64)
     numpy_model, numba_model = tiny_mpt(), tiny_mpt(backend="numba")
-    want = numpy_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
-    got = numba_model.generate(ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0)
+    want = numpy_model.generate(
+        ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0
+    )
+    got = numba_model.generate(
+        ids, attention_mask=mask, max_new_tokens=12, eos_token_id=7, pad_token_id=0
+    )
     np.testing.assert_array_equal(got, want)
 
 
 def test_bf16_storage_needs_the_numba_backend_and_halves_matrix_bytes():
-    """bf16 weight storage tier: logits within 0.05 abs + 2% rel of fp32 (weights rounded to 8 significant bits)."""
+    """bf16 weight storage tier: logits within 0.05 abs + 2% rel of fp32 (weights rounded to 8
+    significant bits)."""
     from test_mpt_properties import CONFIG
 
     model = tiny_mpt()
     weights = {"transformer." + k: v for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="needs backend='numba'"):
         reference.build(CONFIG, weights, task="causal-lm", weight_storage="bf16")
-    small = reference.build(CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16")
+    small = reference.build(
+        CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16"
+    )
     assert small.params["blocks"][0]["attn"]["Wqkv"]["weight"].dtype == np.uint16
     assert small.params["wte"]["weight"].dtype == np.uint16
     assert small.params["blocks"][0]["norm_1"]["weight"].dtype == np.float32, "vectors stay float32"
     logits = small(np.array([[1, 2, 3]])).logits
-    assert_close(logits, model(np.array([[1, 2, 3]])).logits, atol=0.05, rtol=0.02, what="bf16 vs fp32 logits")
+    assert_close(
+        logits,
+        model(np.array([[1, 2, 3]])).logits,
+        atol=0.05,
+        rtol=0.02,
+        what="bf16 vs fp32 logits",
+    )
 
 
 def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
         reference.backends.get_backend("tpu")
     import sys
+
     monkeypatch.setitem(sys.modules, "reference.backends.numba_stacks", None)
     with pytest.raises(ValueError, match="needs Numba"):
         reference.backends.get_backend("numba")
 
 
 def test_decode_session_vets_tokens_and_capacity_before_any_kernel():
-    """A session is public (model.decode_session): bad ids, a wrong batch or a full cache are errors,
+    """A session is public (model.decode_session): bad ids, a wrong batch or a full cache are
+    errors,
     never an out-of-bounds write or a silently wrapped negative index."""
     model = tiny_mpt(backend="numba")
     session = model.decode_session(2, 6)
@@ -190,7 +272,8 @@ def test_decode_session_vets_tokens_and_capacity_before_any_kernel():
 
 
 def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
-    """The vectorisable exp (softmax) and erf (GELU) against float64 NumPy/SciPy over their ranges."""
+    """The vectorisable exp (softmax) and erf (GELU) against float64 NumPy/SciPy over their
+    ranges."""
     from numba import njit
 
     exp_all = njit(lambda x: np.array([nb.exp32(v) for v in x], np.float32))
@@ -208,7 +291,8 @@ def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
 
 
 def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
-    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM), and the model's
+    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM), and the
+    model's
     params then hold views of it with the checkpoint's values."""
     from conftest import TINY, random_params
 
@@ -218,13 +302,17 @@ def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
     for kind, block in zip(("weight", "bias"), model.stack.qkv[0]):
         for n in "qkv":
             assert attn[n][kind].base is block, f"{n}.{kind} is not a view of the packed block"
-            np.testing.assert_array_equal(attn[n][kind], params[f"encoder.layer.0.attention.attn.{n}.{kind}"])
+            np.testing.assert_array_equal(
+                attn[n][kind], params[f"encoder.layer.0.attention.attn.{n}.{kind}"]
+            )
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_new"])
 def test_numba_encoder_stack_equals_mpnet_encoder_layer_by_layer(act):
-    """Every hidden state and attention map of the numba stack equals mpnet.encoder's, with padding."""
+    """Every hidden state and attention map of the numba stack equals mpnet.encoder's, with
+    padding."""
     from conftest import TINY, random_params
+
     from reference import mpnet
 
     config = {**TINY, "hidden_act": act}
@@ -249,27 +337,38 @@ def test_numba_decoder_stack_equals_mpt_decoder_with_a_past_and_padding():
     for model in (ref, fast):
         first = model(ids, attention_mask=mask, use_cache=True)
         mask2 = np.concatenate([mask, np.ones((2, 2), np.int64)], axis=1)
-        outs.append(model(np.array([[9, 10], [11, 12]]), past_key_values=first.past_key_values, attention_mask=mask2,
-                          use_cache=True, output_hidden_states=True, output_attentions=True).to_dict())
+        outs.append(
+            model(
+                np.array([[9, 10], [11, 12]]),
+                past_key_values=first.past_key_values,
+                attention_mask=mask2,
+                use_cache=True,
+                output_hidden_states=True,
+                output_attentions=True,
+            ).to_dict()
+        )
     for name, w in outs[0].items():
         assert_close(outs[1][name], w, atol=2e-5, rtol=1e-5, what=f"numba stack {name}")
 
 
 def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called():
-    """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an import side effect."""
+    """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an
+    import side effect."""
     import subprocess
     import sys
 
     script = (
-        "import os, sys\n"
-        "for k in ('GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT'): os.environ.pop(k, None)\n"
-        "import reference.backends.numba_cpu as nc\n"
-        "assert 'GOMP_SPINCOUNT' not in os.environ and 'OPENBLAS_THREAD_TIMEOUT' not in os.environ, 'import changed it'\n"
-        "nc.tune_process(); nc.tune_process()\n"
-        "if sys.platform.startswith('linux'):\n"
-        "    assert os.environ['GOMP_SPINCOUNT'] == '1000', os.environ.get('GOMP_SPINCOUNT')\n"
-        "print('ok')\n"
+        "import os, sys\nfor k in ('GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT'): os.environ.pop(k,"
+        " None)\nimport reference.backends.numba_cpu as nc\nassert 'GOMP_SPINCOUNT' not in"
+        " os.environ and 'OPENBLAS_THREAD_TIMEOUT' not in os.environ, 'import changed"
+        " it'\nnc.tune_process(); nc.tune_process()\nif sys.platform.startswith('linux'):\n   "
+        " assert os.environ['GOMP_SPINCOUNT'] == '1000',"
+        " os.environ.get('GOMP_SPINCOUNT')\nprint('ok')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")
+    }
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

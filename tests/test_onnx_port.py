@@ -1,4 +1,5 @@
-"""ONNX Runtime on torch.onnx exports of the MPNet golden models: a foreign port the suite is proven on.
+"""ONNX Runtime on torch.onnx exports of the MPNet golden models: a foreign port the suite is
+proven on.
 
 It must pass on every output it declares (final outputs and every layer), and a bug planted in it
 must be reported at the right first divergence."""
@@ -34,14 +35,33 @@ ignores_mask = IgnoresMask()
 
 def test_the_onnx_port_passes_every_check_it_declares(tmp_path, capsys):
     report = tmp_path / "onnx.json"
-    code = cli.main(["run", "--impl", "onnxruntime", "--max-examples", "5", "--report", str(report),
-                     "--require", "golden=25", "--require", "property=4"])
+    code = cli.main(
+        [
+            "run",
+            "--impl",
+            "onnxruntime",
+            "--max-examples",
+            "5",
+            "--report",
+            str(report),
+            "--require",
+            "golden=25",
+            "--require",
+            "property=4",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out[-4000:]
     data = json.loads(report.read_text())
     assert data["implementation"]["name"] == "onnxruntime" and data["summary"]["fail"] == 0
     compared = {c["name"].split(".")[0] for check in data["checks"] for c in check["comparisons"]}
-    assert {"hidden_states", "attentions", "last_hidden_state", "logits", "start_logits"} <= compared
+    assert {
+        "hidden_states",
+        "attentions",
+        "last_hidden_state",
+        "logits",
+        "start_logits",
+    } <= compared
     too_long = next(c for c in data["checks"] if c["id"] == "mpnet/pt/base-too-long")
     assert too_long["status"] == "pass" and too_long["raised"]["type"] == "ValueError"
 
@@ -52,12 +72,16 @@ def test_a_bug_planted_in_the_onnx_port_is_found_at_its_first_divergence():
     assert result.diagnosis.startswith("first divergence: attentions.0"), result.diagnosis
     assert "(the attention probabilities of layer 1)" in result.diagnosis
     unmasked = check_golden(ignores_mask, CASES["mpnet/pt/base-s1"])[0]
-    assert unmasked.status == "pass"  # no padding: the bug does not show, and the suite does not invent one
+    assert (
+        unmasked.status == "pass"
+    )  # no padding: the bug does not show, and the suite does not invent one
 
 
 def test_the_exports_are_listed_with_their_sums_and_models():
     folder = golden_root() / "onnx"
-    assert sorted(p.name for p in folder.glob("*.onnx")) == sorted(m["file"] for m in MANIFEST["models"])
+    assert sorted(p.name for p in folder.glob("*.onnx")) == sorted(
+        m["file"] for m in MANIFEST["models"]
+    )
     for entry in MANIFEST["models"]:
         assert sha256(folder / entry["file"]) == entry["sha256"], entry["file"]
         case = CASES[entry["cases"][0]]
@@ -66,7 +90,8 @@ def test_the_exports_are_listed_with_their_sums_and_models():
 
 
 def test_the_onnx_port_declared_final_only_is_asked_for_and_judged_on_final_outputs():
-    """The same port, as a serving runtime would use it: final outputs only, asked for nothing more."""
+    """The same port, as a serving runtime would use it: final outputs only, asked for nothing
+    more."""
     from dataclasses import replace
 
     from conformance.runner import Plan, run_plan
@@ -75,8 +100,13 @@ def test_the_onnx_port_declared_final_only_is_asked_for_and_judged_on_final_outp
     port = OnnxRuntimePort()
     caps = replace(port.capabilities, outputs=frozenset({"final"}))
     plan = Plan("onnxruntime", family="mpnet", profile="pt", tiers=("golden",), caps=caps)
-    results = [r for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=port)
-               if r.status != "skip"]
-    assert len(results) >= 25 and all(r.status == "pass" for r in results), [r.message for r in results]
+    results = [
+        r
+        for r in run_plan(plan, Selection.load(None), Selection.load(None), impl=port)
+        if r.status != "skip"
+    ]
+    assert len(results) >= 25 and all(r.status == "pass" for r in results), [
+        r.message for r in results
+    ]
     compared = {c.name for r in results for c in r.comparisons}
     assert compared and not any(n.startswith(("hidden_states", "attentions")) for n in compared)

@@ -17,7 +17,10 @@ def tokenizer_dir(tmp_path):
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
     tok.save(str(tmp_path / "tokenizer.json"))
     return tmp_path
 

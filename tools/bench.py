@@ -4,12 +4,14 @@
     python tools/bench.py --workload decode --repeats 3 --threads 2
 
 Workloads (random weights of the real shapes; the speed does not depend on the values):
-  encode  MPNet-base (12 layers, hidden 768, 12 heads, intermediate 3072) encoding a batch of 8 x 128
+  encode  MPNet-base (12 layers, hidden 768, 12 heads, intermediate 3072) encoding a batch of 8 x
+  128
   decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
           128 new tokens after a 32-token prompt, batch 1
 Columns: numpy, numba (fp32), numba-bf16 (decode only; bf16 weight storage), and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
-ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak resident memory during decoding, the
+ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak
+resident memory during decoding, the
 memory of a process before any weight (the floor under that peak) and the time to the first token
 on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process holding
 several models cannot attribute its memory to one of them.
@@ -28,14 +30,25 @@ import time
 
 import numpy as np
 
-ENCODER = dict(model_type="mpnet", vocab_size=30527, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-               intermediate_size=3072, max_position_embeddings=514, layer_norm_eps=1e-5)
-DECODER = dict(model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_size=50368, max_seq_len=2048)
+ENCODER = dict(
+    model_type="mpnet",
+    vocab_size=30527,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=514,
+    layer_norm_eps=1e-5,
+)
+DECODER = dict(
+    model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_size=50368, max_seq_len=2048
+)
 PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
 
 
 def tune_process():
-    """The numba backend's process-wide settings (reference/backends/numba_cpu.py), made explicitly."""
+    """The numba backend's process-wide settings (reference/backends/numba_cpu.py), made
+    explicitly."""
     from reference.backends.numba_cpu import tune_process as tune
 
     tune()
@@ -50,7 +63,11 @@ def random_weights(family, config, task, seed=0):
     out = {}
     for name, shape in shapes.items():
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-        out[name] = w + np.float32(1.0) if ("norm" in name.lower() and name.endswith("weight") and len(shape) == 1) else w
+        out[name] = (
+            w + np.float32(1.0)
+            if ("norm" in name.lower() and name.endswith("weight") and len(shape) == 1)
+            else w
+        )
     return out
 
 
@@ -68,7 +85,8 @@ def interleaved_times(runs, repeats):
 
 
 def torch_available():
-    """Checked without importing: torch brings its own OpenMP runtime, loaded only when HF runs (last)."""
+    """Checked without importing: torch brings its own OpenMP runtime, loaded only when HF runs
+    (last)."""
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
@@ -84,7 +102,10 @@ def hf_model(family, config, weights, task):
     else:
         model = transformers.MptForCausalLM(transformers.MptConfig(**config))
         prefix = "transformer."
-    state = {prefix + k if not k.startswith(("lm_head", "pooler")) else k: torch.from_numpy(v) for k, v in weights.items()}
+    state = {
+        prefix + k if not k.startswith(("lm_head", "pooler")) else k: torch.from_numpy(v)
+        for k, v in weights.items()
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)
     real_missing = [k for k in missing if not k.endswith(("position_ids", "lm_head.weight"))]
     if real_missing or unexpected:
@@ -116,6 +137,7 @@ def bench_encode(repeats, threads):
         def run_hf():
             with torch.no_grad():
                 hf(t)
+
         run_hf()
         runs["hf-torch"] = run_hf
     return interleaved_times(runs, repeats)
@@ -127,8 +149,14 @@ def bench_decode(repeats, threads):
     weights = random_weights("mpt", DECODER, "causal-lm")
     ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
     runs = {}
-    for name, backend, storage in (("numpy", "numpy", "fp32"), ("numba", "numba", "fp32"), ("numba-bf16", "numba", "bf16")):
-        model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
+    for name, backend, storage in (
+        ("numpy", "numpy", "fp32"),
+        ("numba", "numba", "fp32"),
+        ("numba-bf16", "numba", "bf16"),
+    ):
+        model = reference.build(
+            DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage
+        )
         model.generate(ids, max_new_tokens=2)  # warm-up
         runs[name] = lambda model=model: model.generate(ids, max_new_tokens=NEW_TOKENS)
     if torch_available():
@@ -137,11 +165,18 @@ def bench_decode(repeats, threads):
         torch.set_num_threads(threads)
         hf = hf_model("mpt", DECODER, weights, "causal-lm")
         t = torch.from_numpy(ids)
-        kw = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False, use_cache=True, pad_token_id=0)
+        kw = dict(
+            max_new_tokens=NEW_TOKENS,
+            min_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
 
         def run_hf(**override):
             with torch.no_grad():
                 hf.generate(t, **{**kw, **override})
+
         run_hf(max_new_tokens=2, min_new_tokens=2)
         runs["hf-torch"] = run_hf
     return interleaved_times(runs, repeats)
@@ -164,7 +199,8 @@ def decode_weight_bytes(bytes_per_weight):
     return (L * 12 * C * C + V * C) * bytes_per_weight
 
 
-# Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block; CTranslate2's
+# Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block;
+# CTranslate2's
 # int8 has one float scale per row (under 0.6% here, left out).
 STORAGE_BYTES = {"fp32": 4, "f32": 4, "bf16": 2, "q8_0": 34 / 32, "int8": 1}
 
@@ -193,11 +229,11 @@ def machine_limits(threads):
         return min(timed(fn) for _ in range(repeats))
 
     a = np.ones((2048, 2048), np.float32)
-    sgemm = 2 * 2048 ** 3 / best(lambda: a @ a) / 1e9
+    sgemm = 2 * 2048**3 / best(lambda: a @ a) / 1e9
     n = 64 << 20  # 3 x 256 MiB: beyond any cache
-    x, y, z = (np.ones(n, np.float32) for _ in range(3))
-    triad_gbs = 3 * 4 * n / best(lambda: triad(x, y, z, np.float32(2.0))) / 1e9
-    del x, y, z
+    arrays = [np.ones(n, np.float32) for _ in range(3)]
+    triad_gbs = 3 * 4 * n / best(lambda: triad(*arrays, np.float32(2.0))) / 1e9
+    arrays.clear()
     reads = {}
     for storage in ("fp32", "bf16"):
         buf = np.ones(int(decode_weight_bytes(STORAGE_BYTES[storage]) // 4), np.float32)
@@ -218,9 +254,23 @@ def cpu_model():
             info = f.read()
     except OSError:
         return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile") if f in flags]
+    name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    flags = next(
+        (line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")),
+        [],
+    )
+    wanted = [
+        f
+        for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+        if f in flags
+    ]
     return f"{name} ({os.cpu_count()} CPUs; {' '.join(wanted) or 'no AVX2'})"
 
 
@@ -229,7 +279,8 @@ def cpu_model():
 
 def memory_bytes(field):
     """VmRSS (now) or VmHWM (peak since the last reset) from /proc/self/status; where there is no
-    /proc, the peak resident size getrusage reports (KiB on Linux, the only place it is used here)."""
+    /proc, the peak resident size getrusage reports (KiB on Linux, the only place it is used here).
+    """
     if os.path.exists("/proc/self/status"):
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
@@ -242,12 +293,17 @@ def child_decode_memory(backend, storage):
 
     weights = random_weights("mpt", DECODER, "causal-lm")
     weight_bytes = sum(w.nbytes for w in weights.values())
-    tune_process()  # after the fp32 weights exist: their memory goes back to the system once converted to bf16
-    model = reference.build(DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage)
+    # after the fp32 weights exist: their memory goes back to the system once converted to bf16
+    tune_process()
+    model = reference.build(
+        DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage
+    )
     del weights
     ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
     model.generate(ids, max_new_tokens=2)  # compile or load the kernels outside the measured window
-    if os.path.exists("/proc/self/clear_refs"):  # Linux: restart the high-water mark, so building the weights is not counted
+    if os.path.exists(
+        "/proc/self/clear_refs"
+    ):  # Linux: restart the high-water mark, so building the weights is not counted
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     model.generate(ids, max_new_tokens=NEW_TOKENS)
@@ -255,8 +311,10 @@ def child_decode_memory(backend, storage):
 
 
 def child_base_memory(backend):
-    """RSS of a process that has imported the package and, for numba, loaded one cached kernel (which
-    sets up LLVM), before any weight exists: the floor under the decoding peak. A process of its own,
+    """RSS of a process that has imported the package and, for numba, loaded one cached kernel
+    (which
+    sets up LLVM), before any weight exists: the floor under the decoding peak. A process of its
+    own,
     since the numba backend's tune_process() changes how the C heap keeps freed memory."""
     import reference  # noqa: F401
 
@@ -294,26 +352,49 @@ def corpus(n=512, seed=3):
 
 ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the bandwidth bound)
     "encode": (["numba", "onnxruntime", "hf-torch-encode"], "onnxruntime", {}),
-    "decode": (["numba-fp32", "llama.cpp-f32", "ctranslate2-float32", "numba-bf16", "llama.cpp-bf16",
-                "llama.cpp-q8_0", "ctranslate2-int8", "hf-torch-decode"], "llama.cpp-f32",
-               {"numba-fp32": "fp32", "llama.cpp-f32": "fp32", "ctranslate2-float32": "fp32", "hf-torch-decode": "fp32",
-                "numba-bf16": "bf16", "llama.cpp-bf16": "bf16", "llama.cpp-q8_0": "q8_0", "ctranslate2-int8": "int8"}),
+    "decode": (
+        [
+            "numba-fp32",
+            "llama.cpp-f32",
+            "ctranslate2-float32",
+            "numba-bf16",
+            "llama.cpp-bf16",
+            "llama.cpp-q8_0",
+            "ctranslate2-int8",
+            "hf-torch-decode",
+        ],
+        "llama.cpp-f32",
+        {
+            "numba-fp32": "fp32",
+            "llama.cpp-f32": "fp32",
+            "ctranslate2-float32": "fp32",
+            "hf-torch-decode": "fp32",
+            "numba-bf16": "bf16",
+            "llama.cpp-bf16": "bf16",
+            "llama.cpp-q8_0": "q8_0",
+            "ctranslate2-int8": "int8",
+        },
+    ),
     "embed": (["numba-embed", "sentence-transformers"], "sentence-transformers", {}),
 }
 
 
 def engine_table(workload, out, threads, repeats, limits):
-    """Every column in a process of its own, round-robin over the repeats (tools/bench_engines.py run)."""
+    """Every column in a process of its own, round-robin over the repeats (tools/bench_engines.py
+    run)."""
     columns, anchor, storage = ENGINE_COLUMNS[workload]
     times = {c: [] for c in columns}
     script = os.path.join(os.path.dirname(__file__), "bench_engines.py")
     for _ in range(repeats):
         for c in columns:
-            res = subprocess.run([sys.executable, script, "run", c, out, "--threads", str(threads)], capture_output=True,
-                                 text=True)
+            res = subprocess.run(
+                [sys.executable, script, "run", c, out, "--threads", str(threads)],
+                capture_output=True,
+                text=True,
+            )
             if res.returncode != 0:
-                print(f"  {c}: failed ({res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode})")
-                columns = [x for x in columns if x != c]
+                why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
+                print(f"  {c}: failed ({why})")
                 continue
             times[c] += json.loads(res.stdout.strip().splitlines()[-1])["times"]
     times = {c: t for c, t in times.items() if t}
@@ -326,19 +407,28 @@ def engine_table(workload, out, threads, repeats, limits):
     for c, t in times.items():
         m = statistics.median(t)
         if workload == "encode":
-            bound = f"{encode_flops() / m / 1e9 / limits['sgemm_gflops']:.0%}"  # of numpy's sgemm GFLOP/s
+            bound = (  # of numpy's sgemm GFLOP/s
+                f"{encode_flops() / m / 1e9 / limits['sgemm_gflops']:.0%}"
+            )
         elif workload == "decode":
             s = storage[c]
-            read = limits["read_gbs"].get(s, limits["read_gbs"]["bf16"] if s in ("q8_0", "int8") else None)
+            read = limits["read_gbs"].get(
+                s, limits["read_gbs"]["bf16"] if s in ("q8_0", "int8") else None
+            )
             bound = f"{decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9 / read:.0%}"
         else:
             bound = "-"
         ratio = base / m
-        print(f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}   {', '.join(f'{x:.3f}' for x in t)}")
+        print(
+            f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}  "
+            f" {', '.join(f'{x:.3f}' for x in t)}"
+        )
 
 
 def run_child(*args):
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -352,57 +442,106 @@ def report(title, rows, unit, per):
     for name, (median, times) in rows.items():
         rate = per / median
         ratio = median / rows[base][0] if unit == "s" else rows[base][0] / median
-        print(f"  {name:<12} {median:>9.3f}s {rate:>12.1f} {ratio:>11.2f}x   {', '.join(f'{t:.3f}' for t in times)}")
+        print(
+            f"  {name:<12} {median:>9.3f}s {rate:>12.1f} {ratio:>11.2f}x  "
+            f" {', '.join(f'{t:.3f}' for t in times)}"
+        )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workload", choices=["encode", "decode", "embed", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--engines", metavar="DIR", help="also run the anchor engines on the models that "
-                        "tools/bench_engines.py prepare wrote to DIR (benchmark environment: tools/bench_env.sh)")
+    parser.add_argument(
+        "--engines",
+        metavar="DIR",
+        help=(
+            "also run the anchor engines on the models that tools/bench_engines.py prepare wrote to"
+            " DIR (benchmark environment: tools/bench_env.sh)"
+        ),
+    )
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        return {"memory": child_decode_memory, "base": child_base_memory, "first-token": child_first_token}[kind](*rest)
+        return {
+            "memory": child_decode_memory,
+            "base": child_base_memory,
+            "first-token": child_first_token,
+        }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     if args.engines:
-        print(f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating rounds, "
-              "each column in a process of its own")
+        print(
+            f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
+            " rounds, each column in a process of its own"
+        )
         limits = machine_limits(args.threads)
-        print(f"limits: numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad {limits['triad_gbs']:.1f} GB/s; "
-              f"read over the decode weights' size: fp32 {limits['read_gbs']['fp32']:.1f} GB/s, "
-              f"bf16 {limits['read_gbs']['bf16']:.1f} GB/s")
-        for workload in ("encode", "decode", "embed") if args.workload == "all" else (args.workload,):
-            what = {"encode": f"MPNet-base encode {ENC_BATCH} x {ENC_LEN} (of bound: of numpy's sgemm rate, "
-                              f"{encode_flops() / 1e9:.0f} GFLOP a run)",
-                    "decode": f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (of bound: weight bytes "
-                              "streamed per second over the read bandwidth of a buffer their size)",
-                    "embed": f"sentence embedding, {len(corpus())} texts of 4-120 words, batch 32, max length 384"}
+        print(
+            f"limits: numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad"
+            f" {limits['triad_gbs']:.1f} GB/s; read over the decode weights' size: fp32"
+            f" {limits['read_gbs']['fp32']:.1f} GB/s, bf16 {limits['read_gbs']['bf16']:.1f} GB/s"
+        )
+        for workload in (
+            ("encode", "decode", "embed") if args.workload == "all" else (args.workload,)
+        ):
+            what = {
+                "encode": (
+                    f"MPNet-base encode {ENC_BATCH} x {ENC_LEN} (of bound: of numpy's sgemm rate, "
+                    f"{encode_flops() / 1e9:.0f} GFLOP a run)"
+                ),
+                "decode": (
+                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (of bound: weight"
+                    " bytes streamed per second over the read bandwidth of a buffer their size)"
+                ),
+                "embed": (
+                    f"sentence embedding, {len(corpus())} texts of 4-120 words, batch 32, max"
+                    " length 384"
+                ),
+            }
             print(f"\n{what[workload]}")
             engine_table(workload, args.engines, args.threads, args.repeats, limits)
         return
-    tune_process()  # the numba backend's process-wide settings, before any parallel launch or torch import
-    print(f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__}, torch+transformers: {torch_available()}")
+    # the numba backend's process-wide settings, before any parallel launch or torch import
+    tune_process()
+    print(
+        f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__},"
+        f" torch+transformers: {torch_available()}"
+    )
     if args.workload in ("encode", "all"):
-        report(f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over hf-torch: its time / ours)",
-               bench_encode(args.repeats, args.threads), "seq/s", ENC_BATCH)
+        report(
+            f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over"
+            " hf-torch: its time / ours)",
+            bench_encode(args.repeats, args.threads),
+            "seq/s",
+            ENC_BATCH,
+        )
     if args.workload in ("decode", "all"):
-        report(f"decode: MPT-125M, {NEW_TOKENS} new tokens after {PROMPT} (ratio = tokens/s over hf-torch)",
-               bench_decode(args.repeats, args.threads), "tokens/s", NEW_TOKENS)
+        report(
+            f"decode: MPT-125M, {NEW_TOKENS} new tokens after {PROMPT} (ratio = tokens/s over"
+            " hf-torch)",
+            bench_decode(args.repeats, args.threads),
+            "tokens/s",
+            NEW_TOKENS,
+        )
         print("\ndecode memory (fresh process per backend; peak RSS / fp32 weight bytes):")
         base = run_child("base", "numba")["base_rss"]
         for backend, storage in (("numba", "fp32"), ("numba", "bf16")):
             m = dict(run_child("memory", backend, storage), base_rss=base)
-            print(f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB = "
-                  f"{m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights; "
-                  f"{m['base_rss'] / 2**20:.0f} MiB of it is the process before any weight")
+            print(
+                f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB ="
+                f" {m['peak_rss'] / m['fp32_weight_bytes']:.2f}x the"
+                f" {m['fp32_weight_bytes'] / 2**20:.0f} MiB of fp32 weights;"
+                f" {m['base_rss'] / 2**20:.0f} MiB of it is the process before any weight"
+            )
         run_child("first-token", "numba")  # populate the Numba cache
         warm = run_child("first-token", "numba")
-        print(f"\nwarm start (Numba cache hit): first token {warm['first_token_s']:.2f}s after the weights are in memory, "
-              f"{warm['including_imports_s']:.2f}s including imports")
+        print(
+            f"\nwarm start (Numba cache hit): first token {warm['first_token_s']:.2f}s after the"
+            f" weights are in memory, {warm['including_imports_s']:.2f}s including imports"
+        )
 
 
 if __name__ == "__main__":

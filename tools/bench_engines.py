@@ -1,14 +1,19 @@
-"""The anchors of tools/bench.py: the same models in the engines users pick instead (benchmark environment only).
+"""The anchors of tools/bench.py: the same models in the engines users pick instead (benchmark
+environment only).
 
-    python tools/bench_engines.py prepare DIR     # write the models, exports and conversions into DIR
-    python tools/bench_engines.py run ENGINE DIR --threads 2 --repeats 3    # one engine, timed (JSON)
+    python tools/bench_engines.py prepare DIR     # write the models, exports and conversions into
+    DIR
+    python tools/bench_engines.py run ENGINE DIR --threads 2 --repeats 3    # one engine, timed
+    (JSON)
 
 ``prepare`` builds, from the random weights tools/bench.py uses (same shapes, same seed):
-  mpnet/           an HF MPNet-base directory (config, safetensors, a WordPiece tokenizer.json of its
+  mpnet/           an HF MPNet-base directory (config, safetensors, a WordPiece tokenizer.json of
+  its
                    vocabulary, sentence-transformers' modules.json / pooling config)
   mpnet.onnx       torch.onnx.export of transformers' MPNetModel (input_ids, attention_mask ->
                    last_hidden_state), as users export it for ONNX Runtime
-  mpt/             an HF MPT-125M directory (with a word-level tokenizer of its vocabulary, t0 t1 ...)
+  mpt/             an HF MPT-125M directory (with a word-level tokenizer of its vocabulary, t0 t1
+  ...)
   mpt-f32.gguf, mpt-bf16.gguf, mpt-q8_0.gguf
                    the same MPT as llama.cpp reads it: arch "mpt", fused qkv, tied output, ALiBi
                    max bias 8, written with the gguf package (the f32 and bf16 tensors bit for bit,
@@ -46,7 +51,9 @@ def write_hf_dir(family, target: Path):
     config = bench.ENCODER if family == "mpnet" else bench.DECODER
     task = "base" if family == "mpnet" else "causal-lm"
     weights = bench.random_weights(family, config, task)
-    prefix = "" if family == "mpnet" else "transformer."  # the names transformers saves for these classes
+    prefix = (
+        "" if family == "mpnet" else "transformer."
+    )  # the names transformers saves for these classes
     named = {(k if k.startswith("lm_head") else prefix + k): v for k, v in weights.items()}
     target.mkdir(parents=True, exist_ok=True)
     save_file(named, str(target / "model.safetensors"))
@@ -62,20 +69,57 @@ def write_wordpiece_tokenizer(target: Path, vocab_size: int):
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     tok.save(str(target / "tokenizer.json"))
-    (target / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (target / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                },
+            ]
+        )
+    )
     (target / "1_Pooling").mkdir(exist_ok=True)
-    (target / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 768,
-                                                                  "pooling_mode_mean_tokens": True}))
+    (target / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 768, "pooling_mode_mean_tokens": True})
+    )
     (target / "2_Normalize").mkdir(exist_ok=True)
-    (target / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 384, "do_lower_case": False}))
-    (target / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "MPNetTokenizerFast", "model_max_length": 512, "bos_token": "<s>", "eos_token": "</s>",
-        "cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "[UNK]", "mask_token": "<mask>"}))
+    (target / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": 384, "do_lower_case": False})
+    )
+    (target / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "MPNetTokenizerFast",
+                "model_max_length": 512,
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "cls_token": "<s>",
+                "sep_token": "</s>",
+                "pad_token": "<pad>",
+                "unk_token": "[UNK]",
+                "mask_token": "<mask>",
+            }
+        )
+    )
 
 
 def write_wordlevel_tokenizer(target: Path, vocab_size: int):
@@ -84,8 +128,16 @@ def write_wordlevel_tokenizer(target: Path, vocab_size: int):
     tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(target / "tokenizer.json"))
-    (target / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "t0", "eos_token": "t0", "unk_token": "t0"}))
+    (target / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "t0",
+                "eos_token": "t0",
+                "unk_token": "t0",
+            }
+        )
+    )
 
 
 def export_onnx(mpnet_dir: Path, path: Path):
@@ -104,14 +156,23 @@ def export_onnx(mpnet_dir: Path, path: Path):
 
     ids = torch.ones((2, 16), dtype=torch.int64)
     axes = {0: "batch", 1: "sequence"}
-    torch.onnx.export(Encoder().eval(), (ids, torch.ones_like(ids)), str(path), dynamo=False, opset_version=17,
-                      input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
-                      dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes})
+    torch.onnx.export(
+        Encoder().eval(),
+        (ids, torch.ones_like(ids)),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state"],
+        dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+    )
 
 
 def write_gguf(weights, path: Path, kind: str):
     """MPT as llama.cpp's "mpt" architecture reads it (llama.cpp's MPT graph: LayerNorm, fused qkv,
-    ALiBi, GELU MLP, tied output). No vocabulary (tokenizer model "none"): the bench feeds token ids."""
+    ALiBi, GELU MLP, tied output). No vocabulary (tokenizer model "none"): the bench feeds token
+    ids.
+    """
     import gguf
 
     c = bench.DECODER
@@ -124,16 +185,29 @@ def write_gguf(weights, path: Path, kind: str):
     w.add_layer_norm_eps(1e-5)
     w.add_max_alibi_bias(8.0)
     w.add_tokenizer_model("none")
-    w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind])
+    w.add_file_type(
+        {
+            "f32": gguf.LlamaFileType.ALL_F32,
+            "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+            "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        }[kind]
+    )
     names = {"wte.weight": "token_embd.weight", "norm_f.weight": "output_norm.weight"}
-    per_block = {"norm_1.weight": "attn_norm.weight", "attn.Wqkv.weight": "attn_qkv.weight",
-                 "attn.out_proj.weight": "attn_output.weight", "norm_2.weight": "ffn_norm.weight",
-                 "ffn.up_proj.weight": "ffn_up.weight", "ffn.down_proj.weight": "ffn_down.weight"}
+    per_block = {
+        "norm_1.weight": "attn_norm.weight",
+        "attn.Wqkv.weight": "attn_qkv.weight",
+        "attn.out_proj.weight": "attn_output.weight",
+        "norm_2.weight": "ffn_norm.weight",
+        "ffn.up_proj.weight": "ffn_up.weight",
+        "ffn.down_proj.weight": "ffn_down.weight",
+    }
     for i in range(c["n_layers"]):
         names.update({f"blocks.{i}.{k}": f"blk.{i}.{v}" for k, v in per_block.items()})
-    quant = {"f32": gguf.GGMLQuantizationType.F32, "bf16": gguf.GGMLQuantizationType.BF16,
-             "q8_0": gguf.GGMLQuantizationType.Q8_0}[kind]
+    quant = {
+        "f32": gguf.GGMLQuantizationType.F32,
+        "bf16": gguf.GGMLQuantizationType.BF16,
+        "q8_0": gguf.GGMLQuantizationType.Q8_0,
+    }[kind]
     for name, gname in names.items():
         data = np.ascontiguousarray(weights[name], np.float32)
         if data.ndim == 1 or kind == "f32":
@@ -149,8 +223,9 @@ def write_gguf(weights, path: Path, kind: str):
 def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
     import ctranslate2
 
-    ctranslate2.converters.TransformersConverter(str(mpt_dir)).convert(str(target), quantization=quantization,
-                                                                       force=True)
+    ctranslate2.converters.TransformersConverter(str(mpt_dir)).convert(
+        str(target), quantization=quantization, force=True
+    )
 
 
 def prepare(out: Path):
@@ -177,7 +252,9 @@ def prompt_ids():
 
 
 def encode_ids():
-    return np.random.default_rng(1).integers(3, bench.ENCODER["vocab_size"], (bench.ENC_BATCH, bench.ENC_LEN))
+    return np.random.default_rng(1).integers(
+        3, bench.ENCODER["vocab_size"], (bench.ENC_BATCH, bench.ENC_LEN)
+    )
 
 
 def runner(engine, out: Path, threads):
@@ -188,32 +265,57 @@ def runner(engine, out: Path, threads):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(out / "mpnet.onnx"), options, providers=["CPUExecutionProvider"])
-        feed = {"input_ids": encode_ids(), "attention_mask": np.ones((bench.ENC_BATCH, bench.ENC_LEN), np.int64)}
+        session = ort.InferenceSession(
+            str(out / "mpnet.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        feed = {
+            "input_ids": encode_ids(),
+            "attention_mask": np.ones((bench.ENC_BATCH, bench.ENC_LEN), np.int64),
+        }
         return lambda: session.run(None, feed)
     if engine.startswith("llama.cpp-"):
         import llama_cpp
 
-        llm = llama_cpp.Llama(str(out / f"mpt-{engine.split('-', 1)[1]}.gguf"), n_ctx=bench.PROMPT + bench.NEW_TOKENS + 8,
-                              n_threads=threads, n_threads_batch=threads, n_batch=bench.PROMPT, verbose=False)
+        llm = llama_cpp.Llama(
+            str(out / f"mpt-{engine.split('-', 1)[1]}.gguf"),
+            n_ctx=bench.PROMPT + bench.NEW_TOKENS + 8,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=bench.PROMPT,
+            verbose=False,
+        )
         prompt = [int(t) for t in prompt_ids()[0]]
 
-        def greedy():  # as llama.cpp's own greedy sampler: argmax of the last logits, one token per eval
+        # as llama.cpp's own greedy sampler: argmax of the last logits, one token per eval
+        def greedy():
             llm.reset()
             llm.eval(prompt)
             for _ in range(bench.NEW_TOKENS):
                 llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+
         return greedy
     if engine.startswith("ctranslate2-"):
         import ctranslate2
 
         kind = engine.split("-", 1)[1]
-        generator = ctranslate2.Generator(str(out / f"mpt-ct2-{kind}"), device="cpu", compute_type=kind,
-                                          intra_threads=threads, inter_threads=1)
+        generator = ctranslate2.Generator(
+            str(out / f"mpt-ct2-{kind}"),
+            device="cpu",
+            compute_type=kind,
+            intra_threads=threads,
+            inter_threads=1,
+        )
         tokens = [f"t{i}" for i in prompt_ids()[0]]
-        return lambda: generator.generate_batch([tokens], max_length=bench.NEW_TOKENS, min_length=bench.NEW_TOKENS,
-                                                sampling_topk=1, include_prompt_in_result=False)
-    if engine.startswith("numba"):  # this project: numba (encode), numba-fp32 / numba-bf16 (decode), numba-embed
+        return lambda: generator.generate_batch(
+            [tokens],
+            max_length=bench.NEW_TOKENS,
+            min_length=bench.NEW_TOKENS,
+            sampling_topk=1,
+            include_prompt_in_result=False,
+        )
+    if engine.startswith(
+        "numba"
+    ):  # this project: numba (encode), numba-fp32 / numba-bf16 (decode), numba-embed
         import reference
         from reference.backends.numba_cpu import tune_process
 
@@ -226,11 +328,16 @@ def runner(engine, out: Path, threads):
             from reference.embedding import embed_corpus
             from reference.tokenizer import Tokenizer
 
-            model, tok = reference.from_pretrained(str(out / "mpnet"), backend="numba"), Tokenizer(str(out / "mpnet"))
+            model, tok = (
+                reference.from_pretrained(str(out / "mpnet"), backend="numba"),
+                Tokenizer(str(out / "mpnet")),
+            )
             texts = bench.corpus()
             return lambda: embed_corpus(model, tok.backend, texts, batch_size=32, max_length=384)
         storage = engine.split("-", 1)[1]
-        model = reference.from_pretrained(str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage)
+        model = reference.from_pretrained(
+            str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage
+        )
         ids = prompt_ids()
         return lambda: model.generate(ids, max_new_tokens=bench.NEW_TOKENS)
     if engine.startswith("hf-torch"):
@@ -244,8 +351,13 @@ def runner(engine, out: Path, threads):
             return lambda: model(ids)
         model = transformers.MptForCausalLM.from_pretrained(str(out / "mpt")).eval()
         ids = torch.from_numpy(prompt_ids())
-        kw = dict(max_new_tokens=bench.NEW_TOKENS, min_new_tokens=bench.NEW_TOKENS, do_sample=False, use_cache=True,
-                  pad_token_id=0)
+        kw = dict(
+            max_new_tokens=bench.NEW_TOKENS,
+            min_new_tokens=bench.NEW_TOKENS,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+        )
         return lambda: model.generate(ids, **kw)
     if engine == "sentence-transformers":
         import torch
@@ -276,7 +388,9 @@ def run(engine, out: Path, threads, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("out", type=Path)

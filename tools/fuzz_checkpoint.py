@@ -9,7 +9,8 @@ The only exceptions allowed out are the documented ones, ValueError and TypeErro
 is a ValueError); anything else is a finding and stops the run with the input that caused it.
 
     pip install atheris
-    python tools/fuzz_checkpoint.py --write-seeds DIR   # DIR/corpus (one valid input per mode), DIR/tokens.dict
+    python tools/fuzz_checkpoint.py --write-seeds DIR   # DIR/corpus (one valid input per mode),
+    DIR/tokens.dict
     python tools/fuzz_checkpoint.py -max_total_time=60 -dict=DIR/tokens.dict DIR/corpus
 
 tests/test_atheris.py runs it for a bounded number of inputs in CI.
@@ -33,18 +34,39 @@ with atheris.instrument_imports(include=["reference"]):
     import reference
     from reference import checkpoint
 
-# Scratch files: $FUZZ_WORKDIR if set (the test points it into its tmp_path, which outlives a crash),
+# Scratch files: $FUZZ_WORKDIR if set (the test points it into its tmp_path, which outlives a
+# crash),
 # else a temporary directory in memory where there is one.
-WORKDIR = Path(os.environ.get("FUZZ_WORKDIR") or tempfile.mkdtemp(
-    prefix="fuzz-checkpoint-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+WORKDIR = Path(
+    os.environ.get("FUZZ_WORKDIR")
+    or tempfile.mkdtemp(
+        prefix="fuzz-checkpoint-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+    )
+)
 WORKDIR.mkdir(parents=True, exist_ok=True)
 DOCUMENTED = (ValueError, TypeError)
 MODES = ("model.safetensors", "config.json", "model.safetensors.index.json")
 # Micro models (a few hundred weights) keep inputs small, so the fuzzer mutates whole files quickly.
 MICRO = {
-    "mpnet": dict(model_type="mpnet", vocab_size=8, hidden_size=4, num_hidden_layers=1, num_attention_heads=2,
-                  intermediate_size=4, max_position_embeddings=8, relative_attention_num_buckets=4),
-    "mpt": dict(model_type="mpt", d_model=4, n_heads=2, n_layers=1, vocab_size=8, max_seq_len=8, expansion_ratio=1),
+    "mpnet": dict(
+        model_type="mpnet",
+        vocab_size=8,
+        hidden_size=4,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=4,
+        max_position_embeddings=8,
+        relative_attention_num_buckets=4,
+    ),
+    "mpt": dict(
+        model_type="mpt",
+        d_model=4,
+        n_heads=2,
+        n_layers=1,
+        vocab_size=8,
+        max_seq_len=8,
+        expansion_ratio=1,
+    ),
 }
 
 
@@ -55,7 +77,10 @@ def micro_model(family):
     module = {"mpnet": reference.mpnet_model, "mpt": reference.mpt_model}[family]
     config = module.Config.from_dict(MICRO[family])
     rng = np.random.default_rng(0)
-    weights = {k: rng.normal(size=shape).astype(np.float32) for k, shape in module.param_shapes(config, "base").items()}
+    weights = {
+        k: rng.normal(size=shape).astype(np.float32)
+        for k, shape in module.param_shapes(config, "base").items()
+    }
     return json.dumps(MICRO[family]).encode(), save(weights)
 
 
@@ -81,7 +106,9 @@ def test_one_input(data: bytes):
     mode, payload = data[0] % len(MODES), data[1:]
     target = stage(mode, payload)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NaN weights and unexpected keys warn; that is documented behaviour
+        warnings.simplefilter(
+            "ignore"
+        )  # NaN weights and unexpected keys warn; that is documented behaviour
         try:
             checkpoint.read_safetensors_header(target)
             reference.from_pretrained(target)
@@ -97,12 +124,28 @@ def write_seeds(directory):
     (corpus / "safetensors").write_bytes(b"\0" + FILES["mpnet"][1])
     (corpus / "config-mpnet").write_bytes(b"\1" + FILES["mpnet"][0])
     (corpus / "config-mpt").write_bytes(b"\1" + FILES["mpt"][0])
-    names = sorted(stage(0, FILES["mpnet"][1]) and checkpoint.read_safetensors_header(WORKDIR / "model"))
+    names = sorted(
+        stage(0, FILES["mpnet"][1]) and checkpoint.read_safetensors_header(WORKDIR / "model")
+    )
     index = {"metadata": {}, "weight_map": {n: "shard-1.safetensors" for n in names}}
     (corpus / "index").write_bytes(b"\2" + json.dumps(index).encode())
-    keys = {f.name for cls in (reference.MPNetConfig, reference.MPTConfig) for f in dataclasses.fields(cls)}
-    keys |= {"model_type", "attn_config", "dtype", "shape", "data_offsets", "__metadata__", "weight_map"}
-    tokens = [f'"\\"{k}\\""' for k in sorted(keys)] + [f'"{t}"' for t in checkpoint.SAFETENSORS_DTYPES]
+    keys = {
+        f.name
+        for cls in (reference.MPNetConfig, reference.MPTConfig)
+        for f in dataclasses.fields(cls)
+    }
+    keys |= {
+        "model_type",
+        "attn_config",
+        "dtype",
+        "shape",
+        "data_offsets",
+        "__metadata__",
+        "weight_map",
+    }
+    tokens = [f'"\\"{k}\\""' for k in sorted(keys)] + [
+        f'"{t}"' for t in checkpoint.SAFETENSORS_DTYPES
+    ]
     (Path(directory) / "tokens.dict").write_text("\n".join(tokens) + "\n")
 
 

@@ -3,7 +3,8 @@
 Walks reference/ and conformance/ with the ast module and lists each ``raise X(...)`` and
 ``warnings.warn(...)`` with its module, enclosing function and message template (f-string fields
 shown as ``{expression}``). docs/errors.md holds the output between two marker lines, and
-tests/test_errors_doc.py fails when the source and the document disagree, so the list stays complete.
+tests/test_errors_doc.py fails when the source and the document disagree, so the list stays
+complete.
 
     python tools/list_errors.py           # print the generated section
     python tools/list_errors.py --write   # rewrite it in docs/errors.md
@@ -27,18 +28,24 @@ def message_template(node):
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(part.value if isinstance(part, ast.Constant) else "{" + ast.unparse(part.value) + "}"
-                       for part in node.values)
+        return "".join(
+            part.value if isinstance(part, ast.Constant) else "{" + ast.unparse(part.value) + "}"
+            for part in node.values
+        )
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
-        return message_template(node.left) + ("" if isinstance(node.op, ast.Add) else " % ...") + (
-            message_template(node.right) if isinstance(node.op, ast.Add) else "")
+        return (
+            message_template(node.left)
+            + ("" if isinstance(node.op, ast.Add) else " % ...")
+            + (message_template(node.right) if isinstance(node.op, ast.Add) else "")
+        )
     if isinstance(node, ast.Subscript):  # a message cut to length: "..."[:300]
         return message_template(node.value)
     return "{" + ast.unparse(node) + "}"
 
 
 class Finder(ast.NodeVisitor):
-    """Collects (where, type, message) for each raise and warnings.warn, where = module.Class.function."""
+    """Collects (where, type, message) for each raise and warnings.warn, where =
+    module.Class.function."""
 
     def __init__(self, module):
         self.module, self.scope, self.rows = module, [], []
@@ -51,7 +58,9 @@ class Finder(ast.NodeVisitor):
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
 
     def _add(self, kind, args):
-        self.rows.append((".".join([self.module, *self.scope]), kind, message_template(args[0]) if args else ""))
+        self.rows.append(
+            (".".join([self.module, *self.scope]), kind, message_template(args[0]) if args else "")
+        )
 
     def visit_Raise(self, node):
         if isinstance(node.exc, ast.Call):  # a bare ``raise`` re-raises something already listed
@@ -74,7 +83,9 @@ def all_rows():
     rows = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(
+                ".__init__"
+            )
             rows.extend(find(path, module))
     return rows
 
@@ -97,7 +108,7 @@ def render():
 
 def current_doc_section():
     text = DOC.read_text(encoding="utf-8")
-    return text[text.index(BEGIN):text.index(END) + len(END)]
+    return text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
 def main(argv):

@@ -1,4 +1,5 @@
-"""Write tiny demo checkpoints (golden models plus a WordPiece tokenizer.json) to try the CLI offline.
+"""Write tiny demo checkpoints (golden models plus a WordPiece tokenizer.json) to try the CLI
+offline.
 
     python tools/make_demo_models.py demo
     python -m reference ner --model demo/mpnet-ner "w1 w7s w9"
@@ -16,8 +17,12 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-DEMOS = {"mpnet-base": ("mpnet/pt/base-right-padding", 99), "mpnet-ner": ("mpnet/pt/token-classification", 99),
-         "mpnet-qa": ("mpnet/pt/question-answering", 99), "mpt-lm": ("mpt/hf/causal-lm-heads-3", 64)}
+DEMOS = {
+    "mpnet-base": ("mpnet/pt/base-right-padding", 99),
+    "mpnet-ner": ("mpnet/pt/token-classification", 99),
+    "mpnet-qa": ("mpnet/pt/question-answering", 99),
+    "mpt-lm": ("mpt/hf/causal-lm-heads-3", 64),
+}
 
 
 def write_tokenizer(target: Path, vocab_size: int):
@@ -26,7 +31,10 @@ def write_tokenizer(target: Path, vocab_size: int):
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
     tok.decoder = decoders.WordPiece()
     tok.save(str(target / "tokenizer.json"))
 

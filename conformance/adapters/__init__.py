@@ -1,1 +1,2 @@
-"""Adapters: thin wrappers that expose an implementation through the protocol in conformance.protocol."""
+"""Adapters: thin wrappers that expose an implementation through the protocol in
+conformance.protocol."""

@@ -20,7 +20,10 @@ def checkpoint_dir(config: dict, weights: dict, cache: dict) -> Path:
     if key not in cache:
         directory = Path(tempfile.mkdtemp(prefix="conformance-hf-"))
         (directory / "config.json").write_text(json.dumps(config))
-        save_file({k: np.array(v, order="C") for k, v in weights.items()}, str(directory / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: np.array(v, order="C") for k, v in weights.items()},
+            str(directory / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         cache[key] = directory
     return cache[key]

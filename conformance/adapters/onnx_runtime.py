@@ -1,4 +1,5 @@
-"""ONNX Runtime running torch.onnx exports of the MPNet golden models: a real foreign implementation.
+"""ONNX Runtime running torch.onnx exports of the MPNet golden models: a real foreign
+implementation.
 
 This is how MPNet is most often "ported": transformers' model traced by torch.onnx and run by ONNX
 Runtime, which computes every operation itself. The exports live in golden/onnx/ (one .onnx file per
@@ -44,7 +45,9 @@ class OnnxRuntimePort:
         if self._manifest is None:
             path = self.folder / "manifest.json"
             if not path.is_file():
-                raise ValueError(f"no ONNX exports: {path} is missing (tools/golden/export_onnx.py writes them)")
+                raise ValueError(
+                    f"no ONNX exports: {path} is missing (tools/golden/export_onnx.py writes them)"
+                )
             self._manifest = json.loads(path.read_text())
         return self._manifest
 
@@ -56,17 +59,23 @@ class OnnxRuntimePort:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(outputs=frozenset({"final", "hidden_states", "attentions"}),
-                            tasks=frozenset(m["task"] for m in self.manifest["models"]), profiles=frozenset({"pt"}),
-                            inputs=frozenset({"attention_mask"}), compute_dtype="fp32", tuple=False,
-                            target={"kind": "cpu", "device": platform.processor() or platform.machine()})
+        return Capabilities(
+            outputs=frozenset({"final", "hidden_states", "attentions"}),
+            tasks=frozenset(m["task"] for m in self.manifest["models"]),
+            profiles=frozenset({"pt"}),
+            inputs=frozenset({"attention_mask"}),
+            compute_dtype="fp32",
+            tuple=False,
+            target={"kind": "cpu", "device": platform.processor() or platform.machine()},
+        )
 
     def check_available(self):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            raise ValueError("the onnxruntime adapter needs onnxruntime: "
-                             "pip install 'mpnet-mpt-reference[onnx]'") from None
+            raise ValueError(
+                "the onnxruntime adapter needs onnxruntime: pip install 'mpnet-mpt-reference[onnx]'"
+            ) from None
         self.manifest  # noqa: B018 - a missing manifest is said before the run
 
     def session(self, config, weights):
@@ -76,16 +85,24 @@ class OnnxRuntimePort:
         key = model_digest(config, weights)
         entry = next((m for m in self.manifest["models"] if m["model_digest"] == key), None)
         if entry is None:
-            raise Unsupported("no ONNX export of this model (golden/onnx/ holds the MPNet pt golden models)")
+            raise Unsupported(
+                "no ONNX export of this model (golden/onnx/ holds the MPNet pt golden models)"
+            )
         if key not in self._sessions:
             path = self.folder / entry["file"]
             if sha256(path) != entry["sha256"]:
-                raise ValueError(f"{path} does not match its SHA-256 in {self.folder / 'manifest.json'}")
+                raise ValueError(
+                    f"{path} does not match its SHA-256 in {self.folder / 'manifest.json'}"
+                )
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._sessions[key] = (onnxruntime.InferenceSession(str(path), options,
-                                                                providers=["CPUExecutionProvider"]), entry)
+            self._sessions[key] = (
+                onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                ),
+                entry,
+            )
         return self._sessions[key]
 
     def feeds(self, config, inputs) -> dict:
@@ -95,16 +112,22 @@ class OnnxRuntimePort:
             raise TypeError(f"input_ids must be integers, got {ids.dtype}")
         vocab = config["vocab_size"]
         if ids.size and (ids.min() < 0 or ids.max() >= vocab):
-            raise ValueError(f"input_ids must lie in [0, {vocab}), got values in [{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"input_ids must lie in [0, {vocab}), got values in [{ids.min()}, {ids.max()}]"
+            )
         real = (ids != PAD).astype(np.int64)
         positions = np.cumsum(real, axis=-1) * real + PAD
         if positions.size and positions.max() >= config["max_position_embeddings"]:
-            raise ValueError(f"sequence needs position {positions.max()}, but max_position_embeddings is "
-                             f"{config['max_position_embeddings']}")
+            raise ValueError(
+                f"sequence needs position {positions.max()}, but max_position_embeddings is "
+                f"{config['max_position_embeddings']}"
+            )
         mask = inputs.get("attention_mask")
         mask = np.ones(ids.shape, np.float32) if mask is None else np.asarray(mask, np.float32)
         if mask.shape != ids.shape:
-            raise ValueError(f"attention_mask has shape {mask.shape}, expected {ids.shape} (one value per token)")
+            raise ValueError(
+                f"attention_mask has shape {mask.shape}, expected {ids.shape} (one value per token)"
+            )
         return {"input_ids": ids.astype(np.int64), "attention_mask": mask}
 
     def run(self, family, task, config, weights, inputs, options):
@@ -113,8 +136,11 @@ class OnnxRuntimePort:
         session, entry = self.session(config, weights)
         if entry["task"] != task:
             raise Unsupported(f"this model's export is for {entry['task']}, not {task}")
-        asked = {"final", "hidden_states" if options.get("output_hidden_states") else None,
-                 "attentions" if options.get("output_attentions") else None}
+        asked = {
+            "final",
+            "hidden_states" if options.get("output_hidden_states") else None,
+            "attentions" if options.get("output_attentions") else None,
+        }
         wanted = [n for n in entry["outputs"] if output_group(n) in asked]
         return dict(zip(wanted, session.run(wanted, self.feeds(config, inputs))))
 

@@ -9,11 +9,13 @@ Layout of the outputs folder ($CONFORMANCE_OUTPUTS_DIR, or --outputs-dir)::
     <case id>/outputs.safetensors   the named outputs of that golden case (same names as the case's
                                     own outputs.safetensors: logits, loss, hidden_states.0, ...,
                                     present.0.key, sequences); only the declared groups are compared
-    <case id>/error.json            instead, when the program rejected the input: {"type", "message"},
+    <case id>/error.json            instead, when the program rejected the input: {"type",
+    "message"},
                                     type being the error's class (ValueError for a bad input)
 
 <case id> is the case's id from golden/manifest.json (e.g. mpnet/pt/masked-lm), so the program walks
-the manifest, reads each case's config.json, model.safetensors and inputs.safetensors, and writes one
+the manifest, reads each case's config.json, model.safetensors and inputs.safetensors, and writes
+one
 file per case. tools/write_outputs_example.py is a complete example (``--final-only`` writes what an
 ONNX export or a serving runtime gives). Cases without a file are skipped and said so; tuple order
 checks and the property and op tiers need a live implementation and are skipped too.
@@ -34,7 +36,9 @@ from ..protocol import PortError, Unsupported
 class OutputsFolder:
     def __init__(self, root=None):
         self._root = root
-        self._declared = None  # (file key, Capabilities): capabilities.json is read again only when it changes
+        self._declared = (
+            None  # (file key, Capabilities): capabilities.json is read again only when it changes
+        )
 
     @property
     def root(self) -> Path:
@@ -54,7 +58,10 @@ class OutputsFolder:
         key = (path, path.stat().st_mtime_ns if path.is_file() else None)
         if self._declared is None or self._declared[0] != key:
             declared = Capabilities.read(path) if key[1] is not None else Capabilities()
-            self._declared = (key, replace(declared, tuple=False))  # files cannot answer a live tuple call
+            self._declared = (
+                key,
+                replace(declared, tuple=False),
+            )  # files cannot answer a live tuple call
         return self._declared[1]
 
     name = property(lambda self: self.capabilities.name or "outputs")

@@ -31,29 +31,38 @@ class ReferenceImplementation:
 
     @property
     def target(self):
-        """Where the checks run, for the report: the CPU, or the GPU (or simulator) of the cuda backend."""
+        """Where the checks run, for the report: the CPU, or the GPU (or simulator) of the cuda
+        backend."""
         if self.backend == "cuda":
             return {"kind": "gpu", "device": _gpu_name()}
         return {"kind": "cpu", "device": platform.processor() or platform.machine()}
 
     def run(self, family, task, config, weights, inputs, options):
-        model = reference.build(config, weights, task=task, profile=options.get("profile"), backend=self.backend)
+        model = reference.build(
+            config, weights, task=task, profile=options.get("profile"), backend=self.backend
+        )
         plain, past = split_past(inputs)
         if "generate" in options:
             return {"sequences": model.generate(**plain, **options["generate"])}
         extra = {} if past is None else {"past_key_values": past}
         if "use_cache" in options:
             extra["use_cache"] = options["use_cache"]
-        out = model(**plain, **extra, output_hidden_states=options.get("output_hidden_states"),
-                    output_attentions=options.get("output_attentions"),
-                    return_dict=not options.get("return_tuple", False))
+        out = model(
+            **plain,
+            **extra,
+            output_hidden_states=options.get("output_hidden_states"),
+            output_attentions=options.get("output_attentions"),
+            return_dict=not options.get("return_tuple", False),
+        )
         if options.get("return_tuple"):
             return {"tuple": out}
         return out.to_dict()
 
 
 implementation = ReferenceImplementation()
-numba_implementation = ReferenceImplementation("numba")  # Numba is imported only when a model is built
+numba_implementation = ReferenceImplementation(
+    "numba"
+)  # Numba is imported only when a model is built
 cuda_implementation = ReferenceImplementation("cuda")
 
 

@@ -10,12 +10,14 @@ from ..protocol import Unsupported
 from ._hf_common import checkpoint_dir, flatten, split_past
 
 CLASSES = {
-    ("mpnet", "base"): "MPNetModel", ("mpnet", "masked-lm"): "MPNetForMaskedLM",
+    ("mpnet", "base"): "MPNetModel",
+    ("mpnet", "masked-lm"): "MPNetForMaskedLM",
     ("mpnet", "sequence-classification"): "MPNetForSequenceClassification",
     ("mpnet", "multiple-choice"): "MPNetForMultipleChoice",
     ("mpnet", "token-classification"): "MPNetForTokenClassification",
     ("mpnet", "question-answering"): "MPNetForQuestionAnswering",
-    ("mpt", "base"): "MptModel", ("mpt", "causal-lm"): "MptForCausalLM",
+    ("mpt", "base"): "MptModel",
+    ("mpt", "causal-lm"): "MptForCausalLM",
     ("mpt", "sequence-classification"): "MptForSequenceClassification",
     ("mpt", "token-classification"): "MptForTokenClassification",
     ("mpt", "question-answering"): "MptForQuestionAnswering",
@@ -24,7 +26,8 @@ PROFILES = {"mpnet": "pt", "mpt": "hf"}
 
 
 class TransformersPyTorch:
-    """dtype "bf16" or "fp16" runs weights and compute in that precision (as the low-precision goldens
+    """dtype "bf16" or "fp16" runs weights and compute in that precision (as the low-precision
+    goldens
     were made), and declares it, so it is judged by the -bf16 / -fp16 cases."""
 
     def __init__(self, dtype="fp32"):
@@ -62,28 +65,47 @@ class TransformersPyTorch:
         import torch
 
         if options.get("profile", PROFILES[family]) != PROFILES[family]:
-            raise Unsupported(f"transformers on PyTorch is the {PROFILES[family]} profile of {family}")
+            raise Unsupported(
+                f"transformers on PyTorch is the {PROFILES[family]} profile of {family}"
+            )
         model = self._model(family, task, config, weights)
-        model.config.problem_type = config.get("problem_type")  # upstream makes it stick across calls; cases are independent
+        model.config.problem_type = config.get(
+            "problem_type"
+        )  # upstream makes it stick across calls; cases are independent
         plain, past = split_past(inputs)
         dtype = self._torch_dtype()
         t = lambda a: (lambda x: x.to(dtype) if x.is_floating_point() else x)(  # noqa: E731
-            torch.from_numpy(np.ascontiguousarray(a)))
+            torch.from_numpy(np.ascontiguousarray(a))
+        )
         kwargs = {k: t(v) for k, v in plain.items()}
         with torch.no_grad():
             if "generate" in options:
-                seq = model.generate(**kwargs, do_sample=False, **options["generate"],
-                                     pad_token_id=options["generate"].get("pad_token_id", model.config.pad_token_id))
+                seq = model.generate(
+                    **kwargs,
+                    do_sample=False,
+                    **options["generate"],
+                    pad_token_id=options["generate"].get("pad_token_id", model.config.pad_token_id),
+                )
                 return {"sequences": seq.numpy()}
             if past is not None:
                 kwargs["past_key_values"] = tuple((t(k), t(v)) for k, v in past)
             if "use_cache" in options:
                 kwargs["use_cache"] = options["use_cache"]
-            out = model(**kwargs, output_hidden_states=options.get("output_hidden_states"),
-                        output_attentions=options.get("output_attentions"),
-                        return_dict=not options.get("return_tuple"))
-        convert = lambda x: None if x is None else (tuple(convert(i) for i in x) if isinstance(x, (tuple, list))  # noqa: E731
-                                                    else (x.float() if x.is_floating_point() else x).numpy())
+            out = model(
+                **kwargs,
+                output_hidden_states=options.get("output_hidden_states"),
+                output_attentions=options.get("output_attentions"),
+                return_dict=not options.get("return_tuple"),
+            )
+        convert = lambda x: (
+            None
+            if x is None
+            else (
+                tuple(convert(i) for i in x)
+                if isinstance(x, (tuple, list))  # noqa: E731
+                else (x.float() if x.is_floating_point() else x).numpy()
+            )
+        )
         if options.get("return_tuple"):
             return {"tuple": convert(out)}
         return flatten({k: convert(v) for k, v in out.items()})

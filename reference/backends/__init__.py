@@ -1,4 +1,5 @@
-"""Fast backends and their registry. Only this subpackage imports Numba; the reference modules never do.
+"""Fast backends and their registry. Only this subpackage imports Numba; the reference modules
+never do.
 
 A backend plugs in at whole stacks, not single operations. Per model family it offers a factory
 that loading calls once with the model's config and nested params, and that returns the stack the
@@ -24,8 +25,8 @@ a backend. Loading (reference/loading.py) asks this registry once, by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from ..kernels import NUMPY, Kernels
 
@@ -36,8 +37,8 @@ BACKENDS = ("numpy", "numba", "cuda")
 class Backend:
     name: str
     kernels: Kernels
-    mpnet_encoder: Optional[Callable] = None  # None: the model runs mpnet.encoder
-    mpt_decoder: Optional[Callable] = None  # None: the model runs mpt.decoder
+    mpnet_encoder: Callable | None = None  # None: the model runs mpnet.encoder
+    mpt_decoder: Callable | None = None  # None: the model runs mpt.decoder
     weight_storages: tuple = ("fp32",)
 
 
@@ -57,12 +58,16 @@ def get_backend(name) -> Backend:
         try:
             from .numba_stacks import NUMBA_BACKEND
         except ImportError as e:
-            raise ValueError(f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})") from None
+            raise ValueError(
+                f"backend='numba' needs Numba: pip install 'mpnet-mpt-reference[numba]' ({e})"
+            ) from None
         return NUMBA_BACKEND
     try:
         from . import cuda_ops
     except ImportError as e:
-        raise ValueError(f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})") from None
+        raise ValueError(
+            f"backend='cuda' needs numba-cuda: pip install 'mpnet-mpt-reference[cuda]' ({e})"
+        ) from None
     cuda_ops.require_cuda()
     from .cuda_backend import CUDA_BACKEND
 
@@ -70,5 +75,6 @@ def get_backend(name) -> Backend:
 
 
 def get_kernels(name) -> Kernels:
-    """The single operations of a backend (the conformance op tier checks them against reference/ops.py)."""
+    """The single operations of a backend (the conformance op tier checks them against
+    reference/ops.py)."""
     return get_backend(name).kernels

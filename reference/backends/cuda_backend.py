@@ -48,7 +48,9 @@ def gelu(x):
     return ops.gelu(x) if x.dtype != np.float32 else dev.gelu(dev.to_device(x)).copy_to_host()
 
 
-def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
+def attention(
+    q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None
+):
     if rng is not None or head_mask is not None or q.dtype != np.float32:
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
     B, H, S, D = q.shape
@@ -60,7 +62,9 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
         extra["mask_add"] = dev.to_device(np.asarray(mask_add)[:, 0])
     if masked is not None:
         extra["masked"] = dev.to_device(np.asarray(masked)[:, 0], np.uint8)
-    ctx, probs = dev.attention(merge(q), merge(k), merge(v), (0, 0, 0), H, D, scale, want_probs=True, **extra)
+    ctx, probs = dev.attention(
+        merge(q), merge(k), merge(v), (0, 0, 0), H, D, scale, want_probs=True, **extra
+    )
     return ctx.copy_to_host().reshape(B, S, H, D).transpose(0, 2, 1, 3), probs.copy_to_host()
 
 
@@ -87,25 +91,55 @@ class EncoderStack:
             self._device = []
             for p in self.layers:
                 attn = p["attention"]["attn"]
-                qkv = {kind: np.concatenate([attn[n][kind] for n in "qkv"]) for kind in ("weight", "bias")}
-                self._device.append(dict(qkv=_pair(qkv), o=_pair(attn["o"]), ln_1=_pair(p["attention"]["LayerNorm"]),
-                                         ffn_in=_pair(p["intermediate"]["dense"]), ffn_out=_pair(p["output"]["dense"]),
-                                         ln_2=_pair(p["output"]["LayerNorm"])))
+                qkv = {
+                    kind: np.concatenate([attn[n][kind] for n in "qkv"])
+                    for kind in ("weight", "bias")
+                }
+                self._device.append(
+                    dict(
+                        qkv=_pair(qkv),
+                        o=_pair(attn["o"]),
+                        ln_1=_pair(p["attention"]["LayerNorm"]),
+                        ffn_in=_pair(p["intermediate"]["dense"]),
+                        ffn_out=_pair(p["output"]["dense"]),
+                        ln_2=_pair(p["output"]["LayerNorm"]),
+                    )
+                )
         return self._device
 
-    def __call__(self, x, position_bias, mask_bias, head_masks, rng, per_layer=True):  # as mpnet.encoder
+    def __call__(
+        self, x, position_bias, mask_bias, head_masks, rng, per_layer=True
+    ):  # as mpnet.encoder
         c = self.config
-        if c.hidden_act != "gelu" or x.dtype != np.float32 or rng is not None or any(m is not None for m in head_masks):
+        if (
+            c.hidden_act != "gelu"
+            or x.dtype != np.float32
+            or rng is not None
+            or any(m is not None for m in head_masks)
+        ):
             return mpnet.encoder(self.layers, c, x, position_bias, mask_bias, head_masks, rng)
         B, S, C = x.shape
         H, D, eps = c.num_attention_heads, c.head_size, c.layer_norm_eps
         h = dev.to_device(x.reshape(B * S, C))
-        bias, mask = dev.to_device(position_bias), dev.to_device(mask_bias[:, 0])  # [H, S, S], [B, 1|S, S]
+        bias, mask = (
+            dev.to_device(position_bias),
+            dev.to_device(mask_bias[:, 0]),
+        )  # [H, S, S], [B, 1|S, S]
         hidden_states, attentions = [x], []
         for w in self._weights():
             qkv = dev.linear(h, *w["qkv"]).reshape(B, S, 3 * C)
-            ctx, probs = dev.attention(qkv, qkv, qkv, (0, C, 2 * C), H, D, 1 / math.sqrt(D), bias=bias, mask_add=mask,
-                                       want_probs=per_layer)
+            ctx, probs = dev.attention(
+                qkv,
+                qkv,
+                qkv,
+                (0, C, 2 * C),
+                H,
+                D,
+                1 / math.sqrt(D),
+                bias=bias,
+                mask_add=mask,
+                want_probs=per_layer,
+            )
             a = dev.linear(ctx.reshape(B * S, C), *w["o"])
             h1 = dev.layer_norm(dev.add(a, h), *w["ln_1"], eps)
             f = dev.linear(dev.gelu(dev.linear(h1, *w["ffn_in"])), *w["ffn_out"])
@@ -129,7 +163,8 @@ def _block(w, eps, x, attend):  # [N, C] on the device -> [N, C]; the same steps
 
 
 class DecoderStack:
-    """Twin of mpt.decoder, the blocks on the device (and of mpt.lm_logits, the head on the device)."""
+    """Twin of mpt.decoder, the blocks on the device (and of mpt.lm_logits, the head on the
+    device)."""
 
     def __init__(self, config, features, params, weight_storage):
         self.config, self.features, self.params, self._device = config, features, params, None
@@ -137,12 +172,24 @@ class DecoderStack:
     def weights(self):  # uploaded once, on first use
         if self._device is None:
             p = self.params
-            blocks = [dict(norm_1=_pair(b["norm_1"]), Wqkv=_pair(b["attn"]["Wqkv"]), out_proj=_pair(b["attn"]["out_proj"]),
-                           norm_2=_pair(b["norm_2"]), up_proj=_pair(b["ffn"]["up_proj"]),
-                           down_proj=_pair(b["ffn"]["down_proj"])) for b in p["blocks"]]
+            blocks = [
+                dict(
+                    norm_1=_pair(b["norm_1"]),
+                    Wqkv=_pair(b["attn"]["Wqkv"]),
+                    out_proj=_pair(b["attn"]["out_proj"]),
+                    norm_2=_pair(b["norm_2"]),
+                    up_proj=_pair(b["ffn"]["up_proj"]),
+                    down_proj=_pair(b["ffn"]["down_proj"]),
+                )
+                for b in p["blocks"]
+            ]
             head = p["wte"] if self.config.tie_word_embeddings else p["lm_head"]
-            self._device = dict(blocks=blocks, wte=dev.to_device(p["wte"]["weight"]), head=dev.to_device(head["weight"]),
-                                norm_f=_pair(p["norm_f"]))
+            self._device = dict(
+                blocks=blocks,
+                wte=dev.to_device(p["wte"]["weight"]),
+                head=dev.to_device(head["weight"]),
+                norm_f=_pair(p["norm_f"]),
+            )
         return self._device
 
     def embed(self, ids):  # [...] -> [..., C]
@@ -150,8 +197,13 @@ class DecoderStack:
 
     def __call__(self, x, past, masked, bias, rng, per_layer=True):  # as mpt.decoder
         c, f = self.config, self.features
-        if (x.dtype != np.float32 or (rng is not None and (f.resid_pdrop or c.attn_pdrop)) or f.clip_qkv is not None
-                or f.qk_ln or past[0] is not None):
+        if (
+            x.dtype != np.float32
+            or (rng is not None and (f.resid_pdrop or c.attn_pdrop))
+            or f.clip_qkv is not None
+            or f.qk_ln
+            or past[0] is not None
+        ):
             return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
         B, S, C = x.shape
         H, D = c.n_heads, c.head_size
@@ -161,9 +213,22 @@ class DecoderStack:
 
         def attend(qkv):  # [B*S, 3C] -> [B*S, C]
             qkv3 = qkv.reshape(B, S, 3 * C)
-            ctx, probs = dev.attention(qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, mpt.softmax_scale(c), bias=bias_d,
-                                       masked=masked_d, want_probs=per_layer)
-            k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in np.split(qkv3.copy_to_host(), 3, -1)[1:])
+            ctx, probs = dev.attention(
+                qkv3,
+                qkv3,
+                qkv3,
+                (0, C, 2 * C),
+                H,
+                D,
+                mpt.softmax_scale(c),
+                bias=bias_d,
+                masked=masked_d,
+                want_probs=per_layer,
+            )
+            k, v = (
+                t.reshape(B, S, H, D).transpose(0, 2, 1, 3)
+                for t in np.split(qkv3.copy_to_host(), 3, -1)[1:]
+            )
             presents.append((np.ascontiguousarray(k), np.ascontiguousarray(v)))
             if per_layer:
                 attentions.append(probs.copy_to_host())
@@ -178,14 +243,21 @@ class DecoderStack:
 
     def lm_logits(self, x, logit_scale=None):  # [..., C] -> [..., V]
         if x.dtype != np.float32:
-            return mpt.lm_logits(x, self.params["wte" if self.config.tie_word_embeddings else "lm_head"]["weight"],
-                                 logit_scale)
+            return mpt.lm_logits(
+                x,
+                self.params["wte" if self.config.tie_word_embeddings else "lm_head"]["weight"],
+                logit_scale,
+            )
         rows = dev.to_device(x.reshape(-1, x.shape[-1]))
-        logits = dev.linear(rows, self.weights()["head"]).copy_to_host().reshape(x.shape[:-1] + (-1,))
+        logits = (
+            dev.linear(rows, self.weights()["head"]).copy_to_host().reshape(x.shape[:-1] + (-1,))
+        )
         return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
 
     def decode_session(self, batch, total_len):
-        return DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
+        return (
+            DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
+        )
 
 
 class DecodeSession:
@@ -221,11 +293,15 @@ class DecodeSession:
         bias = dev.to_device(np.ascontiguousarray(bias_host))  # [H, 1, S]
         x = dev.embed(dev.to_device(ids.reshape(-1), np.int64), self.w["wte"])  # [B*S, C]
         for i, w in enumerate(self.w["blocks"]):
+
             def attend(qkv, i=i):
                 qkv3 = qkv.reshape(B, S, 3 * C)
                 dev.cache_write(qkv3, self.kt[i], self.v[i], 0)
-                ctx, _ = dev.attention(qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, self.scale, bias=bias, masked=masked)
+                ctx, _ = dev.attention(
+                    qkv3, qkv3, qkv3, (0, C, 2 * C), H, D, self.scale, bias=bias, masked=masked
+                )
                 return ctx.reshape(B * S, C)
+
             x = _block(w, c.layer_norm_epsilon, x, attend)
         self.length = S
         last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
@@ -235,14 +311,24 @@ class DecodeSession:
         """Step buffers, allocated once: a decode step then allocates nothing on the device."""
         c = self.c
         C, W, V = c.d_model, self.w["blocks"][0]["up_proj"][0].shape[0], c.vocab_size
-        shapes = dict(x=(B, C), h=(B, C), qkv=(B, 3 * C), ctx=(B, C), proj=(B, C), up=(B, W), act=(B, W),
-                      logits=(B, V))
+        shapes = dict(
+            x=(B, C),
+            h=(B, C),
+            qkv=(B, 3 * C),
+            ctx=(B, C),
+            proj=(B, C),
+            up=(B, W),
+            act=(B, W),
+            logits=(B, V),
+        )
         self.ws = {name: dev.empty(shape) for name, shape in shapes.items()}
         self.ids = dev.empty((B,), np.int64)
 
     def step(self, token):  # [B] host ids -> logits [B, V]
         c, t = self.c, self.length
-        token = checked_tokens(token, self.batch, c.vocab_size, t, self.total_len, ndim=1)  # the device embeds it
+        token = checked_tokens(
+            token, self.batch, c.vocab_size, t, self.total_len, ndim=1
+        )  # the device embeds it
         B, eps = token.shape[0], c.layer_norm_epsilon
         if self.ws is None:
             self._workspace(B)
@@ -250,14 +336,28 @@ class DecodeSession:
         dev.set_column(self.key_ok, t, 1)
         self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
         x = dev.embed(self.ids, self.w["wte"], out=ws["x"])  # [B, C]
-        for i, w in enumerate(self.w["blocks"]):  # five launches a layer: norms, GELU and residuals ride in the
+        for i, w in enumerate(
+            self.w["blocks"]
+        ):  # five launches a layer: norms, GELU and residuals ride in the
             # matvecs, the cache write in the attention
             qkv = dev.fused_linear(x, *w["Wqkv"], ln=w["norm_1"], eps=eps, out=ws["qkv"])
-            ctx = dev.decode_attention(qkv, self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok,
-                                       out=ws["ctx"])
+            ctx = dev.decode_attention(
+                qkv,
+                self.kt[i],
+                self.v[i],
+                t + 1,
+                self.scale,
+                self.slopes,
+                self.key_ok,
+                out=ws["ctx"],
+            )
             x = dev.fused_linear(ctx, *w["out_proj"], resid=x, out=ws["proj"])
-            act = dev.fused_linear(x, *w["up_proj"], ln=w["norm_2"], eps=eps, gelu=True, out=ws["act"])
-            x = dev.fused_linear(act, *w["down_proj"], resid=x, out=ws["x"] if x is ws["proj"] else ws["proj"])
+            act = dev.fused_linear(
+                x, *w["up_proj"], ln=w["norm_2"], eps=eps, gelu=True, out=ws["act"]
+            )
+            x = dev.fused_linear(
+                act, *w["down_proj"], resid=x, out=ws["x"] if x is ws["proj"] else ws["proj"]
+            )
         self.length = t + 1
         logits = dev.fused_linear(x, self.w["wte"], ln=self.w["norm_f"], eps=eps, out=ws["logits"])
         return logits.copy_to_host()

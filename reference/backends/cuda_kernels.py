@@ -1,21 +1,22 @@
 """Numba CUDA kernels, each equal to a NumPy twin in reference/ops.py (tests/test_cuda_kernels.py).
 
-| kernel                 | NumPy twin                   | shape of the work                                      |
-|------------------------|------------------------------|--------------------------------------------------------|
-| ``matmul_bt``          | ``ops.linear``               | 64 x 64 output tiles, 4 x 4 outputs a thread, K staged  |
-|                        |                              | through shared memory 16 columns at a time              |
-| ``matvec``             | ``ops.linear`` (few rows)    | one block per output, shared-memory reduction           |
-| ``layer_norm_rows``    | ``ops.layer_norm``           | one block per row                                       |
-| ``gelu``, ``add``      | ``ops.gelu``, ``+``          | elementwise                                             |
-| ``flash_attention(D)`` | ``ops.attention``            | one thread per (query row, key group), key tiles and    |
-|                        |                              | bias/mask tiles in shared memory, online (streaming)    |
-|                        |                              | softmax in registers, groups merged at the end          |
-|                        |                              | (a second sweep writes the probabilities when asked)    |
-| ``decode_attention``   | ``ops.attention`` (S = 1)    | one block per (batch, head), threads over cached keys   |
-|                        |                              | in chunks (online softmax across chunks); stores the    |
-|                        |                              | step's key and value in the cache first                 |
+| kernel                 | NumPy twin                | shape of the work                           |
+|------------------------|---------------------------|---------------------------------------------|
+| ``matmul_bt``          | ``ops.linear``            | 64 x 64 output tiles, 4 x 4 outputs a       |
+|                        |                           | thread, K staged in shared memory, 16 a go  |
+| ``matvec``             | ``ops.linear`` (few rows) | a block per output, shared-memory reduction |
+| ``layer_norm_rows``    | ``ops.layer_norm``        | one block per row                           |
+| ``gelu``, ``add``      | ``ops.gelu``, ``+``       | elementwise                                 |
+| ``flash_attention(D)`` | ``ops.attention``         | a thread per (query row, key group); key    |
+|                        |                           | and bias/mask tiles in shared memory;       |
+|                        |                           | online softmax in registers, groups merged  |
+|                        |                           | at the end (a second sweep: probabilities)  |
+| ``decode_attention``   | ``ops.attention`` (S = 1) | a block per (batch, head), threads over the |
+|                        |                           | cached keys in chunks (online softmax       |
+|                        |                           | across them); stores the step's key, value  |
 
-Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a column
+Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a
+column
 offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no head
 split or merge copies are needed. Masks: ``bias`` [Hb, Sb, K] (relative or ALiBi; 1-sized axes
 broadcast), ``mask_add`` [Bm, Sm, K] added after it, ``masked`` [Bk, Sk, K] uint8 whose scores are
@@ -38,11 +39,20 @@ SIDE = 4 if SIMULATED else 16  # matmul: threads per block side
 PER = 2 if SIMULATED else 4  # matmul: outputs per thread side
 TILE = SIDE * PER  # matmul: output tile side (64 on a GPU)
 DEPTH = 8 if SIMULATED else 16  # matmul: columns of a and b staged per step
-TILE_PADDED = TILE + 1  # matmul: staged row length; odd, so a warp's staging stores hit distinct banks
-ROW_THREADS = 16 if SIMULATED else 128  # threads per block for row reductions (layer norm, matvec, decode)
-MAX_HEAD = 128  # largest head size of the attention kernel (its key and value tiles fill the shared memory)
-DECODE_CHUNK = 16 if SIMULATED else 2048  # decode attention: cached keys scored per pass (in shared memory)
-DIMS_PER_THREAD = -(-MAX_HEAD // ROW_THREADS)  # decode attention: head dimensions a thread accumulates
+TILE_PADDED = (
+    TILE + 1
+)  # matmul: staged row length; odd, so a warp's staging stores hit distinct banks
+ROW_THREADS = (
+    16 if SIMULATED else 128
+)  # threads per block for row reductions (layer norm, matvec, decode)
+# largest head size of the attention kernel (its key and value tiles fill the shared memory)
+MAX_HEAD = 128
+DECODE_CHUNK = (
+    16 if SIMULATED else 2048
+)  # decode attention: cached keys scored per pass (in shared memory)
+DIMS_PER_THREAD = -(
+    -MAX_HEAD // ROW_THREADS
+)  # decode attention: head dimensions a thread accumulates
 MASK_VALUE = float32(ops.MASK_VALUE)  # finfo(float32).min
 
 
@@ -67,7 +77,9 @@ def matmul_bt(a, b, bias, c):  # a [M, K], b [N, K], bias [N] or [0] -> c [M, N]
         for j in range(PER):
             acc[i, j] = float32(0.0)
     for k0 in range(0, K, DEPTH):
-        for e in range(t, TILE * DEPTH, SIDE * SIDE):  # consecutive threads, consecutive columns of a row
+        for e in range(
+            t, TILE * DEPTH, SIDE * SIDE
+        ):  # consecutive threads, consecutive columns of a row
             r, kk = e // DEPTH, e % DEPTH
             k = k0 + kk
             sa[kk, r] = a[row0 + r, k] if (row0 + r < M and k < K) else float32(0.0)
@@ -168,7 +180,8 @@ def flash_attention(D, with_probs=False):
     each thread's query row and context accumulator unroll into registers).
 
     Launch: grid (B * H, ceil(S / ROWS)), block ROWS * SPLIT threads. Arguments: qs [B, S, *],
-    ks_src / vs_src [B, K, *] and the column where each tensor starts (q_off, k_off, v_off), H, scale,
+    ks_src / vs_src [B, K, *] and the column where each tensor starts (q_off, k_off, v_off), H,
+    scale,
     bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D] and, in the
     ``with_probs`` variant, probs [B, H, S, K] (a second sweep over the keys recomputes each score
     and writes exp(score - row max) / row total; the other variant takes an empty probs and has no
@@ -176,7 +189,8 @@ def flash_attention(D, with_probs=False):
 
     Thread (g, r) owns query row r of the block's ROWS rows for key group g: each shared tile of KT
     keys is split into SPLIT runs of KT / SPLIT keys, so the SPLIT groups (one warp each on a GPU)
-    stream disjoint keys with their own online softmax (running max, total and weighted sum, rescaled
+    stream disjoint keys with their own online softmax (running max, total and weighted sum,
+    rescaled
     only when the max grows), and merge at the end. Keys, values, and the bias + mask_add and masked
     entries of the tile are copied into shared memory by all threads, consecutive threads taking
     consecutive columns. Scores are (q . k) * scale + (bias + mask_add), then replaced where masked:
@@ -202,7 +216,9 @@ def _make_flash_attention(D, WITH_PROBS):
     CHAINS = 4 if D % 4 == 0 else 1  # independent partial sums in the q . k product
 
     @cuda.jit
-    def kernel(qs, ks_src, vs_src, q_off, k_off, v_off, H, scale, bias, mask_add, masked, ctx, probs):
+    def kernel(
+        qs, ks_src, vs_src, q_off, k_off, v_off, H, scale, bias, mask_add, masked, ctx, probs
+    ):
         ks = cuda.shared.array((KT, D), float32)
         vs = cuda.shared.array((KT, D), float32)
         extra = cuda.shared.array((ROWS, PADDED), float32)  # bias + mask_add of the tile
@@ -217,7 +233,11 @@ def _make_flash_attention(D, WITH_PROBS):
         i = i0 + r
         S, K = qs.shape[1], ks_src.shape[1]
         live = i < S
-        has_bias, has_add, has_masked = bias.shape[2] > 0, mask_add.shape[2] > 0, masked.shape[2] > 0
+        has_bias, has_add, has_masked = (
+            bias.shape[2] > 0,
+            mask_add.shape[2] > 0,
+            masked.shape[2] > 0,
+        )
         staged = has_bias or has_add or has_masked
         for d in range(D):
             q[d] = qs[b, i, q_off + h * D + d] if live else float32(0.0)
@@ -233,7 +253,9 @@ def _make_flash_attention(D, WITH_PROBS):
                     inside = k0 + jr < K
                     ks[jr, d] = ks_src[b, k0 + jr, k_off + h * D + d] if inside else float32(0.0)
                     if sweep == 0:
-                        vs[jr, d] = vs_src[b, k0 + jr, v_off + h * D + d] if inside else float32(0.0)
+                        vs[jr, d] = (
+                            vs_src[b, k0 + jr, v_off + h * D + d] if inside else float32(0.0)
+                        )
                 if staged:
                     for e in range(t, ROWS * KT, THREADS):
                         rr, c = e // KT, e % KT
@@ -241,11 +263,21 @@ def _make_flash_attention(D, WITH_PROBS):
                         a, m = float32(0.0), uint8(0)
                         if ii < S and j < K:
                             if has_bias:
-                                a = bias[h if bias.shape[0] > 1 else 0, ii if bias.shape[1] > 1 else 0, j]
+                                a = bias[
+                                    h if bias.shape[0] > 1 else 0, ii if bias.shape[1] > 1 else 0, j
+                                ]
                             if has_add:
-                                a += mask_add[b if mask_add.shape[0] > 1 else 0, ii if mask_add.shape[1] > 1 else 0, j]
+                                a += mask_add[
+                                    b if mask_add.shape[0] > 1 else 0,
+                                    ii if mask_add.shape[1] > 1 else 0,
+                                    j,
+                                ]
                             if has_masked:
-                                m = masked[b if masked.shape[0] > 1 else 0, ii if masked.shape[1] > 1 else 0, j]
+                                m = masked[
+                                    b if masked.shape[0] > 1 else 0,
+                                    ii if masked.shape[1] > 1 else 0,
+                                    j,
+                                ]
                         extra[rr, c] = a
                         hide[rr, c] = m
                 cuda.syncthreads()
@@ -269,7 +301,9 @@ def _make_flash_attention(D, WITH_PROBS):
                             probs[b, h, i, k0 + c] = math.exp(s - top) / total
                             continue
                         if s == -math.inf:
-                            continue  # adds nothing (a row of only -inf scores ends as 0 / 0, like the reference)
+                            # adds nothing (a row of only -inf scores ends as 0 / 0, like the
+                            # reference)
+                            continue
                         if s > top:
                             correction = math.exp(top - s)
                             total *= correction
@@ -283,7 +317,9 @@ def _make_flash_attention(D, WITH_PROBS):
                 cuda.syncthreads()
             if sweep == 1:
                 break
-            for other in range(1, SPLIT):  # merge group `other` into group 0 through the (now free) tiles
+            for other in range(
+                1, SPLIT
+            ):  # merge group `other` into group 0 through the (now free) tiles
                 if g == other:
                     extra[r, 0], extra[r, 1] = top, total
                     for d in range(D):

@@ -32,8 +32,10 @@ def require_cuda():
     except Exception as e:  # noqa: BLE001 - driver libraries missing or broken
         raise ValueError(f"backend='cuda' needs a CUDA GPU and driver ({e})") from None
     if not available:
-        raise ValueError("backend='cuda' needs a CUDA GPU (none found); for testing without one, set "
-                         "NUMBA_ENABLE_CUDASIM=1 before Python starts to run the kernels in the CUDA simulator")
+        raise ValueError(
+            "backend='cuda' needs a CUDA GPU (none found); for testing without one, set "
+            "NUMBA_ENABLE_CUDASIM=1 before Python starts to run the kernels in the CUDA simulator"
+        )
 
 
 def to_device(x, dtype=np.float32):
@@ -51,18 +53,29 @@ def linear(x, w, b=None, out=None):  # [M, K], [N, K], [N] -> [M, N] (into out w
     if M <= 4:
         k.matvec[(N, M), k.ROW_THREADS](x, w, bias, out)
     else:
-        k.matmul_bt[(math.ceil(N / k.TILE), math.ceil(M / k.TILE)), (k.SIDE, k.SIDE)](x, w, bias, out)
+        k.matmul_bt[(math.ceil(N / k.TILE), math.ceil(M / k.TILE)), (k.SIDE, k.SIDE)](
+            x, w, bias, out
+        )
     return out
 
 
 def fused_linear(x, w, b=None, ln=None, eps=1e-5, gelu=False, resid=None, out=None):
-    """resid + act(LN(x) W^T + b) in one launch, for few rows (decode steps); ln = (weight, bias or None)."""
+    """resid + act(LN(x) W^T + b) in one launch, for few rows (decode steps); ln = (weight, bias
+    or None)."""
     M, N = x.shape[0], w.shape[0]
     out = empty((M, N)) if out is None else out
     ln_w, ln_b = ln if ln is not None else (absent(1), None)
-    k.fused_matvec[(N, M), k.ROW_THREADS](x, ln_w, ln_b if ln_b is not None else absent(1), np.float32(eps), w,
-                                          b if b is not None else absent(1), 1 if gelu else 0,
-                                          resid if resid is not None else absent(2), out)
+    k.fused_matvec[(N, M), k.ROW_THREADS](
+        x,
+        ln_w,
+        ln_b if ln_b is not None else absent(1),
+        np.float32(eps),
+        w,
+        b if b is not None else absent(1),
+        1 if gelu else 0,
+        resid if resid is not None else absent(2),
+        out,
+    )
     return out
 
 
@@ -94,7 +107,9 @@ def _check_head_size(D):
         raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")
 
 
-def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False):
+def attention(
+    q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False
+):
     """q [B, S, *], k_src and v_src [B, K, *] (all three may be one fused buffer), offsets = the
     (q, k, v) column offsets. Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
     _check_head_size(D)
@@ -102,10 +117,18 @@ def attention(q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, m
     ctx = empty((B, S, H * D))
     probs = empty((B, H, S, K)) if want_probs else absent(4)
     k.flash_attention(D, want_probs)[(B * H, math.ceil(S / k.ROWS)), k.ROWS * k.SPLIT](
-        q, k_src, v_src, *offsets, H, np.float32(scale),
+        q,
+        k_src,
+        v_src,
+        *offsets,
+        H,
+        np.float32(scale),
         bias if bias is not None else absent(3),
         mask_add if mask_add is not None else absent(3),
-        masked if masked is not None else absent(3, np.uint8), ctx, probs)
+        masked if masked is not None else absent(3, np.uint8),
+        ctx,
+        probs,
+    )
     return ctx, (probs if want_probs else None)
 
 
@@ -126,9 +149,12 @@ def set_column(x, column, value):
 
 
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, out=None):
-    """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot length - 1."""
+    """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot
+    length - 1."""
     B, H, D = kt.shape[0], kt.shape[1], kt.shape[2]
     _check_head_size(D)
     ctx = empty((B, H * D)) if out is None else out
-    k.decode_attention[B * H, k.ROW_THREADS](qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
+    k.decode_attention[B * H, k.ROW_THREADS](
+        qkv, kt, v, length, np.float32(scale), slopes, key_ok, ctx
+    )
     return ctx

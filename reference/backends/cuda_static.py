@@ -9,7 +9,8 @@ would run. Where NVVM is installed (``pip install 'numba-cuda[cu13]'``, about 45
   architecture and returns its report: registers per thread, stack frame (local memory: arrays the
   compiler could not keep in registers), spill stores and loads, static shared memory.
 
-``python tools/cuda_resources.py`` prints the table for every kernel; tests/cuda/test_cuda_compile.py
+``python tools/cuda_resources.py`` prints the table for every kernel;
+tests/cuda/test_cuda_compile.py
 compiles every kernel and holds the hot ones to no stack frame and no spills.
 
 Without a GPU numba-cuda asks the (absent) current device for its compute capability when a kernel
@@ -50,19 +51,32 @@ SIGNATURES = {
     "set_column": (U2, i64, i64),
 }
 
-# Kernels that do the heavy lifting: they must keep their working set in registers and shared memory.
+# Kernels that do the heavy lifting: they must keep their working set in registers and shared
+# memory.
 # (At head size 128 the attention kernel's query row and accumulator need more registers than a
 # thread may have; its spills are reported by tools/cuda_resources.py, not held to zero.)
-HOT = ("matmul_bt", "matvec", "fused_matvec", "layer_norm_rows", "decode_attention", "flash_attention/32",
-       "flash_attention/64", "flash_attention/64+probs")
+HOT = (
+    "matmul_bt",
+    "matvec",
+    "fused_matvec",
+    "layer_norm_rows",
+    "decode_attention",
+    "flash_attention/32",
+    "flash_attention/64",
+    "flash_attention/64+probs",
+)
 
 
 def kernel_names():
     """Every kernel (not device function) defined in cuda_kernels.py; a kernel made per head size
-    (``flash_attention(D, with_probs)``) is listed as ``name/D`` or ``name/D+probs`` for the variants
+    (``flash_attention(D, with_probs)``) is listed as ``name/D`` or ``name/D+probs`` for the
+    variants
     in SIGNATURES."""
-    module_level = [name for name, obj in vars(k).items()
-                    if hasattr(obj, "py_func") and not getattr(obj, "targetoptions", {}).get("device", False)]
+    module_level = [
+        name
+        for name, obj in vars(k).items()
+        if hasattr(obj, "py_func") and not getattr(obj, "targetoptions", {}).get("device", False)
+    ]
     per_head_size = [name for name in SIGNATURES if "/" in name]
     return sorted(module_level + per_head_size)
 
@@ -117,7 +131,8 @@ _FIELDS = {
 
 
 def resources(name, cc=(9, 0)):
-    """nvJitLink's report for kernel ``name`` on sm_<cc>: {registers, stack, spill_stores, spill_loads,
+    """nvJitLink's report for kernel ``name`` on sm_<cc>: {registers, stack, spill_stores,
+    spill_loads,
     shared} (stack, spills and shared memory in bytes)."""
     from cuda.bindings import nvjitlink
 

@@ -1,17 +1,19 @@
-"""Numba CPU kernels: the hot operations of both families, each equal to a NumPy twin in reference/ops.py.
+"""Numba CPU kernels: the hot operations of both families, each equal to a NumPy twin in
+reference/ops.py.
 
-| kernel here                     | NumPy twin                | strategy                                                |
-|---------------------------------|---------------------------|---------------------------------------------------------|
-| ``linear``                      | ``ops.linear``            | BLAS GEMM for many rows; parallel Numba matvec for few  |
-| ``layer_norm``                  | ``ops.layer_norm``        | one parallel pass per row (two-pass mean / variance)    |
-| ``add_layer_norm``              | ``layer_norm(x + r)``     | the same, the residual added as the row is read         |
-| ``gelu``                        | ``ops.gelu``              | parallel elementwise, rational erf (vectorises)         |
-| ``linear_gelu``                 | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one parallel pass      |
-| ``attention``                   | ``ops.attention``         | one fused kernel per (batch, head); 6 x 16 reg. tiles   |
-| ``decode_attention``            | ``ops.attention`` (S = 1) | one query over a cache whose keys are stored [D, T]     |
-| ``linear`` on bf16 weights      | ``ops.linear`` on widened | the same matvec, each weight widened as it is read      |
+| kernel here          | NumPy twin                | strategy                                      |
+|----------------------|---------------------------|-----------------------------------------------|
+| ``linear``           | ``ops.linear``            | BLAS GEMM for many rows; Numba matvec for few |
+| ``layer_norm``       | ``ops.layer_norm``        | a parallel pass per row (two-pass variance)   |
+| ``add_layer_norm``   | ``layer_norm(x + r)``     | the same, the residual added as it is read    |
+| ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
+| ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
+| ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
+| ``decode_attention`` | ``ops.attention`` (S = 1) | one query over a cache of keys stored [D, T]  |
+| ``linear``, bf16     | ``ops.linear``, widened   | the same matvec, each weight widened as read  |
 
-Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks). numba_stacks.py
+Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
+numba_stacks.py
 composes them into whole MPNet layers, MPT blocks and the decode step.
 ``fastmath`` is limited to reassociation and contraction flags so that -inf and NaN still behave.
 """
@@ -40,14 +42,17 @@ _TUNED = False  # whether tune_process() has run in this process
 def tune_process():
     """Process-wide settings under which the numba backend runs fast on a machine with few cores.
 
-    Importing this module changes nothing; the command line and tools/bench.py call this once, early,
-    and a program of yours may too. It changes three things, each only where the user has not set it:
+    Importing this module changes nothing; the command line and tools/bench.py call this once,
+    early,
+    and a program of yours may too. It changes three things, each only where the user has not set
+    it:
 
     * GOMP_SPINCOUNT=1000. Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do
       after a GEMM; on few cores the two pools then fight (a 32 x 768 LayerNorm between GEMMs took
       4 ms instead of 0.1 ms). libgomp reads it once, when it loads (the first parallel launch, or
       importing torch), so call this before either.
-    * OPENBLAS_THREAD_TIMEOUT=4, and OpenBLAS's thread pool restarted to read it (``_quiet_openblas_threads``).
+    * OPENBLAS_THREAD_TIMEOUT=4, and OpenBLAS's thread pool restarted to read it
+      (``_quiet_openblas_threads``).
     * glibc's mmap and trim thresholds raised to 512 MiB (``_keep_freed_memory``): freed memory then
       stays with the process for reuse, which also holds for fp32 weights converted to bf16 later.
 
@@ -63,7 +68,8 @@ def tune_process():
 
 
 def _quiet_openblas_threads(timeout="4"):
-    """OpenBLAS's threads likewise spin after each GEMM (2^28 cycles by default), taking the cores from
+    """OpenBLAS's threads likewise spin after each GEMM (2^28 cycles by default), taking the
+    cores from
     the Numba kernel that follows it: the encoder's attention ran at half speed. OpenBLAS reads
     OPENBLAS_THREAD_TIMEOUT when it loads, which is before this module; so set it (unless the user
     did), have the library re-read its environment and restart its thread pool. Only for an OpenBLAS
@@ -71,7 +77,11 @@ def _quiet_openblas_threads(timeout="4"):
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ or not os.path.exists("/proc/self/maps"):
         return
     with open("/proc/self/maps") as f:
-        paths = {line.split()[-1] for line in f if "openblas" in line.lower() and line.rstrip().endswith((".so", ".so.0"))}
+        paths = {
+            line.split()[-1]
+            for line in f
+            if "openblas" in line.lower() and line.rstrip().endswith((".so", ".so.0"))
+        }
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = timeout
     for path in paths:
         try:
@@ -86,8 +96,10 @@ def _quiet_openblas_threads(timeout="4"):
 
 def _keep_freed_memory(limit=1 << 29):
     """glibc returns every large freed block to the kernel, so each new activation of a few MB is
-    page-faulted in again (about 10 ms for 12 MB on these VMs, the whole cost of a GELU). Raising the
-    mmap and trim thresholds to 512 MiB keeps freed blocks for reuse; RSS then holds the peak working
+    page-faulted in again (about 10 ms for 12 MB on these VMs, the whole cost of a GELU). Raising
+    the
+    mmap and trim thresholds to 512 MiB keeps freed blocks for reuse; RSS then holds the peak
+    working
     set, which it reaches anyway. Other C libraries: nothing to do."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -109,20 +121,25 @@ MATVEC_MAX_ROWS = 4  # up to this many rows (decode steps) a Numba matvec stream
 
 @intrinsic
 def _bits_to_float32(typingctx, bits):
-    """Reinterpret a uint32 as the float32 with those bits (a free bitcast in the generated code)."""
+    """Reinterpret a uint32 as the float32 with those bits (a free bitcast in the generated
+    code)."""
+
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(types.float32))
+
     return types.float32(types.uint32), codegen
 
 
 @njit(inline="always")
 def bf16_to_float32(h):  # uint16 -> float32
-    """bfloat16 is the top half of a float32: shift its 16 bits into place (twin: checkpoint.bf16_to_float32)."""
+    """bfloat16 is the top half of a float32: shift its 16 bits into place (twin:
+    checkpoint.bf16_to_float32)."""
     return _bits_to_float32(np.uint32(h) << np.uint32(16))
 
 
 def _widen(w):
-    """A weight as float32: itself, or a bf16 bit pattern (uint16) widened. Compiled per weight dtype."""
+    """A weight as float32: itself, or a bf16 bit pattern (uint16) widened. Compiled per weight
+    dtype."""
 
 
 @overload(_widen, inline="always")
@@ -145,14 +162,19 @@ def _matvec_rows(x, w, out):  # [N, I] f32, [O, I] f32 or uint16 (bf16 bits) -> 
 
 
 def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holding bf16) -> [..., O]
-    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage)."""
+    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight
+    storage)."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
     if rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:
-        w = (weight.astype(np.uint32) << 16).view(np.float32) if weight.dtype == np.uint16 else weight
+        w = (
+            (weight.astype(np.uint32) << 16).view(np.float32)
+            if weight.dtype == np.uint16
+            else weight
+        )
         out = rows @ w.T
     if bias is not None and out.dtype == np.float32 and out.shape[0] > MATVEC_MAX_ROWS:
         _add_to_rows(out, bias)  # in place, on every core: the product is a fresh array
@@ -173,8 +195,10 @@ def _add_to_rows(out, bias):  # [N, O] += [O]
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _layer_norm_rows(x, residual, w, b, eps, out):  # [N, C], [N | 1, C] -> [N, C]
-    """out = layer_norm(x + residual) row by row. A one-row residual of zeros serves plain layer norm
-    (adding 0.0 changes no value). Each pass re-adds the two rows instead of storing their sum, which
+    """out = layer_norm(x + residual) row by row. A one-row residual of zeros serves plain layer
+    norm
+    (adding 0.0 changes no value). Each pass re-adds the two rows instead of storing their sum,
+    which
     keeps every loop free of aliasing, so all three vectorise."""
     N, C = x.shape
     step = 1 if residual.shape[0] > 1 else 0
@@ -199,14 +223,23 @@ def layer_norm(x, weight, bias, eps):  # [..., C] -> [..., C]
 
 
 def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or None -> [..., C]
-    """Twin of ops.layer_norm(x + residual, ...): the residual add fused into the norm's first pass."""
-    if x.dtype != np.float32 or (residual is not None and (residual.dtype != np.float32 or residual.shape != x.shape)):
+    """Twin of ops.layer_norm(x + residual, ...): the residual add fused into the norm's first
+    pass."""
+    if x.dtype != np.float32 or (
+        residual is not None and (residual.dtype != np.float32 or residual.shape != x.shape)
+    ):
         return ops.layer_norm(x if residual is None else x + residual, weight, bias, eps)
     C = x.shape[-1]
     rows = np.ascontiguousarray(x.reshape(-1, C))
-    extra = np.zeros((1, C), np.float32) if residual is None else np.ascontiguousarray(residual.reshape(-1, C))
+    extra = (
+        np.zeros((1, C), np.float32)
+        if residual is None
+        else np.ascontiguousarray(residual.reshape(-1, C))
+    )
     out = np.empty_like(rows)
-    _layer_norm_rows(rows, extra, weight, np.zeros(C, np.float32) if bias is None else bias, eps, out)
+    _layer_norm_rows(
+        rows, extra, weight, np.zeros(C, np.float32) if bias is None else bias, eps, out
+    )
     return out.reshape(x.shape)
 
 
@@ -215,10 +248,28 @@ def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or Non
 # abs error 3.7e-7 over the real line in float32. Unlike libm's erf it is plain arithmetic, so the
 # GELU loop vectorises: about 5x faster on MPNet's [1024, 3072] activations.
 ERF_CLAMP = np.float32(3.925)
-ERF_P = tuple(np.float32(c) for c in (1.1283791609962266, 0.18888793164166542, 0.05254912332178045,
-                                      0.003701472807569234, 0.000283608879840589, 2.0635138633012805e-06))
-ERF_Q = tuple(np.float32(c) for c in (1.0, 0.5007305696365796, 0.11348269112316459, 0.014839813884853678,
-                                      0.0011473479555544717, 3.816526815181222e-05))
+ERF_P = tuple(
+    np.float32(c)
+    for c in (
+        1.1283791609962266,
+        0.18888793164166542,
+        0.05254912332178045,
+        0.003701472807569234,
+        0.000283608879840589,
+        2.0635138633012805e-06,
+    )
+)
+ERF_Q = tuple(
+    np.float32(c)
+    for c in (
+        1.0,
+        0.5007305696365796,
+        0.11348269112316459,
+        0.014839813884853678,
+        0.0011473479555544717,
+        3.816526815181222e-05,
+    )
+)
 P0, P1, P2, P3, P4, P5 = ERF_P
 Q0, Q1, Q2, Q3, Q4, Q5 = ERF_Q
 
@@ -274,20 +325,33 @@ def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
 
 
 # exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 split in two parts (Cody-Waite) so r is
-# exact, exp(r) by its Taylor series to degree 7 on |r| <= ln(2)/2 (relative error below 1e-8 there),
-# 2^n built in the exponent bits. Plain float32 arithmetic, so softmax loops vectorise; libm's exp does
-# not. Compiled without reassociation: with it LLVM may merge the two halves of ln 2 into one float32
+# exact, exp(r) by its Taylor series to degree 7 on |r| <= ln(2)/2 (relative error below 1e-8
+# there),
+# 2^n built in the exponent bits. Plain float32 arithmetic, so softmax loops vectorise; libm's exp
+# does
+# not. Compiled without reassociation: with it LLVM may merge the two halves of ln 2 into one
+# float32
 # constant, and for x near -87 that alone costs 2.4e-7 of relative error.
-LOG2E, LN2_HI, LN2_LO = np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4)
-EXP_MIN = np.float32(-87.0)  # below this exp(x) < 1.7e-38 (the float32 normal range ends): returned as 0
+LOG2E, LN2_HI, LN2_LO = (
+    np.float32(1.4426950408889634),
+    np.float32(0.693359375),
+    np.float32(-2.12194440e-4),
+)
+EXP_MIN = np.float32(
+    -87.0
+)  # below this exp(x) < 1.7e-38 (the float32 normal range ends): returned as 0
 INV_FACT = tuple(np.float32(1.0 / math.factorial(k)) for k in range(8))
 F0, F1, F2, F3, F4, F5, F6, F7 = INV_FACT
 
 
 @njit(fastmath={"contract"})
-def exp32(x):  # float32 -> float32; twin: np.exp, within 1e-7 relative for -87 <= x <= 0, 0 below, NaN for NaN
+def exp32(
+    x,
+):  # float32 -> float32; twin: np.exp, within 1e-7 relative for -87 <= x <= 0, 0 below, NaN for NaN
     xc = max(x, EXP_MIN)
-    n = np.floor(xc * LOG2E + np.float32(0.5))  # float32 (math.floor would give int64, which does not vectorise)
+    n = np.floor(
+        xc * LOG2E + np.float32(0.5)
+    )  # float32 (math.floor would give int64, which does not vectorise)
     r = (xc - n * LN2_HI) - n * LN2_LO
     p = ((((((F7 * r + F6) * r + F5) * r + F4) * r + F3) * r + F2) * r + F1) * r + F0
     scale = _bits_to_float32(np.uint32(np.int32(n) + np.int32(127)) << np.uint32(23))
@@ -310,7 +374,8 @@ def _row_max(row, K):  # max of row[:K], eight lanes at a time (LLVM leaves a fl
 
 @njit(inline="always")
 def _softmax_row(row, K):
-    """row[:K] = softmax(row[:K]) in place (a row whose entries are all MASK_VALUE becomes uniform)."""
+    """row[:K] = softmax(row[:K]) in place (a row whose entries are all MASK_VALUE becomes
+    uniform)."""
     top = _row_max(row, K)
     total = np.float32(0.0)
     for j in range(K):
@@ -324,7 +389,8 @@ def _softmax_row(row, K):
 
 @njit
 def _scores_row(row, scale, bias, mask_add, hide, K):
-    """row = row * scale + bias + mask_add, then MASK_VALUE where hide: one pass, in the twin's order.
+    """row = row * scale + bias + mask_add, then MASK_VALUE where hide: one pass, in the twin's
+    order.
     Compiled without fastmath, so the product and the bias are not fused into one rounding."""
     for j in range(K):
         s = (row[j] * scale + bias[j]) + mask_add[j]
@@ -336,13 +402,20 @@ def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
     """Scale the products for query i, add its bias and mask rows, replace masked keys, then softmax
     in place. bias [Hb, Sb, K], mask_add [Bm, Sm, K] and masked [Bk, Sk, K] broadcast over leading
     sizes of 1; an absent one is a single row of zeros (adding 0.0 changes no score) or of False."""
-    _scores_row(row, scale, bias[min(h, bias.shape[0] - 1), min(i, bias.shape[1] - 1)],
-                mask_add[min(b, mask_add.shape[0] - 1), min(i, mask_add.shape[1] - 1)],
-                masked[min(b, masked.shape[0] - 1), min(i, masked.shape[1] - 1)], K)
+    _scores_row(
+        row,
+        scale,
+        bias[min(h, bias.shape[0] - 1), min(i, bias.shape[1] - 1)],
+        mask_add[min(b, mask_add.shape[0] - 1), min(i, mask_add.shape[1] - 1)],
+        masked[min(b, masked.shape[0] - 1), min(i, masked.shape[1] - 1)],
+        K,
+    )
     _softmax_row(row, K)
 
 
-ROWS = 6  # query rows per register tile: 12 accumulators + 2 loaded vectors + 1 broadcast = 15 of AVX2's 16 registers
+# query rows per register tile: 12 accumulators + 2 loaded vectors + 1 broadcast = 15 of AVX2's 16
+# registers
+ROWS = 6
 
 
 @njit(inline="always")
@@ -359,7 +432,8 @@ def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
 
 @njit(inline="always", fastmath=FASTMATH)
 def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 + 5 only
-    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values, written twice).
+    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values,
+    written twice).
 
     a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
     loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
@@ -367,7 +441,13 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
     (a BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
     """
     S, T, N = a.shape[0], b.shape[0], b.shape[1]
-    i1, i2, i3, i4, i5 = min(i0 + 1, S - 1), min(i0 + 2, S - 1), min(i0 + 3, S - 1), min(i0 + 4, S - 1), min(i0 + 5, S - 1)
+    i1, i2, i3, i4, i5 = (
+        min(i0 + 1, S - 1),
+        min(i0 + 2, S - 1),
+        min(i0 + 3, S - 1),
+        min(i0 + 4, S - 1),
+        min(i0 + 5, S - 1),
+    )
     for j in range(0, N - 15, 16):
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = zero8()
         for t in range(T):
@@ -394,11 +474,14 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
-    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm, K];
-    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for "absent"). Writes probs
+    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm,
+    Sm, K];
+    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for "absent").
+    Writes probs
     [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows must have unit stride).
 
-    One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next to
+    One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next
+    to
     each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they are
     small enough to stay in its cache), then goes down the queries six rows at a time: their scores
     by the register tile, bias, mask and softmax on those rows, then their context rows by the tile.
@@ -431,7 +514,9 @@ def _as3(x, dtype, K):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None):
+def attention(
+    q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None
+):
     """Twin of ops.attention for inference (dropout and head masks take the NumPy path).
 
     One fused kernel: products, bias, mask, softmax and the weighted sum. The context is written in
@@ -445,9 +530,20 @@ def attention(q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0
     bias3 = _as3(bias if bias is None or np.ndim(bias) == 3 else np.asarray(bias)[0], np.float32, K)
     ctx = np.empty((B, S, H, D), np.float32)
     probs = np.empty((B, H, S, K), np.float32)
-    rows = lambda x: x.transpose(0, 2, 1, 3)  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
-    _attention(rows(q), rows(k), rows(v), np.float32(scale), bias3, _as3(mask_add, np.float32, K),
-               _as3(masked, np.bool_, K), ctx, probs)
+    rows = lambda x: x.transpose(
+        0, 2, 1, 3
+    )  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
+    _attention(
+        rows(q),
+        rows(k),
+        rows(v),
+        np.float32(scale),
+        bias3,
+        _as3(mask_add, np.float32, K),
+        _as3(masked, np.bool_, K),
+        ctx,
+        probs,
+    )
     return ctx.transpose(0, 2, 1, 3), probs
 
 

@@ -1,4 +1,5 @@
-"""The numba backend's stacks: MPNet's encoder layers, MPT's blocks, and MPT decoding over a preallocated cache.
+"""The numba backend's stacks: MPNet's encoder layers, MPT's blocks, and MPT decoding over a
+preallocated cache.
 
 Each stack is bound once at load to one model's nested params and runs the same operations as
 the NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py (one GEMM for
@@ -22,8 +23,16 @@ from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import to_bf16_bits
 from . import Backend
-from .numba_cpu import NUMBA, add_layer_norm, attention, decode_attention, gelu, layer_norm, linear, linear_gelu
-
+from .numba_cpu import (
+    NUMBA,
+    add_layer_norm,
+    attention,
+    decode_attention,
+    gelu,
+    layer_norm,
+    linear,
+    linear_gelu,
+)
 
 # ------------------------------------------------------------------------------------ MPNet
 
@@ -38,7 +47,7 @@ def pack_qkv(attn):  # -> weight [3C, C], bias [3C]
         block = np.concatenate(parts)
         start = 0
         for name, part in zip("qkv", parts):
-            attn[name][kind] = block[start:start + part.shape[0]]
+            attn[name][kind] = block[start : start + part.shape[0]]
             start += part.shape[0]
         blocks.append(block)
     return tuple(blocks)
@@ -52,14 +61,27 @@ class EncoderStack:
         self.layers = params["encoder"]["layer"]
         self.qkv = [pack_qkv(p["attention"]["attn"]) for p in self.layers]
 
-    def __call__(self, x, position_bias, mask_bias, head_masks, rng, per_layer=True):  # [B, S, C] -> as mpnet.encoder
+    def __call__(
+        self, x, position_bias, mask_bias, head_masks, rng, per_layer=True
+    ):  # [B, S, C] -> as mpnet.encoder
         c = self.config
         H, eps, drop = c.num_attention_heads, c.layer_norm_eps, c.hidden_dropout_prob
         hidden_states, attentions = [x], []
         for p, (w_qkv, b_qkv), head_mask in zip(self.layers, self.qkv, head_masks):
-            q, k, v = (mpnet.split_heads(t, H) for t in np.split(linear(x, w_qkv, b_qkv), 3, axis=-1))  # [B, H, S, D]
-            context, probs = attention(q, k, v, 1 / math.sqrt(c.head_size), bias=position_bias, mask_add=mask_bias,
-                                       dropout_p=c.attention_probs_dropout_prob, rng=rng, head_mask=head_mask)
+            q, k, v = (
+                mpnet.split_heads(t, H) for t in np.split(linear(x, w_qkv, b_qkv), 3, axis=-1)
+            )  # [B, H, S, D]
+            context, probs = attention(
+                q,
+                k,
+                v,
+                1 / math.sqrt(c.head_size),
+                bias=position_bias,
+                mask_add=mask_bias,
+                dropout_p=c.attention_probs_dropout_prob,
+                rng=rng,
+                head_mask=head_mask,
+            )
             a = linear(mpnet.merge_heads(context), **p["attention"]["attn"]["o"])
             x = add_layer_norm(dropout(a, drop, rng), x, **p["attention"]["LayerNorm"], eps=eps)
             if c.hidden_act == "gelu":
@@ -77,29 +99,45 @@ class EncoderStack:
 
 
 def block(p, config, x, attend):  # [..., C] -> [..., C], what attend returned besides the context
-    """Twin of mpt.block without dropout; ``attend`` maps this block's qkv [..., 3C] to the attention
+    """Twin of mpt.block without dropout; ``attend`` maps this block's qkv [..., 3C] to the
+    attention
     context [..., C] (and anything the caller keeps: the probabilities and the present, or None).
     The whole-prompt stack and the decode step differ only there."""
     eps = config.layer_norm_epsilon
-    qkv = linear(layer_norm(x, p["norm_1"]["weight"], p["norm_1"].get("bias"), eps), **p["attn"]["Wqkv"])
+    qkv = linear(
+        layer_norm(x, p["norm_1"]["weight"], p["norm_1"].get("bias"), eps), **p["attn"]["Wqkv"]
+    )
     context, kept = attend(p["attn"], qkv)
     x = x + linear(context, **p["attn"]["out_proj"])
-    h = gelu(linear(layer_norm(x, p["norm_2"]["weight"], p["norm_2"].get("bias"), eps), **p["ffn"]["up_proj"]))
+    h = gelu(
+        linear(
+            layer_norm(x, p["norm_2"]["weight"], p["norm_2"].get("bias"), eps),
+            **p["ffn"]["up_proj"],
+        )
+    )
     return x + linear(h, **p["ffn"]["down_proj"]), kept
 
 
 def to_bf16_storage(params, config):
     """The matrices the decoder streams (every block's, the embeddings, an untied LM head) replaced
-    by bfloat16 bit patterns (uint16), in place: half the bytes, widened by the kernels as they read."""
+    by bfloat16 bit patterns (uint16), in place: half the bytes, widened by the kernels as they
+    read.
+    """
     for p in params["blocks"]:
-        for linear_ in (p["attn"]["Wqkv"], p["attn"]["out_proj"], p["ffn"]["up_proj"], p["ffn"]["down_proj"]):
+        for linear_ in (
+            p["attn"]["Wqkv"],
+            p["attn"]["out_proj"],
+            p["ffn"]["up_proj"],
+            p["ffn"]["down_proj"],
+        ):
             linear_["weight"] = to_bf16_bits(linear_["weight"])
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = to_bf16_bits(params[name]["weight"])
 
 
 class DecoderStack:
-    """Twin of mpt.decoder (and of the embedding lookup and mpt.lm_logits) for one model's blocks."""
+    """Twin of mpt.decoder (and of the embedding lookup and mpt.lm_logits) for one model's
+    blocks."""
 
     def __init__(self, config, features, params, weight_storage):
         self.config, self.features, self.params = config, features, params
@@ -117,8 +155,10 @@ class DecoderStack:
         c, f = self.config, self.features
         if rng is not None and (f.resid_pdrop or c.attn_pdrop):
             if self.bf16:
-                raise ValueError("dropout (training=True) with weight_storage='bf16' is not supported; "
-                                 "load with fp32 weights to train")
+                raise ValueError(
+                    "dropout (training=True) with weight_storage='bf16' is not supported; "
+                    "load with fp32 weights to train"
+                )
             return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
         B, S, C = x.shape
         H, D = c.n_heads, c.head_size
@@ -126,21 +166,28 @@ class DecoderStack:
         def attend(p, qkv, layer_past):  # [B, S, 3C] -> context [B, S, C], (probs, present)
             if f.clip_qkv is not None:
                 qkv = np.clip(qkv, -f.clip_qkv, f.clip_qkv)
-            q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]
+            q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]
             if f.qk_ln:
                 eps = c.layer_norm_epsilon
                 q = layer_norm(q, p["q_ln"]["weight"], p["q_ln"].get("bias"), eps)
                 k = layer_norm(k, p["k_ln"]["weight"], p["k_ln"].get("bias"), eps)
-            q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
+            q, k, v = (
+                t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v)
+            )  # [B, H, S, D]
             if layer_past is not None:
-                k, v = np.concatenate([layer_past[0], k], axis=2), np.concatenate([layer_past[1], v], axis=2)
+                k, v = (
+                    np.concatenate([layer_past[0], k], axis=2),
+                    np.concatenate([layer_past[1], v], axis=2),
+                )
             context, probs = attention(q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked)
             return context.transpose(0, 2, 1, 3).reshape(B, S, C), (probs, (k, v))
 
         hidden_states, attentions, presents = [], [], []
         for p, layer_past in zip(self.params["blocks"], past):
             hidden_states.append(x)
-            x, (probs, present) = block(p, c, x, lambda p, qkv: attend(p, qkv, layer_past))
+            x, (probs, present) = block(
+                p, c, x, lambda p, qkv, past=layer_past: attend(p, qkv, past)
+            )
             attentions.append(probs)
             presents.append(present)
         return x, presents, hidden_states, attentions
@@ -150,30 +197,47 @@ class DecoderStack:
         return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
 
     def decode_session(self, batch, total_len):
-        return DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
+        return (
+            DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
+        )
 
 
 def supports(config, features) -> bool:
-    """The fast step covers the hf feature set (ALiBi, no learned positions, no clip/qk_ln/logit_scale)."""
+    """The fast step covers the hf feature set (ALiBi, no learned positions, no
+    clip/qk_ln/logit_scale)."""
     f = features
-    return f.alibi and not (f.learned_pos_emb or f.clip_qkv is not None or f.qk_ln or f.logit_scale is not None
-                            or f.prefix_lm) and config.tie_word_embeddings
+    return (
+        f.alibi
+        and not (
+            f.learned_pos_emb
+            or f.clip_qkv is not None
+            or f.qk_ln
+            or f.logit_scale is not None
+            or f.prefix_lm
+        )
+        and config.tie_word_embeddings
+    )
 
 
 def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
     """Token ids for a session's prefill (ndim 2) or step (ndim 1), vetted before any kernel sees
-    them: integers in the vocabulary, the session's batch, and room left in the preallocated cache."""
+    them: integers in the vocabulary, the session's batch, and room left in the preallocated cache.
+    """
     ids = as_ids(ids, "input_ids" if ndim == 2 else "token", vocab_size, ndim)
     if ids.shape[0] != batch:
         raise ValueError(f"this decode session holds {batch} rows, got {ids.shape[0]}")
     new = ids.shape[1] if ndim == 2 else 1
     if used + new > capacity:
-        raise ValueError(f"the decode session's cache holds {capacity} positions: {used} are used, {new} more do not fit")
+        raise ValueError(
+            f"the decode session's cache holds {capacity} positions: {used} are used, {new} more do"
+            " not fit"
+        )
     return ids
 
 
 def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S], [B, S], [H, 1, S]
-    """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as mpt.decoder_masks
+    """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as
+    mpt.decoder_masks
     and mpt.decoder_bias give them (the numba and cuda sessions both use this)."""
     B, S = ids.shape
     masked, key_mask = mpt.decoder_masks(features, mask, None, None, B, S, 0, np.float32)
@@ -194,13 +258,19 @@ class DecodeSession:
 
     def _final(self, x):  # [B, C] -> logits [B, V]: norm_f, then the tied head
         norm_f = self.stack.params["norm_f"]
-        return self.stack.lm_logits(layer_norm(x, norm_f["weight"], norm_f.get("bias"), self.c.layer_norm_epsilon))
+        return self.stack.lm_logits(
+            layer_norm(x, norm_f["weight"], norm_f.get("bias"), self.c.layer_norm_epsilon)
+        )
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
         c, L = self.c, self.c.n_layers
-        ids = checked_tokens(ids, self.key_ok.shape[0], c.vocab_size, 0, self.key_ok.shape[1], ndim=2)
+        ids = checked_tokens(
+            ids, self.key_ok.shape[0], c.vocab_size, 0, self.key_ok.shape[1], ndim=2
+        )
         masked, key_mask, bias = prompt_masks(c, self.stack.features, ids, mask)
-        x, presents, _, _ = self.stack(self.stack.embed(ids), [None] * L, masked, bias, None, per_layer=False)
+        x, presents, _, _ = self.stack(
+            self.stack.embed(ids), [None] * L, masked, bias, None, per_layer=False
+        )
         S = ids.shape[1]
         for i, (k, v) in enumerate(presents):
             self.kt[i, :, :, :, :S] = k.transpose(0, 1, 3, 2)
@@ -211,22 +281,35 @@ class DecodeSession:
 
     def step(self, token):  # [B] -> logits [B, V]
         c = self.c
-        token = checked_tokens(token, self.key_ok.shape[0], c.vocab_size, self.length, self.key_ok.shape[1], ndim=1)
+        token = checked_tokens(
+            token, self.key_ok.shape[0], c.vocab_size, self.length, self.key_ok.shape[1], ndim=1
+        )
         B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
         t = self.length
         self.key_ok[:, t] = True  # the new token is a real key
         x = self.stack.embed(token)  # [B, C]
         for i, p in enumerate(self.stack.params["blocks"]):
+
             def attend(p_attn, qkv, i=i):  # [B, 3C] -> [B, C]: write slot t, attend over slots 0..t
-                self.kt[i, :, :, :, t] = qkv[:, C:2 * C].reshape(B, H, D)
-                self.v[i, :, :, t] = qkv[:, 2 * C:].reshape(B, H, D)
+                self.kt[i, :, :, :, t] = qkv[:, C : 2 * C].reshape(B, H, D)
+                self.v[i, :, :, t] = qkv[:, 2 * C :].reshape(B, H, D)
                 q = np.ascontiguousarray(qkv[:, :C].reshape(B, H, D))
-                return decode_attention(q, self.kt[i], self.v[i], t + 1, self.scale, self.slopes,
-                                        self.key_ok).reshape(B, C), None
+                return (
+                    decode_attention(
+                        q, self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok
+                    ).reshape(B, C),
+                    None,
+                )
+
             x, _ = block(p, c, x, attend)
         self.length = t + 1
         return self._final(x)  # [B, V]
 
 
-NUMBA_BACKEND = Backend("numba", NUMBA, mpnet_encoder=EncoderStack, mpt_decoder=DecoderStack,
-                        weight_storages=("fp32", "bf16"))
+NUMBA_BACKEND = Backend(
+    "numba",
+    NUMBA,
+    mpnet_encoder=EncoderStack,
+    mpt_decoder=DecoderStack,
+    weight_storages=("fp32", "bf16"),
+)

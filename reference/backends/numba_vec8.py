@@ -3,7 +3,8 @@
 LLVM vectorises a loop when the loop's own iterations can run side by side, but it will not keep a
 block of a matrix product's outputs in registers while it walks the shared axis: written as arrays,
 the accumulators go to memory on every step, and the product becomes a stream of stores. A value of
-type ``f32x8`` is an LLVM ``<8 x float>``: a local variable of that type stays in one vector register
+type ``f32x8`` is an LLVM ``<8 x float>``: a local variable of that type stays in one vector
+register
 (one AVX ymm register; two SSE or NEON registers elsewhere), so a kernel can hold a 6 x 16 output
 block in twelve of them, as a BLAS micro-kernel does.
 
@@ -53,7 +54,9 @@ class _Float32x8Model(models.PrimitiveModel):
 
 def _element_pointer(context, builder, array_type, array, i, j):
     a = context.make_array(array_type)(context, builder, array)
-    ptr = cgutils.get_item_pointer(context, builder, array_type, a, [i, j], wraparound=False, boundscheck=False)
+    ptr = cgutils.get_item_pointer(
+        context, builder, array_type, a, [i, j], wraparound=False, boundscheck=False
+    )
     return builder.bitcast(ptr, _V8.as_pointer())
 
 
@@ -65,6 +68,7 @@ def _is_2d_float32(a):
 def zero8(typingctx):
     def codegen(context, builder, signature, args):
         return ir.Constant(_V8, [0.0] * LANES)
+
     return f32x8(), codegen
 
 
@@ -74,8 +78,15 @@ def splat8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        one = builder.insert_element(ir.Constant(_V8, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(_V8, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        one = builder.insert_element(
+            ir.Constant(_V8, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0)
+        )
+        return builder.shuffle_vector(
+            one,
+            ir.Constant(_V8, ir.Undefined),
+            ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES),
+        )
+
     return f32x8(x), codegen
 
 
@@ -85,7 +96,11 @@ def load8(typingctx, a, i, j):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.load(_element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]), align=4)
+        return builder.load(
+            _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
+            align=4,
+        )
+
     return f32x8(a, i, j), codegen
 
 
@@ -95,8 +110,13 @@ def store8(typingctx, a, i, j, v):
         return None
 
     def codegen(context, builder, signature, args):
-        builder.store(args[3], _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]), align=4)
+        builder.store(
+            args[3],
+            _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
+            align=4,
+        )
         return context.get_dummy_value()
+
     return types.none(a, i, j, v), codegen
 
 
@@ -106,8 +126,11 @@ def fma8(typingctx, acc, x, y):
         return None
 
     def codegen(context, builder, signature, args):
-        fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fmuladd.v8f32")
+        fmuladd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fmuladd.v8f32"
+        )
         return builder.call(fmuladd, [args[1], args[2], args[0]])
+
     return f32x8(acc, x, y), codegen
 
 
@@ -118,6 +141,7 @@ def max8(typingctx, x, y):
 
     def codegen(context, builder, signature, args):
         return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[0], args[1])
+
     return f32x8(x, y), codegen
 
 
@@ -127,8 +151,14 @@ def hmax8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        lanes = [builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)]
+        lanes = [
+            builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)
+        ]
         while len(lanes) > 1:  # pairwise: 3 rounds
-            lanes = [builder.select(builder.fcmp_ordered(">", a, b), a, b) for a, b in zip(lanes[::2], lanes[1::2])]
+            lanes = [
+                builder.select(builder.fcmp_ordered(">", a, b), a, b)
+                for a, b in zip(lanes[::2], lanes[1::2])
+            ]
         return lanes[0]
+
     return types.float32(x), codegen

@@ -18,12 +18,16 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 pytest.importorskip("numba.cuda")
 from reference.backends import cuda_static  # noqa: E402
 
-needs_nvvm = pytest.mark.skipif(not cuda_static.nvvm_available(),
-                                reason="NVVM is not installed (pip install 'numba-cuda[cu13]')")
+needs_nvvm = pytest.mark.skipif(
+    not cuda_static.nvvm_available(),
+    reason="NVVM is not installed (pip install 'numba-cuda[cu13]')",
+)
 
 
 def test_every_kernel_has_a_signature():
-    assert cuda_static.kernel_names() == sorted(cuda_static.SIGNATURES), "cuda_static.SIGNATURES is out of date"
+    assert cuda_static.kernel_names() == sorted(cuda_static.SIGNATURES), (
+        "cuda_static.SIGNATURES is out of date"
+    )
 
 
 @needs_nvvm
@@ -39,4 +43,6 @@ def test_hot_kernel_keeps_its_data_in_registers(name):
     """No stack frame and no spills on an H100/H200 (sm_90): local memory in an inner loop costs far
     more than the arithmetic around it."""
     report = cuda_static.resources(name, cc=(9, 0))
-    assert report["stack"] == 0 and report["spill_stores"] == 0 and report["spill_loads"] == 0, f"{name}: {report}"
+    assert report["stack"] == 0 and report["spill_stores"] == 0 and report["spill_loads"] == 0, (
+        f"{name}: {report}"
+    )

@@ -26,7 +26,9 @@ def arr(*shape, scale=1.0):
 def close(got, want, atol, what):
     got = got.copy_to_host() if hasattr(got, "copy_to_host") else got
     diff = np.abs(np.asarray(got, np.float64) - want)
-    assert got.shape == want.shape and diff.max() <= atol, f"{what}: max abs error {diff.max():.3g} (atol {atol})"
+    assert got.shape == want.shape and diff.max() <= atol, (
+        f"{what}: max abs error {diff.max():.3g} (atol {atol})"
+    )
 
 
 @pytest.mark.parametrize("M, K, N", [(1, 20, 7), (3, 33, 18), (17, 9, 5), (19, 21, 18)])
@@ -40,21 +42,32 @@ def test_linear_tiled_and_matvec(M, K, N):
 def test_layer_norm_gelu_add():
     x, w, b = arr(3, 37, scale=2.0) + 1, arr(37), arr(37)
     d = cuda_ops.to_device
-    close(cuda_ops.layer_norm(d(x), d(w), d(b), 1e-5), ops.layer_norm(x, w, b, 1e-5), 1e-5, "layer_norm")
-    close(cuda_ops.layer_norm(d(x), d(w), None, 1e-5), ops.layer_norm(x, w, None, 1e-5), 1e-5, "layer_norm no bias")
+    close(
+        cuda_ops.layer_norm(d(x), d(w), d(b), 1e-5),
+        ops.layer_norm(x, w, b, 1e-5),
+        1e-5,
+        "layer_norm",
+    )
+    close(
+        cuda_ops.layer_norm(d(x), d(w), None, 1e-5),
+        ops.layer_norm(x, w, None, 1e-5),
+        1e-5,
+        "layer_norm no bias",
+    )
     close(cuda_ops.gelu(d(x)), ops.gelu(x), 1e-6, "gelu")
     close(cuda_ops.add(d(x), d(w[None].repeat(3, 0))), x + w, 0, "add")
 
 
 def split(x, H, D, off):  # [B, S, n*C] -> [B, H, S, D] at a column offset
     B, S = x.shape[:2]
-    return x[:, :, off:off + H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
+    return x[:, :, off : off + H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
 
 
 @pytest.mark.parametrize("want_probs", [False, True])
 @pytest.mark.parametrize("kind", ["relative+add", "alibi+causal"])
 def test_attention_kernels_match_numpy(kind, want_probs):
-    """Two query tiles and two key tiles (S = K = 40 > 32), bias and masks of both families, a fully masked row."""
+    """Two query tiles and two key tiles (S = K = 40 > 32), bias and masks of both families, a
+    fully masked row."""
     B, S, H, D = 1, 40, 2, 4
     C = H * D
     qkv = arr(B, S, 3 * C)
@@ -69,12 +82,21 @@ def test_attention_kernels_match_numpy(kind, want_probs):
         masked[0, 0, 5] = True  # a fully masked query row
         kw = dict(bias=bias, masked=masked[:, 0].astype(np.uint8))
         mask_add = None
-    want_ctx, want_p = ops.attention(split(qkv, H, D, 0), split(qkv, H, D, C), split(qkv, H, D, 2 * C), 0.5,
-                                     bias, mask_add, masked)
+    want_ctx, want_p = ops.attention(
+        split(qkv, H, D, 0),
+        split(qkv, H, D, C),
+        split(qkv, H, D, 2 * C),
+        0.5,
+        bias,
+        mask_add,
+        masked,
+    )
     d = cuda_ops.to_device
     dev = {key: d(v, np.uint8 if key == "masked" else np.float32) for key, v in kw.items()}
     dq = d(qkv)
-    ctx, probs = cuda_ops.attention(dq, dq, dq, (0, C, 2 * C), H, D, 0.5, want_probs=want_probs, **dev)
+    ctx, probs = cuda_ops.attention(
+        dq, dq, dq, (0, C, 2 * C), H, D, 0.5, want_probs=want_probs, **dev
+    )
     close(ctx, want_ctx.transpose(0, 2, 1, 3).reshape(B, S, C), 1e-5, "context")
     if want_probs:
         close(probs, want_p, 1e-6, "probabilities")
@@ -92,11 +114,27 @@ def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
     mask_add = np.where(RNG.random((B, 1, K)) > 0.3, 0.0, -1e4).astype(np.float32)
     full = np.broadcast_to(bias, (H, S, K)).copy()
     full[0, S - 1] = -np.inf
-    want, want_p = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, full[None],
-                                 mask_add[:, None])
+    want, want_p = ops.attention(
+        split(q, H, D, 0),
+        split(kv, H, D, 0),
+        split(kv, H, D, H * D),
+        0.7,
+        full[None],
+        mask_add[:, None],
+    )
     d = cuda_ops.to_device
-    got, got_p = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(full),
-                                    mask_add=d(mask_add), want_probs=True)
+    got, got_p = cuda_ops.attention(
+        d(q),
+        d(kv),
+        d(kv),
+        (0, 0, H * D),
+        H,
+        D,
+        0.7,
+        bias=d(full),
+        mask_add=d(mask_add),
+        want_probs=True,
+    )
     want = want.transpose(0, 2, 1, 3).reshape(B, S, H * D)
     got, got_p = got.copy_to_host(), got_p.copy_to_host()
     assert np.isnan(got[:, S - 1, :D]).all() and np.isnan(want[:, S - 1, :D]).all()
@@ -105,10 +143,23 @@ def test_flash_attention_groups_and_broadcasts(B, S, K, H, D):
     close(got[keep], want[keep], 1e-5, "context")
     keep = ~np.isnan(want_p)
     close(got_p[keep], want_p[keep], 1e-6, "probabilities")
-    got_b, _ = cuda_ops.attention(d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(bias), mask_add=d(mask_add))
-    want_b, _ = ops.attention(split(q, H, D, 0), split(kv, H, D, 0), split(kv, H, D, H * D), 0.7, bias[None],
-                              mask_add[:, None])
-    close(got_b, want_b.transpose(0, 2, 1, 3).reshape(B, S, H * D), 1e-5, "context with broadcast bias")
+    got_b, _ = cuda_ops.attention(
+        d(q), d(kv), d(kv), (0, 0, H * D), H, D, 0.7, bias=d(bias), mask_add=d(mask_add)
+    )
+    want_b, _ = ops.attention(
+        split(q, H, D, 0),
+        split(kv, H, D, 0),
+        split(kv, H, D, H * D),
+        0.7,
+        bias[None],
+        mask_add[:, None],
+    )
+    close(
+        got_b,
+        want_b.transpose(0, 2, 1, 3).reshape(B, S, H * D),
+        1e-5,
+        "context with broadcast bias",
+    )
 
 
 @pytest.mark.parametrize("hide_first_chunk", [False, True])
@@ -121,13 +172,18 @@ def test_decode_attention_writes_the_step_into_the_cache_then_attends(hide_first
     key_ok = RNG.random((B, T)) > 0.2
     key_ok[:, -1] = True
     if hide_first_chunk:
-        key_ok[:, :cuda_kernels.DECODE_CHUNK] = False
+        key_ok[:, : cuda_kernels.DECODE_CHUNK] = False
     slopes = alibi_slopes(H)
     want, _ = ops.attention(q, k_, v, 0.5, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
-    qkv = np.concatenate([x[:, :, -1].reshape(B, C) for x in (q, k_, v)], axis=1)  # this step's projection
-    kt_cache, v_cache = np.zeros((B, H, D, slots), np.float32), np.zeros((B, H, slots, D), np.float32)
-    kt_cache[..., :T - 1] = k_[:, :, :T - 1].transpose(0, 1, 3, 2)  # slots 0 .. T-2 hold the past
-    v_cache[:, :, :T - 1] = v[:, :, :T - 1]
+    qkv = np.concatenate(
+        [x[:, :, -1].reshape(B, C) for x in (q, k_, v)], axis=1
+    )  # this step's projection
+    kt_cache, v_cache = (
+        np.zeros((B, H, D, slots), np.float32),
+        np.zeros((B, H, slots, D), np.float32),
+    )
+    kt_cache[..., : T - 1] = k_[:, :, : T - 1].transpose(0, 1, 3, 2)  # slots 0 .. T-2 hold the past
+    v_cache[:, :, : T - 1] = v[:, :, : T - 1]
     ok = np.zeros((B, slots), np.uint8)
     ok[:, :T] = key_ok
     d = cuda_ops.to_device
@@ -143,6 +199,8 @@ def test_fused_matvec_equals_norm_linear_gelu_residual(M):
     x, w, b, lw, lb, r = arr(M, 19, scale=2.0), arr(7, 19), arr(7), arr(19), arr(19), arr(M, 7)
     d = cuda_ops.to_device
     want = r + ops.gelu(ops.linear(ops.layer_norm(x, lw, lb, 1e-5), w, b))
-    got = cuda_ops.fused_linear(d(x), d(w), d(b), ln=(d(lw), d(lb)), eps=1e-5, gelu=True, resid=d(r))
+    got = cuda_ops.fused_linear(
+        d(x), d(w), d(b), ln=(d(lw), d(lb)), eps=1e-5, gelu=True, resid=d(r)
+    )
     close(got, want, 2e-5, "fused norm + linear + gelu + residual")
     close(cuda_ops.fused_linear(d(x), d(w)), ops.linear(x, w), 1e-5, "plain fused linear")

@@ -1,4 +1,5 @@
-"""Whole models on the cuda backend (simulator or GPU): device-resident decoding and golden cases."""
+"""Whole models on the cuda backend (simulator or GPU): device-resident decoding and golden
+cases."""
 
 from __future__ import annotations
 
@@ -23,32 +24,44 @@ CONFIG = dict(model_type="mpt", d_model=8, n_heads=2, n_layers=2, vocab_size=20,
 def weights(seed=0):
     c = mpt.MPTConfig.from_dict(CONFIG)
     rng = np.random.default_rng(seed)
-    return {"transformer." + k: (rng.normal(0, 0.3, s) + (1.0 if "norm" in k else 0.0)).astype(np.float32)
-            for k, s in mpt.param_shapes(c, "causal-lm").items()}
+    return {
+        "transformer." + k: (
+            (rng.normal(0, 0.3, s) + (1.0 if "norm" in k else 0.0)).astype(np.float32)
+        )
+        for k, s in mpt.param_shapes(c, "causal-lm").items()
+    }
 
 
 def test_device_resident_generation_equals_numpy_with_left_padding():
     w = weights()
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
     mask = (ids != 0).astype(np.int64)
-    want = reference.build(CONFIG, w, task="causal-lm").generate(ids, attention_mask=mask, max_new_tokens=4)
+    want = reference.build(CONFIG, w, task="causal-lm").generate(
+        ids, attention_mask=mask, max_new_tokens=4
+    )
     model = reference.build(CONFIG, w, task="causal-lm", backend="cuda")
     assert model.decode_session(2, 10) is not None
     np.testing.assert_array_equal(model.generate(ids, attention_mask=mask, max_new_tokens=4), want)
 
 
 def test_seeded_sampling_draws_the_same_tokens_as_numpy():
-    """Sampling runs on the host in float64 from each step's logits with the seeded NumPy generator, so
+    """Sampling runs on the host in float64 from each step's logits with the seeded NumPy
+    generator, so
     a seed gives the same tokens on every backend (docs/errors.md, determinism)."""
     w = weights(1)
     ids = np.array([[5, 6, 7], [1, 2, 3]])
-    args = dict(max_new_tokens=2, do_sample=True, seed=7, temperature=1.5, top_k=0)  # prefill and one step
+    args = dict(
+        max_new_tokens=2, do_sample=True, seed=7, temperature=1.5, top_k=0
+    )  # prefill and one step
     want = reference.build(CONFIG, w, task="causal-lm").generate(ids, **args)
-    np.testing.assert_array_equal(reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args), want)
+    np.testing.assert_array_equal(
+        reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args), want
+    )
 
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-# The simulator runs each GPU thread as a Python thread: there, the smallest cases of each family and
+# The simulator runs each GPU thread as a Python thread: there, the smallest cases of each family
+# and
 # profile; on a GPU, every golden case.
 SMALL = ("mpnet/pt/base-s1", "mpt/hf/cache-decode-one")
 CUDA_CASES = [c for c in iter_cases(dtype="fp32") if not SIMULATED or c.id in SMALL]
@@ -56,14 +69,23 @@ CUDA_CASES = [c for c in iter_cases(dtype="fp32") if not SIMULATED or c.id in SM
 
 @pytest.mark.parametrize("case", CUDA_CASES, ids=[c.id for c in CUDA_CASES])
 def test_golden_cases_on_the_cuda_kernels(case):
-    """Golden cases through the CUDA kernels: every case on a GPU, the smallest ones in the simulator."""
+    """Golden cases through the CUDA kernels: every case on a GPU, the smallest ones in the
+    simulator."""
     results = check_golden(ReferenceImplementation("cuda"), case)
     for r in results:
         assert r.status == "pass", f"{r.id}: {r.message} {r.diagnosis or ''}"
 
 
-MPNET = dict(model_type="mpnet", vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=16, max_position_embeddings=20, layer_norm_eps=1e-5)
+MPNET = dict(
+    model_type="mpnet",
+    vocab_size=30,
+    hidden_size=8,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=16,
+    max_position_embeddings=20,
+    layer_norm_eps=1e-5,
+)
 
 
 def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
@@ -75,11 +97,15 @@ def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
 
     c = mpnet_model.MPNetConfig.from_dict(MPNET)
     rng = np.random.default_rng(3)
-    w = {k: (rng.normal(0, 0.3, s) + (1.0 if "LayerNorm.weight" in k else 0.0)).astype(np.float32)
-         for k, s in mpnet_model.param_shapes(c, "base").items()}
+    w = {
+        k: (rng.normal(0, 0.3, s) + (1.0 if "LayerNorm.weight" in k else 0.0)).astype(np.float32)
+        for k, s in mpnet_model.param_shapes(c, "base").items()
+    }
     ids = np.array([[0, 5, 6, 7, 8, 2], [0, 9, 2, 1, 1, 1]])
     mask = (ids != 1).astype(np.int64)
-    want = reference.build(MPNET, w)(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+    want = reference.build(MPNET, w)(
+        ids, attention_mask=mask, output_hidden_states=True, output_attentions=True
+    )
     model = reference.build(MPNET, w, backend="cuda")
     launches = []
     real = cuda_ops.attention
@@ -92,7 +118,9 @@ def test_mpnet_encoder_runs_device_resident_and_equals_numpy():
     try:
         got = model(ids, attention_mask=mask)
         assert len(launches) == c.num_hidden_layers, "the device-resident encoder was not used"
-        per_layer = model(ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        per_layer = model(
+            ids, attention_mask=mask, output_hidden_states=True, output_attentions=True
+        )
         assert len(launches) == 2 * c.num_hidden_layers, "per-layer outputs also run on the device"
         model(ids, attention_mask=mask, head_mask=np.ones(2, np.float32))
         assert len(launches) == 2 * c.num_hidden_layers, "a head mask runs mpnet.encoder"
@@ -116,25 +144,42 @@ def test_mpt_decoder_stack_runs_on_the_device_and_equals_numpy():
     outs = []
     for backend in ("numpy", "cuda"):
         model = reference.build(CONFIG, w, task="causal-lm", backend=backend)
-        first = model(ids, attention_mask=mask, use_cache=True, output_hidden_states=True, output_attentions=True)
+        first = model(
+            ids,
+            attention_mask=mask,
+            use_cache=True,
+            output_hidden_states=True,
+            output_attentions=True,
+        )
         mask2 = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
-        second = model(np.array([[9], [10]]), past_key_values=first.past_key_values, attention_mask=mask2)
+        second = model(
+            np.array([[9], [10]]), past_key_values=first.past_key_values, attention_mask=mask2
+        )
         outs.append({**first.to_dict(), "next": second.logits})
     for name, array in outs[0].items():
         diff = np.abs(outs[1][name] - array).max()
         assert diff <= 2e-5, f"{name}: max abs error {diff:.3g} (atol 2e-5)"
 
 
-# On a GPU only: in the simulator, test_mpnet_encoder_runs_device_resident_and_equals_numpy covers this path.
-MPNET_CASES = [] if SIMULATED else [c for c in CUDA_CASES if c.family == "mpnet" and not c.expect_error]
+# On a GPU only: in the simulator, test_mpnet_encoder_runs_device_resident_and_equals_numpy covers
+# this path.
+MPNET_CASES = (
+    [] if SIMULATED else [c for c in CUDA_CASES if c.family == "mpnet" and not c.expect_error]
+)
 
 
 @pytest.mark.parametrize("case", MPNET_CASES, ids=[c.id for c in MPNET_CASES])
 def test_mpnet_golden_outputs_without_per_layer_outputs(case):
     """The golden cases ask for every layer's hidden states, so they run layer by layer; asked again
-    without them, the cuda backend downloads only the last hidden state (EncoderStack), and the final
+    without them, the cuda backend downloads only the last hidden state (EncoderStack), and the
+    final
     outputs must still match upstream's."""
-    options = {**case.options, "profile": case.profile, "output_hidden_states": False, "output_attentions": False}
+    options = {
+        **case.options,
+        "profile": case.profile,
+        "output_hidden_states": False,
+        "output_attentions": False,
+    }
     impl = ReferenceImplementation("cuda")
     actual = impl.run(case.family, case.task, case.config, case.weights, case.inputs, options)
     tol = tolerance_for(case.meta)

@@ -17,14 +17,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from conformance.golden import flatten_outputs as flatten  # noqa: E402,F401  (the on-disk layout; NumPy + safetensors)
+from conformance.golden import (
+    flatten_outputs as flatten,
+)  # noqa: E402,F401  (the on-disk layout; NumPy + safetensors)
 from conformance.golden import tuple_leaves, write_tensors  # noqa: E402
 from conformance.tolerances import TOLERANCES  # noqa: E402
 
 
 def random_weights(shapes: dict, seed: int) -> dict:
-    """Deterministic weights larger than the default initialisation, so attention is peaked and biases,
-    masks and bucket choices visibly change the outputs: matrices N(0, 0.3), norm scales 1 + N(0, 0.1),
+    """Deterministic weights larger than the default initialisation, so attention is peaked and
+    biases,
+    masks and bucket choices visibly change the outputs: matrices N(0, 0.3), norm scales 1 + N(0,
+    0.1),
     other vectors N(0, 0.1), MPNet's relative-bias table N(0, 1)."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -34,7 +38,9 @@ def random_weights(shapes: dict, seed: int) -> dict:
             w = rng.normal(0, 1.0, shape)
         elif len(shape) >= 2:
             w = rng.normal(0, 0.3, shape)
-        elif any(n in name for n in ("LayerNorm", "layer_norm", "norm_", "_ln")) and name.endswith("weight"):
+        elif any(n in name for n in ("LayerNorm", "layer_norm", "norm_", "_ln")) and name.endswith(
+            "weight"
+        ):
             w = 1 + rng.normal(0, 0.1, shape)
         else:
             w = rng.normal(0, 0.1, shape)
@@ -64,7 +70,9 @@ def tuple_layout(values, named: dict):
         match = None
         for group in groups:
             parts = [named[n] for n in group_members(named, group)]
-            if len(parts) == len(items) and all(np.array_equal(a, b, equal_nan=True) for a, b in zip(parts, items)):
+            if len(parts) == len(items) and all(
+                np.array_equal(a, b, equal_nan=True) for a, b in zip(parts, items)
+            ):
                 match = group
                 break
         if match is None:
@@ -75,7 +83,8 @@ def tuple_layout(values, named: dict):
 
 
 def write_case(out_root: Path, case_id: str, model_dir, meta: dict, inputs: dict, run):
-    """Write one case directory. run() returns (named outputs, tuple layout, extra arrays) or raises,
+    """Write one case directory. run() returns (named outputs, tuple layout, extra arrays) or
+    raises,
     in which case the upstream exception is recorded as expect_error."""
     case_dir = out_root / case_id
     shutil.rmtree(case_dir, ignore_errors=True)
@@ -89,7 +98,10 @@ def write_case(out_root: Path, case_id: str, model_dir, meta: dict, inputs: dict
     try:
         outputs, layout, extra = run()
     except Exception as e:  # noqa: BLE001 - upstream rejects this input: record what it raised
-        meta["expect_error"] = {"type": type(e).__name__, "message": (str(e).strip().splitlines() or [""])[0][:300]}
+        meta["expect_error"] = {
+            "type": type(e).__name__,
+            "message": (str(e).strip().splitlines() or [""])[0][:300],
+        }
         print(f"{case_id}: upstream raised {type(e).__name__}")
     else:
         meta["outputs"] = sorted(outputs)

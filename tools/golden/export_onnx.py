@@ -31,17 +31,26 @@ from conformance.golden import iter_cases, model_digest, read_tensors, sha256  #
 from make_mpnet import CLASS_NAMES  # noqa: E402
 
 OPSET = 17
-FINAL = {"base": ["last_hidden_state", "pooler_output"], "question-answering": ["start_logits", "end_logits"]}
+FINAL = {
+    "base": ["last_hidden_state", "pooler_output"],
+    "question-answering": ["start_logits", "end_logits"],
+}
 
 
 def output_names(task, layers):
-    per_layer = [f"hidden_states.{i}" for i in range(layers + 1)] + [f"attentions.{i}" for i in range(layers)]
+    per_layer = [f"hidden_states.{i}" for i in range(layers + 1)] + [
+        f"attentions.{i}" for i in range(layers)
+    ]
     return FINAL.get(task, ["logits"]) + per_layer
 
 
 def in_order(out, names) -> list:
     """A transformers output's arrays in the graph's output order (output_names)."""
-    return [out[n] for n in names if "." not in n] + list(out["hidden_states"]) + list(out["attentions"])
+    return (
+        [out[n] for n in names if "." not in n]
+        + list(out["hidden_states"])
+        + list(out["attentions"])
+    )
 
 
 def export(case, path: Path):
@@ -59,16 +68,28 @@ def export(case, path: Path):
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                             output_attentions=True, return_dict=True)
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                output_hidden_states=True,
+                output_attentions=True,
+                return_dict=True,
+            )
             return tuple(in_order(out, names))
 
     ids = torch.from_numpy(case.inputs["input_ids"])
     mask = torch.ones(ids.shape, dtype=torch.float32)
     axes = {0: "batch", ids.ndim - 1: "sequence"} | ({1: "choices"} if ids.ndim == 3 else {})
-    torch.onnx.export(Graph().eval(), (ids, mask), str(path), dynamo=False, opset_version=OPSET,
-                      input_names=["input_ids", "attention_mask"], output_names=names,
-                      dynamic_axes={"input_ids": axes, "attention_mask": axes})
+    torch.onnx.export(
+        Graph().eval(),
+        (ids, mask),
+        str(path),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["input_ids", "attention_mask"],
+        output_names=names,
+        dynamic_axes={"input_ids": axes, "attention_mask": axes},
+    )
     return model, names
 
 
@@ -82,21 +103,31 @@ def verify(model, names, path, case) -> float:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(names, {"input_ids": ids, "attention_mask": mask})
     with torch.no_grad():
-        out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                    output_hidden_states=True, output_attentions=True)
+        out = model(
+            input_ids=torch.from_numpy(ids),
+            attention_mask=torch.from_numpy(mask),
+            output_hidden_states=True,
+            output_attentions=True,
+        )
     return max(float(np.max(np.abs(g - w.numpy()))) for g, w in zip(got, in_order(out, names)))
 
 
 def exportable(case) -> bool:
-    """Cases whose inputs the graph takes: ids and a per-token mask (no head mask, embeddings, 3D mask)."""
+    """Cases whose inputs the graph takes: ids and a per-token mask (no head mask, embeddings, 3D
+    mask)."""
     inputs = case.inputs
     mask = inputs.get("attention_mask")
-    return "input_ids" in inputs and (mask is None or mask.shape == inputs["input_ids"].shape) and not (
-        {"head_mask", "inputs_embeds"} & set(inputs))
+    return (
+        "input_ids" in inputs
+        and (mask is None or mask.shape == inputs["input_ids"].shape)
+        and not ({"head_mask", "inputs_embeds"} & set(inputs))
+    )
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--golden", type=Path, default=ROOT / "golden")
     args = parser.parse_args()
     import onnx
@@ -122,16 +153,35 @@ def main():
         path = out_dir / f"{values[0].id.split('/')[-1]}.onnx"
         model, names = export(values[0], path)
         worst = max(verify(model, names, path, c) for c in values)
-        models.append({"file": path.name, "task": values[0].task, "model_digest": key,
-                       "cases": [c.id for c in cases], "inputs": ["input_ids", "attention_mask"], "outputs": names,
-                       "max_abs_vs_torch": worst, "sha256": sha256(path)})
-        print(f"{path.name}: {values[0].task}, {len(cases)} cases, {len(names)} outputs, "
-              f"{path.stat().st_size / 1024:.0f} KiB, ONNX Runtime vs torch max abs {worst:.2e}")
-    manifest = {"format": 1, "opset": OPSET, "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
-                "provenance": {"transformers": transformers.__version__, "torch": torch.__version__,
-                               "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                               "generator": "tools/golden/export_onnx.py"},
-                "models": sorted(models, key=lambda m: m["file"])}
+        models.append(
+            {
+                "file": path.name,
+                "task": values[0].task,
+                "model_digest": key,
+                "cases": [c.id for c in cases],
+                "inputs": ["input_ids", "attention_mask"],
+                "outputs": names,
+                "max_abs_vs_torch": worst,
+                "sha256": sha256(path),
+            }
+        )
+        print(
+            f"{path.name}: {values[0].task}, {len(cases)} cases, {len(names)} outputs, "
+            f"{path.stat().st_size / 1024:.0f} KiB, ONNX Runtime vs torch max abs {worst:.2e}"
+        )
+    manifest = {
+        "format": 1,
+        "opset": OPSET,
+        "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
+        "provenance": {
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "generator": "tools/golden/export_onnx.py",
+        },
+        "models": sorted(models, key=lambda m: m["file"]),
+    }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     total = sum((out_dir / m["file"]).stat().st_size for m in models)
     print(f"{len(models)} models, {total / 2**20:.2f} MiB in {out_dir}")

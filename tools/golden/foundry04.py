@@ -1,7 +1,9 @@
-"""Import the MPT modeling code of llm-foundry 0.4.0 (the last with prefix_lm) without its training stack.
+"""Import the MPT modeling code of llm-foundry 0.4.0 (the last with prefix_lm) without its
+training stack.
 
 The training framework (composer) of that era needs an old torch; the MPT modules only use it for
 the Composer wrapper classes and metrics, so those imports are satisfied by inert stand-ins."""
+
 import importlib.abc
 import importlib.machinery
 import os
@@ -39,4 +41,6 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path.insert(0, _Finder())
 for name, path in (("llmfoundry", ROOT), ("llmfoundry.models", ROOT + "/models")):
-    mod = types.ModuleType(name); mod.__path__ = [path]; sys.modules[name] = mod
+    mod = types.ModuleType(name)
+    mod.__path__ = [path]
+    sys.modules[name] = mod

@@ -27,8 +27,11 @@ from conformance.golden import write_manifest, write_tensors  # noqa: E402
 from mpnet_cases import cases  # noqa: E402
 
 CLASS_NAMES = {
-    "base": "MPNetModel", "masked-lm": "MPNetForMaskedLM", "sequence-classification": "MPNetForSequenceClassification",
-    "multiple-choice": "MPNetForMultipleChoice", "token-classification": "MPNetForTokenClassification",
+    "base": "MPNetModel",
+    "masked-lm": "MPNetForMaskedLM",
+    "sequence-classification": "MPNetForSequenceClassification",
+    "multiple-choice": "MPNetForMultipleChoice",
+    "token-classification": "MPNetForTokenClassification",
     "question-answering": "MPNetForQuestionAnswering",
 }
 
@@ -45,8 +48,12 @@ class TorchRunner:
 
         self.torch, self.transformers = torch, transformers
         torch.set_num_threads(1)
-        self.provenance = {"library": "transformers", "version": transformers.__version__,
-                           "framework": "torch", "framework_version": torch.__version__}
+        self.provenance = {
+            "library": "transformers",
+            "version": transformers.__version__,
+            "framework": "torch",
+            "framework_version": torch.__version__,
+        }
 
     def build(self, spec, directory):
         torch, tr = self.torch, self.transformers
@@ -70,8 +77,14 @@ class TorchRunner:
         torch = self.torch
         kwargs = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
         with torch.no_grad():
-            out = model(**kwargs, output_hidden_states=True, output_attentions=True, return_dict=return_dict)
-        convert = lambda t: None if t is None else (tuple(convert(x) for x in t) if isinstance(t, (tuple, list)) else t.numpy())
+            out = model(
+                **kwargs, output_hidden_states=True, output_attentions=True, return_dict=return_dict
+            )
+        convert = lambda t: (
+            None
+            if t is None
+            else (tuple(convert(x) for x in t) if isinstance(t, (tuple, list)) else t.numpy())
+        )
         return {k: convert(v) for k, v in out.items()} if return_dict else convert(out)
 
 
@@ -86,12 +99,19 @@ class TensorFlowRunner:
         import transformers
 
         self.tf, self.transformers = tf, transformers
-        self.provenance = {"library": "transformers", "version": transformers.__version__,
-                           "framework": "tensorflow", "framework_version": tf.__version__}
+        self.provenance = {
+            "library": "transformers",
+            "version": transformers.__version__,
+            "framework": "tensorflow",
+            "framework_version": tf.__version__,
+        }
 
     def build(self, spec, directory):
         from safetensors.numpy import save_file
-        from transformers.modeling_tf_pytorch_utils import TransposeType, convert_tf_weight_name_to_pt_weight_name
+        from transformers.modeling_tf_pytorch_utils import (
+            TransposeType,
+            convert_tf_weight_name_to_pt_weight_name,
+        )
 
         tr = self.transformers
         config = tr.MPNetConfig(**spec["config"])
@@ -100,10 +120,15 @@ class TensorFlowRunner:
         model(model.dummy_inputs, training=False)  # build every variable
         names = {}
         for w in model.weights:
-            pt_name, transpose = convert_tf_weight_name_to_pt_weight_name(w.name, tf_weight_shape=w.shape)
+            pt_name, transpose = convert_tf_weight_name_to_pt_weight_name(
+                w.name, tf_weight_shape=w.shape
+            )
             names[w.name] = (pt_name, transpose)
-        pt_shapes = {pt: (tuple(w.shape)[::-1] if t is TransposeType.SIMPLE else tuple(w.shape))
-                     for w in model.weights for pt, t in [names[w.name]]}
+        pt_shapes = {
+            pt: tuple(w.shape)[::-1] if t is TransposeType.SIMPLE else tuple(w.shape)
+            for w in model.weights
+            for pt, t in [names[w.name]]
+        }
         weights = random_weights(pt_shapes, spec["seed"])
         for w in model.weights:
             pt_name, transpose = names[w.name]
@@ -126,9 +151,19 @@ class TensorFlowRunner:
         tf = self.tf
         kwargs = {k: tf.constant(np.asarray(v)) for k, v in inputs.items()}
         first = kwargs.pop("input_ids", None)  # TF needs the first argument, even as None
-        out = model(first, **kwargs, output_hidden_states=True, output_attentions=True, return_dict=return_dict,
-                    training=False)
-        convert = lambda t: None if t is None else (tuple(convert(x) for x in t) if isinstance(t, (tuple, list)) else t.numpy())
+        out = model(
+            first,
+            **kwargs,
+            output_hidden_states=True,
+            output_attentions=True,
+            return_dict=return_dict,
+            training=False,
+        )
+        convert = lambda t: (
+            None
+            if t is None
+            else (tuple(convert(x) for x in t) if isinstance(t, (tuple, list)) else t.numpy())
+        )
         return {k: convert(v) for k, v in out.items()} if return_dict else convert(out)
 
 
@@ -137,9 +172,17 @@ def generate(runner, out_root: Path, only=None):
         if runner.profile not in spec["profiles"] or (only and spec["name"] not in only):
             continue
         meta = {
-            "family": "mpnet", "task": spec["task"], "profile": runner.profile, "purpose": spec["purpose"],
-            "dtype": "fp32", "options": {"output_hidden_states": True, "output_attentions": True},
-            "provenance": {**runner.provenance, "weight_seed": spec["seed"], "generator": "tools/golden/make_mpnet.py"},
+            "family": "mpnet",
+            "task": spec["task"],
+            "profile": runner.profile,
+            "purpose": spec["purpose"],
+            "dtype": "fp32",
+            "options": {"output_hidden_states": True, "output_attentions": True},
+            "provenance": {
+                **runner.provenance,
+                "weight_seed": spec["seed"],
+                "generator": "tools/golden/make_mpnet.py",
+            },
         }
         if runner.profile in spec["tolerance"]:
             meta["tolerance"] = {"fp32": spec["tolerance"][runner.profile]}
@@ -148,10 +191,14 @@ def generate(runner, out_root: Path, only=None):
 
             def run():
                 outputs = flatten(runner.run(model, spec["inputs"], return_dict=True))
-                layout, extra = tuple_layout(runner.run(model, spec["inputs"], return_dict=False), outputs)
+                layout, extra = tuple_layout(
+                    runner.run(model, spec["inputs"], return_dict=False), outputs
+                )
                 return outputs, layout, extra
 
-            write_case(out_root, f"mpnet/{runner.profile}/{spec['name']}", tmp, meta, spec["inputs"], run)
+            write_case(
+                out_root, f"mpnet/{runner.profile}/{spec['name']}", tmp, meta, spec["inputs"], run
+            )
     write_bucket_ops(runner, out_root)
     write_manifest(out_root)
 
@@ -168,20 +215,35 @@ def write_bucket_ops(runner, out_root: Path):
     case_dir = out_root / case_id
     shutil.rmtree(case_dir, ignore_errors=True)
     case_dir.mkdir(parents=True)
-    outputs = {f"buckets.{nb}": np.asarray(runner.buckets(relative, nb)).astype(np.int64) for nb in (16, 32, 64)}
+    outputs = {
+        f"buckets.{nb}": np.asarray(runner.buckets(relative, nb)).astype(np.int64)
+        for nb in (16, 32, 64)
+    }
     write_tensors(case_dir / "inputs.safetensors", {"relative_position": relative})
     write_tensors(case_dir / "outputs.safetensors", outputs)
-    meta = {"id": case_id, "family": "mpnet", "tier": "op", "op": "relative_position_bucket", "profile": runner.profile,
-            "purpose": "upstream relative_position_bucket for num_buckets 16, 32, 64 (max_distance 128)",
-            "dtype": "int64", "inputs": ["relative_position"], "outputs": sorted(outputs),
-            "tolerance": {"int64": {"atol": 0, "rtol": 0}},
-            "provenance": {**runner.provenance, "generator": "tools/golden/make_mpnet.py"}}
+    meta = {
+        "id": case_id,
+        "family": "mpnet",
+        "tier": "op",
+        "op": "relative_position_bucket",
+        "profile": runner.profile,
+        "purpose": (
+            "upstream relative_position_bucket for num_buckets 16, 32, 64 (max_distance 128)"
+        ),
+        "dtype": "int64",
+        "inputs": ["relative_position"],
+        "outputs": sorted(outputs),
+        "tolerance": {"int64": {"atol": 0, "rtol": 0}},
+        "provenance": {**runner.provenance, "generator": "tools/golden/make_mpnet.py"},
+    }
     (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{case_id}: {len(outputs)} outputs")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--framework", choices=["pt", "tf"], required=True)
     parser.add_argument("--out", type=Path, default=ROOT / "golden")
     parser.add_argument("--only", nargs="*", help="case names to regenerate (default: all)")

@@ -1,8 +1,11 @@
 """Generate the MPT golden cases by running the real upstream code.
 
-    python tools/golden/make_mpt.py --profile hf       # transformers 4.37.2 + torch (the pt environment)
-    python tools/golden/make_mpt.py --profile mosaic   # llm-foundry 0.22 + torch (the mosaic environment)
-    FOUNDRY_04=/path/to/llm-foundry-0.4.0 python tools/golden/make_mpt.py --profile mosaic-0.4   # the pt environment
+    python tools/golden/make_mpt.py --profile hf       # transformers 4.37.2 + torch (the pt
+    environment)
+    python tools/golden/make_mpt.py --profile mosaic   # llm-foundry 0.22 + torch (the mosaic
+    environment)
+    FOUNDRY_04=/path/to/llm-foundry-0.4.0 python tools/golden/make_mpt.py --profile mosaic-0.4   #
+    the pt environment
 
 See tools/README.md. Each case's model is built by the upstream class, given seeded weights,
 saved with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval
@@ -24,8 +27,13 @@ from common import ROOT, flatten, random_weights, tuple_layout, write_case  # no
 from conformance.golden import split_past, write_manifest  # noqa: E402
 from mpt_cases import cases  # noqa: E402
 
-HF_CLASSES = {"base": "MptModel", "causal-lm": "MptForCausalLM", "sequence-classification": "MptForSequenceClassification",
-              "token-classification": "MptForTokenClassification", "question-answering": "MptForQuestionAnswering"}
+HF_CLASSES = {
+    "base": "MptModel",
+    "causal-lm": "MptForCausalLM",
+    "sequence-classification": "MptForSequenceClassification",
+    "token-classification": "MptForTokenClassification",
+    "question-answering": "MptForQuestionAnswering",
+}
 
 
 class HFRunner:
@@ -39,8 +47,12 @@ class HFRunner:
 
         self.torch, self.tr = torch, transformers
         torch.set_num_threads(1)
-        self.provenance = {"library": "transformers", "version": transformers.__version__,
-                           "framework": "torch", "framework_version": torch.__version__}
+        self.provenance = {
+            "library": "transformers",
+            "version": transformers.__version__,
+            "framework": "torch",
+            "framework_version": torch.__version__,
+        }
 
     def build(self, spec, directory):
         torch, tr = self.torch, self.tr
@@ -66,7 +78,13 @@ class HFRunner:
     def call(self, model, inputs, return_dict, **kw):
         kwargs = {k: self.tensor(v) for k, v in inputs.items()}
         with self.torch.no_grad():
-            out = model(**kwargs, **kw, output_hidden_states=True, output_attentions=True, return_dict=return_dict)
+            out = model(
+                **kwargs,
+                **kw,
+                output_hidden_states=True,
+                output_attentions=True,
+                return_dict=return_dict,
+            )
         return {k: self.numpy(v) for k, v in out.items()} if return_dict else self.numpy(out)
 
     def prefill(self, model, ids, mask):
@@ -77,9 +95,14 @@ class HFRunner:
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None):
         with self.torch.no_grad():
-            seq = model.generate(self.tensor(inputs["input_ids"]), attention_mask=self.tensor(inputs["attention_mask"]),
-                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_token_id,
-                                 pad_token_id=model.config.pad_token_id)
+            seq = model.generate(
+                self.tensor(inputs["input_ids"]),
+                attention_mask=self.tensor(inputs["attention_mask"]),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=eos_token_id,
+                pad_token_id=model.config.pad_token_id,
+            )
         return seq.numpy()
 
 
@@ -99,8 +122,12 @@ class MosaicRunner(HFRunner):
 
         self.torch, self.config_cls, self.model_cls = torch, MPTConfig, MPTForCausalLM
         torch.set_num_threads(1)
-        self.provenance = {"library": "llm-foundry", "version": llmfoundry.__version__,
-                           "framework": "torch", "framework_version": torch.__version__}
+        self.provenance = {
+            "library": "llm-foundry",
+            "version": llmfoundry.__version__,
+            "framework": "torch",
+            "framework_version": torch.__version__,
+        }
 
     def build(self, spec, directory):
         torch = self.torch
@@ -121,7 +148,9 @@ class MosaicRunner(HFRunner):
             out = model(**kwargs, **kw, output_hidden_states=True, output_attentions=True)
         result = {k: self.numpy(v) for k, v in out.items()}
         if result.get("past_key_values") is not None:
-            result["past_key_values"] = tuple((k.swapaxes(2, 3), v) for k, v in result["past_key_values"])
+            result["past_key_values"] = tuple(
+                (k.swapaxes(2, 3), v) for k, v in result["past_key_values"]
+            )
         return result
 
     def prefill(self, model, ids, mask):
@@ -134,7 +163,9 @@ class MosaicRunner(HFRunner):
 class Mosaic04Runner(MosaicRunner):
     """llm-foundry 0.4.0, the last release with prefix_lm, in the transformers 4.37.2 environment.
     Its training framework (composer 0.17) needs an older torch, and the MPT modules use it only for
-    wrapper classes and metrics, so tools/golden/foundry04.py stands those imports in with inert ones."""
+    wrapper classes and metrics, so tools/golden/foundry04.py stands those imports in with inert
+    ones.
+    """
 
     source = "0.4"
 
@@ -146,8 +177,12 @@ class Mosaic04Runner(MosaicRunner):
 
         self.torch, self.config_cls, self.model_cls = torch, MPTConfig, MPTForCausalLM
         torch.set_num_threads(1)
-        self.provenance = {"library": "llm-foundry", "version": "0.4.0", "framework": "torch",
-                           "framework_version": torch.__version__}
+        self.provenance = {
+            "library": "llm-foundry",
+            "version": "0.4.0",
+            "framework": "torch",
+            "framework_version": torch.__version__,
+        }
 
 
 def prepare(runner, model, spec):
@@ -173,21 +208,34 @@ def generate(runner, out_root: Path, only=None):
             continue
         if spec["source"] != getattr(runner, "source", None):
             continue
-        meta = {"family": "mpt", "task": spec["task"], "profile": runner.profile, "purpose": spec["purpose"],
-                "dtype": "fp32", "options": {"output_hidden_states": True, "output_attentions": True},
-                "provenance": {**runner.provenance, "weight_seed": spec["seed"], "generator": "tools/golden/make_mpt.py"}}
+        meta = {
+            "family": "mpt",
+            "task": spec["task"],
+            "profile": runner.profile,
+            "purpose": spec["purpose"],
+            "dtype": "fp32",
+            "options": {"output_hidden_states": True, "output_attentions": True},
+            "provenance": {
+                **runner.provenance,
+                "weight_seed": spec["seed"],
+                "generator": "tools/golden/make_mpt.py",
+            },
+        }
         with tempfile.TemporaryDirectory() as tmp:
             model = runner.build(spec, tmp)
             gen = spec["options"].get("generate")
             if gen:
                 inputs = spec["inputs"]
-                if gen.get("eos_token_id") == "first-token-of-row-0":  # an eos that row 0 emits at step 3
+                if (
+                    gen.get("eos_token_id") == "first-token-of-row-0"
+                ):  # an eos that row 0 emits at step 3
                     free = runner.generate(model, inputs, gen["max_new_tokens"])
                     gen = {**gen, "eos_token_id": int(free[0, inputs["input_ids"].shape[1] + 2])}
                 meta["options"] = {"generate": gen}
 
                 def run():
                     return {"sequences": runner.generate(model, inputs, **gen)}, None, {}
+
             else:
                 try:
                     inputs, extra = prepare(runner, model, spec)
@@ -197,8 +245,18 @@ def generate(runner, out_root: Path, only=None):
 
                 def run():
                     plain, past = split_past(inputs)
-                    kw = dict(extra, **({"past_key_values": tuple((runner.tensor(k), runner.tensor(v)) for k, v in past)}
-                                        if past else {}))
+                    kw = dict(
+                        extra,
+                        **(
+                            {
+                                "past_key_values": tuple(
+                                    (runner.tensor(k), runner.tensor(v)) for k, v in past
+                                )
+                            }
+                            if past
+                            else {}
+                        ),
+                    )
                     outputs = flatten(runner.call(model, plain, True, **kw))
                     if runner.profile == "mosaic":  # llm-foundry refuses return_dict=False
                         return outputs, None, {}
@@ -210,7 +268,8 @@ def generate(runner, out_root: Path, only=None):
 
 
 def write_low_precision_layer_norm(out_root: Path):
-    """Op golden for MosaicML's LPLayerNorm under autocast: it casts x, weight and bias to the autocast
+    """Op golden for MosaicML's LPLayerNorm under autocast: it casts x, weight and bias to the
+    autocast
     dtype and runs layer_norm with autocast disabled. That is reproduced here with torch directly:
     llm-foundry only takes this path when torch.is_autocast_enabled() is true, which on torch >= 2.4
     reports CUDA autocast only, so on a CPU its LPLayerNorm silently stays in float32."""
@@ -232,26 +291,49 @@ def write_low_precision_layer_norm(out_root: Path):
     with torch.no_grad():
         outputs["y.fp32"] = F.layer_norm(t(x), (C,), t(w), t(b), eps).numpy()
         for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
-            outputs[f"y.{name}"] = F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), t(b).to(dt), eps).float().numpy()
-            outputs[f"y_no_bias.{name}"] = F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), None, eps).float().numpy()
+            outputs[f"y.{name}"] = (
+                F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), t(b).to(dt), eps).float().numpy()
+            )
+            outputs[f"y_no_bias.{name}"] = (
+                F.layer_norm(t(x).to(dt), (C,), t(w).to(dt), None, eps).float().numpy()
+            )
     case_id = "mpt/mosaic/op-low-precision-layer-norm"
     case_dir = out_root / case_id
     case_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(case_dir / "inputs.safetensors", {"x": x, "weight": w, "bias": b})
     write_tensors(case_dir / "outputs.safetensors", outputs)
-    meta = {"id": case_id, "family": "mpt", "tier": "op", "op": "low_precision_layer_norm", "profile": "mosaic",
-            "purpose": "LPLayerNorm under bf16/fp16 autocast: inputs and parameters rounded, layer_norm on the "
-                       "low-precision tensors (float32 accumulation), output in the low-precision type",
-            "eps": eps, "inputs": ["bias", "weight", "x"], "outputs": sorted(outputs),
-            "tolerance": {"fp32": {"atol": 2e-6, "rtol": 1e-5}, "bf16": {"ulps": 1}, "fp16": {"ulps": 1}},
-            "provenance": {"library": "torch", "version": torch.__version__, "device": "cpu",
-                           "generator": "tools/golden/make_mpt.py"}}
+    meta = {
+        "id": case_id,
+        "family": "mpt",
+        "tier": "op",
+        "op": "low_precision_layer_norm",
+        "profile": "mosaic",
+        "purpose": (
+            "LPLayerNorm under bf16/fp16 autocast: inputs and parameters rounded, layer_norm on the"
+            " low-precision tensors (float32 accumulation), output in the low-precision type"
+        ),
+        "eps": eps,
+        "inputs": ["bias", "weight", "x"],
+        "outputs": sorted(outputs),
+        "tolerance": {
+            "fp32": {"atol": 2e-6, "rtol": 1e-5},
+            "bf16": {"ulps": 1},
+            "fp16": {"ulps": 1},
+        },
+        "provenance": {
+            "library": "torch",
+            "version": torch.__version__,
+            "device": "cpu",
+            "generator": "tools/golden/make_mpt.py",
+        },
+    }
     (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{case_id}: {len(outputs)} outputs")
 
 
 def write_alibi_op(out_root: Path):
-    """Op golden: HF 4.37.2's build_mpt_alibi_tensor for 1..64 heads over 8 positions (alibi_bias_max 8)."""
+    """Op golden: HF 4.37.2's build_mpt_alibi_tensor for 1..64 heads over 8 positions
+    (alibi_bias_max 8)."""
     import json
 
     import torch
@@ -265,19 +347,38 @@ def write_alibi_op(out_root: Path):
     case_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(case_dir / "inputs.safetensors", {"key_len": np.array(8, np.int64)})
     write_tensors(case_dir / "outputs.safetensors", outputs)
-    meta = {"id": case_id, "family": "mpt", "tier": "op", "op": "alibi_bias", "profile": "hf",
-            "purpose": "the ALiBi tensor [H, 1, K] = slope_h * (j - (K - 1)) for H = 1..64, K = 8",
-            "inputs": ["key_len"], "outputs": sorted(outputs), "tolerance": {"fp32": {"atol": 0, "rtol": 1e-6}},
-            "provenance": {"library": "transformers", "version": "4.37.2", "framework": "torch",
-                           "framework_version": torch.__version__, "generator": "tools/golden/make_mpt.py"}}
+    meta = {
+        "id": case_id,
+        "family": "mpt",
+        "tier": "op",
+        "op": "alibi_bias",
+        "profile": "hf",
+        "purpose": "the ALiBi tensor [H, 1, K] = slope_h * (j - (K - 1)) for H = 1..64, K = 8",
+        "inputs": ["key_len"],
+        "outputs": sorted(outputs),
+        "tolerance": {"fp32": {"atol": 0, "rtol": 1e-6}},
+        "provenance": {
+            "library": "transformers",
+            "version": "4.37.2",
+            "framework": "torch",
+            "framework_version": torch.__version__,
+            "generator": "tools/golden/make_mpt.py",
+        },
+    }
     (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{case_id}: {len(outputs)} outputs")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=["hf", "mosaic", "mosaic-0.4"], required=True,
-                        help="mosaic-0.4: the prefix_lm cases, from llm-foundry 0.4.0")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["hf", "mosaic", "mosaic-0.4"],
+        required=True,
+        help="mosaic-0.4: the prefix_lm cases, from llm-foundry 0.4.0",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "golden")
     parser.add_argument("--only", nargs="*", help="case names to regenerate (default: all)")
     args = parser.parse_args()

@@ -13,11 +13,32 @@ import numpy as np
 BASE = dict(d_model=32, n_heads=4, n_layers=2, vocab_size=64, max_seq_len=16)
 
 
-def case(name, task, purpose, inputs, config=None, profiles=("hf",), split=None, options=None, seed=1, source=None):
+def case(
+    name,
+    task,
+    purpose,
+    inputs,
+    config=None,
+    profiles=("hf",),
+    split=None,
+    options=None,
+    seed=1,
+    source=None,
+):
     """source: which upstream makes the case when a profile has several (mosaic: llm-foundry 0.22,
     or 0.4 for prefix_lm, which later versions removed)."""
-    return dict(name=name, task=task, purpose=purpose, inputs=inputs, config={**BASE, **(config or {})},
-                profiles=profiles, split=split, options=options or {}, seed=seed, source=source)
+    return dict(
+        name=name,
+        task=task,
+        purpose=purpose,
+        inputs=inputs,
+        config={**BASE, **(config or {})},
+        profiles=profiles,
+        split=split,
+        options=options or {},
+        seed=seed,
+        source=source,
+    )
 
 
 def cases():
@@ -26,102 +47,311 @@ def cases():
     out = []
     for heads, d in ((1, 24), (3, 24), (6, 24), (12, 48)):
         x = ids(2, 9)
-        out.append(case(f"causal-lm-heads-{heads}", "causal-lm",
-                        f"n_heads={heads}: ALiBi slopes {'for a non-power of two ' if heads & (heads - 1) else ''}and the loss",
-                        dict(input_ids=x, labels=x), config=dict(n_heads=heads, d_model=d)))
+        out.append(
+            case(
+                f"causal-lm-heads-{heads}",
+                "causal-lm",
+                f"n_heads={heads}: ALiBi slopes"
+                f" {'for a non-power of two ' if heads & (heads - 1) else ''}and the loss",
+                dict(input_ids=x, labels=x),
+                config=dict(n_heads=heads, d_model=d),
+            )
+        )
     x, mask = ids(3, 10), np.ones((3, 10), np.int64)
     mask[1, :4], mask[2, :7] = 0, 0
-    out.append(case("causal-lm-left-padding", "causal-lm",
-                    "left padding: pad query rows attend uniformly to all keys; real rows ignore pads",
-                    dict(input_ids=x, attention_mask=mask)))
+    out.append(
+        case(
+            "causal-lm-left-padding",
+            "causal-lm",
+            "left padding: pad query rows attend uniformly to all keys; real rows ignore pads",
+            dict(input_ids=x, attention_mask=mask),
+        )
+    )
     x, mask = ids(2, 10), np.ones((2, 10), np.int64)
     mask[1, 6:] = 0
-    out.append(case("causal-lm-right-padding", "causal-lm", "right padding", dict(input_ids=x, attention_mask=mask)))
+    out.append(
+        case(
+            "causal-lm-right-padding",
+            "causal-lm",
+            "right padding",
+            dict(input_ids=x, attention_mask=mask),
+        )
+    )
     x = ids(2, 9)
     mask = np.ones((2, 9), np.int64)
     mask[1, :3] = 0
-    out.append(case("cache-decode-one", "causal-lm", "one new token over a cache of 8 (left-padded row included)",
-                    dict(input_ids=x, attention_mask=mask), split=8, options=dict(use_cache=True)))
-    out.append(case("cache-decode-chunk", "causal-lm",
-                    "a chunk of 4 new tokens over a cache of 5: the causal mask covers the past columns",
-                    dict(input_ids=x, attention_mask=mask), split=5, options=dict(use_cache=True)))
-    out.append(case("cache-mask-length-1", "causal-lm",
-                    "one new token with a mask of length 1: it broadcasts over every key",
-                    dict(input_ids=x, attention_mask=mask), split=8, options=dict(use_cache=True, short_mask=True)))
-    out.append(case("cache-past-without-use-cache", "causal-lm",
-                    "a past with use_cache=False: the past is used, no presents come back",
-                    dict(input_ids=x), split=6, options=dict(use_cache=False)))
-    out.append(case("s1", "causal-lm", "S=1 without a past: no causal mask; the shifted loss is NaN",
-                    dict(input_ids=ids(2, 1), labels=ids(2, 1))))
-    out.append(case("max-length", "causal-lm", "S = max_seq_len, the longest legal input", dict(input_ids=ids(1, 16))))
-    out.append(case("too-long", "causal-lm", "S = max_seq_len + 1 is rejected", dict(input_ids=ids(1, 17))))
-    out.append(case("past-too-long", "causal-lm", "P + S = max_seq_len + 1 over a cache is rejected",
-                    dict(input_ids=ids(1, 17)), split=10, options=dict(use_cache=True)))
-    out.append(case("past-at-max-length", "causal-lm", "P + S = max_seq_len over a cache is fine",
-                    dict(input_ids=ids(1, 16)), split=12, options=dict(use_cache=True)))
+    out.append(
+        case(
+            "cache-decode-one",
+            "causal-lm",
+            "one new token over a cache of 8 (left-padded row included)",
+            dict(input_ids=x, attention_mask=mask),
+            split=8,
+            options=dict(use_cache=True),
+        )
+    )
+    out.append(
+        case(
+            "cache-decode-chunk",
+            "causal-lm",
+            "a chunk of 4 new tokens over a cache of 5: the causal mask covers the past columns",
+            dict(input_ids=x, attention_mask=mask),
+            split=5,
+            options=dict(use_cache=True),
+        )
+    )
+    out.append(
+        case(
+            "cache-mask-length-1",
+            "causal-lm",
+            "one new token with a mask of length 1: it broadcasts over every key",
+            dict(input_ids=x, attention_mask=mask),
+            split=8,
+            options=dict(use_cache=True, short_mask=True),
+        )
+    )
+    out.append(
+        case(
+            "cache-past-without-use-cache",
+            "causal-lm",
+            "a past with use_cache=False: the past is used, no presents come back",
+            dict(input_ids=x),
+            split=6,
+            options=dict(use_cache=False),
+        )
+    )
+    out.append(
+        case(
+            "s1",
+            "causal-lm",
+            "S=1 without a past: no causal mask; the shifted loss is NaN",
+            dict(input_ids=ids(2, 1), labels=ids(2, 1)),
+        )
+    )
+    out.append(
+        case(
+            "max-length",
+            "causal-lm",
+            "S = max_seq_len, the longest legal input",
+            dict(input_ids=ids(1, 16)),
+        )
+    )
+    out.append(
+        case("too-long", "causal-lm", "S = max_seq_len + 1 is rejected", dict(input_ids=ids(1, 17)))
+    )
+    out.append(
+        case(
+            "past-too-long",
+            "causal-lm",
+            "P + S = max_seq_len + 1 over a cache is rejected",
+            dict(input_ids=ids(1, 17)),
+            split=10,
+            options=dict(use_cache=True),
+        )
+    )
+    out.append(
+        case(
+            "past-at-max-length",
+            "causal-lm",
+            "P + S = max_seq_len over a cache is fine",
+            dict(input_ids=ids(1, 16)),
+            split=12,
+            options=dict(use_cache=True),
+        )
+    )
     x = ids(2, 7)
-    out.append(case("mask-4d-all-ones", "causal-lm", "an all-ones 4D mask: no causal part is added (bidirectional)",
-                    dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 7), np.float32))))
+    out.append(
+        case(
+            "mask-4d-all-ones",
+            "causal-lm",
+            "an all-ones 4D mask: no causal part is added (bidirectional)",
+            dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 7), np.float32)),
+        )
+    )
     m4 = (rng.random((2, 1, 7, 7)) > 0.3).astype(np.float32)
     m4[:, :, np.arange(7), np.arange(7)] = 1
-    out.append(case("mask-4d-random", "causal-lm", "a random 4D mask, used as given", dict(input_ids=x, attention_mask=m4)))
-    out.append(case("mask-4d-wrong-shape", "causal-lm", "a 4D mask of the wrong shape is rejected",
-                    dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 6), np.float32))))
+    out.append(
+        case(
+            "mask-4d-random",
+            "causal-lm",
+            "a random 4D mask, used as given",
+            dict(input_ids=x, attention_mask=m4),
+        )
+    )
+    out.append(
+        case(
+            "mask-4d-wrong-shape",
+            "causal-lm",
+            "a 4D mask of the wrong shape is rejected",
+            dict(input_ids=x, attention_mask=np.ones((2, 1, 7, 6), np.float32)),
+        )
+    )
     mask = np.ones((2, 7), np.float32)
     mask[0, 2], mask[1, 4] = 0.5, 2.0
-    out.append(case("mask-non-binary", "causal-lm", "mask values 0.5 and 2 mask the key in hf (only exact 1 attends)",
-                    dict(input_ids=x, attention_mask=mask)))
-    out.append(case("softmax-scale", "causal-lm", "attn_config.softmax_scale=0.9 (default would be 1/sqrt(8))",
-                    dict(input_ids=ids(2, 8)), config=dict(attn_config=dict(softmax_scale=0.9))))
-    out.append(case("ignored-fields", "causal-lm",
-                    "clip_qkv, qk_ln, alibi=False, alibi_bias_max, logit_scale, expansion_ratio, no_bias=False: no effect in 4.37.2",
-                    dict(input_ids=ids(2, 8)),
-                    config=dict(expansion_ratio=2, logit_scale=3.0, no_bias=False, norm_type="layernorm",
-                                attn_config=dict(clip_qkv=0.05, qk_ln=True, alibi=False, alibi_bias_max=3))))
+    out.append(
+        case(
+            "mask-non-binary",
+            "causal-lm",
+            "mask values 0.5 and 2 mask the key in hf (only exact 1 attends)",
+            dict(input_ids=x, attention_mask=mask),
+        )
+    )
+    out.append(
+        case(
+            "softmax-scale",
+            "causal-lm",
+            "attn_config.softmax_scale=0.9 (default would be 1/sqrt(8))",
+            dict(input_ids=ids(2, 8)),
+            config=dict(attn_config=dict(softmax_scale=0.9)),
+        )
+    )
+    out.append(
+        case(
+            "ignored-fields",
+            "causal-lm",
+            "clip_qkv, qk_ln, alibi=False, alibi_bias_max, logit_scale, expansion_ratio,"
+            " no_bias=False: no effect in 4.37.2",
+            dict(input_ids=ids(2, 8)),
+            config=dict(
+                expansion_ratio=2,
+                logit_scale=3.0,
+                no_bias=False,
+                norm_type="layernorm",
+                attn_config=dict(clip_qkv=0.05, qk_ln=True, alibi=False, alibi_bias_max=3),
+            ),
+        )
+    )
     labels = ids(2, 8)
     labels[0, :3], labels[1, 5] = -100, -100
-    out.append(case("causal-lm-loss-ignore", "causal-lm", "shifted loss ignoring -100",
-                    dict(input_ids=ids(2, 8), labels=labels)))
-    out.append(case("causal-lm-all-ignored", "causal-lm", "every label -100: NaN",
-                    dict(input_ids=ids(2, 5), labels=np.full((2, 5), -100))))
+    out.append(
+        case(
+            "causal-lm-loss-ignore",
+            "causal-lm",
+            "shifted loss ignoring -100",
+            dict(input_ids=ids(2, 8), labels=labels),
+        )
+    )
+    out.append(
+        case(
+            "causal-lm-all-ignored",
+            "causal-lm",
+            "every label -100: NaN",
+            dict(input_ids=ids(2, 5), labels=np.full((2, 5), -100)),
+        )
+    )
     x = np.array([[3, 4, 5, 6, 7, 8], [3, 4, 5, 0, 0, 0], [0, 0, 3, 4, 5, 6], [3, 0, 5, 6, 7, 8]])
-    out.append(case("sequence-classification-pad-rules", "sequence-classification",
-                    "pooling at the token before the first pad: none, right pad, left pad, pad mid-sequence",
-                    dict(input_ids=x, labels=np.array([0, 2, 1, 2])), config=dict(pad_token_id=0, num_labels=3)))
-    out.append(case("sequence-classification-no-pad-b1", "sequence-classification",
-                    "pad_token_id None with B=1: the last position", dict(input_ids=ids(1, 6)), config=dict(num_labels=3)))
-    out.append(case("sequence-classification-no-pad-b2", "sequence-classification",
-                    "pad_token_id None with B=2 is rejected", dict(input_ids=ids(2, 6)), config=dict(num_labels=3)))
-    out.append(case("sequence-classification-regression", "sequence-classification", "num_labels=1: MSE",
-                    dict(input_ids=ids(2, 6), labels=np.array([0.5, -1.5], np.float32)),
-                    config=dict(pad_token_id=0, num_labels=1)))
-    out.append(case("sequence-classification-multi-label", "sequence-classification", "float labels: BCE",
-                    dict(input_ids=ids(2, 6), labels=np.array([[1, 0, 1], [0, 1, 1]], np.float32)),
-                    config=dict(pad_token_id=0, num_labels=3)))
+    out.append(
+        case(
+            "sequence-classification-pad-rules",
+            "sequence-classification",
+            "pooling at the token before the first pad: none, right pad, left pad, pad"
+            " mid-sequence",
+            dict(input_ids=x, labels=np.array([0, 2, 1, 2])),
+            config=dict(pad_token_id=0, num_labels=3),
+        )
+    )
+    out.append(
+        case(
+            "sequence-classification-no-pad-b1",
+            "sequence-classification",
+            "pad_token_id None with B=1: the last position",
+            dict(input_ids=ids(1, 6)),
+            config=dict(num_labels=3),
+        )
+    )
+    out.append(
+        case(
+            "sequence-classification-no-pad-b2",
+            "sequence-classification",
+            "pad_token_id None with B=2 is rejected",
+            dict(input_ids=ids(2, 6)),
+            config=dict(num_labels=3),
+        )
+    )
+    out.append(
+        case(
+            "sequence-classification-regression",
+            "sequence-classification",
+            "num_labels=1: MSE",
+            dict(input_ids=ids(2, 6), labels=np.array([0.5, -1.5], np.float32)),
+            config=dict(pad_token_id=0, num_labels=1),
+        )
+    )
+    out.append(
+        case(
+            "sequence-classification-multi-label",
+            "sequence-classification",
+            "float labels: BCE",
+            dict(input_ids=ids(2, 6), labels=np.array([[1, 0, 1], [0, 1, 1]], np.float32)),
+            config=dict(pad_token_id=0, num_labels=3),
+        )
+    )
     labels = rng.integers(0, 5, (2, 7))
     labels[1, 5:] = -100
-    out.append(case("token-classification", "token-classification",
-                    "per-token logits with bias; the tuple drops hidden_states (outputs[2:] bug)",
-                    dict(input_ids=ids(2, 7), labels=labels), config=dict(num_labels=5)))
-    out.append(case("token-classification-use-cache", "token-classification",
-                    "use_cache=True: the tuple then drops the presents instead", dict(input_ids=ids(2, 7)),
-                    config=dict(num_labels=5), options=dict(use_cache=True)))
+    out.append(
+        case(
+            "token-classification",
+            "token-classification",
+            "per-token logits with bias; the tuple drops hidden_states (outputs[2:] bug)",
+            dict(input_ids=ids(2, 7), labels=labels),
+            config=dict(num_labels=5),
+        )
+    )
+    out.append(
+        case(
+            "token-classification-use-cache",
+            "token-classification",
+            "use_cache=True: the tuple then drops the presents instead",
+            dict(input_ids=ids(2, 7)),
+            config=dict(num_labels=5),
+            options=dict(use_cache=True),
+        )
+    )
     x = ids(3, 8)
-    out.append(case("question-answering", "question-answering", "span logits and loss, positions in range",
-                    dict(input_ids=x, start_positions=np.array([0, 3, 7]), end_positions=np.array([2, 5, 7]))))
-    out.append(case("question-answering-clamped", "question-answering",
-                    "positions >= S are ignored, negative ones clamp to 0 and count",
-                    dict(input_ids=x, start_positions=np.array([8, -100, 3]), end_positions=np.array([20, 2, -1]))))
+    out.append(
+        case(
+            "question-answering",
+            "question-answering",
+            "span logits and loss, positions in range",
+            dict(
+                input_ids=x, start_positions=np.array([0, 3, 7]), end_positions=np.array([2, 5, 7])
+            ),
+        )
+    )
+    out.append(
+        case(
+            "question-answering-clamped",
+            "question-answering",
+            "positions >= S are ignored, negative ones clamp to 0 and count",
+            dict(
+                input_ids=x,
+                start_positions=np.array([8, -100, 3]),
+                end_positions=np.array([20, 2, -1]),
+            ),
+        )
+    )
     x, mask = ids(2, 6), np.ones((2, 6), np.int64)
     x[1, :2], mask[1, :2] = 0, 0
-    out.append(case("generate-greedy-left-padded", "causal-lm",
-                    "greedy decoding of 8 tokens from a left-padded batch (pad id 0)",
-                    dict(input_ids=x, attention_mask=mask), config=dict(pad_token_id=0),
-                    options=dict(generate=dict(max_new_tokens=8))))
-    out.append(case("generate-greedy-eos", "causal-lm",
-                    "greedy decoding with an eos id that one row emits early: that row continues with pad",
-                    dict(input_ids=x, attention_mask=mask), config=dict(pad_token_id=0),
-                    options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0"))))
+    out.append(
+        case(
+            "generate-greedy-left-padded",
+            "causal-lm",
+            "greedy decoding of 8 tokens from a left-padded batch (pad id 0)",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(generate=dict(max_new_tokens=8)),
+        )
+    )
+    out.append(
+        case(
+            "generate-greedy-eos",
+            "causal-lm",
+            "greedy decoding with an eos id that one row emits early: that row continues with pad",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0")),
+        )
+    )
     out.extend(mosaic_cases(rng))
     return out
 
@@ -133,8 +363,15 @@ MOSAIC = dict(attn_config=dict(attn_impl="torch"), no_bias=False, learned_pos_em
 def mosaic_case(name, purpose, inputs, config=None, **kw):
     config = config or {}
     attn = {**MOSAIC["attn_config"], **config.pop("attn_config", {})}
-    return case(name, "causal-lm", purpose, inputs, config={**MOSAIC, **config, "attn_config": attn},
-                profiles=("mosaic",), **kw)
+    return case(
+        name,
+        "causal-lm",
+        purpose,
+        inputs,
+        config={**MOSAIC, **config, "attn_config": attn},
+        profiles=("mosaic",),
+        **kw,
+    )
 
 
 def mosaic_cases(rng):
@@ -144,37 +381,108 @@ def mosaic_cases(rng):
     labels = x.copy()
     labels[0, :2] = -100
     return [
-        mosaic_case("mosaic-defaults-left-padding", "llm-foundry defaults: learned positions that skip left pads, "
-                    "biases everywhere, no ALiBi; shifted loss", dict(input_ids=x, attention_mask=mask, labels=labels)),
-        mosaic_case("mosaic-alibi-bias-max", "alibi with alibi_bias_max=4 and 6 heads, no learned positions",
-                    dict(input_ids=x, attention_mask=mask),
-                    config=dict(d_model=24, n_heads=6, learned_pos_emb=False, attn_config=dict(alibi=True, alibi_bias_max=4))),
-        mosaic_case("mosaic-alibi-and-learned-positions", "alibi together with learned positions (both honoured)",
-                    dict(input_ids=x, attention_mask=mask), config=dict(attn_config=dict(alibi=True))),
-        mosaic_case("mosaic-clip-qkv", "clip_qkv=0.5 clamps the fused projection", dict(input_ids=ids(2, 8)),
-                    config=dict(attn_config=dict(clip_qkv=0.5))),
-        mosaic_case("mosaic-qk-ln", "qk_ln: LayerNorm (with bias) on q and k over all of d_model",
-                    dict(input_ids=ids(2, 8)), config=dict(attn_config=dict(qk_ln=True))),
-        mosaic_case("mosaic-logit-scale", "logit_scale=0.25 multiplies the logits", dict(input_ids=ids(2, 8)),
-                    config=dict(logit_scale=0.25)),
-        mosaic_case("mosaic-logit-scale-inv-sqrt", "logit_scale='inv_sqrt_d_model'", dict(input_ids=ids(2, 8)),
-                    config=dict(logit_scale="inv_sqrt_d_model")),
-        mosaic_case("mosaic-expansion-ratio", "expansion_ratio=3: the MLP is 3 * d_model wide",
-                    dict(input_ids=ids(2, 8)), config=dict(expansion_ratio=3)),
-        mosaic_case("mosaic-no-bias", "no_bias=True: bias-free Linears and LayerNorms", dict(input_ids=ids(2, 8)),
-                    config=dict(no_bias=True)),
-        mosaic_case("mosaic-sequence-id", "attn_uses_sequence_id: packed sequences attend only within their id",
-                    dict(input_ids=ids(2, 10), sequence_id=np.array([[0] * 4 + [1] * 6, [0] * 7 + [1] * 3])),
-                    config=dict(attn_config=dict(attn_uses_sequence_id=True, alibi=True), learned_pos_emb=False)),
-        mosaic_case("mosaic-mask-non-binary", "mask values 0.5 and 2 attend (bool cast); only 0 masks",
-                    dict(input_ids=x, attention_mask=np.where(mask == 1, 1.0, 0.0) * np.array([[1, 1, 0.5, 1, 2, 1, 1, 1, 1]]))),
-        mosaic_case("mosaic-cache-decode-chunk", "a chunk of 3 tokens over a cache of 6, left padding, learned positions",
-                    dict(input_ids=x, attention_mask=mask), split=6, options=dict(use_cache=True)),
-        mosaic_case("mosaic-prefix-lm-alibi", "prefix_lm: prefix keys are visible to every query, symmetric ALiBi "
-                    "-slope*|i-j|; right padding", dict(input_ids=x[:2], attention_mask=np.array([[1] * 9, [1] * 6 + [0] * 3]),
-                                                        prefix_mask=np.array([[1] * 4 + [0] * 5, [1] * 2 + [0] * 7])),
-                    config=dict(learned_pos_emb=False, attn_config=dict(prefix_lm=True, alibi=True)), source="0.4"),
-        mosaic_case("mosaic-prefix-lm-learned-positions", "prefix_lm with learned positions and no ALiBi",
-                    dict(input_ids=x[:2], prefix_mask=np.array([[1] * 5 + [0] * 4, [1] * 9])),
-                    config=dict(attn_config=dict(prefix_lm=True)), source="0.4"),
+        mosaic_case(
+            "mosaic-defaults-left-padding",
+            "llm-foundry defaults: learned positions that skip left pads, "
+            "biases everywhere, no ALiBi; shifted loss",
+            dict(input_ids=x, attention_mask=mask, labels=labels),
+        ),
+        mosaic_case(
+            "mosaic-alibi-bias-max",
+            "alibi with alibi_bias_max=4 and 6 heads, no learned positions",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(
+                d_model=24,
+                n_heads=6,
+                learned_pos_emb=False,
+                attn_config=dict(alibi=True, alibi_bias_max=4),
+            ),
+        ),
+        mosaic_case(
+            "mosaic-alibi-and-learned-positions",
+            "alibi together with learned positions (both honoured)",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(attn_config=dict(alibi=True)),
+        ),
+        mosaic_case(
+            "mosaic-clip-qkv",
+            "clip_qkv=0.5 clamps the fused projection",
+            dict(input_ids=ids(2, 8)),
+            config=dict(attn_config=dict(clip_qkv=0.5)),
+        ),
+        mosaic_case(
+            "mosaic-qk-ln",
+            "qk_ln: LayerNorm (with bias) on q and k over all of d_model",
+            dict(input_ids=ids(2, 8)),
+            config=dict(attn_config=dict(qk_ln=True)),
+        ),
+        mosaic_case(
+            "mosaic-logit-scale",
+            "logit_scale=0.25 multiplies the logits",
+            dict(input_ids=ids(2, 8)),
+            config=dict(logit_scale=0.25),
+        ),
+        mosaic_case(
+            "mosaic-logit-scale-inv-sqrt",
+            "logit_scale='inv_sqrt_d_model'",
+            dict(input_ids=ids(2, 8)),
+            config=dict(logit_scale="inv_sqrt_d_model"),
+        ),
+        mosaic_case(
+            "mosaic-expansion-ratio",
+            "expansion_ratio=3: the MLP is 3 * d_model wide",
+            dict(input_ids=ids(2, 8)),
+            config=dict(expansion_ratio=3),
+        ),
+        mosaic_case(
+            "mosaic-no-bias",
+            "no_bias=True: bias-free Linears and LayerNorms",
+            dict(input_ids=ids(2, 8)),
+            config=dict(no_bias=True),
+        ),
+        mosaic_case(
+            "mosaic-sequence-id",
+            "attn_uses_sequence_id: packed sequences attend only within their id",
+            dict(
+                input_ids=ids(2, 10), sequence_id=np.array([[0] * 4 + [1] * 6, [0] * 7 + [1] * 3])
+            ),
+            config=dict(
+                attn_config=dict(attn_uses_sequence_id=True, alibi=True), learned_pos_emb=False
+            ),
+        ),
+        mosaic_case(
+            "mosaic-mask-non-binary",
+            "mask values 0.5 and 2 attend (bool cast); only 0 masks",
+            dict(
+                input_ids=x,
+                attention_mask=np.where(mask == 1, 1.0, 0.0)
+                * np.array([[1, 1, 0.5, 1, 2, 1, 1, 1, 1]]),
+            ),
+        ),
+        mosaic_case(
+            "mosaic-cache-decode-chunk",
+            "a chunk of 3 tokens over a cache of 6, left padding, learned positions",
+            dict(input_ids=x, attention_mask=mask),
+            split=6,
+            options=dict(use_cache=True),
+        ),
+        mosaic_case(
+            "mosaic-prefix-lm-alibi",
+            "prefix_lm: prefix keys are visible to every query, symmetric ALiBi "
+            "-slope*|i-j|; right padding",
+            dict(
+                input_ids=x[:2],
+                attention_mask=np.array([[1] * 9, [1] * 6 + [0] * 3]),
+                prefix_mask=np.array([[1] * 4 + [0] * 5, [1] * 2 + [0] * 7]),
+            ),
+            config=dict(learned_pos_emb=False, attn_config=dict(prefix_lm=True, alibi=True)),
+            source="0.4",
+        ),
+        mosaic_case(
+            "mosaic-prefix-lm-learned-positions",
+            "prefix_lm with learned positions and no ALiBi",
+            dict(input_ids=x[:2], prefix_mask=np.array([[1] * 5 + [0] * 4, [1] * 9])),
+            config=dict(attn_config=dict(prefix_lm=True)),
+            source="0.4",
+        ),
     ]
