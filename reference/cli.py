@@ -131,7 +131,9 @@ def cmd_embed(args):
         raise CliError(f"{args.input}: no texts")
     model, tok = load(args, "base"), tokenizer(args)
     mode, normalise = pooling_rules(args.model)
-    max_length = args.max_length or max_seq_length(args.model, model.config.max_position_embeddings)
+    positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
+    positions = positions if positions is not None else model.config.max_seq_len + 2
+    max_length = args.max_length or max_seq_length(args.model, positions)
     started = time.perf_counter()
     with Progress(len(texts), "embedding", force=False) as bar:
         vectors = embed_corpus(

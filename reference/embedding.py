@@ -114,7 +114,7 @@ def embed_corpus(
     ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
     pad = tokenizer.token_to_id("<pad>")
     pad = 1 if pad is None else pad
-    out = np.zeros((len(ids), model.config.hidden_size), np.float32)
+    out = None  # [N, C], allocated once the width is known
     for rows in batches_by_length([len(i) for i in ids], batch_size):
         S = len(ids[rows[0]])  # the longest in this batch
         batch = np.full((len(rows), S), pad, np.int64)
@@ -123,6 +123,8 @@ def embed_corpus(
             batch[j, : len(ids[row])] = ids[row]
             mask[j, : len(ids[row])] = 1
         hidden = model(batch, attention_mask=mask).last_hidden_state  # [B, S, C]
+        if out is None:
+            out = np.zeros((len(ids), hidden.shape[-1]), np.float32)
         out[rows] = pool(hidden, mask, mode, normalise)
         if on_batch is not None:
             on_batch(len(rows))
