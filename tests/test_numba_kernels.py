@@ -372,3 +372,38 @@ def test_importing_the_numba_backend_changes_no_process_state_until_tune_process
     }
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("storage", ["fp32", "bf16"])
+def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
+    """numba_cpu.decode_step (all blocks of a step in one call) against mpt.decoder over the cache:
+    the logits of each of four steps after a left-padded prompt. bf16: the NumPy model runs on the
+    same bf16-rounded weights."""
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    mask = (ids != 0).astype(np.int64)
+    fast = tiny_mpt(backend="numba")
+    if storage == "bf16":
+        weights = {"transformer." + k: v for k, v in fast.state_dict().items()}
+        from test_mpt_properties import CONFIG
+
+        fast = reference.build(
+            CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16"
+        )
+        ref = reference.build(
+            CONFIG,
+            {k: round_to_bf16(v) if v.ndim == 2 else v for k, v in weights.items()},
+            task="causal-lm",
+        )
+    else:
+        ref = tiny_mpt()
+    session = fast.decode_session(2, 8)
+    logits = session.prefill(ids, mask)
+    out = ref(ids, attention_mask=mask, use_cache=True)
+    for step in range(4):
+        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
+        token = np.argmax(logits, axis=-1)
+        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
+        logits = session.step(token)
+        out = ref(
+            token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
+        )

@@ -56,18 +56,19 @@ def write_hf_dir(family, target: Path):
     )  # the names transformers saves for these classes
     named = {(k if k.startswith("lm_head") else prefix + k): v for k, v in weights.items()}
     target.mkdir(parents=True, exist_ok=True)
-    save_file(named, str(target / "model.safetensors"))
+    save_file(named, str(target / "model.safetensors"), metadata={"format": "pt"})
     architectures = ["MPNetModel"] if family == "mpnet" else ["MptForCausalLM"]
     (target / "config.json").write_text(json.dumps({**config, "architectures": architectures}))
     return weights
 
 
 def write_wordpiece_tokenizer(target: Path, vocab_size: int):
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     vocab = ["<s>", "<pad>", "</s>", "[UNK]"] + [f"w{i}" for i in range(vocab_size - 4)]
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)  # as all-mpnet-base-v2's
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
@@ -184,6 +185,7 @@ def write_gguf(weights, path: Path, kind: str):
     w.add_head_count(c["n_heads"])
     w.add_layer_norm_eps(1e-5)
     w.add_max_alibi_bias(8.0)
+    w.add_vocab_size(c["vocab_size"])
     w.add_tokenizer_model("none")
     w.add_file_type(
         {
@@ -221,8 +223,15 @@ def write_gguf(weights, path: Path, kind: str):
 
 
 def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
+    """CTranslate2's own MPT conversion. Its loader is registered for MosaicML's remote-code
+    ``MPTConfig``; transformers' ``MptForCausalLM`` has the same modules (wte, blocks[i].norm_1,
+    attn.Wqkv, attn.out_proj, norm_2, ffn.up_proj / down_proj, norm_f), so the same loader is
+    registered for its ``MptConfig`` too."""
     import ctranslate2
+    from ctranslate2.converters import transformers as ct2_transformers
 
+    loaders = ct2_transformers._MODEL_LOADERS
+    loaders.setdefault("MptConfig", loaders["MPTConfig"])
     ctranslate2.converters.TransformersConverter(str(mpt_dir)).convert(
         str(target), quantization=quantization, force=True
     )
@@ -286,12 +295,10 @@ def runner(engine, out: Path, threads):
         )
         prompt = [int(t) for t in prompt_ids()[0]]
 
-        # as llama.cpp's own greedy sampler: argmax of the last logits, one token per eval
-        def greedy():
-            llm.reset()
-            llm.eval(prompt)
-            for _ in range(bench.NEW_TOKENS):
-                llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+        def greedy():  # llama-cpp-python's own generator, greedy (temperature 0), 128 tokens
+            for n, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True), 1):
+                if n == bench.NEW_TOKENS:
+                    break
 
         return greedy
     if engine.startswith("ctranslate2-"):

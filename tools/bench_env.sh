@@ -9,13 +9,14 @@
 # Never part of the project's dependencies: the project needs none of these to run or to test.
 # Pins: torch 2.13.0 (CPU build) and transformers 4.37.2, as for the goldens (HF torch column and
 # the exports); llama-cpp-python is built from source for this machine's CPU (GGML_NATIVE), as a
-# user installing it with pip gets it.
+# user installing it with pip gets it. ctranslate2 4.5.0: later converters pass from_pretrained(dtype=),
+# which transformers 4.37.2 does not take.
 set -euo pipefail
 ENV=${1:-/tmp/bench-env}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 python3 -m venv "$ENV"
 "$ENV/bin/pip" install -q "numpy<2" numba safetensors tokenizers hypothesis pytest \
-    "torch==2.13.0" "transformers==4.37.2" onnx "onnxruntime>=1.17" "ctranslate2>=4.0" gguf \
+    "torch==2.13.0" "transformers==4.37.2" onnx "onnxruntime>=1.17" "ctranslate2==4.5.0" gguf \
     "sentence-transformers==2.7.0"
 CMAKE_ARGS="-DGGML_NATIVE=ON" "$ENV/bin/pip" install -q llama-cpp-python
 "$ENV/bin/pip" install -q --no-deps -e "$ROOT"

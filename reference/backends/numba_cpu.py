@@ -345,9 +345,8 @@ F0, F1, F2, F3, F4, F5, F6, F7 = INV_FACT
 
 
 @njit(fastmath={"contract"})
-def exp32(
-    x,
-):  # float32 -> float32; twin: np.exp, within 1e-7 relative for -87 <= x <= 0, 0 below, NaN for NaN
+def exp32(x):  # float32 -> float32
+    """Twin of np.exp: within 1e-7 relative for -87 <= x <= 0, 0 below, NaN for NaN."""
     xc = max(x, EXP_MIN)
     n = np.floor(
         xc * LOG2E + np.float32(0.5)
@@ -586,3 +585,110 @@ def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # [B, H, D] -> [
     ctx = np.empty(q.shape, np.float32)
     _decode_attention(q, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
     return ctx
+
+
+# ------------------------------------------------------------------- whole decode step
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _norm_row(x, w, b, eps, out):  # [C] -> [C]; twin: ops.layer_norm on one row
+    C = x.shape[0]
+    mean = np.float32(0.0)
+    for c in range(C):
+        mean += x[c]
+    mean /= C
+    var = np.float32(0.0)
+    for c in range(C):
+        d = x[c] - mean
+        var += d * d
+    inv = np.float32(1.0) / np.float32(math.sqrt(var / C + eps))
+    for c in range(C):
+        out[c] = (x[c] - mean) * inv * w[c] + b[c]
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _dot(w, o, x):  # w[o, :] . x, w float32 or bf16 bits
+    acc = np.float32(0.0)
+    for i in range(x.shape[0]):
+        acc += _widen(w[o, i]) * x[i]
+    return acc
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def decode_step(
+    x,
+    t,
+    ln1_w,
+    ln1_b,
+    w_qkv,
+    b_qkv,
+    w_o,
+    b_o,
+    ln2_w,
+    ln2_b,
+    w_up,
+    b_up,
+    w_down,
+    b_down,
+    kt,
+    v,
+    key_ok,
+    slopes,
+    scale,
+    eps,
+):  # x [B, C] -> x after every block, in place
+    """One new token per row through all L blocks in one call (twin: numba_stacks.block, and so
+    mpt.block, with S = 1, for the hf feature set): per layer LN1, the qkv matvec, the step's key
+    and value into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok masking),
+    out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers, [L, O, I]
+    (float32 or bf16 bits), biases [L, O] (zeros where the checkpoint has none). One compiled call
+    per step instead of about ten launches per layer from Python."""
+    B, C = x.shape
+    L, H, D, W = w_qkv.shape[0], kt.shape[2], kt.shape[3], w_up.shape[1]
+    K = t + 1
+    h = np.empty((B, C), np.float32)
+    qkv = np.empty((B, 3 * C), np.float32)
+    ctx = np.empty((B, C), np.float32)
+    up = np.empty((B, W), np.float32)
+    for layer in range(L):
+        for b in range(B):
+            _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
+        wq, bq = w_qkv[layer], b_qkv[layer]
+        for o in prange(3 * C):
+            for b in range(B):
+                qkv[b, o] = _dot(wq, o, h[b]) + bq[o]
+        for b in range(B):
+            for c in range(C):
+                kt[layer, b, c // D, c % D, t] = qkv[b, C + c]
+                v[layer, b, c // D, t, c % D] = qkv[b, 2 * C + c]
+        for bh in prange(B * H):
+            b, hh = bh // H, bh % H
+            scores = np.zeros(K, np.float32)
+            for d in range(D):
+                qd = qkv[b, hh * D + d] * scale
+                for j in range(K):
+                    scores[j] += qd * kt[layer, b, hh, d, j]
+            for j in range(K):
+                s = scores[j] + slopes[hh] * np.float32(j - (K - 1))
+                scores[j] = s if key_ok[b, j] else MASK_VALUE
+            _softmax_row(scores, K)
+            for d in range(D):
+                ctx[b, hh * D + d] = 0.0
+            for j in range(K):
+                p = scores[j]
+                for d in range(D):
+                    ctx[b, hh * D + d] += p * v[layer, b, hh, j, d]
+        wo, bo = w_o[layer], b_o[layer]
+        for o in prange(C):
+            for b in range(B):
+                x[b, o] += _dot(wo, o, ctx[b]) + bo[o]
+        for b in range(B):
+            _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
+        wu, bu = w_up[layer], b_up[layer]
+        for o in prange(W):
+            for b in range(B):
+                up[b, o] = _gelu1(_dot(wu, o, h[b]) + bu[o])
+        wd, bd = w_down[layer], b_down[layer]
+        for o in prange(C):
+            for b in range(B):
+                x[b, o] += _dot(wd, o, up[b]) + bd[o]

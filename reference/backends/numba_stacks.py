@@ -27,7 +27,7 @@ from .numba_cpu import (
     NUMBA,
     add_layer_norm,
     attention,
-    decode_attention,
+    decode_step,
     gelu,
     layer_norm,
     linear,
@@ -146,6 +146,7 @@ class DecoderStack:
             to_bf16_storage(params, config)
         head = params["wte"] if config.tie_word_embeddings else params.get("lm_head")
         self.head_weight = None if head is None else head["weight"]
+        self.stacked = stack_blocks(params) if supports(config, features) else None
 
     def embed(self, ids):  # [...] -> [..., C] float32
         rows = self.params["wte"]["weight"][ids]
@@ -200,6 +201,41 @@ class DecoderStack:
         return (
             DecodeSession(self, batch, total_len) if supports(self.config, self.features) else None
         )
+
+
+STACKED = (
+    ("norm_1",),
+    ("attn", "Wqkv"),
+    ("attn", "out_proj"),
+    ("norm_2",),
+    ("ffn", "up_proj"),
+    ("ffn", "down_proj"),
+)
+
+
+def stack_blocks(params):  # -> (ln1_w, ln1_b, w_qkv, b_qkv, ..., w_down, b_down), each [L, ...]
+    """Every block's weight of one kind copied into one [L, ...] array (biases [L, O], zeros where
+    the checkpoint has none), for numba_cpu.decode_step; the blocks' params then hold views of them
+    (the same values; the separate arrays can be freed)."""
+    blocks = params["blocks"]
+    arrays = []
+    for path in STACKED:
+        parts = [b[path[0]] if len(path) == 1 else b[path[0]][path[1]] for b in blocks]
+        weight = np.stack([p["weight"] for p in parts])
+        bias = np.stack(
+            [
+                p["bias"]
+                if p.get("bias") is not None
+                else np.zeros(p["weight"].shape[0], np.float32)
+                for p in parts
+            ]
+        )
+        for i, p in enumerate(parts):
+            p["weight"] = weight[i]
+            if p.get("bias") is not None:
+                p["bias"] = bias[i]
+        arrays += [weight, bias]
+    return tuple(arrays)
 
 
 def supports(config, features) -> bool:
@@ -284,24 +320,20 @@ class DecodeSession:
         token = checked_tokens(
             token, self.key_ok.shape[0], c.vocab_size, self.length, self.key_ok.shape[1], ndim=1
         )
-        B, C, H, D = token.shape[0], c.d_model, c.n_heads, c.head_size
         t = self.length
         self.key_ok[:, t] = True  # the new token is a real key
-        x = self.stack.embed(token)  # [B, C]
-        for i, p in enumerate(self.stack.params["blocks"]):
-
-            def attend(p_attn, qkv, i=i):  # [B, 3C] -> [B, C]: write slot t, attend over slots 0..t
-                self.kt[i, :, :, :, t] = qkv[:, C : 2 * C].reshape(B, H, D)
-                self.v[i, :, :, t] = qkv[:, 2 * C :].reshape(B, H, D)
-                q = np.ascontiguousarray(qkv[:, :C].reshape(B, H, D))
-                return (
-                    decode_attention(
-                        q, self.kt[i], self.v[i], t + 1, self.scale, self.slopes, self.key_ok
-                    ).reshape(B, C),
-                    None,
-                )
-
-            x, _ = block(p, c, x, attend)
+        x = np.array(self.stack.embed(token), np.float32)  # [B, C], updated in place by the kernel
+        decode_step(
+            x,
+            t,
+            *self.stack.stacked,
+            self.kt,
+            self.v,
+            self.key_ok,
+            self.slopes,
+            np.float32(self.scale),
+            np.float32(c.layer_norm_epsilon),
+        )
         self.length = t + 1
         return self._final(x)  # [B, V]
 
