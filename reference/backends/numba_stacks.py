@@ -118,19 +118,15 @@ def block(p, config, x, attend):  # [..., C] -> [..., C], what attend returned b
     return x + linear(h, **p["ffn"]["down_proj"]), kept
 
 
-def to_bf16_storage(params, config):
-    """The matrices the decoder streams (every block's, the embeddings, an untied LM head) replaced
-    by bfloat16 bit patterns (uint16), in place: half the bytes, widened by the kernels as they
-    read.
-    """
-    for p in params["blocks"]:
-        for linear_ in (
-            p["attn"]["Wqkv"],
-            p["attn"]["out_proj"],
-            p["ffn"]["up_proj"],
-            p["ffn"]["down_proj"],
-        ):
-            linear_["weight"] = to_bf16_bits(linear_["weight"])
+def to_bf16_storage(params, config, blocks=True):
+    """The matrices the decoder streams (every block's, unless ``blocks`` is False because
+    stack_blocks converts them, the embeddings, an untied LM head) replaced by bfloat16 bit
+    patterns (uint16), in place: half the bytes, widened by the kernels as they read."""
+    linears = ("Wqkv", "out_proj"), ("up_proj", "down_proj")
+    for p in params["blocks"] if blocks else ():
+        for part, names in zip(("attn", "ffn"), linears):
+            for name in names:
+                p[part][name]["weight"] = to_bf16_bits(p[part][name]["weight"])
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = to_bf16_bits(params[name]["weight"])
 
@@ -142,11 +138,12 @@ class DecoderStack:
     def __init__(self, config, features, params, weight_storage):
         self.config, self.features, self.params = config, features, params
         self.bf16 = weight_storage == "bf16"
+        stack = supports(config, features)
         if self.bf16:
-            to_bf16_storage(params, config)
+            to_bf16_storage(params, config, blocks=not stack)
         head = params["wte"] if config.tie_word_embeddings else params.get("lm_head")
         self.head_weight = None if head is None else head["weight"]
-        self.stacked = stack_blocks(params) if supports(config, features) else None
+        self.stacked = stack_blocks(params, self.bf16) if stack else None
 
     def embed(self, ids):  # [...] -> [..., C] float32
         rows = self.params["wte"]["weight"][ids]
@@ -213,26 +210,26 @@ STACKED = (
 )
 
 
-def stack_blocks(params):  # -> (ln1_w, ln1_b, w_qkv, b_qkv, ..., w_down, b_down), each [L, ...]
-    """Every block's weight of one kind copied into one [L, ...] array (biases [L, O], zeros where
-    the checkpoint has none), for numba_cpu.decode_step; the blocks' params then hold views of them
-    (the same values; the separate arrays can be freed)."""
+def stack_blocks(params, bf16=False):  # -> (ln1_w, ln1_b, w_qkv, b_qkv, ..., w_down, b_down)
+    """Every block's weight of one kind written into one [L, ...] array (biases [L, O], zeros
+    where the checkpoint has none; matrices as bf16 bits when ``bf16``), for
+    numba_cpu.decode_step; the blocks' params then hold views of them (the same values; the
+    separate arrays can be freed). Each layer is converted straight into its slot, so no second
+    full copy of the weights is ever made."""
     blocks = params["blocks"]
     arrays = []
     for path in STACKED:
         parts = [b[path[0]] if len(path) == 1 else b[path[0]][path[1]] for b in blocks]
-        weight = np.stack([p["weight"] for p in parts])
-        bias = np.stack(
-            [
-                p["bias"]
-                if p.get("bias") is not None
-                else np.zeros(p["weight"].shape[0], np.float32)
-                for p in parts
-            ]
-        )
+        w0 = parts[0]["weight"]
+        matrix = w0.ndim == 2
+        dtype = np.uint16 if bf16 and matrix else w0.dtype
+        weight = np.empty((len(parts),) + w0.shape, dtype)
+        bias = np.zeros((len(parts), w0.shape[0]), np.float32)
         for i, p in enumerate(parts):
+            weight[i] = to_bf16_bits(p["weight"]) if bf16 and matrix else p["weight"]
             p["weight"] = weight[i]
             if p.get("bias") is not None:
+                bias[i] = p["bias"]
                 p["bias"] = bias[i]
         arrays += [weight, bias]
     return tuple(arrays)
