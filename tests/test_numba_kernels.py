@@ -184,22 +184,58 @@ def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
 @FAST
 @given(
     st.integers(1, 3),
-    st.integers(1, 6),
-    st.integers(1, 100),
-    st.integers(1, 16),
+    st.integers(1, 4),
+    st.integers(1, 70),
+    st.integers(1, 12),
+    st.booleans(),
     st.integers(0, 2**31),
 )
-def test_decode_attention_over_transposed_cache_matches_numpy(B, H, T, D, seed):
+def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, bias, seed):
+    """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
+    T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
+    GELU MLP + residual; the step's key and value must land in cache slot T - 1."""
     from reference.mpt import alibi_bias, alibi_slopes
 
-    q, k, v = arrays(seed, B, H, 1, D), arrays(seed + 1, B, H, T, D), arrays(seed + 2, B, H, T, D)
-    key_ok = np.random.default_rng(seed).random((B, T)) > 0.2
+    C, W, t = H * D, 4 * H * D, T - 1
+    rng = np.random.default_rng(seed)
+    x = arrays(seed, B, C)
+    w = [
+        arrays(seed + i, *shape, scale=0.3)
+        for i, shape in enumerate([(3 * C, C), (C, C), (W, C), (C, W)], 1)
+    ]
+    b = [
+        arrays(seed + 9 + i, n, scale=0.1 if bias else 0.0) for i, n in enumerate([3 * C, C, W, C])
+    ]
+    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(2)]
+    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
+    kt = np.zeros((1, B, H, D, T), np.float32)
+    kt[..., :t] = arrays(seed + 40, B, H, D, t) if t else 0
+    v = np.zeros((1, B, H, T, D), np.float32)
+    v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
+    key_ok = rng.random((B, T)) > 0.2
+    key_ok[:, t] = True
     slopes = alibi_slopes(H)
-    want, _ = ops.attention(q, k, v, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :])
-    got = nb.decode_attention(
-        q[:, :, 0], np.ascontiguousarray(k.transpose(0, 1, 3, 2)), v, T, 0.25, slopes, key_ok
+    # the NumPy block
+    h = ops.layer_norm(x, g[0], n[0], 1e-5)
+    qkv = ops.linear(h, w[0], b[0])
+    q, k_new, v_new = (qkv[:, i * C : (i + 1) * C].reshape(B, H, 1, D) for i in range(3))
+    keys = np.concatenate([kt[0, ..., :t].transpose(0, 1, 3, 2), k_new], axis=2)  # [B, H, T, D]
+    values = np.concatenate([v[0, :, :, :t], v_new], axis=2)
+    ctx, _ = ops.attention(
+        q, keys, values, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :]
     )
-    assert_close(got, want[:, :, 0], atol=1e-5, rtol=1e-5, what="decode attention")
+    want = x + ops.linear(ctx.reshape(B, C), w[1], b[1])
+    want = want + ops.linear(
+        ops.gelu(ops.linear(ops.layer_norm(want, g[1], n[1], 1e-5), w[2], b[2])), w[3], b[3]
+    )
+    stacked = [
+        a[None] for a in (g[0], n[0], w[0], b[0], w[1], b[1], g[1], n[1], w[2], b[2], w[3], b[3])
+    ]
+    got = x.copy()
+    nb.decode_step(got, t, *stacked, kt, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
+    assert_close(got, want, atol=2e-4, rtol=1e-4, what="decode step")
+    assert_close(kt[0, ..., t], k_new[:, :, 0], atol=1e-5, what="key written to slot t")
+    assert_close(v[0, :, :, t], v_new[:, :, 0], atol=1e-5, what="value written to slot t")
 
 
 def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():

@@ -9,7 +9,7 @@ reference/ops.py.
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
-| ``decode_attention`` | ``ops.attention`` (S = 1) | one query over a cache of keys stored [D, T]  |
+| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; keys [D, T] |
 | ``linear``, bf16     | ``ops.linear``, widened   | the same matvec, each weight widened as read  |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
@@ -547,44 +547,6 @@ def attention(
 
 
 NUMBA = Kernels("numba", linear, layer_norm, gelu, attention)
-
-
-# ----------------------------------------------------------------------------- decode step
-
-
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _decode_attention(q, kt, v, length, scale, slopes, key_ok, ctx):
-    """One new query per row over a preallocated cache.
-
-    q [B, H, D]; kt [B, H, D, T] (keys stored transposed so the score loop runs along contiguous
-    keys); v [B, H, T, D]; only the first ``length`` slots are live; slopes [H] (ALiBi, key-only:
-    slope * (t - (length - 1))); key_ok [B, T] False where the key is padding. ctx [B, H, D].
-    """
-    B, H, D = q.shape
-    for bh in prange(B * H):
-        b, h = bh // H, bh % H
-        scores = np.zeros(length, np.float32)
-        for d in range(D):
-            qd = q[b, h, d] * scale
-            for t in range(length):
-                scores[t] += qd * kt[b, h, d, t]
-        for t in range(length):
-            s = scores[t] + slopes[h] * np.float32(t - (length - 1))
-            scores[t] = s if key_ok[b, t] else MASK_VALUE
-        _softmax_row(scores, length)
-        for d in range(D):
-            ctx[b, h, d] = 0.0
-        for t in range(length):
-            p = scores[t]
-            for d in range(D):
-                ctx[b, h, d] += p * v[b, h, t, d]
-
-
-def decode_attention(q, kt, v, length, scale, slopes, key_ok):  # [B, H, D] -> [B, H, D]
-    """Twin of ops.attention for one query (S = 1) with key-only ALiBi and a key padding mask."""
-    ctx = np.empty(q.shape, np.float32)
-    _decode_attention(q, kt, v, length, np.float32(scale), slopes, key_ok, ctx)
-    return ctx
 
 
 # ------------------------------------------------------------------- whole decode step

@@ -9,7 +9,8 @@ tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier ru
 MPT decoding: the cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values
 ``v[B, H, T, D]`` for the whole generation (T = prompt + new tokens); a step writes one slot and
 attends over the live ones, so nothing grows or is copied per token. A session takes the stack
-(config, features, params), never the model; its step runs the same ``block`` as the prompt.
+(config, features, params), never the model. The prompt runs ``block``; a step runs every block
+in one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
 """
 
 from __future__ import annotations
