@@ -276,7 +276,11 @@ def embed(wte, ids):  # [V, C], [B, S] -> [B, S, C]
 def lm_logits(x, weight, logit_scale=None):  # [B, S, C], [V, C] -> [B, S, V]
     """x wte^T (the tied embeddings, or lm_head.weight), times logit_scale where the profile has
     one (SPEC 2.7)."""
-    logits = linear(x, weight)
+    return scale_logits(linear(x, weight), logit_scale)
+
+
+def scale_logits(logits, logit_scale):  # [..., V] -> [..., V]
+    """mosaic's logit_scale (None: unchanged), in the logits' own dtype."""
     return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
 
 

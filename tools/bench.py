@@ -54,6 +54,14 @@ def tune_process():
     tune()
 
 
+def encode_ids():  # the encode workload's token ids [ENC_BATCH, ENC_LEN]
+    return np.random.default_rng(1).integers(3, ENCODER["vocab_size"], (ENC_BATCH, ENC_LEN))
+
+
+def prompt_ids():  # the decode workload's prompt [1, PROMPT]
+    return np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+
+
 def random_weights(family, config, task, seed=0):
     from reference import mpnet_model, mpt_model
 
@@ -121,7 +129,7 @@ def bench_encode(repeats, threads):
     import reference
 
     weights = random_weights("mpnet", ENCODER, "base")
-    ids = np.random.default_rng(1).integers(3, ENCODER["vocab_size"], (ENC_BATCH, ENC_LEN))
+    ids = encode_ids()
     runs = {}
     for backend in ("numpy", "numba"):
         model = reference.build(ENCODER, weights, backend=backend)
@@ -147,7 +155,7 @@ def bench_decode(repeats, threads):
     import reference
 
     weights = random_weights("mpt", DECODER, "causal-lm")
-    ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+    ids = prompt_ids()
     runs = {}
     for name, backend, storage in (
         ("numpy", "numpy", "fp32"),
@@ -202,7 +210,7 @@ def decode_weight_bytes(bytes_per_weight):
 # Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block;
 # CTranslate2's
 # int8 has one float scale per row (under 0.6% here, left out).
-STORAGE_BYTES = {"fp32": 4, "f32": 4, "bf16": 2, "q8_0": 34 / 32, "int8": 1}
+STORAGE_BYTES = {"fp32": 4, "bf16": 2, "q8_0": 34 / 32, "int8": 1}
 
 
 def machine_limits(threads):
@@ -299,7 +307,7 @@ def child_decode_memory(backend, storage):
         DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage
     )
     del weights
-    ids = np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+    ids = prompt_ids()
     model.generate(ids, max_new_tokens=2)  # compile or load the kernels outside the measured window
     if os.path.exists(
         "/proc/self/clear_refs"
@@ -412,9 +420,8 @@ def engine_table(workload, out, threads, repeats, limits):
             )
         elif workload == "decode":
             s = storage[c]
-            read = limits["read_gbs"].get(
-                s, limits["read_gbs"]["bf16"] if s in ("q8_0", "int8") else None
-            )
+            # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest measured
+            read = limits["read_gbs"]["fp32" if s == "fp32" else "bf16"]
             bound = f"{decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9 / read:.0%}"
         else:
             bound = "-"

@@ -63,17 +63,12 @@ def write_hf_dir(family, target: Path):
 
 
 def write_wordpiece_tokenizer(target: Path, vocab_size: int):
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    """The demo models' WordPiece tokenizer (tools/make_demo_models.py) with all-mpnet-base-v2's
+    lowercasing normalizer, and sentence-transformers' files beside it."""
+    from make_demo_models import write_tokenizer
+    from tokenizers import normalizers
 
-    vocab = ["<s>", "<pad>", "</s>", "[UNK]"] + [f"w{i}" for i in range(vocab_size - 4)]
-    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)  # as all-mpnet-base-v2's
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    tok.save(str(target / "tokenizer.json"))
+    write_tokenizer(target, vocab_size, normalizers.BertNormalizer(lowercase=True))
     (target / "modules.json").write_text(
         json.dumps(
             [
@@ -256,16 +251,6 @@ def prepare(out: Path):
 # ---------------------------------------------------------------------------------------- run
 
 
-def prompt_ids():
-    return np.random.default_rng(2).integers(0, bench.DECODER["vocab_size"], (1, bench.PROMPT))
-
-
-def encode_ids():
-    return np.random.default_rng(1).integers(
-        3, bench.ENCODER["vocab_size"], (bench.ENC_BATCH, bench.ENC_LEN)
-    )
-
-
 def runner(engine, out: Path, threads):
     """A no-argument function running the workload once on ``engine``."""
     if engine == "onnxruntime":
@@ -278,7 +263,7 @@ def runner(engine, out: Path, threads):
             str(out / "mpnet.onnx"), options, providers=["CPUExecutionProvider"]
         )
         feed = {
-            "input_ids": encode_ids(),
+            "input_ids": bench.encode_ids(),
             "attention_mask": np.ones((bench.ENC_BATCH, bench.ENC_LEN), np.int64),
         }
         return lambda: session.run(None, feed)
@@ -293,7 +278,7 @@ def runner(engine, out: Path, threads):
             n_batch=bench.PROMPT,
             verbose=False,
         )
-        prompt = [int(t) for t in prompt_ids()[0]]
+        prompt = [int(t) for t in bench.prompt_ids()[0]]
 
         def greedy():  # llama-cpp-python's own generator, greedy (temperature 0), 128 tokens
             for n, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True), 1):
@@ -312,7 +297,7 @@ def runner(engine, out: Path, threads):
             intra_threads=threads,
             inter_threads=1,
         )
-        tokens = [f"t{i}" for i in prompt_ids()[0]]
+        tokens = [f"t{i}" for i in bench.prompt_ids()[0]]
         return lambda: generator.generate_batch(
             [tokens],
             max_length=bench.NEW_TOKENS,
@@ -329,7 +314,7 @@ def runner(engine, out: Path, threads):
         tune_process()
         if engine == "numba":
             model = reference.from_pretrained(str(out / "mpnet"), backend="numba")
-            ids = encode_ids()
+            ids = bench.encode_ids()
             return lambda: model(ids)
         if engine == "numba-embed":
             from reference.embedding import embed_corpus
@@ -345,7 +330,7 @@ def runner(engine, out: Path, threads):
         model = reference.from_pretrained(
             str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage
         )
-        ids = prompt_ids()
+        ids = bench.prompt_ids()
         return lambda: model.generate(ids, max_new_tokens=bench.NEW_TOKENS)
     if engine.startswith("hf-torch"):
         import torch
@@ -354,10 +339,10 @@ def runner(engine, out: Path, threads):
         torch.set_num_threads(threads)
         if engine == "hf-torch-encode":
             model = transformers.MPNetModel.from_pretrained(str(out / "mpnet")).eval()
-            ids = torch.from_numpy(encode_ids())
+            ids = torch.from_numpy(bench.encode_ids())
             return lambda: model(ids)
         model = transformers.MptForCausalLM.from_pretrained(str(out / "mpt")).eval()
-        ids = torch.from_numpy(prompt_ids())
+        ids = torch.from_numpy(bench.prompt_ids())
         kw = dict(
             max_new_tokens=bench.NEW_TOKENS,
             min_new_tokens=bench.NEW_TOKENS,

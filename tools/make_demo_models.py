@@ -25,10 +25,14 @@ DEMOS = {
 }
 
 
-def write_tokenizer(target: Path, vocab_size: int):
+def write_tokenizer(target: Path, vocab_size: int, normalizer=None):
+    """A WordPiece tokenizer.json of w0, w1, ... and "##s" (tools/bench_engines.py adds the
+    lowercasing normalizer all-mpnet-base-v2 has; the demos have none)."""
     vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(vocab_size - 5)]
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",

@@ -252,7 +252,7 @@ class DecoderStack:
         logits = (
             dev.linear(rows, self.weights()["head"]).copy_to_host().reshape(x.shape[:-1] + (-1,))
         )
-        return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
+        return mpt.scale_logits(logits, logit_scale)
 
     def decode_session(self, batch, total_len):
         return (
@@ -336,10 +336,9 @@ class DecodeSession:
         dev.set_column(self.key_ok, t, 1)
         self.ids.copy_to_device(np.ascontiguousarray(token, np.int64))
         x = dev.embed(self.ids, self.w["wte"], out=ws["x"])  # [B, C]
-        for i, w in enumerate(
-            self.w["blocks"]
-        ):  # five launches a layer: norms, GELU and residuals ride in the
-            # matvecs, the cache write in the attention
+        # five launches a layer: norms, GELU and residuals ride in the matvecs, the cache write
+        # in the attention
+        for i, w in enumerate(self.w["blocks"]):
             qkv = dev.fused_linear(x, *w["Wqkv"], ln=w["norm_1"], eps=eps, out=ws["qkv"])
             ctx = dev.decode_attention(
                 qkv,

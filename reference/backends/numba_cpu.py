@@ -31,6 +31,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .. import ops
+from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
 from .numba_vec8 import LANES, fma8, hmax8, load8, max8, splat8, store8, zero8
 
@@ -170,11 +171,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:
-        w = (
-            (weight.astype(np.uint32) << 16).view(np.float32)
-            if weight.dtype == np.uint16
-            else weight
-        )
+        w = widen_bf16(weight) if weight.dtype == np.uint16 else weight
         out = rows @ w.T
     if bias is not None and out.dtype == np.float32 and out.shape[0] > MATVEC_MAX_ROWS:
         _add_to_rows(out, bias)  # in place, on every core: the product is a fresh array
@@ -599,12 +596,13 @@ def decode_step(
     scale,
     eps,
 ):  # x [B, C] -> x after every block, in place
-    """One new token per row through all L blocks in one call (twin: numba_stacks.block, and so
-    mpt.block, with S = 1, for the hf feature set): per layer LN1, the qkv matvec, the step's key
-    and value into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok masking),
-    out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers, [L, O, I]
-    (float32 or bf16 bits), biases [L, O] (zeros where the checkpoint has none). One compiled call
-    per step instead of about ten launches per layer from Python."""
+    """One new token per row through all L blocks in one call (twin: mpt.block with S = 1, as
+    numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv
+    matvec, the step's key and value into cache slot t, attention over slots 0..t (key-only
+    ALiBi, key_ok masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are
+    stacked over layers, [L, O, I] (float32 or bf16 bits), biases [L, O] (zeros where the
+    checkpoint has none). One compiled call per step instead of about ten launches per layer
+    from Python."""
     B, C = x.shape
     L, H, D, W = w_qkv.shape[0], kt.shape[2], kt.shape[3], w_up.shape[1]
     K = t + 1

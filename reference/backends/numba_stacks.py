@@ -9,7 +9,7 @@ tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier ru
 MPT decoding: the cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values
 ``v[B, H, T, D]`` for the whole generation (T = prompt + new tokens); a step writes one slot and
 attends over the live ones, so nothing grows or is copied per token. A session takes the stack
-(config, features, params), never the model. The prompt runs ``block``; a step runs every block
+(config, features, params), never the model. The prompt runs the stack; a step runs every block
 in one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
 """
 
@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .. import mpnet, mpt
+from ..checkpoint import bf16_to_float32
 from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import to_bf16_bits
@@ -99,35 +100,10 @@ class EncoderStack:
 # -------------------------------------------------------------------------------------- MPT
 
 
-def block(p, config, x, attend):  # [..., C] -> [..., C], what attend returned besides the context
-    """Twin of mpt.block without dropout; ``attend`` maps this block's qkv [..., 3C] to the
-    attention
-    context [..., C] (and anything the caller keeps: the probabilities and the present, or None).
-    The whole-prompt stack and the decode step differ only there."""
-    eps = config.layer_norm_epsilon
-    qkv = linear(
-        layer_norm(x, p["norm_1"]["weight"], p["norm_1"].get("bias"), eps), **p["attn"]["Wqkv"]
-    )
-    context, kept = attend(p["attn"], qkv)
-    x = x + linear(context, **p["attn"]["out_proj"])
-    h = gelu(
-        linear(
-            layer_norm(x, p["norm_2"]["weight"], p["norm_2"].get("bias"), eps),
-            **p["ffn"]["up_proj"],
-        )
-    )
-    return x + linear(h, **p["ffn"]["down_proj"]), kept
-
-
-def to_bf16_storage(params, config, blocks=True):
-    """The matrices the decoder streams (every block's, unless ``blocks`` is False because
-    stack_blocks converts them, the embeddings, an untied LM head) replaced by bfloat16 bit
-    patterns (uint16), in place: half the bytes, widened by the kernels as they read."""
-    linears = ("Wqkv", "out_proj"), ("up_proj", "down_proj")
-    for p in params["blocks"] if blocks else ():
-        for part, names in zip(("attn", "ffn"), linears):
-            for name in names:
-                p[part][name]["weight"] = to_bf16_bits(p[part][name]["weight"])
+def to_bf16_storage(params, config):
+    """The embeddings (and an untied LM head) replaced by bfloat16 bit patterns (uint16), in
+    place: half the bytes, widened as they are read. The blocks' matrices are converted by
+    stack_blocks, straight into their stacked arrays."""
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = to_bf16_bits(params[name]["weight"])
 
@@ -139,16 +115,15 @@ class DecoderStack:
     def __init__(self, config, features, params, weight_storage):
         self.config, self.features, self.params = config, features, params
         self.bf16 = weight_storage == "bf16"
-        stack = supports(config, features)
         if self.bf16:
-            to_bf16_storage(params, config, blocks=not stack)
+            to_bf16_storage(params, config)
+        self.stacked = stack_blocks(params, self.bf16)  # the params' block weights are views of it
         head = params["wte"] if config.tie_word_embeddings else params.get("lm_head")
         self.head_weight = None if head is None else head["weight"]
-        self.stacked = stack_blocks(params, self.bf16) if stack else None
 
     def embed(self, ids):  # [...] -> [..., C] float32
         rows = self.params["wte"]["weight"][ids]
-        return (rows.astype(np.uint32) << 16).view(np.float32) if rows.dtype == np.uint16 else rows
+        return bf16_to_float32(rows) if rows.dtype == np.uint16 else rows
 
     def __call__(self, x, past, masked, bias, rng, per_layer=True):  # [B, S, C] -> as mpt.decoder
         c, f = self.config, self.features
@@ -159,41 +134,39 @@ class DecoderStack:
                     "load with fp32 weights to train"
                 )
             return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
-        B, S, C = x.shape
-        H, D = c.n_heads, c.head_size
-
-        def attend(p, qkv, layer_past):  # [B, S, 3C] -> context [B, S, C], (probs, present)
-            if f.clip_qkv is not None:
-                qkv = np.clip(qkv, -f.clip_qkv, f.clip_qkv)
-            q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]
-            if f.qk_ln:
-                eps = c.layer_norm_epsilon
-                q = layer_norm(q, p["q_ln"]["weight"], p["q_ln"].get("bias"), eps)
-                k = layer_norm(k, p["k_ln"]["weight"], p["k_ln"].get("bias"), eps)
-            q, k, v = (
-                t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v)
-            )  # [B, H, S, D]
-            if layer_past is not None:
-                k, v = (
-                    np.concatenate([layer_past[0], k], axis=2),
-                    np.concatenate([layer_past[1], v], axis=2),
-                )
-            context, probs = attention(q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked)
-            return context.transpose(0, 2, 1, 3).reshape(B, S, C), (probs, (k, v))
-
         hidden_states, attentions, presents = [], [], []
         for p, layer_past in zip(self.params["blocks"], past):
             hidden_states.append(x)
-            x, (probs, present) = block(
-                p, c, x, lambda p, qkv, past=layer_past: attend(p, qkv, past)
-            )
+            x, probs, present = self.block(p, x, layer_past, masked, bias)
             attentions.append(probs)
             presents.append(present)
         return x, presents, hidden_states, attentions
 
+    def block(self, p, x, past, masked, bias):  # [B, S, C] -> [B, S, C], probs, present
+        """Twin of mpt.block (and mpt.attention) without dropout, on the Numba kernels."""
+        c, f = self.config, self.features
+        B, S, C = x.shape
+        H, D, eps = c.n_heads, c.head_size, c.layer_norm_epsilon
+        qkv = linear(
+            layer_norm(x, p["norm_1"]["weight"], p["norm_1"].get("bias"), eps), **p["attn"]["Wqkv"]
+        )  # [B, S, 3C]
+        if f.clip_qkv is not None:
+            qkv = np.clip(qkv, -f.clip_qkv, f.clip_qkv)
+        q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]
+        if f.qk_ln:
+            q = layer_norm(q, p["attn"]["q_ln"]["weight"], p["attn"]["q_ln"].get("bias"), eps)
+            k = layer_norm(k, p["attn"]["k_ln"]["weight"], p["attn"]["k_ln"].get("bias"), eps)
+        q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
+        if past is not None:
+            k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
+        context, probs = attention(q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked)
+        x = x + linear(context.transpose(0, 2, 1, 3).reshape(B, S, C), **p["attn"]["out_proj"])
+        h = layer_norm(x, p["norm_2"]["weight"], p["norm_2"].get("bias"), eps)
+        h = gelu(linear(h, **p["ffn"]["up_proj"]))  # [B, S, 4C]
+        return x + linear(h, **p["ffn"]["down_proj"]), probs, (k, v)
+
     def lm_logits(self, x, logit_scale=None):  # [..., C] -> [..., V]; twin of mpt.lm_logits
-        logits = linear(x, self.head_weight)
-        return logits if logit_scale is None else logits * logits.dtype.type(logit_scale)
+        return mpt.scale_logits(linear(x, self.head_weight), logit_scale)
 
     def decode_session(self, batch, total_len):
         return (
