@@ -327,20 +327,44 @@ def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
 
 
 def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
-    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM), and the
-    model's
-    params then hold views of it with the checkpoint's values."""
+    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM) and stores
+    every dense weight input-major (its transpose C-contiguous, so BLAS runs a plain GEMM); the
+    model's params then hold views with the checkpoint's values, at the checkpoint's shapes."""
     from conftest import TINY, random_params
 
     params = random_params(TINY, "base")
     model = reference.build(TINY, params, backend="numba")
-    attn = model.params["encoder"]["layer"][0]["attention"]["attn"]
+    layer = model.params["encoder"]["layer"][0]
+    attn = layer["attention"]["attn"]
+    assert model.stack.qkv[0][0].T.flags.c_contiguous, "the packed q, k, v weights: input-major"
     for kind, block in zip(("weight", "bias"), model.stack.qkv[0]):
+        owner = block if block.base is None else block.base
         for n in "qkv":
-            assert attn[n][kind].base is block, f"{n}.{kind} is not a view of the packed block"
+            assert attn[n][kind].base is owner, f"{n}.{kind} is not a view of the packed block"
             np.testing.assert_array_equal(
                 attn[n][kind], params[f"encoder.layer.0.attention.attn.{n}.{kind}"]
             )
+    dense = {
+        "attention.attn.o": attn["o"],
+        "intermediate.dense": layer["intermediate"]["dense"],
+        "output.dense": layer["output"]["dense"],
+    }
+    for name, d in dense.items():
+        want = params[f"encoder.layer.0.{name}.weight"]
+        assert d["weight"].shape == want.shape and d["weight"].T.flags.c_contiguous, name
+        np.testing.assert_array_equal(d["weight"], want)
+    x = np.random.default_rng(0).standard_normal((3, TINY["hidden_size"]), dtype=np.float32)
+    for rows in (1, 3):  # the matvec path (few rows) and the GEMM path both take this layout
+        got = nb.linear(x[:rows], **attn["o"])
+        want = ops.linear(
+            x[:rows],
+            params["encoder.layer.0.attention.attn.o.weight"],
+            params["encoder.layer.0.attention.attn.o.bias"],
+        )
+        err = np.abs(got - want).max()
+        assert err < 1e-5, (
+            f"linear over the transposed layout, {rows} rows: max abs error {err:.3g}"
+        )
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_new"])

@@ -167,7 +167,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holdin
     storage)."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
-    if rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32:
+    if rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32 and weight.flags.c_contiguous:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:

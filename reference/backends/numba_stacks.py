@@ -39,20 +39,30 @@ from .numba_cpu import (
 # ------------------------------------------------------------------------------------ MPNet
 
 
-def pack_qkv(attn):  # -> weight [3C, C], bias [3C]
-    """q, k and v of one layer copied into adjacent rows of one array each for weights and biases;
-    ``attn`` then holds views of these blocks (the same values; the separate arrays can be freed),
-    and one GEMM computes all three projections."""
-    blocks = []
-    for kind in ("weight", "bias"):
-        parts = [attn[name][kind] for name in "qkv"]
-        block = np.concatenate(parts)
-        start = 0
-        for name, part in zip("qkv", parts):
-            attn[name][kind] = block[start : start + part.shape[0]]
-            start += part.shape[0]
-        blocks.append(block)
-    return tuple(blocks)
+def pack_qkv(attn):  # -> weight [3C, C] (a transposed view), bias [3C]
+    """q, k and v of one layer packed for one GEMM: the weights side by side in one [C, 3C] array,
+    stored transposed (input-major) as transposed_layout stores them, and the biases in one [3C]
+    array. ``attn`` then holds views of these blocks (the same values; the separate arrays can be
+    freed)."""
+    parts = [attn[name]["weight"] for name in "qkv"]
+    block = np.ascontiguousarray(np.concatenate(parts).T)  # [C, 3C], C-contiguous
+    biases = np.concatenate([attn[name]["bias"] for name in "qkv"])
+    start = 0
+    for name, part in zip("qkv", parts):
+        stop = start + part.shape[0]
+        attn[name]["weight"] = block[:, start:stop].T
+        attn[name]["bias"] = biases[start:stop]
+        start = stop
+    return block.T, biases
+
+
+def transposed_layout(dense):
+    """A dense layer's weight [O, I] replaced, in place, by the transposed view of an [I, O]
+    C-contiguous copy: the same values at the same indices, laid out so ``x @ weight.T`` is a
+    plain (not transposed) GEMM, which OpenBLAS runs a few percent faster at MPNet's shapes
+    (tools/bench.py --workload encode). numba_cpu.linear sends such weights to BLAS for any number
+    of rows."""
+    dense["weight"] = np.ascontiguousarray(dense["weight"].T).T
 
 
 class EncoderStack:
@@ -62,6 +72,10 @@ class EncoderStack:
         self.config = config
         self.layers = params["encoder"]["layer"]
         self.qkv = [pack_qkv(p["attention"]["attn"]) for p in self.layers]
+        for p in self.layers:
+            for dense in (p["attention"]["attn"]["o"], p["intermediate"]["dense"]):
+                transposed_layout(dense)
+            transposed_layout(p["output"]["dense"])
 
     def __call__(
         self, x, position_bias, mask_bias, head_masks, rng, per_layer=True
