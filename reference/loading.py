@@ -118,7 +118,8 @@ def from_pretrained(
     "mosaic" for MPT.
     dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
     backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
-    weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic.
+    weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic;
+    "q8" (opt-in): int8 in blocks of 32 with a float32 scale each, about 1.1 bytes per weight.
     on_tensor: called after each tensor is read (the command line draws a progress bar with it).
     """
     if backend not in BACKENDS:

@@ -228,8 +228,11 @@ def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, 
     want = want + ops.linear(
         ops.gelu(ops.linear(ops.layer_norm(want, g[1], n[1], 1e-5), w[2], b[2])), w[3], b[3]
     )
+    unused = np.zeros((1, 1, 1), np.float32)  # fp32 weights take no scales
     stacked = [
-        a[None] for a in (g[0], n[0], w[0], b[0], w[1], b[1], g[1], n[1], w[2], b[2], w[3], b[3])
+        a[None] if a is not unused else a
+        for a in (g[0], n[0], w[0], unused, b[0], w[1], unused, b[1], g[1], n[1])
+        + (w[2], unused, b[2], w[3], unused, b[3])
     ]
     got = x.copy()
     nb.decode_step(got, t, *stacked, kt, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
@@ -467,3 +470,182 @@ def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
         out = ref(
             token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
         )
+
+
+# ----------------------------------------------------------------------------------- q8
+
+
+@FAST
+@given(st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**31))
+def test_q8_rounding_is_within_half_a_block_scale(n_out, n_blocks, seed):
+    """quantize_q8: per block of 32 along the input axis the scale is the largest magnitude over
+    127, every weight comes back within half its block's scale, and a block's largest weight
+    exactly (up to float32 rounding of the scale)."""
+    from reference.precision import Q8_BLOCK, quantize_q8
+
+    w = arrays(seed, n_out, n_blocks * Q8_BLOCK, scale=0.05)
+    w[0, :Q8_BLOCK] = 0.0  # an all-zero block: scale 0, weights 0
+    m = quantize_q8(w)
+    blocks = np.abs(w).reshape(n_out, n_blocks, Q8_BLOCK)
+    assert_close(m.scales, blocks.max(-1) / 127, atol=0, rtol=1e-6, what="scales")
+    err = np.abs(m.dequantize() - w).reshape(n_out, n_blocks, Q8_BLOCK).max(-1)
+    assert (err <= m.scales * 0.5 * (1 + 1e-5) + 1e-12).all(), f"max error {err.max():.3g}"
+    assert not m.dequantize()[0, :Q8_BLOCK].any(), "a zero block stays zero"
+    rows = np.array([n_out - 1, 0])
+    np.testing.assert_array_equal(m.dequantize(rows), m.dequantize()[rows])
+
+
+def test_q8_rejects_shapes_and_values_it_cannot_hold():
+    from reference.precision import Q8Matrix, quantize_q8
+
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_q8(np.ones((4, 48), np.float32))
+    with pytest.raises(ValueError, match="inf or NaN"):
+        quantize_q8(np.full((2, 32), np.inf, np.float32))
+    with pytest.raises(ValueError, match="scales of shape"):
+        Q8Matrix(np.zeros((2, 64), np.int8), np.zeros((2, 3), np.float32))
+    from test_mpt_properties import CONFIG
+
+    weights = {
+        "transformer." + k: v for k, v in tiny_mpt(backend="numpy").state_dict().items()
+    }  # d_model 24: not a multiple of 32
+    with pytest.raises(ValueError, match="multiple of 32"):
+        reference.build(CONFIG, weights, task="causal-lm", backend="numba", weight_storage="q8")
+    with pytest.raises(ValueError, match="needs backend='numba'"):
+        reference.build(CONFIG, weights, task="causal-lm", weight_storage="q8")
+
+
+@FAST
+@given(
+    st.integers(1, 9), st.integers(1, 3), st.integers(1, 40), st.booleans(), st.integers(0, 2**31)
+)
+def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
+    rows, n_blocks, n_out, with_bias, seed
+):
+    """numba_cpu.linear over a Q8Matrix (the Numba q8 matvec for few rows, BLAS on the
+    dequantized matrix for more) against ops.linear on Q8Matrix.dequantize()."""
+    from reference.precision import quantize_q8
+
+    x = arrays(seed, rows, n_blocks * 32)
+    m = quantize_q8(arrays(seed + 1, n_out, n_blocks * 32, scale=0.2))
+    b = arrays(seed + 2, n_out) if with_bias else None
+    assert_close(
+        nb.linear(x, m, b), ops.linear(x, m.dequantize(), b), atol=1e-5, rtol=1e-5, what="q8"
+    )
+
+
+@FAST
+@given(st.integers(1, 3), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
+def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(
+    B,
+    heads,
+    T,
+):
+    """decode_step with q8 matrices (int8 stacks and their scales) against the same step with the
+    dequantized float32 matrices: one q8 kernel path, the rest shared."""
+    from reference.mpt import alibi_slopes
+    from reference.precision import quantize_q8
+
+    H, D = heads
+    C, W, t, seed = H * D, 4 * H * D, T - 1, 7 * B + T
+    x = arrays(seed, B, C)
+    mats = [
+        quantize_q8(arrays(seed + i, *shape, scale=0.3))
+        for i, shape in enumerate([(3 * C, C), (C, C), (W, C), (C, W)], 1)
+    ]
+    b = [arrays(seed + 9 + i, n, scale=0.1) for i, n in enumerate([3 * C, C, W, C])]
+    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(2)]
+    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
+    key_ok = np.ones((B, T), np.bool_)
+    caches = []
+    for _ in range(2):
+        kt = np.zeros((1, B, H, D, T), np.float32)
+        kt[..., :t] = arrays(seed + 40, B, H, D, t) if t else 0
+        v = np.zeros((1, B, H, T, D), np.float32)
+        v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
+        caches.append((kt, v))
+    unused = np.zeros((1, 1, 1), np.float32)
+    fp32 = [m.dequantize()[None] for m in mats]
+    q8 = [(m.q[None], m.scales[None]) for m in mats]
+    want, got = x.copy(), x.copy()
+    nb.decode_step(
+        want,
+        t,
+        g[0][None],
+        n[0][None],
+        fp32[0],
+        unused,
+        b[0][None],
+        fp32[1],
+        unused,
+        b[1][None],
+        g[1][None],
+        n[1][None],
+        fp32[2],
+        unused,
+        b[2][None],
+        fp32[3],
+        unused,
+        b[3][None],
+        *caches[0],
+        key_ok,
+        alibi_slopes(H),
+        np.float32(0.25),
+        np.float32(1e-5),
+    )
+    nb.decode_step(
+        got,
+        t,
+        g[0][None],
+        n[0][None],
+        *q8[0],
+        b[0][None],
+        *q8[1],
+        b[1][None],
+        g[1][None],
+        n[1][None],
+        *q8[2],
+        b[2][None],
+        *q8[3],
+        b[3][None],
+        *caches[1],
+        key_ok,
+        alibi_slopes(H),
+        np.float32(0.25),
+        np.float32(1e-5),
+    )
+    assert_close(got, want, atol=1e-4, rtol=1e-4, what="q8 decode step")
+    assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
+
+
+def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
+    """A q8 model (numba, weight_storage="q8") decodes as the NumPy reference does on the
+    dequantized weights: prefill and four steps' logits, and greedy tokens."""
+    from test_mpt_properties import CONFIG
+
+    from reference.precision import quantize_q8
+
+    config = {**CONFIG, "d_model": 64, "n_heads": 4}
+    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
+    fast = reference.build(config, weights, task="causal-lm", backend="numba", weight_storage="q8")
+    ref = reference.build(
+        config,
+        {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()},
+        task="causal-lm",
+    )
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    mask = (ids != 0).astype(np.int64)
+    session = fast.decode_session(2, 8)
+    logits = session.prefill(ids, mask)
+    out = ref(ids, attention_mask=mask, use_cache=True)
+    for step in range(4):
+        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
+        token = np.argmax(logits, axis=-1)
+        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
+        logits = session.step(token)
+        out = ref(
+            token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
+        )
+    got = np.stack(list(fast.generate(ids, max_new_tokens=5, attention_mask=mask[:, :4])), 1)
+    want = np.stack(list(ref.generate(ids, max_new_tokens=5, attention_mask=mask[:, :4])), 1)
+    np.testing.assert_array_equal(got, want)

@@ -11,6 +11,7 @@ reference/ops.py.
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
 | ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; keys [D, T] |
 | ``linear``, bf16     | ``ops.linear``, widened   | the same matvec, each weight widened as read  |
+| ``linear``, q8       | ``ops.linear``, dequant.  | int8 blocks widened, scaled per block of 32   |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
 numba_stacks.py
@@ -33,7 +34,20 @@ from numba.extending import intrinsic, overload
 from .. import ops
 from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
-from .numba_vec8 import LANES, fma8, hmax8, load8, max8, splat8, store8, zero8
+from ..precision import Q8_BLOCK, Q8Matrix
+from .numba_vec8 import (
+    LANES,
+    add8,
+    fma8,
+    hmax8,
+    hsum8,
+    load8,
+    load8_i8,
+    max8,
+    splat8,
+    store8,
+    zero8,
+)
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
@@ -162,12 +176,63 @@ def _matvec_rows(x, w, out):  # [N, I] f32, [O, I] f32 or uint16 (bf16 bits) -> 
             out[n, o] = acc
 
 
-def linear(x, weight, bias=None):  # [..., I], [O, I] (float32, or uint16 holding bf16) -> [..., O]
+@njit(inline="always", fastmath=FASTMATH)
+def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] float32, unit stride
+    """One q8 row (precision.Q8Matrix) times a float32 row: per block of 32, four 8-lane products
+    of the widened int8 weights with x summed in two registers, then scaled by the block's scale
+    into two running sums; one horizontal sum at the end. Twin: Q8Matrix.dequantize(o) @ x[n]."""
+    acc0, acc1 = zero8(), zero8()
+    for blk in range(scales.shape[1]):
+        j = blk * Q8_BLOCK
+        p0 = fma8(zero8(), load8_i8(q, o, j), load8(x, n, j))
+        p1 = fma8(zero8(), load8_i8(q, o, j + 8), load8(x, n, j + 8))
+        p0 = fma8(p0, load8_i8(q, o, j + 16), load8(x, n, j + 16))
+        p1 = fma8(p1, load8_i8(q, o, j + 24), load8(x, n, j + 24))
+        scale = splat8(scales[o, blk])
+        acc0, acc1 = fma8(acc0, p0, scale), fma8(acc1, p1, scale)
+    return hsum8(add8(acc0, acc1))
+
+
+def _dot(w, scales, o, x, n):
+    """w[o, :] . x[n, :] for float32 weights, bf16 bits (uint16) or q8 (int8 with ``scales``;
+    the other kinds ignore it). Compiled per weight dtype."""
+
+
+@overload(_dot)
+def _dot_impl(w, scales, o, x, n):
+    if w.dtype == types.int8:
+        return lambda w, scales, o, x, n: _dot_q8(w, scales, o, x, n)
+
+    def dot(w, scales, o, x, n):
+        acc = np.float32(0.0)
+        for i in range(x.shape[1]):
+            acc += _widen(w[o, i]) * x[n, i]
+        return acc
+
+    return dot
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _matvec_q8(x, q, scales, out):  # [N, I] f32, q8 [O, I] -> [N, O]
+    for o in prange(q.shape[0]):
+        for n in range(x.shape[0]):
+            out[n, o] = _dot_q8(q, scales, o, x, n)
+
+
+def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight
-    storage)."""
+    storage); a precision.Q8Matrix is q8 storage. A few rows (decode) stream the weights once
+    through a Numba matvec; more rows go to BLAS, on the widened or dequantized weights."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
-    if rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32 and weight.flags.c_contiguous:
+    few = rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32
+    if isinstance(weight, Q8Matrix):
+        if few:
+            out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
+            _matvec_q8(np.ascontiguousarray(rows), weight.q, weight.scales, out)
+        else:
+            out = rows @ weight.dequantize().T
+    elif few and weight.flags.c_contiguous:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:
@@ -565,14 +630,6 @@ def _norm_row(x, w, b, eps, out):  # [C] -> [C]; twin: ops.layer_norm on one row
         out[c] = (x[c] - mean) * inv * w[c] + b[c]
 
 
-@njit(inline="always", fastmath=FASTMATH)
-def _dot(w, o, x):  # w[o, :] . x, w float32 or bf16 bits
-    acc = np.float32(0.0)
-    for i in range(x.shape[0]):
-        acc += _widen(w[o, i]) * x[i]
-    return acc
-
-
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def decode_step(
     x,
@@ -580,14 +637,18 @@ def decode_step(
     ln1_w,
     ln1_b,
     w_qkv,
+    s_qkv,
     b_qkv,
     w_o,
+    s_o,
     b_o,
     ln2_w,
     ln2_b,
     w_up,
+    s_up,
     b_up,
     w_down,
+    s_down,
     b_down,
     kt,
     v,
@@ -600,9 +661,10 @@ def decode_step(
     numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv
     matvec, the step's key and value into cache slot t, attention over slots 0..t (key-only
     ALiBi, key_ok masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are
-    stacked over layers, [L, O, I] (float32 or bf16 bits), biases [L, O] (zeros where the
-    checkpoint has none). One compiled call per step instead of about ten launches per layer
-    from Python."""
+    stacked over layers, [L, O, I] (float32, bf16 bits, or q8's int8 with its scales
+    [L, O, I / 32] in the s_ argument after it; the other kinds pass [L, 1, 1] there, unused),
+    biases [L, O] (zeros where the checkpoint has none). One compiled call per step instead of
+    about ten launches per layer from Python."""
     B, C = x.shape
     L, H, D, W = w_qkv.shape[0], kt.shape[2], kt.shape[3], w_up.shape[1]
     K = t + 1
@@ -613,10 +675,10 @@ def decode_step(
     for layer in range(L):
         for b in range(B):
             _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
-        wq, bq = w_qkv[layer], b_qkv[layer]
+        wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
         for o in prange(3 * C):
             for b in range(B):
-                qkv[b, o] = _dot(wq, o, h[b]) + bq[o]
+                qkv[b, o] = _dot(wq, sq, o, h, b) + bq[o]
         for b in range(B):
             for c in range(C):
                 kt[layer, b, c // D, c % D, t] = qkv[b, C + c]
@@ -638,17 +700,17 @@ def decode_step(
                 p = scores[j]
                 for d in range(D):
                     ctx[b, hh * D + d] += p * v[layer, b, hh, j, d]
-        wo, bo = w_o[layer], b_o[layer]
+        wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
         for o in prange(C):
             for b in range(B):
-                x[b, o] += _dot(wo, o, ctx[b]) + bo[o]
+                x[b, o] += _dot(wo, so, o, ctx, b) + bo[o]
         for b in range(B):
             _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
-        wu, bu = w_up[layer], b_up[layer]
+        wu, su, bu = w_up[layer], s_up[layer], b_up[layer]
         for o in prange(W):
             for b in range(B):
-                up[b, o] = _gelu1(_dot(wu, o, h[b]) + bu[o])
-        wd, bd = w_down[layer], b_down[layer]
+                up[b, o] = _gelu1(_dot(wu, su, o, h, b) + bu[o])
+        wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
         for o in prange(C):
             for b in range(B):
-                x[b, o] += _dot(wd, o, up[b]) + bd[o]
+                x[b, o] += _dot(wd, sd, o, up, b) + bd[o]

@@ -23,7 +23,7 @@ from .. import mpnet, mpt
 from ..checkpoint import bf16_to_float32
 from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
-from ..precision import to_bf16_bits
+from ..precision import Q8_BLOCK, Q8Matrix, quantize_q8, to_bf16_bits
 from . import Backend
 from .numba_cpu import (
     NUMBA,
@@ -114,12 +114,14 @@ class EncoderStack:
 # -------------------------------------------------------------------------------------- MPT
 
 
-def to_bf16_storage(params, config):
-    """The embeddings (and an untied LM head) replaced by bfloat16 bit patterns (uint16), in
-    place: half the bytes, widened as they are read. The blocks' matrices are converted by
-    stack_blocks, straight into their stacked arrays."""
+def to_low_storage(params, config, storage):
+    """The embeddings (and an untied LM head) replaced, in place, by bfloat16 bit patterns (uint16)
+    or q8 matrices (precision.Q8Matrix): half or about a quarter of the bytes, widened as they are
+    read. The blocks' matrices are converted by stack_blocks, straight into their stacked
+    arrays."""
+    convert = {"bf16": to_bf16_bits, "q8": quantize_q8}[storage]
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
-        params[name]["weight"] = to_bf16_bits(params[name]["weight"])
+        params[name]["weight"] = convert(params[name]["weight"])
 
 
 class DecoderStack:
@@ -128,24 +130,27 @@ class DecoderStack:
 
     def __init__(self, config, features, params, weight_storage):
         self.config, self.features, self.params = config, features, params
-        self.bf16 = weight_storage == "bf16"
-        if self.bf16:
-            to_bf16_storage(params, config)
-        self.stacked = stack_blocks(params, self.bf16)  # the params' block weights are views of it
+        self.storage = weight_storage
+        if weight_storage != "fp32":
+            to_low_storage(params, config, weight_storage)
+        self.stacked = stack_blocks(params, weight_storage)  # the block weights: views of it
         head = params["wte"] if config.tie_word_embeddings else params.get("lm_head")
         self.head_weight = None if head is None else head["weight"]
 
     def embed(self, ids):  # [...] -> [..., C] float32
-        rows = self.params["wte"]["weight"][ids]
+        wte = self.params["wte"]["weight"]
+        if isinstance(wte, Q8Matrix):
+            return wte.dequantize(ids)
+        rows = wte[ids]
         return bf16_to_float32(rows) if rows.dtype == np.uint16 else rows
 
     def __call__(self, x, past, masked, bias, rng, per_layer=True):  # [B, S, C] -> as mpt.decoder
         c, f = self.config, self.features
         if rng is not None and (f.resid_pdrop or c.attn_pdrop):
-            if self.bf16:
+            if self.storage != "fp32":
                 raise ValueError(
-                    "dropout (training=True) with weight_storage='bf16' is not supported; "
-                    "load with fp32 weights to train"
+                    f"dropout (training=True) with weight_storage={self.storage!r} is not"
+                    " supported; load with fp32 weights to train"
                 )
             return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
         hidden_states, attentions, presents = [], [], []
@@ -198,28 +203,38 @@ STACKED = (
 )
 
 
-def stack_blocks(params, bf16=False):  # -> (ln1_w, ln1_b, w_qkv, b_qkv, ..., w_down, b_down)
-    """Every block's weight of one kind written into one [L, ...] array (biases [L, O], zeros
-    where the checkpoint has none; matrices as bf16 bits when ``bf16``), for
-    numba_cpu.decode_step; the blocks' params then hold views of them (the same values; the
-    separate arrays can be freed). Each layer is converted straight into its slot, so no second
-    full copy of the weights is ever made."""
+def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_qkv, ...)
+    """Every block's weight of one kind written into one [L, ...] array, for
+    numba_cpu.decode_step: matrices as float32, bf16 bits or q8 (int8 [L, O, I] and its scales
+    [L, O, I / 32], which follow each matrix in the tuple; [L, 1, 1] zeros for the other kinds),
+    biases [L, O] (zeros where the checkpoint has none). The blocks' params then hold views of
+    them (the same values; the separate arrays can be freed). Each layer is converted straight
+    into its slot, so no second full copy of the weights is ever made."""
     blocks = params["blocks"]
     arrays = []
     for path in STACKED:
         parts = [b[path[0]] if len(path) == 1 else b[path[0]][path[1]] for b in blocks]
         w0 = parts[0]["weight"]
-        matrix = w0.ndim == 2
-        dtype = np.uint16 if bf16 and matrix else w0.dtype
-        weight = np.empty((len(parts),) + w0.shape, dtype)
-        bias = np.zeros((len(parts), w0.shape[0]), np.float32)
+        L, matrix = len(parts), w0.ndim == 2
+        kind = storage if matrix else "fp32"
+        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "q8": np.int8}[kind]
+        weight = np.empty((L,) + w0.shape, dtype)
+        scales = (
+            np.empty((L, w0.shape[0], w0.shape[1] // Q8_BLOCK), np.float32)
+            if kind == "q8"
+            else np.zeros((L, 1, 1), np.float32)
+        )
+        bias = np.zeros((L, w0.shape[0]), np.float32)
         for i, p in enumerate(parts):
-            weight[i] = to_bf16_bits(p["weight"]) if bf16 and matrix else p["weight"]
-            p["weight"] = weight[i]
+            if kind == "q8":
+                p["weight"] = quantize_q8(p["weight"], weight[i], scales[i])
+            else:
+                weight[i] = to_bf16_bits(p["weight"]) if kind == "bf16" else p["weight"]
+                p["weight"] = weight[i]
             if p.get("bias") is not None:
                 bias[i] = p["bias"]
                 p["bias"] = bias[i]
-        arrays += [weight, bias]
+        arrays += [weight, scales, bias] if matrix else [weight, bias]
     return tuple(arrays)
 
 
@@ -328,5 +343,5 @@ NUMBA_BACKEND = Backend(
     NUMBA,
     mpnet_encoder=EncoderStack,
     mpt_decoder=DecoderStack,
-    weight_storages=("fp32", "bf16"),
+    weight_storages=("fp32", "bf16", "q8"),
 )

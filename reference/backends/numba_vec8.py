@@ -15,13 +15,16 @@ The operations are the few such a kernel needs; each is a Numba intrinsic of a l
 | ``zero8()``               | eight zeros                                             |
 | ``splat8(x)``             | the float32 x in all eight lanes                        |
 | ``load8(a, i, j)``        | a[i, j : j + 8] of a 2D float32 array                   |
+| ``load8_i8(a, i, j)``     | a[i, j : j + 8] of a 2D int8 array, as float32          |
 | ``store8(a, i, j, v)``    | a[i, j : j + 8] = v                                     |
 | ``fma8(acc, x, y)``       | acc + x * y lane by lane (fused where the CPU has FMA)  |
 | ``max8(x, y)``            | the larger of x and y lane by lane (y where unordered)  |
 | ``hmax8(x)``              | the largest of x's eight lanes, as a float32            |
+| ``add8(x, y)``            | x + y lane by lane                                      |
+| ``hsum8(x)``              | the sum of x's eight lanes (pairwise), as a float32     |
 
-``load8`` and ``store8`` trust the caller: the row's last axis must have unit stride and j + 8 must
-not pass its end; the kernels that use them only ever pass such rows and columns.
+``load8``, ``load8_i8`` and ``store8`` trust the caller: the row's last axis must have unit stride
+and j + 8 must not pass its end; the kernels that use them only ever pass such rows and columns.
 
 Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
 after editing this file, touch numba_cpu.py (or delete its __pycache__) so the kernels recompile.
@@ -105,6 +108,29 @@ def load8(typingctx, a, i, j):
 
 
 @intrinsic
+def load8_i8(typingctx, a, i, j):
+    if not (isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context,
+            builder,
+            signature.args[0],
+            arr,
+            [args[1], args[2]],
+            wraparound=False,
+            boundscheck=False,
+        )
+        i8x8 = ir.VectorType(ir.IntType(8), LANES)
+        packed = builder.load(builder.bitcast(ptr, i8x8.as_pointer()), align=1)
+        return builder.sitofp(packed, _V8)
+
+    return f32x8(a, i, j), codegen
+
+
+@intrinsic
 def store8(typingctx, a, i, j, v):
     if not _is_2d_float32(a) or v != f32x8:
         return None
@@ -159,6 +185,33 @@ def hmax8(typingctx, x):
                 builder.select(builder.fcmp_ordered(">", a, b), a, b)
                 for a, b in zip(lanes[::2], lanes[1::2])
             ]
+        return lanes[0]
+
+    return types.float32(x), codegen
+
+
+@intrinsic
+def add8(typingctx, x, y):
+    if not (x == y == f32x8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return f32x8(x, y), codegen
+
+
+@intrinsic
+def hsum8(typingctx, x):
+    if x != f32x8:
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes = [
+            builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)
+        ]
+        while len(lanes) > 1:  # pairwise: 3 rounds
+            lanes = [builder.fadd(a, b) for a, b in zip(lanes[::2], lanes[1::2])]
         return lanes[0]
 
     return types.float32(x), codegen
