@@ -8,7 +8,8 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
   128
   decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
           128 new tokens after a 32-token prompt, batch 1
-Columns: numpy, numba (fp32), numba-bf16 (decode only; bf16 weight storage), and hf-torch when torch
+Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
+and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
 ratios against hf-torch (or numpy) are printed. Repeats run round-robin across the backends. Peak
 resident memory during decoding, the
@@ -161,6 +162,7 @@ def bench_decode(repeats, threads):
         ("numpy", "numpy", "fp32"),
         ("numba", "numba", "fp32"),
         ("numba-bf16", "numba", "bf16"),
+        ("numba-q8", "numba", "q8"),
     ):
         model = reference.build(
             DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage
@@ -207,10 +209,10 @@ def decode_weight_bytes(bytes_per_weight):
     return (L * 12 * C * C + V * C) * bytes_per_weight
 
 
-# Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block;
-# CTranslate2's
-# int8 has one float scale per row (under 0.6% here, left out).
-STORAGE_BYTES = {"fp32": 4, "bf16": 2, "q8_0": 34 / 32, "int8": 1}
+# Bytes per weight of each storage: q8_0 is 32 int8 weights and one fp16 scale per block, our q8
+# the same with a float32 scale; CTranslate2's int8 has one float scale per row (under 0.6% here,
+# left out).
+STORAGE_BYTES = {"fp32": 4, "bf16": 2, "q8_0": 34 / 32, "q8": 36 / 32, "int8": 1}
 
 
 def machine_limits(threads):
@@ -367,6 +369,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
             "ctranslate2-float32",
             "numba-bf16",
             "llama.cpp-bf16",
+            "numba-q8",
             "llama.cpp-q8_0",
             "ctranslate2-int8",
             "hf-torch-decode",
@@ -379,6 +382,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
             "hf-torch-decode": "fp32",
             "numba-bf16": "bf16",
             "llama.cpp-bf16": "bf16",
+            "numba-q8": "q8",
             "llama.cpp-q8_0": "q8_0",
             "ctranslate2-int8": "int8",
         },
@@ -535,7 +539,7 @@ def main():
         )
         print("\ndecode memory (fresh process per backend; peak RSS / fp32 weight bytes):")
         base = run_child("base", "numba")["base_rss"]
-        for backend, storage in (("numba", "fp32"), ("numba", "bf16")):
+        for backend, storage in (("numba", "fp32"), ("numba", "bf16"), ("numba", "q8")):
             m = dict(run_child("memory", backend, storage), base_rss=base)
             print(
                 f"  {backend}-{storage}: peak {m['peak_rss'] / 2**20:.0f} MiB ="

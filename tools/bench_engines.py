@@ -307,7 +307,7 @@ def runner(engine, out: Path, threads):
         )
     if engine.startswith(
         "numba"
-    ):  # this project: numba (encode), numba-fp32 / numba-bf16 (decode), numba-embed
+    ):  # this project: numba (encode), numba-fp32 / -bf16 / -q8 (decode), numba-embed
         import reference
         from reference.backends.numba_cpu import tune_process
 
