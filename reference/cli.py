@@ -51,8 +51,14 @@ def load(args, task):
         len(read_safetensors_header(args.model)),
         f"loading {os.path.basename(args.model.rstrip('/'))}",
     ) as bar:
+        storage = getattr(args, "weight_storage", "fp32")
         model = from_pretrained(
-            args.model, task=task, profile=args.profile, backend=args.backend, on_tensor=bar.update
+            args.model,
+            task=task,
+            profile=args.profile,
+            backend=args.backend,
+            on_tensor=bar.update,
+            **({} if storage == "fp32" else {"weight_storage": storage}),
         )
     progress(
         f"loaded {args.model} ({task}, backend {args.backend}) in"
@@ -369,6 +375,12 @@ def parser():
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--eos-token-id", type=int)
+    gen.add_argument(
+        "--weight-storage",
+        choices=["fp32", "bf16", "q8"],
+        default="fp32",
+        help="with --backend numba: keep the matrices as bf16, or as q8 (int8 in blocks of 32)",
+    )
     ex = sub.add_parser(
         "explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)"
     )

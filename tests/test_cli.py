@@ -160,3 +160,32 @@ def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
     quiet = io.StringIO()
     Progress(4, "work", stream=quiet).update()
     assert quiet.getvalue() == ""
+
+
+def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_hold(tmp_path):
+    """generate --backend numba --weight-storage q8: the tokens of the API's q8 model; on a model
+    whose width is not a multiple of 32 a one-line error naming the reason."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    from test_mpt_properties import CONFIG, tiny_mpt
+
+    import reference
+
+    config = {**CONFIG, "d_model": 64, "n_heads": 4, "vocab_size": 64}
+    path = tmp_path / "mpt-q8"
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config))
+    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
+    save_file(weights, str(path / "model.safetensors"))
+    make_demo_models.write_tokenizer(path, 64)
+    args = ("--backend", "numba", "--weight-storage", "q8", "--max-new-tokens", "4", "--json")
+    out = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", *args)
+    assert out.returncode == 0, out.stderr
+    model = reference.from_pretrained(path, task="causal-lm", backend="numba", weight_storage="q8")
+    ids = reference.Tokenizer(path).backend.encode("w1 w2 w3", add_special_tokens=False).ids
+    want = model.generate(np.array([ids]), max_new_tokens=4)[0, len(ids) :].tolist()
+    assert json.loads(out.stdout)["tokens"] == want
+    narrow = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)  # d_model 24
+    out = cli("generate", "--model", str(narrow), "--prompt", "w1", *args)
+    assert out.returncode != 0 and "multiple of 32" in out.stderr
+    assert "Traceback" not in out.stderr
