@@ -115,24 +115,30 @@ class Q8Matrix:
         return f"Q8Matrix(shape={self.shape})"
 
 
-def quantize_q8(w, q_out=None, s_out=None):  # float [O, I] -> Q8Matrix
+def quantize_q8(w, q_out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8Matrix
     """Round a float matrix to q8 blocks (see Q8Matrix); into ``q_out`` / ``s_out`` where given
-    (slots of stacked arrays), so a stack is filled without a second copy of the weights."""
-    w = np.asarray(w, np.float32)
+    (slots of stacked arrays), so a stack is filled without a second copy of the weights. Rows go
+    a chunk (about ``chunk`` weights) at a time, so a large matrix (an embedding) needs no
+    full-size float temporaries."""
+    w = np.asarray(w)
     O, I = w.shape
     if I % Q8_BLOCK:
         raise ValueError(
             f"weight_storage='q8' needs every matrix's input size to be a multiple of {Q8_BLOCK};"
             f" a matrix of shape {w.shape} is not"
         )
-    if not np.isfinite(w).all():
-        raise ValueError(f"weight_storage='q8': a matrix of shape {w.shape} holds inf or NaN")
-    blocks = w.reshape(O, I // Q8_BLOCK, Q8_BLOCK)
-    scales = np.abs(blocks).max(axis=-1) / np.float32(127)  # [O, I / 32]
-    safe = np.where(scales > 0, scales, np.float32(1))
-    q = np.clip(np.round(blocks / safe[..., None]), -127, 127).astype(np.int8).reshape(O, I)
-    if q_out is None:
-        return Q8Matrix(q, scales.astype(np.float32))
-    q_out[...] = q
-    s_out[...] = scales
-    return Q8Matrix(q_out, s_out)
+    q = np.empty((O, I), np.int8) if q_out is None else q_out
+    scales = np.empty((O, I // Q8_BLOCK), np.float32) if s_out is None else s_out
+    rows = max(1, chunk // I)
+    for start in range(0, O, rows):
+        part = np.asarray(w[start : start + rows], np.float32)
+        if not np.isfinite(part).all():
+            raise ValueError(f"weight_storage='q8': a matrix of shape {w.shape} holds inf or NaN")
+        blocks = part.reshape(part.shape[0], I // Q8_BLOCK, Q8_BLOCK)
+        s = np.abs(blocks).max(axis=-1) / np.float32(127)  # [rows, I / 32]
+        safe = np.where(s > 0, s, np.float32(1))
+        q[start : start + rows] = np.clip(np.round(blocks / safe[..., None]), -127, 127).reshape(
+            part.shape
+        )
+        scales[start : start + rows] = s
+    return Q8Matrix(q, scales)
