@@ -8,8 +8,8 @@ are asked for, every one of them is compared, and the result lists what was not 
 Cases where upstream raised pass when the implementation rejects the input too: with a ValueError,
 TypeError, IndexError or KeyError (Python's bad-argument errors, or an error.json naming one), or
 with upstream's own error class; for upstream's generic RuntimeError the message must also match
-upstream's message pattern (its text with every number a wildcard), so a port's own failure
-("export failed") is not taken for a rejection of the input.
+upstream's message pattern (its text with every number a wildcard), so a port's own failure ("export
+failed") is not taken for a rejection of the input.
 """
 
 from __future__ import annotations

@@ -184,8 +184,8 @@ def flatten_outputs(out: dict) -> dict:
 
 
 def split_past(inputs: dict):
-    """Inputs -> (the other inputs, past_key_values or None): past arrays are named
-    past.<layer>.key and past.<layer>.value, each [B, H, P, D]."""
+    """Inputs -> (the other inputs, past_key_values or None): past arrays are named past.<layer>.key
+    and past.<layer>.value, each [B, H, P, D]."""
     plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
     layers = sorted({int(k.split(".")[1]) for k in inputs if k.startswith("past.")})
     return (
@@ -195,8 +195,8 @@ def split_past(inputs: dict):
 
 
 def tuple_leaves(value) -> list:
-    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs),
-    depth first."""
+    """The arrays of a possibly nested tuple entry (past_key_values holds (key, value) pairs), depth
+    first."""
     if isinstance(value, (tuple, list)):
         return [a for item in value for a in tuple_leaves(item)]
     return [value]

@@ -37,16 +37,16 @@ class Implementation(Protocol):
         """Run one forward pass.
 
         config is the HF config.json dict; weights are HF-named float arrays (the checkpoint as
-        saved);
-        inputs are named arrays (input_ids, attention_mask, position_ids, head_mask, inputs_embeds,
-        labels, start_positions, end_positions, ...); options carry output_hidden_states,
-        output_attentions, profile, return_tuple, use_cache, generate (keyword arguments for a
-        generate() call, whose result is returned as "sequences") and, for golden cases, case_id
-        (which the outputs adapter uses to find a file). Past key/values arrive as inputs named
-        past.<layer>.key and past.<layer>.value, [B, H, P, D]. Returns named outputs: logits, loss,
-        start_logits, end_logits, last_hidden_state, pooler_output, hidden_states.N, attentions.N.
-        With options["return_tuple"], returns {"tuple": <the upstream return_dict=False tuple>}.
-        Raises Unsupported for what it does not implement; any other exception is an error result.
+        saved); inputs are named arrays (input_ids, attention_mask, position_ids, head_mask,
+        inputs_embeds, labels, start_positions, end_positions, ...); options carry
+        output_hidden_states, output_attentions, profile, return_tuple, use_cache, generate (keyword
+        arguments for a generate() call, whose result is returned as "sequences") and, for golden
+        cases, case_id (which the outputs adapter uses to find a file). Past key/values arrive as
+        inputs named past.<layer>.key and past.<layer>.value, [B, H, P, D]. Returns named outputs:
+        logits, loss, start_logits, end_logits, last_hidden_state, pooler_output, hidden_states.N,
+        attentions.N. With options["return_tuple"], returns {"tuple": <the upstream
+        return_dict=False tuple>}. Raises Unsupported for what it does not implement; any other
+        exception is an error result.
         """
         ...
 

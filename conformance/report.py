@@ -9,9 +9,9 @@ status, message, max_abs, max_rel, margin, atol, rtol, diagnosis, not_checked, e
 raised, comparisons}; a comparison is {name, ok, max_abs, max_rel, margin, worst_index, problem,
 atol, rtol}. margin is the worst |err| / (atol + rtol |want|) (at most 1 passes); max_rel is null
 where no expected value is large enough for a relative error to mean anything
-(conformance/compare.py).
-Statuses: pass, fail, skip, xfail (failed as the xfails file expected), xpass (passed although
-listed as expected to fail). Floats may be NaN or Infinity (JSON extensions Python writes).
+(conformance/compare.py). Statuses: pass, fail, skip, xfail (failed as the xfails file expected),
+xpass (passed although listed as expected to fail). Floats may be NaN or Infinity (JSON extensions
+Python writes).
 """
 
 from __future__ import annotations

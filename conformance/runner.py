@@ -153,8 +153,8 @@ def _worker(args):
 
 def run_plan(plan: Plan, skips, xfails, jobs=1, impl=None, units=None) -> list[CheckResult]:
     """Run every unit not skipped; xfail entries turn fail into xfail and pass into xpass. units:
-    the
-    plan's units when the caller has them already (plan.units() reads and hashes every golden file).
+    the plan's units when the caller has them already (plan.units() reads and hashes every golden
+    file).
     """
     if plan.caps is None:
         impl = impl or load_implementation(plan.impl_spec)

@@ -1,9 +1,9 @@
 """Reading Hugging Face model directories: config.json, safetensors (single or sharded), key names.
 
 The safetensors reader is our own small parser of the documented format (an 8-byte little-endian
-header length, a JSON header of name -> dtype, shape, [begin, end) byte offsets, then the data),
-so that bf16 widens without PyTorch and every inconsistency in a file gets a precise message.
-Pickle checkpoints (pytorch_model.bin, *.pt, *.pth, *.ckpt) are never opened.
+header length, a JSON header of name -> dtype, shape, [begin, end) byte offsets, then the data), so
+that bf16 widens without PyTorch and every inconsistency in a file gets a precise message. Pickle
+checkpoints (pytorch_model.bin, *.pt, *.pth, *.ckpt) are never opened.
 """
 
 from __future__ import annotations

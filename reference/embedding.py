@@ -1,12 +1,12 @@
 """Sentence embeddings of a corpus, the way users of all-mpnet-base-v2 make them.
 
 sentence-transformers runs a checkpoint's modules in order (Transformer -> Pooling -> Normalize)
-over batches of texts sorted by length, so that each batch pads to nearly its own longest text,
-and returns the vectors in input order. ``embed_corpus`` does the same with this project's
-models: tokenize everything once (truncated to the checkpoint's max_seq_length), sort by token
-count, run batch after batch, pool (mean over real tokens, the <s> vector, or max, as the
-checkpoint's Pooling config says), L2-normalise where it has a Normalize module, and put each
-vector back at its text's row.
+over batches of texts sorted by length, so that each batch pads to nearly its own longest text, and
+returns the vectors in input order. ``embed_corpus`` does the same with this project's models:
+tokenize everything once (truncated to the checkpoint's max_seq_length), sort by token count, run
+batch after batch, pool (mean over real tokens, the <s> vector, or max, as the checkpoint's Pooling
+config says), L2-normalise where it has a Normalize module, and put each vector back at its text's
+row.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ HF_DEFAULT_TOP_K = 50  # GenerationConfig.top_k, applied when sampling
 
 
 def initial_attention_mask(input_ids, pad_token_id, eos_token_ids):  # [B, S] -> [B, S]
-    """HF's rule: mask pad tokens only if a pad id is set, occurs in the prompt, and is not an
-    eos id."""
+    """HF's rule: mask pad tokens only if a pad id is set, occurs in the prompt, and is not an eos
+    id."""
     if (
         pad_token_id is not None
         and (input_ids == pad_token_id).any()

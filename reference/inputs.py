@@ -73,8 +73,8 @@ FIELD_CHECKS = {  # annotation -> (accepts the value, how the error describes it
 
 
 def check_field_types(config):
-    """Every field of a config dataclass holds a value of its annotated type (Optional[...]
-    allows None)."""
+    """Every field of a config dataclass holds a value of its annotated type (Optional[...] allows
+    None)."""
     for f in fields(config):
         kind = str(f.type)
         optional = kind.startswith("Optional[")

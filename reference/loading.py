@@ -80,8 +80,8 @@ def _assemble(plan, weights, dtype, where, backend, options):
 
 
 def _all_finite(w):
-    """No NaN or Inf in w, read without a temporary the size of w (np.isfinite(w) would make one,
-    38 MB for an MPT-125M embedding): min and max carry any NaN, and an Inf is one of them."""
+    """No NaN or Inf in w, read without a temporary the size of w (np.isfinite(w) would make one, 38
+    MB for an MPT-125M embedding): min and max carry any NaN, and an Inf is one of them."""
     if w.size == 0 or not np.issubdtype(w.dtype, np.inexact):
         return True
     return bool(np.isfinite(w.min()) and np.isfinite(w.max()))
@@ -114,10 +114,9 @@ def from_pretrained(
 
     task: MPNet: base, masked-lm, sequence-classification, multiple-choice, token-classification,
     question-answering. MPT: base, causal-lm, sequence-classification, token-classification,
-    question-answering. profile: None (the family default), "pt" or "tf" for MPNet, "hf" or
-    "mosaic" for MPT.
-    dtype: the float type weights are widened or narrowed to and computed in (float32 or float64).
-    backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
+    question-answering. profile: None (the family default), "pt" or "tf" for MPNet, "hf" or "mosaic"
+    for MPT. dtype: the float type weights are widened or narrowed to and computed in (float32 or
+    float64). backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
     weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic;
     "q8" (opt-in): int8 in blocks of 32 with a float32 scale each, about 1.1 bytes per weight.
     on_tensor: called after each tensor is read (the command line draws a progress bar with it).

@@ -1,16 +1,16 @@
 """MPNet in NumPy: the math of the forward pass, top-down, as SPEC.md section 1 writes it.
 
 Pure functions over plain arrays: embeddings -> relative position bias -> attention -> layer ->
-encoder -> the model function ``mpnet`` -> the five heads. The calling convention (config,
-argument checks, Keras-style inputs, the output classes, checkpoint rules) is in mpnet_model.py.
+encoder -> the model function ``mpnet`` -> the five heads. The calling convention (config, argument
+checks, Keras-style inputs, the output classes, checkpoint rules) is in mpnet_model.py.
 
 How MPNet differs from the textbook BERT encoder:
 * no token-type embeddings; position ids skip padding tokens (id 1) and start at 2;
 * a T5-style relative position bias, computed once per forward and added to every layer's scores;
 * the masked-LM decoder is tied to the word embeddings and always uses the exact erf GELU.
 
-Axis letters: B batch, S sequence, H heads, D head size, C hidden size, V vocabulary, L layers,
-NB buckets.
+Axis letters: B batch, S sequence, H heads, D head size, C hidden size, V vocabulary, L layers, NB
+buckets.
 
 ``params`` is the checkpoint nested by its dots (reference/checkpoint.py, ``nest``): a layer is
 ``params["encoder"]["layer"][i]`` and holds ``attention.attn.{q,k,v,o}``, ``attention.LayerNorm``,

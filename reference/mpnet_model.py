@@ -1,9 +1,9 @@
 """MPNet's calling convention: the config, the model classes users call, and the checkpoint layout.
 
-The math is in mpnet.py; this module is everything around it, kept out of the way of a reader of
-the forward pass: the config and its validation, the HF keyword names (and TF's Keras-style dict,
-list or single-array first argument), argument checks at the boundary, the profile's few
-decisions, the losses, the output classes and the parameter shapes a checkpoint must have.
+The math is in mpnet.py; this module is everything around it, kept out of the way of a reader of the
+forward pass: the config and its validation, the HF keyword names (and TF's Keras-style dict, list
+or single-array first argument), argument checks at the boundary, the profile's few decisions, the
+losses, the output classes and the parameter shapes a checkpoint must have.
 
 A model holds ``params``, the checkpoint nested once at load (reference/checkpoint.py, ``nest``),
 and ``stack``: the L encoder layers of a fast backend, bound at load to this model's weights, or
@@ -179,11 +179,11 @@ class MPNetModel:
         """Run the model.
 
         input_ids [B, S] int (or a Keras-style dict / list in TF signature order / single array);
-        attention_mask [B, S] (pt also [B, S, S]), 1 = attend; position_ids [B, S];
-        head_mask [H] or [L, H] (pt only); inputs_embeds [B, S, C] instead of input_ids;
-        labels (and start_positions / end_positions for QA) to get a loss.
-        training=True applies dropout drawn from ``rng`` (a Generator or int seed).
-        Returns an output dataclass, or the upstream tuple when return_dict=False.
+        attention_mask [B, S] (pt also [B, S, S]), 1 = attend; position_ids [B, S]; head_mask [H] or
+        [L, H] (pt only); inputs_embeds [B, S, C] instead of input_ids; labels (and start_positions
+        / end_positions for QA) to get a loss. training=True applies dropout drawn from ``rng`` (a
+        Generator or int seed). Returns an output dataclass, or the upstream tuple when
+        return_dict=False.
         """
         given = dict(
             attention_mask=attention_mask,
@@ -426,8 +426,8 @@ class MPNetForSequenceClassification(_Head):
 
 
 class MPNetForMultipleChoice(_Head):
-    """Each (example, choice) row is encoded and pooled; mpnet.multiple_choice_head -> [B, N]
-    (SPEC 1.8)."""
+    """Each (example, choice) row is encoded and pooled; mpnet.multiple_choice_head -> [B, N] (SPEC
+    1.8)."""
 
     task = "multiple-choice"
     uses_pooler = True

@@ -14,8 +14,8 @@ How MPT differs from the textbook GPT decoder:
   negative float32 (not added to), so a fully masked row attends uniformly;
 * LayerNorms without bias and bias-free Linears (hf); the LM head is tied to the token embeddings.
 
-Axis letters: B batch, S new tokens, P past length, K = P + S keys, H heads, D head size,
-C d_model, V vocabulary, L layers.
+Axis letters: B batch, S new tokens, P past length, K = P + S keys, H heads, D head size, C d_model,
+V vocabulary, L layers.
 
 The KV cache is a value: ``past`` is a list of L (key, value) pairs, each [B, H, P, D] (the HF
 layout; keys are not transposed), or of L Nones; every layer returns its extended pair.
@@ -57,16 +57,16 @@ def alibi_slopes(n_heads, alibi_bias_max=HF_ALIBI_BIAS_MAX):  # H -> [H] float32
 
 
 def alibi_bias(slopes, key_len):  # [H], K -> [H, 1, K]
-    """Key-only ALiBi: bias[h, 0, j] = slope_h * (j - (K - 1)); 0 at the newest key, broadcast
-    over queries."""
+    """Key-only ALiBi: bias[h, 0, j] = slope_h * (j - (K - 1)); 0 at the newest key, broadcast over
+    queries."""
     distance = np.arange(1 - key_len, 1, dtype=np.int32).astype(np.float32)  # [K]
     return slopes[:, None, None] * distance[None, None, :]
 
 
 def symmetric_alibi_bias(slopes, S, P):  # [H], S, P -> [H, S, K]
     """Prefix-LM ALiBi (llm-foundry "full" bias): -slope_h * |i - j| for query position i =
-    P..P+S-1.
-    Queries may look right inside the prefix, so the key-only shortcut no longer applies."""
+    P..P+S-1. Queries may look right inside the prefix, so the key-only shortcut no longer
+    applies."""
     distance = -np.abs((P + np.arange(S))[:, None] - np.arange(P + S)[None, :]).astype(
         np.float32
     )  # [S, K]
@@ -173,9 +173,9 @@ def attention(
     """Fused-QKV self-attention over the cache (SPEC 2.3).
 
     scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added);
-    softmax.
-    p: this block's ``attn`` weights; past: (key, value) [B, H, P, D] or None; bias [H, 1|S, K] or
-    None; masked [B, 1, S, K] bool (True = masked). Returns the present (key, value) [B, H, K, D].
+    softmax. p: this block's ``attn`` weights; past: (key, value) [B, H, P, D] or None; bias [H,
+    1|S, K] or None; masked [B, 1, S, K] bool (True = masked). Returns the present (key, value) [B,
+    H, K, D].
     """
     B, S, C = x.shape
     H, D = config.n_heads, config.head_size
@@ -274,8 +274,8 @@ def embed(wte, ids):  # [V, C], [B, S] -> [B, S, C]
 
 
 def lm_logits(x, weight, logit_scale=None):  # [B, S, C], [V, C] -> [B, S, V]
-    """x wte^T (the tied embeddings, or lm_head.weight), times logit_scale where the profile has
-    one (SPEC 2.7)."""
+    """x wte^T (the tied embeddings, or lm_head.weight), times logit_scale where the profile has one
+    (SPEC 2.7)."""
     return scale_logits(linear(x, weight), logit_scale)
 
 

@@ -1,13 +1,13 @@
 """MPT's calling convention: the config, the profile's feature set, the model classes, the
 checkpoint layout.
 
-The math is in mpt.py; this module is everything around it: the config and its validation, what
-the profile makes of it (``Features``), the HF keyword names, argument checks at the boundary
-(token ids, masks, the cache), the losses, the output classes and the parameter shapes.
+The math is in mpt.py; this module is everything around it: the config and its validation, what the
+profile makes of it (``Features``), the HF keyword names, argument checks at the boundary (token
+ids, masks, the cache), the losses, the output classes and the parameter shapes.
 
 A model holds ``params``, the checkpoint nested once at load (reference/checkpoint.py, ``nest``),
-and ``stack``: a fast backend's decoder bound at load to this model's weights (it embeds, runs the
-L blocks, computes the LM logits and opens decode sessions), or None for the NumPy reference.
+and ``stack``: a fast backend's decoder bound at load to this model's weights (it embeds, runs the L
+blocks, computes the LM logits and opens decode sessions), or None for the NumPy reference.
 """
 
 from __future__ import annotations
@@ -269,9 +269,9 @@ class MPTModel(GenerationMixin):
     backend (reference/backends/) whose decoder stack runs the blocks; None for NumPy.
     weight_storage="bf16" (a Numba-backend option, not an upstream behaviour) keeps the matrices as
     bfloat16: half the memory traffic, results differing from fp32 by the weights' rounding.
-    weight_storage="q8" (opt-in, Numba) keeps them as int8 in blocks of 32 with a float32 scale
-    each (precision.Q8Matrix, like llama.cpp's q8_0 but with float32 activations): about 3.6 times
-    less traffic than fp32; its measured accuracy is in the README."""
+    weight_storage="q8" (opt-in, Numba) keeps them as int8 in blocks of 32 with a float32 scale each
+    (precision.Q8Matrix, like llama.cpp's q8_0 but with float32 activations): about 3.6 times less
+    traffic than fp32; its measured accuracy is in the README."""
 
     task = "base"
     label_inputs: tuple = ()
@@ -325,11 +325,9 @@ class MPTModel(GenerationMixin):
         """Run the model with the HF keyword names (mpt.py's docstring has the cache layout).
 
         input_ids [B, S] or inputs_embeds [B, S, C]; attention_mask [B, K] (or [B, 1, S, K] under
-        hf)
-        covering past and new tokens; past_key_values: L pairs [B, H, P, D]; use_cache returns the
-        extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); prefix_mask [B, K]
-        (mosaic,
-        prefix_lm: keys every query may see, on top of the causal ones); labels for a loss.
+        hf) covering past and new tokens; past_key_values: L pairs [B, H, P, D]; use_cache returns
+        the extended pairs; sequence_id [B, S] (mosaic, attn_uses_sequence_id); prefix_mask [B, K]
+        (mosaic, prefix_lm: keys every query may see, on top of the causal ones); labels for a loss.
         """
         unknown = sorted(set(labels) - set(self.label_inputs))
         if unknown:
@@ -461,8 +459,8 @@ class MPTModel(GenerationMixin):
 
 
 class MPTForCausalLM(MPTModel):
-    """mpt.lm_logits: tied to wte unless tie_word_embeddings is false; loss on labels shifted by
-    one (SPEC 2.7)."""
+    """mpt.lm_logits: tied to wte unless tie_word_embeddings is false; loss on labels shifted by one
+    (SPEC 2.7)."""
 
     task = "causal-lm"
     label_inputs = ("labels",)

@@ -83,8 +83,8 @@ def attention(
 
     q [B, H, S, D]; k, v [B, H, K, D]; bias broadcastable to [B, H, S, K] (relative or ALiBi bias);
     mask_add added after it (MPNet's (1 - mask) * constant); masked [B, 1, S, K] bool, whose scores
-    are *replaced* by MASK_VALUE (MPT). Dropout and a per-head mask [H] apply to the
-    probabilities, which are returned as they are used: context [B, H, S, D], probs [B, H, S, K].
+    are *replaced* by MASK_VALUE (MPT). Dropout and a per-head mask [H] apply to the probabilities,
+    which are returned as they are used: context [B, H, S, D], probs [B, H, S, K].
     """
     scores = (q @ k.transpose(0, 1, 3, 2)) * q.dtype.type(scale)  # [B, H, S, K]
     if bias is not None:

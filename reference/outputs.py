@@ -135,9 +135,8 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 @dataclass
 class BaseModelOutputWithPast(ModelOutput):
-    """Decoder output. last_hidden_state [B, S, C] (after the final norm); past_key_values: L
-    pairs of
-    key and value [B, H, K, D] when use_cache; hidden_states: L+1 arrays, the last one after the
+    """Decoder output. last_hidden_state [B, S, C] (after the final norm); past_key_values: L pairs
+    of key and value [B, H, K, D] when use_cache; hidden_states: L+1 arrays, the last one after the
     final norm.
     """
 

@@ -2,8 +2,7 @@
 
 NumPy has float16 but no bfloat16. bfloat16 is the top 16 bits of a float32, so rounding a float32
 to bfloat16 is integer arithmetic on its bit pattern: add half of the dropped 16-bit range (minus
-one,
-plus the lowest kept bit, which makes ties go to the even neighbour) and clear the low 16 bits.
+one, plus the lowest kept bit, which makes ties go to the even neighbour) and clear the low 16 bits.
 The results are returned as float32 arrays holding exactly representable bf16/fp16 values.
 """
 
@@ -15,8 +14,8 @@ from .ops import layer_norm
 
 
 def round_to_bf16(x):  # [...] float -> [...] float32 on the bf16 grid
-    """Round-to-nearest-even float32 -> bfloat16, kept in float32. NaN stays NaN; overflow
-    becomes inf."""
+    """Round-to-nearest-even float32 -> bfloat16, kept in float32. NaN stays NaN; overflow becomes
+    inf."""
     with np.errstate(over="ignore"):  # float64 inputs beyond float32 range become inf, as in torch
         x32 = np.asarray(x, dtype=np.float32)
     bits = x32.view(np.uint32).astype(np.uint64)  # room for the carry out of the top bit
@@ -38,9 +37,8 @@ ROUND = {"bf16": round_to_bf16, "fp16": round_to_fp16}
 
 
 def to_bf16_bits(x, chunk=1 << 20):  # [...] float -> [...] uint16
-    """The bf16 bit patterns (upper halves) of round_to_bf16(x), converted a chunk at a time so
-    that a
-    large matrix needs no full-size temporaries."""
+    """The bf16 bit patterns (upper halves) of round_to_bf16(x), converted a chunk at a time so that
+    a large matrix needs no full-size temporaries."""
     flat = np.asarray(x, dtype=np.float32).reshape(-1)
     out = np.empty(flat.shape, np.uint16)
     for start in range(0, flat.size, chunk):
@@ -54,12 +52,11 @@ def low_precision_layer_norm(x, weight, bias, eps, precision=None):  # [..., C] 
     """MosaicML's LPLayerNorm (SPEC 2.5).
 
     precision None (fp32, or autocast off): exactly LayerNorm.
+
     precision "bf16" / "fp16" (autocast on): x, weight and bias are rounded to that type, LayerNorm
-    runs
-    with autocast disabled on those low-precision tensors (PyTorch's CPU kernel accumulates the mean
-    and
-    variance in float32 and normalises in float32), and the result is rounded to the low-precision
-    type.
+    runs with autocast disabled on those low-precision tensors (PyTorch's CPU kernel accumulates the
+    mean and variance in float32 and normalises in float32), and the result is rounded to the
+    low-precision type.
     """
     if precision is None:
         return layer_norm(x, weight, bias, eps)
@@ -79,12 +76,12 @@ Q8_BLOCK = 32  # weights per scale, along the input axis (llama.cpp's q8_0 uses 
 class Q8Matrix:
     """A matrix [O, I] stored as int8 in blocks of 32 along I, one float32 scale per block:
     ``w[o, i] ~= q[o, i] * scales[o, i // 32]``, the scale being the block's largest magnitude over
-    127 and q the nearest integer (ties to even), so each weight is off by at most half its
-    block's scale. About 1.1 bytes per weight instead of 4. Weight-only: the kernels multiply the
+    127 and q the nearest integer (ties to even), so each weight is off by at most half its block's
+    scale. About 1.1 bytes per weight instead of 4. Weight-only: the kernels multiply the
     dequantized weights by float32 activations (llama.cpp's q8_0 also rounds the activations).
 
-    ``q`` and ``scales`` may be views into larger stacked arrays; ``shape`` and ``dtype`` answer
-    as the matrix they stand for would, with float32 values."""
+    ``q`` and ``scales`` may be views into larger stacked arrays; ``shape`` and ``dtype`` answer as
+    the matrix they stand for would, with float32 values."""
 
     __slots__ = ("q", "scales")
     dtype = np.dtype(np.float32)
@@ -117,9 +114,9 @@ class Q8Matrix:
 
 def quantize_q8(w, q_out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8Matrix
     """Round a float matrix to q8 blocks (see Q8Matrix); into ``q_out`` / ``s_out`` where given
-    (slots of stacked arrays), so a stack is filled without a second copy of the weights. Rows go
-    a chunk (about ``chunk`` weights) at a time, so a large matrix (an embedding) needs no
-    full-size float temporaries."""
+    (slots of stacked arrays), so a stack is filled without a second copy of the weights. Rows go a
+    chunk (about ``chunk`` weights) at a time, so a large matrix (an embedding) needs no full-size
+    float temporaries."""
     w = np.asarray(w)
     O, I = w.shape
     if I % Q8_BLOCK:

@@ -66,8 +66,8 @@ MPNET_PROFILES = {
 
 @dataclass(frozen=True)
 class MPTProfile:
-    """hf: transformers 4.37.2, which reads only some MptConfig fields (SPEC 2.1 and 2.9).
-    mosaic: MosaicML llm-foundry (0.22), which honours them all.
+    """hf: transformers 4.37.2, which reads only some MptConfig fields (SPEC 2.1 and 2.9). mosaic:
+    MosaicML llm-foundry (0.22), which honours them all.
 
     | behaviour                    | ``hf``                   | ``mosaic``                    |
     |------------------------------|--------------------------|-------------------------------|

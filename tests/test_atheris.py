@@ -1,7 +1,7 @@
 """The atheris (libFuzzer) target for safetensors, config.json and index parsing, run for a bounded
 time: any exception other than ValueError / TypeError, a hang or running out of memory fails the
-test
-with the input that caused it. tools/fuzz_checkpoint.py says how to run it for longer by hand."""
+test with the input that caused it. tools/fuzz_checkpoint.py says how to run it for longer by
+hand."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The conformance suite itself: it must fail broken implementations, skip unsupported ones, and
-say where."""
+"""The conformance suite itself: it must fail broken implementations, skip unsupported ones, and say
+where."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Determinism: bit-identical outputs across runs on the numpy backend, and seeded sampling that
-draws
-the same tokens on every run and every backend.
+draws the same tokens on every run and every backend.
 
 Sampling happens on the host, in float64, from the logits of each step: one uniform draw per row and
 step from ``numpy.random.default_rng(seed)``, inverted through the cumulative distribution. The

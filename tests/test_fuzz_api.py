@@ -1,9 +1,8 @@
 """Random shapes, dtypes and values at the public entry points: only ValueError or TypeError come
-out,
-and a call that succeeds returns outputs of the documented shapes.
+out, and a call that succeeds returns outputs of the documented shapes.
 
-The values are drawn to hit the edges a user can reach: negative and huge integers, floats where
-ids belong, strings, empty and ragged arrays, NaN, wrong ranks, and past_key_values of the wrong
+The values are drawn to hit the edges a user can reach: negative and huge integers, floats where ids
+belong, strings, empty and ragged arrays, NaN, wrong ranks, and past_key_values of the wrong
 structure. Each public model call, generate(), the tokenizer and the command line are driven this
 way; the fast backends get the same inputs, so no kernel ever sees an index the boundary checks did
 not vet.

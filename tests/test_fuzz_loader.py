@@ -1,5 +1,5 @@
-"""Hostile checkpoints: random bytes, mutated files, absurd configs and bad values give clear
-errors only."""
+"""Hostile checkpoints: random bytes, mutated files, absurd configs and bad values give clear errors
+only."""
 
 from __future__ import annotations
 

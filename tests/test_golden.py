@@ -34,8 +34,8 @@ def test_golden_directory_stays_small():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_golden_case(case):
-    """The reference reproduces upstream's outputs (every layer) and tuple order within the
-    case's fp32 tolerance."""
+    """The reference reproduces upstream's outputs (every layer) and tuple order within the case's
+    fp32 tolerance."""
     with np.errstate(all="ignore"):
         results = check_golden(implementation, case)
     for r in results:
@@ -82,8 +82,8 @@ def test_golden_checkpoint_loads_through_from_pretrained(case):
 
 @pytest.mark.parametrize("case", BUCKET_CASES, ids=[c.id for c in BUCKET_CASES])
 def test_relative_position_buckets_match_upstream(case):
-    """Our bucket function equals upstream's (PT over -1000..1000, TF over -300..300) for 16, 32
-    and 64 buckets."""
+    """Our bucket function equals upstream's (PT over -1000..1000, TF over -300..300) for 16, 32 and
+    64 buckets."""
     from reference.mpnet import relative_position_bucket
 
     rel = case.inputs["relative_position"]

@@ -115,8 +115,7 @@ def test_multiple_choice_flattens_choices():
 
 def test_outputs_upstream_does_not_have_are_fields_left_out_of_keys_tuple_and_dict():
     """MPNet token classification's pooled output and MPT's presents on token classification / QA
-    are
-    real fields, read by the upstream tuple table, but not part of upstream's output class."""
+    are real fields, read by the upstream tuple table, but not part of upstream's output class."""
     from reference.outputs import TokenClassifierOutput, upstream_tuple
 
     logits, pooled = np.zeros((1, 2, 3)), np.ones((1, 4))

@@ -1,5 +1,5 @@
-"""The linter configuration in pyproject.toml holds for the whole tree (ruff check and ruff
-format --check)."""
+"""The linter configuration in pyproject.toml holds for the whole tree (ruff check and ruff format
+--check)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Low-precision ports are judged against upstream's own bf16 and fp16 runs, with tolerances that
-are
-twice upstream's measured fp32-vs-low-precision spread (conformance/tolerances.py)."""
+are twice upstream's measured fp32-vs-low-precision spread (conformance/tolerances.py)."""
 
 from __future__ import annotations
 

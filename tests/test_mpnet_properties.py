@@ -71,8 +71,8 @@ def test_each_row_of_a_batch_equals_that_row_alone(batch, profile):
 @FAST
 @given(batches(), st.integers(0, 2**31 - 1))
 def test_masked_trailing_tokens_do_not_change_real_outputs(batch, seed):
-    """Changing the ids of masked positions after the real tokens leaves the real positions'
-    outputs unchanged."""
+    """Changing the ids of masked positions after the real tokens leaves the real positions' outputs
+    unchanged."""
     ids, lengths = batch
     model = tiny_model()
     padded, mask = pad(ids, lengths, "right")

@@ -45,8 +45,8 @@ def prompts(draw, max_batch=3, max_len=14):
 @FAST
 @given(prompts(), st.data())
 def test_prefill_then_decode_steps_equal_the_full_forward(ids, data):
-    """Prefill P tokens, then feed the rest in random chunks: every new position's logits equal
-    the full run's."""
+    """Prefill P tokens, then feed the rest in random chunks: every new position's logits equal the
+    full run's."""
     model = tiny_mpt()
     B, S = ids.shape
     full = model(ids).logits
@@ -128,8 +128,8 @@ def test_alibi_slopes_spec_values():
 
 
 def test_decode_step_bias_varies_across_keys_and_is_zero_at_the_newest():
-    """The key-only bias for one query over K keys is slope * (j - (K - 1)): distinct per key, 0
-    at the last."""
+    """The key-only bias for one query over K keys is slope * (j - (K - 1)): distinct per key, 0 at
+    the last."""
     bias = mpt.alibi_bias(mpt.alibi_slopes(4), 7)  # [H, 1, K]
     assert bias.shape == (4, 1, 7)
     assert np.all(bias[:, 0, -1] == 0) and np.all(np.diff(bias[:, 0, :], axis=-1) > 0)

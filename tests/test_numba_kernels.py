@@ -107,9 +107,8 @@ def test_fused_compositions_match_numpy(rows, C, O, seed):
     st.integers(0, 2**31),
 )
 def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed):
-    """Ragged sizes, S = 1, long keys (up to 79), head sizes on both sides of the 16-wide
-    register tile,
-    each bias form and each mask form (incl. fully masked rows)."""
+    """Ragged sizes, S = 1, long keys (up to 79), head sizes on both sides of the 16-wide register
+    tile, each bias form and each mask form (incl. fully masked rows)."""
     K = P + S
     rng = np.random.default_rng(seed)
     q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
@@ -147,8 +146,8 @@ def test_register_tile_product_matches_numpy(S, T, N, seed):
 @FAST
 @given(st.integers(1, 70), st.integers(0, 2**31))
 def test_row_max_and_softmax_row_match_numpy(K, seed):
-    """The eight-lane max (with its scalar tail) and the softmax built on it; a NaN score makes
-    the row NaN, as in NumPy."""
+    """The eight-lane max (with its scalar tail) and the softmax built on it; a NaN score makes the
+    row NaN, as in NumPy."""
     row = arrays(seed, K, scale=30.0)
     assert nb._row_max(row, K) == row.max()
     got = row.copy()
@@ -291,8 +290,7 @@ def test_unknown_backend_and_missing_numba_are_clear(monkeypatch):
 
 def test_decode_session_vets_tokens_and_capacity_before_any_kernel():
     """A session is public (model.decode_session): bad ids, a wrong batch or a full cache are
-    errors,
-    never an out-of-bounds write or a silently wrapped negative index."""
+    errors, never an out-of-bounds write or a silently wrapped negative index."""
     model = tiny_mpt(backend="numba")
     session = model.decode_session(2, 6)
     with pytest.raises(ValueError, match="holds 2 rows, got 3"):
@@ -415,8 +413,8 @@ def test_numba_decoder_stack_equals_mpt_decoder_with_a_past_and_padding():
 
 
 def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called():
-    """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an
-    import side effect."""
+    """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an import
+    side effect."""
     import subprocess
     import sys
 
@@ -479,8 +477,8 @@ def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
 @given(st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**31))
 def test_q8_rounding_is_within_half_a_block_scale(n_out, n_blocks, seed):
     """quantize_q8: per block of 32 along the input axis the scale is the largest magnitude over
-    127, every weight comes back within half its block's scale, and a block's largest weight
-    exactly (up to float32 rounding of the scale)."""
+    127, every weight comes back within half its block's scale, and a block's largest weight exactly
+    (up to float32 rounding of the scale)."""
     from reference.precision import Q8_BLOCK, quantize_q8
 
     w = arrays(seed, n_out, n_blocks * Q8_BLOCK, scale=0.05)
@@ -522,8 +520,8 @@ def test_q8_rejects_shapes_and_values_it_cannot_hold():
 def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
     rows, n_blocks, n_out, with_bias, seed
 ):
-    """numba_cpu.linear over a Q8Matrix (the Numba q8 matvec for few rows, BLAS on the
-    dequantized matrix for more) against ops.linear on Q8Matrix.dequantize()."""
+    """numba_cpu.linear over a Q8Matrix (the Numba q8 matvec for few rows, BLAS on the dequantized
+    matrix for more) against ops.linear on Q8Matrix.dequantize()."""
     from reference.precision import quantize_q8
 
     x = arrays(seed, rows, n_blocks * 32)

@@ -1,5 +1,5 @@
-"""ONNX Runtime on torch.onnx exports of the MPNet golden models: a foreign port the suite is
-proven on.
+"""ONNX Runtime on torch.onnx exports of the MPNet golden models: a foreign port the suite is proven
+on.
 
 It must pass on every output it declares (final outputs and every layer), and a bug planted in it
 must be reported at the right first divergence."""

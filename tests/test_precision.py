@@ -76,9 +76,8 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_low_precision_layer_norm_matches_torch(case):
     """Within one low-precision ulp of torch (plus 1e-6 absolute where the output cancels to near
-    zero,
-    which is float32 noise), and bit-identical on at least 99% of elements: float32 reduction order
-    differs from torch's kernel, so a rare element rounds the other way."""
+    zero, which is float32 noise), and bit-identical on at least 99% of elements: float32 reduction
+    order differs from torch's kernel, so a rare element rounds the other way."""
     x, w, b = case.inputs["x"], case.inputs["weight"], case.inputs["bias"]
     for name, expected in case.expected.items():
         precision = name.split(".")[1]

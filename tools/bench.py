@@ -322,10 +322,8 @@ def child_decode_memory(backend, storage):
 
 def child_base_memory(backend):
     """RSS of a process that has imported the package and, for numba, loaded one cached kernel
-    (which
-    sets up LLVM), before any weight exists: the floor under the decoding peak. A process of its
-    own,
-    since the numba backend's tune_process() changes how the C heap keeps freed memory."""
+    (which sets up LLVM), before any weight exists: the floor under the decoding peak. A process of
+    its own, since the numba backend's tune_process() changes how the C heap keeps freed memory."""
     import reference  # noqa: F401
 
     if backend == "numba":

@@ -3,10 +3,10 @@
     python tools/q8_accuracy.py                  # MPT-125M's shape, tools/bench.py's random weights
     python tools/q8_accuracy.py MODEL_DIR        # a real MPT checkpoint directory
 
-For each prompt (PROMPTS prompts of 8 to 64 token ids, fixed seed) the fp32 numba model decodes
-NEW greedy tokens; the low-precision model then reads the same tokens (teacher forcing: prefill on
-the prompt, one decode step per fp32 token), so every position compares logits for the same
-context. Printed per storage:
+For each prompt (PROMPTS prompts of 8 to 64 token ids, fixed seed) the fp32 numba model decodes NEW
+greedy tokens; the low-precision model then reads the same tokens (teacher forcing: prefill on the
+prompt, one decode step per fp32 token), so every position compares logits for the same context.
+Printed per storage:
 
 * max |logit - fp32 logit| over every position and vocabulary entry, and that over the spread
   (standard deviation) of the fp32 logits;
@@ -14,8 +14,8 @@ context. Printed per storage:
 * free-running agreement: generating on its own, the mean share of the NEW tokens equal to fp32's
   before the first difference.
 
-Random weights (std 0.02, as tools/bench.py) give nearly flat logits, where the argmax turns on
-tiny differences: their agreement is a floor, not what a trained checkpoint shows.
+Random weights (std 0.02, as tools/bench.py) give nearly flat logits, where the argmax turns on tiny
+differences: their agreement is a floor, not what a trained checkpoint shows.
 """
 
 from __future__ import annotations

@@ -15,10 +15,9 @@ Layout of the outputs folder ($CONFORMANCE_OUTPUTS_DIR, or --outputs-dir)::
 
 <case id> is the case's id from golden/manifest.json (e.g. mpnet/pt/masked-lm), so the program walks
 the manifest, reads each case's config.json, model.safetensors and inputs.safetensors, and writes
-one
-file per case. tools/write_outputs_example.py is a complete example (``--final-only`` writes what an
-ONNX export or a serving runtime gives). Cases without a file are skipped and said so; tuple order
-checks and the property and op tiers need a live implementation and are skipped too.
+one file per case. tools/write_outputs_example.py is a complete example (``--final-only`` writes
+what an ONNX export or a serving runtime gives). Cases without a file are skipped and said so; tuple
+order checks and the property and op tiers need a live implementation and are skipped too.
 """
 
 from __future__ import annotations

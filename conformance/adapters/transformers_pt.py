@@ -27,8 +27,7 @@ PROFILES = {"mpnet": "pt", "mpt": "hf"}
 
 class TransformersPyTorch:
     """dtype "bf16" or "fp16" runs weights and compute in that precision (as the low-precision
-    goldens
-    were made), and declares it, so it is judged by the -bf16 / -fp16 cases."""
+    goldens were made), and declares it, so it is judged by the -bf16 / -fp16 cases."""
 
     def __init__(self, dtype="fp32"):
         self.dtype = dtype

@@ -1,9 +1,9 @@
-"""Fast backends and their registry. Only this subpackage imports Numba; the reference modules
-never do.
+"""Fast backends and their registry. Only this subpackage imports Numba; the reference modules never
+do.
 
-A backend plugs in at whole stacks, not single operations. Per model family it offers a factory
-that loading calls once with the model's config and nested params, and that returns the stack the
-model then uses in place of the NumPy layers:
+A backend plugs in at whole stacks, not single operations. Per model family it offers a factory that
+loading calls once with the model's config and nested params, and that returns the stack the model
+then uses in place of the NumPy layers:
 
 * ``mpnet_encoder(config, params)`` -> a callable ``(x, position_bias, mask_bias, head_masks, rng,
   per_layer)`` returning what ``mpnet.encoder`` returns (the last hidden state, every hidden state
@@ -13,14 +13,14 @@ model then uses in place of the NumPy layers:
   ``lm_logits(x, logit_scale)`` and ``decode_session(batch, total_len)`` (a session with
   ``prefill(ids, mask)`` and ``step(token)``, or None where its features are not covered).
 
-A stack may prepare what it needs at binding (one q/k/v block, bf16 copies, device copies) and
-owns it; where a request is outside what it covers it runs the NumPy function itself. ``kernels``
-is the backend's single operations, the twins of reference/ops.py that the conformance op tier
-and the unit tests check one by one.
+A stack may prepare what it needs at binding (one q/k/v block, bf16 copies, device copies) and owns
+it; where a request is outside what it covers it runs the NumPy function itself. ``kernels`` is the
+backend's single operations, the twins of reference/ops.py that the conformance op tier and the unit
+tests check one by one.
 
 Imports go one way: a backend imports the reference (ops.py for the twins it must equal, mpnet.py
-and mpt.py for the functions its stacks must equal and fall back to), and no model module imports
-a backend. Loading (reference/loading.py) asks this registry once, by name.
+and mpt.py for the functions its stacks must equal and fall back to), and no model module imports a
+backend. Loading (reference/loading.py) asks this registry once, by name.
 """
 
 from __future__ import annotations

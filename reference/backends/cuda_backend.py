@@ -3,11 +3,11 @@
 Each stack is bound at load to one model's params and owns the device copies of its weights
 (uploaded on first use, freed with the model). Activations stay on the device between layers: an
 encoder forward uploads x once and downloads the last hidden state once (every layer's output and
-attention map too, when asked for). ``DecodeSession`` keeps the KV cache on the device as well:
-only ids go in and the last position's logits come out. Requests the kernels do not cover
-(dropout, head masks, activations other than exact GELU, dtypes other than float32, MPT's clip_qkv,
-qk_ln or a past passed in) run the NumPy function the stack stands for. ``CUDA`` is the single
-operations for the conformance op tier; they upload their arguments on every call.
+attention map too, when asked for). ``DecodeSession`` keeps the KV cache on the device as well: only
+ids go in and the last position's logits come out. Requests the kernels do not cover (dropout, head
+masks, activations other than exact GELU, dtypes other than float32, MPT's clip_qkv, qk_ln or a past
+passed in) run the NumPy function the stack stands for. ``CUDA`` is the single operations for the
+conformance op tier; they upload their arguments on every call.
 """
 
 from __future__ import annotations

@@ -16,9 +16,8 @@
 |                        |                           | across them); stores the step's key, value  |
 
 Attention reads q, k and v straight from the projection outputs, laid out [B, S, n * C] with a
-column
-offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no head
-split or merge copies are needed. Masks: ``bias`` [Hb, Sb, K] (relative or ALiBi; 1-sized axes
+column offset per tensor (MPT's fused Wqkv is one buffer) and writes the context as [B, S, C], so no
+head split or merge copies are needed. Masks: ``bias`` [Hb, Sb, K] (relative or ALiBi; 1-sized axes
 broadcast), ``mask_add`` [Bm, Sm, K] added after it, ``masked`` [Bk, Sk, K] uint8 whose scores are
 replaced by finfo(float32).min. Empty arrays mean "absent".
 """
@@ -181,8 +180,7 @@ def flash_attention(D, with_probs=False):
 
     Launch: grid (B * H, ceil(S / ROWS)), block ROWS * SPLIT threads. Arguments: qs [B, S, *],
     ks_src / vs_src [B, K, *] and the column where each tensor starts (q_off, k_off, v_off), H,
-    scale,
-    bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D] and, in the
+    scale, bias, mask_add, masked as in the module docstring; writes ctx [B, S, H * D] and, in the
     ``with_probs`` variant, probs [B, H, S, K] (a second sweep over the keys recomputes each score
     and writes exp(score - row max) / row total; the other variant takes an empty probs and has no
     trace of that sweep).
@@ -190,11 +188,11 @@ def flash_attention(D, with_probs=False):
     Thread (g, r) owns query row r of the block's ROWS rows for key group g: each shared tile of KT
     keys is split into SPLIT runs of KT / SPLIT keys, so the SPLIT groups (one warp each on a GPU)
     stream disjoint keys with their own online softmax (running max, total and weighted sum,
-    rescaled
-    only when the max grows), and merge at the end. Keys, values, and the bias + mask_add and masked
-    entries of the tile are copied into shared memory by all threads, consecutive threads taking
-    consecutive columns. Scores are (q . k) * scale + (bias + mask_add), then replaced where masked:
-    bias and mask_add are summed first, which can differ from the reference's order by a rounding.
+    rescaled only when the max grows), and merge at the end. Keys, values, and the bias + mask_add
+    and masked entries of the tile are copied into shared memory by all threads, consecutive threads
+    taking consecutive columns. Scores are (q . k) * scale + (bias + mask_add), then replaced where
+    masked: bias and mask_add are summed first, which can differ from the reference's order by a
+    rounding.
     """
     key = (D, bool(with_probs))
     kernel = _FLASH.get(key)
@@ -351,14 +349,14 @@ def _make_flash_attention(D, WITH_PROBS):
 
 @cuda.jit
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, ctx):
-    """grid B * H, block ROW_THREADS.
-    qkv [B, 3 * H * D]: this step's fused projection (query, key, value columns); kt [B, H, D, T]
-    (keys transposed: threads read consecutive keys); v [B, H, T, D]; slopes [H] (key-only ALiBi);
-    key_ok [B, T] uint8. First stores this step's key and value in cache slot length - 1 (so a
-    decode step needs no separate cache-write launch), then attends over slots 0 .. length - 1 in
-    chunks of DECODE_CHUNK keys, whose scores sit in shared memory: a block-wide online softmax
-    rescales the running totals when a chunk raises the max, so any cache length fits. Each thread
-    accumulates the context for head dimensions t, t + ROW_THREADS, ... ctx [B, H * D]."""
+    """grid B * H, block ROW_THREADS. qkv [B, 3 * H * D]: this step's fused projection (query, key,
+    value columns); kt [B, H, D, T] (keys transposed: threads read consecutive keys); v [B, H, T,
+    D]; slopes [H] (key-only ALiBi); key_ok [B, T] uint8. First stores this step's key and value in
+    cache slot length - 1 (so a decode step needs no separate cache-write launch), then attends over
+    slots 0 .. length - 1 in chunks of DECODE_CHUNK keys, whose scores sit in shared memory: a
+    block-wide online softmax rescales the running totals when a chunk raises the max, so any cache
+    length fits. Each thread accumulates the context for head dimensions t, t + ROW_THREADS, ... ctx
+    [B, H * D]."""
     scores = cuda.shared.array(DECODE_CHUNK, float32)
     buf = cuda.shared.array(ROW_THREADS, float32)
     acc = cuda.local.array(DIMS_PER_THREAD, float32)
@@ -419,8 +417,8 @@ def embed(ids, table, out):  # ids [N] int64, table [V, C] -> out [N, C]
 
 @cuda.jit
 def cache_write(qkv, kt, v, start, C):
-    """Copy the keys and values of qkv [B, S, 3C] into the cache at slots start .. start+S-1:
-    kt [B, H, D, T] (transposed), v [B, H, T, D]."""
+    """Copy the keys and values of qkv [B, S, 3C] into the cache at slots start .. start+S-1: kt [B,
+    H, D, T] (transposed), v [B, H, T, D]."""
     b, s, c = cuda.grid(3)
     B, S = qkv.shape[0], qkv.shape[1]
     D = kt.shape[2]
@@ -440,10 +438,10 @@ def set_column(x, column, value):  # x [B, T] uint8
 @cuda.jit
 def fused_matvec(x, ln_w, ln_b, eps, w, bias, gelu_out, resid, out):
     """One decode-step projection with its neighbours folded in (twin: layer_norm, linear, gelu, +):
-    out[m, n] = resid[m, n] + act(LN(x[m]) . w[n] + bias[n]).
-    Grid (N, M), block ROW_THREADS. ln_w of size 0 skips the norm (each block recomputes the row's
-    mean and variance: C values, cheap next to the w row it streams); bias / resid of size 0 are
-    absent; gelu_out != 0 applies exact GELU."""
+    out[m, n] = resid[m, n] + act(LN(x[m]) . w[n] + bias[n]). Grid (N, M), block ROW_THREADS. ln_w
+    of size 0 skips the norm (each block recomputes the row's mean and variance: C values, cheap
+    next to the w row it streams); bias / resid of size 0 are absent; gelu_out != 0 applies exact
+    GELU."""
     buf = cuda.shared.array(ROW_THREADS, float32)
     n, m, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
     K = x.shape[1]

@@ -1,8 +1,8 @@
 """Host-side launchers for the CUDA kernels: device arrays in, device arrays out.
 
 Every function here takes and returns numba device arrays (nothing is copied to the host), so a
-model built from them keeps its weights, activations and KV cache on the device between layers
-and steps. ``require_cuda`` gives the clear error when neither a GPU nor the simulator is present.
+model built from them keeps its weights, activations and KV cache on the device between layers and
+steps. ``require_cuda`` gives the clear error when neither a GPU nor the simulator is present.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def linear(x, w, b=None, out=None):  # [M, K], [N, K], [N] -> [M, N] (into out w
 
 
 def fused_linear(x, w, b=None, ln=None, eps=1e-5, gelu=False, resid=None, out=None):
-    """resid + act(LN(x) W^T + b) in one launch, for few rows (decode steps); ln = (weight, bias
-    or None)."""
+    """resid + act(LN(x) W^T + b) in one launch, for few rows (decode steps); ln = (weight, bias or
+    None)."""
     M, N = x.shape[0], w.shape[0]
     out = empty((M, N)) if out is None else out
     ln_w, ln_b = ln if ln is not None else (absent(1), None)
@@ -110,8 +110,8 @@ def _check_head_size(D):
 def attention(
     q, k_src, v_src, offsets, H, D, scale, bias=None, mask_add=None, masked=None, want_probs=False
 ):
-    """q [B, S, *], k_src and v_src [B, K, *] (all three may be one fused buffer), offsets = the
-    (q, k, v) column offsets. Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
+    """q [B, S, *], k_src and v_src [B, K, *] (all three may be one fused buffer), offsets = the (q,
+    k, v) column offsets. Returns ctx [B, S, H * D] and, when asked, probs [B, H, S, K]."""
     _check_head_size(D)
     B, S, K = q.shape[0], q.shape[1], k_src.shape[1]
     ctx = empty((B, S, H * D))
@@ -149,8 +149,8 @@ def set_column(x, column, value):
 
 
 def decode_attention(qkv, kt, v, length, scale, slopes, key_ok, out=None):
-    """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot
-    length - 1."""
+    """qkv [B, 3 * H * D] -> context [B, H * D]; this step's key and value go to cache slot length -
+    1."""
     B, H, D = kt.shape[0], kt.shape[1], kt.shape[2]
     _check_head_size(D)
     ctx = empty((B, H * D)) if out is None else out

@@ -10,8 +10,8 @@ would run. Where NVVM is installed (``pip install 'numba-cuda[cu13]'``, about 45
   compiler could not keep in registers), spill stores and loads, static shared memory.
 
 ``python tools/cuda_resources.py`` prints the table for every kernel;
-tests/cuda/test_cuda_compile.py
-compiles every kernel and holds the hot ones to no stack frame and no spills.
+tests/cuda/test_cuda_compile.py compiles every kernel and holds the hot ones to no stack frame and
+no spills.
 
 Without a GPU numba-cuda asks the (absent) current device for its compute capability when a kernel
 calls a device function; ``compile_ptx`` answers for it with the capability being compiled for.
@@ -70,8 +70,7 @@ HOT = (
 def kernel_names():
     """Every kernel (not device function) defined in cuda_kernels.py; a kernel made per head size
     (``flash_attention(D, with_probs)``) is listed as ``name/D`` or ``name/D+probs`` for the
-    variants
-    in SIGNATURES."""
+    variants in SIGNATURES."""
     module_level = [
         name
         for name, obj in vars(k).items()
@@ -132,8 +131,7 @@ _FIELDS = {
 
 def resources(name, cc=(9, 0)):
     """nvJitLink's report for kernel ``name`` on sm_<cc>: {registers, stack, spill_stores,
-    spill_loads,
-    shared} (stack, spills and shared memory in bytes)."""
+    spill_loads, shared} (stack, spills and shared memory in bytes)."""
     from cuda.bindings import nvjitlink
 
     ptx = compile_ptx(name, cc).encode()

@@ -14,9 +14,8 @@ reference/ops.py.
 | ``linear``, q8       | ``ops.linear``, dequant.  | int8 blocks widened, scaled per block of 32   |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
-numba_stacks.py
-composes them into whole MPNet layers, MPT blocks and the decode step.
-``fastmath`` is limited to reassociation and contraction flags so that -inf and NaN still behave.
+numba_stacks.py composes them into whole MPNet layers, MPT blocks and the decode step. ``fastmath``
+is limited to reassociation and contraction flags so that -inf and NaN still behave.
 """
 
 from __future__ import annotations
@@ -58,9 +57,8 @@ def tune_process():
     """Process-wide settings under which the numba backend runs fast on a machine with few cores.
 
     Importing this module changes nothing; the command line and tools/bench.py call this once,
-    early,
-    and a program of yours may too. It changes three things, each only where the user has not set
-    it:
+    early, and a program of yours may too. It changes three things, each only where the user has not
+    set it:
 
     * GOMP_SPINCOUNT=1000. Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do
       after a GEMM; on few cores the two pools then fight (a 32 x 768 LayerNorm between GEMMs took
@@ -83,9 +81,8 @@ def tune_process():
 
 
 def _quiet_openblas_threads(timeout="4"):
-    """OpenBLAS's threads likewise spin after each GEMM (2^28 cycles by default), taking the
-    cores from
-    the Numba kernel that follows it: the encoder's attention ran at half speed. OpenBLAS reads
+    """OpenBLAS's threads likewise spin after each GEMM (2^28 cycles by default), taking the cores
+    from the Numba kernel that follows it: the encoder's attention ran at half speed. OpenBLAS reads
     OPENBLAS_THREAD_TIMEOUT when it loads, which is before this module; so set it (unless the user
     did), have the library re-read its environment and restart its thread pool. Only for an OpenBLAS
     that exports those functions (NumPy's wheels do); anything else is left alone."""
@@ -112,10 +109,8 @@ def _quiet_openblas_threads(timeout="4"):
 def _keep_freed_memory(limit=1 << 29):
     """glibc returns every large freed block to the kernel, so each new activation of a few MB is
     page-faulted in again (about 10 ms for 12 MB on these VMs, the whole cost of a GELU). Raising
-    the
-    mmap and trim thresholds to 512 MiB keeps freed blocks for reuse; RSS then holds the peak
-    working
-    set, which it reaches anyway. Other C libraries: nothing to do."""
+    the mmap and trim thresholds to 512 MiB keeps freed blocks for reuse; RSS then holds the peak
+    working set, which it reaches anyway. Other C libraries: nothing to do."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -178,9 +173,9 @@ def _matvec_rows(x, w, out):  # [N, I] f32, [O, I] f32 or uint16 (bf16 bits) -> 
 
 @njit(inline="always", fastmath=FASTMATH)
 def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] float32, unit stride
-    """One q8 row (precision.Q8Matrix) times a float32 row: per block of 32, four 8-lane products
-    of the widened int8 weights with x summed in two registers, then scaled by the block's scale
-    into two running sums; one horizontal sum at the end. Twin: Q8Matrix.dequantize(o) @ x[n]."""
+    """One q8 row (precision.Q8Matrix) times a float32 row: per block of 32, four 8-lane products of
+    the widened int8 weights with x summed in two registers, then scaled by the block's scale into
+    two running sums; one horizontal sum at the end. Twin: Q8Matrix.dequantize(o) @ x[n]."""
     acc0, acc1 = zero8(), zero8()
     for blk in range(scales.shape[1]):
         j = blk * Q8_BLOCK
@@ -194,8 +189,8 @@ def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] flo
 
 
 def _dot(w, scales, o, x, n):
-    """w[o, :] . x[n, :] for float32 weights, bf16 bits (uint16) or q8 (int8 with ``scales``;
-    the other kinds ignore it). Compiled per weight dtype."""
+    """w[o, :] . x[n, :] for float32 weights, bf16 bits (uint16) or q8 (int8 with ``scales``; the
+    other kinds ignore it). Compiled per weight dtype."""
 
 
 @overload(_dot)
@@ -220,9 +215,9 @@ def _matvec_q8(x, q, scales, out):  # [N, I] f32, q8 [O, I] -> [N, O]
 
 
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
-    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight
-    storage); a precision.Q8Matrix is q8 storage. A few rows (decode) stream the weights once
-    through a Numba matvec; more rows go to BLAS, on the widened or dequantized weights."""
+    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage);
+    a precision.Q8Matrix is q8 storage. A few rows (decode) stream the weights once through a Numba
+    matvec; more rows go to BLAS, on the widened or dequantized weights."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
     few = rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32
@@ -258,10 +253,8 @@ def _add_to_rows(out, bias):  # [N, O] += [O]
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _layer_norm_rows(x, residual, w, b, eps, out):  # [N, C], [N | 1, C] -> [N, C]
     """out = layer_norm(x + residual) row by row. A one-row residual of zeros serves plain layer
-    norm
-    (adding 0.0 changes no value). Each pass re-adds the two rows instead of storing their sum,
-    which
-    keeps every loop free of aliasing, so all three vectorise."""
+    norm (adding 0.0 changes no value). Each pass re-adds the two rows instead of storing their sum,
+    which keeps every loop free of aliasing, so all three vectorise."""
     N, C = x.shape
     step = 1 if residual.shape[0] > 1 else 0
     for n in prange(N):
@@ -388,12 +381,9 @@ def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
 
 # exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 split in two parts (Cody-Waite) so r is
 # exact, exp(r) by its Taylor series to degree 7 on |r| <= ln(2)/2 (relative error below 1e-8
-# there),
-# 2^n built in the exponent bits. Plain float32 arithmetic, so softmax loops vectorise; libm's exp
-# does
-# not. Compiled without reassociation: with it LLVM may merge the two halves of ln 2 into one
-# float32
-# constant, and for x near -87 that alone costs 2.4e-7 of relative error.
+# there), 2^n built in the exponent bits. Plain float32 arithmetic, so softmax loops vectorise;
+# libm's exp does not. Compiled without reassociation: with it LLVM may merge the two halves of ln 2
+# into one float32 constant, and for x near -87 that alone costs 2.4e-7 of relative error.
 LOG2E, LN2_HI, LN2_LO = (
     np.float32(1.4426950408889634),
     np.float32(0.693359375),
@@ -451,8 +441,8 @@ def _softmax_row(row, K):
 @njit
 def _scores_row(row, scale, bias, mask_add, hide, K):
     """row = row * scale + bias + mask_add, then MASK_VALUE where hide: one pass, in the twin's
-    order.
-    Compiled without fastmath, so the product and the bias are not fused into one rounding."""
+    order. Compiled without fastmath, so the product and the bias are not fused into one
+    rounding."""
     for j in range(K):
         s = (row[j] * scale + bias[j]) + mask_add[j]
         row[j] = MASK_VALUE if hide[j] else s
@@ -493,13 +483,13 @@ def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
 
 @njit(inline="always", fastmath=FASTMATH)
 def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 + 5 only
-    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values,
-    written twice).
+    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values, written
+    twice).
 
     a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
     loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
-    loaded value serves six rows and no partial sum leaves the registers until the block is done
-    (a BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
+    loaded value serves six rows and no partial sum leaves the registers until the block is done (a
+    BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
     """
     S, T, N = a.shape[0], b.shape[0], b.shape[1]
     i1, i2, i3, i4, i5 = (
@@ -535,17 +525,16 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
-    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm,
-    Sm, K];
-    masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for "absent").
-    Writes probs
-    [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows must have unit stride).
+    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm,
+    K]; masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for
+    "absent"). Writes probs [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows
+    must have unit stride).
 
     One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next
-    to
-    each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they are
-    small enough to stay in its cache), then goes down the queries six rows at a time: their scores
-    by the register tile, bias, mask and softmax on those rows, then their context rows by the tile.
+    to each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they
+    are small enough to stay in its cache), then goes down the queries six rows at a time: their
+    scores by the register tile, bias, mask and softmax on those rows, then their context rows by
+    the tile.
     """
     B, S, H, D = qs.shape
     K = ks.shape[1]
@@ -658,13 +647,13 @@ def decode_step(
     eps,
 ):  # x [B, C] -> x after every block, in place
     """One new token per row through all L blocks in one call (twin: mpt.block with S = 1, as
-    numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv
-    matvec, the step's key and value into cache slot t, attention over slots 0..t (key-only
-    ALiBi, key_ok masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are
-    stacked over layers, [L, O, I] (float32, bf16 bits, or q8's int8 with its scales
-    [L, O, I / 32] in the s_ argument after it; the other kinds pass [L, 1, 1] there, unused),
-    biases [L, O] (zeros where the checkpoint has none). One compiled call per step instead of
-    about ten launches per layer from Python."""
+    numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv matvec,
+    the step's key and value into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok
+    masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers,
+    [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
+    after it; the other kinds pass [L, 1, 1] there, unused), biases [L, O] (zeros where the
+    checkpoint has none). One compiled call per step instead of about ten launches per layer from
+    Python."""
     B, C = x.shape
     L, H, D, W = w_qkv.shape[0], kt.shape[2], kt.shape[3], w_up.shape[1]
     K = t + 1

@@ -1,16 +1,16 @@
 """The numba backend's stacks: MPNet's encoder layers, MPT's blocks, and MPT decoding over a
 preallocated cache.
 
-Each stack is bound once at load to one model's nested params and runs the same operations as
-the NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py (one GEMM for
-q, k and v; the residual add inside the LayerNorm; GELU on the GEMM's output; fused attention).
+Each stack is bound once at load to one model's nested params and runs the same operations as the
+NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py (one GEMM for q, k
+and v; the residual add inside the LayerNorm; GELU on the GEMM's output; fused attention).
 tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier runs through them.
 
 MPT decoding: the cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values
 ``v[B, H, T, D]`` for the whole generation (T = prompt + new tokens); a step writes one slot and
 attends over the live ones, so nothing grows or is copied per token. A session takes the stack
-(config, features, params), never the model. The prompt runs the stack; a step runs every block
-in one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
+(config, features, params), never the model. The prompt runs the stack; a step runs every block in
+one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def pack_qkv(attn):  # -> weight [3C, C] (a transposed view), bias [3C]
 
 def transposed_layout(dense):
     """A dense layer's weight [O, I] replaced, in place, by the transposed view of an [I, O]
-    C-contiguous copy: the same values at the same indices, laid out so ``x @ weight.T`` is a
-    plain (not transposed) GEMM, which OpenBLAS runs a few percent faster at MPNet's shapes
+    C-contiguous copy: the same values at the same indices, laid out so ``x @ weight.T`` is a plain
+    (not transposed) GEMM, which OpenBLAS runs a few percent faster at MPNet's shapes
     (tools/bench.py --workload encode). numba_cpu.linear sends such weights to BLAS for any number
     of rows."""
     dense["weight"] = np.ascontiguousarray(dense["weight"].T).T
@@ -117,8 +117,7 @@ class EncoderStack:
 def to_low_storage(params, config, storage):
     """The embeddings (and an untied LM head) replaced, in place, by bfloat16 bit patterns (uint16)
     or q8 matrices (precision.Q8Matrix): half or about a quarter of the bytes, widened as they are
-    read. The blocks' matrices are converted by stack_blocks, straight into their stacked
-    arrays."""
+    read. The blocks' matrices are converted by stack_blocks, straight into their stacked arrays."""
     convert = {"bf16": to_bf16_bits, "q8": quantize_q8}[storage]
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = convert(params[name]["weight"])
@@ -204,12 +203,12 @@ STACKED = (
 
 
 def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_qkv, ...)
-    """Every block's weight of one kind written into one [L, ...] array, for
-    numba_cpu.decode_step: matrices as float32, bf16 bits or q8 (int8 [L, O, I] and its scales
-    [L, O, I / 32], which follow each matrix in the tuple; [L, 1, 1] zeros for the other kinds),
-    biases [L, O] (zeros where the checkpoint has none). The blocks' params then hold views of
-    them (the same values; the separate arrays can be freed). Each layer is converted straight
-    into its slot, so no second full copy of the weights is ever made."""
+    """Every block's weight of one kind written into one [L, ...] array, for numba_cpu.decode_step:
+    matrices as float32, bf16 bits or q8 (int8 [L, O, I] and its scales [L, O, I / 32], which follow
+    each matrix in the tuple; [L, 1, 1] zeros for the other kinds), biases [L, O] (zeros where the
+    checkpoint has none). The blocks' params then hold views of them (the same values; the separate
+    arrays can be freed). Each layer is converted straight into its slot, so no second full copy of
+    the weights is ever made."""
     blocks = params["blocks"]
     arrays = []
     for path in STACKED:
@@ -273,8 +272,7 @@ def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
 
 def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S], [B, S], [H, 1, S]
     """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as
-    mpt.decoder_masks
-    and mpt.decoder_bias give them (the numba and cuda sessions both use this)."""
+    mpt.decoder_masks and mpt.decoder_bias give them (the numba and cuda sessions both use this)."""
     B, S = ids.shape
     masked, key_mask = mpt.decoder_masks(features, mask, None, None, B, S, 0, np.float32)
     return masked, key_mask, mpt.decoder_bias(config, features, S, 0, np.float32)

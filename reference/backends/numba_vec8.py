@@ -4,9 +4,8 @@ LLVM vectorises a loop when the loop's own iterations can run side by side, but 
 block of a matrix product's outputs in registers while it walks the shared axis: written as arrays,
 the accumulators go to memory on every step, and the product becomes a stream of stores. A value of
 type ``f32x8`` is an LLVM ``<8 x float>``: a local variable of that type stays in one vector
-register
-(one AVX ymm register; two SSE or NEON registers elsewhere), so a kernel can hold a 6 x 16 output
-block in twelve of them, as a BLAS micro-kernel does.
+register (one AVX ymm register; two SSE or NEON registers elsewhere), so a kernel can hold a 6 x 16
+output block in twelve of them, as a BLAS micro-kernel does.
 
 The operations are the few such a kernel needs; each is a Numba intrinsic of a line or two of IR:
 

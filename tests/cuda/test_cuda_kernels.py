@@ -66,8 +66,8 @@ def split(x, H, D, off):  # [B, S, n*C] -> [B, H, S, D] at a column offset
 @pytest.mark.parametrize("want_probs", [False, True])
 @pytest.mark.parametrize("kind", ["relative+add", "alibi+causal"])
 def test_attention_kernels_match_numpy(kind, want_probs):
-    """Two query tiles and two key tiles (S = K = 40 > 32), bias and masks of both families, a
-    fully masked row."""
+    """Two query tiles and two key tiles (S = K = 40 > 32), bias and masks of both families, a fully
+    masked row."""
     B, S, H, D = 1, 40, 2, 4
     C = H * D
     qkv = arr(B, S, 3 * C)

@@ -45,9 +45,8 @@ def test_device_resident_generation_equals_numpy_with_left_padding():
 
 
 def test_seeded_sampling_draws_the_same_tokens_as_numpy():
-    """Sampling runs on the host in float64 from each step's logits with the seeded NumPy
-    generator, so
-    a seed gives the same tokens on every backend (docs/errors.md, determinism)."""
+    """Sampling runs on the host in float64 from each step's logits with the seeded NumPy generator,
+    so a seed gives the same tokens on every backend (docs/errors.md, determinism)."""
     w = weights(1)
     ids = np.array([[5, 6, 7], [1, 2, 3]])
     args = dict(
@@ -172,8 +171,7 @@ MPNET_CASES = (
 def test_mpnet_golden_outputs_without_per_layer_outputs(case):
     """The golden cases ask for every layer's hidden states, so they run layer by layer; asked again
     without them, the cuda backend downloads only the last hidden state (EncoderStack), and the
-    final
-    outputs must still match upstream's."""
+    final outputs must still match upstream's."""
     options = {
         **case.options,
         "profile": case.profile,

@@ -84,8 +84,7 @@ def tuple_layout(values, named: dict):
 
 def write_case(out_root: Path, case_id: str, model_dir, meta: dict, inputs: dict, run):
     """Write one case directory. run() returns (named outputs, tuple layout, extra arrays) or
-    raises,
-    in which case the upstream exception is recorded as expect_error."""
+    raises, in which case the upstream exception is recorded as expect_error."""
     case_dir = out_root / case_id
     shutil.rmtree(case_dir, ignore_errors=True)
     case_dir.mkdir(parents=True)

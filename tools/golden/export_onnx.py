@@ -10,9 +10,9 @@ attention_mask (float32, so non-binary masks keep their values) with dynamic bat
 axes, and returns the final outputs and every layer's hidden states and attention maps under the
 golden output names. Written: golden/onnx/<first case name>.onnx and golden/onnx/manifest.json,
 which maps each file to its model (conformance.golden.model_digest of the case's config and
-weights), the cases that use it, its inputs and outputs, and its SHA-256. Each export is run once
-by ONNX Runtime against torch on the case's own inputs; the largest difference is printed and
-recorded. Nothing here imports the reference implementation.
+weights), the cases that use it, its inputs and outputs, and its SHA-256. Each export is run once by
+ONNX Runtime against torch on the case's own inputs; the largest difference is printed and recorded.
+Nothing here imports the reference implementation.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Import the MPT modeling code of llm-foundry 0.4.0 (the last with prefix_lm) without its
-training stack.
+"""Import the MPT modeling code of llm-foundry 0.4.0 (the last with prefix_lm) without its training
+stack.
 
 The training framework (composer) of that era needs an old torch; the MPT modules only use it for
 the Composer wrapper classes and metrics, so those imports are satisfied by inert stand-ins."""

@@ -9,8 +9,8 @@ model, its weights are rounded to the low-precision type (torch's round to neare
 model runs twice on the case's inputs: with weights and compute in that dtype (the golden, case id
 ``<fp32 case>-bf16`` or ``-fp16``, ``dtype`` set accordingly) and in float32 on the same rounded
 weights (stored beside it as ``fp32.<output>``). The difference between the two runs is upstream's
-own spread: how far low-precision compute moves the outputs. conformance/tolerances.py sets the
-bf16 and fp16 tolerances from it (2x the worst spread, elementwise), and tests/test_low_precision.py
+own spread: how far low-precision compute moves the outputs. conformance/tolerances.py sets the bf16
+and fp16 tolerances from it (2x the worst spread, elementwise), and tests/test_low_precision.py
 recomputes the spread from these files so the table cannot drift from the measurement.
 
 Weights are stored widened to float32 (every value is exactly representable in the low-precision

@@ -5,8 +5,8 @@
 
 See tools/README.md for the two environments. Each case's model is initialised from a fixed seed
 with weights large enough that attention is peaked (so biases, masks and buckets visibly matter),
-saved in the PyTorch checkpoint layout, reloaded through the library's own from_pretrained, and
-run in eval mode. Nothing here imports the reference implementation.
+saved in the PyTorch checkpoint layout, reloaded through the library's own from_pretrained, and run
+in eval mode. Nothing here imports the reference implementation.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@
     FOUNDRY_04=/path/to/llm-foundry-0.4.0 python tools/golden/make_mpt.py --profile mosaic-0.4   #
     the pt environment
 
-See tools/README.md. Each case's model is built by the upstream class, given seeded weights,
-saved with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval
-mode. Nothing here imports the reference implementation.
+See tools/README.md. Each case's model is built by the upstream class, given seeded weights, saved
+with save_pretrained (safetensors) and reloaded with from_pretrained before it runs in eval mode.
+Nothing here imports the reference implementation.
 """
 
 from __future__ import annotations
@@ -269,10 +269,10 @@ def generate(runner, out_root: Path, only=None):
 
 def write_low_precision_layer_norm(out_root: Path):
     """Op golden for MosaicML's LPLayerNorm under autocast: it casts x, weight and bias to the
-    autocast
-    dtype and runs layer_norm with autocast disabled. That is reproduced here with torch directly:
-    llm-foundry only takes this path when torch.is_autocast_enabled() is true, which on torch >= 2.4
-    reports CUDA autocast only, so on a CPU its LPLayerNorm silently stays in float32."""
+    autocast dtype and runs layer_norm with autocast disabled. That is reproduced here with torch
+    directly: llm-foundry only takes this path when torch.is_autocast_enabled() is true, which on
+    torch >= 2.4 reports CUDA autocast only, so on a CPU its LPLayerNorm silently stays in
+    float32."""
     import torch
     import torch.nn.functional as F
 

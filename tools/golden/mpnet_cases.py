@@ -1,8 +1,8 @@
 """The MPNet golden cases: model shapes, inputs and what each case is there to discriminate.
 
-Framework-neutral (NumPy only); tools/golden/make_mpnet.py runs them through transformers on
-PyTorch (profile pt) or TensorFlow (profile tf). Every case targets a behaviour from SPEC.md
-section 3, and its inputs are chosen so that getting that behaviour wrong changes the outputs.
+Framework-neutral (NumPy only); tools/golden/make_mpnet.py runs them through transformers on PyTorch
+(profile pt) or TensorFlow (profile tf). Every case targets a behaviour from SPEC.md section 3, and
+its inputs are chosen so that getting that behaviour wrong changes the outputs.
 """
 
 from __future__ import annotations

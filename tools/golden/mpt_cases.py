@@ -1,9 +1,9 @@
 """The MPT golden cases: model shapes, inputs and what each case is there to discriminate.
 
 Framework-neutral (NumPy only); tools/golden/make_mpt.py runs them through transformers 4.37.2
-(profile hf) and, for the fields HF ignores, through MosaicML llm-foundry (profile mosaic).
-Cache cases give the full sequence and a split point P: upstream runs the first P tokens with
-use_cache, and the case stores that cache as inputs (past.<layer>.key / .value) with the rest.
+(profile hf) and, for the fields HF ignores, through MosaicML llm-foundry (profile mosaic). Cache
+cases give the full sequence and a split point P: upstream runs the first P tokens with use_cache,
+and the case stores that cache as inputs (past.<layer>.key / .value) with the rest.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def case(
     seed=1,
     source=None,
 ):
-    """source: which upstream makes the case when a profile has several (mosaic: llm-foundry 0.22,
-    or 0.4 for prefix_lm, which later versions removed)."""
+    """source: which upstream makes the case when a profile has several (mosaic: llm-foundry 0.22, or
+    0.4 for prefix_lm, which later versions removed)."""
     return dict(
         name=name,
         task=task,
