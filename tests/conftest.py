@@ -45,6 +45,18 @@ def tiny_model(task="base", profile=None, seed=0, backend="numpy", **overrides):
     )
 
 
+def write_checkpoint(path, config, weights):
+    """A model directory of our own making: config.json and model.safetensors (names as given)."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    save_file(weights, str(path / "model.safetensors"))
+    return path
+
+
 def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
     """np.allclose with the max abs / rel error in the failure message."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)

@@ -166,17 +166,14 @@ def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_
     """generate --backend numba --weight-storage q8: the tokens of the API's q8 model; on a model
     whose width is not a multiple of 32 a one-line error naming the reason."""
     import numpy as np
-    from safetensors.numpy import save_file
+    from conftest import write_checkpoint
     from test_mpt_properties import CONFIG, tiny_mpt
 
     import reference
 
     config = {**CONFIG, "d_model": 64, "n_heads": 4, "vocab_size": 64}
-    path = tmp_path / "mpt-q8"
-    path.mkdir()
-    (path / "config.json").write_text(json.dumps(config))
     weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
-    save_file(weights, str(path / "model.safetensors"))
+    path = write_checkpoint(tmp_path / "mpt-q8", config, weights)
     make_demo_models.write_tokenizer(path, 64)
     args = ("--backend", "numba", "--weight-storage", "q8", "--max-new-tokens", "4", "--json")
     out = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", *args)

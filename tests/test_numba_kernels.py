@@ -648,3 +648,35 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
     want = ref.generate(ids, max_new_tokens=5, attention_mask=mask[:, :4])
     assert got.shape == (2, 9)
     np.testing.assert_array_equal(got, want)
+
+
+def test_q8_accuracy_tool_measures_a_checkpoint(tmp_path):
+    """tools/q8_accuracy.py on a checkpoint directory: one row per storage, with a finite max
+    logit error, an agreement in [0, 1] and, for this tiny model, more than half the greedy
+    tokens equal to fp32's under teacher forcing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import write_checkpoint
+    from test_mpt_properties import CONFIG
+
+    config = {**CONFIG, "d_model": 64, "n_heads": 4, "vocab_size": 64, "max_seq_len": 128}
+    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
+    path = write_checkpoint(tmp_path / "mpt", config, weights)
+    tool = Path(__file__).resolve().parents[1] / "tools" / "q8_accuracy.py"
+    out = subprocess.run(
+        [sys.executable, str(tool), str(path), "--storages", "bf16", "q8"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[2:]}
+    assert set(rows) == {"bf16", "q8"}, out.stdout
+    for storage, (err, rel, top1, free) in rows.items():
+        assert np.isfinite(float(err)) and 0 <= float(err) < 1 and float(rel) >= 0, (
+            storage,
+            out.stdout,
+        )
+        assert 0.5 < float(top1.rstrip("%")) / 100 <= 1, (storage, out.stdout)
+        assert 0 <= float(free.rstrip("%")) / 100 <= 1, (storage, out.stdout)
