@@ -3,7 +3,7 @@ reference/ops.py.
 
 | kernel here          | NumPy twin                | strategy                                      |
 |----------------------|---------------------------|-----------------------------------------------|
-| ``linear``           | ``ops.linear``            | BLAS GEMM for many rows; Numba matvec for few |
+| ``linear``           | ``ops.linear``            | matvec (<= 4 rows), 4 x 4 tiles (<= 64), BLAS |
 | ``layer_norm``       | ``ops.layer_norm``        | a parallel pass per row (two-pass variance)   |
 | ``add_layer_norm``   | ``layer_norm(x + r)``     | the same, the residual added as it is read    |
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
@@ -122,8 +122,9 @@ def _keep_freed_memory(limit=1 << 29):
 
 
 MASK_VALUE = np.float32(ops.MASK_VALUE)
+_NO_SCALES = np.zeros((1, 1), np.float32)  # the scales argument of kernels given unscaled weights
 MATVEC_MAX_ROWS = 4  # up to this many rows (decode steps) a Numba matvec streams the weights once;
-# above it BLAS GEMM wins.
+# above it _rows_tiled (up to FEW_ROWS_MAX rows), then BLAS GEMM.
 
 
 # ------------------------------------------------------------------------------------- linear
@@ -214,6 +215,105 @@ def _matvec_q8(x, q, scales, out):  # [N, I] f32, q8 [O, I] -> [N, O]
             out[n, o] = _dot_q8(q, scales, o, x, n)
 
 
+FEW_ROWS_MAX = 64  # up to this many rows (a prompt) _rows_tiled beats widening for BLAS
+
+
+def _row_as_float32(w, scales, o, out, r):
+    """out[r] = row o of w as float32: float32 copied, bf16 bits widened, q8 scaled per block.
+    Compiled per weight dtype."""
+
+
+@overload(_row_as_float32)
+def _row_as_float32_impl(w, scales, o, out, r):
+    if w.dtype == types.int8:
+
+        def q8_row(w, scales, o, out, r):
+            for blk in range(out.shape[1] // Q8_BLOCK):
+                s = scales[o, blk]
+                for i in range(blk * Q8_BLOCK, (blk + 1) * Q8_BLOCK):
+                    out[r, i] = np.float32(w[o, i]) * s
+
+        return q8_row
+
+    def row(w, scales, o, out, r):
+        for i in range(out.shape[1]):
+            out[r, i] = _widen(w[o, i])
+
+    return row
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
+    """x @ w.T for a few dozen rows (a prompt), reading the weights once in their stored form:
+    each task widens four weight rows into a float32 buffer (cache-resident), then goes down x four
+    rows at a time with a 4 x 4 tile of dot products, sixteen 8-lane running sums that stay in
+    registers along I (AVX-512's 32 registers hold them; on AVX2 a few spill to L1, measured no
+    slower than a 4 x 2 tile), so each loaded vector serves four products. Rows past the ends
+    repeat the last one (same values, written twice). On the MPT-125M prompt of 32 tokens this
+    takes the prefill from 112 / 135 / 155 ms (BLAS on widened or dequantized weights) to about
+    60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD EPYC Zen 4, 2 threads)."""
+    N, I = x.shape
+    O = w.shape[0]
+    I8 = I - I % LANES
+    for ob in prange((O + 3) // 4):
+        o0 = ob * 4
+        o1, o2, o3 = min(o0 + 1, O - 1), min(o0 + 2, O - 1), min(o0 + 3, O - 1)
+        buf = np.empty((4, I), np.float32)
+        _row_as_float32(w, scales, o0, buf, 0)
+        _row_as_float32(w, scales, o1, buf, 1)
+        _row_as_float32(w, scales, o2, buf, 2)
+        _row_as_float32(w, scales, o3, buf, 3)
+        for n0 in range(0, N, 4):
+            n1, n2, n3 = min(n0 + 1, N - 1), min(n0 + 2, N - 1), min(n0 + 3, N - 1)
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero8()
+            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero8()
+            for i in range(0, I8, LANES):
+                x0, x1, x2, x3 = load8(x, n0, i), load8(x, n1, i), load8(x, n2, i), load8(x, n3, i)
+                w0 = load8(buf, 0, i)
+                a00, a01, a02, a03 = (
+                    fma8(a00, w0, x0),
+                    fma8(a01, w0, x1),
+                    fma8(a02, w0, x2),
+                    fma8(a03, w0, x3),
+                )
+                w1 = load8(buf, 1, i)
+                a10, a11, a12, a13 = (
+                    fma8(a10, w1, x0),
+                    fma8(a11, w1, x1),
+                    fma8(a12, w1, x2),
+                    fma8(a13, w1, x3),
+                )
+                w2 = load8(buf, 2, i)
+                a20, a21, a22, a23 = (
+                    fma8(a20, w2, x0),
+                    fma8(a21, w2, x1),
+                    fma8(a22, w2, x2),
+                    fma8(a23, w2, x3),
+                )
+                w3 = load8(buf, 3, i)
+                a30, a31, a32, a33 = (
+                    fma8(a30, w3, x0),
+                    fma8(a31, w3, x1),
+                    fma8(a32, w3, x2),
+                    fma8(a33, w3, x3),
+                )
+            sums = (
+                (hsum8(a00), hsum8(a01), hsum8(a02), hsum8(a03)),
+                (hsum8(a10), hsum8(a11), hsum8(a12), hsum8(a13)),
+                (hsum8(a20), hsum8(a21), hsum8(a22), hsum8(a23)),
+                (hsum8(a30), hsum8(a31), hsum8(a32), hsum8(a33)),
+            )
+            ns = (n0, n1, n2, n3)
+            for r in range(4):
+                o = min(o0 + r, O - 1)
+                for c in range(4):
+                    n = ns[c]
+                    total = sums[r][c]
+                    for i in range(I8, I):
+                        total += buf[r, i] * x[n, i]
+                    out[n, o] = total
+
+
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage);
     a precision.Q8Matrix is q8 storage. A few rows (decode) stream the weights once through a Numba
@@ -221,7 +321,16 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
     few = rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32
-    if isinstance(weight, Q8Matrix):
+    q8 = isinstance(weight, Q8Matrix)
+    if (
+        MATVEC_MAX_ROWS < rows.shape[0] <= FEW_ROWS_MAX
+        and x.dtype == np.float32
+        and (q8 or weight.flags.c_contiguous)
+    ):
+        out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
+        w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
+        _rows_tiled(np.ascontiguousarray(rows), w, scales, out)
+    elif q8:
         if few:
             out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
             _matvec_q8(np.ascontiguousarray(rows), weight.q, weight.scales, out)
