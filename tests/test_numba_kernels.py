@@ -440,6 +440,22 @@ def test_importing_the_numba_backend_changes_no_process_state_until_tune_process
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def assert_decode_steps_match(fast, ref, ids, mask, steps=4):
+    """The fast model's decode session against the NumPy model over its cache: the prefill's and
+    each greedy step's last logits, within 1e-4."""
+    session = fast.decode_session(ids.shape[0], ids.shape[1] + steps)
+    logits = session.prefill(ids, mask)
+    out = ref(ids, attention_mask=mask, use_cache=True)
+    for step in range(steps):
+        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
+        token = np.argmax(logits, axis=-1)
+        mask = np.concatenate([mask, np.ones((ids.shape[0], 1), np.int64)], axis=1)
+        logits = session.step(token)
+        out = ref(
+            token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
+        )
+
+
 @pytest.mark.parametrize("storage", ["fp32", "bf16"])
 def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
     """numba_cpu.decode_step (all blocks of a step in one call) against mpt.decoder over the cache:
@@ -462,17 +478,7 @@ def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
         )
     else:
         ref = tiny_mpt()
-    session = fast.decode_session(2, 8)
-    logits = session.prefill(ids, mask)
-    out = ref(ids, attention_mask=mask, use_cache=True)
-    for step in range(4):
-        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
-        token = np.argmax(logits, axis=-1)
-        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
-        logits = session.step(token)
-        out = ref(
-            token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
-        )
+    assert_decode_steps_match(fast, ref, ids, mask)
 
 
 # ----------------------------------------------------------------------------------- q8
@@ -636,19 +642,9 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
     )
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
     mask = (ids != 0).astype(np.int64)
-    session = fast.decode_session(2, 8)
-    logits = session.prefill(ids, mask)
-    out = ref(ids, attention_mask=mask, use_cache=True)
-    for step in range(4):
-        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
-        token = np.argmax(logits, axis=-1)
-        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
-        logits = session.step(token)
-        out = ref(
-            token[:, None], past_key_values=out.past_key_values, attention_mask=mask, use_cache=True
-        )
-    got = fast.generate(ids, max_new_tokens=5, attention_mask=mask[:, :4])
-    want = ref.generate(ids, max_new_tokens=5, attention_mask=mask[:, :4])
+    assert_decode_steps_match(fast, ref, ids, mask)
+    got = fast.generate(ids, max_new_tokens=5, attention_mask=mask)
+    want = ref.generate(ids, max_new_tokens=5, attention_mask=mask)
     assert got.shape == (2, 9)
     np.testing.assert_array_equal(got, want)
 

@@ -242,6 +242,11 @@ def _row_as_float32_impl(w, scales, o, out, r):
     return row
 
 
+@njit(inline="always")
+def _fma_times4(a0, a1, a2, a3, w, x0, x1, x2, x3):  # a_j + w * x_j for four rows x_j
+    return fma8(a0, w, x0), fma8(a1, w, x1), fma8(a2, w, x2), fma8(a3, w, x3)
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
     """x @ w.T for a few dozen rows (a prompt), reading the weights once in their stored form:
@@ -269,34 +274,16 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
             a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero8()
             for i in range(0, I8, LANES):
                 x0, x1, x2, x3 = load8(x, n0, i), load8(x, n1, i), load8(x, n2, i), load8(x, n3, i)
-                w0 = load8(buf, 0, i)
-                a00, a01, a02, a03 = (
-                    fma8(a00, w0, x0),
-                    fma8(a01, w0, x1),
-                    fma8(a02, w0, x2),
-                    fma8(a03, w0, x3),
+                w0, w1, w2, w3 = (
+                    load8(buf, 0, i),
+                    load8(buf, 1, i),
+                    load8(buf, 2, i),
+                    load8(buf, 3, i),
                 )
-                w1 = load8(buf, 1, i)
-                a10, a11, a12, a13 = (
-                    fma8(a10, w1, x0),
-                    fma8(a11, w1, x1),
-                    fma8(a12, w1, x2),
-                    fma8(a13, w1, x3),
-                )
-                w2 = load8(buf, 2, i)
-                a20, a21, a22, a23 = (
-                    fma8(a20, w2, x0),
-                    fma8(a21, w2, x1),
-                    fma8(a22, w2, x2),
-                    fma8(a23, w2, x3),
-                )
-                w3 = load8(buf, 3, i)
-                a30, a31, a32, a33 = (
-                    fma8(a30, w3, x0),
-                    fma8(a31, w3, x1),
-                    fma8(a32, w3, x2),
-                    fma8(a33, w3, x3),
-                )
+                a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
+                a10, a11, a12, a13 = _fma_times4(a10, a11, a12, a13, w1, x0, x1, x2, x3)
+                a20, a21, a22, a23 = _fma_times4(a20, a21, a22, a23, w2, x0, x1, x2, x3)
+                a30, a31, a32, a33 = _fma_times4(a30, a31, a32, a33, w3, x0, x1, x2, x3)
             sums = (
                 (hsum8(a00), hsum8(a01), hsum8(a02), hsum8(a03)),
                 (hsum8(a10), hsum8(a11), hsum8(a12), hsum8(a13)),

@@ -62,6 +62,13 @@ def _element_pointer(context, builder, array_type, array, i, j):
     return builder.bitcast(ptr, _V8.as_pointer())
 
 
+def _fold_lanes(builder, vector, combine):  # the eight lanes folded pairwise (3 rounds) by combine
+    lanes = [builder.extract_element(vector, ir.Constant(ir.IntType(32), i)) for i in range(LANES)]
+    while len(lanes) > 1:
+        lanes = [combine(a, b) for a, b in zip(lanes[::2], lanes[1::2])]
+    return lanes[0]
+
+
 def _is_2d_float32(a):
     return isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float32
 
@@ -176,15 +183,9 @@ def hmax8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        lanes = [
-            builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)
-        ]
-        while len(lanes) > 1:  # pairwise: 3 rounds
-            lanes = [
-                builder.select(builder.fcmp_ordered(">", a, b), a, b)
-                for a, b in zip(lanes[::2], lanes[1::2])
-            ]
-        return lanes[0]
+        return _fold_lanes(
+            builder, args[0], lambda a, b: builder.select(builder.fcmp_ordered(">", a, b), a, b)
+        )
 
     return types.float32(x), codegen
 
@@ -206,11 +207,6 @@ def hsum8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        lanes = [
-            builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)
-        ]
-        while len(lanes) > 1:  # pairwise: 3 rounds
-            lanes = [builder.fadd(a, b) for a, b in zip(lanes[::2], lanes[1::2])]
-        return lanes[0]
+        return _fold_lanes(builder, args[0], builder.fadd)
 
     return types.float32(x), codegen
