@@ -303,7 +303,9 @@ class MPTModel(GenerationMixin):
         self.rng = rng
 
     def state_dict(self):
-        """The parameters under their checkpoint names (without the "transformer." prefix)."""
+        """The parameters under their checkpoint names (without the "transformer." prefix). With
+        weight_storage="bf16" the matrices are bf16 bit patterns (uint16); with "q8" they are
+        precision.Q8Matrix objects, whose dequantize() gives the float32 values computed with."""
         return flatten(self.params)
 
     def __call__(

@@ -626,8 +626,8 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(
 
 
 def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
-    """A q8 model (numba, weight_storage="q8") decodes as the NumPy reference does on the
-    dequantized weights: prefill and four steps' logits, and greedy tokens."""
+    """A q8 model (numba, weight_storage="q8") runs as the NumPy reference does on the
+    dequantized weights: prefill and four steps' logits, a full forward, and greedy tokens."""
     from test_mpt_properties import CONFIG
 
     from reference.precision import quantize_q8
@@ -643,6 +643,8 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
     mask = (ids != 0).astype(np.int64)
     assert_decode_steps_match(fast, ref, ids, mask)
+    full = np.array([[5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7]])  # 7 rows each: the tiles
+    assert_close(fast(full).logits, ref(full).logits, atol=1e-4, rtol=1e-4, what="q8 forward")
     got = fast.generate(ids, max_new_tokens=5, attention_mask=mask)
     want = ref.generate(ids, max_new_tokens=5, attention_mask=mask)
     assert got.shape == (2, 9)
