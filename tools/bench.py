@@ -385,7 +385,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
             "ctranslate2-int8": "int8",
         },
     ),
-    "embed": (["numba-embed", "sentence-transformers"], "sentence-transformers", {}),
+    "embed": (["numba-embed", "sentence-transformers", "fastembed"], "sentence-transformers", {}),
 }
 
 

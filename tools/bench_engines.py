@@ -12,6 +12,8 @@ environment only).
                    vocabulary, sentence-transformers' modules.json / pooling config)
   mpnet.onnx       torch.onnx.export of transformers' MPNetModel (input_ids, attention_mask ->
                    last_hidden_state), as users export it for ONNX Runtime
+  mpnet-fastembed/ that export with the tokenizer files, as fastembed loads a local model
+                   (specific_model_path), registered as a custom mean-pooled, normalised model
   mpt/             an HF MPT-125M directory (with a word-level tokenizer of its vocabulary, t0 t1
   ...)
   mpt-f32.gguf, mpt-bf16.gguf, mpt-q8_0.gguf
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -237,7 +240,12 @@ def prepare(out: Path):
     write_hf_dir("mpnet", out / "mpnet")
     write_wordpiece_tokenizer(out / "mpnet", bench.ENCODER["vocab_size"])
     export_onnx(out / "mpnet", out / "mpnet.onnx")
-    print("wrote", out / "mpnet", out / "mpnet.onnx", flush=True)
+    fastembed_dir = out / "mpnet-fastembed"
+    fastembed_dir.mkdir(exist_ok=True)
+    shutil.copy(out / "mpnet.onnx", fastembed_dir / "model.onnx")
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
+        shutil.copy(out / "mpnet" / name, fastembed_dir / name)
+    print("wrote", out / "mpnet", out / "mpnet.onnx", fastembed_dir, flush=True)
     weights = write_hf_dir("mpt", out / "mpt")
     write_wordlevel_tokenizer(out / "mpt", bench.DECODER["vocab_size"])
     for kind in ("f32", "bf16", "q8_0"):
@@ -359,6 +367,24 @@ def runner(engine, out: Path, threads):
         model = SentenceTransformer(str(out / "mpnet"), device="cpu")
         texts = bench.corpus()
         return lambda: model.encode(texts, batch_size=32, show_progress_bar=False)
+    if engine == "fastembed":  # all-mpnet-base-v2's recipe (mean pooling, L2 norm) on our export
+        from fastembed import TextEmbedding
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        name = "local/mpnet-bench"
+        TextEmbedding.add_custom_model(
+            model=name,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=name),  # never fetched: the files are local
+            dim=bench.ENCODER["hidden_size"],
+            model_file="model.onnx",
+        )
+        model = TextEmbedding(
+            name, specific_model_path=str(out / "mpnet-fastembed"), threads=threads
+        )
+        texts = bench.corpus()
+        return lambda: list(model.embed(texts, batch_size=32))
     raise SystemExit(f"unknown engine {engine!r}")
 
 

@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 python3 -m venv "$ENV"
 "$ENV/bin/pip" install -q "numpy<2" numba safetensors tokenizers hypothesis pytest \
     "torch==2.13.0" "transformers==4.37.2" onnx "onnxruntime>=1.17" "ctranslate2==4.5.0" gguf \
-    "sentence-transformers==2.7.0"
+    "sentence-transformers==2.7.0" "fastembed==0.9.1"
 CMAKE_ARGS="-DGGML_NATIVE=ON" "$ENV/bin/pip" install -q llama-cpp-python
 "$ENV/bin/pip" install -q --no-deps -e "$ROOT"
 "$ENV/bin/python" -c "import llama_cpp, ctranslate2, onnxruntime, torch, transformers; print('bench env ready:', \

@@ -303,17 +303,19 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
 
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage);
-    a precision.Q8Matrix is q8 storage. A few rows (decode) stream the weights once through a Numba
-    matvec; more rows go to BLAS, on the widened or dequantized weights."""
+    a precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
+    Numba matvec, up to 64 (a prompt) through _rows_tiled's register tiles, both over the weights as
+    stored; more rows, or weights not in row-major order, go to BLAS (on widened or dequantized
+    weights)."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
-    few = rows.shape[0] <= MATVEC_MAX_ROWS and x.dtype == np.float32
     q8 = isinstance(weight, Q8Matrix)
-    if (
-        MATVEC_MAX_ROWS < rows.shape[0] <= FEW_ROWS_MAX
-        and x.dtype == np.float32
-        and (q8 or weight.flags.c_contiguous)
-    ):
+    # the Numba kernels take float32 rows and float32, bf16 or q8 weights in row-major order
+    numba_ok = x.dtype == np.float32 and (
+        q8 or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
+    )
+    few = rows.shape[0] <= MATVEC_MAX_ROWS and numba_ok
+    if MATVEC_MAX_ROWS < rows.shape[0] <= FEW_ROWS_MAX and numba_ok:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
         _rows_tiled(np.ascontiguousarray(rows), w, scales, out)
@@ -323,7 +325,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
             _matvec_q8(np.ascontiguousarray(rows), weight.q, weight.scales, out)
         else:
             out = rows @ weight.dequantize().T
-    elif few and weight.flags.c_contiguous:
+    elif few:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         _matvec_rows(np.ascontiguousarray(rows), weight, out)
     else:
