@@ -543,11 +543,7 @@ def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
 
 @FAST
 @given(st.integers(1, 3), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
-def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(
-    B,
-    heads,
-    T,
-):
+def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T):
     """decode_step with q8 matrices (int8 stacks and their scales) against the same step with the
     dequantized float32 matrices: one q8 kernel path, the rest shared."""
     from reference.mpt import alibi_slopes
@@ -572,55 +568,19 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(
         v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
         caches.append((kt, v))
     unused = np.zeros((1, 1, 1), np.float32)
-    fp32 = [m.dequantize()[None] for m in mats]
+    fp32 = [(m.dequantize()[None], unused) for m in mats]
     q8 = [(m.q[None], m.scales[None]) for m in mats]
-    want, got = x.copy(), x.copy()
-    nb.decode_step(
-        want,
-        t,
-        g[0][None],
-        n[0][None],
-        fp32[0],
-        unused,
-        b[0][None],
-        fp32[1],
-        unused,
-        b[1][None],
-        g[1][None],
-        n[1][None],
-        fp32[2],
-        unused,
-        b[2][None],
-        fp32[3],
-        unused,
-        b[3][None],
-        *caches[0],
-        key_ok,
-        alibi_slopes(H),
-        np.float32(0.25),
-        np.float32(1e-5),
-    )
-    nb.decode_step(
-        got,
-        t,
-        g[0][None],
-        n[0][None],
-        *q8[0],
-        b[0][None],
-        *q8[1],
-        b[1][None],
-        g[1][None],
-        n[1][None],
-        *q8[2],
-        b[2][None],
-        *q8[3],
-        b[3][None],
-        *caches[1],
-        key_ok,
-        alibi_slopes(H),
-        np.float32(0.25),
-        np.float32(1e-5),
-    )
+    outs = []
+    for matrices, (kt, v) in zip((fp32, q8), caches):  # the same step over each kind of weights
+        (wq, sq), (wo, so), (wu, su), (wd, sd) = matrices
+        out = x.copy()
+        stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
+        args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
+        nb.decode_step(
+            out, t, *args, kt, v, key_ok, alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
+        )
+        outs.append(out)
+    want, got = outs
     assert_close(got, want, atol=1e-4, rtol=1e-4, what="q8 decode step")
     assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
 

@@ -160,18 +160,6 @@ def _widen_impl(w):
     return lambda w: w
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _matvec_rows(x, w, out):  # [N, I] f32, [O, I] f32 or uint16 (bf16 bits) -> [N, O]
-    N, I = x.shape
-    O = w.shape[0]
-    for o in prange(O):
-        for n in range(N):
-            acc = np.float32(0.0)
-            for i in range(I):
-                acc += _widen(w[o, i]) * x[n, i]
-            out[n, o] = acc
-
-
 @njit(inline="always", fastmath=FASTMATH)
 def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] float32, unit stride
     """One q8 row (precision.Q8Matrix) times a float32 row: per block of 32, four 8-lane products of
@@ -209,10 +197,10 @@ def _dot_impl(w, scales, o, x, n):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _matvec_q8(x, q, scales, out):  # [N, I] f32, q8 [O, I] -> [N, O]
-    for o in prange(q.shape[0]):
+def _matvec_rows(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
+    for o in prange(w.shape[0]):
         for n in range(x.shape[0]):
-            out[n, o] = _dot_q8(q, scales, o, x, n)
+            out[n, o] = _dot(w, scales, o, x, n)
 
 
 FEW_ROWS_MAX = 64  # up to this many rows (a prompt) _rows_tiled beats widening for BLAS
@@ -314,23 +302,15 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     numba_ok = x.dtype == np.float32 and (
         q8 or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
     )
-    few = rows.shape[0] <= MATVEC_MAX_ROWS and numba_ok
-    if MATVEC_MAX_ROWS < rows.shape[0] <= FEW_ROWS_MAX and numba_ok:
+    if numba_ok and rows.shape[0] <= FEW_ROWS_MAX:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
-        _rows_tiled(np.ascontiguousarray(rows), w, scales, out)
+        kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled
+        kernel(np.ascontiguousarray(rows), w, scales, out)
     elif q8:
-        if few:
-            out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
-            _matvec_q8(np.ascontiguousarray(rows), weight.q, weight.scales, out)
-        else:
-            out = rows @ weight.dequantize().T
-    elif few:
-        out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
-        _matvec_rows(np.ascontiguousarray(rows), weight, out)
+        out = rows @ weight.dequantize().T
     else:
-        w = widen_bf16(weight) if weight.dtype == np.uint16 else weight
-        out = rows @ w.T
+        out = rows @ (widen_bf16(weight) if weight.dtype == np.uint16 else weight).T
     if bias is not None and out.dtype == np.float32 and out.shape[0] > MATVEC_MAX_ROWS:
         _add_to_rows(out, bias)  # in place, on every core: the product is a fresh array
     elif bias is not None:

@@ -54,12 +54,12 @@ class _Float32x8Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _V8)
 
 
-def _element_pointer(context, builder, array_type, array, i, j):
+def _element_pointer(context, builder, array_type, array, i, j, vector=_V8):
     a = context.make_array(array_type)(context, builder, array)
     ptr = cgutils.get_item_pointer(
         context, builder, array_type, a, [i, j], wraparound=False, boundscheck=False
     )
-    return builder.bitcast(ptr, _V8.as_pointer())
+    return builder.bitcast(ptr, vector.as_pointer())
 
 
 def _fold_lanes(builder, vector, combine):  # the eight lanes folded pairwise (3 rounds) by combine
@@ -119,18 +119,11 @@ def load8_i8(typingctx, a, i, j):
         return None
 
     def codegen(context, builder, signature, args):
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context,
-            builder,
-            signature.args[0],
-            arr,
-            [args[1], args[2]],
-            wraparound=False,
-            boundscheck=False,
-        )
         i8x8 = ir.VectorType(ir.IntType(8), LANES)
-        packed = builder.load(builder.bitcast(ptr, i8x8.as_pointer()), align=1)
+        ptr = _element_pointer(
+            context, builder, signature.args[0], args[0], args[1], args[2], vector=i8x8
+        )
+        packed = builder.load(ptr, align=1)
         return builder.sitofp(packed, _V8)
 
     return f32x8(a, i, j), codegen
