@@ -48,6 +48,24 @@ def to_bf16_bits(x, chunk=1 << 20):  # [...] float -> [...] uint16
     return out.reshape(np.shape(x))
 
 
+def split_bf16(x):  # [...] float -> ([...] uint16, [...] uint16)
+    """A float32 as the sum of two bf16 values, as bit patterns (hi, lo): hi = round_to_bf16(x), lo
+    = the exact remainder x - hi rounded to bf16, so |x - hi - lo| <= 2^-16 |x| for normal x (the
+    remainder is at most half a bf16 step, 2^-8 of x's power of two, and rounding it to bf16's 8
+    significant bits errs by at most 2^-8 of that). Where x is finite but hi would round to +-inf,
+    hi is x truncated instead (then within 2^-15 |x|). inf and
+    NaN give hi = round_to_bf16(x) and lo = 0. The twin of numba_cpu.split_bf16, which prepares
+    activations for the AVX512-BF16 dot products (numba_bf16dot)."""
+    x32 = np.asarray(x, dtype=np.float32)
+    finite = np.isfinite(x32)
+    hi = to_bf16_bits(x32)
+    overflow = finite & ((hi & 0x7F80) == 0x7F80)
+    hi = np.where(overflow, (x32.view(np.uint32) >> 16).astype(np.uint16), hi)
+    hi_f32 = (hi.astype(np.uint32) << 16).view(np.float32)
+    rest = np.where(finite, x32 - np.where(finite, hi_f32, 0), 0).astype(np.float32)
+    return hi, to_bf16_bits(rest)
+
+
 def low_precision_layer_norm(x, weight, bias, eps, precision=None):  # [..., C] -> [..., C]
     """MosaicML's LPLayerNorm (SPEC 2.5).
 

@@ -70,6 +70,17 @@ def assert_close(actual, expected, atol, rtol=0.0, what="arrays"):
     )
 
 
+def assert_within(actual, expected, bound, what="arrays"):
+    """|actual - expected| <= bound element by element (bound an array: an error bound worked out
+    for each element), with the max error and the largest error-to-bound ratio on failure."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    diff = np.abs(actual - expected)
+    assert np.all(diff <= bound), (
+        f"{what}: max abs error {diff.max():.3g}, max error / bound {np.max(diff / bound):.3g}"
+    )
+
+
 @pytest.fixture
 def tiny():
     return tiny_model

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
-from conftest import assert_close  # noqa: E402
+from conftest import assert_close, assert_within  # noqa: E402
 from test_mpt_properties import tiny_mpt  # noqa: E402
 
 import reference  # noqa: E402
 from reference import ops  # noqa: E402
 from reference.backends import numba_cpu as nb  # noqa: E402
-from reference.precision import round_to_bf16  # noqa: E402
+from reference.checkpoint import bf16_to_float32 as widen_bf16  # noqa: E402
+from reference.precision import round_to_bf16, split_bf16, to_bf16_bits  # noqa: E402
 
 FAST = settings(max_examples=30, deadline=None)
 dims = st.integers(1, 40)
@@ -46,15 +47,88 @@ def test_linear_matches_numpy_for_matvec_and_gemm_sizes(rows, n_in, n_out, with_
     )
 
 
+def split_bound(x, w16):
+    """The error bound of a bf16-weight product against the float32 one (widened weights, float32
+    activations): 2^-16 of sum |w| |x| from splitting each activation into two bf16 values (where
+    numba_bf16dot's dot products are used), plus float32 accumulation over I terms."""
+    size = np.abs(x).astype(np.float64) @ np.abs(widen_bf16(w16)).astype(np.float64).T
+    return (2.0**-16 + x.shape[-1] * 2.0**-23) * size + 1e-30
+
+
 @FAST
-@given(row_counts, dims, dims, st.integers(0, 2**31))
-def test_bf16_weights_are_widened_exactly(rows, n_in, n_out, seed):
-    """A bf16-stored matrix gives the fp32 result of the same weights rounded to bf16."""
+@given(row_counts, st.integers(1, 200), dims, st.integers(0, 2**31))
+def test_bf16_weights_give_the_fp32_product_of_the_rounded_weights(rows, n_in, n_out, seed):
+    """A bf16-stored matrix gives the fp32 result of the same weights rounded to bf16: exactly
+    widened where the CPU lacks AVX512-BF16 (within 1e-5), within split_bound where the
+    matvec's activations are split into bf16 pairs (inputs up to 200: whole blocks of 64 and 32 and
+    the scalar tail)."""
     x, w = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in)
-    w16 = (round_to_bf16(w).view(np.uint32) >> 16).astype(np.uint16)
-    assert_close(
-        nb.linear(x, w16), ops.linear(x, round_to_bf16(w)), atol=1e-5, rtol=1e-5, what="bf16 linear"
+    w16 = to_bf16_bits(w)
+    got, want = nb.linear(x, w16), ops.linear(x, round_to_bf16(w))
+    if nb.BF16_DOT and rows <= nb.MATVEC_MAX_ROWS:
+        assert_within(got, want, split_bound(x, w16), what="bf16 linear (split activations)")
+    else:
+        assert_close(got, want, atol=1e-5, rtol=1e-5, what="bf16 linear")
+
+
+finite_floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
+any_floats = st.floats(width=32, allow_subnormal=True)
+
+
+@FAST
+@given(st.lists(any_floats, min_size=1, max_size=64))
+def test_split_bf16_equals_its_numpy_twin_and_sums_back_to_x(values):
+    """numba_cpu.split_bf16 gives precision.split_bf16's bits, and hi + lo is x within 2^-16 |x|
+    (2^-15 where hi is truncated to stay finite; subnormals within the smallest bf16 step)."""
+    x = np.array([values], np.float32)
+    got = nb.split_bf16(x)
+    hi, lo = split_bf16(x)
+    assert np.array_equal(got[:, 0], hi) and np.array_equal(got[:, 1], lo), (x, got, hi, lo)
+    finite = np.isfinite(x)
+    back = widen_bf16(hi).astype(np.float64) + widen_bf16(lo)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(back - x) <= 2.0**-15 * np.abs(x) + 2.0**-133
+    assert np.all(close | ~finite), (x, back)
+    keeps = np.isnan(x) == np.isnan(back)
+    assert np.all(keeps) and np.all(np.where(np.isinf(x), back == x, True)), (x, back)
+
+
+@pytest.mark.skipif(not nb.BF16_DOT, reason="the CPU Numba compiles for lacks AVX512-BF16")
+@FAST
+@given(st.integers(1, 4), st.integers(1, 300), dims, st.integers(0, 2**31))
+def test_bf16_dot_products_equal_the_split_product_in_float64(rows, n_in, n_out, seed):
+    """The AVX512-BF16 matvec's products are exact, so against widened weights times hi + lo in
+    float64 only float32 accumulation is left: within I * 2^-23 of sum |w| |hi + lo|."""
+    x, w16 = arrays(seed, rows, n_in, scale=3.0), to_bf16_bits(arrays(seed + 1, n_out, n_in))
+    hi, lo = split_bf16(x)
+    xs = widen_bf16(hi).astype(np.float64) + widen_bf16(lo)
+    wf = widen_bf16(w16).astype(np.float64)
+    bound = n_in * 2.0**-23 * (np.abs(xs) @ np.abs(wf).T) + 1e-30
+    assert_within(nb.linear(x, w16), xs @ wf.T, bound, what="bf16 dot products")
+
+
+def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
+    """Under NUMBA_CPU_FEATURES without avx512bf16 (a CPU without the instruction, as Numba sees
+    it), BF16_DOT is off and the bf16 matvec is the exact widening one, within 1e-5."""
+    import subprocess
+    import sys
+
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    features["avx512bf16"] = False
+    script = (
+        "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
+        "from reference.precision import to_bf16_bits, round_to_bf16\n"
+        "assert not nb.BF16_DOT\nrng = np.random.default_rng(0)\n"
+        "x, w = rng.normal(size=(2, 200)).astype(np.float32), rng.normal(size=(9, 200))\n"
+        "want = x @ round_to_bf16(w).T\n"
+        "err = np.abs(nb.linear(x, to_bf16_bits(w)) - want).max()\n"
+        "assert err < 1e-5, err\nprint('ok')\n"
     )
+    env = {**os.environ, "NUMBA_CPU_FEATURES": features.flatten()}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 @FAST

@@ -10,7 +10,9 @@ reference/ops.py.
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
 | ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; keys [D, T] |
-| ``linear``, bf16     | ``ops.linear``, widened   | the same matvec, each weight widened as read  |
+| ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
+|                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
+|                      |                           | products on activations split in two          |
 | ``linear``, q8       | ``ops.linear``, dequant.  | int8 blocks widened, scaled per block of 32   |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
@@ -34,6 +36,7 @@ from .. import ops
 from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
 from ..precision import Q8_BLOCK, Q8Matrix
+from .numba_bf16dot import BF16_DOT, add16, dot32, hsum16, load32, load32_part, zero16
 from .numba_vec8 import (
     LANES,
     add8,
@@ -148,6 +151,58 @@ def bf16_to_float32(h):  # uint16 -> float32
     return _bits_to_float32(np.uint32(h) << np.uint32(16))
 
 
+@intrinsic
+def _float32_to_bits(typingctx, x):
+    """The uint32 bit pattern of a float32 (a free bitcast, the inverse of _bits_to_float32)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint32))
+
+    return types.uint32(types.float32), codegen
+
+
+@njit(inline="always")
+def _round_bits(u):  # float32 bits -> the bits of the nearest bf16 (ties to even), as uint32
+    return (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@njit(cache=True)
+def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi and lo, x ~ hi + lo
+    """Each activation as two bf16 values for the AVX512-BF16 dot products (twin:
+    precision.split_bf16, whose docstring has the bounds): hi rounded to nearest, lo the exact
+    remainder rounded; hi truncated where rounding would overflow; lo = 0 for inf and NaN."""
+    N, I = x.shape
+    out = np.empty((N, 2, I), np.uint16)
+    for n in range(N):
+        for i in range(I):
+            v = x[n, i]
+            u = _float32_to_bits(v)
+            if not math.isfinite(v):
+                hi = u >> np.uint32(16)
+                if v != v:
+                    hi |= np.uint32(0x0040)  # NaN stays (quiet) NaN
+                out[n, 0, i], out[n, 1, i] = hi, 0
+                continue
+            hi = _round_bits(u)
+            if hi & np.uint32(0x7F80) == np.uint32(0x7F80):  # rounded up to +-inf
+                hi = u >> np.uint32(16)
+            rest = v - _bits_to_float32(hi << np.uint32(16))
+            out[n, 0, i], out[n, 1, i] = hi, _round_bits(_float32_to_bits(rest))
+    return out
+
+
+def _split_for(w, x):
+    """x as the dot products with w's rows take it: split into bf16 pairs (split_bf16) for bf16
+    weights on a CPU with AVX512-BF16, otherwise x itself. Compiled per weight dtype."""
+
+
+@overload(_split_for)
+def _split_for_impl(w, x):
+    if BF16_DOT and w.dtype == types.uint16:
+        return lambda w, x: split_bf16(x)
+    return lambda w, x: x
+
+
 def _widen(w):
     """A weight as float32: itself, or a bf16 bit pattern (uint16) widened. Compiled per weight
     dtype."""
@@ -177,15 +232,47 @@ def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] flo
     return hsum8(add8(acc0, acc1))
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _dot_bf16(w, o, xs, n):  # bf16 row o of w . (hi + lo)[n] of a split x (split_bf16)
+    """One bf16 row times a split float32 row with AVX512-BF16 (numba_bf16dot): per 64 weights,
+    four dot instructions into four running sums (the hi and lo halves of x, two blocks of 32),
+    then a block of 32 and a widened scalar tail for what remains. Twin: the widened row times
+    hi + lo in float64, within float32 accumulation."""
+    I = w.shape[1]
+    a0, a1, a2, a3 = zero16(), zero16(), zero16(), zero16()
+    j = 0
+    while j + 64 <= I:
+        w0, w1 = load32(w, o, j), load32(w, o, j + 32)
+        a0 = dot32(a0, w0, load32_part(xs, n, 0, j))
+        a1 = dot32(a1, w1, load32_part(xs, n, 0, j + 32))
+        a2 = dot32(a2, w0, load32_part(xs, n, 1, j))
+        a3 = dot32(a3, w1, load32_part(xs, n, 1, j + 32))
+        j += 64
+    if j + 32 <= I:
+        w0 = load32(w, o, j)
+        a0 = dot32(a0, w0, load32_part(xs, n, 0, j))
+        a2 = dot32(a2, w0, load32_part(xs, n, 1, j))
+        j += 32
+    acc = hsum16(add16(add16(a0, a1), add16(a2, a3)))
+    for i in range(j, I):
+        acc += bf16_to_float32(w[o, i]) * (
+            bf16_to_float32(xs[n, 0, i]) + bf16_to_float32(xs[n, 1, i])
+        )
+    return acc
+
+
 def _dot(w, scales, o, x, n):
     """w[o, :] . x[n, :] for float32 weights, bf16 bits (uint16) or q8 (int8 with ``scales``; the
-    other kinds ignore it). Compiled per weight dtype."""
+    other kinds ignore it). x is a float32 [N, I] or, for bf16 weights, what _split_for made of it
+    ([N, 2, I] uint16 on AVX512-BF16 CPUs). Compiled per weight dtype and x's type."""
 
 
-@overload(_dot)
+@overload(_dot, jit_options={"forceinline": True})
 def _dot_impl(w, scales, o, x, n):
     if w.dtype == types.int8:
         return lambda w, scales, o, x, n: _dot_q8(w, scales, o, x, n)
+    if w.dtype == types.uint16 and x.ndim == 3:
+        return lambda w, scales, o, x, n: _dot_bf16(w, o, x, n)
 
     def dot(w, scales, o, x, n):
         acc = np.float32(0.0)
@@ -198,9 +285,10 @@ def _dot_impl(w, scales, o, x, n):
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _matvec_rows(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
+    xs = _split_for(w, x)
     for o in prange(w.shape[0]):
         for n in range(x.shape[0]):
-            out[n, o] = _dot(w, scales, o, x, n)
+            out[n, o] = _dot(w, scales, o, xs, n)
 
 
 FEW_ROWS_MAX = 64  # up to this many rows (a prompt) _rows_tiled beats widening for BLAS
@@ -743,9 +831,10 @@ def decode_step(
         for b in range(B):
             _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
         wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
+        hs = _split_for(wq, h)
         for o in prange(3 * C):
             for b in range(B):
-                qkv[b, o] = _dot(wq, sq, o, h, b) + bq[o]
+                qkv[b, o] = _dot(wq, sq, o, hs, b) + bq[o]
         for b in range(B):
             for c in range(C):
                 kt[layer, b, c // D, c % D, t] = qkv[b, C + c]
@@ -768,16 +857,19 @@ def decode_step(
                 for d in range(D):
                     ctx[b, hh * D + d] += p * v[layer, b, hh, j, d]
         wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
+        ctxs = _split_for(wo, ctx)
         for o in prange(C):
             for b in range(B):
-                x[b, o] += _dot(wo, so, o, ctx, b) + bo[o]
+                x[b, o] += _dot(wo, so, o, ctxs, b) + bo[o]
         for b in range(B):
             _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
         wu, su, bu = w_up[layer], s_up[layer], b_up[layer]
+        hs = _split_for(wu, h)
         for o in prange(W):
             for b in range(B):
-                up[b, o] = _gelu1(_dot(wu, su, o, h, b) + bu[o])
+                up[b, o] = _gelu1(_dot(wu, su, o, hs, b) + bu[o])
         wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
+        ups = _split_for(wd, up)
         for o in prange(C):
             for b in range(B):
-                x[b, o] += _dot(wd, sd, o, up, b) + bd[o]
+                x[b, o] += _dot(wd, sd, o, ups, b) + bd[o]

@@ -20,7 +20,7 @@ The operations are the few such a kernel needs; each is a Numba intrinsic of a l
 | ``max8(x, y)``            | the larger of x and y lane by lane (y where unordered)  |
 | ``hmax8(x)``              | the largest of x's eight lanes, as a float32            |
 | ``add8(x, y)``            | x + y lane by lane                                      |
-| ``hsum8(x)``              | the sum of x's eight lanes (pairwise), as a float32     |
+| ``hsum8(x)``              | the sum of x's eight lanes (halves folded) as a float32 |
 
 ``load8``, ``load8_i8`` and ``store8`` trust the caller: the row's last axis must have unit stride
 and j + 8 must not pass its end; the kernels that use them only ever pass such rows and columns.
@@ -62,11 +62,25 @@ def _element_pointer(context, builder, array_type, array, i, j, vector=_V8):
     return builder.bitcast(ptr, vector.as_pointer())
 
 
-def _fold_lanes(builder, vector, combine):  # the eight lanes folded pairwise (3 rounds) by combine
-    lanes = [builder.extract_element(vector, ir.Constant(ir.IntType(32), i)) for i in range(LANES)]
-    while len(lanes) > 1:
-        lanes = [combine(a, b) for a, b in zip(lanes[::2], lanes[1::2])]
-    return lanes[0]
+def fold_lanes(builder, vector, combine):  # a vector's lanes folded into one by combine
+    """The upper half of the lanes combined with the lower half, again and again down to one lane
+    (lane i meets lane i + n / 2 first): a shuffle and one vector operation per halving, log2(n) in
+    all, where combining lane by lane would take n - 1 scalar steps after n extractions."""
+    count = vector.type.count
+    while count > 1:
+        count //= 2
+        lo, hi = (
+            builder.shuffle_vector(
+                vector,
+                vector,
+                ir.Constant(
+                    ir.VectorType(ir.IntType(32), count), list(range(start, start + count))
+                ),
+            )
+            for start in (0, count)
+        )
+        vector = combine(lo, hi)
+    return builder.extract_element(vector, ir.Constant(ir.IntType(32), 0))
 
 
 def _is_2d_float32(a):
@@ -176,7 +190,7 @@ def hmax8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        return _fold_lanes(
+        return fold_lanes(
             builder, args[0], lambda a, b: builder.select(builder.fcmp_ordered(">", a, b), a, b)
         )
 
@@ -200,6 +214,6 @@ def hsum8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        return _fold_lanes(builder, args[0], builder.fadd)
+        return fold_lanes(builder, args[0], builder.fadd)
 
     return types.float32(x), codegen

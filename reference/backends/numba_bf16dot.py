@@ -1,0 +1,185 @@
+"""AVX512-BF16 dot products for Numba kernels: bf16 weights times float32 activations, 32 pairs of
+products per instruction.
+
+A bf16 weight row is 16 bits per value; widening it to float32 before each multiply (what
+numba_cpu._dot does everywhere else) costs a shift and a conversion per value, work that a decode
+step, where every weight is read once per token, does not hide behind the memory. CPUs with
+AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later) have ``vdpbf16ps``:
+for 16 float32 lanes, acc += a[2k] * b[2k] + a[2k + 1] * b[2k + 1] over 32 bf16 pairs. Each
+product is exact in float32 (8-bit by 8-bit significands), the sums are rounded to nearest even,
+and subnormal inputs and results are flushed to zero.
+
+Both operands must be bf16, and the activations are float32. Rounding them to bf16 (as llama.cpp
+does) would move each by up to 2^-8 of itself; instead numba_cpu.split_bf16 writes each activation
+as the sum of two bf16 values, x = hi + lo within 2^-16 |x| (precision.split_bf16 is the NumPy
+twin), and the dot product is w . hi + w . lo: two instructions per 32 weights. Against the widened
+product the result moves by at most 2^-16 of sum |w| |x| beyond float32 accumulation, 256 times
+less than storing the weights as bf16 moved it (2^-8 of each weight).
+
+| function                   | result                                                          |
+|----------------------------|-----------------------------------------------------------------|
+| ``zero16()``               | sixteen float32 zeros                                           |
+| ``load32(a, i, j)``        | the 32 bf16 bit patterns a[i, j : j + 32] of a 2D uint16 array  |
+| ``load32_part(a, n, p, j)``| a[n, p, j : j + 32] of a 3D uint16 array (a split activation)   |
+| ``dot32(acc, a, b)``       | ``vdpbf16ps``: acc + the pairwise products of a and b, per lane |
+| ``add16(x, y)``            | x + y lane by lane                                              |
+| ``hsum16(x)``              | the sum of x's sixteen lanes (halves folded), as a float32      |
+
+``BF16_DOT`` says whether the CPU Numba compiles for has the instruction. It reads the same setting
+Numba does (NUMBA_CPU_FEATURES where set, otherwise the host's features), which is also part of the
+key of Numba's on-disk cache, so a kernel cached with one answer is never loaded under the other.
+Where it is False, ``dot32`` refuses to compile (LLVM would otherwise stop with a selection error),
+and the kernels never call it. The loads trust the caller as numba_vec8's do: unit stride along the
+last axis and j + 32 within it.
+
+Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
+after editing this file, touch numba_cpu.py (or delete its __pycache__) so the kernels recompile.
+"""
+
+from __future__ import annotations
+
+from llvmlite import binding, ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic, models, register_model
+
+from .numba_vec8 import fold_lanes
+
+
+def _target_features():  # the feature string Numba's JIT compiles for
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    return binding.get_host_cpu_features().flatten()
+
+
+BF16_DOT = "+avx512bf16" in _target_features().split(",")
+
+_F16 = ir.VectorType(ir.FloatType(), 16)
+_I16X32 = ir.VectorType(ir.IntType(16), 32)
+
+
+class _BFloat(ir.Type):
+    """LLVM's ``bfloat`` scalar type, which llvmlite does not name: the dot instruction's operand
+    lanes. Only ever used inside dot32's code, on values bitcast from 16-bit integers."""
+
+    def _to_string(self):
+        return "bfloat"
+
+    def __eq__(self, other):
+        return isinstance(other, _BFloat)
+
+    def __hash__(self):
+        return hash(_BFloat)
+
+
+_BF16X32 = ir.VectorType(_BFloat(), 32)
+
+
+class Float32x16(types.Type):
+    def __init__(self):
+        super().__init__(name="f32x16")
+
+
+class Bf16x32(types.Type):  # held as 32 x i16; bitcast to bfloat lanes only for the instruction
+    def __init__(self):
+        super().__init__(name="bf16x32")
+
+
+f32x16 = Float32x16()
+bf16x32 = Bf16x32()
+
+
+@register_model(Float32x16)
+class _Float32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _F16)
+
+
+@register_model(Bf16x32)
+class _Bf16x32Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _I16X32)
+
+
+def _load(context, builder, array_type, array, indices):
+    a = context.make_array(array_type)(context, builder, array)
+    ptr = cgutils.get_item_pointer(
+        context, builder, array_type, a, indices, wraparound=False, boundscheck=False
+    )
+    return builder.load(builder.bitcast(ptr, _I16X32.as_pointer()), align=2)
+
+
+def _is_uint16(a, ndim):
+    return isinstance(a, types.Array) and a.ndim == ndim and a.dtype == types.uint16
+
+
+@intrinsic
+def zero16(typingctx):
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_F16, [0.0] * 16)
+
+    return f32x16(), codegen
+
+
+@intrinsic
+def load32(typingctx, a, i, j):
+    if not _is_uint16(a, 2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _load(context, builder, signature.args[0], args[0], list(args[1:]))
+
+    return bf16x32(a, i, j), codegen
+
+
+@intrinsic
+def load32_part(typingctx, a, n, p, j):
+    if not _is_uint16(a, 3):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _load(context, builder, signature.args[0], args[0], list(args[1:]))
+
+    return bf16x32(a, n, p, j), codegen
+
+
+@intrinsic
+def dot32(typingctx, acc, a, b):
+    if not (acc == f32x16 and a == b == bf16x32):
+        return None
+    if not BF16_DOT:
+        raise RuntimeError("dot32 needs AVX512-BF16, which the target CPU does not have")
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(_F16, [_F16, _BF16X32, _BF16X32]),
+            "llvm.x86.avx512bf16.dpbf16ps.512",
+        )
+        return builder.call(
+            fn, [args[0], builder.bitcast(args[1], _BF16X32), builder.bitcast(args[2], _BF16X32)]
+        )
+
+    return f32x16(acc, a, b), codegen
+
+
+@intrinsic
+def add16(typingctx, x, y):
+    if not (x == y == f32x16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return f32x16(x, y), codegen
+
+
+@intrinsic
+def hsum16(typingctx, x):
+    if x != f32x16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return fold_lanes(builder, args[0], builder.fadd)
+
+    return types.float32(x), codegen
