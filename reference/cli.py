@@ -45,7 +45,8 @@ def load(args, task):
     if args.backend == "numba":
         from .backends.numba_cpu import tune_process
 
-        tune_process()  # process-wide settings for the numba kernels (its docstring says which)
+        # process-wide settings for the numba kernels (its docstring says which)
+        tune_process("decode" if task == "causal-lm" else "encode")
     started = time.perf_counter()
     with Progress(
         len(read_safetensors_header(args.model)),

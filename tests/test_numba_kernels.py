@@ -491,19 +491,24 @@ def test_numba_decoder_stack_equals_mpt_decoder_with_a_past_and_padding():
         assert_close(outs[1][name], w, atol=2e-5, rtol=1e-5, what=f"numba stack {name}")
 
 
-def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called():
+@pytest.mark.parametrize("workload, spin", [("encode", "1000"), ("decode", "100000")])
+def test_importing_the_numba_backend_changes_no_process_state_until_tune_process_is_called(
+    workload, spin
+):
     """Process-wide tuning is an explicit call (the CLI and tools/bench.py make it), not an import
-    side effect."""
+    side effect; the OpenMP spin count follows the workload named, and only the first call
+    counts."""
     import subprocess
     import sys
 
     script = (
-        "import os, sys\nfor k in ('GOMP_SPINCOUNT', 'OPENBLAS_THREAD_TIMEOUT'): os.environ.pop(k,"
-        " None)\nimport reference.backends.numba_cpu as nc\nassert 'GOMP_SPINCOUNT' not in"
-        " os.environ and 'OPENBLAS_THREAD_TIMEOUT' not in os.environ, 'import changed"
-        " it'\nnc.tune_process(); nc.tune_process()\nif sys.platform.startswith('linux'):\n   "
-        " assert os.environ['GOMP_SPINCOUNT'] == '1000',"
-        " os.environ.get('GOMP_SPINCOUNT')\nprint('ok')\n"
+        "import os, sys\nimport reference.backends.numba_cpu as nc\n"
+        "assert 'GOMP_SPINCOUNT' not in os.environ and 'OPENBLAS_THREAD_TIMEOUT' not in os.environ,"
+        " 'import changed it'\n"
+        f"nc.tune_process({workload!r}); nc.tune_process('encode'); nc.tune_process('decode')\n"
+        "if sys.platform.startswith('linux'):\n"
+        f"    assert os.environ['GOMP_SPINCOUNT'] == {spin!r}, os.environ.get('GOMP_SPINCOUNT')\n"
+        "print('ok')\n"
     )
     env = {
         k: v
@@ -512,6 +517,11 @@ def test_importing_the_numba_backend_changes_no_process_state_until_tune_process
     }
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_tune_process_names_the_workloads_it_knows():
+    with pytest.raises(ValueError, match="unknown workload 'train'"):
+        nb.tune_process("train")
 
 
 def assert_decode_steps_match(fast, ref, ids, mask, steps=4):

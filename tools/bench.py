@@ -47,12 +47,12 @@ DECODER = dict(
 PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
 
 
-def tune_process():
+def tune_process(workload="encode"):
     """The numba backend's process-wide settings (reference/backends/numba_cpu.py), made
-    explicitly."""
+    explicitly; "decode" where the process only decodes."""
     from reference.backends.numba_cpu import tune_process as tune
 
-    tune()
+    tune(workload)
 
 
 def encode_ids():  # the encode workload's token ids [ENC_BATCH, ENC_LEN]
@@ -304,7 +304,7 @@ def child_decode_memory(backend, storage):
     weights = random_weights("mpt", DECODER, "causal-lm")
     weight_bytes = sum(w.nbytes for w in weights.values())
     # after the fp32 weights exist: their memory goes back to the system once converted to bf16
-    tune_process()
+    tune_process("decode")
     model = reference.build(
         DECODER, weights, task="causal-lm", backend=backend, weight_storage=storage
     )
@@ -343,7 +343,7 @@ def child_first_token(backend):
     config = dict(DECODER, n_layers=2, vocab_size=1024)  # the start-up cost, not the model size
     weights = random_weights("mpt", config, "causal-lm")
     start_model = time.perf_counter()
-    tune_process()
+    tune_process("decode")
     model = reference.build(config, weights, task="causal-lm", backend=backend)
     next(model.stream(np.arange(PROMPT)[None], max_new_tokens=1))
     now = time.perf_counter()
@@ -514,7 +514,7 @@ def main():
             engine_table(workload, args.engines, args.threads, args.repeats, limits)
         return
     # the numba backend's process-wide settings, before any parallel launch or torch import
-    tune_process()
+    tune_process("decode" if args.workload == "decode" else "encode")
     print(
         f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__},"
         f" torch+transformers: {torch_available()}"

@@ -319,7 +319,7 @@ def runner(engine, out: Path, threads):
         import reference
         from reference.backends.numba_cpu import tune_process
 
-        tune_process()
+        tune_process("encode" if engine in ("numba", "numba-embed") else "decode")
         if engine == "numba":
             model = reference.from_pretrained(str(out / "mpnet"), backend="numba")
             ids = bench.encode_ids()

@@ -59,7 +59,7 @@ def main():
 
     import reference
 
-    bench.tune_process()
+    bench.tune_process("decode")
     if args.model_dir:
 
         def build(storage):

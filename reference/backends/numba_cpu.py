@@ -56,17 +56,29 @@ FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 _TUNED = False  # whether tune_process() has run in this process
 
 
-def tune_process():
+SPIN_COUNTS = {"encode": "1000", "decode": "100000"}  # GOMP_SPINCOUNT per workload (tune_process)
+
+
+def tune_process(workload="encode"):
     """Process-wide settings under which the numba backend runs fast on a machine with few cores.
 
     Importing this module changes nothing; the command line and tools/bench.py call this once,
     early, and a program of yours may too. It changes three things, each only where the user has not
     set it:
 
-    * GOMP_SPINCOUNT=1000. Numba's OpenMP workers spin after each parallel region, as OpenBLAS's do
-      after a GEMM; on few cores the two pools then fight (a 32 x 768 LayerNorm between GEMMs took
-      4 ms instead of 0.1 ms). libgomp reads it once, when it loads (the first parallel launch, or
+    * GOMP_SPINCOUNT, by ``workload``: how long Numba's OpenMP workers spin after a parallel region
+      before they sleep. libgomp reads it once, when it loads (the first parallel launch, or
       importing torch), so call this before either.
+      - "encode" (the default; encoding, embedding, any mix of BLAS GEMMs and Numba kernels):
+        1000. The workers then yield the cores to OpenBLAS's threads, which run the GEMMs; with
+        libgomp's default the two pools fought (a 32 x 768 LayerNorm between GEMMs took 4 ms
+        instead of 0.1 ms), and MPNet's encode measured 1.07 s at 1000 or 10000, 1.26 s at 100000,
+        1.42 s at 300000.
+      - "decode" (generating with MPT; a step is Numba kernels only): 100000. A step runs about
+        60 parallel regions with a few microseconds of serial work between them; workers that fall
+        asleep in those gaps are woken by the kernel, which on a VM means waking a halted virtual
+        CPU. bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 / 10^4 / 3 x 10^4 /
+        10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC Zen 4, 2 vCPUs).
     * OPENBLAS_THREAD_TIMEOUT=4, and OpenBLAS's thread pool restarted to read it
       (``_quiet_openblas_threads``).
     * glibc's mmap and trim thresholds raised to 512 MiB (``_keep_freed_memory``): freed memory then
@@ -74,11 +86,13 @@ def tune_process():
 
     Linux only (elsewhere it does nothing); calling it again does nothing more.
     """
+    if workload not in SPIN_COUNTS:
+        raise ValueError(f"unknown workload {workload!r}; accepted: {sorted(SPIN_COUNTS)}")
     global _TUNED
     if _TUNED or not sys.platform.startswith("linux"):
         return
     _TUNED = True
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNTS[workload])
     _quiet_openblas_threads()
     _keep_freed_memory()
 
