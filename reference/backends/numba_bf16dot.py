@@ -43,7 +43,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
-from .numba_vec8 import fold_lanes
+from .numba_vec8 import vector_ops
 
 
 def _target_features():  # the feature string Numba's JIT compiles for
@@ -114,14 +114,6 @@ def _is_uint16(a, ndim):
 
 
 @intrinsic
-def zero16(typingctx):
-    def codegen(context, builder, signature, args):
-        return ir.Constant(_F16, [0.0] * 16)
-
-    return f32x16(), codegen
-
-
-@intrinsic
 def load32(typingctx, a, i, j):
     if not _is_uint16(a, 2):
         return None
@@ -163,23 +155,4 @@ def dot32(typingctx, acc, a, b):
     return f32x16(acc, a, b), codegen
 
 
-@intrinsic
-def add16(typingctx, x, y):
-    if not (x == y == f32x16):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fadd(args[0], args[1])
-
-    return f32x16(x, y), codegen
-
-
-@intrinsic
-def hsum16(typingctx, x):
-    if x != f32x16:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return fold_lanes(builder, args[0], builder.fadd)
-
-    return types.float32(x), codegen
+zero16, add16, hsum16 = vector_ops(f32x16, _F16)

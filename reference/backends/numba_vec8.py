@@ -88,14 +88,6 @@ def _is_2d_float32(a):
 
 
 @intrinsic
-def zero8(typingctx):
-    def codegen(context, builder, signature, args):
-        return ir.Constant(_V8, [0.0] * LANES)
-
-    return f32x8(), codegen
-
-
-@intrinsic
 def splat8(typingctx, x):
     if x != types.float32:
         return None
@@ -197,23 +189,38 @@ def hmax8(typingctx, x):
     return types.float32(x), codegen
 
 
-@intrinsic
-def add8(typingctx, x, y):
-    if not (x == y == f32x8):
-        return None
+def vector_ops(vector_type, llvm_type):
+    """zero, add and hsum for a Numba float32 vector type over the LLVM vector llvm_type:
+    numba_vec8 makes its 8-lane ones here, numba_bf16dot its 16-lane ones."""
 
-    def codegen(context, builder, signature, args):
-        return builder.fadd(args[0], args[1])
+    @intrinsic
+    def zero(typingctx):
+        def codegen(context, builder, signature, args):
+            return ir.Constant(llvm_type, [0.0] * llvm_type.count)
 
-    return f32x8(x, y), codegen
+        return vector_type(), codegen
+
+    @intrinsic
+    def add(typingctx, x, y):
+        if not (x == y == vector_type):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.fadd(args[0], args[1])
+
+        return vector_type(x, y), codegen
+
+    @intrinsic
+    def hsum(typingctx, x):
+        if x != vector_type:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return fold_lanes(builder, args[0], builder.fadd)
+
+        return types.float32(x), codegen
+
+    return zero, add, hsum
 
 
-@intrinsic
-def hsum8(typingctx, x):
-    if x != f32x8:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return fold_lanes(builder, args[0], builder.fadd)
-
-    return types.float32(x), codegen
+zero8, add8, hsum8 = vector_ops(f32x8, _V8)
