@@ -79,6 +79,9 @@ def tune_process(workload="encode"):
         asleep in those gaps are woken by the kernel, which on a VM means waking a halted virtual
         CPU. bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 / 10^4 / 3 x 10^4 /
         10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC Zen 4, 2 vCPUs).
+        A prompt of more than 64 tokens runs its projections as BLAS GEMMs, which the spinning
+        workers then slow: a 512-token prompt with 4 new tokens took 0.70 s at 1000 and 0.80 s at
+        100000 (fp32), paid back after about 20 generated tokens.
     * OPENBLAS_THREAD_TIMEOUT=4, and OpenBLAS's thread pool restarted to read it
       (``_quiet_openblas_threads``).
     * glibc's mmap and trim thresholds raised to 512 MiB (``_keep_freed_memory``): freed memory then
