@@ -251,6 +251,25 @@ def machine_limits(threads):
     return {"sgemm_gflops": sgemm, "triad_gbs": triad_gbs, "read_gbs": reads, "threads": threads}
 
 
+def describe_limits(limits):
+    return (
+        f"numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad"
+        f" {limits['triad_gbs']:.1f} GB/s; read over the decode weights' size: fp32"
+        f" {limits['read_gbs']['fp32']:.1f} GB/s, bf16 {limits['read_gbs']['bf16']:.1f} GB/s"
+    )
+
+
+def higher_limits(a, b):
+    """Each limit at the higher of two measurements: the most this machine showed during a run,
+    since a shared VM's bandwidth drifts by a quarter within minutes."""
+    return {
+        "sgemm_gflops": max(a["sgemm_gflops"], b["sgemm_gflops"]),
+        "triad_gbs": max(a["triad_gbs"], b["triad_gbs"]),
+        "read_gbs": {k: max(a["read_gbs"][k], b["read_gbs"][k]) for k in a["read_gbs"]},
+        "threads": a["threads"],
+    }
+
+
 def timed(fn):
     start = time.perf_counter()
     fn()
@@ -408,6 +427,11 @@ def engine_table(workload, out, threads, repeats, limits):
                 continue
             times[c] += json.loads(res.stdout.strip().splitlines()[-1])["times"]
     times = {c: t for c, t in times.items() if t}
+    if workload in ("encode", "decode"):  # the columns judged against a bound
+        after = machine_limits(threads)
+        print(f"  limits after these rounds: {describe_limits(after)}")
+        print("  (of bound: against the higher of the measurements before and after)")
+        limits = higher_limits(limits, after)
     if anchor not in times:
         anchor = next(iter(times))
     per = {"encode": ENC_BATCH, "decode": NEW_TOKENS, "embed": len(corpus())}[workload]
@@ -488,11 +512,7 @@ def main():
             " rounds, each column in a process of its own"
         )
         limits = machine_limits(args.threads)
-        print(
-            f"limits: numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad"
-            f" {limits['triad_gbs']:.1f} GB/s; read over the decode weights' size: fp32"
-            f" {limits['read_gbs']['fp32']:.1f} GB/s, bf16 {limits['read_gbs']['bf16']:.1f} GB/s"
-        )
+        print(f"limits: {describe_limits(limits)}")
         for workload in (
             ("encode", "decode", "embed") if args.workload == "all" else (args.workload,)
         ):
