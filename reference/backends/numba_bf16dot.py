@@ -43,7 +43,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
-from .numba_vec8 import vector_ops
+from .numba_vec8 import element_pointer, vector_ops
 
 
 def _target_features():  # the feature string Numba's JIT compiles for
@@ -101,12 +101,9 @@ class _Bf16x32Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _I16X32)
 
 
-def _load(context, builder, array_type, array, indices):
-    a = context.make_array(array_type)(context, builder, array)
-    ptr = cgutils.get_item_pointer(
-        context, builder, array_type, a, indices, wraparound=False, boundscheck=False
-    )
-    return builder.load(builder.bitcast(ptr, _I16X32.as_pointer()), align=2)
+def _load(context, builder, signature, args):  # 32 uint16 at args[0][args[1:]]
+    ptr = element_pointer(context, builder, signature.args[0], *args, vector=_I16X32)
+    return builder.load(ptr, align=2)
 
 
 def _is_uint16(a, ndim):
@@ -119,7 +116,7 @@ def load32(typingctx, a, i, j):
         return None
 
     def codegen(context, builder, signature, args):
-        return _load(context, builder, signature.args[0], args[0], list(args[1:]))
+        return _load(context, builder, signature, args)
 
     return bf16x32(a, i, j), codegen
 
@@ -130,7 +127,7 @@ def load32_part(typingctx, a, n, p, j):
         return None
 
     def codegen(context, builder, signature, args):
-        return _load(context, builder, signature.args[0], args[0], list(args[1:]))
+        return _load(context, builder, signature, args)
 
     return bf16x32(a, n, p, j), codegen
 

@@ -54,10 +54,11 @@ class _Float32x8Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _V8)
 
 
-def _element_pointer(context, builder, array_type, array, i, j, vector=_V8):
+def element_pointer(context, builder, array_type, array, *indices, vector=_V8):
+    """A pointer to array[indices] (any number of axes), typed as a pointer to ``vector``."""
     a = context.make_array(array_type)(context, builder, array)
     ptr = cgutils.get_item_pointer(
-        context, builder, array_type, a, [i, j], wraparound=False, boundscheck=False
+        context, builder, array_type, a, list(indices), wraparound=False, boundscheck=False
     )
     return builder.bitcast(ptr, vector.as_pointer())
 
@@ -112,7 +113,7 @@ def load8(typingctx, a, i, j):
 
     def codegen(context, builder, signature, args):
         return builder.load(
-            _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
+            element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
             align=4,
         )
 
@@ -126,7 +127,7 @@ def load8_i8(typingctx, a, i, j):
 
     def codegen(context, builder, signature, args):
         i8x8 = ir.VectorType(ir.IntType(8), LANES)
-        ptr = _element_pointer(
+        ptr = element_pointer(
             context, builder, signature.args[0], args[0], args[1], args[2], vector=i8x8
         )
         packed = builder.load(ptr, align=1)
@@ -143,7 +144,7 @@ def store8(typingctx, a, i, j, v):
     def codegen(context, builder, signature, args):
         builder.store(
             args[3],
-            _element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
+            element_pointer(context, builder, signature.args[0], args[0], args[1], args[2]),
             align=4,
         )
         return context.get_dummy_value()
