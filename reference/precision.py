@@ -53,9 +53,9 @@ def split_bf16(x):  # [...] float -> ([...] uint16, [...] uint16)
     = the exact remainder x - hi rounded to bf16, so |x - hi - lo| <= 2^-16 |x| for normal x (the
     remainder is at most half a bf16 step, 2^-8 of x's power of two, and rounding it to bf16's 8
     significant bits errs by at most 2^-8 of that). Where x is finite but hi would round to +-inf,
-    hi is x truncated instead (then within 2^-15 |x|). inf and
-    NaN give hi = round_to_bf16(x) and lo = 0. The twin of numba_cpu.split_bf16, which prepares
-    activations for the AVX512-BF16 dot products (numba_bf16dot)."""
+    hi is x truncated instead (then within 2^-15 |x|). inf and NaN give hi = round_to_bf16(x) and
+    lo = 0. The twin of numba_cpu.split_bf16, which prepares activations for the AVX512-BF16 dot
+    products (numba_bf16dot)."""
     x32 = np.asarray(x, dtype=np.float32)
     finite = np.isfinite(x32)
     hi = to_bf16_bits(x32)

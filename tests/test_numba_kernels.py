@@ -71,7 +71,6 @@ def test_bf16_weights_give_the_fp32_product_of_the_rounded_weights(rows, n_in, n
         assert_close(got, want, atol=1e-5, rtol=1e-5, what="bf16 linear")
 
 
-finite_floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
 any_floats = st.floats(width=32, allow_subnormal=True)
 
 
