@@ -18,12 +18,11 @@ less than storing the weights as bf16 moved it (2^-8 of each weight).
 
 | function                   | result                                                          |
 |----------------------------|-----------------------------------------------------------------|
-| ``zero16()``               | sixteen float32 zeros                                           |
 | ``load32(a, i, j)``        | the 32 bf16 bit patterns a[i, j : j + 32] of a 2D uint16 array  |
 | ``load32_part(a, n, p, j)``| a[n, p, j : j + 32] of a 3D uint16 array (a split activation)   |
 | ``dot32(acc, a, b)``       | ``vdpbf16ps``: acc + the pairwise products of a and b, per lane |
-| ``add16(x, y)``            | x + y lane by lane                                              |
-| ``hsum16(x)``              | the sum of x's sixteen lanes (halves folded), as a float32      |
+
+The float32 accumulators are numba_vec16's ``f32x16`` values (``zero16``, ``add16``, ``hsum16``).
 
 ``BF16_DOT`` says whether the CPU Numba compiles for has the instruction. It reads the same setting
 Numba does (NUMBA_CPU_FEATURES where set, otherwise the host's features), which is also part of the
@@ -38,23 +37,16 @@ after editing this file, touch numba_cpu.py (or delete its __pycache__) so the k
 
 from __future__ import annotations
 
-from llvmlite import binding, ir
+from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from .numba_vec8 import element_pointer, vector_ops
+from .numba_vec8 import element_pointer
+from .numba_vec16 import F16, f32x16, target_features
 
+BF16_DOT = "+avx512bf16" in target_features().split(",")
 
-def _target_features():  # the feature string Numba's JIT compiles for
-    if config.CPU_FEATURES is not None:
-        return config.CPU_FEATURES
-    return binding.get_host_cpu_features().flatten()
-
-
-BF16_DOT = "+avx512bf16" in _target_features().split(",")
-
-_F16 = ir.VectorType(ir.FloatType(), 16)
 _I16X32 = ir.VectorType(ir.IntType(16), 32)
 
 
@@ -75,24 +67,12 @@ class _BFloat(ir.Type):
 _BF16X32 = ir.VectorType(_BFloat(), 32)
 
 
-class Float32x16(types.Type):
-    def __init__(self):
-        super().__init__(name="f32x16")
-
-
 class Bf16x32(types.Type):  # held as 32 x i16; bitcast to bfloat lanes only for the instruction
     def __init__(self):
         super().__init__(name="bf16x32")
 
 
-f32x16 = Float32x16()
 bf16x32 = Bf16x32()
-
-
-@register_model(Float32x16)
-class _Float32x16Model(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _F16)
 
 
 @register_model(Bf16x32)
@@ -142,7 +122,7 @@ def dot32(typingctx, acc, a, b):
     def codegen(context, builder, signature, args):
         fn = cgutils.get_or_insert_function(
             builder.module,
-            ir.FunctionType(_F16, [_F16, _BF16X32, _BF16X32]),
+            ir.FunctionType(F16, [F16, _BF16X32, _BF16X32]),
             "llvm.x86.avx512bf16.dpbf16ps.512",
         )
         return builder.call(
@@ -150,6 +130,3 @@ def dot32(typingctx, acc, a, b):
         )
 
     return f32x16(acc, a, b), codegen
-
-
-zero16, add16, hsum16 = vector_ops(f32x16, _F16)

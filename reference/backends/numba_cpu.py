@@ -36,7 +36,7 @@ from .. import ops
 from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
 from ..precision import Q8_BLOCK, Q8Matrix
-from .numba_bf16dot import BF16_DOT, add16, dot32, hsum16, load32, load32_part, zero16
+from .numba_bf16dot import BF16_DOT, dot32, load32, load32_part
 from .numba_vec8 import (
     LANES,
     add8,
@@ -50,6 +50,7 @@ from .numba_vec8 import (
     store8,
     zero8,
 )
+from .numba_vec16 import add16, hsum16, zero16
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 

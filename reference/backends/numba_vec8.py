@@ -89,24 +89,6 @@ def _is_2d_float32(a):
 
 
 @intrinsic
-def splat8(typingctx, x):
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        one = builder.insert_element(
-            ir.Constant(_V8, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0)
-        )
-        return builder.shuffle_vector(
-            one,
-            ir.Constant(_V8, ir.Undefined),
-            ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES),
-        )
-
-    return f32x8(x), codegen
-
-
-@intrinsic
 def load8(typingctx, a, i, j):
     if not _is_2d_float32(a):
         return None
@@ -153,20 +135,6 @@ def store8(typingctx, a, i, j, v):
 
 
 @intrinsic
-def fma8(typingctx, acc, x, y):
-    if not (acc == x == y == f32x8):
-        return None
-
-    def codegen(context, builder, signature, args):
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_V8, [_V8] * 3), "llvm.fmuladd.v8f32"
-        )
-        return builder.call(fmuladd, [args[1], args[2], args[0]])
-
-    return f32x8(acc, x, y), codegen
-
-
-@intrinsic
 def max8(typingctx, x, y):
     if not (x == y == f32x8):
         return None
@@ -191,15 +159,33 @@ def hmax8(typingctx, x):
 
 
 def vector_ops(vector_type, llvm_type):
-    """zero, add and hsum for a Numba float32 vector type over the LLVM vector llvm_type:
-    numba_vec8 makes its 8-lane ones here, numba_bf16dot its 16-lane ones."""
+    """zero, splat, add, fma and hsum for a Numba float32 vector type over the LLVM vector
+    llvm_type: numba_vec8 makes its 8-lane ones here, numba_vec16 its 16-lane ones."""
+    lanes = llvm_type.count
 
     @intrinsic
     def zero(typingctx):
         def codegen(context, builder, signature, args):
-            return ir.Constant(llvm_type, [0.0] * llvm_type.count)
+            return ir.Constant(llvm_type, [0.0] * lanes)
 
         return vector_type(), codegen
+
+    @intrinsic
+    def splat(typingctx, x):
+        if x != types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            one = builder.insert_element(
+                ir.Constant(llvm_type, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0)
+            )
+            return builder.shuffle_vector(
+                one,
+                ir.Constant(llvm_type, ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes),
+            )
+
+        return vector_type(x), codegen
 
     @intrinsic
     def add(typingctx, x, y):
@@ -212,6 +198,21 @@ def vector_ops(vector_type, llvm_type):
         return vector_type(x, y), codegen
 
     @intrinsic
+    def fma(typingctx, acc, x, y):
+        if not (acc == x == y == vector_type):
+            return None
+
+        def codegen(context, builder, signature, args):
+            fmuladd = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(llvm_type, [llvm_type] * 3),
+                f"llvm.fmuladd.v{lanes}f32",
+            )
+            return builder.call(fmuladd, [args[1], args[2], args[0]])
+
+        return vector_type(acc, x, y), codegen
+
+    @intrinsic
     def hsum(typingctx, x):
         if x != vector_type:
             return None
@@ -221,7 +222,7 @@ def vector_ops(vector_type, llvm_type):
 
         return types.float32(x), codegen
 
-    return zero, add, hsum
+    return zero, splat, add, fma, hsum
 
 
-zero8, add8, hsum8 = vector_ops(f32x8, _V8)
+zero8, splat8, add8, fma8, hsum8 = vector_ops(f32x8, _V8)

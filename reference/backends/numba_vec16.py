@@ -1,0 +1,107 @@
+"""A 16-wide float32 vector value for Numba kernels on AVX-512 CPUs: one zmm register.
+
+numba_vec8's ``f32x8`` is what every x86-64 CPU has since AVX2. AVX-512 doubles the lanes and the
+register file (32 of them), which lets a matrix product keep an 8 x 48 block of its output in 24
+registers while it walks the shared axis (numba_gemm.py), and gives the bf16 dot product
+(numba_bf16dot.py) its accumulators. On a CPU without AVX-512, LLVM splits each value in two and
+runs out of registers, so the kernels built on these ask ``AVX512`` first and take another path.
+
+| function                  | result                                                        |
+|---------------------------|---------------------------------------------------------------|
+| ``zero16()``              | sixteen zeros                                                 |
+| ``splat16(x)``            | the float32 x in all sixteen lanes                            |
+| ``load16(a, (i, j, ..))`` | a[i, j, .., k : k + 16] of a float32 array, any number of axes |
+| ``store16(a, (..), v)``   | a[.., k : k + 16] = v                                         |
+| ``fma16(acc, x, y)``      | acc + x * y lane by lane, fused                               |
+| ``add16(x, y)``           | x + y lane by lane                                            |
+| ``hsum16(x)``             | the sum of x's sixteen lanes (halves folded), as a float32    |
+
+The index is a tuple with one integer per axis, the last one the first of the sixteen lanes. The
+loads and stores trust the caller, as numba_vec8's do: unit stride along the last axis and the
+sixteen lanes within it.
+
+``AVX512`` and ``target_features()`` read the setting Numba compiles for (NUMBA_CPU_FEATURES where
+set, otherwise the host's features); it is part of the key of Numba's on-disk cache, so a kernel
+cached under one answer is never loaded under the other.
+
+Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
+after editing this file, touch the kernels' files (or delete their __pycache__) so they recompile.
+"""
+
+from __future__ import annotations
+
+from llvmlite import binding, ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic, models, register_model
+
+from .numba_vec8 import element_pointer, vector_ops
+
+
+def target_features():  # the feature string Numba's JIT compiles for
+    if config.CPU_FEATURES is not None:
+        return config.CPU_FEATURES
+    return binding.get_host_cpu_features().flatten()
+
+
+AVX512 = "+avx512f" in target_features().split(",")
+
+F16 = ir.VectorType(ir.FloatType(), 16)
+
+
+class Float32x16(types.Type):
+    def __init__(self):
+        super().__init__(name="f32x16")
+
+
+f32x16 = Float32x16()
+
+
+@register_model(Float32x16)
+class _Float32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, F16)
+
+
+zero16, splat16, add16, fma16, hsum16 = vector_ops(f32x16, F16)
+
+
+def _indexes(a, index):  # a float32 array and one integer per axis
+    return (
+        isinstance(a, types.Array)
+        and a.dtype == types.float32
+        and isinstance(index, types.BaseTuple)
+        and len(index) == a.ndim
+        and all(isinstance(t, types.Integer) for t in index)
+    )
+
+
+def _pointer(context, builder, signature, args):  # -> <16 x float>* at args[0][args[1]]
+    index = [
+        context.cast(builder, value, kind, types.intp)
+        for value, kind in zip(cgutils.unpack_tuple(builder, args[1]), signature.args[1])
+    ]
+    return element_pointer(context, builder, signature.args[0], args[0], *index, vector=F16)
+
+
+@intrinsic
+def load16(typingctx, a, index):
+    if not _indexes(a, index):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_pointer(context, builder, signature, args), align=4)
+
+    return f32x16(a, index), codegen
+
+
+@intrinsic
+def store16(typingctx, a, index, v):
+    if not (_indexes(a, index) and v == f32x16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        builder.store(args[2], _pointer(context, builder, signature, args), align=4)
+        return context.get_dummy_value()
+
+    return types.none(a, index, v), codegen
