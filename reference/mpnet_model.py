@@ -159,8 +159,13 @@ class MPNetModel:
         self.rng = rng
 
     def state_dict(self):
-        """The parameters under their checkpoint names (without the "mpnet." prefix)."""
-        return flatten(self.params)
+        """The parameters under their checkpoint names (without the "mpnet." prefix), as arrays:
+        matrices a fast backend holds in a layout of its own (numba_gemm.PackedMatrix) come back
+        as unpacked copies."""
+        return {
+            name: value if isinstance(value, np.ndarray) else np.asarray(value)
+            for name, value in flatten(self.params).items()
+        }
 
     def __call__(
         self,

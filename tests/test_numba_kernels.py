@@ -405,24 +405,42 @@ def test_exp32_and_erf32_match_numpy_to_the_stated_accuracy():
     assert err.max() < 4e-7, f"erf32 max abs error {err.max():.3g}"
 
 
-def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
-    """The numba encoder stack packs each layer's q, k and v into one block (one GEMM) and stores
-    every dense weight input-major (its transpose C-contiguous, so BLAS runs a plain GEMM); the
-    model's params then hold views with the checkpoint's values, at the checkpoint's shapes."""
+@pytest.fixture(params=[True, False], ids=["packed", "blas-layout"])
+def encoder_layout(request, monkeypatch):
+    """Both layouts of the numba encoder stack, whatever this CPU is: packed for numba_gemm (what
+    AVX-512 CPUs get) and laid out for BLAS (what the others get)."""
+    from reference.backends import numba_stacks
+
+    monkeypatch.setattr(numba_stacks, "AVX512", request.param)
+    return request.param
+
+
+def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values(encoder_layout):
+    """The numba encoder stack packs each layer's q, k and v into one block (one product) and lays
+    out every dense weight for its product (numba_gemm panels, or input-major for BLAS); the
+    model's params then hold views of those with the checkpoint's values at the checkpoint's
+    shapes, and state_dict gives the checkpoint's arrays back."""
     from conftest import TINY, random_params
+
+    from reference.backends.numba_gemm import PackedMatrix
 
     params = random_params(TINY, "base")
     model = reference.build(TINY, params, backend="numba")
+    assert model.stack.packed is encoder_layout
     layer = model.params["encoder"]["layer"][0]
     attn = layer["attention"]["attn"]
-    assert model.stack.qkv[0][0].T.flags.c_contiguous, "the packed q, k, v weights: input-major"
-    for kind, block in zip(("weight", "bias"), model.stack.qkv[0]):
-        owner = block if block.base is None else block.base
-        for n in "qkv":
-            assert attn[n][kind].base is owner, f"{n}.{kind} is not a view of the packed block"
-            np.testing.assert_array_equal(
-                attn[n][kind], params[f"encoder.layer.0.attention.attn.{n}.{kind}"]
-            )
+    fused, bias, starts = model.stack.qkv[0]
+    for n, start in zip("qkv", starts):
+        w = attn[n]["weight"]
+        if encoder_layout:
+            assert isinstance(w, PackedMatrix) and w.panels.base is fused.panels, n
+        else:
+            assert fused.T.flags.c_contiguous and w.base is fused.base, n
+            assert attn[n]["bias"].base is bias, n
+        want_w = params[f"encoder.layer.0.attention.attn.{n}.weight"]
+        want_b = params[f"encoder.layer.0.attention.attn.{n}.bias"]
+        np.testing.assert_array_equal(np.asarray(w), want_w)
+        np.testing.assert_array_equal(bias[start : start + len(want_b)], want_b)
     dense = {
         "attention.attn.o": attn["o"],
         "intermediate.dense": layer["intermediate"]["dense"],
@@ -430,26 +448,34 @@ def test_mpnet_stores_q_k_v_as_one_block_with_the_same_values():
     }
     for name, d in dense.items():
         want = params[f"encoder.layer.0.{name}.weight"]
-        assert d["weight"].shape == want.shape and d["weight"].T.flags.c_contiguous, name
-        np.testing.assert_array_equal(d["weight"], want)
-    x = np.random.default_rng(0).standard_normal((3, TINY["hidden_size"]), dtype=np.float32)
-    for rows in (1, 3):  # the matvec path (few rows) and the GEMM path both take this layout
-        got = nb.linear(x[:rows], **attn["o"])
-        want = ops.linear(
-            x[:rows],
-            params["encoder.layer.0.attention.attn.o.weight"],
-            params["encoder.layer.0.attention.attn.o.bias"],
-        )
-        err = np.abs(got - want).max()
-        assert err < 1e-5, (
-            f"linear over the transposed layout, {rows} rows: max abs error {err:.3g}"
-        )
+        w = d["weight"]
+        assert w.shape == want.shape, name
+        assert isinstance(w, PackedMatrix) if encoder_layout else w.T.flags.c_contiguous, name
+        np.testing.assert_array_equal(np.asarray(w), want)
+    state = model.state_dict()
+    assert sorted(state) == sorted(params)
+    for name, want in params.items():
+        assert isinstance(state[name], np.ndarray), name
+        np.testing.assert_array_equal(state[name], want, err_msg=name)
+    if not encoder_layout:
+        x = np.random.default_rng(0).standard_normal((3, TINY["hidden_size"]), dtype=np.float32)
+        for rows in (1, 3):  # the matvec path (few rows) and the GEMM path both take this layout
+            got = nb.linear(x[:rows], **attn["o"])
+            want = ops.linear(
+                x[:rows],
+                params["encoder.layer.0.attention.attn.o.weight"],
+                params["encoder.layer.0.attention.attn.o.bias"],
+            )
+            err = np.abs(got - want).max()
+            assert err < 1e-5, (
+                f"linear over the transposed layout, {rows} rows: max abs error {err:.3g}"
+            )
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_new"])
-def test_numba_encoder_stack_equals_mpnet_encoder_layer_by_layer(act):
+def test_numba_encoder_stack_equals_mpnet_encoder_layer_by_layer(act, encoder_layout):
     """Every hidden state and attention map of the numba stack equals mpnet.encoder's, with
-    padding."""
+    padding, in either layout."""
     from conftest import TINY, random_params
 
     from reference import mpnet

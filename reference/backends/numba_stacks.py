@@ -2,8 +2,9 @@
 preallocated cache.
 
 Each stack is bound once at load to one model's nested params and runs the same operations as the
-NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py (one GEMM for q, k
-and v; the residual add inside the LayerNorm; GELU on the GEMM's output; fused attention).
+NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py and numba_gemm.py
+(one product for q, k and v; the residual add inside the LayerNorm; GELU on the product's output;
+fused attention).
 tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier runs through them.
 
 MPT decoding: the cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values
@@ -35,6 +36,8 @@ from .numba_cpu import (
     linear,
     linear_gelu,
 )
+from .numba_gemm import pack, pack_side_by_side, packed_linear, packed_product, padded_bias
+from .numba_vec16 import AVX512
 
 # ------------------------------------------------------------------------------------ MPNet
 
@@ -65,28 +68,62 @@ def transposed_layout(dense):
     dense["weight"] = np.ascontiguousarray(dense["weight"].T).T
 
 
+def pack_attention(attn):  # -> PackedMatrix [columns, C], bias [columns], starts of q, k, v
+    """q, k and v of one layer packed side by side for one product (numba_gemm); ``attn`` then
+    holds PackedMatrix views of their panels."""
+    fused, parts, starts = pack_side_by_side([attn[name]["weight"] for name in "qkv"])
+    bias = padded_bias(None, fused.columns, [attn[name]["bias"] for name in "qkv"], starts)
+    for name, part in zip("qkv", parts):
+        attn[name]["weight"] = part
+    return fused, bias, starts
+
+
 class EncoderStack:
-    """Twin of mpnet.encoder for one model's layers."""
+    """Twin of mpnet.encoder for one model's layers.
+
+    On AVX-512 CPUs with float32 weights the layers' matrices are packed for numba_gemm (the
+    model's params then hold PackedMatrix objects, which state_dict unpacks); elsewhere they are
+    laid out for BLAS (pack_qkv, transposed_layout)."""
 
     def __init__(self, config, params):
         self.config = config
         self.layers = params["encoder"]["layer"]
-        self.qkv = [pack_qkv(p["attention"]["attn"]) for p in self.layers]
+        self.packed = AVX512 and all(
+            p["attention"]["attn"][name]["weight"].dtype == np.float32
+            for p in self.layers
+            for name in "qkvo"
+        )
+        if self.packed:
+            self.qkv = [pack_attention(p["attention"]["attn"]) for p in self.layers]
+        else:
+            C = config.hidden_size
+            self.qkv = [(*pack_qkv(p["attention"]["attn"]), (0, C, 2 * C)) for p in self.layers]
         for p in self.layers:
-            for dense in (p["attention"]["attn"]["o"], p["intermediate"]["dense"]):
-                transposed_layout(dense)
-            transposed_layout(p["output"]["dense"])
+            for dense in (
+                p["attention"]["attn"]["o"],
+                p["intermediate"]["dense"],
+                p["output"]["dense"],
+            ):
+                if self.packed:
+                    dense["weight"] = pack(dense["weight"])
+                else:
+                    transposed_layout(dense)
+
+    def linear(self, x, dense, gelu=False):  # [..., I] -> [..., O], then GELU where asked
+        if self.packed:
+            return packed_linear(x, dense["weight"], dense.get("bias"), gelu)
+        return linear_gelu(x, **dense) if gelu else linear(x, **dense)
 
     def __call__(
         self, x, position_bias, mask_bias, head_masks, rng, per_layer=True
     ):  # [B, S, C] -> as mpnet.encoder
         c = self.config
-        H, eps, drop = c.num_attention_heads, c.layer_norm_eps, c.hidden_dropout_prob
+        C, H = c.hidden_size, c.num_attention_heads
+        eps, drop = c.layer_norm_eps, c.hidden_dropout_prob
         hidden_states, attentions = [x], []
-        for p, (w_qkv, b_qkv), head_mask in zip(self.layers, self.qkv, head_masks):
-            q, k, v = (
-                mpnet.split_heads(t, H) for t in np.split(linear(x, w_qkv, b_qkv), 3, axis=-1)
-            )  # [B, H, S, D]
+        for p, (w_qkv, b_qkv, starts), head_mask in zip(self.layers, self.qkv, head_masks):
+            qkv = packed_product(x, w_qkv, b_qkv) if self.packed else linear(x, w_qkv, b_qkv)
+            q, k, v = (mpnet.split_heads(qkv[..., s : s + C], H) for s in starts)  # [B, H, S, D]
             context, probs = attention(
                 q,
                 k,
@@ -98,13 +135,13 @@ class EncoderStack:
                 rng=rng,
                 head_mask=head_mask,
             )
-            a = linear(mpnet.merge_heads(context), **p["attention"]["attn"]["o"])
+            a = self.linear(mpnet.merge_heads(context), p["attention"]["attn"]["o"])
             x = add_layer_norm(dropout(a, drop, rng), x, **p["attention"]["LayerNorm"], eps=eps)
             if c.hidden_act == "gelu":
-                f = linear_gelu(x, **p["intermediate"]["dense"])  # [B, S, 4C]
+                f = self.linear(x, p["intermediate"]["dense"], gelu=True)  # [B, S, 4C]
             else:
-                f = ACTIVATIONS[c.hidden_act](linear(x, **p["intermediate"]["dense"]))
-            f = linear(f, **p["output"]["dense"])
+                f = ACTIVATIONS[c.hidden_act](self.linear(x, p["intermediate"]["dense"]))
+            f = self.linear(f, p["output"]["dense"])
             x = add_layer_norm(dropout(f, drop, rng), x, **p["output"]["LayerNorm"], eps=eps)
             hidden_states.append(x)
             attentions.append(probs)
