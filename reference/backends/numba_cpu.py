@@ -50,14 +50,16 @@ from .numba_vec8 import (
     store8,
     zero8,
 )
-from .numba_vec16 import add16, hsum16, zero16
+from .numba_vec16 import AVX512, add16, hsum16, zero16
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
 _TUNED = False  # whether tune_process() has run in this process
 
 
-SPIN_COUNTS = {"encode": "1000", "decode": "100000"}  # GOMP_SPINCOUNT per workload (tune_process)
+# GOMP_SPINCOUNT per workload (tune_process); encoding runs its projections in Numba (numba_gemm)
+# on AVX-512 CPUs and in OpenBLAS elsewhere
+SPIN_COUNTS = {"encode": "100000" if AVX512 else "1000", "decode": "100000"}
 
 
 def tune_process(workload="encode"):
@@ -70,11 +72,13 @@ def tune_process(workload="encode"):
     * GOMP_SPINCOUNT, by ``workload``: how long Numba's OpenMP workers spin after a parallel region
       before they sleep. libgomp reads it once, when it loads (the first parallel launch, or
       importing torch), so call this before either.
-      - "encode" (the default; encoding, embedding, any mix of BLAS GEMMs and Numba kernels):
-        1000. The workers then yield the cores to OpenBLAS's threads, which run the GEMMs; with
-        libgomp's default the two pools fought (a 32 x 768 LayerNorm between GEMMs took 4 ms
-        instead of 0.1 ms), and MPNet's encode measured 1.07 s at 1000 or 10000, 1.26 s at 100000,
-        1.42 s at 300000.
+      - "encode" (the default; encoding and embedding): where the encoder's projections are
+        OpenBLAS GEMMs (CPUs without AVX-512), 1000. The workers then yield the cores to
+        OpenBLAS's threads; with libgomp's default the two pools fought (a 32 x 768 LayerNorm
+        between GEMMs took 4 ms instead of 0.1 ms), and MPNet's encode measured 1.07 s at 1000 or
+        10000, 1.26 s at 100000, 1.42 s at 300000. On AVX-512 CPUs the projections are Numba
+        kernels too (numba_gemm), and 100000 is the faster: 0.93-0.96 s against 0.97-1.09 s at
+        1000 (medians of three alternating pairs).
       - "decode" (generating with MPT; a step is Numba kernels only): 100000. A step runs about
         60 parallel regions with a few microseconds of serial work between them; workers that fall
         asleep in those gaps are woken by the kernel, which on a VM means waking a halted virtual
