@@ -215,11 +215,7 @@ def decode_weight_bytes(bytes_per_weight):
 STORAGE_BYTES = {"fp32": 4, "bf16": 2, "q8_0": 34 / 32, "q8": 36 / 32, "int8": 1}
 
 
-def machine_limits(threads):
-    """This machine's measured bounds: numpy's sgemm (2048^3) in GFLOP/s, a STREAM-style triad
-    (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of the fp32 and bf16 decode
-    weights (a parallel sum: what a decode step at best moves; a buffer near the L3's size is partly
-    served from it, as the weights are)."""
+def _bandwidth_kernels():  # -> (triad, read), compiled on first use
     from numba import njit, prange
 
     @njit(parallel=True, fastmath=True, cache=False)
@@ -234,6 +230,30 @@ def machine_limits(threads):
             total += x[i]
         return total
 
+    return triad, read
+
+
+def weight_sized_buffers():  # storage -> a float32 buffer the size of its decode weights
+    return {
+        s: np.ones(int(decode_weight_bytes(STORAGE_BYTES[s]) // 4), np.float32)
+        for s in ("fp32", "bf16")
+    }
+
+
+def read_rates(buffers, read, passes):  # -> storage -> [GB/s of each pass]
+    return {
+        s: [buf.nbytes / timed(lambda buf=buf: read(buf)) / 1e9 for _ in range(passes)]
+        for s, buf in buffers.items()
+    }
+
+
+def machine_limits(threads):
+    """This machine's measured bounds: numpy's sgemm (2048^3) in GFLOP/s, a STREAM-style triad
+    (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of the fp32 and bf16 decode
+    weights (a parallel sum: what a decode step at best moves; a buffer near the L3's size is partly
+    served from it, as the weights are). Each is the best of five."""
+    triad, read = _bandwidth_kernels()
+
     def best(fn, repeats=5):
         fn()
         return min(timed(fn) for _ in range(repeats))
@@ -244,10 +264,9 @@ def machine_limits(threads):
     arrays = [np.ones(n, np.float32) for _ in range(3)]
     triad_gbs = 3 * 4 * n / best(lambda: triad(*arrays, np.float32(2.0))) / 1e9
     arrays.clear()
-    reads = {}
-    for storage in ("fp32", "bf16"):
-        buf = np.ones(int(decode_weight_bytes(STORAGE_BYTES[storage]) // 4), np.float32)
-        reads[storage] = buf.nbytes / best(lambda buf=buf: read(buf)) / 1e9
+    buffers = weight_sized_buffers()
+    read(buffers["bf16"])
+    reads = {s: max(r) for s, r in read_rates(buffers, read, 5).items()}
     return {"sgemm_gflops": sgemm, "triad_gbs": triad_gbs, "read_gbs": reads, "threads": threads}
 
 
@@ -414,8 +433,17 @@ def engine_table(workload, out, threads, repeats, limits):
     columns, anchor, storage = ENGINE_COLUMNS[workload]
     times = {c: [] for c in columns}
     script = os.path.join(os.path.dirname(__file__), "bench_engines.py")
+    # decode: the read bandwidth is also sampled in every round, between the columns, so that each
+    # column can be set against reads of the same minutes (these VMs drift) by the same statistic
+    buffers = weight_sized_buffers() if workload == "decode" else {}
+    read = _bandwidth_kernels()[1] if buffers else None
+    if read:
+        read(buffers["bf16"])  # compiled before any pass is timed
+    rates = {s: [] for s in buffers}
     for _ in range(repeats):
         for c in columns:
+            for s, r in (read_rates(buffers, read, 3) if buffers else {}).items():
+                rates[s] += r
             res = subprocess.run(
                 [sys.executable, script, "run", c, out, "--threads", str(threads)],
                 capture_output=True,
@@ -430,16 +458,19 @@ def engine_table(workload, out, threads, repeats, limits):
     if workload in ("encode", "decode"):  # the columns judged against a bound
         after = machine_limits(threads)
         print(f"  limits after these rounds: {describe_limits(after)}")
-        print("  (of bound: against the higher of the measurements before and after)")
+        print("  (of bound: against the higher of the best-of-five measurements before and after)")
+        if rates:
+            print("  (of read: against the median of the reads sampled between the columns)")
         limits = higher_limits(limits, after)
     if anchor not in times:
         anchor = next(iter(times))
     per = {"encode": ENC_BATCH, "decode": NEW_TOKENS, "embed": len(corpus())}[workload]
     unit = {"encode": "seq/s", "decode": "tokens/s", "embed": "sentences/s"}[workload]
     base = statistics.median(times[anchor])
-    print(f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {'of bound':>9}   runs")
+    head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {'of bound':>9}"
+    print(head + (f" {'of read':>8}" if rates else "") + "   runs")
     for c, t in times.items():
-        m = statistics.median(t)
+        m, of_read = statistics.median(t), ""
         if workload == "encode":
             bound = (  # of numpy's sgemm GFLOP/s
                 f"{encode_flops() / m / 1e9 / limits['sgemm_gflops']:.0%}"
@@ -447,14 +478,22 @@ def engine_table(workload, out, threads, repeats, limits):
         elif workload == "decode":
             s = storage[c]
             # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest measured
-            read = limits["read_gbs"]["fp32" if s == "fp32" else "bf16"]
-            bound = f"{decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9 / read:.0%}"
+            nearest = "fp32" if s == "fp32" else "bf16"
+            moved = decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9
+            bound = f"{moved / limits['read_gbs'][nearest]:.0%}"
+            of_read = f" {moved / statistics.median(rates[nearest]):>8.0%}"
         else:
             bound = "-"
         ratio = base / m
         print(
-            f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}  "
+            f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}{of_read}  "
             f" {', '.join(f'{x:.3f}' for x in t)}"
+        )
+    for s, r in rates.items():
+        q = statistics.quantiles(r, n=4)
+        print(
+            f"  read over the {s} weights' size, sampled between the columns: median"
+            f" {statistics.median(r):.1f} GB/s (quartiles {q[0]:.1f}, {q[2]:.1f}; {len(r)} passes)"
         )
 
 

@@ -100,7 +100,9 @@ def pack(w):  # float32 [O, I] -> PackedMatrix
 
 def padded_bias(bias, columns, parts=None, starts=(0,)):  # -> float32 [columns]
     """Biases laid out as the kernel's output columns: bias n at starts[n], zeros elsewhere (and
-    zeros throughout where there is none)."""
+    zeros throughout where there is none). A float32 bias already that long is used as it is."""
+    if parts is None and bias is not None and len(bias) == columns and bias.dtype == np.float32:
+        return np.ascontiguousarray(bias)
     out = np.zeros(columns, np.float32)
     for b, start in zip([bias] if parts is None else parts, starts):
         if b is not None:
