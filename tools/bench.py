@@ -8,6 +8,8 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
   128
   decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
           128 new tokens after a 32-token prompt, batch 1
+  gemm    the encoder's four projections at 1024 rows, numba_gemm's packed product against BLAS
+          (GFLOP/s): which one EncoderStack should pick on this CPU
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -190,6 +192,44 @@ def bench_decode(repeats, threads):
         run_hf(max_new_tokens=2, min_new_tokens=2)
         runs["hf-torch"] = run_hf
     return interleaved_times(runs, repeats)
+
+
+def bench_gemm(repeats):
+    """The encoder's four projections at ENC_BATCH x ENC_LEN rows, each both ways the encoder can
+    run it: numba_gemm's packed product (what EncoderStack picks on AVX-512 CPUs) and BLAS on the
+    input-major layout (what it picks elsewhere), bias included in both, alternating. A session on
+    a new CPU can check in half a minute which of the two it should pick there."""
+    from reference.backends import numba_gemm
+    from reference.backends.numba_cpu import linear
+    from reference.backends.numba_stacks import AVX512, transposed_layout
+
+    C, I, M = ENCODER["hidden_size"], ENCODER["intermediate_size"], ENC_BATCH * ENC_LEN
+    rng = np.random.default_rng(4)
+    rows = []
+    for name, n_in, n_out in (("q, k, v", C, 3 * C), ("o", C, C), ("up", C, I), ("down", I, C)):
+        x = rng.standard_normal((M, n_in), dtype=np.float32)
+        dense = {
+            "weight": rng.standard_normal((n_out, n_in), dtype=np.float32),
+            "bias": rng.standard_normal(n_out, dtype=np.float32),
+        }
+        packed = numba_gemm.pack(dense["weight"]) if AVX512 else None
+        transposed_layout(dense)
+        runs = {"blas": lambda x=x, d=dense: linear(x, **d)}
+        if packed is not None:
+            b = dense["bias"]
+            runs["numba_gemm"] = lambda x=x, w=packed, b=b: numba_gemm.packed_linear(x, w, b)
+        for fn in runs.values():
+            fn()
+        flop = 2 * M * n_in * n_out
+        rates = {k: flop / m / 1e9 for k, (m, _) in interleaved_times(runs, repeats).items()}
+        rows.append((f"{name} {n_in} -> {n_out}", rates))
+    print(
+        f"\nencoder projections, {M} rows (GFLOP/s, medians; the encoder picks numba_gemm:"
+        f" {AVX512})"
+    )
+    for name, rates in rows:
+        cells = ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+        print(f"  {name:<18} {cells}")
 
 
 # ------------------------------------------------------------------------- machine limits
@@ -524,7 +564,9 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workload", choices=["encode", "decode", "embed", "all"], default="all")
+    parser.add_argument(
+        "--workload", choices=["encode", "decode", "embed", "gemm", "all"], default="all"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -545,7 +587,7 @@ def main():
             "first-token": child_first_token,
         }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    if args.engines:
+    if args.engines and args.workload != "gemm":  # gemm has no engine columns
         print(
             f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
             " rounds, each column in a process of its own"
@@ -578,6 +620,9 @@ def main():
         f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__},"
         f" torch+transformers: {torch_available()}"
     )
+    if args.workload == "gemm":
+        print(f"CPU: {cpu_model()}; threads {args.threads}")
+        return bench_gemm(max(args.repeats, 10))
     if args.workload in ("encode", "all"):
         report(
             f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over"
