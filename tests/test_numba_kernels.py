@@ -286,8 +286,8 @@ def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, 
     ]
     g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(2)]
     n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
-    kt = np.zeros((1, B, H, D, T), np.float32)
-    kt[..., :t] = arrays(seed + 40, B, H, D, t) if t else 0
+    k = np.zeros((1, B, H, T, D), np.float32)
+    k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
     v = np.zeros((1, B, H, T, D), np.float32)
     v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
     key_ok = rng.random((B, T)) > 0.2
@@ -297,7 +297,7 @@ def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, 
     h = ops.layer_norm(x, g[0], n[0], 1e-5)
     qkv = ops.linear(h, w[0], b[0])
     q, k_new, v_new = (qkv[:, i * C : (i + 1) * C].reshape(B, H, 1, D) for i in range(3))
-    keys = np.concatenate([kt[0, ..., :t].transpose(0, 1, 3, 2), k_new], axis=2)  # [B, H, T, D]
+    keys = np.concatenate([k[0, :, :, :t], k_new], axis=2)  # [B, H, T, D]
     values = np.concatenate([v[0, :, :, :t], v_new], axis=2)
     ctx, _ = ops.attention(
         q, keys, values, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :]
@@ -313,9 +313,9 @@ def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, 
         + (w[2], unused, b[2], w[3], unused, b[3])
     ]
     got = x.copy()
-    nb.decode_step(got, t, *stacked, kt, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
+    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
     assert_close(got, want, atol=2e-4, rtol=1e-4, what="decode step")
-    assert_close(kt[0, ..., t], k_new[:, :, 0], atol=1e-5, what="key written to slot t")
+    assert_close(k[0, :, :, t], k_new[:, :, 0], atol=1e-5, what="key written to slot t")
     assert_close(v[0, :, :, t], v_new[:, :, 0], atol=1e-5, what="value written to slot t")
 
 
@@ -674,22 +674,22 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
     key_ok = np.ones((B, T), np.bool_)
     caches = []
     for _ in range(2):
-        kt = np.zeros((1, B, H, D, T), np.float32)
-        kt[..., :t] = arrays(seed + 40, B, H, D, t) if t else 0
+        k = np.zeros((1, B, H, T, D), np.float32)
+        k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
         v = np.zeros((1, B, H, T, D), np.float32)
         v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
-        caches.append((kt, v))
+        caches.append((k, v))
     unused = np.zeros((1, 1, 1), np.float32)
     fp32 = [(m.dequantize()[None], unused) for m in mats]
     q8 = [(m.q[None], m.scales[None]) for m in mats]
     outs = []
-    for matrices, (kt, v) in zip((fp32, q8), caches):  # the same step over each kind of weights
+    for matrices, (k, v) in zip((fp32, q8), caches):  # the same step over each kind of weights
         (wq, sq), (wo, so), (wu, su), (wd, sd) = matrices
         out = x.copy()
         stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
         args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
         nb.decode_step(
-            out, t, *args, kt, v, key_ok, alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
+            out, t, *args, k, v, key_ok, alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
         )
         outs.append(out)
     want, got = outs

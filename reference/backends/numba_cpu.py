@@ -827,7 +827,7 @@ def decode_step(
     w_down,
     s_down,
     b_down,
-    kt,
+    k,
     v,
     key_ok,
     slopes,
@@ -843,7 +843,7 @@ def decode_step(
     checkpoint has none). One compiled call per step instead of about ten launches per layer from
     Python."""
     B, C = x.shape
-    L, H, D, W = w_qkv.shape[0], kt.shape[2], kt.shape[3], w_up.shape[1]
+    L, H, D, W = w_qkv.shape[0], k.shape[2], k.shape[4], w_up.shape[1]
     K = t + 1
     h = np.empty((B, C), np.float32)
     qkv = np.empty((B, 3 * C), np.float32)
@@ -859,21 +859,24 @@ def decode_step(
                 qkv[b, o] = _dot(wq, sq, o, hs, b) + bq[o]
         for b in range(B):
             for c in range(C):
-                kt[layer, b, c // D, c % D, t] = qkv[b, C + c]
+                k[layer, b, c // D, t, c % D] = qkv[b, C + c]
                 v[layer, b, c // D, t, c % D] = qkv[b, 2 * C + c]
         for bh in prange(B * H):
             b, hh = bh // H, bh % H
             # 2-D views and a local accumulator: indexing the 5-D cache and the shared ctx inside
-            # the inner loops kept LLVM from vectorising them (4x slower)
-            keys, values = kt[layer, b, hh], v[layer, b, hh]  # [D, T], [T, D]
+            # the inner loops kept LLVM from vectorising them (4x slower). Keys are stored like
+            # values, [T, D]: the live ones are one contiguous block for the prefetcher to stream,
+            # where [D, T] made D short rows of them. The attention, cold in cache as it is in a
+            # step, went from about 44 to 37 us a layer at t = 100; whole steps 1-1.5% faster
+            # (paired over t = 32 .. 158, fp32 and bf16)
+            keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
             q = qkv[b, hh * D : (hh + 1) * D]
-            scores = np.zeros(K, np.float32)
-            for d in range(D):
-                qd, row = q[d] * scale, keys[d]
-                for j in range(K):
-                    scores[j] += qd * row[j]
+            scores = np.empty(K, np.float32)
             for j in range(K):
-                s = scores[j] + slopes[hh] * np.float32(j - (K - 1))
+                row, s = keys[j], np.float32(0.0)
+                for d in range(D):
+                    s += q[d] * row[d]
+                s = s * scale + slopes[hh] * np.float32(j - (K - 1))
                 scores[j] = s if key_ok[b, j] else MASK_VALUE
             _softmax_row(scores, K)
             acc = np.zeros(D, np.float32)

@@ -7,8 +7,8 @@ NumPy function it names, in the same order, on the Numba kernels of numba_cpu.py
 fused attention).
 tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier runs through them.
 
-MPT decoding: the cache holds, per layer, keys transposed ``kt[B, H, D, T]`` and values
-``v[B, H, T, D]`` for the whole generation (T = prompt + new tokens); a step writes one slot and
+MPT decoding: the cache holds, per layer, keys ``k[B, H, T, D]`` and values ``v[B, H, T, D]``
+for the whole generation (T = prompt + new tokens); a step writes one slot and
 attends over the live ones, so nothing grows or is copied per token. A session takes the stack
 (config, features, params), never the model. The prompt runs the stack; a step runs every block in
 one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
@@ -320,7 +320,7 @@ class DecodeSession:
         c = stack.config
         self.stack, self.c = stack, c
         H, D, L = c.n_heads, c.head_size, c.n_layers
-        self.kt = np.zeros((L, batch, H, D, total_len), np.float32)  # [L, B, H, D, T]
+        self.k = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
         self.v = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
         self.key_ok = np.zeros((batch, total_len), np.bool_)
         self.length = 0
@@ -344,7 +344,7 @@ class DecodeSession:
         )
         S = ids.shape[1]
         for i, (k, v) in enumerate(presents):
-            self.kt[i, :, :, :, :S] = k.transpose(0, 1, 3, 2)
+            self.k[i, :, :, :S] = k
             self.v[i, :, :, :S] = v
         self.key_ok[:, :S] = key_mask
         self.length = S
@@ -362,7 +362,7 @@ class DecodeSession:
             x,
             t,
             *self.stack.stacked,
-            self.kt,
+            self.k,
             self.v,
             self.key_ok,
             self.slopes,
