@@ -9,7 +9,7 @@ reference/ops.py.
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
-| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; keys [D, T] |
+| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; KV [T, D]   |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
 |                      |                           | products on activations split in two          |
