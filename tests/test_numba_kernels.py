@@ -268,7 +268,7 @@ def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
     st.booleans(),
     st.integers(0, 2**31),
 )
-def test_decode_step_equals_the_numpy_block_over_a_transposed_cache(B, H, T, D, bias, seed):
+def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, seed):
     """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
     T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
     GELU MLP + residual; the step's key and value must land in cache slot T - 1."""
