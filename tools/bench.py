@@ -23,6 +23,7 @@ several models cannot attribute its memory to one of them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -255,7 +256,8 @@ def decode_weight_bytes(bytes_per_weight):
 STORAGE_BYTES = {"fp32": 4, "bf16": 2, "q8_0": 34 / 32, "q8": 36 / 32, "int8": 1}
 
 
-def _bandwidth_kernels():  # -> (triad, read), compiled on first use
+@functools.cache
+def _bandwidth_kernels():  # -> (triad, read), compiled on first use, once per process
     from numba import njit, prange
 
     @njit(parallel=True, fastmath=True, cache=False)
@@ -482,7 +484,7 @@ def engine_table(workload, out, threads, repeats, limits):
     rates = {s: [] for s in buffers}
     for _ in range(repeats):
         for c in columns:
-            for s, r in (read_rates(buffers, read, 3) if buffers else {}).items():
+            for s, r in read_rates(buffers, read, 3).items():
                 rates[s] += r
             res = subprocess.run(
                 [sys.executable, script, "run", c, out, "--threads", str(threads)],
