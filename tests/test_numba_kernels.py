@@ -131,6 +131,34 @@ def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def test_without_avx512_the_prompt_tiles_are_eight_lanes_wide_and_equal_numpy():
+    """Under NUMBA_CPU_FEATURES without any AVX-512 feature (an AVX2 CPU, as Numba sees it),
+    _rows_tiled runs on 8-lane vectors and still gives x @ w.T for fp32 and bf16 weights, with
+    inputs not a multiple of either width."""
+    import subprocess
+    import sys
+
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    for name in list(features):
+        if name.startswith(("avx512", "amx", "avx10")):
+            features[name] = False
+    script = (
+        "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
+        "from reference.precision import to_bf16_bits, round_to_bf16\n"
+        "assert not nb.AVX512 and nb.TILE_LANES == 8, nb.TILE_LANES\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, w = rng.normal(size=(32, 203)).astype(np.float32), rng.normal(size=(9, 203))\n"
+        "err32 = np.abs(nb.linear(x, w.astype(np.float32)) - x @ w.astype(np.float32).T).max()\n"
+        "err16 = np.abs(nb.linear(x, to_bf16_bits(w)) - x @ round_to_bf16(w).T).max()\n"
+        "assert max(err32, err16) < 1e-4, (err32, err16)\nprint('ok')\n"
+    )
+    env = {**os.environ, "NUMBA_CPU_FEATURES": features.flatten()}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 @FAST
 @given(st.integers(1, 20), dims, st.booleans(), st.integers(0, 2**31))
 def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):

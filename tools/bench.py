@@ -275,6 +275,67 @@ def _bandwidth_kernels():  # -> (triad, read), compiled on first use, once per p
     return triad, read
 
 
+@functools.cache
+def _fma_kernel():  # -> (kernel, lanes, accumulators), compiled on first use, once per process
+    """Independent fused multiply-adds on registers only, one chain per accumulator, in the widest
+    vector type Numba compiles for here: the machine's float32 arithmetic peak, the bound no
+    GEMM can pass (OpenBLAS's own sgemm may sit well under it, as it does on Zen 5)."""
+    from numba import njit, prange
+
+    from reference.backends.numba_vec16 import AVX512
+
+    if AVX512:  # 32 zmm registers: 16 chains cover any FMA latency x throughput product
+        from reference.backends.numba_vec16 import add16 as add
+        from reference.backends.numba_vec16 import fma16 as fma
+        from reference.backends.numba_vec16 import hsum16 as hsum
+        from reference.backends.numba_vec16 import splat16 as splat
+    else:  # 16 ymm registers: 12 chains and the two operands
+        from reference.backends.numba_vec8 import add8 as add
+        from reference.backends.numba_vec8 import fma8 as fma
+        from reference.backends.numba_vec8 import hsum8 as hsum
+        from reference.backends.numba_vec8 import splat8 as splat
+
+    @njit(parallel=True, cache=False)
+    def chains16(out, x, y, steps):  # out[t] = the sum of thread t's chains
+        for t in prange(out.shape[0]):
+            u, v = splat(x[t]), splat(y[t])
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = splat(out[t])
+            a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = splat(out[t])
+            for _ in range(steps):
+                a0, a1, a2, a3 = fma(a0, u, v), fma(a1, u, v), fma(a2, u, v), fma(a3, u, v)
+                a4, a5, a6, a7 = fma(a4, u, v), fma(a5, u, v), fma(a6, u, v), fma(a7, u, v)
+                a8, a9, a10, a11 = fma(a8, u, v), fma(a9, u, v), fma(a10, u, v), fma(a11, u, v)
+                a12, a13 = fma(a12, u, v), fma(a13, u, v)
+                a14, a15 = fma(a14, u, v), fma(a15, u, v)
+            left = add(add(add(a0, a1), add(a2, a3)), add(add(a4, a5), add(a6, a7)))
+            right = add(add(add(a8, a9), add(a10, a11)), add(add(a12, a13), add(a14, a15)))
+            out[t] = hsum(add(left, right))
+
+    @njit(parallel=True, cache=False)
+    def chains12(out, x, y, steps):
+        for t in prange(out.shape[0]):
+            u, v = splat(x[t]), splat(y[t])
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = splat(out[t])
+            for _ in range(steps):
+                a0, a1, a2, a3 = fma(a0, u, v), fma(a1, u, v), fma(a2, u, v), fma(a3, u, v)
+                a4, a5, a6, a7 = fma(a4, u, v), fma(a5, u, v), fma(a6, u, v), fma(a7, u, v)
+                a8, a9, a10, a11 = fma(a8, u, v), fma(a9, u, v), fma(a10, u, v), fma(a11, u, v)
+            left = add(add(add(a0, a1), add(a2, a3)), add(a4, a5))
+            right = add(add(add(a6, a7), add(a8, a9)), add(a10, a11))
+            out[t] = hsum(add(left, right))
+
+    return (chains16, 16, 16) if AVX512 else (chains12, 8, 12)
+
+
+def fma_peak(threads, steps=20_000_000):  # -> GFLOP/s of float32 FMAs on `threads` threads
+    kernel, lanes, chains = _fma_kernel()
+    out = np.zeros(threads, np.float32)
+    x, y = np.full(threads, 0.5, np.float32), np.full(threads, 1e-8, np.float32)
+    kernel(out, x, y, 1000)
+    seconds = min(timed(lambda: kernel(out, x, y, steps)) for _ in range(3))
+    return 2 * threads * steps * chains * lanes / seconds / 1e9
+
+
 def weight_sized_buffers():  # storage -> a float32 buffer the size of its decode weights
     return {
         s: np.ones(int(decode_weight_bytes(STORAGE_BYTES[s]) // 4), np.float32)
@@ -290,10 +351,11 @@ def read_rates(buffers, read, passes):  # -> storage -> [GB/s of each pass]
 
 
 def machine_limits(threads):
-    """This machine's measured bounds: numpy's sgemm (2048^3) in GFLOP/s, a STREAM-style triad
+    """This machine's measured bounds: its float32 FMA peak and numpy's sgemm (2048^3) in GFLOP/s,
+    a STREAM-style triad
     (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of the fp32 and bf16 decode
     weights (a parallel sum: what a decode step at best moves; a buffer near the L3's size is partly
-    served from it, as the weights are). Each is the best of five."""
+    served from it, as the weights are). Each is the best of five (the FMA peak of three)."""
     triad, read = _bandwidth_kernels()
 
     def best(fn, repeats=5):
@@ -309,12 +371,19 @@ def machine_limits(threads):
     buffers = weight_sized_buffers()
     read(buffers["bf16"])
     reads = {s: max(r) for s, r in read_rates(buffers, read, 5).items()}
-    return {"sgemm_gflops": sgemm, "triad_gbs": triad_gbs, "read_gbs": reads, "threads": threads}
+    return {
+        "fma_gflops": fma_peak(threads),
+        "sgemm_gflops": sgemm,
+        "triad_gbs": triad_gbs,
+        "read_gbs": reads,
+        "threads": threads,
+    }
 
 
 def describe_limits(limits):
     return (
-        f"numpy sgemm 2048^3 {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad"
+        f"FMA peak {limits['fma_gflops']:.0f} GFLOP/s; numpy sgemm 2048^3"
+        f" {limits['sgemm_gflops']:.0f} GFLOP/s; STREAM triad"
         f" {limits['triad_gbs']:.1f} GB/s; read over the decode weights' size: fp32"
         f" {limits['read_gbs']['fp32']:.1f} GB/s, bf16 {limits['read_gbs']['bf16']:.1f} GB/s"
     )
@@ -324,6 +393,7 @@ def higher_limits(a, b):
     """Each limit at the higher of two measurements: the most this machine showed during a run,
     since a shared VM's bandwidth drifts by a quarter within minutes."""
     return {
+        "fma_gflops": max(a["fma_gflops"], b["fma_gflops"]),
         "sgemm_gflops": max(a["sgemm_gflops"], b["sgemm_gflops"]),
         "triad_gbs": max(a["triad_gbs"], b["triad_gbs"]),
         "read_gbs": {k: max(a["read_gbs"][k], b["read_gbs"][k]) for k in a["read_gbs"]},
@@ -509,14 +579,15 @@ def engine_table(workload, out, threads, repeats, limits):
     per = {"encode": ENC_BATCH, "decode": NEW_TOKENS, "embed": len(corpus())}[workload]
     unit = {"encode": "seq/s", "decode": "tokens/s", "embed": "sentences/s"}[workload]
     base = statistics.median(times[anchor])
+    second = {"encode": "of FMA", "decode": "of read" if rates else ""}.get(workload, "")
     head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {'of bound':>9}"
-    print(head + (f" {'of read':>8}" if rates else "") + "   runs")
+    print(head + (f" {second:>8}" if second else "") + "   runs")
     for c, t in times.items():
         m, of_read = statistics.median(t), ""
-        if workload == "encode":
-            bound = (  # of numpy's sgemm GFLOP/s
-                f"{encode_flops() / m / 1e9 / limits['sgemm_gflops']:.0%}"
-            )
+        if workload == "encode":  # of numpy's sgemm GFLOP/s, then of the FMA peak
+            rate = encode_flops() / m / 1e9
+            bound = f"{rate / limits['sgemm_gflops']:.0%}"
+            of_read = f" {rate / limits['fma_gflops']:>8.0%}"
         elif workload == "decode":
             s = storage[c]
             # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest measured
@@ -601,7 +672,8 @@ def main():
         ):
             what = {
                 "encode": (
-                    f"MPNet-base encode {ENC_BATCH} x {ENC_LEN} (of bound: of numpy's sgemm rate, "
+                    f"MPNet-base encode {ENC_BATCH} x {ENC_LEN} (of bound: of numpy's sgemm"
+                    " rate; of FMA: of the FMA peak; "
                     f"{encode_flops() / 1e9:.0f} GFLOP a run)"
                 ),
                 "decode": (

@@ -50,7 +50,7 @@ from .numba_vec8 import (
     store8,
     zero8,
 )
-from .numba_vec16 import AVX512, add16, hsum16, zero16
+from .numba_vec16 import AVX512, add16, fma16, hsum16, load16, zero16
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
@@ -340,9 +340,20 @@ def _row_as_float32_impl(w, scales, o, out, r):
     return row
 
 
+# _rows_tiled's vectors: one zmm register (16 lanes) where Numba compiles for AVX-512, which has
+# the 32 registers its 16 running sums and 8 operands take; one ymm (8 lanes) elsewhere
+TILE_LANES = 16 if AVX512 else LANES
+_tile_zero, _tile_fma, _tile_hsum = (zero16, fma16, hsum16) if AVX512 else (zero8, fma8, hsum8)
+
+
+@njit(inline="always")
+def _tile_load(a, i, j):  # a[i, j : j + TILE_LANES] of a 2-D float32 array
+    return load16(a, (i, j)) if AVX512 else load8(a, i, j)
+
+
 @njit(inline="always")
 def _fma_times4(a0, a1, a2, a3, w, x0, x1, x2, x3):  # a_j + w * x_j for four rows x_j
-    return fma8(a0, w, x0), fma8(a1, w, x1), fma8(a2, w, x2), fma8(a3, w, x3)
+    return _tile_fma(a0, w, x0), _tile_fma(a1, w, x1), _tile_fma(a2, w, x2), _tile_fma(a3, w, x3)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -350,14 +361,15 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
     """x @ w.T for a few dozen rows (a prompt), reading the weights once in their stored form:
     each task widens four weight rows into a float32 buffer (cache-resident), then goes down x four
     rows at a time with a 4 x 4 tile of dot products, sixteen 8-lane running sums that stay in
-    registers along I (AVX-512's 32 registers hold them; on AVX2 a few spill to L1, measured no
-    slower than a 4 x 2 tile), so each loaded vector serves four products. Rows past the ends
+    registers along I (16-lane sums in AVX-512's 32 registers; 8-lane ones on AVX2, where a few
+    spill to L1, measured no slower than a 4 x 2 tile), so each loaded vector serves four
+    products. Rows past the ends
     repeat the last one (same values, written twice). On the MPT-125M prompt of 32 tokens this
     takes the prefill from 112 / 135 / 155 ms (BLAS on widened or dequantized weights) to about
     60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD EPYC Zen 4, 2 threads)."""
     N, I = x.shape
     O = w.shape[0]
-    I8 = I - I % LANES
+    I8 = I - I % TILE_LANES
     for ob in prange((O + 3) // 4):
         o0 = ob * 4
         o1, o2, o3 = min(o0 + 1, O - 1), min(o0 + 2, O - 1), min(o0 + 3, O - 1)
@@ -368,25 +380,22 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
         _row_as_float32(w, scales, o3, buf, 3)
         for n0 in range(0, N, 4):
             n1, n2, n3 = min(n0 + 1, N - 1), min(n0 + 2, N - 1), min(n0 + 3, N - 1)
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero8()
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero8()
-            for i in range(0, I8, LANES):
-                x0, x1, x2, x3 = load8(x, n0, i), load8(x, n1, i), load8(x, n2, i), load8(x, n3, i)
-                w0, w1, w2, w3 = (
-                    load8(buf, 0, i),
-                    load8(buf, 1, i),
-                    load8(buf, 2, i),
-                    load8(buf, 3, i),
-                )
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = _tile_zero()
+            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = _tile_zero()
+            for i in range(0, I8, TILE_LANES):
+                x0, x1 = _tile_load(x, n0, i), _tile_load(x, n1, i)
+                x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
+                w0, w1 = _tile_load(buf, 0, i), _tile_load(buf, 1, i)
+                w2, w3 = _tile_load(buf, 2, i), _tile_load(buf, 3, i)
                 a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
                 a10, a11, a12, a13 = _fma_times4(a10, a11, a12, a13, w1, x0, x1, x2, x3)
                 a20, a21, a22, a23 = _fma_times4(a20, a21, a22, a23, w2, x0, x1, x2, x3)
                 a30, a31, a32, a33 = _fma_times4(a30, a31, a32, a33, w3, x0, x1, x2, x3)
             sums = (
-                (hsum8(a00), hsum8(a01), hsum8(a02), hsum8(a03)),
-                (hsum8(a10), hsum8(a11), hsum8(a12), hsum8(a13)),
-                (hsum8(a20), hsum8(a21), hsum8(a22), hsum8(a23)),
-                (hsum8(a30), hsum8(a31), hsum8(a32), hsum8(a33)),
+                (_tile_hsum(a00), _tile_hsum(a01), _tile_hsum(a02), _tile_hsum(a03)),
+                (_tile_hsum(a10), _tile_hsum(a11), _tile_hsum(a12), _tile_hsum(a13)),
+                (_tile_hsum(a20), _tile_hsum(a21), _tile_hsum(a22), _tile_hsum(a23)),
+                (_tile_hsum(a30), _tile_hsum(a31), _tile_hsum(a32), _tile_hsum(a33)),
             )
             ns = (n0, n1, n2, n3)
             for r in range(4):
