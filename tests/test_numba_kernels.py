@@ -18,6 +18,7 @@ from test_mpt_properties import tiny_mpt  # noqa: E402
 import reference  # noqa: E402
 from reference import ops  # noqa: E402
 from reference.backends import numba_cpu as nb  # noqa: E402
+from reference.backends.numba_bf16dot import BF16_DOT  # noqa: E402
 from reference.backends.numba_vec16 import AVX512  # noqa: E402
 from reference.checkpoint import bf16_to_float32 as widen_bf16  # noqa: E402
 from reference.precision import round_to_bf16, split_bf16, to_bf16_bits  # noqa: E402
@@ -60,13 +61,13 @@ def split_bound(x, w16):
 @given(row_counts, st.integers(1, 200), dims, st.integers(0, 2**31))
 def test_bf16_weights_give_the_fp32_product_of_the_rounded_weights(rows, n_in, n_out, seed):
     """A bf16-stored matrix gives the fp32 result of the same weights rounded to bf16: exactly
-    widened where the CPU lacks AVX512-BF16 (within 1e-5), within split_bound where the
-    matvec's activations are split into bf16 pairs (inputs up to 200: whole blocks of 64 and 32 and
-    the scalar tail)."""
+    widened where the matvec does not use AVX512-BF16 (within 1e-5), within split_bound where its
+    activations are split into bf16 pairs (inputs up to 200: whole blocks of 64 and 32 and the
+    scalar tail)."""
     x, w = arrays(seed, rows, n_in), arrays(seed + 1, n_out, n_in)
     w16 = to_bf16_bits(w)
     got, want = nb.linear(x, w16), ops.linear(x, round_to_bf16(w))
-    if nb.BF16_DOT and rows <= nb.MATVEC_MAX_ROWS:
+    if nb.SPLIT_DOTS and rows <= nb.MATVEC_MAX_ROWS:
         assert_within(got, want, split_bound(x, w16), what="bf16 linear (split activations)")
     else:
         assert_close(got, want, atol=1e-5, rtol=1e-5, what="bf16 linear")
@@ -93,7 +94,7 @@ def test_split_bf16_equals_its_numpy_twin_and_sums_back_to_x(values):
     assert np.all(keeps) and np.all(np.where(np.isinf(x), back == x, True)), (x, back)
 
 
-@pytest.mark.skipif(not nb.BF16_DOT, reason="the CPU Numba compiles for lacks AVX512-BF16")
+@pytest.mark.skipif(not nb.SPLIT_DOTS, reason="the bf16 matvec here widens (numba_bf16dot)")
 @FAST
 @given(st.integers(1, 4), st.integers(1, 300), dims, st.integers(0, 2**31))
 def test_bf16_dot_products_equal_the_split_product_in_float64(rows, n_in, n_out, seed):
@@ -107,9 +108,39 @@ def test_bf16_dot_products_equal_the_split_product_in_float64(rows, n_in, n_out,
     assert_within(nb.linear(x, w16), xs @ wf.T, bound, what="bf16 dot products")
 
 
+@pytest.mark.skipif(not BF16_DOT, reason="the CPU Numba compiles for lacks AVX512-BF16")
+@pytest.mark.parametrize("cpu, split", [("znver4", True), ("znver5", False)])
+def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
+    """With the instruction present, NUMBA_CPU_NAME picks the kernel: split activations and
+    vdpbf16ps on Zen 4 (within split_bound of the rounded weights' product, and its dot products
+    within float32 accumulation of hi + lo in float64), widening on Zen 5 (within 1e-5). Each in
+    a process of its own, so both run whatever this host is."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
+        "from reference.precision import to_bf16_bits, round_to_bf16, split_bf16\n"
+        "from reference.checkpoint import bf16_to_float32 as widen\n"
+        f"assert nb.SPLIT_DOTS is {split}, nb.SPLIT_DOTS\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(3, 203)).astype(np.float32)\n"
+        "w = to_bf16_bits(rng.normal(size=(9, 203)))\n"
+        "got = nb.linear(x, w).astype(np.float64)\nwf = widen(w).astype(np.float64)\n"
+        "hi, lo = split_bf16(x)\nxs = widen(hi).astype(np.float64) + widen(lo)\n"
+        f"want = xs @ wf.T if {split} else x.astype(np.float64) @ wf.T\n"
+        "bound = 203 * 2.0**-23 * (np.abs(xs) @ np.abs(wf).T) + 1e-30\n"
+        f"err = np.abs(got - want).max() if not {split} else (np.abs(got - want) / bound).max()\n"
+        f"assert err < (1.0 if {split} else 1e-5), err\nprint('ok')\n"
+    )
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     """Under NUMBA_CPU_FEATURES without avx512bf16 (a CPU without the instruction, as Numba sees
-    it), BF16_DOT is off and the bf16 matvec is the exact widening one, within 1e-5."""
+    it), SPLIT_DOTS is off and the bf16 matvec is the exact widening one, within 1e-5."""
     import subprocess
     import sys
 
@@ -120,7 +151,7 @@ def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
         "from reference.precision import to_bf16_bits, round_to_bf16\n"
-        "assert not nb.BF16_DOT\nrng = np.random.default_rng(0)\n"
+        "assert not nb.SPLIT_DOTS\nrng = np.random.default_rng(0)\n"
         "x, w = rng.normal(size=(2, 200)).astype(np.float32), rng.normal(size=(9, 200))\n"
         "want = x @ round_to_bf16(w).T\n"
         "err = np.abs(nb.linear(x, to_bf16_bits(w)) - want).max()\n"

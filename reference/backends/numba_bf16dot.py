@@ -28,8 +28,11 @@ The float32 accumulators are numba_vec16's ``f32x16`` values (``zero16``, ``add1
 Numba does (NUMBA_CPU_FEATURES where set, otherwise the host's features), which is also part of the
 key of Numba's on-disk cache, so a kernel cached with one answer is never loaded under the other.
 Where it is False, ``dot32`` refuses to compile (LLVM would otherwise stop with a selection error),
-and the kernels never call it. The loads trust the caller as numba_vec8's do: unit stride along the
-last axis and j + 32 within it.
+and the kernels never call it. ``SPLIT_DOTS`` says whether numba_cpu's bf16 matvec uses it: where
+the instruction exists and the CPU Numba compiles for is not one of ``WIDENING_FASTER``, those on
+which widening each weight was measured faster in a decode step (NUMBA_CPU_NAME names the CPU, and
+so picks the kernel, for a process). The loads trust the caller as numba_vec8's do: unit stride
+along the last axis and j + 32 within it.
 
 Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
 after editing this file, touch numba_cpu.py (or delete its __pycache__) so the kernels recompile.
@@ -43,9 +46,18 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from .numba_vec8 import element_pointer
-from .numba_vec16 import F16, f32x16, target_features
+from .numba_vec16 import F16, f32x16, target_cpu, target_features
 
 BF16_DOT = "+avx512bf16" in target_features().split(",")
+
+# CPUs (LLVM's names) that have the instruction but where a decode step's bf16 matvecs run faster
+# widening each weight: on the 2-vCPU AMD EPYC Zen 5 VM (lscpu family 26, model 2) decode_step at
+# t = 100 took 0.85x / 0.96x / 0.86x the time of the split-activation kernel (three runs of 40
+# alternating rounds, 2026-12-03), while on Zen 4 the split kernel streamed the matrices 4-20%
+# faster than widening. Unmeasured CPUs (Intel's included) take the split kernel.
+WIDENING_FASTER = frozenset({"znver5"})
+
+SPLIT_DOTS = BF16_DOT and target_cpu() not in WIDENING_FASTER  # what numba_cpu's bf16 matvec uses
 
 _I16X32 = ir.VectorType(ir.IntType(16), 32)
 

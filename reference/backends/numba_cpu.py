@@ -12,7 +12,8 @@ reference/ops.py.
 | ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; KV [T, D]   |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
-|                      |                           | products on activations split in two          |
+|                      |                           | products on activations split in two, except  |
+|                      |                           | on Zen 5 (numba_bf16dot.SPLIT_DOTS)           |
 | ``linear``, q8       | ``ops.linear``, dequant.  | int8 blocks widened, scaled per block of 32   |
 
 Fast paths fall back to the NumPy twin where they do not apply (dropout, head masks).
@@ -36,7 +37,7 @@ from .. import ops
 from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
 from ..precision import Q8_BLOCK, Q8Matrix
-from .numba_bf16dot import BF16_DOT, dot32, load32, load32_part
+from .numba_bf16dot import SPLIT_DOTS, dot32, load32, load32_part
 from .numba_vec8 import (
     LANES,
     add8,
@@ -215,12 +216,13 @@ def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi an
 
 def _split_for(w, x):
     """x as the dot products with w's rows take it: split into bf16 pairs (split_bf16) for bf16
-    weights on a CPU with AVX512-BF16, otherwise x itself. Compiled per weight dtype."""
+    weights where the matvec uses AVX512-BF16 (numba_bf16dot.SPLIT_DOTS: the CPU has it and is not
+    one where widening was measured faster), otherwise x itself. Compiled per weight dtype."""
 
 
 @overload(_split_for)
 def _split_for_impl(w, x):
-    if BF16_DOT and w.dtype == types.uint16:
+    if SPLIT_DOTS and w.dtype == types.uint16:
         return lambda w, x: split_bf16(x)
     return lambda w, x: x
 

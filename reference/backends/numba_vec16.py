@@ -21,8 +21,9 @@ loads and stores trust the caller, as numba_vec8's do: unit stride along the las
 sixteen lanes within it.
 
 ``AVX512`` and ``target_features()`` read the setting Numba compiles for (NUMBA_CPU_FEATURES where
-set, otherwise the host's features); it is part of the key of Numba's on-disk cache, so a kernel
-cached under one answer is never loaded under the other.
+set, otherwise the host's features), ``target_cpu()`` the CPU name (NUMBA_CPU_NAME, otherwise the
+host's); both are part of the key of Numba's on-disk cache, so a kernel cached under one answer is
+never loaded under another.
 
 Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
 after editing this file, touch the kernels' files (or delete their __pycache__) so they recompile.
@@ -42,6 +43,10 @@ def target_features():  # the feature string Numba's JIT compiles for
     if config.CPU_FEATURES is not None:
         return config.CPU_FEATURES
     return binding.get_host_cpu_features().flatten()
+
+
+def target_cpu():  # the LLVM CPU name Numba's JIT compiles for ("znver4", "sapphirerapids", ..)
+    return config.CPU_NAME if config.CPU_NAME is not None else binding.get_host_cpu_name()
 
 
 AVX512 = "+avx512f" in target_features().split(",")
