@@ -162,10 +162,11 @@ def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_without_avx512_the_prompt_tiles_are_eight_lanes_wide_and_equal_numpy():
+def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_equal_numpy():
     """Under NUMBA_CPU_FEATURES without any AVX-512 feature (an AVX2 CPU, as Numba sees it),
     _rows_tiled runs on 8-lane vectors and still gives x @ w.T for fp32 and bf16 weights, with
-    inputs not a multiple of either width."""
+    inputs not a multiple of either width; so does the 8-lane q8 matvec (an odd number of blocks,
+    which the 16-lane one takes in pairs)."""
     import subprocess
     import sys
 
@@ -183,7 +184,11 @@ def test_without_avx512_the_prompt_tiles_are_eight_lanes_wide_and_equal_numpy():
         "x, w = rng.normal(size=(32, 203)).astype(np.float32), rng.normal(size=(9, 203))\n"
         "err32 = np.abs(nb.linear(x, w.astype(np.float32)) - x @ w.astype(np.float32).T).max()\n"
         "err16 = np.abs(nb.linear(x, to_bf16_bits(w)) - x @ round_to_bf16(w).T).max()\n"
-        "assert max(err32, err16) < 1e-4, (err32, err16)\nprint('ok')\n"
+        "from reference.precision import quantize_q8\n"
+        "m = quantize_q8(rng.normal(size=(9, 224)))\n"
+        "xq = rng.normal(size=(3, 224)).astype(np.float32)\n"
+        "errq = np.abs(nb.linear(xq, m) - xq @ m.dequantize().T).max()\n"
+        "assert max(err32, err16, errq) < 1e-4, (err32, err16, errq)\nprint('ok')\n"
     )
     env = {**os.environ, "NUMBA_CPU_FEATURES": features.flatten()}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)

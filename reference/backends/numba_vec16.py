@@ -11,6 +11,7 @@ runs out of registers, so the kernels built on these ask ``AVX512`` first and ta
 | ``zero16()``              | sixteen zeros                                                 |
 | ``splat16(x)``            | the float32 x in all sixteen lanes                            |
 | ``load16(a, (i, j, ..))`` | a[i, j, .., k : k + 16] of a float32 array, any number of axes |
+| ``load16_i8(a, (..))``    | 16 int8 values of a[.., k : k + 16], widened to float32       |
 | ``store16(a, (..), v)``   | a[.., k : k + 16] = v                                         |
 | ``fma16(acc, x, y)``      | acc + x * y lane by lane, fused                               |
 | ``add16(x, y)``           | x + y lane by lane                                            |
@@ -52,6 +53,7 @@ def target_cpu():  # the LLVM CPU name Numba's JIT compiles for ("znver4", "sapp
 AVX512 = "+avx512f" in target_features().split(",")
 
 F16 = ir.VectorType(ir.FloatType(), 16)
+I8X16 = ir.VectorType(ir.IntType(8), 16)
 
 
 class Float32x16(types.Type):
@@ -71,22 +73,22 @@ class _Float32x16Model(models.PrimitiveModel):
 zero16, splat16, add16, fma16, hsum16 = vector_ops(f32x16, F16)
 
 
-def _indexes(a, index):  # a float32 array and one integer per axis
+def _indexes(a, index, dtype=types.float32):  # an array of dtype and one integer per axis
     return (
         isinstance(a, types.Array)
-        and a.dtype == types.float32
+        and a.dtype == dtype
         and isinstance(index, types.BaseTuple)
         and len(index) == a.ndim
         and all(isinstance(t, types.Integer) for t in index)
     )
 
 
-def _pointer(context, builder, signature, args):  # -> <16 x float>* at args[0][args[1]]
+def _pointer(context, builder, signature, args, vector=F16):  # -> vector* at args[0][args[1]]
     index = [
         context.cast(builder, value, kind, types.intp)
         for value, kind in zip(cgutils.unpack_tuple(builder, args[1]), signature.args[1])
     ]
-    return element_pointer(context, builder, signature.args[0], args[0], *index, vector=F16)
+    return element_pointer(context, builder, signature.args[0], args[0], *index, vector=vector)
 
 
 @intrinsic
@@ -96,6 +98,18 @@ def load16(typingctx, a, index):
 
     def codegen(context, builder, signature, args):
         return builder.load(_pointer(context, builder, signature, args), align=4)
+
+    return f32x16(a, index), codegen
+
+
+@intrinsic
+def load16_i8(typingctx, a, index):
+    if not _indexes(a, index, types.int8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        packed = builder.load(_pointer(context, builder, signature, args, I8X16), align=1)
+        return builder.sitofp(packed, F16)
 
     return f32x16(a, index), codegen
 
