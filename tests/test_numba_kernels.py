@@ -108,6 +108,27 @@ def test_bf16_dot_products_equal_the_split_product_in_float64(rows, n_in, n_out,
     assert_within(nb.linear(x, w16), xs @ wf.T, bound, what="bf16 dot products")
 
 
+def run_printing_ok(script, **env):
+    """Runs script in a fresh interpreter with env added to this one's (Numba's CPU settings are
+    read once per process) and checks that it printed ok."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def host_features_without(*prefixes):  # NUMBA_CPU_FEATURES: this host's, less those named so
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    for name in list(features):
+        if name.startswith(prefixes):
+            features[name] = False
+    return features.flatten()
+
+
 @pytest.mark.skipif(not BF16_DOT, reason="the CPU Numba compiles for lacks AVX512-BF16")
 @pytest.mark.parametrize("cpu, split", [("znver4", True), ("znver5", False)])
 def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
@@ -115,9 +136,6 @@ def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
     vdpbf16ps on Zen 4 (within split_bound of the rounded weights' product, and its dot products
     within float32 accumulation of hi + lo in float64), widening on Zen 5 (within 1e-5). Each in
     a process of its own, so both run whatever this host is."""
-    import subprocess
-    import sys
-
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
         "from reference.precision import to_bf16_bits, round_to_bf16, split_bf16\n"
@@ -133,21 +151,13 @@ def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
         f"err = np.abs(got - want).max() if not {split} else (np.abs(got - want) / bound).max()\n"
         f"assert err < (1.0 if {split} else 1e-5), err\nprint('ok')\n"
     )
-    env = {**os.environ, "NUMBA_CPU_NAME": cpu}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    run_printing_ok(script, NUMBA_CPU_NAME=cpu)
 
 
 def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     """Under NUMBA_CPU_FEATURES without avx512bf16 (a CPU without the instruction, as Numba sees
     it), SPLIT_DOTS is off and the bf16 matvec is the exact widening one, within 1e-5."""
-    import subprocess
-    import sys
-
-    from llvmlite import binding
-
-    features = binding.get_host_cpu_features()
-    features["avx512bf16"] = False
+    features = host_features_without("avx512bf16")
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
         "from reference.precision import to_bf16_bits, round_to_bf16\n"
@@ -157,9 +167,7 @@ def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
         "err = np.abs(nb.linear(x, to_bf16_bits(w)) - want).max()\n"
         "assert err < 1e-5, err\nprint('ok')\n"
     )
-    env = {**os.environ, "NUMBA_CPU_FEATURES": features.flatten()}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 
 
 def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_equal_numpy():
@@ -167,15 +175,7 @@ def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_eq
     _rows_tiled runs on 8-lane vectors and still gives x @ w.T for fp32 and bf16 weights, with
     inputs not a multiple of either width; so does the 8-lane q8 matvec (an odd number of blocks,
     which the 16-lane one takes in pairs)."""
-    import subprocess
-    import sys
-
-    from llvmlite import binding
-
-    features = binding.get_host_cpu_features()
-    for name in list(features):
-        if name.startswith(("avx512", "amx", "avx10")):
-            features[name] = False
+    features = host_features_without("avx512", "amx", "avx10")
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
         "from reference.precision import to_bf16_bits, round_to_bf16\n"
@@ -190,9 +190,7 @@ def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_eq
         "errq = np.abs(nb.linear(xq, m) - xq @ m.dequantize().T).max()\n"
         "assert max(err32, err16, errq) < 1e-4, (err32, err16, errq)\nprint('ok')\n"
     )
-    env = {**os.environ, "NUMBA_CPU_FEATURES": features.flatten()}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 
 
 @FAST
