@@ -47,7 +47,9 @@ def target_features():  # the feature string Numba's JIT compiles for
 
 
 def target_cpu():  # the LLVM CPU name Numba's JIT compiles for ("znver4", "sapphirerapids", ..)
-    return config.CPU_NAME if config.CPU_NAME is not None else binding.get_host_cpu_name()
+    if config.CPU_NAME is not None and config.CPU_NAME != "host":
+        return config.CPU_NAME
+    return binding.get_host_cpu_name()
 
 
 AVX512 = "+avx512f" in target_features().split(",")
