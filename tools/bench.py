@@ -10,6 +10,8 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           128 new tokens after a 32-token prompt, batch 1
   gemm    the encoder's four projections at 1024 rows, numba_gemm's packed product against BLAS
           (GFLOP/s): which one EncoderStack should pick on this CPU
+  bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
+          each weight), alternating processes: which one numba_bf16dot should pick on this CPU
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -500,6 +502,67 @@ def child_first_token(backend):
     print(json.dumps({"first_token_s": now - start_model, "including_imports_s": now - start}))
 
 
+def child_bf16_decode(repeats):
+    """Seconds to generate NEW_TOKENS with bf16 weights, each of `repeats` runs, and the kernel the
+    bf16 matvec used in this process (numba_bf16dot.SPLIT_DOTS, set by this process's
+    environment)."""
+    import reference
+    from reference.backends.numba_bf16dot import SPLIT_DOTS
+    from reference.backends.numba_vec16 import target_cpu
+
+    tune_process("decode")
+    weights, ids = random_weights("mpt", DECODER, "causal-lm"), prompt_ids()
+    model = reference.build(
+        DECODER, weights, task="causal-lm", backend="numba", weight_storage="bf16"
+    )
+    model.generate(ids, max_new_tokens=2)
+    times = [
+        timed(lambda: model.generate(ids, max_new_tokens=NEW_TOKENS)) for _ in range(int(repeats))
+    ]
+    print(json.dumps({"times": times, "split": SPLIT_DOTS, "cpu": target_cpu()}))
+
+
+def bench_bf16_kernels(repeats):
+    """The bf16 decode both ways the matvec can run on an AVX512-BF16 CPU, each in processes of its
+    own, alternating: vdpbf16ps over split activations, and widening each weight (this host's
+    features less avx512bf16, nothing else changed). Where this host takes the widening kernel
+    (numba_bf16dot.WIDENING_FASTER), the split one runs under NUMBA_CPU_NAME=znver4, which also
+    retunes LLVM's scheduling for every kernel. The faster one is what numba_bf16dot should pick
+    here."""
+    from llvmlite import binding
+
+    from reference.backends.numba_bf16dot import BF16_DOT, SPLIT_DOTS
+
+    if not BF16_DOT:
+        print("this CPU (as Numba compiles for it) lacks AVX512-BF16: widening is the only kernel")
+        return
+    features = binding.get_host_cpu_features()
+    features["avx512bf16"] = False
+    envs = {
+        "widen": {"NUMBA_CPU_FEATURES": features.flatten()},
+        "split": {} if SPLIT_DOTS else {"NUMBA_CPU_NAME": "znver4"},
+    }
+    times, seen = {k: [] for k in envs}, {}
+    for _ in range(repeats):
+        for kernel, env in envs.items():
+            out = run_child("bf16-decode", "2", env=env)
+            assert out["split"] == (kernel == "split"), (kernel, out)
+            times[kernel] += out["times"]
+            seen[kernel] = out["cpu"]
+    chosen = "split" if SPLIT_DOTS else "widen"
+    print(
+        f"\nbf16 decode, {NEW_TOKENS} tokens after {PROMPT} (medians over {2 * repeats} runs in"
+        f" {repeats} alternating rounds; this CPU takes the {chosen} kernel)"
+    )
+    base = statistics.median(times["split"])
+    for kernel, t in times.items():
+        m = statistics.median(t)
+        print(
+            f"  {kernel:<6} {m:8.3f}s {NEW_TOKENS / m:8.1f} tokens/s {m / base:6.2f}x split's time"
+            f"  (LLVM CPU {seen[kernel]})   {', '.join(f'{x:.3f}' for x in t)}"
+        )
+
+
 def corpus(n=512, seed=3):
     """Texts for the embedding workload: n sentences of 4 to 120 words (w0 w1 ... of the demo
     vocabulary), lengths spread as in a typical retrieval corpus (many short, a long tail)."""
@@ -610,9 +673,13 @@ def engine_table(workload, out, threads, repeats, limits):
         )
 
 
-def run_child(*args):
+def run_child(*args, env=None):
     out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=None if env is None else {**os.environ, **env},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -638,7 +705,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--workload", choices=["encode", "decode", "embed", "gemm", "all"], default="all"
+        "--workload", choices=["encode", "decode", "embed", "gemm", "bf16", "all"], default="all"
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -658,9 +725,10 @@ def main():
             "memory": child_decode_memory,
             "base": child_base_memory,
             "first-token": child_first_token,
+            "bf16-decode": child_bf16_decode,
         }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    if args.engines and args.workload != "gemm":  # gemm has no engine columns
+    if args.engines and args.workload not in ("gemm", "bf16"):  # these have no engine columns
         print(
             f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
             " rounds, each column in a process of its own"
@@ -697,6 +765,9 @@ def main():
     if args.workload == "gemm":
         print(f"CPU: {cpu_model()}; threads {args.threads}")
         return bench_gemm(max(args.repeats, 10))
+    if args.workload == "bf16":
+        print(f"CPU: {cpu_model()}; threads {args.threads}")
+        return bench_bf16_kernels(args.repeats)
     if args.workload in ("encode", "all"):
         report(
             f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over"
