@@ -354,10 +354,10 @@ def read_rates(buffers, read, passes):  # -> storage -> [GB/s of each pass]
 
 def machine_limits(threads):
     """This machine's measured bounds: its float32 FMA peak and numpy's sgemm (2048^3) in GFLOP/s,
-    a STREAM-style triad
-    (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of the fp32 and bf16 decode
-    weights (a parallel sum: what a decode step at best moves; a buffer near the L3's size is partly
-    served from it, as the weights are). Each is the best of five (the FMA peak of three)."""
+    a STREAM-style triad (a = b + s c) in GB/s, and the read bandwidth over a buffer the size of
+    the fp32 and bf16 decode weights (a parallel sum: what a decode step at best moves; a buffer
+    near the L3's size is partly served from it, as the weights are). Each is the best of five (the
+    FMA peak of three)."""
     triad, read = _bandwidth_kernels()
 
     def best(fn, repeats=5):

@@ -53,8 +53,9 @@ BF16_DOT = "+avx512bf16" in target_features().split(",")
 # CPUs (LLVM's names) that have the instruction but where a decode step's bf16 matvecs run faster
 # widening each weight: on the 2-vCPU AMD EPYC Zen 5 VM (lscpu family 26, model 2) decode_step at
 # t = 100 took 0.85x / 0.96x / 0.86x the time of the split-activation kernel (three runs of 40
-# alternating rounds, 2026-12-03), while on Zen 4 the split kernel streamed the matrices 4-20%
-# faster than widening. Unmeasured CPUs (Intel's included) take the split kernel.
+# alternating rounds, 2026-12-03), whole generations 0.82x (tools/bench.py --workload bf16), while
+# on Zen 4 the split kernel streamed the matrices 4-20% faster than widening. Unmeasured CPUs
+# (Intel's included) take the split kernel; that workload settles a new one.
 WIDENING_FASTER = frozenset({"znver5"})
 
 SPLIT_DOTS = BF16_DOT and target_cpu() not in WIDENING_FASTER  # what numba_cpu's bf16 matvec uses

@@ -244,8 +244,9 @@ def _dot_q8_16(q, scales, o, x, n):  # _dot_q8 on AVX-512: 16-lane vectors
     """Per two blocks of 32, four 16-lane products of the widened int8 weights with x, each
     block's pair summed, then scaled by the block's scale into one of two running sums; a last odd
     block into the first; one horizontal sum at the end. Half the instructions of the 8-lane
-    kernel, which the int8 widening makes compute-bound: on the 2-vCPU Zen 5 VM it ran at the same
-    33 Gweights/s from L2 as from memory."""
+    kernel, which the int8 widening makes compute-bound: on the 2-vCPU Zen 5 VM that one ran at
+    the same 33 Gweights/s from L2 as from memory, this one at 43.7 from memory (2 threads); on
+    Zen 4 the two measured the same. Twin: Q8Matrix.dequantize(o) @ x[n]."""
     acc0, acc1 = zero16(), zero16()
     blocks = scales.shape[1]
     for pair in range(blocks // 2):
@@ -389,13 +390,14 @@ def _fma_times4(a0, a1, a2, a3, w, x0, x1, x2, x3):  # a_j + w * x_j for four ro
 def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
     """x @ w.T for a few dozen rows (a prompt), reading the weights once in their stored form:
     each task widens four weight rows into a float32 buffer (cache-resident), then goes down x four
-    rows at a time with a 4 x 4 tile of dot products, sixteen 8-lane running sums that stay in
-    registers along I (16-lane sums in AVX-512's 32 registers; 8-lane ones on AVX2, where a few
-    spill to L1, measured no slower than a 4 x 2 tile), so each loaded vector serves four
-    products. Rows past the ends
-    repeat the last one (same values, written twice). On the MPT-125M prompt of 32 tokens this
-    takes the prefill from 112 / 135 / 155 ms (BLAS on widened or dequantized weights) to about
-    60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD EPYC Zen 4, 2 threads)."""
+    rows at a time with a 4 x 4 tile of dot products, sixteen running sums that stay in registers
+    along I (16 lanes each in AVX-512's 32 registers; 8 lanes on AVX2, where a few spill to L1,
+    measured no slower than a 4 x 2 tile), so each loaded vector serves four products. Rows past
+    the ends repeat the last one (same values, written twice). On the MPT-125M prompt of 32 tokens
+    the 8-lane tiles took the prefill from 112 / 135 / 155 ms (BLAS on widened or dequantized
+    weights) to about 60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD EPYC Zen 4, 2 threads); on
+    Zen 5 the 16-lane ones run the 12 layers' products in 23-25 ms against 49-51 with the weights
+    in cache."""
     N, I = x.shape
     O = w.shape[0]
     I8 = I - I % TILE_LANES
