@@ -286,35 +286,21 @@ def _fma_kernel():  # -> (kernel, lanes, accumulators), compiled on first use, o
 
     from reference.backends.numba_vec16 import AVX512
 
-    if AVX512:  # 32 zmm registers: 16 chains cover any FMA latency x throughput product
+    # 12 chains: more than an FMA's latency times the FMAs a core starts per cycle (4 x 2 on Zen 5),
+    # and with the two operands within AVX2's 16 registers (16 chains measured the same on Zen 5)
+    if AVX512:
         from reference.backends.numba_vec16 import add16 as add
         from reference.backends.numba_vec16 import fma16 as fma
         from reference.backends.numba_vec16 import hsum16 as hsum
         from reference.backends.numba_vec16 import splat16 as splat
-    else:  # 16 ymm registers: 12 chains and the two operands
+    else:
         from reference.backends.numba_vec8 import add8 as add
         from reference.backends.numba_vec8 import fma8 as fma
         from reference.backends.numba_vec8 import hsum8 as hsum
         from reference.backends.numba_vec8 import splat8 as splat
 
     @njit(parallel=True, cache=False)
-    def chains16(out, x, y, steps):  # out[t] = the sum of thread t's chains
-        for t in prange(out.shape[0]):
-            u, v = splat(x[t]), splat(y[t])
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = splat(out[t])
-            a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = splat(out[t])
-            for _ in range(steps):
-                a0, a1, a2, a3 = fma(a0, u, v), fma(a1, u, v), fma(a2, u, v), fma(a3, u, v)
-                a4, a5, a6, a7 = fma(a4, u, v), fma(a5, u, v), fma(a6, u, v), fma(a7, u, v)
-                a8, a9, a10, a11 = fma(a8, u, v), fma(a9, u, v), fma(a10, u, v), fma(a11, u, v)
-                a12, a13 = fma(a12, u, v), fma(a13, u, v)
-                a14, a15 = fma(a14, u, v), fma(a15, u, v)
-            left = add(add(add(a0, a1), add(a2, a3)), add(add(a4, a5), add(a6, a7)))
-            right = add(add(add(a8, a9), add(a10, a11)), add(add(a12, a13), add(a14, a15)))
-            out[t] = hsum(add(left, right))
-
-    @njit(parallel=True, cache=False)
-    def chains12(out, x, y, steps):
+    def chains(out, x, y, steps):  # out[t] = the sum of thread t's chains
         for t in prange(out.shape[0]):
             u, v = splat(x[t]), splat(y[t])
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = splat(out[t])
@@ -326,7 +312,7 @@ def _fma_kernel():  # -> (kernel, lanes, accumulators), compiled on first use, o
             right = add(add(add(a6, a7), add(a8, a9)), add(a10, a11))
             out[t] = hsum(add(left, right))
 
-    return (chains16, 16, 16) if AVX512 else (chains12, 8, 12)
+    return chains, 16 if AVX512 else 8, 12
 
 
 def fma_peak(threads, steps=20_000_000):  # -> GFLOP/s of float32 FMAs on `threads` threads

@@ -240,7 +240,7 @@ def _widen_impl(w):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _dot_q8_16(q, scales, o, x, n):  # _dot_q8 on AVX-512: 16-lane vectors
+def _dot_q8_16(q, scales, o, x, n):  # _dot_q8 in 16-lane vectors, what _dot takes on AVX-512
     """Per two blocks of 32, four 16-lane products of the widened int8 weights with x, each
     block's pair summed, then scaled by the block's scale into one of two running sums; a last odd
     block into the first; one horizontal sum at the end. Half the instructions of the 8-lane
@@ -270,8 +270,6 @@ def _dot_q8(q, scales, o, x, n):  # q8 row o of (q, scales) . x[n]; x [N, I] flo
     """One q8 row (precision.Q8Matrix) times a float32 row: per block of 32, four 8-lane products of
     the widened int8 weights with x summed in two registers, then scaled by the block's scale into
     two running sums; one horizontal sum at the end. Twin: Q8Matrix.dequantize(o) @ x[n]."""
-    if AVX512:
-        return _dot_q8_16(q, scales, o, x, n)
     acc0, acc1 = zero8(), zero8()
     for blk in range(scales.shape[1]):
         j = blk * Q8_BLOCK
@@ -321,6 +319,8 @@ def _dot(w, scales, o, x, n):
 
 @overload(_dot, jit_options={"forceinline": True})
 def _dot_impl(w, scales, o, x, n):
+    if w.dtype == types.int8 and AVX512:
+        return lambda w, scales, o, x, n: _dot_q8_16(w, scales, o, x, n)
     if w.dtype == types.int8:
         return lambda w, scales, o, x, n: _dot_q8(w, scales, o, x, n)
     if w.dtype == types.uint16 and x.ndim == 3:
