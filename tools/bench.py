@@ -601,7 +601,9 @@ def engine_table(workload, out, threads, repeats, limits):
     if read:
         read(buffers["bf16"])  # compiled before any pass is timed
     rates = {s: [] for s in buffers}
+    rounds = []  # per round: column -> its median time
     for _ in range(repeats):
+        rounds.append({})
         for c in columns:
             for s, r in read_rates(buffers, read, 3).items():
                 rates[s] += r
@@ -614,7 +616,9 @@ def engine_table(workload, out, threads, repeats, limits):
                 why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
                 print(f"  {c}: failed ({why})")
                 continue
-            times[c] += json.loads(res.stdout.strip().splitlines()[-1])["times"]
+            got = json.loads(res.stdout.strip().splitlines()[-1])["times"]
+            times[c] += got
+            rounds[-1][c] = statistics.median(got)
     times = {c: t for c, t in times.items() if t}
     if workload in ("encode", "decode"):  # the columns judged against a bound
         after = machine_limits(threads)
@@ -657,6 +661,36 @@ def engine_table(workload, out, threads, repeats, limits):
             f"  read over the {s} weights' size, sampled between the columns: median"
             f" {statistics.median(r):.1f} GB/s (quartiles {q[0]:.1f}, {q[2]:.1f}; {len(r)} passes)"
         )
+    print_paired(rounds)
+
+
+# our column -> the engine it is judged against, in the same storage where that applies
+PAIRED = {
+    "numba": "onnxruntime",
+    "numba-fp32": "llama.cpp-f32",
+    "numba-bf16": "llama.cpp-bf16",
+    "numba-q8": "llama.cpp-q8_0",
+    "numba-embed": "sentence-transformers",
+}
+
+
+def paired_ratios(rounds, ours, theirs):  # -> [their time / ours in each round both ran]
+    return [r[theirs] / r[ours] for r in rounds if ours in r and theirs in r]
+
+
+def print_paired(rounds):
+    """Our columns against their anchors round by round: on a VM whose speed drifts within minutes,
+    the ratio of two processes run one after the other can be steadier than the ratio of two
+    medians over the whole run. (Each run set against the reads sampled just before it was tried
+    too, and dropped: on the Zen 4 VM the read bandwidth flips between about 33 and 55-65 GB/s
+    within seconds, so one run's share of the read before it ranged over 54%-144%.)"""
+    pairs = [(o, t) for o, t in PAIRED.items() if any(o in r and t in r for r in rounds)]
+    if pairs:
+        print("  paired by round (each round's ratio of the two processes; median, then rounds):")
+    for ours, theirs in pairs:
+        ratios = paired_ratios(rounds, ours, theirs)
+        each = ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"    {ours} vs {theirs}: {statistics.median(ratios):.2f}x  ({each})")
 
 
 def run_child(*args, env=None):
