@@ -352,7 +352,7 @@ def parser():
         "--batch-size",
         type=int,
         default=32,
-        help="texts per forward, batched by length (default 32)",
+        help="at most this many texts per forward, batched by length (default 32)",
     )
     emb.add_argument(
         "--max-length",

@@ -10,9 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_close
+from hypothesis import given
+from hypothesis import strategies as st
 
 import reference
-from reference.embedding import batches_by_length, embed_corpus, max_seq_length, pool, read_texts
+from reference.embedding import (
+    BATCH_OVERHEAD_TOKENS,
+    batches_by_length,
+    embed_corpus,
+    max_seq_length,
+    pool,
+    read_texts,
+)
 from reference.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +56,32 @@ def test_batched_by_length_equals_each_text_alone_in_input_order(checkpoint):
     assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
 
 
-def test_batches_run_longest_first_and_cover_every_row_once():
-    batches = batches_by_length([3, 9, 1, 9, 5], 2)
-    assert [list(b) for b in batches] == [[1, 3], [4, 0], [2]]
+def padded_tokens(lengths, batches):
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def test_batches_are_cut_where_padding_costs_more_than_a_batch():
+    """A fixed cut of 4 would pad three short texts to the long one (800 tokens run for 347 real
+    ones); the long text alone and the rest together run 350, plus a second batch's overhead."""
+    lengths = [50, 200, 49, 48]
+    batches = batches_by_length(lengths, 4)
+    assert [list(b) for b in batches] == [[1], [0, 2, 3]]
+    # similar lengths stay in full batches: a cut would save less padding than a batch costs
+    assert [len(b) for b in batches_by_length([30, 29, 31, 30, 28, 30], 3)] == [3, 3]
+
+
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=200), st.integers(1, 40))
+def test_length_batching_covers_each_row_once_and_never_pads_more_than_a_fixed_cut(lengths, size):
+    batches = batches_by_length(lengths, size)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    assert all(1 <= len(b) <= size for b in batches)
+    ordered = [lengths[i] for i in rows]
+    assert ordered == sorted(lengths, reverse=True)  # longest first, each batch a run of them
+    fixed = [rows[i : i + size] for i in range(0, len(rows), size)]
+    overhead = BATCH_OVERHEAD_TOKENS
+    cost = padded_tokens(lengths, batches) + overhead * len(batches)
+    assert cost <= padded_tokens(lengths, fixed) + overhead * len(fixed)
 
 
 def test_pooling_modes_and_max_length_follow_the_sentence_transformers_files(tmp_path):
