@@ -173,8 +173,8 @@ def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
 def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_equal_numpy():
     """Under NUMBA_CPU_FEATURES without any AVX-512 feature (an AVX2 CPU, as Numba sees it),
     _rows_tiled runs on 8-lane vectors and still gives x @ w.T for fp32 and bf16 weights, with
-    inputs not a multiple of either width; so does the 8-lane q8 matvec (an odd number of blocks,
-    which the 16-lane one takes in pairs)."""
+    inputs not a multiple of either width; so do the 8-lane q8 matvec (an odd number of blocks,
+    which the 16-lane one takes in pairs) and the q8 tiles' 8-lane dequantization."""
     features = host_features_without("avx512", "amx", "avx10")
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
@@ -188,7 +188,9 @@ def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_eq
         "m = quantize_q8(rng.normal(size=(9, 224)))\n"
         "xq = rng.normal(size=(3, 224)).astype(np.float32)\n"
         "errq = np.abs(nb.linear(xq, m) - xq @ m.dequantize().T).max()\n"
-        "assert max(err32, err16, errq) < 1e-4, (err32, err16, errq)\nprint('ok')\n"
+        "xt = rng.normal(size=(32, 224)).astype(np.float32)\n"
+        "errt = np.abs(nb.linear(xt, m) - xt @ m.dequantize().T).max()\n"
+        "assert max(err32, err16, errq, errt) < 1e-4, (err32, err16, errq, errt)\nprint('ok')\n"
     )
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 

@@ -51,7 +51,17 @@ from .numba_vec8 import (
     store8,
     zero8,
 )
-from .numba_vec16 import AVX512, add16, fma16, hsum16, load16, load16_i8, splat16, zero16
+from .numba_vec16 import (
+    AVX512,
+    add16,
+    fma16,
+    hsum16,
+    load16,
+    load16_i8,
+    splat16,
+    store16,
+    zero16,
+)
 
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
@@ -354,12 +364,20 @@ def _row_as_float32(w, scales, o, out, r):
 @overload(_row_as_float32)
 def _row_as_float32_impl(w, scales, o, out, r):
     if w.dtype == types.int8:
-
+        # in explicit vectors: LLVM left the block loop scalar, which held the prompt's q8 tiles
+        # to 101-105 GFLOP/s with the weights in cache, where the bf16 ones ran at 188 (Zen 4).
+        # A product with a zero addend is the product itself here: the scales are never negative
         def q8_row(w, scales, o, out, r):
             for blk in range(out.shape[1] // Q8_BLOCK):
-                s = scales[o, blk]
-                for i in range(blk * Q8_BLOCK, (blk + 1) * Q8_BLOCK):
-                    out[r, i] = np.float32(w[o, i]) * s
+                j = blk * Q8_BLOCK
+                if AVX512:
+                    s16 = splat16(scales[o, blk])
+                    for k in range(0, Q8_BLOCK, 16):
+                        store16(out, (r, j + k), fma16(zero16(), load16_i8(w, (o, j + k)), s16))
+                else:
+                    s8 = splat8(scales[o, blk])
+                    for k in range(0, Q8_BLOCK, LANES):
+                        store8(out, r, j + k, fma8(zero8(), load8_i8(w, o, j + k), s8))
 
         return q8_row
 
