@@ -366,7 +366,8 @@ def _row_as_float32_impl(w, scales, o, out, r):
     if w.dtype == types.int8:
         # in explicit vectors: LLVM left the block loop scalar, which held the prompt's q8 tiles
         # to 101-105 GFLOP/s with the weights in cache, where the bf16 ones ran at 188 (Zen 4).
-        # A product with a zero addend is the product itself here: the scales are never negative
+        # A product plus +0 is the product, but for a -0 one (which needs a negative scale;
+        # quantize_q8's are max |w| / 127), so these are the float32 products the loop made
         def q8_row(w, scales, o, out, r):
             for blk in range(out.shape[1] // Q8_BLOCK):
                 j = blk * Q8_BLOCK
