@@ -356,6 +356,32 @@ def _matvec_rows(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8
 FEW_ROWS_MAX = 64  # up to this many rows (a prompt) _rows_tiled beats widening for BLAS
 
 
+# _rows_tiled's vectors: one zmm register (16 lanes) where Numba compiles for AVX-512, which has
+# the 32 registers its 16 running sums and 8 operands take; one ymm (8 lanes) elsewhere
+TILE_LANES = 16 if AVX512 else LANES
+_tile_zero, _tile_splat, _tile_fma, _tile_hsum = (
+    (zero16, splat16, fma16, hsum16) if AVX512 else (zero8, splat8, fma8, hsum8)
+)
+
+
+@njit(inline="always")
+def _tile_load(a, i, j):  # a[i, j : j + TILE_LANES] of a 2-D float32 array
+    return load16(a, (i, j)) if AVX512 else load8(a, i, j)
+
+
+@njit(inline="always")
+def _tile_load_i8(a, i, j):  # a[i, j : j + TILE_LANES] of a 2-D int8 array, widened to float32
+    return load16_i8(a, (i, j)) if AVX512 else load8_i8(a, i, j)
+
+
+@njit(inline="always")
+def _tile_store(a, i, j, v):  # a[i, j : j + TILE_LANES] = v, a 2-D float32 array
+    if AVX512:
+        store16(a, (i, j), v)
+    else:
+        store8(a, i, j, v)
+
+
 def _row_as_float32(w, scales, o, out, r):
     """out[r] = row o of w as float32: float32 copied, bf16 bits widened, q8 scaled per block.
     Compiled per weight dtype."""
@@ -370,15 +396,9 @@ def _row_as_float32_impl(w, scales, o, out, r):
         # quantize_q8's are max |w| / 127), so these are the float32 products the loop made
         def q8_row(w, scales, o, out, r):
             for blk in range(out.shape[1] // Q8_BLOCK):
-                j = blk * Q8_BLOCK
-                if AVX512:
-                    s16 = splat16(scales[o, blk])
-                    for k in range(0, Q8_BLOCK, 16):
-                        store16(out, (r, j + k), fma16(zero16(), load16_i8(w, (o, j + k)), s16))
-                else:
-                    s8 = splat8(scales[o, blk])
-                    for k in range(0, Q8_BLOCK, LANES):
-                        store8(out, r, j + k, fma8(zero8(), load8_i8(w, o, j + k), s8))
+                scale = _tile_splat(scales[o, blk])
+                for j in range(blk * Q8_BLOCK, (blk + 1) * Q8_BLOCK, TILE_LANES):
+                    _tile_store(out, r, j, _tile_fma(_tile_zero(), _tile_load_i8(w, o, j), scale))
 
         return q8_row
 
@@ -387,17 +407,6 @@ def _row_as_float32_impl(w, scales, o, out, r):
             out[r, i] = _widen(w[o, i])
 
     return row
-
-
-# _rows_tiled's vectors: one zmm register (16 lanes) where Numba compiles for AVX-512, which has
-# the 32 registers its 16 running sums and 8 operands take; one ymm (8 lanes) elsewhere
-TILE_LANES = 16 if AVX512 else LANES
-_tile_zero, _tile_fma, _tile_hsum = (zero16, fma16, hsum16) if AVX512 else (zero8, fma8, hsum8)
-
-
-@njit(inline="always")
-def _tile_load(a, i, j):  # a[i, j : j + TILE_LANES] of a 2-D float32 array
-    return load16(a, (i, j)) if AVX512 else load8(a, i, j)
 
 
 @njit(inline="always")
