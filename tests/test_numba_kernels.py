@@ -282,7 +282,7 @@ def test_register_tile_product_matches_numpy(S, T, N, seed):
     a, b = arrays(seed, S, T), arrays(seed + 1, T, N)
     c = np.full((S, N), np.nan, np.float32)
     for i0 in range(0, S, nb.ROWS):
-        nb._rows_times(a, b, c, i0)
+        nb._rows_times(a, b, c, i0, N)
     assert_close(c, a @ b, atol=1e-5, rtol=1e-5, what="tile product")
 
 
@@ -321,6 +321,31 @@ def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
     )
     assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
     assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+
+
+def test_key_limits_by_hand():
+    """One past each query's last visible key; a query that sees no key needs them all."""
+    masked = np.array([[[False, True, True, True], [False, False, True, False], [True] * 4]])
+    assert nb._key_limits(masked).tolist() == [[1, 4, 4]]
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(1, 140), st.integers(0, 20), st.integers(0, 5), st.integers(0, 2**31))
+def test_causal_attention_skips_hidden_keys_exactly(S, P, pad, seed):
+    """A causal mask over P cached keys and S new ones, with `pad` left-padded keys in row 0 (whose
+    first queries then see no key at all and go uniform): the products stop at each block's last
+    visible key, and the result is NumPy's, hidden keys' probabilities exactly 0 as there."""
+    B, H, D, K = 2, 3, 64, P + S
+    q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
+    masked = np.triu(np.ones((S, K), bool), P + 1)[None, None].repeat(B, 0)
+    masked[0, :, :, : min(pad, K)] = True
+    bias = arrays(seed + 3, H, 1, K)
+    want = ops.attention(q, k, v, 0.125, bias, None, masked)
+    got = nb.attention(q, k, v, 0.125, bias, None, masked)
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+    hidden = np.broadcast_to(masked & ~masked.all(-1, keepdims=True), got[1].shape)
+    assert (got[1][hidden] == 0).all(), "a hidden key's probability must be exactly 0"
 
 
 @FAST

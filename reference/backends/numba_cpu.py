@@ -680,7 +680,7 @@ def _row_max(row, K):  # max of row[:K], eight lanes at a time (LLVM leaves a fl
 
 
 @njit(inline="always")
-def _softmax_row(row, K):
+def _softmax_row(row, K):  # -> (the row's max, 1 / the sum of its exponentials)
     """row[:K] = softmax(row[:K]) in place (a row whose entries are all MASK_VALUE becomes
     uniform)."""
     top = _row_max(row, K)
@@ -692,6 +692,7 @@ def _softmax_row(row, K):
     inv = np.float32(1.0) / total
     for j in range(K):
         row[j] *= inv
+    return top, inv
 
 
 @njit
@@ -705,19 +706,26 @@ def _scores_row(row, scale, bias, mask_add, hide, K):
 
 
 @njit(inline="always")
-def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, K):
+def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, Kb, K):
     """Scale the products for query i, add its bias and mask rows, replace masked keys, then softmax
     in place. bias [Hb, Sb, K], mask_add [Bm, Sm, K] and masked [Bk, Sk, K] broadcast over leading
-    sizes of 1; an absent one is a single row of zeros (adding 0.0 changes no score) or of False."""
+    sizes of 1; an absent one is a single row of zeros (adding 0.0 changes no score) or of False.
+
+    Only row[:Kb] holds products; keys Kb.. are masked for this query (_key_limits), and each gets
+    what the full softmax gives a MASK_VALUE score: exp(MASK_VALUE - max) / sum, which is 0 unless
+    the row's max is itself within 87 of float32's lowest value (and NaN with a NaN max)."""
     _scores_row(
         row,
         scale,
         bias[min(h, bias.shape[0] - 1), min(i, bias.shape[1] - 1)],
         mask_add[min(b, mask_add.shape[0] - 1), min(i, mask_add.shape[1] - 1)],
         masked[min(b, masked.shape[0] - 1), min(i, masked.shape[1] - 1)],
-        K,
+        Kb,
     )
-    _softmax_row(row, K)
+    top, inv = _softmax_row(row, Kb)
+    hidden = exp32(MASK_VALUE - top) * inv
+    for j in range(Kb, K):
+        row[j] = hidden
 
 
 # query rows per register tile: 12 accumulators + 2 loaded vectors + 1 broadcast = 15 of AVX2's 16
@@ -738,16 +746,16 @@ def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 + 5 only
-    """c[i] = a[i] @ b for the six rows from i0; rows past the last repeat it (same values, written
-    twice).
+def _rows_times(a, b, c, i0, N):  # a [S, T], b [T, >= N] -> c [S, N], rows i0 .. i0 + 5 only
+    """c[i, :N] = a[i, :T] @ b[:, :N] for the six rows from i0; rows past the last repeat it (same
+    values, written twice).
 
     a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
     loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
     loaded value serves six rows and no partial sum leaves the registers until the block is done (a
     BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
     """
-    S, T, N = a.shape[0], b.shape[0], b.shape[1]
+    S, T = a.shape[0], b.shape[0]
     i1, i2, i3, i4, i5 = (
         min(i0 + 1, S - 1),
         min(i0 + 2, S - 1),
@@ -780,17 +788,20 @@ def _rows_times(a, b, c, i0):  # a [S, T], b [T, N] -> c [S, N], rows i0 .. i0 +
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
+def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs):
     """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm,
-    K]; masked [Bk, Sk, K] bool. Leading sizes of 1 broadcast (so [1, 1, K] zeros stand for
-    "absent"). Writes probs [B, H, S, K] (also the score workspace) and ctx [B, S, H, D] (its rows
-    must have unit stride).
+    K]; masked [Bk, Sk, K] bool and its limits [Bk, Sk] (_key_limits). Leading sizes of 1
+    broadcast (so [1, 1, K] zeros stand for "absent"). Writes probs [B, H, S, K] (also the score
+    workspace) and ctx [B, S, H, D] (its rows must have unit stride).
 
     One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next
     to each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they
     are small enough to stay in its cache), then goes down the queries six rows at a time: their
     scores by the register tile, bias, mask and softmax on those rows, then their context rows by
-    the tile.
+    the tile. Both products stop at the block's key limit, past which every key is masked for all
+    six rows: under a causal mask that is the next query's position, so a prompt's attention does
+    half the work. Leaving out those keys' zero probabilities changes the context only where a
+    skipped value is not finite (0 * inf).
     """
     B, S, H, D = qs.shape
     K = ks.shape[1]
@@ -800,11 +811,18 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, ctx, probs):
         kt = np.ascontiguousarray(ks[b, :, h].T)  # [D, K]: a score row runs along contiguous keys
         v = np.ascontiguousarray(vs[b, :, h])  # [K, D]
         p, o = probs[b, h], ctx[b, :, h]  # [S, K], [S, D]
+        lim = limits[min(b, limits.shape[0] - 1)]
         for i0 in range(0, S, ROWS):
-            _rows_times(q, kt, p, i0)  # scores q k^T
+            Kb = 0
             for i in range(i0, min(i0 + ROWS, S)):
-                _finish_scores(p[i], scale, bias, mask_add, masked, b, h, i, K)
-            _rows_times(p, v, o, i0)  # context probs v
+                Kb = max(Kb, lim[min(i, lim.shape[0] - 1)])
+            # scores q k^T of keys 0 .. Kb - 1, in whole 16-column tiles where K allows (the tile's
+            # one-column tail walks down kt's columns: a tail at every block made the products
+            # of a causal 1024-token prompt slower than all of them)
+            _rows_times(q, kt, p, i0, min(K, -(-Kb // 16) * 16))
+            for i in range(i0, min(i0 + ROWS, S)):
+                _finish_scores(p[i], scale, bias, mask_add, masked, b, h, i, Kb, K)
+            _rows_times(p, v[:Kb], o, i0, D)  # context probs v, over the same keys
 
 
 def _as3(x, dtype, K):
@@ -818,6 +836,15 @@ def _as3(x, dtype, K):
             raise ValueError("per-head masks go through the NumPy path")
         x = x[:, 0]
     return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _key_limits(masked):  # [Bk, Sk, K] bool -> [Bk, Sk] int64
+    """How many leading keys each query's scores need: one past its last key not masked, or all K
+    where every key is masked (that row's softmax is uniform over all of them)."""
+    K = masked.shape[-1]
+    real = ~masked
+    last = K - np.argmax(real[..., ::-1], axis=-1)
+    return np.where(real.any(axis=-1), last, K).astype(np.int64)
 
 
 def attention(
@@ -839,6 +866,7 @@ def attention(
     rows = lambda x: x.transpose(
         0, 2, 1, 3
     )  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
+    masked3 = _as3(masked, np.bool_, K)
     _attention(
         rows(q),
         rows(k),
@@ -846,7 +874,8 @@ def attention(
         np.float32(scale),
         bias3,
         _as3(mask_add, np.float32, K),
-        _as3(masked, np.bool_, K),
+        masked3,
+        _key_limits(masked3),
         ctx,
         probs,
     )
