@@ -62,6 +62,41 @@ def test_packed_linear_with_gelu_matches_gelu_of_the_numpy_linear(M, n_in, n_out
     assert_within(got, want, bound, what="packed linear + gelu")
 
 
+@FAST
+@given(
+    st.sampled_from([1, 7, 8, 9, 65, 130]),
+    st.sampled_from([32, 64, 96]),
+    outputs,
+    st.sampled_from(["fp32", "bf16", "q8"]),
+    st.booleans(),
+    st.integers(0, 2**31),
+)
+def test_stored_linear_matches_the_exact_product_in_every_storage(
+    M, n_in, n_out, storage, with_bias, seed
+):
+    """A long prompt's product over weights as stored (panels packed per call, bf16 widened and q8
+    dequantized as they are packed) against the exact product of the float32 matrix those stand
+    for."""
+    from reference.checkpoint import bf16_to_float32
+    from reference.precision import quantize_q8, to_bf16_bits
+
+    x, w, b = arrays(seed, M, n_in), arrays(seed + 1, n_out, n_in), arrays(seed + 2, n_out)
+    b = b if with_bias else None
+    no_scales = np.zeros((1, 1), np.float32)
+    if storage == "fp32":
+        stored, scales, dense = w, no_scales, w
+    elif storage == "bf16":
+        stored = to_bf16_bits(w)
+        scales, dense = no_scales, bf16_to_float32(stored)
+    else:
+        q8 = quantize_q8(w)
+        stored, scales, dense = q8.q, q8.scales, q8.dequantize()
+    got = gemm.stored_linear(x, stored, scales, b)
+    assert got.shape == (M, n_out) and got.flags.c_contiguous
+    want = exact(x, dense, b)
+    assert_within(got, want, sum_bound(x, dense) + 2.0**-24 * np.abs(want), what=storage)
+
+
 def test_packed_linear_keeps_leading_axes_and_matches_at_mpnet_shapes():
     """[B, S, C] in, [B, S, O] out, at MPNet-base's widths (several panels, 768 and 3072 inputs)."""
     for n_in, n_out in ((768, 2304), (3072, 768)):

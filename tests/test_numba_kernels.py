@@ -277,13 +277,14 @@ def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed
 @FAST
 @given(st.integers(1, 20), st.integers(1, 50), st.integers(1, 70), st.integers(0, 2**31))
 def test_register_tile_product_matches_numpy(S, T, N, seed):
-    """c = a @ b six rows at a time: full 16-column tiles, the column tail, and row blocks past
-    S."""
+    """c = a @ b six rows at a time, written three rows down: full 16-column tiles, the column
+    tail, and a last block of fewer than six rows."""
     a, b = arrays(seed, S, T), arrays(seed + 1, T, N)
-    c = np.full((S, N), np.nan, np.float32)
+    c = np.full((S + 3, N), np.nan, np.float32)
     for i0 in range(0, S, nb.ROWS):
-        nb._rows_times(a, b, c, i0, N)
-    assert_close(c, a @ b, atol=1e-5, rtol=1e-5, what="tile product")
+        nb._rows_times(a, i0, b, c, i0 + 3, min(nb.ROWS, S - i0), N)
+    assert np.isnan(c[:3]).all(), "rows before the offset must not be written"
+    assert_close(c[3:], a @ b, atol=1e-5, rtol=1e-5, what="tile product")
 
 
 @FAST
@@ -334,7 +335,8 @@ def test_key_limits_by_hand():
 def test_causal_attention_skips_hidden_keys_exactly(S, P, pad, seed):
     """A causal mask over P cached keys and S new ones, with `pad` left-padded keys in row 0 (whose
     first queries then see no key at all and go uniform): the products stop at each block's last
-    visible key, and the result is NumPy's, hidden keys' probabilities exactly 0 as there."""
+    visible key, and the result is NumPy's, hidden keys' probabilities exactly 0 as there. Without
+    the maps (want_probs=False, the scores in each task's own rows) the context is the same."""
     B, H, D, K = 2, 3, 64, P + S
     q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
     masked = np.triu(np.ones((S, K), bool), P + 1)[None, None].repeat(B, 0)
@@ -346,6 +348,9 @@ def test_causal_attention_skips_hidden_keys_exactly(S, P, pad, seed):
     assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
     hidden = np.broadcast_to(masked & ~masked.all(-1, keepdims=True), got[1].shape)
     assert (got[1][hidden] == 0).all(), "a hidden key's probability must be exactly 0"
+    ctx, probs = nb.attention(q, k, v, 0.125, bias, None, masked, want_probs=False)
+    assert probs is None
+    np.testing.assert_array_equal(ctx, got[0], "without the maps: the same context, bit for bit")
 
 
 @FAST

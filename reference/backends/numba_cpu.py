@@ -3,7 +3,9 @@ reference/ops.py.
 
 | kernel here          | NumPy twin                | strategy                                      |
 |----------------------|---------------------------|-----------------------------------------------|
-| ``linear``           | ``ops.linear``            | matvec (<= 4 rows), 4 x 4 tiles (<= 64), BLAS |
+| ``linear``           | ``ops.linear``            | matvec (<= 4 rows), 4 x 4 tiles (<= 64), then |
+|                      |                           | numba_gemm on AVX-512 (panels packed per      |
+|                      |                           | call from the stored weights), else BLAS      |
 | ``layer_norm``       | ``ops.layer_norm``        | a parallel pass per row (two-pass variance)   |
 | ``add_layer_norm``   | ``layer_norm(x + r)``     | the same, the residual added as it is read    |
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
@@ -471,8 +473,9 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage);
     a precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
     Numba matvec, up to 64 (a prompt) through _rows_tiled's register tiles, both over the weights as
-    stored; more rows, or weights not in row-major order, go to BLAS (on widened or dequantized
-    weights)."""
+    stored; more rows go to numba_gemm's register blocks over panels packed from the stored weights
+    on AVX-512 CPUs, and otherwise (or for weights not in row-major order) to BLAS, on widened or
+    dequantized weights."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
     q8 = isinstance(weight, Q8Matrix)
@@ -485,6 +488,11 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
         w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
         kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled
         kernel(np.ascontiguousarray(rows), w, scales, out)
+    elif numba_ok and AVX512:
+        from .numba_gemm import stored_linear  # numba_gemm builds on this module's kernels
+
+        w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
+        return stored_linear(rows, w, scales, bias).reshape(lead + (weight.shape[0],))
     elif q8:
         out = rows @ weight.dequantize().T
     else:
@@ -746,53 +754,49 @@ def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _rows_times(a, b, c, i0, N):  # a [S, T], b [T, >= N] -> c [S, N], rows i0 .. i0 + 5 only
-    """c[i, :N] = a[i, :T] @ b[:, :N] for the six rows from i0; rows past the last repeat it (same
-    values, written twice).
+def _rows_times(a, ia, b, c, ic, n, N):  # a [Sa, T], b [T, >= N] -> c [Sc, N], six rows
+    """c[ic + r, :N] = a[ia + r, :T] @ b[:, :N] for the six rows r < 6 from ia and ic; rows at or
+    past n repeat the last one, n - 1 (same values, written twice).
 
     a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
     loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
     loaded value serves six rows and no partial sum leaves the registers until the block is done (a
     BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
     """
-    S, T = a.shape[0], b.shape[0]
-    i1, i2, i3, i4, i5 = (
-        min(i0 + 1, S - 1),
-        min(i0 + 2, S - 1),
-        min(i0 + 3, S - 1),
-        min(i0 + 4, S - 1),
-        min(i0 + 5, S - 1),
-    )
+    T = b.shape[0]
+    r1, r2, r3, r4, r5 = min(1, n - 1), min(2, n - 1), min(3, n - 1), min(4, n - 1), min(5, n - 1)
     for j in range(0, N - 15, 16):
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = zero8()
         for t in range(T):
             lo, hi = load8(b, t, j), load8(b, t, j + 8)
-            c00, c01 = _fma16(c00, c01, a[i0, t], lo, hi)
-            c10, c11 = _fma16(c10, c11, a[i1, t], lo, hi)
-            c20, c21 = _fma16(c20, c21, a[i2, t], lo, hi)
-            c30, c31 = _fma16(c30, c31, a[i3, t], lo, hi)
-            c40, c41 = _fma16(c40, c41, a[i4, t], lo, hi)
-            c50, c51 = _fma16(c50, c51, a[i5, t], lo, hi)
-        _store16(c, i0, j, c00, c01)
-        _store16(c, i1, j, c10, c11)
-        _store16(c, i2, j, c20, c21)
-        _store16(c, i3, j, c30, c31)
-        _store16(c, i4, j, c40, c41)
-        _store16(c, i5, j, c50, c51)
-    for i in range(i0, min(i0 + ROWS, S)):
+            c00, c01 = _fma16(c00, c01, a[ia, t], lo, hi)
+            c10, c11 = _fma16(c10, c11, a[ia + r1, t], lo, hi)
+            c20, c21 = _fma16(c20, c21, a[ia + r2, t], lo, hi)
+            c30, c31 = _fma16(c30, c31, a[ia + r3, t], lo, hi)
+            c40, c41 = _fma16(c40, c41, a[ia + r4, t], lo, hi)
+            c50, c51 = _fma16(c50, c51, a[ia + r5, t], lo, hi)
+        _store16(c, ic, j, c00, c01)
+        _store16(c, ic + r1, j, c10, c11)
+        _store16(c, ic + r2, j, c20, c21)
+        _store16(c, ic + r3, j, c30, c31)
+        _store16(c, ic + r4, j, c40, c41)
+        _store16(c, ic + r5, j, c50, c51)
+    for r in range(min(n, ROWS)):
         for j in range(N - N % 16, N):
             total = np.float32(0.0)
             for t in range(T):
-                total += a[i, t] * b[t, j]
-            c[i, j] = total
+                total += a[ia + r, t] * b[t, j]
+            c[ic + r, j] = total
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs):
+def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, keep):
     """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm,
     K]; masked [Bk, Sk, K] bool and its limits [Bk, Sk] (_key_limits). Leading sizes of 1
-    broadcast (so [1, 1, K] zeros stand for "absent"). Writes probs [B, H, S, K] (also the score
-    workspace) and ctx [B, S, H, D] (its rows must have unit stride).
+    broadcast (so [1, 1, K] zeros stand for "absent"). Writes ctx [B, S, H, D] (its rows must have
+    unit stride) and, where ``keep``, probs [B, H, S, K], which then also hold the scores as they
+    are made; without it each task works in six rows of its own (a 1024-token prompt's maps are
+    50 MB a layer), and probs is not touched.
 
     One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next
     to each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they
@@ -810,19 +814,22 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs):
         q = np.ascontiguousarray(qs[b, :, h])  # [S, D]
         kt = np.ascontiguousarray(ks[b, :, h].T)  # [D, K]: a score row runs along contiguous keys
         v = np.ascontiguousarray(vs[b, :, h])  # [K, D]
-        p, o = probs[b, h], ctx[b, :, h]  # [S, K], [S, D]
+        o = ctx[b, :, h]  # [S, D]
+        own = np.empty((ROWS, K), np.float32)
         lim = limits[min(b, limits.shape[0] - 1)]
         for i0 in range(0, S, ROWS):
+            n = min(ROWS, S - i0)
+            p = probs[b, h, i0 : i0 + n] if keep else own[:n]  # [n, K]: these queries' rows
             Kb = 0
-            for i in range(i0, min(i0 + ROWS, S)):
-                Kb = max(Kb, lim[min(i, lim.shape[0] - 1)])
+            for r in range(n):
+                Kb = max(Kb, lim[min(i0 + r, lim.shape[0] - 1)])
             # scores q k^T of keys 0 .. Kb - 1, in whole 16-column tiles where K allows (the tile's
             # one-column tail walks down kt's columns: a tail at every block made the products
             # of a causal 1024-token prompt slower than all of them)
-            _rows_times(q, kt, p, i0, min(K, -(-Kb // 16) * 16))
-            for i in range(i0, min(i0 + ROWS, S)):
-                _finish_scores(p[i], scale, bias, mask_add, masked, b, h, i, Kb, K)
-            _rows_times(p, v[:Kb], o, i0, D)  # context probs v, over the same keys
+            _rows_times(q, i0, kt, p, 0, n, min(K, -(-Kb // 16) * 16))
+            for r in range(n):
+                _finish_scores(p[r], scale, bias, mask_add, masked, b, h, i0 + r, Kb, K)
+            _rows_times(p, 0, v[:Kb], o, i0, n, D)  # context probs v, over the same keys
 
 
 def _as3(x, dtype, K):
@@ -848,13 +855,23 @@ def _key_limits(masked):  # [Bk, Sk, K] bool -> [Bk, Sk] int64
 
 
 def attention(
-    q, k, v, scale, bias=None, mask_add=None, masked=None, dropout_p=0.0, rng=None, head_mask=None
+    q,
+    k,
+    v,
+    scale,
+    bias=None,
+    mask_add=None,
+    masked=None,
+    dropout_p=0.0,
+    rng=None,
+    head_mask=None,
+    want_probs=True,
 ):
     """Twin of ops.attention for inference (dropout and head masks take the NumPy path).
 
     One fused kernel: products, bias, mask, softmax and the weighted sum. The context is written in
     [B, S, H, D] memory order and returned as its [B, H, S, D] view, so merging the heads afterwards
-    is a free reshape.
+    is a free reshape. With ``want_probs`` False the maps are neither kept nor returned (None).
     """
     if rng is not None or head_mask is not None or q.dtype != np.float32:
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
@@ -862,7 +879,7 @@ def attention(
     K = k.shape[2]
     bias3 = _as3(bias if bias is None or np.ndim(bias) == 3 else np.asarray(bias)[0], np.float32, K)
     ctx = np.empty((B, S, H, D), np.float32)
-    probs = np.empty((B, H, S, K), np.float32)
+    probs = np.empty((B, H, S, K) if want_probs else (1, 1, 1, 1), np.float32)
     rows = lambda x: x.transpose(
         0, 2, 1, 3
     )  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
@@ -878,8 +895,9 @@ def attention(
         _key_limits(masked3),
         ctx,
         probs,
+        want_probs,
     )
-    return ctx.transpose(0, 2, 1, 3), probs
+    return ctx.transpose(0, 2, 1, 3), probs if want_probs else None
 
 
 NUMBA = Kernels("numba", linear, layer_norm, gelu, attention)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_cpu import FASTMATH, _gelu1
+from .numba_cpu import FASTMATH, _gelu1, _row_as_float32
 from .numba_vec16 import add16, fma16, load16, splat16, store16, zero16
 
 MR, NR = 8, 48  # rows of x and output columns per register block
@@ -124,20 +124,16 @@ def _store_row(out, i, j, c0, c1, c2, v0, v1, v2):  # out[i, j : j + 48] = (c0, 
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _block(x, i0, panels, p, bias, out):  # out[i0 : i0 + 8, 48 p : 48 p + 48]
-    """Rows i0 .. i0 + 7 of x (those past the last repeat it, and are not written) times panel p,
-    plus the bias."""
+def _block(x, i0, panel, j, bias, out):  # out[i0 : i0 + 8, j : j + 48]
+    """Rows i0 .. i0 + 7 of x (those past the last repeat it, and are not written) times one panel
+    [I, 48], whose columns are the output's j .. j + 47, plus the bias."""
     M, K = x.shape
     r1, r2, r3 = min(i0 + 1, M - 1), min(i0 + 2, M - 1), min(i0 + 3, M - 1)
     r4, r5, r6, r7 = min(i0 + 4, M - 1), min(i0 + 5, M - 1), min(i0 + 6, M - 1), min(i0 + 7, M - 1)
     c00 = c01 = c02 = c10 = c11 = c12 = c20 = c21 = c22 = c30 = c31 = c32 = zero16()
     c40 = c41 = c42 = c50 = c51 = c52 = c60 = c61 = c62 = c70 = c71 = c72 = zero16()
     for k in range(K):
-        b0, b1, b2 = (
-            load16(panels, (p, k, 0)),
-            load16(panels, (p, k, 16)),
-            load16(panels, (p, k, 32)),
-        )
+        b0, b1, b2 = load16(panel, (k, 0)), load16(panel, (k, 16)), load16(panel, (k, 32))
         c00, c01, c02 = _fma_row(c00, c01, c02, x[i0, k], b0, b1, b2)
         c10, c11, c12 = _fma_row(c10, c11, c12, x[r1, k], b0, b1, b2)
         c20, c21, c22 = _fma_row(c20, c21, c22, x[r2, k], b0, b1, b2)
@@ -146,7 +142,6 @@ def _block(x, i0, panels, p, bias, out):  # out[i0 : i0 + 8, 48 p : 48 p + 48]
         c50, c51, c52 = _fma_row(c50, c51, c52, x[r5, k], b0, b1, b2)
         c60, c61, c62 = _fma_row(c60, c61, c62, x[r6, k], b0, b1, b2)
         c70, c71, c72 = _fma_row(c70, c71, c72, x[r7, k], b0, b1, b2)
-    j = p * NR
     v0, v1, v2 = load16(bias, (j,)), load16(bias, (j + 16,)), load16(bias, (j + 32,))
     _store_row(out, i0, j, c00, c01, c02, v0, v1, v2)
     if i0 + 1 < M:
@@ -175,7 +170,7 @@ def _panels_over_rows(x, panels, bias, out, gelu):
         m1 = min(m0 + ROW_BLOCK, M)
         for p in prange(panels.shape[0]):
             for i0 in range(m0, m1, MR):
-                _block(x, i0, panels, p, bias, out)
+                _block(x, i0, panels[p], p * NR, bias, out)
             if gelu:
                 for i in range(m0, m1):
                     row = out[i, p * NR : p * NR + NR]
@@ -212,3 +207,45 @@ def packed_linear(x, weight, bias=None, gelu=False):  # [..., I], PackedMatrix [
     """Twin of ops.linear (and of ops.gelu after it, where ``gelu``) for a PackedMatrix."""
     out = packed_product(x, weight, padded_bias(bias, weight.columns), gelu)
     return out if weight.rows == weight.columns else out[..., : weight.rows]
+
+
+@njit(inline="always")
+def _pack_stored_panel(w, scales, p, rows, panel):  # -> panel [I, 48] of weight rows 48 p ..
+    """panel[k, j] = row 48 p + j of the stored weights as float32 (zeros past the last row): the
+    rows are widened or dequantized into ``rows`` [48, I] first (numba_cpu._row_as_float32, in
+    vectors), then transposed. ``rows`` is a view of a buffer whose rows are 16 floats longer than
+    I: at I = 3072 rows 12 KB apart fell on one L1 set, and the transposing copy, which reads down
+    all 48 rows at once, took longer than the product at 65 rows of x."""
+    O = w.shape[0]
+    for j in range(NR):
+        if p * NR + j < O:
+            _row_as_float32(w, scales, p * NR + j, rows, j)
+        else:
+            rows[j, :] = 0.0
+    for k in range(panel.shape[0]):
+        for j in range(NR):
+            panel[k, j] = rows[j, k]
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _gemm_stored(x, w, scales, bias, out):  # x [M, I], w [O, I] as stored -> out [M, 48 P]
+    """The product over weights kept in their stored form, [O, I] float32, bf16 bits or q8 (int8
+    and its scales [O, I / 32]): each task packs its panel into a buffer of its own core, as wide
+    float32, then runs the register blocks down all of x's rows, so the weights are read once per
+    call and never held as float32."""
+    M, I = x.shape
+    for p in prange(-(-w.shape[0] // NR)):
+        rows, panel = np.empty((NR, I + 16), np.float32), np.empty((I, NR), np.float32)
+        _pack_stored_panel(w, scales, p, rows[:, :I], panel)
+        for i0 in range(0, M, MR):
+            _block(x, i0, panel, p * NR, bias, out)
+
+
+def stored_linear(rows, w, scales, bias):  # [M, I] float32, [O, I] stored -> [M, O]
+    """Twin of ops.linear for a long prompt's rows on weights as stored (numba_cpu.linear's
+    path past its tiles, on AVX-512): float32, bf16 bits (uint16), or q8's int8 with its scales."""
+    O = w.shape[0]
+    columns = -(-O // NR) * NR
+    out = np.empty((rows.shape[0], columns), np.float32)
+    _gemm_stored(np.ascontiguousarray(rows), w, scales, padded_bias(bias, columns), out)
+    return out if columns == O else np.ascontiguousarray(out[:, :O])

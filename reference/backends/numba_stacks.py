@@ -134,6 +134,7 @@ class EncoderStack:
                 dropout_p=c.attention_probs_dropout_prob,
                 rng=rng,
                 head_mask=head_mask,
+                want_probs=per_layer,
             )
             a = self.linear(mpnet.merge_heads(context), p["attention"]["attn"]["o"])
             x = add_layer_norm(dropout(a, drop, rng), x, **p["attention"]["LayerNorm"], eps=eps)
@@ -143,9 +144,10 @@ class EncoderStack:
                 f = ACTIVATIONS[c.hidden_act](self.linear(x, p["intermediate"]["dense"]))
             f = self.linear(f, p["output"]["dense"])
             x = add_layer_norm(dropout(f, drop, rng), x, **p["output"]["LayerNorm"], eps=eps)
-            hidden_states.append(x)
-            attentions.append(probs)
-        return x, hidden_states, attentions
+            if per_layer:
+                hidden_states.append(x)
+                attentions.append(probs)
+        return (x, hidden_states, attentions) if per_layer else (x, None, None)
 
 
 # -------------------------------------------------------------------------------------- MPT
@@ -191,14 +193,17 @@ class DecoderStack:
             return mpt.decoder(self.params["blocks"], c, f, x, past, masked, bias, rng)
         hidden_states, attentions, presents = [], [], []
         for p, layer_past in zip(self.params["blocks"], past):
-            hidden_states.append(x)
-            x, probs, present = self.block(p, x, layer_past, masked, bias)
-            attentions.append(probs)
+            if per_layer:
+                hidden_states.append(x)
+            x, probs, present = self.block(p, x, layer_past, masked, bias, per_layer)
+            if per_layer:
+                attentions.append(probs)
             presents.append(present)
         return x, presents, hidden_states, attentions
 
-    def block(self, p, x, past, masked, bias):  # [B, S, C] -> [B, S, C], probs, present
-        """Twin of mpt.block (and mpt.attention) without dropout, on the Numba kernels."""
+    def block(self, p, x, past, masked, bias, want_probs=True):  # -> [B, S, C], probs, present
+        """Twin of mpt.block (and mpt.attention) without dropout, on the Numba kernels; the
+        attention maps (probs) are None unless ``want_probs``."""
         c, f = self.config, self.features
         B, S, C = x.shape
         H, D, eps = c.n_heads, c.head_size, c.layer_norm_epsilon
@@ -214,7 +219,9 @@ class DecoderStack:
         q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
         if past is not None:
             k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
-        context, probs = attention(q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked)
+        context, probs = attention(
+            q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked, want_probs=want_probs
+        )
         x = x + linear(context.transpose(0, 2, 1, 3).reshape(B, S, C), **p["attn"]["out_proj"])
         h = layer_norm(x, p["norm_2"]["weight"], p["norm_2"].get("bias"), eps)
         h = gelu(linear(h, **p["ffn"]["up_proj"]))  # [B, S, 4C]
