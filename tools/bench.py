@@ -8,6 +8,8 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
   128
   decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
           128 new tokens after a 32-token prompt, batch 1
+  long    the same after a 1024-token prompt, with the time to the first token (the prefill) and
+          the steps' rate after it; against the engines only (--engines)
   gemm    the encoder's four projections at 1024 rows, numba_gemm's packed product against BLAS
           (GFLOP/s): which one EncoderStack should pick on this CPU
   bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
@@ -50,6 +52,7 @@ DECODER = dict(
     model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_size=50368, max_seq_len=2048
 )
 PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
+LONG_PROMPT = 1024  # the long workload's prompt: where the prefill, not the steps, sets the pace
 
 
 def tune_process(workload="encode"):
@@ -64,8 +67,8 @@ def encode_ids():  # the encode workload's token ids [ENC_BATCH, ENC_LEN]
     return np.random.default_rng(1).integers(3, ENCODER["vocab_size"], (ENC_BATCH, ENC_LEN))
 
 
-def prompt_ids():  # the decode workload's prompt [1, PROMPT]
-    return np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, PROMPT))
+def prompt_ids(n=PROMPT):  # the decode workload's prompt [1, n]
+    return np.random.default_rng(2).integers(0, DECODER["vocab_size"], (1, n))
 
 
 def random_weights(family, config, task, seed=0):
@@ -586,6 +589,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
     ),
     "embed": (["numba-embed", "sentence-transformers", "fastembed"], "sentence-transformers", {}),
 }
+ENGINE_COLUMNS["long"] = ENGINE_COLUMNS["decode"]  # the same columns, after a LONG_PROMPT prompt
 
 
 def engine_table(workload, out, threads, repeats, limits):
@@ -602,13 +606,15 @@ def engine_table(workload, out, threads, repeats, limits):
         read(buffers["bf16"])  # compiled before any pass is timed
     rates = {s: [] for s in buffers}
     rounds = []  # per round: column -> its median time
+    firsts = {c: [] for c in columns}  # long: the prompt and one token alone, before each run
+    extra = ["--prompt", str(LONG_PROMPT), "--first-token"] if workload == "long" else []
     for _ in range(repeats):
         rounds.append({})
         for c in columns:
             for s, r in read_rates(buffers, read, 3).items():
                 rates[s] += r
             res = subprocess.run(
-                [sys.executable, script, "run", c, out, "--threads", str(threads)],
+                [sys.executable, script, "run", c, out, "--threads", str(threads), *extra],
                 capture_output=True,
                 text=True,
             )
@@ -616,9 +622,10 @@ def engine_table(workload, out, threads, repeats, limits):
                 why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
                 print(f"  {c}: failed ({why})")
                 continue
-            got = json.loads(res.stdout.strip().splitlines()[-1])["times"]
-            times[c] += got
-            rounds[-1][c] = statistics.median(got)
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            times[c] += got["times"]
+            firsts[c] += got.get("first", [])
+            rounds[-1][c] = statistics.median(got["times"])
     times = {c: t for c, t in times.items() if t}
     if workload in ("encode", "decode"):  # the columns judged against a bound
         after = machine_limits(threads)
@@ -629,11 +636,14 @@ def engine_table(workload, out, threads, repeats, limits):
         limits = higher_limits(limits, after)
     if anchor not in times:
         anchor = next(iter(times))
-    per = {"encode": ENC_BATCH, "decode": NEW_TOKENS, "embed": len(corpus())}[workload]
-    unit = {"encode": "seq/s", "decode": "tokens/s", "embed": "sentences/s"}[workload]
+    per = {"encode": ENC_BATCH, "embed": len(corpus())}.get(workload, NEW_TOKENS)
+    unit = {"encode": "seq/s", "embed": "sentences/s"}.get(workload, "tokens/s")
     base = statistics.median(times[anchor])
-    second = {"encode": "of FMA", "decode": "of read" if rates else ""}.get(workload, "")
-    head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {'of bound':>9}"
+    second = {"encode": "of FMA", "decode": "of read" if rates else "", "long": "steps t/s"}.get(
+        workload, ""
+    )
+    first = "first tok" if workload == "long" else "of bound"
+    head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {first:>9}"
     print(head + (f" {second:>8}" if second else "") + "   runs")
     for c, t in times.items():
         m, of_read = statistics.median(t), ""
@@ -648,6 +658,9 @@ def engine_table(workload, out, threads, repeats, limits):
             moved = decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9
             bound = f"{moved / limits['read_gbs'][nearest]:.0%}"
             of_read = f" {moved / statistics.median(rates[nearest]):>8.0%}"
+        elif workload == "long":  # the first token's time (the prefill), then the steps' rate
+            f = statistics.median(firsts[c])
+            bound, of_read = f"{f:.3f}s", f" {(per - 1) / (m - f):>9.1f}"
         else:
             bound = "-"
         ratio = base / m
@@ -725,7 +738,10 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--workload", choices=["encode", "decode", "embed", "gemm", "bf16", "all"], default="all"
+        "--workload",
+        choices=["encode", "decode", "long", "embed", "gemm", "bf16", "all"],
+        default="all",
+        help="all: encode, decode and embed (long only when asked; with --engines only)",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -739,6 +755,8 @@ def main():
         ),
     )
     args = parser.parse_args()
+    if args.workload == "long" and not args.engines:
+        parser.error("--workload long runs against the engines: give --engines DIR")
     if args.child:
         kind, *rest = args.child
         return {
@@ -767,6 +785,10 @@ def main():
                 "decode": (
                     f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (of bound: weight"
                     " bytes streamed per second over the read bandwidth of a buffer their size)"
+                ),
+                "long": (
+                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {LONG_PROMPT} (first tok:"
+                    " the prompt and one token alone; steps t/s: the tokens after it a second)"
                 ),
                 "embed": (
                     f"sentence embedding, {len(corpus())} texts of 4-120 words, batch 32, max"

@@ -25,7 +25,9 @@ environment only).
 
 ``run`` times one engine on the bench workload in this process, after a warm-up, and prints
 {"times": [...]} (seconds per workload run). tools/bench.py --engines DIR starts it once per round,
-alternating with the other columns, so every engine runs in a process of its own.
+alternating with the other columns, so every engine runs in a process of its own. For the decode
+engines ``--prompt N`` sets the prompt's length, and ``--first-token`` also times a run that
+generates one token (the prompt's prefill), as {"first": [...]}.
 """
 
 from __future__ import annotations
@@ -259,8 +261,9 @@ def prepare(out: Path):
 # ---------------------------------------------------------------------------------------- run
 
 
-def runner(engine, out: Path, threads):
-    """A no-argument function running the workload once on ``engine``."""
+def runner(engine, out: Path, threads, prompt_len=bench.PROMPT):
+    """A function running the workload once on ``engine``; a decode engine's takes how many tokens
+    to generate (bench.NEW_TOKENS unless told), after a prompt of ``prompt_len``."""
     if engine == "onnxruntime":
         import onnxruntime as ort
 
@@ -280,21 +283,21 @@ def runner(engine, out: Path, threads):
 
         llm = llama_cpp.Llama(
             str(out / f"mpt-{engine.split('-', 1)[1]}.gguf"),
-            n_ctx=bench.PROMPT + bench.NEW_TOKENS + 8,
+            n_ctx=prompt_len + bench.NEW_TOKENS + 8,
             n_threads=threads,
             n_threads_batch=threads,
-            n_batch=bench.PROMPT,
+            n_batch=min(prompt_len, 512),  # 512 is llama-cpp-python's default
             verbose=False,
         )
-        prompt = [int(t) for t in bench.prompt_ids()[0]]
+        prompt = [int(t) for t in bench.prompt_ids(prompt_len)[0]]
 
-        def greedy():  # llama-cpp-python's own generator, greedy (temperature 0), 128 tokens
+        def greedy(n=bench.NEW_TOKENS):  # llama-cpp-python's own generator, greedy (temperature 0)
             # generate(reset=True) keeps the cached keys and values of the longest prefix it has
             # seen, so from the second run on it would skip the prompt (8 against 48 ms for bf16
             # on Zen 4); reset() empties the cache, and every run evaluates the prompt, as ours do
             llm.reset()
-            for n, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True), 1):
-                if n == bench.NEW_TOKENS:
+            for made, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True), 1):
+                if made == n:
                     break
 
         return greedy
@@ -309,11 +312,11 @@ def runner(engine, out: Path, threads):
             intra_threads=threads,
             inter_threads=1,
         )
-        tokens = [f"t{i}" for i in bench.prompt_ids()[0]]
-        return lambda: generator.generate_batch(
+        tokens = [f"t{i}" for i in bench.prompt_ids(prompt_len)[0]]
+        return lambda n=bench.NEW_TOKENS: generator.generate_batch(
             [tokens],
-            max_length=bench.NEW_TOKENS,
-            min_length=bench.NEW_TOKENS,
+            max_length=n,
+            min_length=n,
             sampling_topk=1,
             include_prompt_in_result=False,
         )
@@ -342,8 +345,8 @@ def runner(engine, out: Path, threads):
         model = reference.from_pretrained(
             str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage
         )
-        ids = bench.prompt_ids()
-        return lambda: model.generate(ids, max_new_tokens=bench.NEW_TOKENS)
+        ids = bench.prompt_ids(prompt_len)
+        return lambda n=bench.NEW_TOKENS: model.generate(ids, max_new_tokens=n)
     if engine.startswith("hf-torch"):
         import torch
         import transformers
@@ -354,15 +357,11 @@ def runner(engine, out: Path, threads):
             ids = torch.from_numpy(bench.encode_ids())
             return lambda: model(ids)
         model = transformers.MptForCausalLM.from_pretrained(str(out / "mpt")).eval()
-        ids = torch.from_numpy(bench.prompt_ids())
-        kw = dict(
-            max_new_tokens=bench.NEW_TOKENS,
-            min_new_tokens=bench.NEW_TOKENS,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=0,
+        ids = torch.from_numpy(bench.prompt_ids(prompt_len))
+        kw = dict(do_sample=False, use_cache=True, pad_token_id=0)
+        return lambda n=bench.NEW_TOKENS: model.generate(
+            ids, max_new_tokens=n, min_new_tokens=n, **kw
         )
-        return lambda: model.generate(ids, **kw)
     if engine == "sentence-transformers":
         import torch
         from sentence_transformers import SentenceTransformer
@@ -392,21 +391,25 @@ def runner(engine, out: Path, threads):
     raise SystemExit(f"unknown engine {engine!r}")
 
 
-def run(engine, out: Path, threads, repeats):
+def run(engine, out: Path, threads, repeats, prompt_len=bench.PROMPT, first_token=False):
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
-    fn = runner(engine, out, threads)
+    fn = runner(engine, out, threads, prompt_len)
     if engine.startswith("hf-torch") or engine == "sentence-transformers":
         import torch
 
-        fn = (lambda f: lambda: torch.no_grad()(f)())(fn)
+        fn = (lambda f: lambda *n: torch.no_grad()(f)(*n))(fn)
     fn()  # warm-up
-    times = []
+    times, first = [], []
     for _ in range(repeats):
+        if first_token:  # the prompt and one token: how long a user waits for the first
+            start = time.perf_counter()
+            fn(1)
+            first.append(time.perf_counter() - start)
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    print(json.dumps({"times": times}))
+    print(json.dumps({"times": times, **({"first": first} if first_token else {})}))
 
 
 def main():
@@ -421,11 +424,13 @@ def main():
     r.add_argument("out", type=Path)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--repeats", type=int, default=1)
+    r.add_argument("--prompt", type=int, default=bench.PROMPT, help="decode prompt length")
+    r.add_argument("--first-token", action="store_true", help="also time the first token alone")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.out)
     else:
-        run(args.engine, args.out, args.threads, args.repeats)
+        run(args.engine, args.out, args.threads, args.repeats, args.prompt, args.first_token)
 
 
 if __name__ == "__main__":
