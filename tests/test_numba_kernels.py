@@ -195,18 +195,29 @@ def test_without_avx512_the_prompt_tiles_and_q8_dots_are_eight_lanes_wide_and_eq
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 
 
+def layer_norm_bound(x, w, want, eps=1e-5):
+    """What two float32 LayerNorms may differ by: 1e-5 abs + rel, plus the mean's rounding (up to
+    C + 2 units of 2^-24 of the row's largest |x|, summed in different orders) divided by the
+    row's standard deviation and scaled by |w|. A row of nearly equal values has a deviation near
+    sqrt(eps), where that term is the whole error (C = 2: 3.7e-5 seen)."""
+    x64 = x.astype(np.float64)
+    C = x.shape[-1]
+    rounding = (C + 2) * 2.0**-24 * np.abs(x64).max(-1, keepdims=True)
+    return (
+        1e-5
+        + 1e-5 * np.abs(want)
+        + np.abs(w) * rounding / np.sqrt(x64.var(-1, keepdims=True) + eps)
+    )
+
+
 @FAST
 @given(st.integers(1, 20), dims, st.booleans(), st.integers(0, 2**31))
 def test_layer_norm_and_gelu_match_numpy(rows, C, with_bias, seed):
     x = arrays(seed, rows, C, scale=3.0) + 2.0
     w, b = arrays(seed + 1, C), arrays(seed + 2, C)
-    assert_close(
-        nb.layer_norm(x, w, b if with_bias else None, 1e-5),
-        ops.layer_norm(x, w, b if with_bias else None, 1e-5),
-        atol=1e-5,
-        rtol=1e-5,
-        what="layer_norm",
-    )
+    want = ops.layer_norm(x, w, b if with_bias else None, 1e-5)
+    got = nb.layer_norm(x, w, b if with_bias else None, 1e-5)
+    assert_within(got, want, layer_norm_bound(x, w, want), what="layer_norm")
     assert_close(nb.gelu(x), ops.gelu(x), atol=1e-6, rtol=1e-6, what="gelu")
 
 
@@ -221,13 +232,9 @@ def test_fused_compositions_match_numpy(rows, C, O, seed):
         arrays(seed + 2, C),
         arrays(seed + 3, C),
     )
-    assert_close(
-        nb.add_layer_norm(x, r, w, b, 1e-5),
-        ops.layer_norm(x + r, w, b, 1e-5),
-        atol=1e-5,
-        rtol=1e-5,
-        what="add_layer_norm",
-    )
+    want = ops.layer_norm(x + r, w, b, 1e-5)
+    got = nb.add_layer_norm(x, r, w, b, 1e-5)
+    assert_within(got, want, layer_norm_bound(x + r, w, want), what="add_layer_norm")
     wo, bo = arrays(seed + 4, O, C), arrays(seed + 5, O)
     assert_close(
         nb.linear_gelu(x, wo, bo),
