@@ -433,6 +433,23 @@ def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
     np.testing.assert_array_equal(got, want)
 
 
+def test_outputs_without_the_maps_are_the_outputs_with_them():
+    """Both numba stacks skip the attention maps (and the hidden states) when neither is asked for;
+    what they return is then the same, bit for bit. A padded row keeps the masks in play."""
+    from conftest import tiny_model
+
+    ids = np.array([[5, 6, 7, 8, 9, 10, 11], [0, 0, 3, 4, 5, 6, 7]])
+    mask = (ids != 0).astype(np.int64)
+    for model, field in (
+        (tiny_model(backend="numba"), "last_hidden_state"),
+        (tiny_mpt(backend="numba"), "logits"),
+    ):
+        bare = model(ids, attention_mask=mask)
+        full = model(ids, attention_mask=mask, output_attentions=True, output_hidden_states=True)
+        assert bare.attentions is None and len(full.attentions) == len(full.hidden_states) - 1
+        np.testing.assert_array_equal(getattr(bare, field), getattr(full, field), field)
+
+
 def test_bf16_storage_needs_the_numba_backend_and_halves_matrix_bytes():
     """bf16 weight storage tier: logits within 0.05 abs + 2% rel of fp32 (weights rounded to 8
     significant bits)."""
