@@ -1,5 +1,7 @@
 """A float32 matrix product for the encoder's projections on AVX-512 CPUs: x @ W.T + b, with GELU
-optionally applied as the result is written.
+optionally applied as the result is written. The same register blocks also run a long prompt's
+products over the decoder's weights as stored (``stored_linear``: float32, bf16 or q8, each panel
+packed per call on the core that uses it).
 
 At MPNet-base's shapes (1024 rows of 768 or 3072 inputs) NumPy's OpenBLAS runs at 82-86% of the
 FMA peak of this machine's two cores and then needs a second pass over the output for the bias
