@@ -483,15 +483,15 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     numba_ok = x.dtype == np.float32 and (
         q8 or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
     )
+    if numba_ok:
+        w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
     if numba_ok and rows.shape[0] <= FEW_ROWS_MAX:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
-        w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
         kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled
         kernel(np.ascontiguousarray(rows), w, scales, out)
     elif numba_ok and AVX512:
         from .numba_gemm import stored_linear  # numba_gemm builds on this module's kernels
 
-        w, scales = (weight.q, weight.scales) if q8 else (weight, _NO_SCALES)
         return stored_linear(rows, w, scales, bias).reshape(lead + (weight.shape[0],))
     elif q8:
         out = rows @ weight.dequantize().T
@@ -719,9 +719,10 @@ def _finish_scores(row, scale, bias, mask_add, masked, b, h, i, Kb, K):
     in place. bias [Hb, Sb, K], mask_add [Bm, Sm, K] and masked [Bk, Sk, K] broadcast over leading
     sizes of 1; an absent one is a single row of zeros (adding 0.0 changes no score) or of False.
 
-    Only row[:Kb] holds products; keys Kb.. are masked for this query (_key_limits), and each gets
-    what the full softmax gives a MASK_VALUE score: exp(MASK_VALUE - max) / sum, which is 0 unless
-    the row's max is itself within 87 of float32's lowest value (and NaN with a NaN max)."""
+    Only row[:Kb] holds products; keys Kb.. are masked for this query (_key_limits), and those up
+    to K (the caller's: the row's length where the maps are kept, else Kb, and nothing is written)
+    get what the full softmax gives a MASK_VALUE score: exp(MASK_VALUE - max) / sum, which is 0
+    unless the row's max is itself within 87 of float32's lowest value (and NaN with a NaN max)."""
     _scores_row(
         row,
         scale,
@@ -827,8 +828,10 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, ke
             # one-column tail walks down kt's columns: a tail at every block made the products
             # of a causal 1024-token prompt slower than all of them)
             _rows_times(q, i0, kt, p, 0, n, min(K, -(-Kb // 16) * 16))
-            for r in range(n):
-                _finish_scores(p[r], scale, bias, mask_add, masked, b, h, i0 + r, Kb, K)
+            for r in range(n):  # the hidden keys' probabilities are written only into kept maps
+                _finish_scores(
+                    p[r], scale, bias, mask_add, masked, b, h, i0 + r, Kb, K if keep else Kb
+                )
             _rows_times(p, 0, v[:Kb], o, i0, n, D)  # context probs v, over the same keys
 
 
