@@ -52,14 +52,18 @@ def load(args, task):
         len(read_safetensors_header(args.model)),
         f"loading {os.path.basename(args.model.rstrip('/'))}",
     ) as bar:
-        storage = getattr(args, "weight_storage", "fp32")
+        options = {  # the MPT-only options, passed only where they differ from the default
+            name: getattr(args, name)
+            for name in ("weight_storage", "kv_cache")
+            if getattr(args, name, "fp32") != "fp32"
+        }
         model = from_pretrained(
             args.model,
             task=task,
             profile=args.profile,
             backend=args.backend,
             on_tensor=bar.update,
-            **({} if storage == "fp32" else {"weight_storage": storage}),
+            **options,
         )
     progress(
         f"loaded {args.model} ({task}, backend {args.backend}) in"
@@ -381,6 +385,12 @@ def parser():
         choices=["fp32", "bf16", "q8"],
         default="fp32",
         help="with --backend numba: keep the matrices as bf16, or as q8 (int8 in blocks of 32)",
+    )
+    gen.add_argument(
+        "--kv-cache",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="keep keys and values as bf16 between tokens (numpy or numba): half the cache bytes",
     )
     ex = sub.add_parser(
         "explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)"

@@ -119,6 +119,8 @@ def from_pretrained(
     float64). backend: "numpy" (the reference) or "numba" (fast CPU kernels). MPT also takes
     weight_storage="bf16" with backend="numba": matrices kept as bfloat16, half the memory traffic;
     "q8" (opt-in): int8 in blocks of 32 with a float32 scale each, about 1.1 bytes per weight.
+    MPT's kv_cache="bf16" (numpy or numba; opt-in) rounds keys and values to bfloat16 as they are
+    cached, half the bytes a long context's decode step reads.
     on_tensor: called after each tensor is read (the command line draws a progress bar with it).
     """
     if backend not in BACKENDS:

@@ -35,6 +35,7 @@ import numpy as np
 from .inputs import as_float, as_ids
 from .ops import attention as scaled_dot_product_attention
 from .ops import dropout, gelu, layer_norm, linear
+from .precision import round_to_bf16
 
 HF_ALIBI_BIAS_MAX = 8  # HF 4.37.2 never passes config.alibi_bias_max (SPEC 2.1)
 
@@ -175,7 +176,9 @@ def attention(
     scores = q k^T * scale + ALiBi; masked scores replaced by finfo(float32).min (not added);
     softmax. p: this block's ``attn`` weights; past: (key, value) [B, H, P, D] or None; bias [H,
     1|S, K] or None; masked [B, 1, S, K] bool (True = masked). Returns the present (key, value) [B,
-    H, K, D].
+    H, K, D]. With feats.kv_cache "bf16" the new keys and values are rounded to bf16 (to nearest,
+    ties to even) before anything reads them, this token's own included, as a 16-bit cache holds
+    them; ``past`` is taken as given.
     """
     B, S, C = x.shape
     H, D = config.n_heads, config.head_size
@@ -189,6 +192,8 @@ def attention(
             norm(k, p["k_ln"], config.layer_norm_epsilon),
         )
     q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
+    if feats.kv_cache == "bf16":  # opt-in (mpt_model.MPTModel): the new keys and values as cached
+        k, v = (round_to_bf16(t).astype(t.dtype) for t in (k, v))
     if past is not None:
         k, v = (
             np.concatenate([past[0], k], axis=2),

@@ -13,7 +13,7 @@ blocks, computes the LM logits and opens decode sessions), or None for the NumPy
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -48,6 +48,7 @@ HF_ALIBI_BIAS_MAX = mpt.HF_ALIBI_BIAS_MAX
 HF_EXPANSION_RATIO = 4  # HF 4.37.2 hard-codes the MLP width to 4 * d_model (SPEC 2.1)
 ATTN_TYPES = ("multihead_attention",)
 WEIGHT_STORAGES = ("fp32", "bf16", "q8")
+KV_CACHES = ("fp32", "bf16")  # how keys and values are kept between tokens (MPTModel, kv_cache)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -209,6 +210,7 @@ class Features:
     accepts_4d_mask: bool
     resid_pdrop: float
     emb_pdrop: float
+    kv_cache: str = "fp32"  # "bf16": keys and values rounded to bf16 as they enter the cache
 
 
 def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
@@ -271,17 +273,39 @@ class MPTModel(GenerationMixin):
     bfloat16: half the memory traffic, results differing from fp32 by the weights' rounding.
     weight_storage="q8" (opt-in, Numba) keeps them as int8 in blocks of 32 with a float32 scale each
     (precision.Q8Matrix, like llama.cpp's q8_0 but with float32 activations): about 3.6 times less
-    traffic than fp32; its measured accuracy is in the README."""
+    traffic than fp32; its measured accuracy is in the README.
+    kv_cache="bf16" (opt-in, not an upstream behaviour; NumPy and Numba) rounds every new key and
+    value to bfloat16 as it enters the cache, so a decode session keeps them in half the bytes,
+    which is what bounds a step at long contexts; the presents it returns are float32 arrays on
+    the bf16 grid. Attention still reads them as float32 (mpt.attention; measured accuracy in the
+    README)."""
 
     task = "base"
     label_inputs: tuple = ()
 
-    def __init__(self, config, params, profile=None, rng=None, backend=None, weight_storage="fp32"):
+    def __init__(
+        self,
+        config,
+        params,
+        profile=None,
+        rng=None,
+        backend=None,
+        weight_storage="fp32",
+        kv_cache="fp32",
+    ):
         self.profile: MPTProfile = get_profile("mpt", profile)
         self.config = (
             config if isinstance(config, MPTConfig) else MPTConfig.from_dict(config, self.profile)
         )
-        self.features = resolve_features(self.config, self.profile)
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"unknown kv_cache {kv_cache!r}; accepted: {list(KV_CACHES)}")
+        has = getattr(backend, "kv_caches", ("fp32",))
+        if backend is not None and kv_cache not in has:
+            name = getattr(backend, "name", backend)
+            raise ValueError(
+                f"kv_cache={kv_cache!r} is not supported by backend {name!r}; it has {list(has)}"
+            )
+        self.features = replace(resolve_features(self.config, self.profile), kv_cache=kv_cache)
         self.dtype = params["wte.weight"].dtype
         self.params = nest(params)
         if weight_storage not in WEIGHT_STORAGES:

@@ -163,8 +163,8 @@ def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
 
 
 def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_hold(tmp_path):
-    """generate --backend numba --weight-storage q8: the tokens of the API's q8 model; on a model
-    whose width is not a multiple of 32 a one-line error naming the reason."""
+    """generate --backend numba --weight-storage q8 (and --kv-cache bf16): the tokens of the API's
+    model built the same way; on a model whose width is not a multiple of 32 a one-line error naming the reason."""
     import numpy as np
     from conftest import write_checkpoint
     from test_mpt_properties import CONFIG, tiny_mpt
@@ -180,6 +180,12 @@ def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_
     assert out.returncode == 0, out.stderr
     model = reference.from_pretrained(path, task="causal-lm", backend="numba", weight_storage="q8")
     ids = reference.Tokenizer(path).backend.encode("w1 w2 w3", add_special_tokens=False).ids
+    want = model.generate(np.array([ids]), max_new_tokens=4)[0, len(ids) :].tolist()
+    assert json.loads(out.stdout)["tokens"] == want
+    args_cache = ("--backend", "numba", "--kv-cache", "bf16", "--max-new-tokens", "4", "--json")
+    out = cli("generate", "--model", str(path), "--prompt", "w1 w2 w3", *args_cache)
+    assert out.returncode == 0, out.stderr
+    model = reference.from_pretrained(path, task="causal-lm", backend="numba", kv_cache="bf16")
     want = model.generate(np.array([ids]), max_new_tokens=4)[0, len(ids) :].tolist()
     assert json.loads(out.stdout)["tokens"] == want
     narrow = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)  # d_model 24

@@ -367,12 +367,15 @@ def test_causal_attention_skips_hidden_keys_exactly(S, P, pad, seed):
     st.integers(1, 70),
     st.integers(1, 12),
     st.booleans(),
+    st.booleans(),
     st.integers(0, 2**31),
 )
-def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, seed):
+def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, bf16_cache, seed):
     """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
     T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
-    GELU MLP + residual; the step's key and value must land in cache slot T - 1."""
+    GELU MLP + residual; the step's key and value must land in cache slot T - 1. A bf16 cache
+    (uint16 bits) holds the same past rounded, and the step's key and value are rounded to nearest
+    as they are stored and before the attention reads them (twin: mpt.attention, kv_cache bf16)."""
     from reference.mpt import alibi_bias, alibi_slopes
 
     C, W, t = H * D, 4 * H * D, T - 1
@@ -394,12 +397,17 @@ def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, see
     key_ok = rng.random((B, T)) > 0.2
     key_ok[:, t] = True
     slopes = alibi_slopes(H)
+    if bf16_cache:
+        k, v = to_bf16_bits(k), to_bf16_bits(v)
+    cached = widen_bf16 if bf16_cache else (lambda a: a)  # the cache's values as float32
     # the NumPy block
     h = ops.layer_norm(x, g[0], n[0], 1e-5)
     qkv = ops.linear(h, w[0], b[0])
     q, k_new, v_new = (qkv[:, i * C : (i + 1) * C].reshape(B, H, 1, D) for i in range(3))
-    keys = np.concatenate([k[0, :, :, :t], k_new], axis=2)  # [B, H, T, D]
-    values = np.concatenate([v[0, :, :, :t], v_new], axis=2)
+    if bf16_cache:
+        k_new, v_new = round_to_bf16(k_new), round_to_bf16(v_new)
+    keys = np.concatenate([cached(k[0, :, :, :t]), k_new], axis=2)  # [B, H, T, D]
+    values = np.concatenate([cached(v[0, :, :, :t]), v_new], axis=2)
     ctx, _ = ops.attention(
         q, keys, values, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :]
     )
@@ -416,8 +424,12 @@ def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, see
     got = x.copy()
     nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
     assert_close(got, want, atol=2e-4, rtol=1e-4, what="decode step")
-    assert_close(k[0, :, :, t], k_new[:, :, 0], atol=1e-5, what="key written to slot t")
-    assert_close(v[0, :, :, t], v_new[:, :, 0], atol=1e-5, what="value written to slot t")
+    if bf16_cache:  # near-ties may round the other way: the products differ in the last bits
+        assert_close(cached(k[0, :, :, t]), k_new[:, :, 0], atol=1e-5, rtol=2**-8, what="key")
+        assert_close(cached(v[0, :, :, t]), v_new[:, :, 0], atol=1e-5, rtol=2**-8, what="value")
+    else:
+        assert_close(k[0, :, :, t], k_new[:, :, 0], atol=1e-5, what="key written to slot t")
+        assert_close(v[0, :, :, t], v_new[:, :, 0], atol=1e-5, what="value written to slot t")
 
 
 def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
@@ -686,29 +698,77 @@ def assert_decode_steps_match(fast, ref, ids, mask, steps=4):
         )
 
 
+@pytest.mark.parametrize("kv_cache", ["fp32", "bf16"])
 @pytest.mark.parametrize("storage", ["fp32", "bf16"])
-def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage):
+def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage, kv_cache):
     """numba_cpu.decode_step (all blocks of a step in one call) against mpt.decoder over the cache:
-    the logits of each of four steps after a left-padded prompt. bf16: the NumPy model runs on the
-    same bf16-rounded weights."""
+    the logits of each of four steps after a left-padded prompt. bf16 storage: the NumPy model runs
+    on the same bf16-rounded weights; bf16 cache: both round keys and values as they are cached."""
+    from test_mpt_properties import CONFIG
+
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
     mask = (ids != 0).astype(np.int64)
-    fast = tiny_mpt(backend="numba")
+    weights = {"transformer." + k: v for k, v in tiny_mpt().state_dict().items()}
+    fast = reference.build(
+        CONFIG,
+        weights,
+        task="causal-lm",
+        backend="numba",
+        weight_storage=storage,
+        kv_cache=kv_cache,
+    )
     if storage == "bf16":
-        weights = {"transformer." + k: v for k, v in fast.state_dict().items()}
-        from test_mpt_properties import CONFIG
-
-        fast = reference.build(
-            CONFIG, weights, task="causal-lm", backend="numba", weight_storage="bf16"
-        )
-        ref = reference.build(
-            CONFIG,
-            {k: round_to_bf16(v) if v.ndim == 2 else v for k, v in weights.items()},
-            task="causal-lm",
-        )
-    else:
-        ref = tiny_mpt()
+        weights = {k: round_to_bf16(v) if v.ndim == 2 else v for k, v in weights.items()}
+    ref = reference.build(CONFIG, weights, task="causal-lm", kv_cache=kv_cache)
     assert_decode_steps_match(fast, ref, ids, mask)
+
+
+def test_bf16_kv_cache_rounds_what_is_cached_and_stays_near_fp32():
+    """kv_cache="bf16": every present the model returns is on the bf16 grid; numba and NumPy
+    generate the same greedy tokens with it; its logits are within 0.02 abs + 2% rel of the fp32
+    cache's (keys and values rounded to 8 significant bits); numba's session holds 2 bytes a value."""
+    from test_mpt_properties import CONFIG
+
+    ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
+    mask = (ids != 0).astype(np.int64)
+    weights = {"transformer." + k: v for k, v in tiny_mpt().state_dict().items()}
+    models = {
+        (backend, cache): reference.build(
+            CONFIG, weights, task="causal-lm", backend=backend, kv_cache=cache
+        )
+        for backend in ("numpy", "numba")
+        for cache in ("fp32", "bf16")
+    }
+    for backend in ("numpy", "numba"):
+        out = models[backend, "bf16"](ids, attention_mask=mask, use_cache=True)
+        for layer, (k, v) in enumerate(out.past_key_values):
+            for name, t in (("key", k), ("value", v)):
+                assert t.dtype == np.float32, (backend, name, t.dtype)
+                np.testing.assert_array_equal(
+                    round_to_bf16(t), t, f"{backend} layer {layer} {name}s off the bf16 grid"
+                )
+        assert_close(
+            out.logits,
+            models[backend, "fp32"](ids, attention_mask=mask).logits,
+            atol=0.02,
+            rtol=0.02,
+            what=f"{backend}: bf16-cache vs fp32-cache logits",
+        )
+    kwargs = dict(attention_mask=mask, max_new_tokens=10, pad_token_id=0)
+    np.testing.assert_array_equal(
+        models["numba", "bf16"].generate(ids, **kwargs),
+        models["numpy", "bf16"].generate(ids, **kwargs),
+    )
+    session = models["numba", "bf16"].decode_session(2, 16)
+    assert session.k.dtype == np.uint16 and session.v.dtype == np.uint16
+
+
+def test_kv_cache_names_are_checked():
+    from test_mpt_properties import CONFIG
+
+    weights = {"transformer." + k: v for k, v in tiny_mpt().state_dict().items()}
+    with pytest.raises(ValueError, match="unknown kv_cache 'fp8'; accepted"):
+        reference.build(CONFIG, weights, task="causal-lm", kv_cache="fp8")
 
 
 # ----------------------------------------------------------------------------------- q8

@@ -40,9 +40,10 @@ class Backend:
     mpnet_encoder: Callable | None = None  # None: the model runs mpnet.encoder
     mpt_decoder: Callable | None = None  # None: the model runs mpt.decoder
     weight_storages: tuple = ("fp32",)
+    kv_caches: tuple = ("fp32",)  # mpt_model.KV_CACHES this backend's MPT stack computes
 
 
-REFERENCE = Backend("numpy", NUMPY)
+REFERENCE = Backend("numpy", NUMPY, kv_caches=("fp32", "bf16"))
 
 
 def get_backend(name) -> Backend:

@@ -11,7 +11,8 @@ reference/ops.py.
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
-| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; KV [T, D]   |
+| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; KV [T, D],  |
+|                      |                           | float32 or bf16 (kv_cache "bf16")             |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
 |                      |                           | products on activations split in two, except  |
@@ -199,6 +200,46 @@ def _float32_to_bits(typingctx, x):
 @njit(inline="always")
 def _round_bits(u):  # float32 bits -> the bits of the nearest bf16 (ties to even), as uint32
     return (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@njit(inline="always")
+def bf16_bits(x):  # float32 -> uint16: the bits of the nearest bf16 (twin: precision.to_bf16_bits)
+    """Round to nearest, ties to even; overflow becomes inf, and NaN stays (quiet) NaN."""
+    u = _float32_to_bits(x)
+    if x != x:
+        return np.uint16((u >> np.uint32(16)) | np.uint32(0x0040))
+    return np.uint16(_round_bits(u))
+
+
+@njit(parallel=True, cache=True)
+def round_to_bf16_in_place(x):  # [B, S, C] float32, any strides
+    """x = precision.round_to_bf16(x), elementwise: the keys or values of a prompt as a bf16 cache
+    holds them (DecoderStack.block with kv_cache "bf16"; x may be a view into the qkv product)."""
+    B, S, C = x.shape
+    for bs in prange(B * S):
+        row = x[bs // S, bs % S]
+        for c in range(C):
+            row[c] = bf16_to_float32(bf16_bits(row[c]))
+
+
+def _cached(cache, x):
+    """x (float32) as the cache stores it: itself in a float32 cache, its bf16 bits in a uint16
+    one (bf16_bits). Compiled per cache dtype."""
+
+
+@overload(_cached)
+def _cached_impl(cache, x):
+    if cache.dtype == types.uint16:
+
+        def as_bits(cache, x):
+            return bf16_bits(x)
+
+        return as_bits
+
+    def as_is(cache, x):
+        return x
+
+    return as_is
 
 
 @njit(cache=True)
@@ -958,7 +999,9 @@ def decode_step(
     masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers,
     [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
     after it; the other kinds pass [L, 1, 1] there, unused), biases [L, O] (zeros where the
-    checkpoint has none). One compiled call per step instead of about ten launches per layer from
+    checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits (uint16) for
+    kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
+    widened as it is read. One compiled call per step instead of about ten launches per layer from
     Python."""
     B, C = x.shape
     L, H, D, W = w_qkv.shape[0], k.shape[2], k.shape[4], w_up.shape[1]
@@ -977,8 +1020,8 @@ def decode_step(
                 qkv[b, o] = _dot(wq, sq, o, hs, b) + bq[o]
         for b in range(B):
             for c in range(C):
-                k[layer, b, c // D, t, c % D] = qkv[b, C + c]
-                v[layer, b, c // D, t, c % D] = qkv[b, 2 * C + c]
+                k[layer, b, c // D, t, c % D] = _cached(k, qkv[b, C + c])
+                v[layer, b, c // D, t, c % D] = _cached(v, qkv[b, 2 * C + c])
         for bh in prange(B * H):
             b, hh = bh // H, bh % H
             # 2-D views and a local accumulator: indexing the 5-D cache and the shared ctx inside
@@ -993,7 +1036,7 @@ def decode_step(
             for j in range(K):
                 row, s = keys[j], np.float32(0.0)
                 for d in range(D):
-                    s += q[d] * row[d]
+                    s += q[d] * _widen(row[d])
                 s = s * scale + slopes[hh] * np.float32(j - (K - 1))
                 scores[j] = s if key_ok[b, j] else MASK_VALUE
             _softmax_row(scores, K)
@@ -1001,7 +1044,7 @@ def decode_step(
             for j in range(K):
                 p, row = scores[j], values[j]
                 for d in range(D):
-                    acc[d] += p * row[d]
+                    acc[d] += p * _widen(row[d])
             ctx[b, hh * D : (hh + 1) * D] = acc
         wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
         ctxs = _split_for(wo, ctx)

@@ -8,10 +8,11 @@ fused attention).
 tests/test_numba_kernels.py holds each to its NumPy twin, and the golden tier runs through them.
 
 MPT decoding: the cache holds, per layer, keys ``k[B, H, T, D]`` and values ``v[B, H, T, D]``
-for the whole generation (T = prompt + new tokens); a step writes one slot and
-attends over the live ones, so nothing grows or is copied per token. A session takes the stack
-(config, features, params), never the model. The prompt runs the stack; a step runs every block in
-one compiled call, numba_cpu.decode_step, over weights stacked per kind at load.
+(float32, or their bf16 bits with kv_cache "bf16") for the whole generation (T = prompt + new
+tokens); a step writes one slot and attends over the live ones, so nothing grows or is copied per
+token. A session takes the stack (config, features, params), never the model. The prompt runs the
+stack; a step runs every block in one compiled call, numba_cpu.decode_step, over weights stacked
+per kind at load.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .numba_cpu import (
     layer_norm,
     linear,
     linear_gelu,
+    round_to_bf16_in_place,
 )
 from .numba_gemm import pack, pack_side_by_side, packed_linear, packed_product, padded_bias
 from .numba_vec16 import AVX512
@@ -216,6 +218,9 @@ class DecoderStack:
         if f.qk_ln:
             q = layer_norm(q, p["attn"]["q_ln"]["weight"], p["attn"]["q_ln"].get("bias"), eps)
             k = layer_norm(k, p["attn"]["k_ln"]["weight"], p["attn"]["k_ln"].get("bias"), eps)
+        if f.kv_cache == "bf16":  # as mpt.attention rounds them (k and v may be views of qkv)
+            round_to_bf16_in_place(k)
+            round_to_bf16_in_place(v)
         q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
         if past is not None:
             k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
@@ -327,8 +332,11 @@ class DecodeSession:
         c = stack.config
         self.stack, self.c = stack, c
         H, D, L = c.n_heads, c.head_size, c.n_layers
-        self.k = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
-        self.v = np.zeros((L, batch, H, total_len, D), np.float32)  # [L, B, H, T, D]
+        # float32, or the bf16 bits (uint16) of keys and values already rounded (kv_cache "bf16")
+        self.bf16 = stack.features.kv_cache == "bf16"
+        dtype = np.uint16 if self.bf16 else np.float32
+        self.k = np.zeros((L, batch, H, total_len, D), dtype)  # [L, B, H, T, D]
+        self.v = np.zeros((L, batch, H, total_len, D), dtype)  # [L, B, H, T, D]
         self.key_ok = np.zeros((batch, total_len), np.bool_)
         self.length = 0
         self.slopes = mpt.alibi_slopes(H, stack.features.alibi_bias_max)
@@ -351,8 +359,8 @@ class DecodeSession:
         )
         S = ids.shape[1]
         for i, (k, v) in enumerate(presents):
-            self.k[i, :, :, :S] = k
-            self.v[i, :, :, :S] = v
+            self.k[i, :, :, :S] = to_bf16_bits(k) if self.bf16 else k  # exact: k is on the grid
+            self.v[i, :, :, :S] = to_bf16_bits(v) if self.bf16 else v
         self.key_ok[:, :S] = key_mask
         self.length = S
         return self._final(np.ascontiguousarray(x[:, -1]))  # only the last position
@@ -386,4 +394,5 @@ NUMBA_BACKEND = Backend(
     mpnet_encoder=EncoderStack,
     mpt_decoder=DecoderStack,
     weight_storages=("fp32", "bf16", "q8"),
+    kv_caches=("fp32", "bf16"),
 )

@@ -44,6 +44,11 @@ def test_device_resident_generation_equals_numpy_with_left_padding():
     np.testing.assert_array_equal(model.generate(ids, attention_mask=mask, max_new_tokens=4), want)
 
 
+def test_the_cuda_backend_refuses_a_bf16_kv_cache_by_name():
+    with pytest.raises(ValueError, match="kv_cache='bf16' is not supported by backend 'cuda'"):
+        reference.build(CONFIG, weights(), task="causal-lm", backend="cuda", kv_cache="bf16")
+
+
 def test_seeded_sampling_draws_the_same_tokens_as_numpy():
     """Sampling runs on the host in float64 from each step's logits with the seeded NumPy generator,
     so a seed gives the same tokens on every backend (docs/errors.md, determinism)."""
