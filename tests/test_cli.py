@@ -164,7 +164,8 @@ def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
 
 def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_hold(tmp_path):
     """generate --backend numba --weight-storage q8 (and --kv-cache bf16): the tokens of the API's
-    model built the same way; on a model whose width is not a multiple of 32 a one-line error naming the reason."""
+    model built the same way; on a model whose width is not a multiple of 32 a one-line error
+    naming the reason."""
     import numpy as np
     from conftest import write_checkpoint
     from test_mpt_properties import CONFIG, tiny_mpt

@@ -726,7 +726,8 @@ def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage, kv
 def test_bf16_kv_cache_rounds_what_is_cached_and_stays_near_fp32():
     """kv_cache="bf16": every present the model returns is on the bf16 grid; numba and NumPy
     generate the same greedy tokens with it; its logits are within 0.02 abs + 2% rel of the fp32
-    cache's (keys and values rounded to 8 significant bits); numba's session holds 2 bytes a value."""
+    cache's (keys and values rounded to 8 significant bits); numba's session keeps 2 bytes a
+    value."""
     from test_mpt_properties import CONFIG
 
     ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
