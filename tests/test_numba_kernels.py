@@ -361,6 +361,20 @@ def test_causal_attention_skips_hidden_keys_exactly(S, P, pad, seed):
 
 
 @FAST
+@given(st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+def test_round_to_bf16_in_place_equals_precision_round_to_bf16(dtype, seed):
+    """numba_cpu.round_to_bf16_in_place on a strided view (the keys' columns of a qkv product, as
+    DecoderStack passes them), with NaN, inf and a value that overflows bf16, against
+    precision.round_to_bf16 element for element; the columns outside the view untouched."""
+    x = (arrays(seed, 2, 5, 48, scale=3.0) * 10.0 ** np.arange(-20, 28)).astype(dtype)
+    x[0, 0, 16:19] = [np.nan, -np.inf, 3.4e38]
+    want = x.copy()
+    want[:, :, 16:32] = round_to_bf16(x[:, :, 16:32])
+    nb.round_to_bf16_in_place(x[:, :, 16:32])
+    np.testing.assert_array_equal(x, want)
+
+
+@FAST
 @given(
     st.integers(1, 3),
     st.integers(1, 4),
@@ -903,7 +917,7 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
 
 
 def test_q8_accuracy_tool_measures_a_checkpoint(tmp_path):
-    """tools/q8_accuracy.py on a checkpoint directory: one row per storage, with a finite max
+    """tools/q8_accuracy.py on a checkpoint directory: one row per variant, with a finite max
     logit error, an agreement in [0, 1] and, for this tiny model, more than half the greedy
     tokens equal to fp32's under teacher forcing."""
     import subprocess
@@ -918,13 +932,13 @@ def test_q8_accuracy_tool_measures_a_checkpoint(tmp_path):
     path = write_checkpoint(tmp_path / "mpt", config, weights)
     tool = Path(__file__).resolve().parents[1] / "tools" / "q8_accuracy.py"
     out = subprocess.run(
-        [sys.executable, str(tool), str(path), "--storages", "bf16", "q8"],
+        [sys.executable, str(tool), str(path), "--storages", "bf16", "q8", "fp32+kvbf16"],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[2:]}
-    assert set(rows) == {"bf16", "q8"}, out.stdout
+    assert set(rows) == {"bf16", "q8", "fp32+kvbf16"}, out.stdout
     for storage, (err, rel, top1, free) in rows.items():
         assert np.isfinite(float(err)) and 0 <= float(err) < 1 and float(rel) >= 0, (
             storage,

@@ -322,7 +322,7 @@ def runner(engine, out: Path, threads, prompt_len=bench.PROMPT):
         )
     if engine.startswith(
         "numba"
-    ):  # this project: numba (encode), numba-fp32 / -bf16 / -q8 (decode), numba-embed
+    ):  # this project: numba (encode), numba-fp32 / -bf16 / -q8[-kvbf16] (decode), numba-embed
         import reference
         from reference.backends.numba_cpu import tune_process
 
@@ -341,9 +341,16 @@ def runner(engine, out: Path, threads, prompt_len=bench.PROMPT):
             )
             texts = bench.corpus()
             return lambda: embed_corpus(model, tok.backend, texts, batch_size=32, max_length=384)
-        storage = engine.split("-", 1)[1]
+        # numba-STORAGE, or numba-STORAGE-kvbf16 with the bf16 KV cache (llama.cpp's is f16)
+        storage, _, cache = engine.split("-", 1)[1].partition("-")
+        if cache not in ("", "kvbf16"):
+            raise SystemExit(f"unknown engine {engine!r}")
         model = reference.from_pretrained(
-            str(out / "mpt"), task="causal-lm", backend="numba", weight_storage=storage
+            str(out / "mpt"),
+            task="causal-lm",
+            backend="numba",
+            weight_storage=storage,
+            kv_cache="bf16" if cache else "fp32",
         )
         ids = bench.prompt_ids(prompt_len)
         return lambda n=bench.NEW_TOKENS: model.generate(ids, max_new_tokens=n)
