@@ -9,8 +9,7 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
   decode  MPT of ~125M parameters (d_model 768, 12 layers, 12 heads, vocab 50368) greedily decoding
           128 new tokens after a 32-token prompt, batch 1
   long    the same after a 1024-token prompt, with the time to the first token (the prefill) and
-          the steps' rate after it; against the engines only (--engines); one more column,
-          numba-bf16-kvbf16, adds the bf16 KV cache (kv_cache="bf16") to bf16 weights
+          the steps' rate after it; against the engines only (--engines)
   gemm    the encoder's four projections at 1024 rows, numba_gemm's packed product against BLAS
           (GFLOP/s): which one EncoderStack should pick on this CPU
   bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
@@ -23,6 +22,10 @@ resident memory during decoding, the
 memory of a process before any weight (the floor under that peak) and the time to the first token
 on a warm start (Numba cache hit) are measured in fresh subprocesses, since a process holding
 several models cannot attribute its memory to one of them.
+With --engines, the encode, decode, long and embed workloads run against the engines users pick
+instead (ONNX Runtime, llama.cpp, CTranslate2, sentence-transformers, fastembed; ENGINE_COLUMNS),
+each column in a process of its own; the decode columns include numba-bf16-kvbf16, bf16 weights
+with the bf16 KV cache (kv_cache="bf16"), the pair for llama.cpp's f16 cache.
 """
 
 from __future__ import annotations
@@ -569,6 +572,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
             "llama.cpp-f32",
             "ctranslate2-float32",
             "numba-bf16",
+            "numba-bf16-kvbf16",
             "llama.cpp-bf16",
             "numba-q8",
             "llama.cpp-q8_0",
@@ -582,6 +586,7 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
             "ctranslate2-float32": "fp32",
             "hf-torch-decode": "fp32",
             "numba-bf16": "bf16",
+            "numba-bf16-kvbf16": "bf16",
             "llama.cpp-bf16": "bf16",
             "numba-q8": "q8",
             "llama.cpp-q8_0": "q8_0",
@@ -590,15 +595,10 @@ ENGINE_COLUMNS = {  # workload -> (columns, anchor, storage per column for the b
     ),
     "embed": (["numba-embed", "sentence-transformers", "fastembed"], "sentence-transformers", {}),
 }
-# long: the same columns after a LONG_PROMPT prompt, and bf16 weights with the bf16 KV cache: the
-# last step reads 42 MB of keys and values (1152 positions, 12 layers) where fp32's reads 85 MB, on
-# top of the bf16 weights' 250 MB
-_decode = ENGINE_COLUMNS["decode"]
-ENGINE_COLUMNS["long"] = (
-    [*_decode[0][:5], "numba-bf16-kvbf16", *_decode[0][5:]],
-    _decode[1],
-    {**_decode[2], "numba-bf16-kvbf16": "bf16"},
-)
+# long: the same columns after a LONG_PROMPT prompt, where the KV cache's bytes matter most: with
+# the bf16 KV cache the last step reads 42 MB of keys and values (1152 positions, 12 layers) where
+# fp32's reads 85 MB, on top of the bf16 weights' 250 MB
+ENGINE_COLUMNS["long"] = ENGINE_COLUMNS["decode"]
 
 
 def engine_table(workload, out, threads, repeats, limits):
