@@ -615,8 +615,13 @@ def engine_table(workload, out, threads, repeats, limits):
         read(buffers["bf16"])  # compiled before any pass is timed
     rates = {s: [] for s in buffers}
     rounds = []  # per round: column -> its median time
-    firsts = {c: [] for c in columns}  # long: the prompt and one token alone, before each run
-    extra = ["--prompt", str(LONG_PROMPT), "--first-token"] if workload == "long" else []
+    # decode and long: the prompt and one token alone, before each run, so that the steps after
+    # the first token can be timed apart from the prompt's prefill (compute-bound, not a stream)
+    firsts = {c: [] for c in columns}
+    extra = {
+        "decode": ["--first-token"],
+        "long": ["--prompt", str(LONG_PROMPT), "--first-token"],
+    }.get(workload, [])
     for _ in range(repeats):
         rounds.append({})
         for c in columns:
@@ -648,34 +653,37 @@ def engine_table(workload, out, threads, repeats, limits):
     per = {"encode": ENC_BATCH, "embed": len(corpus())}.get(workload, NEW_TOKENS)
     unit = {"encode": "seq/s", "embed": "sentences/s"}.get(workload, "tokens/s")
     base = statistics.median(times[anchor])
-    second = {"encode": "of FMA", "decode": "of read" if rates else "", "long": "steps t/s"}.get(
-        workload, ""
-    )
-    first = "first tok" if workload == "long" else "of bound"
-    head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22} {first:>9}"
-    print(head + (f" {second:>8}" if second else "") + "   runs")
+    extra_heads = {
+        "encode": ["of bound", "of FMA"],
+        "decode": ["first tok", "steps t/s", "of bound", "of read"] if rates else [],
+        "long": ["first tok", "steps t/s"],
+    }.get(workload, ["of bound"])
+    head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22}"
+    print(head + "".join(f" {h:>9}" for h in extra_heads) + "   runs")
     for c, t in times.items():
-        m, of_read = statistics.median(t), ""
+        m = statistics.median(t)
         if workload == "encode":  # of numpy's sgemm GFLOP/s, then of the FMA peak
             rate = encode_flops() / m / 1e9
-            bound = f"{rate / limits['sgemm_gflops']:.0%}"
-            of_read = f" {rate / limits['fma_gflops']:>8.0%}"
-        elif workload == "decode":
-            s = storage[c]
-            # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest measured
-            nearest = "fp32" if s == "fp32" else "bf16"
-            moved = decode_weight_bytes(STORAGE_BYTES[s]) * per / m / 1e9
-            bound = f"{moved / limits['read_gbs'][nearest]:.0%}"
-            of_read = f" {moved / statistics.median(rates[nearest]):>8.0%}"
-        elif workload == "long":  # the first token's time (the prefill), then the steps' rate
+            cells = [f"{rate / limits['sgemm_gflops']:.0%}", f"{rate / limits['fma_gflops']:.0%}"]
+        elif workload in ("decode", "long"):  # the first token (the prefill), the steps after it
             f = statistics.median(firsts[c])
-            bound, of_read = f"{f:.3f}s", f" {(per - 1) / (m - f):>9.1f}"
+            steps = (per - 1) / (m - f)  # tokens a second after the first
+            cells = [f"{f:.3f}s", f"{steps:.1f}"]
+            if rates:  # the weight bytes each step streams, over the read bandwidth
+                s = storage[c]
+                # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest
+                nearest = "fp32" if s == "fp32" else "bf16"
+                moved = decode_weight_bytes(STORAGE_BYTES[s]) * steps / 1e9
+                cells += [
+                    f"{moved / limits['read_gbs'][nearest]:.0%}",
+                    f"{moved / statistics.median(rates[nearest]):.0%}",
+                ]
         else:
-            bound = "-"
-        ratio = base / m
+            cells = ["-"]
         print(
-            f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {ratio:>21.2f}x {bound:>9}{of_read}  "
-            f" {', '.join(f'{x:.3f}' for x in t)}"
+            f"  {c:<22} {m:>8.3f}s {per / m:>12.1f} {base / m:>21.2f}x"
+            + "".join(f" {x:>9}" for x in cells)
+            + f"   {', '.join(f'{x:.3f}' for x in t)}"
         )
     for s, r in rates.items():
         q = statistics.quantiles(r, n=4)
@@ -793,8 +801,10 @@ def main():
                     f"{encode_flops() / 1e9:.0f} GFLOP a run)"
                 ),
                 "decode": (
-                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (of bound: weight"
-                    " bytes streamed per second over the read bandwidth of a buffer their size)"
+                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (first tok: the"
+                    " prompt and one token alone; steps t/s: the tokens after it a second; of"
+                    " bound: the weight bytes those steps stream a second over the read bandwidth"
+                    " of a buffer their size)"
                 ),
                 "long": (
                     f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {LONG_PROMPT} (first tok:"
