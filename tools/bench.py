@@ -655,7 +655,7 @@ def engine_table(workload, out, threads, repeats, limits):
     base = statistics.median(times[anchor])
     extra_heads = {
         "encode": ["of bound", "of FMA"],
-        "decode": ["first tok", "steps t/s", "of bound", "of read"] if rates else [],
+        "decode": ["first tok", "steps t/s", "of bound", "of read"],
         "long": ["first tok", "steps t/s"],
     }.get(workload, ["of bound"])
     head = f"  {'column':<22} {'median':>9} {unit:>12} {'vs ' + anchor:>22}"
@@ -669,7 +669,7 @@ def engine_table(workload, out, threads, repeats, limits):
             f = statistics.median(firsts[c])
             steps = (per - 1) / (m - f)  # tokens a second after the first
             cells = [f"{f:.3f}s", f"{steps:.1f}"]
-            if rates:  # the weight bytes each step streams, over the read bandwidth
+            if workload == "decode":  # the weight bytes each step streams, over the read bandwidth
                 s = storage[c]
                 # q8_0 and int8 weights are smaller still: the bf16-sized buffer is the nearest
                 nearest = "fp32" if s == "fp32" else "bf16"
