@@ -157,3 +157,77 @@ def quantize_q8(w, q_out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8
         )
         scales[start : start + rows] = s
     return Q8Matrix(q, scales)
+
+
+# ------------------------------------------------------------- bf16 weights, rows interleaved
+
+QUAD_ROWS, QUAD_BLOCK = 4, 32  # rows per group, and weights per block of one row within it
+
+
+def interleave_quads(bits, out=None):  # uint16 [O, I] -> uint16 [O / 4, I / 32, 128]
+    """bf16 weight rows stored four at a time: for rows 4g .. 4g + 3, block b of 32 columns of each
+    row, one after another (128 values), then block b + 1. ``out[g, b, 32 r + k] = bits[4 g + r,
+    32 b + k]``. A dot kernel that multiplies four rows by one vector then reads the matrix as one
+    sequential stream while each activation it loads serves four rows, where with the rows in order
+    it either loads each activation once per row or reads four streams a row apart, which this
+    machine's prefetchers served 1.6x slower (README). Needs O a multiple of 4 and I of 32;
+    ``out`` (a slot of a stacked array) is filled where given."""
+    O, I = bits.shape
+    if O % QUAD_ROWS or I % QUAD_BLOCK:
+        raise ValueError(
+            f"interleaving needs rows a multiple of {QUAD_ROWS} and columns of {QUAD_BLOCK};"
+            f" got a matrix of shape {bits.shape}"
+        )
+    G, NB = O // QUAD_ROWS, I // QUAD_BLOCK
+    out = np.empty((G, NB, QUAD_ROWS * QUAD_BLOCK), np.uint16) if out is None else out
+    out.reshape(G, NB, QUAD_ROWS, QUAD_BLOCK)[...] = bits.reshape(
+        G, QUAD_ROWS, NB, QUAD_BLOCK
+    ).transpose(0, 2, 1, 3)
+    return out
+
+
+class InterleavedBf16:
+    """A bf16 matrix [O, I] (bit patterns) kept as interleave_quads lays it out, for the numba
+    backend's bf16 matvec on AVX512-BF16 CPUs. ``packed`` may be a view into a stacked array;
+    ``shape`` and ``dtype`` answer as the uint16 matrix it stands for; ``bits(rows)`` gives that
+    matrix (or the rows asked for: an int, a slice or an integer array), ``widen(rows)`` the same
+    as float32."""
+
+    __slots__ = ("packed",)
+    dtype = np.dtype(np.uint16)
+    ndim = 2
+
+    def __init__(self, packed):
+        if packed.dtype != np.uint16 or packed.ndim != 3 or packed.shape[2] != 128:
+            raise ValueError(
+                "InterleavedBf16 needs uint16 [O / 4, I / 32, 128] (interleave_quads), got"
+                f" {packed.dtype} {packed.shape}"
+            )
+        self.packed = packed
+
+    @property
+    def shape(self):
+        G, NB, _ = self.packed.shape
+        return (G * QUAD_ROWS, NB * QUAD_BLOCK)
+
+    def bits(self, rows=slice(None)):  # -> uint16 [O, I] (or rows.shape + (I,))
+        G, NB, _ = self.packed.shape
+        quads = self.packed.reshape(G, NB, QUAD_ROWS, QUAD_BLOCK)
+        if isinstance(rows, slice):
+            whole = quads.transpose(0, 2, 1, 3).reshape(self.shape)
+            return whole[rows]
+        rows = np.asarray(rows)
+        if rows.dtype.kind not in "iu":
+            raise TypeError(f"rows must be integers or a slice, got {rows.dtype}")
+        O = self.shape[0]
+        if rows.size and (rows.min() < -O or rows.max() >= O):
+            raise ValueError(f"a row index is out of range for {O} rows")
+        rows = rows % O
+        picked = quads[rows // QUAD_ROWS, :, rows % QUAD_ROWS]  # rows.shape + (NB, 32)
+        return picked.reshape(rows.shape + (self.shape[1],))
+
+    def widen(self, rows=slice(None)):  # -> float32 [O, I] (or the rows asked for)
+        return (self.bits(rows).astype(np.uint32) << 16).view(np.float32)
+
+    def __repr__(self):
+        return f"InterleavedBf16(shape={self.shape})"

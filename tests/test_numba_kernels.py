@@ -156,15 +156,22 @@ def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
 
 def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     """Under NUMBA_CPU_FEATURES without avx512bf16 (a CPU without the instruction, as Numba sees
-    it), SPLIT_DOTS is off and the bf16 matvec is the exact widening one, within 1e-5."""
+    it), SPLIT_DOTS is off and the bf16 matvec is the exact widening one, within 1e-5; bf16
+    matrices are not interleaved there, and one interleaved by hand is widened too."""
     features = host_features_without("avx512bf16")
     script = (
         "import numpy as np\nfrom reference.backends import numba_cpu as nb\n"
+        "from reference.backends.numba_stacks import interleaves\n"
+        "from reference.precision import InterleavedBf16, interleave_quads\n"
         "from reference.precision import to_bf16_bits, round_to_bf16\n"
-        "assert not nb.SPLIT_DOTS\nrng = np.random.default_rng(0)\n"
-        "x, w = rng.normal(size=(2, 200)).astype(np.float32), rng.normal(size=(9, 200))\n"
+        "assert not nb.SPLIT_DOTS and not interleaves((256, 64))\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, w = rng.normal(size=(2, 192)).astype(np.float32), rng.normal(size=(8, 192))\n"
         "want = x @ round_to_bf16(w).T\n"
         "err = np.abs(nb.linear(x, to_bf16_bits(w)) - want).max()\n"
+        "assert err < 1e-5, err\n"
+        "quads = InterleavedBf16(interleave_quads(to_bf16_bits(w)))\n"
+        "err = np.abs(nb.linear(x, quads) - want).max()\n"
         "assert err < 1e-5, err\nprint('ok')\n"
     )
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
@@ -905,14 +912,19 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
         {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()},
         task="causal-lm",
     )
-    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    assert_runs_as_the_reference(fast, ref, np.array([[5, 6, 7, 8], [0, 0, 3, 4]]), "q8")
+
+
+def assert_runs_as_the_reference(fast, ref, ids, what):
+    """A fast model against the NumPy one: the decode session's prefill and four steps' logits
+    after a left-padded prompt, a full forward of 7 rows each (the tiles), and 5 greedy tokens."""
     mask = (ids != 0).astype(np.int64)
     assert_decode_steps_match(fast, ref, ids, mask)
-    full = np.array([[5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7]])  # 7 rows each: the tiles
-    assert_close(fast(full).logits, ref(full).logits, atol=1e-4, rtol=1e-4, what="q8 forward")
+    full = np.array([[5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7]])
+    assert_close(fast(full).logits, ref(full).logits, atol=1e-4, rtol=1e-4, what=what)
     got = fast.generate(ids, max_new_tokens=5, attention_mask=mask)
     want = ref.generate(ids, max_new_tokens=5, attention_mask=mask)
-    assert got.shape == (2, 9)
+    assert got.shape == (ids.shape[0], ids.shape[1] + 5)
     np.testing.assert_array_equal(got, want)
 
 
@@ -946,3 +958,93 @@ def test_q8_accuracy_tool_measures_a_checkpoint(tmp_path):
         )
         assert 0.5 < float(top1.rstrip("%")) / 100 <= 1, (storage, out.stdout)
         assert 0 <= float(free.rstrip("%")) / 100 <= 1, (storage, out.stdout)
+
+
+@FAST
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 2**31))
+def test_interleaved_bf16_holds_the_bits_of_the_plain_matrix(groups, blocks, seed):
+    """precision.interleave_quads and InterleavedBf16: every row, taken by slice, by index or by an
+    array of ids (negative ones too), has the plain matrix's bits, and widen() its float32
+    values."""
+    from reference.precision import InterleavedBf16, interleave_quads
+
+    O, I = 4 * groups, 32 * blocks
+    bits = to_bf16_bits(arrays(seed, O, I))
+    m = InterleavedBf16(interleave_quads(bits))
+    assert m.shape == (O, I) and m.dtype == np.uint16
+    np.testing.assert_array_equal(m.bits(), bits)
+    np.testing.assert_array_equal(m.bits(slice(1, None, 2)), bits[1::2])
+    ids = np.random.default_rng(seed).integers(-O, O, (2, 3))
+    np.testing.assert_array_equal(m.bits(ids), bits[ids])
+    np.testing.assert_array_equal(m.bits(O - 1), bits[O - 1])
+    np.testing.assert_array_equal(m.widen(ids), widen_bf16(bits[ids]))
+
+
+def test_interleaved_bf16_rejects_what_it_cannot_hold():
+    from reference.precision import InterleavedBf16, interleave_quads
+
+    with pytest.raises(ValueError, match="multiple of 4"):
+        interleave_quads(np.zeros((6, 32), np.uint16))
+    with pytest.raises(ValueError, match="multiple of 4 and columns of 32"):
+        interleave_quads(np.zeros((4, 48), np.uint16))
+    with pytest.raises(ValueError, match="InterleavedBf16 needs uint16"):
+        InterleavedBf16(np.zeros((4, 32), np.uint16))
+    m = InterleavedBf16(interleave_quads(np.zeros((4, 32), np.uint16)))
+    with pytest.raises(ValueError, match="out of range for 4 rows"):
+        m.bits(np.array([4]))
+    with pytest.raises(TypeError, match="integers or a slice"):
+        m.bits(np.array([0.5]))
+
+
+@FAST
+@given(row_counts, st.integers(1, 9), st.integers(1, 12), st.integers(0, 2**31))
+def test_linear_on_interleaved_bf16_equals_the_plain_bf16_matrix(rows, blocks, groups, seed):
+    """numba_cpu.linear over InterleavedBf16: up to 4 rows the four-row dot kernel, within float32
+    accumulation of the float64 product of the widened weights and the split activations (or,
+    where the matvec widens each weight, within 1e-5 of the rounded weights' product); above,
+    the tiles and register blocks read the same float32 rows as from the plain matrix, so the
+    results equal those bit for bit."""
+    from reference.precision import InterleavedBf16, interleave_quads
+
+    O, I = 4 * groups, 32 * blocks
+    x, w16 = arrays(seed, rows, I, scale=3.0), to_bf16_bits(arrays(seed + 1, O, I))
+    b = arrays(seed + 2, O)
+    got = nb.linear(x, InterleavedBf16(interleave_quads(w16)), b)
+    assert got.shape == (rows, O)
+    if rows > nb.MATVEC_MAX_ROWS:
+        np.testing.assert_array_equal(got, nb.linear(x, w16, b))
+    elif nb.SPLIT_DOTS:
+        hi, lo = split_bf16(x)
+        xs = widen_bf16(hi).astype(np.float64) + widen_bf16(lo)
+        wf = widen_bf16(w16).astype(np.float64)
+        bound = (I + 1) * 2.0**-23 * (np.abs(xs) @ np.abs(wf).T + np.abs(b)) + 1e-30
+        assert_within(got, xs @ wf.T + b, bound, what="interleaved bf16 dot products")
+    else:
+        want = ops.linear(x, widen_bf16(w16), b)
+        assert_close(got, want, atol=1e-5, rtol=1e-5, what="interleaved bf16, widened")
+
+
+def test_bf16_model_with_interleaved_matrices_runs_as_numpy_on_the_rounded_weights():
+    """A bf16 model whose matrices interleave (d_model 64, vocab a multiple of 4) keeps them as
+    InterleavedBf16 where the bf16 matvec uses AVX512-BF16, and runs as the NumPy reference does on
+    the weights rounded to bf16: prefill and four steps' logits, a full forward through the tiles,
+    and greedy tokens."""
+    from test_mpt_properties import CONFIG
+
+    from reference.backends.numba_stacks import interleaves
+    from reference.precision import InterleavedBf16
+
+    config = {**CONFIG, "d_model": 64, "n_heads": 4, "vocab_size": 52}
+    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
+    fast = reference.build(
+        config, weights, task="causal-lm", backend="numba", weight_storage="bf16"
+    )
+    assert interleaves((256, 64)) == nb.SPLIT_DOTS
+    for p in (fast.params["blocks"][1]["ffn"]["down_proj"], fast.params["wte"]):
+        assert isinstance(p["weight"], InterleavedBf16) == nb.SPLIT_DOTS, type(p["weight"])
+    ref = reference.build(
+        config,
+        {k: round_to_bf16(v) if v.ndim == 2 else v for k, v in weights.items()},
+        task="causal-lm",
+    )
+    assert_runs_as_the_reference(fast, ref, np.array([[5, 6, 7, 8], [0, 0, 3, 51]]), "bf16")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_cpu import FASTMATH, _gelu1, _row_as_float32
+from .numba_cpu import FASTMATH, _gelu1, _row_as_float32, out_rows
 from .numba_vec16 import add16, fma16, load16, splat16, store16, zero16
 
 MR, NR = 8, 48  # rows of x and output columns per register block
@@ -218,7 +218,7 @@ def _pack_stored_panel(w, scales, p, rows, panel):  # -> panel [I, 48] of weight
     vectors), then transposed. ``rows`` is a view of a buffer whose rows are 16 floats longer than
     I: at I = 3072 rows 12 KB apart fell on one L1 set, and the transposing copy, which reads down
     all 48 rows at once, took longer than the product at 65 rows of x."""
-    O = w.shape[0]
+    O = out_rows(w)
     for j in range(NR):
         if p * NR + j < O:
             _row_as_float32(w, scales, p * NR + j, rows, j)
@@ -231,12 +231,12 @@ def _pack_stored_panel(w, scales, p, rows, panel):  # -> panel [I, 48] of weight
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _gemm_stored(x, w, scales, bias, out):  # x [M, I], w [O, I] as stored -> out [M, 48 P]
-    """The product over weights kept in their stored form, [O, I] float32, bf16 bits or q8 (int8
-    and its scales [O, I / 32]): each task packs its panel into a buffer of its own core, as wide
-    float32, then runs the register blocks down all of x's rows, so the weights are read once per
-    call and never held as float32."""
+    """The product over weights kept in their stored form, [O, I] float32, bf16 bits (or them
+    interleaved, [O / 4, I / 32, 128]) or q8 (int8 and its scales [O, I / 32]): each task packs its
+    panel into a buffer of its own core, as wide float32, then runs the register blocks down all of
+    x's rows, so the weights are read once per call and never held as float32."""
     M, I = x.shape
-    for p in prange(-(-w.shape[0] // NR)):
+    for p in prange(-(-out_rows(w) // NR)):
         rows, panel = np.empty((NR, I + 16), np.float32), np.empty((I, NR), np.float32)
         _pack_stored_panel(w, scales, p, rows[:, :I], panel)
         for i0 in range(0, M, MR):
@@ -245,8 +245,9 @@ def _gemm_stored(x, w, scales, bias, out):  # x [M, I], w [O, I] as stored -> ou
 
 def stored_linear(rows, w, scales, bias):  # [M, I] float32, [O, I] stored -> [M, O]
     """Twin of ops.linear for a long prompt's rows on weights as stored (numba_cpu.linear's
-    path past its tiles, on AVX-512): float32, bf16 bits (uint16), or q8's int8 with its scales."""
-    O = w.shape[0]
+    path past its tiles, on AVX-512): float32, bf16 bits (uint16, plain or interleaved, as
+    numba_cpu.stored gives them), or q8's int8 with its scales."""
+    O = out_rows(w)
     columns = -(-O // NR) * NR
     out = np.empty((rows.shape[0], columns), np.float32)
     _gemm_stored(np.ascontiguousarray(rows), w, scales, padded_bias(bias, columns), out)

@@ -25,8 +25,18 @@ from .. import mpnet, mpt
 from ..checkpoint import bf16_to_float32
 from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
-from ..precision import Q8_BLOCK, Q8Matrix, quantize_q8, to_bf16_bits
+from ..precision import (
+    Q8_BLOCK,
+    QUAD_BLOCK,
+    QUAD_ROWS,
+    InterleavedBf16,
+    Q8Matrix,
+    interleave_quads,
+    quantize_q8,
+    to_bf16_bits,
+)
 from . import Backend
+from .numba_bf16dot import SPLIT_DOTS
 from .numba_cpu import (
     NUMBA,
     add_layer_norm,
@@ -155,11 +165,40 @@ class EncoderStack:
 # -------------------------------------------------------------------------------------- MPT
 
 
+def interleaves(shape):  # whether bf16 matrices of this shape are kept interleaved here
+    """Where the bf16 matvec runs on AVX512-BF16 dot products (SPLIT_DOTS), bf16 matrices whose
+    rows are a multiple of 4 and columns of 32 are kept four rows interleaved
+    (precision.interleave_quads), which the decode kernels stream faster; others stay [O, I]."""
+    return SPLIT_DOTS and shape[0] % QUAD_ROWS == 0 and shape[1] % QUAD_BLOCK == 0
+
+
+def to_bf16(w, out=None, chunk=1 << 20):  # float [O, I] -> uint16 [O, I] or InterleavedBf16
+    """A float matrix rounded to bf16 bit patterns, interleaved where ``interleaves``; into ``out``
+    (a slot of a stacked array, in the layout asked for) where given. Rows go a chunk (about
+    ``chunk`` weights, a multiple of 4 rows) at a time, so a large matrix (an embedding) needs no
+    full-size temporaries."""
+    if not interleaves(w.shape):
+        if out is None:
+            return to_bf16_bits(w)
+        out[...] = to_bf16_bits(w)
+        return out
+    O, I = w.shape
+    packed = np.empty((O // QUAD_ROWS, I // QUAD_BLOCK, QUAD_ROWS * QUAD_BLOCK), np.uint16)
+    packed = packed if out is None else out
+    step = max(QUAD_ROWS, chunk // I // QUAD_ROWS * QUAD_ROWS)
+    for start in range(0, O, step):
+        part = to_bf16_bits(w[start : start + step])
+        groups = slice(start // QUAD_ROWS, (start + part.shape[0]) // QUAD_ROWS)
+        interleave_quads(part, out=packed[groups])
+    return InterleavedBf16(packed)
+
+
 def to_low_storage(params, config, storage):
-    """The embeddings (and an untied LM head) replaced, in place, by bfloat16 bit patterns (uint16)
-    or q8 matrices (precision.Q8Matrix): half or about a quarter of the bytes, widened as they are
-    read. The blocks' matrices are converted by stack_blocks, straight into their stacked arrays."""
-    convert = {"bf16": to_bf16_bits, "q8": quantize_q8}[storage]
+    """The embeddings (and an untied LM head) replaced, in place, by bfloat16 bit patterns (uint16,
+    or interleaved: to_bf16) or q8 matrices (precision.Q8Matrix): half or about a quarter of the
+    bytes, widened as they are read. The blocks' matrices are converted by stack_blocks, straight
+    into their stacked arrays."""
+    convert = {"bf16": to_bf16, "q8": quantize_q8}[storage]
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = convert(params[name]["weight"])
 
@@ -181,6 +220,8 @@ class DecoderStack:
         wte = self.params["wte"]["weight"]
         if isinstance(wte, Q8Matrix):
             return wte.dequantize(ids)
+        if isinstance(wte, InterleavedBf16):
+            return wte.widen(ids)
         rows = wte[ids]
         return bf16_to_float32(rows) if rows.dtype == np.uint16 else rows
 
@@ -253,11 +294,12 @@ STACKED = (
 
 def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_qkv, ...)
     """Every block's weight of one kind written into one [L, ...] array, for numba_cpu.decode_step:
-    matrices as float32, bf16 bits or q8 (int8 [L, O, I] and its scales [L, O, I / 32], which follow
-    each matrix in the tuple; [L, 1, 1] zeros for the other kinds), biases [L, O] (zeros where the
-    checkpoint has none). The blocks' params then hold views of them (the same values; the separate
-    arrays can be freed). Each layer is converted straight into its slot, so no second full copy of
-    the weights is ever made."""
+    matrices as float32, bf16 bits (interleaved where ``interleaves``: [L, O / 4, I / 32, 128],
+    which the blocks' params hold as precision.InterleavedBf16) or q8 (int8 [L, O, I] and its
+    scales [L, O, I / 32], which follow each matrix in the tuple; [L, 1, 1] zeros for the other
+    kinds), biases [L, O] (zeros where the checkpoint has none). The blocks' params then hold
+    views of them (the same values; the separate arrays can be freed). Each layer is converted
+    straight into its slot, so no second full copy of the weights is ever made."""
     blocks = params["blocks"]
     arrays = []
     for path in STACKED:
@@ -265,8 +307,13 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         w0 = parts[0]["weight"]
         L, matrix = len(parts), w0.ndim == 2
         kind = storage if matrix else "fp32"
-        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "q8": np.int8}[kind]
-        weight = np.empty((L,) + w0.shape, dtype)
+        if kind == "bf16" and interleaves(w0.shape):
+            kind = "interleaved"
+        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "interleaved": np.uint16, "q8": np.int8}[kind]
+        shape = w0.shape
+        if kind == "interleaved":
+            shape = (shape[0] // QUAD_ROWS, shape[1] // QUAD_BLOCK, QUAD_ROWS * QUAD_BLOCK)
+        weight = np.empty((L,) + shape, dtype)
         scales = (
             np.empty((L, w0.shape[0], w0.shape[1] // Q8_BLOCK), np.float32)
             if kind == "q8"
@@ -276,6 +323,8 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         for i, p in enumerate(parts):
             if kind == "q8":
                 p["weight"] = quantize_q8(p["weight"], weight[i], scales[i])
+            elif kind == "interleaved":
+                p["weight"] = to_bf16(p["weight"], weight[i])
             else:
                 weight[i] = to_bf16_bits(p["weight"]) if kind == "bf16" else p["weight"]
                 p["weight"] = weight[i]
