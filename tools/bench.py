@@ -517,8 +517,9 @@ def child_bf16_decode(repeats):
 
 def bench_bf16_kernels(repeats):
     """The bf16 decode both ways the matvec can run on an AVX512-BF16 CPU, each in processes of its
-    own, alternating: vdpbf16ps over split activations, and widening each weight (this host's
-    features less avx512bf16, nothing else changed). Where this host takes the widening kernel
+    own, alternating: vdpbf16ps over split activations (on matrices interleaved four rows at a
+    time), and widening each weight (on plain [O, I] matrices; this host's features less
+    avx512bf16, nothing else changed). Where this host takes the widening kernel
     (numba_bf16dot.WIDENING_FASTER), the split one runs under NUMBA_CPU_NAME=znver4, which also
     retunes LLVM's scheduling for every kernel. The faster one is what numba_bf16dot should pick
     here."""

@@ -31,8 +31,9 @@ Where it is False, ``dot32`` refuses to compile (LLVM would otherwise stop with 
 and the kernels never call it. ``SPLIT_DOTS`` says whether numba_cpu's bf16 matvec uses it: where
 the instruction exists and the CPU Numba compiles for is not one of ``WIDENING_FASTER``, those on
 which widening each weight was measured faster in a decode step (NUMBA_CPU_NAME names the CPU, and
-so picks the kernel, for a process). The loads trust the caller as numba_vec8's do: unit stride
-along the last axis and j + 32 within it.
+so picks the kernel, for a process); where it holds, numba_stacks also keeps bf16 matrices four
+rows interleaved (precision.InterleavedBf16), which that kernel streams faster. The loads trust the
+caller as numba_vec8's do: unit stride along the last axis and j + 32 within it.
 
 Numba's on-disk cache of a kernel is keyed on the file that defines the kernel, not on this one:
 after editing this file, touch numba_cpu.py (or delete its __pycache__) so the kernels recompile.
@@ -54,8 +55,11 @@ BF16_DOT = "+avx512bf16" in target_features().split(",")
 # widening each weight: on the 2-vCPU AMD EPYC Zen 5 VM (lscpu family 26, model 2) decode_step at
 # t = 100 took 0.85x / 0.96x / 0.86x the time of the split-activation kernel (three runs of 40
 # alternating rounds, 2026-12-03), whole generations 0.82x (tools/bench.py --workload bf16), while
-# on Zen 4 the split kernel streamed the matrices 4-20% faster than widening. Unmeasured CPUs
-# (Intel's included) take the split kernel; that workload settles a new one.
+# on Zen 4 the split kernel streamed the matrices 4-20% faster than widening. That was the split
+# kernel one row at a time; since 2026-12-06 it takes four interleaved rows a task
+# (numba_cpu._dot_bf16_quad), 0.93-0.94x the step time on Zen 4, and Zen 5 has not been measured
+# with it. Unmeasured CPUs (Intel's included) take the split kernel; that workload settles a new
+# one.
 WIDENING_FASTER = frozenset({"znver5"})
 
 SPLIT_DOTS = BF16_DOT and target_cpu() not in WIDENING_FASTER  # what numba_cpu's bf16 matvec uses
