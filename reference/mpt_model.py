@@ -328,8 +328,11 @@ class MPTModel(GenerationMixin):
 
     def state_dict(self):
         """The parameters under their checkpoint names (without the "transformer." prefix). With
-        weight_storage="bf16" the matrices are bf16 bit patterns (uint16); with "q8" they are
-        precision.Q8Matrix objects, whose dequantize() gives the float32 values computed with."""
+        weight_storage="bf16" the matrices are bf16 bit patterns (uint16 [O, I]), or, on CPUs
+        whose bf16 matvec uses AVX512-BF16, precision.InterleavedBf16 objects (four rows
+        interleaved, for that kernel) whose bits() gives those patterns and widen() their float32
+        values; with "q8" they are precision.Q8Matrix objects, whose dequantize() gives the float32
+        values computed with."""
         return flatten(self.params)
 
     def __call__(
