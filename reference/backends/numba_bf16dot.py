@@ -57,9 +57,10 @@ BF16_DOT = "+avx512bf16" in target_features().split(",")
 # alternating rounds, 2026-12-03), whole generations 0.82x (tools/bench.py --workload bf16), while
 # on Zen 4 the split kernel streamed the matrices 4-20% faster than widening. That was the split
 # kernel one row at a time; since 2026-12-06 it takes four interleaved rows a task
-# (numba_cpu._dot_bf16_quad), 0.93-0.94x the step time on Zen 4, and Zen 5 has not been measured
-# with it. Unmeasured CPUs (Intel's included) take the split kernel; that workload settles a new
-# one.
+# (numba_cpu._dot_bf16_quad): on Zen 4 0.93-0.94x the row-by-row step time, and level with
+# widening (1.00x) while the memory runs slow, 0.94x while it runs fast. Zen 5 has not been
+# measured with it. Unmeasured CPUs (Intel's included) take the split kernel; that workload
+# settles a new one.
 WIDENING_FASTER = frozenset({"znver5"})
 
 SPLIT_DOTS = BF16_DOT and target_cpu() not in WIDENING_FASTER  # what numba_cpu's bf16 matvec uses
