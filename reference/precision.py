@@ -164,6 +164,10 @@ def quantize_q8(w, q_out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8
 QUAD_ROWS, QUAD_BLOCK = 4, 32  # rows per group, and weights per block of one row within it
 
 
+def interleaved_shape(shape):  # [O, I] -> the shape interleave_quads gives it
+    return (shape[0] // QUAD_ROWS, shape[1] // QUAD_BLOCK, QUAD_ROWS * QUAD_BLOCK)
+
+
 def interleave_quads(bits, out=None):  # uint16 [O, I] -> uint16 [O / 4, I / 32, 128]
     """bf16 weight rows stored four at a time: for rows 4g .. 4g + 3, block b of 32 columns of each
     row, one after another (128 values), then block b + 1. ``out[g, b, 32 r + k] = bits[4 g + r,
@@ -178,7 +182,7 @@ def interleave_quads(bits, out=None):  # uint16 [O, I] -> uint16 [O / 4, I / 32,
             f"interleaving needs rows a multiple of {QUAD_ROWS} and columns of {QUAD_BLOCK};"
             f" got a matrix of shape {bits.shape}"
         )
-    G, NB = O // QUAD_ROWS, I // QUAD_BLOCK
+    G, NB, _ = interleaved_shape(bits.shape)
     out = np.empty((G, NB, QUAD_ROWS * QUAD_BLOCK), np.uint16) if out is None else out
     out.reshape(G, NB, QUAD_ROWS, QUAD_BLOCK)[...] = bits.reshape(
         G, QUAD_ROWS, NB, QUAD_BLOCK

@@ -621,8 +621,9 @@ def stored(weight):  # a float32 / uint16 array, or InterleavedBf16 -> what the 
 
 
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
-    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage);
-    a precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
+    """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage),
+    as is a precision.InterleavedBf16 (four rows interleaved, read as ``stored`` gives it); a
+    precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
     Numba matvec, up to 64 (a prompt) through _rows_tiled's register tiles, both over the weights as
     stored; more rows go to numba_gemm's register blocks over panels packed from the stored weights
     on AVX-512 CPUs, and otherwise (or for weights not in row-major order) to BLAS, on widened or
@@ -1113,8 +1114,8 @@ def decode_step(
     [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
     after it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
     time, [L, O / 4, I / 32, 128] (precision.interleave_quads); each task is four rows, whichever
-    the layout (_dot4). Biases [L, O] (zeros where the
-    checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits (uint16) for
+    the layout (_dot4). Biases [L, O] (zeros where the checkpoint has none). The cache k, v
+    [L, B, H, T, D] is float32, or bf16 bits (uint16) for
     kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
     widened as it is read. One compiled call per step instead of about ten launches per layer from
     Python."""

@@ -32,6 +32,7 @@ from ..precision import (
     InterleavedBf16,
     Q8Matrix,
     interleave_quads,
+    interleaved_shape,
     quantize_q8,
     to_bf16_bits,
 )
@@ -183,8 +184,7 @@ def to_bf16(w, out=None, chunk=1 << 20):  # float [O, I] -> uint16 [O, I] or Int
         out[...] = to_bf16_bits(w)
         return out
     O, I = w.shape
-    packed = np.empty((O // QUAD_ROWS, I // QUAD_BLOCK, QUAD_ROWS * QUAD_BLOCK), np.uint16)
-    packed = packed if out is None else out
+    packed = np.empty(interleaved_shape(w.shape), np.uint16) if out is None else out
     step = max(QUAD_ROWS, chunk // I // QUAD_ROWS * QUAD_ROWS)
     for start in range(0, O, step):
         part = to_bf16_bits(w[start : start + step])
@@ -310,9 +310,7 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         if kind == "bf16" and interleaves(w0.shape):
             kind = "interleaved"
         dtype = {"fp32": w0.dtype, "bf16": np.uint16, "interleaved": np.uint16, "q8": np.int8}[kind]
-        shape = w0.shape
-        if kind == "interleaved":
-            shape = (shape[0] // QUAD_ROWS, shape[1] // QUAD_BLOCK, QUAD_ROWS * QUAD_BLOCK)
+        shape = interleaved_shape(w0.shape) if kind == "interleaved" else w0.shape
         weight = np.empty((L,) + shape, dtype)
         scales = (
             np.empty((L, w0.shape[0], w0.shape[1] // Q8_BLOCK), np.float32)
