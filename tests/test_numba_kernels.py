@@ -1048,3 +1048,24 @@ def test_bf16_model_with_interleaved_matrices_runs_as_numpy_on_the_rounded_weigh
         task="causal-lm",
     )
     assert_runs_as_the_reference(fast, ref, np.array([[5, 6, 7, 8], [0, 0, 3, 51]]), "bf16")
+
+
+@pytest.mark.parametrize("chunk", [64, 600, 1 << 20])
+def test_to_bf16_gives_the_rounded_bits_whatever_the_chunk(chunk):
+    """numba_stacks.to_bf16, chunk by chunk (4 rows a chunk; 8, the last one short; the whole
+    matrix in one), into a fresh array and into a given slot: the bf16 bits of the matrix,
+    interleaved where ``interleaves`` says so (rows a multiple of 4, columns of 32, SPLIT_DOTS),
+    else plain."""
+    from reference.backends.numba_stacks import interleaves, to_bf16
+    from reference.precision import InterleavedBf16, interleaved_shape
+
+    for shape in [(36, 64), (36, 40), (6, 32)]:
+        w = arrays(7, *shape)
+        want = to_bf16_bits(w)
+        got = to_bf16(w, chunk=chunk)
+        assert isinstance(got, InterleavedBf16) == interleaves(shape), (shape, type(got))
+        np.testing.assert_array_equal(got.bits() if interleaves(shape) else got, want)
+        slot = np.empty(interleaved_shape(shape) if interleaves(shape) else shape, np.uint16)
+        into = to_bf16(w, slot, chunk=chunk)
+        assert (into.packed if interleaves(shape) else into) is slot
+        np.testing.assert_array_equal(into.bits() if interleaves(shape) else into, want)
