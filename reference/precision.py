@@ -202,7 +202,11 @@ class InterleavedBf16:
     ndim = 2
 
     def __init__(self, packed):
-        if packed.dtype != np.uint16 or packed.ndim != 3 or packed.shape[2] != 128:
+        if (
+            packed.dtype != np.uint16
+            or packed.ndim != 3
+            or packed.shape[2] != QUAD_ROWS * QUAD_BLOCK
+        ):
             raise ValueError(
                 "InterleavedBf16 needs uint16 [O / 4, I / 32, 128] (interleave_quads), got"
                 f" {packed.dtype} {packed.shape}"
