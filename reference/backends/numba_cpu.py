@@ -60,6 +60,7 @@ from .numba_vec16 import (
     fma16,
     hsum16,
     load16,
+    load16_bf16,
     load16_i8,
     splat16,
     store16,
@@ -543,11 +544,11 @@ def _row_as_float32_impl(w, scales, o, out, r):
 
     if w.dtype == types.uint16 and w.ndim == 3:  # interleaved bf16: row o is in group o // 4
 
-        def quad_row(w, scales, o, out, r):
+        def quad_row(w, scales, o, out, r):  # in explicit vectors: LLVM left this loop scalar
             g, first = o // QUAD_ROWS, (o % QUAD_ROWS) * QUAD_BLOCK
             for blk in range(w.shape[1]):
-                for k in range(QUAD_BLOCK):
-                    out[r, blk * QUAD_BLOCK + k] = bf16_to_float32(w[g, blk, first + k])
+                for k in range(0, QUAD_BLOCK, 16):
+                    store16(out, (r, blk * QUAD_BLOCK + k), load16_bf16(w, (g, blk, first + k)))
 
         return quad_row
 
@@ -556,6 +557,38 @@ def _row_as_float32_impl(w, scales, o, out, r):
             out[r, i] = _widen(w[o, i])
 
     return row
+
+
+def _rows4_as_float32(w, scales, o0, o1, o2, o3, buf):
+    """buf[0 .. 3] = rows o0 .. o3 of w as float32 (_row_as_float32); where w is interleaved and
+    the four rows are one group (4g .. 4g + 3), in one pass along it. Compiled per weight type."""
+
+
+@overload(_rows4_as_float32, inline="always")
+def _rows4_as_float32_impl(w, scales, o0, o1, o2, o3, buf):
+    if isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3:
+
+        def group(w, scales, o0, o1, o2, o3, buf):
+            if o0 % QUAD_ROWS == 0 and o3 == o0 + 3:
+                g = o0 // QUAD_ROWS
+                for blk in range(w.shape[1]):
+                    for r in range(QUAD_ROWS):
+                        for k in range(0, QUAD_BLOCK, 16):
+                            v = load16_bf16(w, (g, blk, r * QUAD_BLOCK + k))
+                            store16(buf, (r, blk * QUAD_BLOCK + k), v)
+            else:
+                for r, o in enumerate((o0, o1, o2, o3)):
+                    _row_as_float32(w, scales, o, buf, r)
+
+        return group
+
+    def rows(w, scales, o0, o1, o2, o3, buf):
+        _row_as_float32(w, scales, o0, buf, 0)
+        _row_as_float32(w, scales, o1, buf, 1)
+        _row_as_float32(w, scales, o2, buf, 2)
+        _row_as_float32(w, scales, o3, buf, 3)
+
+    return rows
 
 
 @njit(inline="always")
@@ -582,10 +615,7 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
         o0 = ob * 4
         o1, o2, o3 = min(o0 + 1, O - 1), min(o0 + 2, O - 1), min(o0 + 3, O - 1)
         buf = np.empty((4, I), np.float32)
-        _row_as_float32(w, scales, o0, buf, 0)
-        _row_as_float32(w, scales, o1, buf, 1)
-        _row_as_float32(w, scales, o2, buf, 2)
-        _row_as_float32(w, scales, o3, buf, 3)
+        _rows4_as_float32(w, scales, o0, o1, o2, o3, buf)
         for n0 in range(0, N, 4):
             n1, n2, n3 = min(n0 + 1, N - 1), min(n0 + 2, N - 1), min(n0 + 3, N - 1)
             a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = _tile_zero()

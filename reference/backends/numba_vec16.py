@@ -12,6 +12,7 @@ runs out of registers, so the kernels built on these ask ``AVX512`` first and ta
 | ``splat16(x)``            | the float32 x in all sixteen lanes                            |
 | ``load16(a, (i, j, ..))`` | a[i, j, .., k : k + 16] of a float32 array, any number of axes |
 | ``load16_i8(a, (..))``    | 16 int8 values of a[.., k : k + 16], widened to float32       |
+| ``load16_bf16(a, (..))``  | 16 bf16 bit patterns (uint16) of a[.., k : k + 16], widened   |
 | ``store16(a, (..), v)``   | a[.., k : k + 16] = v                                         |
 | ``fma16(acc, x, y)``      | acc + x * y lane by lane, fused                               |
 | ``add16(x, y)``           | x + y lane by lane                                            |
@@ -56,6 +57,8 @@ AVX512 = "+avx512f" in target_features().split(",")
 
 F16 = ir.VectorType(ir.FloatType(), 16)
 I8X16 = ir.VectorType(ir.IntType(8), 16)
+U16X16 = ir.VectorType(ir.IntType(16), 16)
+I32X16 = ir.VectorType(ir.IntType(32), 16)
 
 
 class Float32x16(types.Type):
@@ -112,6 +115,19 @@ def load16_i8(typingctx, a, index):
     def codegen(context, builder, signature, args):
         packed = builder.load(_pointer(context, builder, signature, args, I8X16), align=1)
         return builder.sitofp(packed, F16)
+
+    return f32x16(a, index), codegen
+
+
+@intrinsic
+def load16_bf16(typingctx, a, index):
+    if not _indexes(a, index, types.uint16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = builder.load(_pointer(context, builder, signature, args, U16X16), align=2)
+        wide = builder.shl(builder.zext(bits, I32X16), ir.Constant(I32X16, [16] * 16))
+        return builder.bitcast(wide, F16)
 
     return f32x16(a, index), codegen
 
