@@ -107,29 +107,28 @@ def load16(typingctx, a, index):
     return f32x16(a, index), codegen
 
 
-@intrinsic
-def load16_i8(typingctx, a, index):
-    if not _indexes(a, index, types.int8):
-        return None
+def _widening_load(dtype, vector, align, widen):  # -> an intrinsic: 16 values of dtype, widened
+    @intrinsic
+    def load(typingctx, a, index):
+        if not _indexes(a, index, dtype):
+            return None
 
-    def codegen(context, builder, signature, args):
-        packed = builder.load(_pointer(context, builder, signature, args, I8X16), align=1)
-        return builder.sitofp(packed, F16)
+        def codegen(context, builder, signature, args):
+            packed = builder.load(_pointer(context, builder, signature, args, vector), align=align)
+            return widen(builder, packed)
 
-    return f32x16(a, index), codegen
+        return f32x16(a, index), codegen
+
+    return load
 
 
-@intrinsic
-def load16_bf16(typingctx, a, index):
-    if not _indexes(a, index, types.uint16):
-        return None
+def _bf16_bits_to_float(builder, bits):  # <16 x i16> bf16 patterns -> <16 x float>
+    wide = builder.shl(builder.zext(bits, I32X16), ir.Constant(I32X16, [16] * 16))
+    return builder.bitcast(wide, F16)
 
-    def codegen(context, builder, signature, args):
-        bits = builder.load(_pointer(context, builder, signature, args, U16X16), align=2)
-        wide = builder.shl(builder.zext(bits, I32X16), ir.Constant(I32X16, [16] * 16))
-        return builder.bitcast(wide, F16)
 
-    return f32x16(a, index), codegen
+load16_i8 = _widening_load(types.int8, I8X16, 1, lambda builder, v: builder.sitofp(v, F16))
+load16_bf16 = _widening_load(types.uint16, U16X16, 2, _bf16_bits_to_float)
 
 
 @intrinsic
