@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checkpoint import bf16_to_float32
 from .ops import layer_norm
 
 
@@ -235,7 +236,7 @@ class InterleavedBf16:
         return picked.reshape(rows.shape + (self.shape[1],))
 
     def widen(self, rows=slice(None)):  # -> float32 [O, I] (or the rows asked for)
-        return (self.bits(rows).astype(np.uint32) << 16).view(np.float32)
+        return bf16_to_float32(self.bits(rows))
 
     def __repr__(self):
         return f"InterleavedBf16(shape={self.shape})"

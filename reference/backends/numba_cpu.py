@@ -434,14 +434,17 @@ def _dot_quad_widened(w, g, x, n):  # the same four rows against float32 x, each
     return s0, s1, s2, s3
 
 
+def _is_interleaved_type(w):  # a Numba type: interleaved bf16 (uint16 [O / 4, I / 32, 128])?
+    return isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3
+
+
 def _interleaved(w):
-    """Whether a weight argument is bf16 in the interleaved layout (uint16 [O / 4, I / 32, 128]),
-    as a compile-time constant."""
+    """Whether a weight argument is bf16 in the interleaved layout, as a compile-time constant."""
 
 
 @overload(_interleaved, inline="always")
 def _interleaved_impl(w):
-    flag = isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3
+    flag = _is_interleaved_type(w)
     return lambda w: flag
 
 
@@ -463,7 +466,7 @@ def _dot4(w, scales, g, x, n):
 
 @overload(_dot4, jit_options={"forceinline": True})
 def _dot4_impl(w, scales, g, x, n):
-    if isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3:
+    if _is_interleaved_type(w):
         if x.ndim == 3:
             return lambda w, scales, g, x, n: _dot_bf16_quad(w, g, x, n)
         return lambda w, scales, g, x, n: _dot_quad_widened(w, g, x, n)
@@ -542,7 +545,7 @@ def _row_as_float32_impl(w, scales, o, out, r):
 
         return q8_row
 
-    if w.dtype == types.uint16 and w.ndim == 3:  # interleaved bf16: row o is in group o // 4
+    if _is_interleaved_type(w):  # row o is in group o // 4
 
         def quad_row(w, scales, o, out, r):  # in explicit vectors: LLVM left this loop scalar
             g, first = o // QUAD_ROWS, (o % QUAD_ROWS) * QUAD_BLOCK
@@ -560,25 +563,22 @@ def _row_as_float32_impl(w, scales, o, out, r):
 
 
 def _rows4_as_float32(w, scales, o0, o1, o2, o3, buf):
-    """buf[0 .. 3] = rows o0 .. o3 of w as float32 (_row_as_float32); where w is interleaved and
-    the four rows are one group (4g .. 4g + 3), in one pass along it. Compiled per weight type."""
+    """buf[0 .. 3] = rows o0 .. o3 of w as float32 (_row_as_float32); where w is interleaved, the
+    four rows are its group o0 // 4 (o0 a multiple of 4 and O too, as _rows_tiled calls it on such
+    weights), widened in one pass along it. Compiled per weight type."""
 
 
 @overload(_rows4_as_float32, inline="always")
 def _rows4_as_float32_impl(w, scales, o0, o1, o2, o3, buf):
-    if isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3:
+    if _is_interleaved_type(w):
 
         def group(w, scales, o0, o1, o2, o3, buf):
-            if o0 % QUAD_ROWS == 0 and o3 == o0 + 3:
-                g = o0 // QUAD_ROWS
-                for blk in range(w.shape[1]):
-                    for r in range(QUAD_ROWS):
-                        for k in range(0, QUAD_BLOCK, 16):
-                            v = load16_bf16(w, (g, blk, r * QUAD_BLOCK + k))
-                            store16(buf, (r, blk * QUAD_BLOCK + k), v)
-            else:
-                for r, o in enumerate((o0, o1, o2, o3)):
-                    _row_as_float32(w, scales, o, buf, r)
+            g = o0 // QUAD_ROWS
+            for blk in range(w.shape[1]):
+                for r in range(QUAD_ROWS):
+                    for k in range(0, QUAD_BLOCK, 16):
+                        v = load16_bf16(w, (g, blk, r * QUAD_BLOCK + k))
+                        store16(buf, (r, blk * QUAD_BLOCK + k), v)
 
         return group
 
@@ -646,13 +646,9 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
                     out[n, o] = total
 
 
-def stored(weight):  # a float32 / uint16 array, or InterleavedBf16 -> what the kernels take
-    return weight.packed if isinstance(weight, InterleavedBf16) else weight
-
-
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage),
-    as is a precision.InterleavedBf16 (four rows interleaved, read as ``stored`` gives it); a
+    as is a precision.InterleavedBf16 (four rows interleaved; the kernels take its packed array); a
     precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
     Numba matvec, up to 64 (a prompt) through _rows_tiled's register tiles, both over the weights as
     stored; more rows go to numba_gemm's register blocks over panels packed from the stored weights
@@ -667,7 +663,8 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
         q8 or quads or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
     )
     if numba_ok:
-        w, scales = (weight.q, weight.scales) if q8 else (stored(weight), _NO_SCALES)
+        w = weight.q if q8 else weight.packed if quads else weight
+        scales = weight.scales if q8 else _NO_SCALES
     if numba_ok and rows.shape[0] <= FEW_ROWS_MAX:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled

@@ -245,8 +245,8 @@ def _gemm_stored(x, w, scales, bias, out):  # x [M, I], w [O, I] as stored -> ou
 
 def stored_linear(rows, w, scales, bias):  # [M, I] float32, [O, I] stored -> [M, O]
     """Twin of ops.linear for a long prompt's rows on weights as stored (numba_cpu.linear's
-    path past its tiles, on AVX-512): float32, bf16 bits (uint16, plain or interleaved, as
-    numba_cpu.stored gives them), or q8's int8 with its scales."""
+    path past its tiles, on AVX-512): float32, bf16 bits (uint16, plain or an
+    InterleavedBf16's packed array), or q8's int8 with its scales."""
     O = out_rows(w)
     columns = -(-O // NR) * NR
     out = np.empty((rows.shape[0], columns), np.float32)

@@ -307,11 +307,9 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         w0 = parts[0]["weight"]
         L, matrix = len(parts), w0.ndim == 2
         kind = storage if matrix else "fp32"
-        if kind == "bf16" and interleaves(w0.shape):
-            kind = "interleaved"
-        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "interleaved": np.uint16, "q8": np.int8}[kind]
-        shape = interleaved_shape(w0.shape) if kind == "interleaved" else w0.shape
-        weight = np.empty((L,) + shape, dtype)
+        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "q8": np.int8}[kind]
+        quads = kind == "bf16" and interleaves(w0.shape)
+        weight = np.empty((L,) + (interleaved_shape(w0.shape) if quads else w0.shape), dtype)
         scales = (
             np.empty((L, w0.shape[0], w0.shape[1] // Q8_BLOCK), np.float32)
             if kind == "q8"
@@ -321,10 +319,10 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         for i, p in enumerate(parts):
             if kind == "q8":
                 p["weight"] = quantize_q8(p["weight"], weight[i], scales[i])
-            elif kind == "interleaved":
+            elif kind == "bf16":  # plain or interleaved, as the slot was made (to_bf16)
                 p["weight"] = to_bf16(p["weight"], weight[i])
             else:
-                weight[i] = to_bf16_bits(p["weight"]) if kind == "bf16" else p["weight"]
+                weight[i] = p["weight"]
                 p["weight"] = weight[i]
             if p.get("bias") is not None:
                 bias[i] = p["bias"]
