@@ -1069,3 +1069,29 @@ def test_to_bf16_gives_the_rounded_bits_whatever_the_chunk(chunk):
         into = to_bf16(w, slot, chunk=chunk)
         assert (into.packed if interleaves(shape) else into) is slot
         np.testing.assert_array_equal(into.bits() if interleaves(shape) else into, want)
+
+
+def test_prefetch_is_only_a_hint_and_never_faults_past_an_arrays_end():
+    """numba_vec16.prefetch, which the interleaved bf16 kernel issues PREFETCH_AHEAD bytes past the
+    block it reads (past the last matrix's end at the end of a step): addresses inside the array,
+    just past it and a gigabyte past it (unmapped) neither fault nor change what the loop
+    computes."""
+    from numba import njit
+
+    from reference.backends.numba_vec16 import prefetch
+
+    @njit
+    def total(a, ahead, hint):
+        s = 0.0
+        for i in range(a.shape[0]):
+            if hint:
+                prefetch(a, (i, 0), ahead)
+            for j in range(a.shape[1]):
+                s += a[i, j]
+        return s
+
+    a = arrays(3, 8, 40)
+    want = total(a, 0, False)
+    assert np.isclose(want, float(a.astype(np.float64).sum()), rtol=1e-5)
+    for ahead in (0, 64, a.nbytes, 1 << 30, -(1 << 20)):
+        assert total(a, ahead, True) == want, ahead

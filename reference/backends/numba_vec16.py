@@ -17,10 +17,12 @@ runs out of registers, so the kernels built on these ask ``AVX512`` first and ta
 | ``fma16(acc, x, y)``      | acc + x * y lane by lane, fused                               |
 | ``add16(x, y)``           | x + y lane by lane                                            |
 | ``hsum16(x)``             | the sum of x's sixteen lanes (halves folded), as a float32    |
+| ``prefetch(a, (..), n)``  | a hint: the cache line n bytes past a[..] into L2 (no value)  |
 
 The index is a tuple with one integer per axis, the last one the first of the sixteen lanes. The
 loads and stores trust the caller, as numba_vec8's do: unit stride along the last axis and the
-sixteen lanes within it.
+sixteen lanes within it. ``prefetch`` needs no such care: a prefetch never faults, so its address
+may lie past the array's end (it is then a wasted hint, nothing more).
 
 ``AVX512`` and ``target_features()`` read the setting Numba compiles for (NUMBA_CPU_FEATURES where
 set, otherwise the host's features), ``target_cpu()`` the CPU name (NUMBA_CPU_NAME, otherwise the
@@ -141,3 +143,34 @@ def store16(typingctx, a, index, v):
         return context.get_dummy_value()
 
     return types.none(a, index, v), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, index, ahead):
+    """Hint that the cache line ``ahead`` bytes past a[index] will be read soon: LLVM's prefetch
+    with locality 2, which x86 compiles to prefetcht1 (into L2 and the levels above it). Any
+    element type; it returns nothing and changes nothing."""
+    if not (
+        isinstance(a, types.Array)
+        and isinstance(index, types.BaseTuple)
+        and len(index) == a.ndim
+        and all(isinstance(t, types.Integer) for t in index)
+        and isinstance(ahead, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        start = _pointer(context, builder, signature, args, ir.IntType(8))  # an i8*
+        byte = start.type
+        target = builder.gep(start, [context.cast(builder, args[2], signature.args[2], types.intp)])
+        hint = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
+            "llvm.prefetch.p0i8",
+        )
+        # read (0), locality 2 (prefetcht1), data cache (1)
+        i32 = ir.IntType(32)
+        builder.call(hint, [target, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(a, index, ahead), codegen
