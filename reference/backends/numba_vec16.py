@@ -13,6 +13,7 @@ runs out of registers, so the kernels built on these ask ``AVX512`` first and ta
 | ``load16(a, (i, j, ..))`` | a[i, j, .., k : k + 16] of a float32 array, any number of axes |
 | ``load16_i8(a, (..))``    | 16 int8 values of a[.., k : k + 16], widened to float32       |
 | ``load16_bf16(a, (..))``  | 16 bf16 bit patterns (uint16) of a[.., k : k + 16], widened   |
+| ``load8_bf16(a, (..))``   | the same for 8 of them, as numba_vec8's ``f32x8``             |
 | ``store16(a, (..), v)``   | a[.., k : k + 16] = v                                         |
 | ``fma16(acc, x, y)``      | acc + x * y lane by lane, fused                               |
 | ``add16(x, y)``           | x + y lane by lane                                            |
@@ -40,7 +41,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
-from .numba_vec8 import element_pointer, vector_ops
+from .numba_vec8 import element_pointer, f32x8, vector_ops
 
 
 def target_features():  # the feature string Numba's JIT compiles for
@@ -60,7 +61,6 @@ AVX512 = "+avx512f" in target_features().split(",")
 F16 = ir.VectorType(ir.FloatType(), 16)
 I8X16 = ir.VectorType(ir.IntType(8), 16)
 U16X16 = ir.VectorType(ir.IntType(16), 16)
-I32X16 = ir.VectorType(ir.IntType(32), 16)
 
 
 class Float32x16(types.Type):
@@ -109,7 +109,10 @@ def load16(typingctx, a, index):
     return f32x16(a, index), codegen
 
 
-def _widening_load(dtype, vector, align, widen):  # -> an intrinsic: 16 values of dtype, widened
+def _widening_load(dtype, vector, align, widen, result=f32x16):
+    """An intrinsic: len(vector) values of dtype at a[index], widened to the float vector type
+    ``result`` (16 lanes, or numba_vec8's 8)."""
+
     @intrinsic
     def load(typingctx, a, index):
         if not _indexes(a, index, dtype):
@@ -119,18 +122,26 @@ def _widening_load(dtype, vector, align, widen):  # -> an intrinsic: 16 values o
             packed = builder.load(_pointer(context, builder, signature, args, vector), align=align)
             return widen(builder, packed)
 
-        return f32x16(a, index), codegen
+        return result(a, index), codegen
 
     return load
 
 
-def _bf16_bits_to_float(builder, bits):  # <16 x i16> bf16 patterns -> <16 x float>
-    wide = builder.shl(builder.zext(bits, I32X16), ir.Constant(I32X16, [16] * 16))
-    return builder.bitcast(wide, F16)
+def _bf16_bits_to_float(builder, bits):  # <n x i16> bf16 patterns -> <n x float>
+    n = bits.type.count
+    wide = builder.shl(
+        builder.zext(bits, ir.VectorType(ir.IntType(32), n)),
+        ir.Constant(ir.VectorType(ir.IntType(32), n), [16] * n),
+    )
+    return builder.bitcast(wide, ir.VectorType(ir.FloatType(), n))
 
 
 load16_i8 = _widening_load(types.int8, I8X16, 1, lambda builder, v: builder.sitofp(v, F16))
 load16_bf16 = _widening_load(types.uint16, U16X16, 2, _bf16_bits_to_float)
+# the same in numba_vec8's eight lanes, for the kernels that take eight where AVX-512 is missing
+load8_bf16 = _widening_load(
+    types.uint16, ir.VectorType(ir.IntType(16), 8), 2, _bf16_bits_to_float, result=f32x8
+)
 
 
 @intrinsic
