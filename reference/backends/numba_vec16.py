@@ -163,9 +163,7 @@ def prefetch(typingctx, a, index, ahead):
     element type; it returns nothing and changes nothing."""
     if not (
         isinstance(a, types.Array)
-        and isinstance(index, types.BaseTuple)
-        and len(index) == a.ndim
-        and all(isinstance(t, types.Integer) for t in index)
+        and _indexes(a, index, a.dtype)
         and isinstance(ahead, types.Integer)
     ):
         return None
