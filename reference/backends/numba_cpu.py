@@ -392,11 +392,12 @@ def _dot_impl(w, scales, o, x, n):
 
 
 # How far ahead _dot_bf16_quad asks for its weights (prefetcht1, into L2): six blocks of four rows
-# by 32 columns. Over the stacked MPT-125M block matrices from memory it took 1-2% off the time
-# where the memory ran at its usual speed (1.04-1.06x a plain read's time without, 1.01-1.05x with
-# it), 2% in the fast bursts (1.24x, 1.21-1.22x) and 5-8% in between (Zen 4, 600-2500 alternating
-# rounds binned by the read's rate). 0.5 to 3 KB ahead measured alike; prefetcht0 (into L1) was
-# slower than none.
+# by 32 columns. Over the stacked MPT-125M block matrices from memory, against the same kernel
+# without it (Zen 4; 1200 and 2500 alternating rounds binned by the rate of a read between them):
+# 1.050x and 1.026x a plain read's time against 1.062x and 1.040x where the memory ran at its
+# usual speed, 1.215x against 1.238x in its fast bursts, 1.055x against 1.148x in between. 1 and
+# 2 KB ahead and prefetcht2 measured within 1.5% of it, 0.5 KB up to 4% and 3 KB up to 7% slower;
+# prefetcht0 (into L1) was slower than none.
 QUAD_BYTES = QUAD_ROWS * QUAD_BLOCK * 2  # one block of the interleaved layout
 PREFETCH_AHEAD = 6 * QUAD_BYTES
 
