@@ -183,8 +183,9 @@ def interleave_quads(bits, out=None):  # uint16 [O, I] -> uint16 [O / 4, I / 32,
             f"interleaving needs rows a multiple of {QUAD_ROWS} and columns of {QUAD_BLOCK};"
             f" got a matrix of shape {bits.shape}"
         )
-    G, NB, _ = interleaved_shape(bits.shape)
-    out = np.empty((G, NB, QUAD_ROWS * QUAD_BLOCK), np.uint16) if out is None else out
+    shape = interleaved_shape(bits.shape)
+    out = np.empty(shape, np.uint16) if out is None else out
+    G, NB, _ = shape
     out.reshape(G, NB, QUAD_ROWS, QUAD_BLOCK)[...] = bits.reshape(
         G, QUAD_ROWS, NB, QUAD_BLOCK
     ).transpose(0, 2, 1, 3)
