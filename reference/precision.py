@@ -175,8 +175,8 @@ def interleave_quads(bits, out=None):  # uint16 [O, I] -> uint16 [O / 4, I / 32,
     32 b + k]``. A dot kernel that multiplies four rows by one vector then reads the matrix as one
     sequential stream while each activation it loads serves four rows, where with the rows in order
     it either loads each activation once per row or reads four streams a row apart, which this
-    machine's prefetchers served 1.6x slower (README). Needs O a multiple of 4 and I of 32;
-    ``out`` (a slot of a stacked array) is filled where given."""
+    machine's prefetchers served 1.6x slower (docs/performance.md). Needs O a multiple of 4 and I
+    of 32; ``out`` (a slot of a stacked array) is filled where given."""
     O, I = bits.shape
     if O % QUAD_ROWS or I % QUAD_BLOCK:
         raise ValueError(
