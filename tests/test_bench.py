@@ -1,0 +1,48 @@
+"""tools/bench.py's verdict on the targets, from a run's times (no benchmark is run here)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench  # noqa: E402
+
+
+def rounds_of(times):  # per round, each column's time (one run a column a round)
+    return [{c: t[i] for c, t in times.items()} for i in range(len(next(iter(times.values()))))]
+
+
+def test_encode_is_judged_by_its_time_over_onnx_runtimes_at_most_the_bound():
+    times = {"numba": [0.8, 0.9, 1.2], "onnxruntime": [1.0, 1.0, 1.0]}
+    [(line, met)] = bench.target_verdicts("encode", times, rounds_of(times), {})
+    assert met, line  # 0.9 / 1.0 is the bound itself
+    assert "numba 0.900x onnxruntime's time, paired 0.900x (at most 0.9x)" in line
+    times["numba"] = [0.85, 0.95, 0.91]
+    [(line, met)] = bench.target_verdicts("encode", times, rounds_of(times), {})
+    assert not met and "0.910x" in line, line
+
+
+def test_decode_is_judged_by_speed_in_the_same_storage_and_by_the_read_share():
+    times = {
+        "numba-fp32": [2.0, 2.0, 2.0],
+        "llama.cpp-f32": [2.1, 2.3, 2.2],  # 1.10x
+        "numba-bf16": [1.0, 1.2, 1.1],
+        "llama.cpp-bf16": [1.2, 1.2, 1.2],  # 1.09x
+        "numba-q8": [0.5, 0.5, 0.5],  # no target of its own
+    }
+    shares = {"numba-fp32": 0.849, "numba-bf16": 0.85}
+    got = dict(bench.target_verdicts("decode", times, rounds_of(times), shares))
+    assert list(got.values()) == [True, False, False, True], got
+    lines = list(got)
+    assert "numba-fp32 1.100x llama.cpp-f32's speed, paired 1.100x (at least 1.1x)" in lines[0]
+    assert "numba-bf16 1.091x llama.cpp-bf16's speed" in lines[1]
+    assert lines[2].startswith("numba-fp32 84.9% of the read (at least 85%)")
+
+
+@pytest.mark.parametrize("workload", ["decode", "long", "embed"])
+def test_a_target_whose_columns_did_not_run_is_left_out(workload):
+    times = {"numba-fp32": [1.0], "numba-bf16": [1.0], "llama.cpp-bf16": [1.0]}
+    got = bench.target_verdicts(workload, times, rounds_of(times), {})
+    judged = [line.split(" ")[0] for line, _ in got]
+    assert judged == (["numba-bf16"] if workload == "decode" else []), got
