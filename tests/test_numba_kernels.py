@@ -154,6 +154,58 @@ def test_the_bf16_matvec_kernel_follows_the_cpu_name(cpu, split):
     run_printing_ok(script, NUMBA_CPU_NAME=cpu)
 
 
+ASM_CHECK = r"""
+import re
+import numpy as np
+from numba import njit
+from reference.backends import numba_cpu as nb, numba_gemm as g
+from reference.backends.numba_stacks import to_bf16
+
+def count(pattern, f):  # instructions matching pattern in f's assembly (compiled here)
+    return len(re.findall(pattern, f.inspect_asm(f.signatures[0])))
+
+@njit
+def one_block(x, panel, bias, out):  # numba_gemm's 8 x 48 register block
+    g._block(x, 0, panel, 0, bias, out)
+
+rng = np.random.default_rng(0)
+x, panel, bias = (rng.normal(size=n).astype(np.float32) for n in ((8, 96), (96, 48), 48))
+out = np.zeros((8, 48), np.float32)
+one_block(x, panel, bias, out)
+err = np.abs(out - (x.astype(np.float64) @ panel + bias)).max()
+fma = r"vfmadd\w*ps\s[^\n]*"
+zmm, ymm = count(fma + "zmm", one_block), count(fma + "ymm", one_block)
+assert err < 1e-4 and zmm >= 24 and zmm % 24 == 0 and ymm == 0, (err, zmm, ymm)
+if nb.SPLIT_DOTS:  # the interleaved bf16 decode kernel: dot products and prefetches
+    w = to_bf16(rng.normal(size=(4, 96)))
+
+    @njit
+    def quad(w, s, x):
+        return nb._dot4(w, s, 0, nb._split_for(w, x), 0)
+
+    xq = rng.normal(size=(1, 96)).astype(np.float32)
+    wf = w.widen().astype(np.float64)
+    diff = np.abs(np.array(quad(w.packed, nb._NO_SCALES, xq)) - xq[0] @ wf.T)
+    err = (diff / (2.0**-15 * np.abs(xq[0]) @ np.abs(wf).T)).max()  # of the split's bound
+    dot = r"vdpbf16ps\s[^\n]*"
+    zmm, ymm = count(dot + "zmm", quad), count(dot + "ymm", quad)
+    assert err <= 1 and zmm > 0 and ymm == 0 and count("prefetcht1", quad) > 0, (err, zmm, ymm)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not AVX512, reason="the CPU Numba compiles for lacks AVX-512")
+@pytest.mark.parametrize("cpu", ["znver4", "sapphirerapids", "icelake-server"])
+def test_under_each_cpus_tuning_the_512_bit_kernels_stay_512_bits_wide(cpu):
+    """The kernels written in 16-lane vectors are compiled as zmm instructions whatever CPU LLVM
+    tunes for: for Intel's server CPUs its vectorisers prefer 256-bit vectors, which must not split
+    numba_gemm's 24 accumulators into 48 halves (more than the 32 registers) or the bf16 dot
+    products. Each CPU name with this host's features, in a process of its own: the GEMM block's
+    fused multiply-adds and the interleaved bf16 kernel's vdpbf16ps are all on zmm registers, and
+    both still compute their products."""
+    run_printing_ok(ASM_CHECK, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=host_features_without())
+
+
 def test_without_avx512_bf16_the_bf16_matvec_widens_each_weight():
     """Under NUMBA_CPU_FEATURES without avx512bf16 (a CPU without the instruction, as Numba sees
     it), SPLIT_DOTS is off and the bf16 matvec is the exact widening one, within 1e-5; bf16
