@@ -80,11 +80,18 @@ any_floats = st.floats(width=32, allow_subnormal=True)
 @given(st.lists(any_floats, min_size=1, max_size=64))
 def test_split_bf16_equals_its_numpy_twin_and_sums_back_to_x(values):
     """numba_cpu.split_bf16 gives precision.split_bf16's bits, and hi + lo is x within 2^-16 |x|
-    (2^-15 where hi is truncated to stay finite; subnormals within the smallest bf16 step)."""
+    (2^-15 where hi is truncated to stay finite; subnormals within the smallest bf16 step).
+    split_bf16_blocks gives the same bits per block of 32, hi then lo (two rows, the second
+    reversed, zero-padded to whole blocks)."""
     x = np.array([values], np.float32)
     got = nb.split_bf16(x)
     hi, lo = split_bf16(x)
     assert np.array_equal(got[:, 0], hi) and np.array_equal(got[:, 1], lo), (x, got, hi, lo)
+    padded = np.pad(x, ((0, 0), (0, -x.shape[1] % 32)))
+    two = np.concatenate([padded, padded[:, ::-1]])
+    h2, l2 = (half.reshape(2, -1, 1, 32) for half in split_bf16(two))
+    want = np.concatenate([h2, l2], axis=2).reshape(2, -1, 32)  # block b: rows 2b (hi), 2b + 1
+    assert np.array_equal(nb.split_bf16_blocks(two), want), (two, nb.split_bf16_blocks(two))
     finite = np.isfinite(x)
     back = widen_bf16(hi).astype(np.float64) + widen_bf16(lo)
     with np.errstate(invalid="ignore"):

@@ -245,6 +245,21 @@ def _cached_impl(cache, x):
     return as_is
 
 
+@njit(inline="always")
+def _split1(v):  # float32 -> the bf16 bits of hi and lo (uint32 each), v ~ hi + lo
+    u = _float32_to_bits(v)
+    if not math.isfinite(v):
+        hi = u >> np.uint32(16)
+        if v != v:
+            hi |= np.uint32(0x0040)  # NaN stays (quiet) NaN
+        return hi, np.uint32(0)
+    hi = _round_bits(u)
+    if hi & np.uint32(0x7F80) == np.uint32(0x7F80):  # rounded up to +-inf
+        hi = u >> np.uint32(16)
+    rest = v - _bits_to_float32(hi << np.uint32(16))
+    return hi, _round_bits(_float32_to_bits(rest))
+
+
 @njit(cache=True)
 def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi and lo, x ~ hi + lo
     """Each activation as two bf16 values for the AVX512-BF16 dot products (twin:
@@ -254,30 +269,38 @@ def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi an
     out = np.empty((N, 2, I), np.uint16)
     for n in range(N):
         for i in range(I):
-            v = x[n, i]
-            u = _float32_to_bits(v)
-            if not math.isfinite(v):
-                hi = u >> np.uint32(16)
-                if v != v:
-                    hi |= np.uint32(0x0040)  # NaN stays (quiet) NaN
-                out[n, 0, i], out[n, 1, i] = hi, 0
-                continue
-            hi = _round_bits(u)
-            if hi & np.uint32(0x7F80) == np.uint32(0x7F80):  # rounded up to +-inf
-                hi = u >> np.uint32(16)
-            rest = v - _bits_to_float32(hi << np.uint32(16))
-            out[n, 0, i], out[n, 1, i] = hi, _round_bits(_float32_to_bits(rest))
+            out[n, 0, i], out[n, 1, i] = _split1(x[n, i])
+    return out
+
+
+@njit(cache=True)
+def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32, 32] uint16
+    """split_bf16's values laid out per block of 32 activations, its hi then its lo: row 2b of
+    x[n]'s part is the hi of columns 32 b .. 32 b + 31, row 2b + 1 their lo. The interleaved
+    kernel (_dot_bf16_quad) reads both halves of a block from one place, where split_bf16's
+    layout puts them I values apart: at I = 3072 (the down-projection) the two 6 KB rows and the
+    weights streaming past them did not stay in a 32 KB L1, and that matvec took 1.21x a read's
+    time of its weights against 1.12x this way (Zen 4, 150 alternating rounds)."""
+    N, I = x.shape
+    out = np.empty((N, 2 * (I // QUAD_BLOCK), QUAD_BLOCK), np.uint16)
+    for n in range(N):
+        for i in range(I):
+            b, k = i // QUAD_BLOCK, i % QUAD_BLOCK
+            out[n, 2 * b, k], out[n, 2 * b + 1, k] = _split1(x[n, i])
     return out
 
 
 def _split_for(w, x):
-    """x as the dot products with w's rows take it: split into bf16 pairs (split_bf16) for bf16
-    weights where the matvec uses AVX512-BF16 (numba_bf16dot.SPLIT_DOTS: the CPU has it and is not
-    one where widening was measured faster), otherwise x itself. Compiled per weight dtype."""
+    """x as the dot products with w's rows take it: split into bf16 pairs for bf16 weights where
+    the matvec uses AVX512-BF16 (numba_bf16dot.SPLIT_DOTS: the CPU has it and is not one where
+    widening was measured faster), per block of 32 (split_bf16_blocks) for interleaved ones and
+    as two rows (split_bf16) for the others; otherwise x itself. Compiled per weight type."""
 
 
 @overload(_split_for)
 def _split_for_impl(w, x):
+    if SPLIT_DOTS and _is_interleaved_type(w):
+        return lambda w, x: split_bf16_blocks(x)
     if SPLIT_DOTS and w.dtype == types.uint16:
         return lambda w, x: split_bf16(x)
     return lambda w, x: x
@@ -405,16 +428,17 @@ PREFETCH_AHEAD = 6 * QUAD_BYTES
 @njit(inline="always", fastmath=FASTMATH)
 def _dot_bf16_quad(w, g, xs, n):  # rows 4g .. 4g + 3 of interleaved bf16 w . (hi + lo)[n]
     """Four bf16 rows, interleaved (precision.interleave_quads: [O / 4, I / 32, 128]), times one
-    split float32 row with AVX512-BF16: per block of 32 columns, the hi and lo halves of x are
-    loaded once and serve the four rows' 32 weights each, eight dot instructions into eight
-    running sums, while the weights stream from one address upward. Per 32 weights a row that is
-    one weight load and half an activation load, where _dot_bf16 makes one of each; from memory
-    the stacked decode matrices went through it at 1.03x the time of a plain read of their bytes,
-    against 1.21x for _dot_bf16 (Zen 4, 60 alternating rounds; README). For x's first row (the
-    callers go through the rows of x with the group fixed, n = 0 first) each block also asks for
-    the one PREFETCH_AHEAD bytes on: the weights are one stream, so that is the same matrix or the
-    next group's rows (past a matrix's end, a wasted hint). Twin: the widened rows times hi + lo
-    in float64, within float32 accumulation."""
+    split float32 row (split_bf16_blocks' layout) with AVX512-BF16: per block of 32 columns, the
+    hi and lo halves of x are loaded once and serve the four rows' 32 weights each, eight dot
+    instructions into eight running sums, while the weights stream from one address upward. Per
+    32 weights a row that is one weight load and half an activation load, where _dot_bf16 makes
+    one of each; from memory the stacked decode matrices went through it at 1.03x the time of a
+    plain read of their bytes, against 1.21x for _dot_bf16 (Zen 4, 60 alternating rounds;
+    docs/performance.md). For x's first row (the callers go through the rows of x with the group
+    fixed, n = 0 first) each block also asks for the one PREFETCH_AHEAD bytes on: the weights
+    are one stream, so that is the same matrix or the next group's rows (past a matrix's end, a
+    wasted hint). Twin: the widened rows times hi + lo in float64, within float32
+    accumulation."""
     wg = w[g]
     a0, a1, a2, a3 = zero16(), zero16(), zero16(), zero16()
     b0, b1, b2, b3 = zero16(), zero16(), zero16(), zero16()
@@ -422,8 +446,7 @@ def _dot_bf16_quad(w, g, xs, n):  # rows 4g .. 4g + 3 of interleaved bf16 w . (h
         if n == 0:  # the block PREFETCH_AHEAD bytes on, into L2 (later rows find it in cache)
             for line in range(0, QUAD_BYTES, 64):
                 prefetch(wg, (blk, 0), PREFETCH_AHEAD + line)
-        j = blk * QUAD_BLOCK
-        hi, lo = load32_part(xs, n, 0, j), load32_part(xs, n, 1, j)
+        hi, lo = load32_part(xs, n, 2 * blk, 0), load32_part(xs, n, 2 * blk + 1, 0)
         w0, w1 = load32(wg, blk, 0), load32(wg, blk, 32)
         w2, w3 = load32(wg, blk, 64), load32(wg, blk, 96)
         a0, b0 = dot32(a0, w0, hi), dot32(b0, w0, lo)
