@@ -46,3 +46,10 @@ def test_a_target_whose_columns_did_not_run_is_left_out(workload):
     got = bench.target_verdicts(workload, times, rounds_of(times), {})
     judged = [line.split(" ")[0] for line, _ in got]
     assert judged == (["numba-bf16"] if workload == "decode" else []), got
+
+
+def test_columns_that_never_ran_in_one_round_are_judged_without_a_pairing():
+    times = {"numba": [0.8, 0.8], "onnxruntime": [1.0, 1.0]}
+    rounds = [{"numba": 0.8}, {"onnxruntime": 1.0}, {"numba": 0.8}, {"onnxruntime": 1.0}]
+    [(line, met)] = bench.target_verdicts("encode", times, rounds, {})
+    assert met and "0.800x onnxruntime's time, paired - (at most 0.9x)" in line, line

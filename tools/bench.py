@@ -756,14 +756,20 @@ def target_verdicts(workload, times, rounds, shares):
         if ours not in times or theirs not in times:
             continue
         ratio = statistics.median(times[ours]) / statistics.median(times[theirs])
-        paired = statistics.median([1 / x for x in paired_ratios(rounds, ours, theirs)])
+        pairs = [1 / x for x in paired_ratios(rounds, ours, theirs)]  # our time over theirs
+        paired = statistics.median(pairs) if pairs else None  # None: never in one round
         if measure == "time":
-            line = f"{ours} {ratio:.3f}x {theirs}'s time, paired {paired:.3f}x"
+            line = f"{ours} {ratio:.3f}x {theirs}'s time, paired {_times(paired)}"
             out.append((f"{line} (at most {bound}x)", ratio <= bound))
         else:
-            line = f"{ours} {1 / ratio:.3f}x {theirs}'s speed, paired {1 / paired:.3f}x"
+            speed = None if paired is None else 1 / paired
+            line = f"{ours} {1 / ratio:.3f}x {theirs}'s speed, paired {_times(speed)}"
             out.append((f"{line} (at least {bound}x)", 1 / ratio >= bound))
     return out
+
+
+def _times(x):  # a ratio as printed, or "-" where there is none
+    return "-" if x is None else f"{x:.3f}x"
 
 
 def print_targets(verdicts):
