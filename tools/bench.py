@@ -755,20 +755,21 @@ def target_verdicts(workload, times, rounds, shares):
             continue
         if ours not in times or theirs not in times:
             continue
-        ratio = statistics.median(times[ours]) / statistics.median(times[theirs])
-        pairs = [1 / x for x in paired_ratios(rounds, ours, theirs)]  # our time over theirs
-        paired = statistics.median(pairs) if pairs else None  # None: never in one round
+        speeds = paired_ratios(rounds, ours, theirs)  # per round, their time over ours
         if measure == "time":
+            ratio = statistics.median(times[ours]) / statistics.median(times[theirs])
+            paired = statistics.median([1 / x for x in speeds]) if speeds else None
             line = f"{ours} {ratio:.3f}x {theirs}'s time, paired {_times(paired)}"
             out.append((f"{line} (at most {bound}x)", ratio <= bound))
-        else:
-            speed = None if paired is None else 1 / paired
-            line = f"{ours} {1 / ratio:.3f}x {theirs}'s speed, paired {_times(speed)}"
-            out.append((f"{line} (at least {bound}x)", 1 / ratio >= bound))
+        else:  # as print_paired gives it: the median of the rounds' speed ratios
+            ratio = statistics.median(times[theirs]) / statistics.median(times[ours])
+            paired = statistics.median(speeds) if speeds else None
+            line = f"{ours} {ratio:.3f}x {theirs}'s speed, paired {_times(paired)}"
+            out.append((f"{line} (at least {bound}x)", ratio >= bound))
     return out
 
 
-def _times(x):  # a ratio as printed, or "-" where there is none
+def _times(x):  # a ratio as printed, or "-" where there is none (never in one round)
     return "-" if x is None else f"{x:.3f}x"
 
 
