@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("numba")
-
 from conftest import assert_close, assert_within  # noqa: E402
+from numba import get_num_threads  # noqa: E402
 from test_mpt_properties import tiny_mpt  # noqa: E402
 
 import reference  # noqa: E402
@@ -454,9 +454,88 @@ HEAD_SIZES = [1, 3, 8, 12, 16, 21, 40, 64, 83]
     st.booleans(),
     st.booleans(),
     st.integers(0, 2**31),
+    st.integers(1, 5),
 )
-def test_decode_step_equals_the_numpy_block_over_the_cache(B, H, T, D, bias, bf16_cache, seed):
-    assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed)
+def test_decode_step_equals_the_numpy_block_over_the_cache(
+    B, H, T, D, bias, bf16_cache, seed, tasks
+):
+    """Any number of matvec tasks (the thread count in use, or more or fewer) gives the step."""
+    assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks)
+
+
+@FAST
+@given(st.integers(1, 6), st.integers(0, 300), st.lists(st.integers(0, 5), max_size=300))
+def test_row_claims_give_each_group_out_once_in_any_interleaving(tasks, groups, order):
+    """numba_cpu._next_groups, as _matvec_into shares a matvec's groups of rows between threads,
+    driven one claim at a time by tasks in a drawn order, then each task until it finds nothing:
+    every group is given out exactly once, an owner's claims run through its own span from the
+    front in order and everyone else's from the back, and a task that finds nothing left leaves
+    nothing anywhere."""
+    spans = nb._open_spans(tasks, groups)
+    k = [0] * tasks  # how far each task has moved on from its own span
+    claims = []  # (task, span, lo, hi) in the order given
+
+    def claim(task):
+        lo, hi, k[task] = nb._next_groups(spans, task, tasks, k[task])
+        if lo < hi:
+            claims.append((task, (task + k[task]) % tasks, lo, hi))
+        return lo < hi
+
+    for task in order:
+        if k[task % tasks] < tasks:
+            claim(task % tasks)
+    for task in range(tasks):
+        while claim(task):
+            pass
+        assert k[task] == tasks
+    given_out = np.zeros(groups, np.int64)
+    for _, _, lo, hi in claims:
+        given_out[lo:hi] += 1
+    assert (given_out == 1).all(), np.flatnonzero(given_out != 1)
+    for s in range(tasks):
+        first, end = s * groups // tasks, (s + 1) * groups // tasks
+        front = [(lo, hi) for task, span, lo, hi in claims if span == s and task == s]
+        back = [(lo, hi) for task, span, lo, hi in claims if span == s and task != s]
+        assert all(first <= lo and hi <= end for lo, hi in front + back)
+        assert [lo for lo, _ in front] == ([first] + [hi for _, hi in front[:-1]])[: len(front)]
+        assert [hi for _, hi in back] == ([end] + [lo for lo, _ in back[:-1]])[: len(back)]
+        assert all(hi - lo <= nb.CLAIM_GROUPS for lo, hi in back)
+
+
+def matrices_of_each_kind(O, I, seed):  # {kind: (weight as the kernels take it, scales)}
+    from reference.precision import interleave_quads, quantize_q8
+
+    w = arrays(seed, O, I, scale=I**-0.5)
+    q8 = quantize_q8(w)
+    kinds = {"fp32": (w, nb._NO_SCALES), "bf16": (to_bf16_bits(w), nb._NO_SCALES)}
+    kinds["q8"] = (q8.q, q8.scales)
+    if O % 4 == 0:
+        kinds["bf16 interleaved"] = (interleave_quads(to_bf16_bits(w)), nb._NO_SCALES)
+    return kinds
+
+
+@pytest.mark.parametrize("O", [1, 6, 37, 100, 260])
+def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
+    """numba_cpu._matvec_into over each kind of weight, its rows shared by 1 to 9 tasks (more tasks
+    than groups of rows included): bit for bit the product one task gives, every row written
+    (the output starts as NaN), and added to the output exactly once where it accumulates (x +
+    (w y + b), as decode_step's residuals are), against NumPy within float32 accumulation."""
+    I, N = 96, 3
+    x, y, b = arrays(O, N, O), arrays(O + 1, N, I), arrays(O + 2, O, scale=0.1)
+    for kind, (w, scales) in matrices_of_each_kind(O, I, O).items():
+        one = np.full((N, O), np.nan, np.float32)
+        nb._split_matvec(y, w, scales, one, 1)
+        assert not np.isnan(one).any(), kind
+        for tasks in range(2, 10):
+            got = np.full((N, O), np.nan, np.float32)
+            nb._split_matvec(y, w, scales, got, tasks)
+            assert np.array_equal(got, one), (kind, tasks, np.abs(got - one).max())
+    w = matrices_of_each_kind(O, I, O)["fp32"][0]
+    want = x + (ops.linear(y, w) + b)
+    for tasks in (1, 2, 3, 9):
+        got = x.copy()
+        nb._matvec_into(y, w, nb._NO_SCALES, b, got, True, tasks)
+        assert_close(got, want, atol=2e-5, rtol=1e-5, what=f"x + (w y + b), {tasks} tasks")
 
 
 def test_without_avx512_the_decode_steps_attention_is_eight_lanes_wide_and_equals_numpy():
@@ -477,7 +556,7 @@ def test_without_avx512_the_decode_steps_attention_is_eight_lanes_wide_and_equal
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 
 
-def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed):
+def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None):
     """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
     T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
     GELU MLP + residual; the step's key and value must land in cache slot T - 1. A bf16 cache
@@ -516,7 +595,10 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed):
         + (w[2], unused, b[2], w[3], unused, b[3])
     ]
     got = x.copy()
-    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5))
+    tasks = get_num_threads() if tasks is None else tasks
+    nb.decode_step(
+        got, t, *stacked, k, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5), tasks
+    )
     # the step's key and value in slot t against NumPy's: float32 sums of C products, in another
     # order, so within (C + 8) units of their size; a bf16 cache rounds them, and near a tie the
     # two sums may round apart by one bf16 step, up to 2^-7 of the value
@@ -980,9 +1062,8 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
         out = x.copy()
         stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
         args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
-        nb.decode_step(
-            out, t, *args, k, v, key_ok, alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
-        )
+        slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
+        nb.decode_step(out, t, *args, k, v, key_ok, slopes, scale, eps, get_num_threads())
         outs.append(out)
     want, got = outs
     assert_close(got, want, atol=1e-4, rtol=1e-4, what="q8 decode step")

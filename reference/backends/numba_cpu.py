@@ -33,7 +33,8 @@ import os
 import sys
 
 import numpy as np
-from numba import njit, prange, types
+from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .. import ops
@@ -525,17 +526,136 @@ def _dot4_impl(w, scales, g, x, n):
     return dot4
 
 
+# How a decode matvec's rows are shared between the threads. Split evenly (prange's static
+# chunks), the two halves of a matrix finished at different times: over the 48 MPT-125M block
+# matrices from memory, the first thread done waited a median 8% of the region for the other
+# in fp32 and 4% in bf16 (Zen 4, cycle counts of each thread's finish). So each thread still
+# starts on its own even span and streams it from the front, but a thread done with its span
+# takes what is left of the others' from their far ends, CLAIM_GROUPS groups of four rows at a
+# time, and the threads finish within about one such claim of each other. The owner of a span
+# claims half of what is left of it at a time (never less than CLAIM_GROUPS): each claim is an
+# atomic instruction, a fence that stalls the stream, and claims of 16 rows throughout made
+# fp32 steps 4% slower rather than faster. The rows and the arithmetic of each are the same
+# whoever computes them: the result does not change. Whole MPT-125M steps at t = 100 against
+# prange's even halves, in one process (Zen 4, 200-400 alternating rounds): fp32 0.976x the time
+# while the memory ran slow and 0.925x in its fast bursts, q8 0.967x, bf16 0.997x, fp32 at
+# batch 4 0.980x; the logits are the same bit for bit.
+CLAIM_GROUPS = 4  # groups of four rows a thief claims (16 rows: 48 KB of fp32 weights at I = 768)
+CLAIM_STRIDE = 8  # int64 words this far apart, one cache line each
+_LOW32 = (1 << 32) - 1
+
+
+def _word_slot(context, builder, signature, args):  # -> i64* to args[0][args[1]]
+    array = context.make_array(signature.args[0])(context, builder, args[0])
+    index = context.cast(builder, args[1], signature.args[1], types.intp)
+    return cgutils.get_item_pointer(context, builder, signature.args[0], array, [index])
+
+
+def _int64_slot(words, i):  # an int64 [N] array and an integer index
+    return (
+        isinstance(words, types.Array)
+        and words.dtype == types.int64
+        and words.ndim == 1
+        and isinstance(i, types.Integer)
+    )
+
+
+@intrinsic
+def _load_word(typingctx, words, i):  # words[i], read in one atomic step
+    if not _int64_slot(words, i):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_word_slot(context, builder, signature, args), "monotonic", 8)
+
+    return types.int64(words, i), codegen
+
+
+@intrinsic
+def _swap_word(typingctx, words, i, expected, new):  # words[i] = new if it holds expected
+    """-> the value words[i] held: the swap happened if that is expected (one atomic step)."""
+    if not (_int64_slot(words, i) and expected == types.int64 and new == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        slot = _word_slot(context, builder, signature, args)
+        pair = builder.cmpxchg(slot, args[2], args[3], "monotonic", "monotonic")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(words, i, expected, new), codegen
+
+
+@njit(inline="always")
+def _open_spans(tasks, groups):  # -> one word per task's span: its first group | its end << 32
+    spans = np.zeros(tasks * CLAIM_STRIDE, np.int64)
+    for s in range(tasks):
+        spans[s * CLAIM_STRIDE] = (s * groups // tasks) | ((s + 1) * groups // tasks) << 32
+    return spans
+
+
+@njit(inline="always")
+def _next_groups(spans, task, tasks, k):  # -> (lo, hi, k): the next groups [lo, hi) to compute
+    """lo == hi when none are left anywhere. k is how many spans the task has moved on from its
+    own (span task + k, modulo tasks, is the one it draws from). Each span's word holds the
+    groups not yet claimed, [front, back); a claim moves the front (the owner) or the back
+    (everyone else) by compare-and-swap, so each group is given out once."""
+    while k < tasks:
+        s = ((task + k) % tasks) * CLAIM_STRIDE
+        word = _load_word(spans, s)
+        while True:
+            front, back = word & _LOW32, word >> 32
+            if front >= back:
+                break
+            if k == 0:
+                lo, hi = front, min(back, front + max(CLAIM_GROUPS, (back - front) // 2))
+                claimed = hi | back << 32
+            else:
+                lo, hi = max(front, back - CLAIM_GROUPS), back
+                claimed = front | lo << 32
+            seen = _swap_word(spans, s, word, claimed)
+            if seen == word:
+                return lo, hi, k
+            word = seen
+        k += 1
+    return 0, 0, k
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _matvec_into(xs, w, scales, bias, out, add, tasks):  # out[n] (+)= w . xs[n] (+ bias)
+    """out [N, O] float32 gets each row n of x (as _split_for made xs of it) times w ([O, I] as
+    _dot takes it, or interleaved bf16), plus bias [O] unless bias is empty, added to out where
+    add is set (x + (w x + b), as a residual), written over it otherwise. tasks is the number of
+    threads (numba.get_num_threads(), from Python: called in compiled code it would keep the
+    function out of the disk cache); any positive number gives the same result. The rows are
+    shared out by _next_groups; each claimed group of four rows goes through _dot4 for every
+    row of x while its weights are in cache."""
+    N, O = out.shape
+    spans = _open_spans(tasks, _row_groups(w))
+    for task in prange(tasks):
+        k = 0
+        while k < tasks:
+            lo, hi, k = _next_groups(spans, task, tasks, k)
+            for g in range(lo, hi):
+                for n in range(N):
+                    d = _dot4(w, scales, g, xs, n)
+                    for r in range(QUAD_ROWS):
+                        o = g * QUAD_ROWS + r
+                        if o < O:
+                            y = d[r] + bias[o] if bias.size else d[r]
+                            out[n, o] = out[n, o] + y if add else y
+
+
+_NO_BIAS = np.zeros(0, np.float32)
+
+
+@njit(cache=True)
+def _split_matvec(x, w, scales, out, tasks):
+    _matvec_into(_split_for(w, x), w, scales, _NO_BIAS, out, False, tasks)
+
+
 def _matvec_rows(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
-    """w may also be interleaved bf16 (_dot4); a task is four rows."""
-    xs = _split_for(w, x)
-    O = out.shape[1]
-    for g in prange(_row_groups(w)):
-        for n in range(x.shape[0]):
-            d = _dot4(w, scales, g, xs, n)
-            for r in range(QUAD_ROWS):
-                if g * QUAD_ROWS + r < O:
-                    out[n, g * QUAD_ROWS + r] = d[r]
+    """w may also be interleaved bf16 (_dot4)."""
+    _split_matvec(x, w, scales, out, get_num_threads())
 
 
 FEW_ROWS_MAX = 64  # up to this many rows (a prompt) _rows_tiled beats widening for BLAS
@@ -1240,6 +1360,7 @@ def decode_step(
     slopes,
     scale,
     eps,
+    tasks,
 ):  # x [B, C] -> x after every block, in place
     """One new token per row through all L blocks in one call (twin: mpt.block with S = 1, as
     numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv matvec,
@@ -1247,12 +1368,13 @@ def decode_step(
     masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers,
     [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
     after it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
-    time, [L, O / 4, I / 32, 128] (precision.interleave_quads); each task is four rows, whichever
-    the layout (_dot4). Biases [L, O] (zeros where the checkpoint has none). The cache k, v
-    [L, B, H, T, D] is float32, or bf16 bits (uint16) for
-    kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
-    widened as it is read. One compiled call per step instead of about ten launches per layer from
-    Python."""
+    time, [L, O / 4, I / 32, 128] (precision.interleave_quads); each matvec goes through
+    _matvec_into, four rows at a time whichever the layout (_dot4), its rows shared between tasks
+    (the number of threads, numba.get_num_threads()) as _next_groups deals them. Biases [L, O]
+    (zeros where the checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits
+    (uint16) for kv_cache "bf16": the step's key and value are rounded as they are stored and every
+    key is widened as it is read. One compiled call per step instead of about ten launches per
+    layer from Python."""
     B, C = x.shape
     L, H, D, W = w_qkv.shape[0], k.shape[2], k.shape[4], out_rows(w_up[0])
     K = t + 1
@@ -1264,14 +1386,7 @@ def decode_step(
         for b in range(B):
             _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
         wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
-        hs = _split_for(wq, h)
-        for g in prange(_row_groups(wq)):
-            for b in range(B):
-                d = _dot4(wq, sq, g, hs, b)
-                for r in range(QUAD_ROWS):
-                    o = g * QUAD_ROWS + r
-                    if o < 3 * C:
-                        qkv[b, o] = d[r] + bq[o]
+        _matvec_into(_split_for(wq, h), wq, sq, bq, qkv, False, tasks)
         for b in range(B):
             for c in range(C):
                 k[layer, b, c // D, t, c % D] = _cached(k, qkv[b, C + c])
@@ -1291,36 +1406,15 @@ def decode_step(
             _softmax_row(scores, K)
             _weighted_values(scores, values, K, ctx, b, hh * D)
         wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
-        ctxs = _split_for(wo, ctx)
-        for g in prange(_row_groups(wo)):
-            for b in range(B):
-                d = _dot4(wo, so, g, ctxs, b)
-                for r in range(QUAD_ROWS):
-                    o = g * QUAD_ROWS + r
-                    if o < C:
-                        x[b, o] += d[r] + bo[o]
+        _matvec_into(_split_for(wo, ctx), wo, so, bo, x, True, tasks)
         for b in range(B):
             _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
         wu, su, bu = w_up[layer], s_up[layer], b_up[layer]
-        hs = _split_for(wu, h)
-        for g in prange(_row_groups(wu)):
-            for b in range(B):
-                d = _dot4(wu, su, g, hs, b)
-                for r in range(QUAD_ROWS):
-                    o = g * QUAD_ROWS + r
-                    if o < W:
-                        up[b, o] = d[r] + bu[o]
+        _matvec_into(_split_for(wu, h), wu, su, bu, up, False, tasks)
         # the GELU in a pass of its own, which LLVM vectorises; applied to four rows at a time in
         # the loop above it stayed scalar, and bf16 steps took 3% longer (Zen 4, t = 100)
         flat = up.reshape(B * W)
         for i in prange(B * W):
             flat[i] = _gelu1(flat[i])
         wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
-        ups = _split_for(wd, up)
-        for g in prange(_row_groups(wd)):
-            for b in range(B):
-                d = _dot4(wd, sd, g, ups, b)
-                for r in range(QUAD_ROWS):
-                    o = g * QUAD_ROWS + r
-                    if o < C:
-                        x[b, o] += d[r] + bd[o]
+        _matvec_into(_split_for(wd, up), wd, sd, bd, x, True, tasks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import get_num_threads
 
 from .. import mpnet, mpt
 from ..checkpoint import bf16_to_float32
@@ -435,6 +436,7 @@ class DecodeSession:
             self.slopes,
             np.float32(self.scale),
             np.float32(c.layer_norm_epsilon),
+            get_num_threads(),
         )
         self.length = t + 1
         return self._final(x)  # [B, V]
