@@ -531,6 +531,8 @@ def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
             nb._split_matvec(y, w, scales, got, tasks)
             assert np.array_equal(got, one), (kind, tasks, np.abs(got - one).max())
     w = matrices_of_each_kind(O, I, O)["fp32"][0]
+    with pytest.raises(ValueError, match="at least one task"):
+        nb._split_matvec(y, w, nb._NO_SCALES, np.zeros((N, O), np.float32), 0)
     want = x + (ops.linear(y, w) + b)
     for tasks in (1, 2, 3, 9):
         got = x.copy()

@@ -587,6 +587,10 @@ def _swap_word(typingctx, words, i, expected, new):  # words[i] = new if it hold
 
 @njit(inline="always")
 def _open_spans(tasks, groups):  # -> one word per task's span: its first group | its end << 32
+    if tasks < 1:
+        raise ValueError("a matvec needs at least one task (the number of threads)")
+    if groups >= 1 << 31:
+        raise ValueError("a matvec's groups of four rows must number under 2^31")
     spans = np.zeros(tasks * CLAIM_STRIDE, np.int64)
     for s in range(tasks):
         spans[s * CLAIM_STRIDE] = (s * groups // tasks) | ((s + 1) * groups // tasks) << 32
@@ -649,7 +653,7 @@ _NO_BIAS = np.zeros(0, np.float32)
 
 
 @njit(cache=True)
-def _split_matvec(x, w, scales, out, tasks):
+def _split_matvec(x, w, scales, out, tasks):  # _matvec_into for x as it is, without a bias
     _matvec_into(_split_for(w, x), w, scales, _NO_BIAS, out, False, tasks)
 
 
