@@ -522,7 +522,8 @@ def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
     (w y + b), as decode_step's residuals are), against NumPy within float32 accumulation."""
     I, N = 96, 3
     x, y, b = arrays(O, N, O), arrays(O + 1, N, I), arrays(O + 2, O, scale=0.1)
-    for kind, (w, scales) in matrices_of_each_kind(O, I, O).items():
+    kinds = matrices_of_each_kind(O, I, O)
+    for kind, (w, scales) in kinds.items():
         one = np.full((N, O), np.nan, np.float32)
         nb._split_matvec(y, w, scales, one, 1)
         assert not np.isnan(one).any(), kind
@@ -530,7 +531,7 @@ def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
             got = np.full((N, O), np.nan, np.float32)
             nb._split_matvec(y, w, scales, got, tasks)
             assert np.array_equal(got, one), (kind, tasks, np.abs(got - one).max())
-    w = matrices_of_each_kind(O, I, O)["fp32"][0]
+    w = kinds["fp32"][0]
     with pytest.raises(ValueError, match="at least one task"):
         nb._split_matvec(y, w, nb._NO_SCALES, np.zeros((N, O), np.float32), 0)
     want = x + (ops.linear(y, w) + b)

@@ -33,8 +33,8 @@ import os
 import sys
 
 import numpy as np
+from llvmlite import ir
 from numba import get_num_threads, njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .. import ops
@@ -45,6 +45,7 @@ from .numba_bf16dot import SPLIT_DOTS, dot32, load32, load32_part
 from .numba_vec8 import (
     LANES,
     add8,
+    element_pointer,
     fma8,
     hmax8,
     hsum8,
@@ -546,9 +547,10 @@ _LOW32 = (1 << 32) - 1
 
 
 def _word_slot(context, builder, signature, args):  # -> i64* to args[0][args[1]]
-    array = context.make_array(signature.args[0])(context, builder, args[0])
     index = context.cast(builder, args[1], signature.args[1], types.intp)
-    return cgutils.get_item_pointer(context, builder, signature.args[0], array, [index])
+    return element_pointer(
+        context, builder, signature.args[0], args[0], index, vector=ir.IntType(64)
+    )
 
 
 def _int64_slot(words, i):  # an int64 [N] array and an integer index
