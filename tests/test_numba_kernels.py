@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 from conftest import assert_close, assert_within  # noqa: E402
-from numba import get_num_threads  # noqa: E402
+from numba import get_num_threads, set_num_threads  # noqa: E402
 from test_mpt_properties import tiny_mpt  # noqa: E402
 
 import reference  # noqa: E402
@@ -477,6 +477,53 @@ def test_decode_step_equals_the_numpy_block_over_the_cache(
 ):
     """Any number of matvec tasks (the thread count in use, or more or fewer) gives the step."""
     assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks)
+
+
+def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_another():
+    """Every unit of the step (a group of rows, a head) is computed by whichever task claims it,
+    with the same arithmetic: three layers give the same bits for 1 to 5 tasks. With one thread
+    the tasks run one after another: the first claims everything and the others pass through,
+    so the step still finishes, with the same bits (a task never waits for one that is not
+    running)."""
+    L, B, H, D, T = 3, 2, 2, 16, 9
+    C, W, t = H * D, 4 * H * D, T - 1
+    rng = np.random.default_rng(7)
+
+    def rand(*shape, scale=0.2):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    unused = np.zeros((L, 1, 1), np.float32)
+    norms = [1 + rand(L, C, scale=0.1), rand(L, C)]
+    args = norms + [rand(L, 3 * C, C), unused, rand(L, 3 * C), rand(L, C, C), unused, rand(L, C)]
+    args += norms + [rand(L, W, C), unused, rand(L, W), rand(L, C, W), unused, rand(L, C)]
+    k, v = rand(L, B, H, T, D, scale=1.0), rand(L, B, H, T, D, scale=1.0)
+    key_ok = np.ones((B, T), bool)
+    x = rand(B, C, scale=1.0)
+    slopes = np.array([0.5, 0.25], np.float32)
+
+    def step(tasks):
+        got, kk, vv = x.copy(), k.copy(), v.copy()
+        consts = (np.float32(0.25), np.float32(1e-5), tasks)
+        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts)
+        return got, kk, vv
+
+    import threading
+
+    results = {}  # each run's (x, k, v); the runs go in a thread of their own, which a step that
+    # never finishes leaves spinning instead of hanging the suite
+
+    def runs():
+        for tasks in range(1, 6):
+            results[tasks] = step(tasks)
+        set_num_threads(1)  # the thread count is per thread: this one's only
+        results["one thread"] = step(3)
+
+    runner = threading.Thread(target=runs, daemon=True)
+    runner.start()
+    runner.join(timeout=300)
+    assert not runner.is_alive(), f"a step never finished (done: {list(results)})"
+    for tasks, got in results.items():
+        assert all(np.array_equal(a, b) for a, b in zip(got, results[1])), tasks
 
 
 @FAST

@@ -11,7 +11,8 @@ reference/ops.py.
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
-| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one call; KV [T, D],  |
+| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one parallel region,  |
+|                      |                           | its units claimed by the threads; KV [T, D],  |
 |                      |                           | float32 or bf16 (kv_cache "bf16")             |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
@@ -98,11 +99,13 @@ def tune_process(workload="encode"):
         10000, 1.26 s at 100000, 1.42 s at 300000. On AVX-512 CPUs the projections are Numba
         kernels too (numba_gemm), and 100000 is the faster: 0.93-0.96 s against 0.97-1.09 s at
         1000 (medians of three alternating pairs).
-      - "decode" (generating with MPT; a step is Numba kernels only): 100000. A step runs about
-        60 parallel regions with a few microseconds of serial work between them; workers that fall
-        asleep in those gaps are woken by the kernel, which on a VM means waking a halted virtual
-        CPU. bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 / 10^4 / 3 x 10^4 /
-        10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC Zen 4, 2 vCPUs).
+      - "decode" (generating with MPT; a step is Numba kernels only): 100000. When a step ran
+        about 60 parallel regions with a few microseconds of serial work between them, workers
+        that fell asleep in those gaps were woken by the kernel, which on a VM means waking a
+        halted virtual CPU: bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 /
+        10^4 / 3 x 10^4 / 10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC
+        Zen 4, 2 vCPUs). The blocks are one region since (decode_step), the head and the
+        sampling between steps are the gaps left.
         A prompt of more than 64 tokens runs its projections as BLAS GEMMs, which the spinning
         workers then slow: a 512-token prompt with 4 new tokens took 0.70 s at 1000 and 0.80 s at
         100000 (fp32), paid back after about 20 generated tokens.
@@ -567,10 +570,26 @@ def _load_word(typingctx, words, i):  # words[i], read in one atomic step
     if not _int64_slot(words, i):
         return None
 
-    def codegen(context, builder, signature, args):
-        return builder.load_atomic(_word_slot(context, builder, signature, args), "monotonic", 8)
+    def codegen(context, builder, signature, args):  # acquire: what was published before is seen
+        return builder.load_atomic(_word_slot(context, builder, signature, args), "acquire", 8)
 
     return types.int64(words, i), codegen
+
+
+@intrinsic
+def _add_word(
+    typingctx, words, i, n
+):  # words[i] += n in one atomic step, publishing what came before
+    """-> the value words[i] held before (release: every store made before it is seen by whoever
+    reads the sum with _load_word)."""
+    if not (_int64_slot(words, i) and n == types.int64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        slot = _word_slot(context, builder, signature, args)
+        return builder.atomic_rmw("add", slot, args[2], "release")
+
+    return types.int64(words, i, n), codegen
 
 
 @intrinsic
@@ -588,14 +607,20 @@ def _swap_word(typingctx, words, i, expected, new):  # words[i] = new if it hold
 
 
 @njit(inline="always")
-def _open_spans(tasks, groups):  # -> one word per task's span: its first group | its end << 32
+def _open_spans_into(spans, tasks, groups):  # spans [tasks * CLAIM_STRIDE]: each task's even span
+    """Word s * CLAIM_STRIDE: task s's first group | its end << 32 (the others are padding)."""
     if tasks < 1:
         raise ValueError("a matvec needs at least one task (the number of threads)")
     if groups >= 1 << 31:
         raise ValueError("a matvec's groups of four rows must number under 2^31")
-    spans = np.zeros(tasks * CLAIM_STRIDE, np.int64)
     for s in range(tasks):
         spans[s * CLAIM_STRIDE] = (s * groups // tasks) | ((s + 1) * groups // tasks) << 32
+
+
+@njit(inline="always")
+def _open_spans(tasks, groups):  # -> one word per task's span: its first group | its end << 32
+    spans = np.zeros(max(tasks, 0) * CLAIM_STRIDE, np.int64)
+    _open_spans_into(spans, tasks, groups)
     return spans
 
 
@@ -626,6 +651,33 @@ def _next_groups(spans, task, tasks, k):  # -> (lo, hi, k): the next groups [lo,
     return 0, 0, k
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def _claim_rows(xs, w, scales, bias, out, add, gelu, spans, task, tasks):  # -> groups computed
+    """One task's share of out[n] (+)= w . xs[n] (+ bias) (_matvec_into): the groups of four rows
+    it claims from spans (_next_groups), each through _dot4 for every row of x while its weights
+    are in cache. Where gelu is set (and add is not) each claimed range of rows then goes
+    through the GELU, in a loop of its own, which LLVM vectorises."""
+    N, O = out.shape
+    computed = 0
+    k = 0
+    while k < tasks:
+        lo, hi, k = _next_groups(spans, task, tasks, k)
+        for g in range(lo, hi):
+            for n in range(N):
+                d = _dot4(w, scales, g, xs, n)
+                for r in range(QUAD_ROWS):
+                    o = g * QUAD_ROWS + r
+                    if o < O:
+                        y = d[r] + bias[o] if bias.size else d[r]
+                        out[n, o] = out[n, o] + y if add else y
+        if gelu:
+            for n in range(N):
+                for o in range(lo * QUAD_ROWS, min(hi * QUAD_ROWS, O)):
+                    out[n, o] = _gelu1(out[n, o])
+        computed += hi - lo
+    return computed
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _matvec_into(xs, w, scales, bias, out, add, tasks):  # out[n] (+)= w . xs[n] (+ bias)
     """out [N, O] float32 gets each row n of x (as _split_for made xs of it) times w ([O, I] as
@@ -633,22 +685,10 @@ def _matvec_into(xs, w, scales, bias, out, add, tasks):  # out[n] (+)= w . xs[n]
     add is set (x + (w x + b), as a residual), written over it otherwise. tasks is the number of
     threads (numba.get_num_threads(), from Python: called in compiled code it would keep the
     function out of the disk cache); any positive number gives the same result. The rows are
-    shared out by _next_groups; each claimed group of four rows goes through _dot4 for every
-    row of x while its weights are in cache."""
-    N, O = out.shape
+    shared out by _next_groups (_claim_rows)."""
     spans = _open_spans(tasks, _row_groups(w))
     for task in prange(tasks):
-        k = 0
-        while k < tasks:
-            lo, hi, k = _next_groups(spans, task, tasks, k)
-            for g in range(lo, hi):
-                for n in range(N):
-                    d = _dot4(w, scales, g, xs, n)
-                    for r in range(QUAD_ROWS):
-                        o = g * QUAD_ROWS + r
-                        if o < O:
-                            y = d[r] + bias[o] if bias.size else d[r]
-                            out[n, o] = out[n, o] + y if add else y
+        _claim_rows(xs, w, scales, bias, out, add, False, spans, task, tasks)
 
 
 _NO_BIAS = np.zeros(0, np.float32)
@@ -1340,6 +1380,108 @@ def _norm_row(x, w, b, eps, out):  # [C] -> [C]; twin: ops.layer_norm on one row
         out[c] = (x[c] - mean) * inv * w[c] + b[c]
 
 
+STEP_PHASES = 5  # a decode layer's phases: the qkv matvec, the heads, out_proj, up, down
+AWAIT_PREFETCH_BYTES = 16384  # how much of its next span a waiting task asks for (_await_phase)
+
+
+def _prefetch_group(w, g, ahead):
+    """Asks for the cache line ahead bytes past the first weight of w's group g (the last group
+    where g is past it). Compiled per weight layout."""
+
+
+@overload(_prefetch_group, inline="always")
+def _prefetch_group_impl(w, g, ahead):
+    if _is_interleaved_type(w):
+        return lambda w, g, ahead: prefetch(w, (min(g, w.shape[0] - 1), 0, 0), ahead)
+    return lambda w, g, ahead: prefetch(w, (min(g * QUAD_ROWS, w.shape[0] - 1), 0), ahead)
+
+
+@njit(inline="always")
+def _await_phase(done, p, computed, units, w_next, task, tasks):
+    """Adds this task's computed units to phase p's count, then waits until the count reaches
+    units: every unit of the phase computed, and (the count's release and acquire) its results
+    seen here. Meanwhile it asks for the first AWAIT_PREFETCH_BYTES of the span this task will
+    stream first in the next matrix, w_next, a line per look at the count: the waiting time goes
+    into that matrix's reads. A task only waits for units that a running task has claimed."""
+    slot = p * CLAIM_STRIDE
+    if computed:
+        _add_word(done, slot, np.int64(computed))
+    first = task * _row_groups(w_next) // tasks
+    ahead = 0
+    while _load_word(done, slot) < units:
+        if ahead < AWAIT_PREFETCH_BYTES:
+            _prefetch_group(w_next, first, ahead)
+            ahead += 64
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx):  # one head of one row
+    """Stores head hh's key and value for row b in cache slot t, then ctx[b, hh D : hh D + D] =
+    its attention over slots 0..t. 2-D views of the head's cache, read in explicit vectors
+    (_dot_key, _weighted_values; indexing the 5-D cache inside the inner loops kept LLVM from
+    vectorising them). Keys are stored like values, [T, D]: the live ones are one contiguous
+    block for the prefetcher to stream, where [D, T] made D short rows of them (whole steps
+    1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
+    C, D, K = ctx.shape[1], k.shape[4], t + 1
+    keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
+    for d in range(D):
+        keys[t, d] = _cached(k, qkv[b, C + hh * D + d])
+        values[t, d] = _cached(v, qkv[b, 2 * C + hh * D + d])
+    scores = np.empty(K, np.float32)
+    for j in range(K):
+        s = _dot_key(qkv, b, hh * D, keys, j) * scale + slopes[hh] * np.float32(j - (K - 1))
+        scores[j] = s if key_ok[b, j] else MASK_VALUE
+    _softmax_row(scores, K)
+    _weighted_values(scores, values, K, ctx, b, hh * D)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, done, task, tasks):
+    """Task ``task``'s part of decode_step, every layer's five phases in order (a function of its
+    own, called once per task from the step's parallel loop: Numba compiled the step in half
+    the time than with this as the loop's body). The step's arguments come grouped: norms (LN1's
+    and LN2's weights and biases), weights (each matrix with its scales and bias, in the order of
+    the phases), cache (k, v, key_ok, slopes), shared (the qkv, ctx and up rows every task
+    reads)."""
+    ln1_w, ln1_b, ln2_w, ln2_b = norms
+    w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down = weights
+    k, v, key_ok, slopes = cache
+    qkv, ctx, up = shared
+    B, C = x.shape
+    L, H = w_qkv.shape[0], k.shape[2]
+    phase_words = tasks * CLAIM_STRIDE
+    h = np.empty((B, C), np.float32)  # this task's layer norm of x
+    for layer in range(L):
+        p = layer * STEP_PHASES
+        claims = spans[p * phase_words : (p + STEP_PHASES) * phase_words]
+        claims = claims.reshape((STEP_PHASES, phase_words))
+        after = min(layer + 1, L - 1)  # the layer whose qkv weights follow this one's down
+        for b in range(B):
+            _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
+        wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
+        n = _claim_rows(_split_for(wq, h), wq, sq, bq, qkv, False, False, claims[0], task, tasks)
+        _await_phase(done, p, n, units[0], w_o[layer], task, tasks)
+        n = 0
+        j = 0
+        while j < tasks:
+            lo, hi, j = _next_groups(claims[1], task, tasks, j)
+            for bh in range(lo, hi):
+                _attend(qkv, k, v, key_ok, slopes, scale, layer, bh // H, bh % H, t, ctx)
+            n += hi - lo
+        _await_phase(done, p + 1, n, units[1], w_o[layer], task, tasks)
+        wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
+        n = _claim_rows(_split_for(wo, ctx), wo, so, bo, x, True, False, claims[2], task, tasks)
+        _await_phase(done, p + 2, n, units[2], w_up[layer], task, tasks)
+        for b in range(B):
+            _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
+        wu, su, bu = w_up[layer], s_up[layer], b_up[layer]
+        n = _claim_rows(_split_for(wu, h), wu, su, bu, up, False, True, claims[3], task, tasks)
+        _await_phase(done, p + 3, n, units[3], w_down[layer], task, tasks)
+        wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
+        n = _claim_rows(_split_for(wd, up), wd, sd, bd, x, True, False, claims[4], task, tasks)
+        _await_phase(done, p + 4, n, units[4], w_qkv[after], task, tasks)
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def decode_step(
     x,
@@ -1374,53 +1516,40 @@ def decode_step(
     masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers,
     [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
     after it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
-    time, [L, O / 4, I / 32, 128] (precision.interleave_quads); each matvec goes through
-    _matvec_into, four rows at a time whichever the layout (_dot4), its rows shared between tasks
-    (the number of threads, numba.get_num_threads()) as _next_groups deals them. Biases [L, O]
-    (zeros where the checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits
-    (uint16) for kv_cache "bf16": the step's key and value are rounded as they are stored and every
-    key is widened as it is read. One compiled call per step instead of about ten launches per
-    layer from Python."""
+    time, [L, O / 4, I / 32, 128] (precision.interleave_quads). Biases [L, O] (zeros where the
+    checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits (uint16) for
+    kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
+    widened as it is read.
+
+    The whole step is one parallel region of ``tasks`` tasks (the number of threads,
+    numba.get_num_threads()), not a region per matvec: each layer is five phases (the qkv
+    matvec, the attention heads, out_proj, up, down), whose units (groups of four rows, or one
+    head of one row) the tasks claim as _next_groups deals them (_claim_rows for the matvecs). A
+    task that finds nothing left to claim in a phase adds what it computed to the phase's count
+    and waits for the count to reach the phase's units (_await_phase), meanwhile asking for the
+    first weights of its span of the next matrix. It waits only for units another task has
+    claimed and is computing, so the step finishes whatever the threads do: a task that never
+    runs alongside the others (a nested region, a threading layer that runs them one after the
+    other) leaves its units to be claimed by those that run. Each task computes the layer norms,
+    and the split of the matvecs' inputs (_split_for), for all rows itself, into arrays of its
+    own: a few microseconds of arithmetic that no task waits for. A task that falls a phase or
+    more behind finds every unit claimed and passes through without writing anything shared:
+    the inputs of a phase change only after all of its units are done."""
     B, C = x.shape
-    L, H, D, W = w_qkv.shape[0], k.shape[2], k.shape[4], out_rows(w_up[0])
-    K = t + 1
-    h = np.empty((B, C), np.float32)
+    L, H, W = w_qkv.shape[0], k.shape[2], out_rows(w_up[0])
     qkv = np.empty((B, 3 * C), np.float32)
     ctx = np.empty((B, C), np.float32)
     up = np.empty((B, W), np.float32)
-    for layer in range(L):
-        for b in range(B):
-            _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
-        wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
-        _matvec_into(_split_for(wq, h), wq, sq, bq, qkv, False, tasks)
-        for b in range(B):
-            for c in range(C):
-                k[layer, b, c // D, t, c % D] = _cached(k, qkv[b, C + c])
-                v[layer, b, c // D, t, c % D] = _cached(v, qkv[b, 2 * C + c])
-        for bh in prange(B * H):
-            b, hh = bh // H, bh % H
-            # 2-D views of the head's cache, read in explicit vectors (_dot_key, _weighted_values;
-            # indexing the 5-D cache inside the inner loops kept LLVM from vectorising them). Keys
-            # are stored like values, [T, D]: the live ones are one contiguous block for the
-            # prefetcher to stream, where [D, T] made D short rows of them (whole steps 1-1.5%
-            # faster, paired over t = 32 .. 158, fp32 and bf16)
-            keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
-            scores = np.empty(K, np.float32)
-            for j in range(K):
-                s = _dot_key(qkv, b, hh * D, keys, j) * scale + slopes[hh] * np.float32(j - (K - 1))
-                scores[j] = s if key_ok[b, j] else MASK_VALUE
-            _softmax_row(scores, K)
-            _weighted_values(scores, values, K, ctx, b, hh * D)
-        wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
-        _matvec_into(_split_for(wo, ctx), wo, so, bo, x, True, tasks)
-        for b in range(B):
-            _norm_row(x[b], ln2_w[layer], ln2_b[layer], eps, h[b])
-        wu, su, bu = w_up[layer], s_up[layer], b_up[layer]
-        _matvec_into(_split_for(wu, h), wu, su, bu, up, False, tasks)
-        # the GELU in a pass of its own, which LLVM vectorises; applied to four rows at a time in
-        # the loop above it stayed scalar, and bf16 steps took 3% longer (Zen 4, t = 100)
-        flat = up.reshape(B * W)
-        for i in prange(B * W):
-            flat[i] = _gelu1(flat[i])
-        wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
-        _matvec_into(_split_for(wd, up), wd, sd, bd, x, True, tasks)
+    units = (_row_groups(w_qkv[0]), B * H, _row_groups(w_o[0]), _row_groups(w_up[0]))
+    units = units + (_row_groups(w_down[0]),)
+    phase_words = max(tasks, 0) * CLAIM_STRIDE
+    spans = np.zeros(L * STEP_PHASES * phase_words, np.int64)
+    for p in range(L * STEP_PHASES):
+        _open_spans_into(spans[p * phase_words : (p + 1) * phase_words], tasks, units[p % 5])
+    done = np.zeros(L * STEP_PHASES * CLAIM_STRIDE, np.int64)
+    norms = (ln1_w, ln1_b, ln2_w, ln2_b)
+    weights = (w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down)
+    cache, shared = (k, v, key_ok, slopes), (qkv, ctx, up)
+    for task in prange(tasks):  # np.int64: the index is typed unsigned in the parallel lowering
+        me = np.int64(task)
+        _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, done, me, tasks)
