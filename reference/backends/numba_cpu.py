@@ -577,11 +577,9 @@ def _load_word(typingctx, words, i):  # words[i], read in one atomic step
 
 
 @intrinsic
-def _add_word(
-    typingctx, words, i, n
-):  # words[i] += n in one atomic step, publishing what came before
-    """-> the value words[i] held before (release: every store made before it is seen by whoever
-    reads the sum with _load_word)."""
+def _add_word(typingctx, words, i, n):
+    """words[i] += n in one atomic step -> the value it held before (release: every store made
+    before it is seen by whoever reads the sum with _load_word)."""
     if not (_int64_slot(words, i) and n == types.int64):
         return None
 
@@ -1415,19 +1413,18 @@ def _await_phase(done, p, computed, units, w_next, task, tasks):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx):  # one head of one row
+def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):  # a head of a row
     """Stores head hh's key and value for row b in cache slot t, then ctx[b, hh D : hh D + D] =
-    its attention over slots 0..t. 2-D views of the head's cache, read in explicit vectors
-    (_dot_key, _weighted_values; indexing the 5-D cache inside the inner loops kept LLVM from
-    vectorising them). Keys are stored like values, [T, D]: the live ones are one contiguous
-    block for the prefetcher to stream, where [D, T] made D short rows of them (whole steps
-    1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
+    its attention over slots 0..t (scores: room for t + 1 of them). 2-D views of the head's
+    cache, read in explicit vectors (_dot_key, _weighted_values; indexing the 5-D cache inside
+    the inner loops kept LLVM from vectorising them). Keys are stored like values, [T, D]: the
+    live ones are one contiguous block for the prefetcher to stream, where [D, T] made D short
+    rows of them (whole steps 1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
     C, D, K = ctx.shape[1], k.shape[4], t + 1
     keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
     for d in range(D):
         keys[t, d] = _cached(k, qkv[b, C + hh * D + d])
         values[t, d] = _cached(v, qkv[b, 2 * C + hh * D + d])
-    scores = np.empty(K, np.float32)
     for j in range(K):
         s = _dot_key(qkv, b, hh * D, keys, j) * scale + slopes[hh] * np.float32(j - (K - 1))
         scores[j] = s if key_ok[b, j] else MASK_VALUE
@@ -1450,7 +1447,11 @@ def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, do
     B, C = x.shape
     L, H = w_qkv.shape[0], k.shape[2]
     phase_words = tasks * CLAIM_STRIDE
-    h = np.empty((B, C), np.float32)  # this task's layer norm of x
+    # this task's own arrays. It allocates only while it holds no claim (here, and the splits
+    # between phases), so that running out of memory cannot leave the others waiting for a unit
+    # it claimed
+    h = np.empty((B, C), np.float32)  # the layer norm of x
+    scores = np.empty(t + 1, np.float32)  # one head's attention
     for layer in range(L):
         p = layer * STEP_PHASES
         claims = spans[p * phase_words : (p + STEP_PHASES) * phase_words]
@@ -1466,7 +1467,7 @@ def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, do
         while j < tasks:
             lo, hi, j = _next_groups(claims[1], task, tasks, j)
             for bh in range(lo, hi):
-                _attend(qkv, k, v, key_ok, slopes, scale, layer, bh // H, bh % H, t, ctx)
+                _attend(qkv, k, v, key_ok, slopes, scale, layer, bh // H, bh % H, t, ctx, scores)
             n += hi - lo
         _await_phase(done, p + 1, n, units[1], w_o[layer], task, tasks)
         wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
@@ -1545,7 +1546,8 @@ def decode_step(
     phase_words = max(tasks, 0) * CLAIM_STRIDE
     spans = np.zeros(L * STEP_PHASES * phase_words, np.int64)
     for p in range(L * STEP_PHASES):
-        _open_spans_into(spans[p * phase_words : (p + 1) * phase_words], tasks, units[p % 5])
+        words = spans[p * phase_words : (p + 1) * phase_words]
+        _open_spans_into(words, tasks, units[p % STEP_PHASES])
     done = np.zeros(L * STEP_PHASES * CLAIM_STRIDE, np.int64)
     norms = (ln1_w, ln1_b, ln2_w, ln2_b)
     weights = (w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down)
