@@ -1407,8 +1407,9 @@ def _await_heads(done, p, computed, units, k, v, layer, t, task, tasks):
     """_await_phase for the qkv matvec, whose next phase reads the cache, not a matrix: meanwhile
     it asks for the cached keys and values (slots 0..t) of the heads this task will take first
     (its own span of the attention's units), a line of each per look at the count, head after
-    head. Whole bf16 steps at t = 100 0.990-0.994x the time of asking for out_proj's weights
-    there instead (three runs of 200 alternating rounds), 0.989x at t = 300; fp32 0.982x (Zen 4)."""
+    head. Whole bf16 steps at t = 100 0.990x and 0.994x the time of asking for out_proj's weights
+    there instead (two runs of 200 alternating rounds; 0.980x in the memory's fast bursts), 0.989x
+    at t = 300; fp32 0.982x (Zen 4)."""
     slot = _arrive(done, p, computed)
     B, H = k.shape[1], k.shape[2]
     bh, end = task * B * H // tasks, (task + 1) * B * H // tasks
