@@ -4,6 +4,7 @@ reference."""
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -506,8 +507,6 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
         consts = (np.float32(0.25), np.float32(1e-5), tasks)
         nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts)
         return got, kk, vv
-
-    import threading
 
     results = {}  # each run's (x, k, v); the runs go in a thread of their own, which a step that
     # never finishes leaves spinning instead of hanging the suite
