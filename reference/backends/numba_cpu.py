@@ -605,6 +605,11 @@ def _swap_word(typingctx, words, i, expected, new):  # words[i] = new if it hold
 
 
 @njit(inline="always")
+def _span_start(task, tasks, groups):  # the first group of task's even span
+    return task * groups // tasks
+
+
+@njit(inline="always")
 def _open_spans_into(spans, tasks, groups):  # spans [tasks * CLAIM_STRIDE]: each task's even span
     """Word s * CLAIM_STRIDE: task s's first group | its end << 32 (the others are padding)."""
     if tasks < 1:
@@ -612,7 +617,8 @@ def _open_spans_into(spans, tasks, groups):  # spans [tasks * CLAIM_STRIDE]: eac
     if groups >= 1 << 31:
         raise ValueError("a matvec's groups of four rows must number under 2^31")
     for s in range(tasks):
-        spans[s * CLAIM_STRIDE] = (s * groups // tasks) | ((s + 1) * groups // tasks) << 32
+        start, end = _span_start(s, tasks, groups), _span_start(s + 1, tasks, groups)
+        spans[s * CLAIM_STRIDE] = start | end << 32
 
 
 @njit(inline="always")
@@ -1412,7 +1418,7 @@ def _await_heads(done, p, computed, units, k, v, layer, t, task, tasks):
     at t = 300; fp32 0.982x (Zen 4)."""
     slot = _arrive(done, p, computed)
     B, H = k.shape[1], k.shape[2]
-    bh, end = task * B * H // tasks, (task + 1) * B * H // tasks
+    bh, end = _span_start(task, tasks, B * H), _span_start(task + 1, tasks, B * H)
     head_bytes = (t + 1) * k.shape[4] * k.itemsize
     line = 0
     while _load_word(done, slot) < units:
@@ -1432,7 +1438,7 @@ def _await_phase(done, p, computed, units, w_next, task, tasks):
     stream first in the next matrix, w_next, a line per look at the count: the waiting time goes
     into that matrix's reads. A task only waits for units that a running task has claimed."""
     slot = _arrive(done, p, computed)
-    first = task * _row_groups(w_next) // tasks
+    first = _span_start(task, tasks, _row_groups(w_next))
     ahead = 0
     while _load_word(done, slot) < units:
         if ahead < AWAIT_PREFETCH_BYTES:
@@ -1557,10 +1563,10 @@ def decode_step(
     task that finds nothing left to claim in a phase adds what it computed to the phase's count
     and waits for the count to reach the phase's units (_await_phase), meanwhile asking for the
     first weights of its span of the next matrix (before the heads, for its heads' cached keys
-    and values: _await_heads). It waits only for units another task has
-    claimed and is computing, so the step finishes whatever the threads do: a task that never
-    runs alongside the others (a nested region, a threading layer that runs them one after the
-    other) leaves its units to be claimed by those that run. Each task computes the layer norms,
+    and values: _await_heads). It waits only for units another task has claimed and is
+    computing, so the step finishes whatever the threads do: a task that never runs alongside
+    the others (a nested region, a threading layer that runs them one after the other) leaves
+    its units to be claimed by those that run. Each task computes the layer norms,
     and the split of the matvecs' inputs (_split_for), for all rows itself, into arrays of its
     own: a few microseconds of arithmetic that no task waits for. A task that falls a phase or
     more behind finds every unit claimed and passes through without writing anything shared:
@@ -1570,8 +1576,13 @@ def decode_step(
     qkv = np.empty((B, 3 * C), np.float32)
     ctx = np.empty((B, C), np.float32)
     up = np.empty((B, W), np.float32)
-    units = (_row_groups(w_qkv[0]), B * H, _row_groups(w_o[0]), _row_groups(w_up[0]))
-    units = units + (_row_groups(w_down[0]),)
+    units = (  # each phase's units, in the order of the phases
+        _row_groups(w_qkv[0]),
+        B * H,
+        _row_groups(w_o[0]),
+        _row_groups(w_up[0]),
+        _row_groups(w_down[0]),
+    )
     phase_words = max(tasks, 0) * CLAIM_STRIDE
     spans = np.zeros(L * STEP_PHASES * phase_words, np.int64)
     for p in range(L * STEP_PHASES):
