@@ -481,8 +481,9 @@ def test_decode_step_equals_the_numpy_block_over_the_cache(
 
 
 def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_another():
-    """Every unit of the step (a group of rows, a head) is computed by whichever task claims it,
-    with the same arithmetic: three layers give the same bits for 1 to 5 tasks. With one thread
+    """Every unit of the step (a group of rows, a head, a group of the LM head's rows) is computed
+    by whichever task claims it, with the same arithmetic: three layers and the LM head give the
+    same bits for 1 to 5 tasks. With one thread
     the tasks run one after another: the first claims everything and the others pass through,
     so the step still finishes, with the same bits (a task never waits for one that is not
     running)."""
@@ -501,15 +502,19 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
     key_ok = np.ones((B, T), bool)
     x = rand(B, C, scale=1.0)
     slopes = np.array([0.5, 0.25], np.float32)
+    V = 37  # the head's rows: nine groups of four and one short
+    head = [1 + rand(C, scale=0.1), rand(C), rand(V, C), unused[0]]
 
     def step(tasks):
         got, kk, vv = x.copy(), k.copy(), v.copy()
-        consts = (np.float32(0.25), np.float32(1e-5), tasks)
-        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts)
-        return got, kk, vv
+        logits = np.full((B, V), np.nan, np.float32)
+        consts = (np.float32(0.25), np.float32(1e-5))
+        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts, *head, logits, tasks)
+        assert not np.isnan(logits).any(), "every logit written"
+        return got, kk, vv, logits
 
-    results = {}  # each run's (x, k, v); the runs go in a thread of their own, which a step that
-    # never finishes leaves spinning instead of hanging the suite
+    results = {}  # each run's (x, k, v, logits); the runs go in a thread of their own, which a
+    # step that never finishes leaves spinning instead of hanging the suite
 
     def runs():
         for tasks in range(1, 6):
@@ -523,6 +528,22 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
     assert not runner.is_alive(), f"a step never finished (done: {list(results)})"
     for tasks, got in results.items():
         assert all(np.array_equal(a, b) for a, b in zip(got, results[1])), tasks
+    consts = (np.float32(0.25), np.float32(1e-5))
+    for shape in [(B, V - 1), (B + 1, V)]:  # a logit row or column short or too many
+        with pytest.raises(ValueError, match=r"logits must be \[B, V\]"):
+            nb.decode_step(
+                x.copy(),
+                t,
+                *args,
+                k,
+                v,
+                key_ok,
+                slopes,
+                *consts,
+                *head,
+                np.zeros(shape, np.float32),
+                2,
+            )
 
 
 @FAST
@@ -624,7 +645,8 @@ def test_without_avx512_the_decode_steps_attention_is_eight_lanes_wide_and_equal
 def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None):
     """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
     T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
-    GELU MLP + residual; the step's key and value must land in cache slot T - 1. A bf16 cache
+    GELU MLP + residual, then the final LN and the LM head (V = 7 rows: a group of four and a
+    short one); the step's key and value must land in cache slot T - 1. A bf16 cache
     (uint16 bits) holds the same past rounded, and the step's key and value are rounded to nearest
     as they are stored and before the attention reads them (twin: mpt.attention, kv_cache bf16)."""
     from reference.mpt import alibi_bias, alibi_slopes
@@ -659,11 +681,13 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
         for a in (g[0], n[0], w[0], unused, b[0], w[1], unused, b[1], g[1], n[1])
         + (w[2], unused, b[2], w[3], unused, b[3])
     ]
-    got = x.copy()
+    V = 7
+    head = [1 + arrays(seed + 50, C, scale=0.1), arrays(seed + 51, C, scale=0.1)]
+    head += [arrays(seed + 52, V, C, scale=min(0.3, C**-0.5)), unused[0]]
+    got, logits = x.copy(), np.full((B, V), np.nan, np.float32)
     tasks = get_num_threads() if tasks is None else tasks
-    nb.decode_step(
-        got, t, *stacked, k, v, key_ok, slopes, np.float32(0.25), np.float32(1e-5), tasks
-    )
+    consts = (np.float32(0.25), np.float32(1e-5))
+    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, *consts, *head, logits, tasks)
     # the step's key and value in slot t against NumPy's: float32 sums of C products, in another
     # order, so within (C + 8) units of their size; a bf16 cache rounds them, and near a tie the
     # two sums may round apart by one bf16 step, up to 2^-7 of the value
@@ -690,6 +714,8 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
         ops.gelu(ops.linear(ops.layer_norm(want, g[1], n[1], 1e-5), w[2], b[2])), w[3], b[3]
     )
     assert_close(got, want, atol=2e-4, rtol=1e-4, what="decode step")
+    want_logits = ops.linear(ops.layer_norm(want, head[0], head[1], 1e-5), head[2])
+    assert_close(logits, want_logits, atol=2e-4, rtol=1e-4, what="the step's logits")
 
 
 def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
@@ -1095,8 +1121,9 @@ def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
 @FAST
 @given(st.integers(1, 3), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
 def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T):
-    """decode_step with q8 matrices (int8 stacks and their scales) against the same step with the
-    dequantized float32 matrices: one q8 kernel path, the rest shared."""
+    """decode_step with q8 matrices (int8 stacks and their scales, and a q8 LM head of 37 rows)
+    against the same step with the dequantized float32 matrices: one q8 kernel path, the rest
+    shared."""
     from reference.mpt import alibi_slopes
     from reference.precision import quantize_q8
 
@@ -1108,8 +1135,9 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
         for i, shape in enumerate([(3 * C, C), (C, C), (W, C), (C, W)], 1)
     ]
     b = [arrays(seed + 9 + i, n, scale=0.1) for i, n in enumerate([3 * C, C, W, C])]
-    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(2)]
-    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
+    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(3)]
+    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(3)]
+    head = quantize_q8(arrays(seed + 50, 37, C, scale=0.3))
     key_ok = np.ones((B, T), np.bool_)
     caches = []
     for _ in range(2):
@@ -1119,19 +1147,23 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
         v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
         caches.append((k, v))
     unused = np.zeros((1, 1, 1), np.float32)
-    fp32 = [(m.dequantize()[None], unused) for m in mats]
-    q8 = [(m.q[None], m.scales[None]) for m in mats]
+    fp32 = [(m.dequantize()[None], unused) for m in mats + [head]]
+    q8 = [(m.q[None], m.scales[None]) for m in mats + [head]]
     outs = []
     for matrices, (k, v) in zip((fp32, q8), caches):  # the same step over each kind of weights
-        (wq, sq), (wo, so), (wu, su), (wd, sd) = matrices
-        out = x.copy()
+        (wq, sq), (wo, so), (wu, su), (wd, sd), (wh, sh) = matrices
+        out, logits = x.copy(), np.full((B, 37), np.nan, np.float32)
         stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
         args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
         slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
-        nb.decode_step(out, t, *args, k, v, key_ok, slopes, scale, eps, get_num_threads())
-        outs.append(out)
-    want, got = outs
+        head_args = (g[2], n[2], wh[0], sh[0], logits)
+        nb.decode_step(
+            out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, get_num_threads()
+        )
+        outs.append((out, logits))
+    (want, want_logits), (got, logits) = outs
     assert_close(got, want, atol=1e-4, rtol=1e-4, what="q8 decode step")
+    assert_close(logits, want_logits, atol=1e-4, rtol=1e-4, what="q8 head")
     assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
 
 

@@ -11,9 +11,10 @@ reference/ops.py.
 | ``gelu``             | ``ops.gelu``              | parallel, elementwise, a rational erf         |
 | ``linear_gelu``      | ``gelu(linear(x))``       | BLAS GEMM, then bias and GELU in one pass     |
 | ``attention``        | ``ops.attention``         | a fused kernel per (batch, head), 6x16 tiles  |
-| ``decode_step``      | ``mpt.block`` (S = 1)     | all blocks of a step in one parallel region,  |
-|                      |                           | its units claimed by the threads; KV [T, D],  |
-|                      |                           | float32 or bf16 (kv_cache "bf16")             |
+| ``decode_step``      | ``mpt.block`` (S = 1),    | all blocks of a step and the LM head in one   |
+|                      | then ``mpt.lm_logits``    | parallel region, its units claimed by the     |
+|                      |                           | threads; KV [T, D], float32 or bf16           |
+|                      |                           | (kv_cache "bf16")                             |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
 |                      |                           | products on activations split in two, except  |
@@ -104,8 +105,8 @@ def tune_process(workload="encode"):
         that fell asleep in those gaps were woken by the kernel, which on a VM means waking a
         halted virtual CPU: bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 /
         10^4 / 3 x 10^4 / 10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC
-        Zen 4, 2 vCPUs). The blocks are one region since (decode_step), the head and the
-        sampling between steps are the gaps left.
+        Zen 4, 2 vCPUs). A step is one region since (decode_step, the LM head included): the
+        sampling between steps is the gap left.
         A prompt of more than 64 tokens runs its projections as BLAS GEMMs, which the spinning
         workers then slow: a 512-token prompt with 4 new tokens took 0.70 s at 1000 and 0.80 s at
         100000 (fp32), paid back after about 20 generated tokens.
@@ -858,6 +859,17 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
                     out[n, o] = total
 
 
+def kernel_operands(weight):  # -> (w, scales): a stored weight as the Numba kernels take it
+    """The array the kernels stream (the int8 of a precision.Q8Matrix, the packed array of an
+    InterleavedBf16, else the weight itself) and its scales (a Q8Matrix's; _NO_SCALES for the
+    others)."""
+    if isinstance(weight, Q8Matrix):
+        return weight.q, weight.scales
+    if isinstance(weight, InterleavedBf16):
+        return weight.packed, _NO_SCALES
+    return weight, _NO_SCALES
+
+
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage),
     as is a precision.InterleavedBf16 (four rows interleaved; the kernels take its packed array); a
@@ -875,8 +887,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
         q8 or quads or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
     )
     if numba_ok:
-        w = weight.q if q8 else weight.packed if quads else weight
-        scales = weight.scales if q8 else _NO_SCALES
+        w, scales = kernel_operands(weight)
     if numba_ok and rows.shape[0] <= FEW_ROWS_MAX:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled
@@ -1385,6 +1396,7 @@ def _norm_row(x, w, b, eps, out):  # [C] -> [C]; twin: ops.layer_norm on one row
 
 
 STEP_PHASES = 5  # a decode layer's phases: the qkv matvec, the heads, out_proj, up, down
+# (and after the last layer one more, the LM head's matvec)
 AWAIT_PREFETCH_BYTES = 16384  # how much of its next span a waiting task asks for (_await_phase)
 
 
@@ -1467,16 +1479,20 @@ def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):  # 
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, done, task, tasks):
-    """Task ``task``'s part of decode_step, every layer's five phases in order (a function of its
-    own, called once per task from the step's parallel loop: Numba compiled the step in half
-    the time than with this as the loop's body). The step's arguments come grouped: norms (LN1's
-    and LN2's weights and biases), weights (each matrix with its scales and bias, in the order of
-    the phases), cache (k, v, key_ok, slopes), shared (the qkv, ctx and up rows every task
-    reads)."""
+def _step_task(
+    x, t, norms, weights, cache, scale, eps, head, shared, units, spans, done, task, tasks
+):
+    """Task ``task``'s part of decode_step, every layer's five phases in order, then the head's
+    (a function of its own, called once per task from the step's parallel loop: Numba compiled
+    the step in half the time than with this as the loop's body). The step's arguments come
+    grouped: norms (LN1's and LN2's weights and biases), weights (each matrix with its scales and
+    bias, in the order of the phases), cache (k, v, key_ok, slopes), head (the final norm's
+    weight and bias, the head's weight and scales, the logits), shared (the qkv, ctx and up rows
+    every task reads)."""
     ln1_w, ln1_b, ln2_w, ln2_b = norms
     w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down = weights
     k, v, key_ok, slopes = cache
+    lnf_w, lnf_b, w_head, s_head, logits = head
     qkv, ctx, up = shared
     B, C = x.shape
     L, H = w_qkv.shape[0], k.shape[2]
@@ -1490,7 +1506,6 @@ def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, do
         p = layer * STEP_PHASES
         claims = spans[p * phase_words : (p + STEP_PHASES) * phase_words]
         claims = claims.reshape((STEP_PHASES, phase_words))
-        after = min(layer + 1, L - 1)  # the layer whose qkv weights follow this one's down
         for b in range(B):
             _norm_row(x[b], ln1_w[layer], ln1_b[layer], eps, h[b])
         wq, sq, bq = w_qkv[layer], s_qkv[layer], b_qkv[layer]
@@ -1514,7 +1529,17 @@ def _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, do
         _await_phase(done, p + 3, n, units[3], w_down[layer], task, tasks)
         wd, sd, bd = w_down[layer], s_down[layer], b_down[layer]
         n = _claim_rows(_split_for(wd, up), wd, sd, bd, x, True, False, claims[4], task, tasks)
-        _await_phase(done, p + 4, n, units[4], w_qkv[after], task, tasks)
+        if layer + 1 < L:  # the next matrix: the next layer's qkv, or the head after the last
+            _await_phase(done, p + 4, n, units[4], w_qkv[layer + 1], task, tasks)
+        else:
+            _await_phase(done, p + 4, n, units[4], w_head, task, tasks)
+    # the head: the final norm, then the logits (the region's end waits for its units)
+    for b in range(B):
+        _norm_row(x[b], lnf_w, lnf_b, eps, h[b])
+    claims = spans[L * STEP_PHASES * phase_words : (L * STEP_PHASES + 1) * phase_words]
+    _claim_rows(
+        _split_for(w_head, h), w_head, s_head, _NO_BIAS, logits, False, False, claims, task, tasks
+    )
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -1543,14 +1568,22 @@ def decode_step(
     slopes,
     scale,
     eps,
+    lnf_w,
+    lnf_b,
+    w_head,
+    s_head,
+    logits,
     tasks,
-):  # x [B, C] -> x after every block, in place
-    """One new token per row through all L blocks in one call (twin: mpt.block with S = 1, as
-    numba_stacks.DecoderStack.block runs it, for the hf feature set): per layer LN1, the qkv matvec,
-    the step's key and value into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok
-    masking), out_proj + residual, LN2, up + GELU, down + residual. Weights are stacked over layers,
-    [L, O, I] (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument
-    after it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
+):  # x [B, C] -> x after every block, in place; logits [B, V] written
+    """One new token per row through all L blocks and the LM head in one call (twin: mpt.block
+    with S = 1, as numba_stacks.DecoderStack.block runs it, for the hf feature set, then
+    mpt.lm_logits after the final norm): per layer LN1, the qkv matvec, the step's key and value
+    into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok masking), out_proj +
+    residual, LN2, up + GELU, down + residual; then the final LayerNorm (lnf_w, lnf_b) and
+    logits [B, V] = norm_f(x) w_head^T, w_head [V, C] in any layout below but stacked, with its
+    scales in s_head (q8; [1, 1] unused otherwise). Weights are stacked over layers, [L, O, I]
+    (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument after
+    it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
     time, [L, O / 4, I / 32, 128] (precision.interleave_quads). Biases [L, O] (zeros where the
     checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits (uint16) for
     kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
@@ -1558,19 +1591,22 @@ def decode_step(
 
     The whole step is one parallel region of ``tasks`` tasks (the number of threads,
     numba.get_num_threads()), not a region per matvec: each layer is five phases (the qkv
-    matvec, the attention heads, out_proj, up, down), whose units (groups of four rows, or one
-    head of one row) the tasks claim as _next_groups deals them (_claim_rows for the matvecs). A
-    task that finds nothing left to claim in a phase adds what it computed to the phase's count
-    and waits for the count to reach the phase's units (_await_phase), meanwhile asking for the
-    first weights of its span of the next matrix (before the heads, for its heads' cached keys
-    and values: _await_heads). It waits only for units another task has claimed and is
-    computing, so the step finishes whatever the threads do: a task that never runs alongside
-    the others (a nested region, a threading layer that runs them one after the other) leaves
-    its units to be claimed by those that run. Each task computes the layer norms,
-    and the split of the matvecs' inputs (_split_for), for all rows itself, into arrays of its
-    own: a few microseconds of arithmetic that no task waits for. A task that falls a phase or
-    more behind finds every unit claimed and passes through without writing anything shared:
-    the inputs of a phase change only after all of its units are done."""
+    matvec, the attention heads, out_proj, up, down), and the LM head one more after the last
+    layer. The tasks claim each phase's units (groups of four rows, or one head of one row) as
+    _next_groups deals them (_claim_rows for the matvecs). A task that finds nothing left to
+    claim in a phase adds what it computed to the phase's count and waits for the count to
+    reach the phase's units (_await_phase), meanwhile asking for the first weights of its span
+    of the next matrix (before the heads, for its heads' cached keys and values:
+    _await_heads). It waits only for units another task has claimed and is computing, so the
+    step finishes whatever the threads do: a task that never runs alongside the others (a
+    nested region, a threading layer that runs them one after the other) leaves its units to
+    be claimed by those that run. Each task computes the layer norms, and the split of the
+    matvecs' inputs (_split_for), for all rows itself, into arrays of its own: a few
+    microseconds of arithmetic that no task waits for. A task that falls a phase or more behind
+    finds every unit claimed and passes through without writing anything shared: the inputs of
+    a phase change only after all of its units are done. The head in the region, not a region
+    of its own after it: bf16 steps 0.96x the time, q8 0.94x, fp32 unchanged (MPT-125M at
+    t = 100, Zen 4)."""
     B, C = x.shape
     L, H, W = w_qkv.shape[0], k.shape[2], out_rows(w_up[0])
     qkv = np.empty((B, 3 * C), np.float32)
@@ -1583,15 +1619,24 @@ def decode_step(
         _row_groups(w_up[0]),
         _row_groups(w_down[0]),
     )
+    if logits.shape[0] != B or logits.shape[1] != out_rows(w_head):
+        raise ValueError("decode_step's logits must be [B, V]: a row for each of x's, V the head's")
+    phases = L * STEP_PHASES + 1  # the blocks' and the head's
     phase_words = max(tasks, 0) * CLAIM_STRIDE
-    spans = np.zeros(L * STEP_PHASES * phase_words, np.int64)
-    for p in range(L * STEP_PHASES):
+    spans = np.zeros(phases * phase_words, np.int64)
+    for p in range(phases):
         words = spans[p * phase_words : (p + 1) * phase_words]
-        _open_spans_into(words, tasks, units[p % STEP_PHASES])
+        head_phase = p == phases - 1
+        _open_spans_into(
+            words, tasks, _row_groups(w_head) if head_phase else units[p % STEP_PHASES]
+        )
     done = np.zeros(L * STEP_PHASES * CLAIM_STRIDE, np.int64)
     norms = (ln1_w, ln1_b, ln2_w, ln2_b)
     weights = (w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down)
     cache, shared = (k, v, key_ok, slopes), (qkv, ctx, up)
+    head = (lnf_w, lnf_b, w_head, s_head, logits)
     for task in prange(tasks):  # np.int64: the index is typed unsigned in the parallel lowering
         me = np.int64(task)
-        _step_task(x, t, norms, weights, cache, scale, eps, shared, units, spans, done, me, tasks)
+        _step_task(
+            x, t, norms, weights, cache, scale, eps, head, shared, units, spans, done, me, tasks
+        )

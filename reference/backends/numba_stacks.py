@@ -45,6 +45,7 @@ from .numba_cpu import (
     attention,
     decode_step,
     gelu,
+    kernel_operands,
     layer_norm,
     linear,
     linear_gelu,
@@ -394,6 +395,13 @@ class DecodeSession:
         self.length = 0
         self.slopes = mpt.alibi_slopes(H, stack.features.alibi_bias_max)
         self.scale = mpt.softmax_scale(c)
+        # the step's last phase: norm_f (no bias: zeros), then the tied head as the kernels take it
+        norm_f = stack.params["norm_f"]
+        bias = norm_f.get("bias")
+        self.head = (
+            norm_f["weight"],
+            np.zeros(c.d_model, np.float32) if bias is None else bias,
+        ) + kernel_operands(stack.head_weight)
 
     def _final(self, x):  # [B, C] -> logits [B, V]: norm_f, then the tied head
         norm_f = self.stack.params["norm_f"]
@@ -426,6 +434,7 @@ class DecodeSession:
         t = self.length
         self.key_ok[:, t] = True  # the new token is a real key
         x = np.array(self.stack.embed(token), np.float32)  # [B, C], updated in place by the kernel
+        logits = np.empty((x.shape[0], c.vocab_size), np.float32)
         decode_step(
             x,
             t,
@@ -436,10 +445,12 @@ class DecodeSession:
             self.slopes,
             np.float32(self.scale),
             np.float32(c.layer_norm_epsilon),
+            *self.head,
+            logits,
             get_num_threads(),
         )
         self.length = t + 1
-        return self._final(x)  # [B, V]
+        return logits
 
 
 NUMBA_BACKEND = Backend(
