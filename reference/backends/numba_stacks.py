@@ -11,8 +11,8 @@ MPT decoding: the cache holds, per layer, keys ``k[B, H, T, D]`` and values ``v[
 (float32, or their bf16 bits with kv_cache "bf16") for the whole generation (T = prompt + new
 tokens); a step writes one slot and attends over the live ones, so nothing grows or is copied per
 token. A session takes the stack (config, features, params), never the model. The prompt runs the
-stack; a step runs every block in one compiled call, numba_cpu.decode_step, over weights stacked
-per kind at load.
+stack; a step runs every block, the final norm and the tied head in one compiled call,
+numba_cpu.decode_step, over weights stacked per kind at load.
 """
 
 from __future__ import annotations
@@ -403,7 +403,7 @@ class DecodeSession:
             np.zeros(c.d_model, np.float32) if bias is None else bias,
         ) + kernel_operands(stack.head_weight)
 
-    def _final(self, x):  # [B, C] -> logits [B, V]: norm_f, then the tied head
+    def _final(self, x):  # [B, C] -> logits [B, V]: norm_f, then the tied head (the prompt's)
         norm_f = self.stack.params["norm_f"]
         return self.stack.lm_logits(
             layer_norm(x, norm_f["weight"], norm_f.get("bias"), self.c.layer_norm_epsilon)
