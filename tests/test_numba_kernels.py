@@ -464,7 +464,7 @@ HEAD_SIZES = [1, 3, 8, 12, 16, 21, 40, 64, 83]
 
 @FAST
 @given(
-    st.integers(1, 3),
+    st.integers(1, 6),  # from 4 rows on the fp32 and q8 matvecs take four at a time
     st.integers(1, 4),
     st.integers(1, 70),
     st.sampled_from(HEAD_SIZES),
@@ -509,7 +509,7 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
         got, kk, vv = x.copy(), k.copy(), v.copy()
         logits = np.full((B, V), np.nan, np.float32)
         consts = (np.float32(0.25), np.float32(1e-5))
-        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts, *head, logits, tasks)
+        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts, *head, logits, None, tasks)
         assert not np.isnan(logits).any(), "every logit written"
         return got, kk, vv, logits
 
@@ -542,6 +542,7 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
                 *consts,
                 *head,
                 np.zeros(shape, np.float32),
+                None,
                 2,
             )
 
@@ -597,13 +598,15 @@ def matrices_of_each_kind(O, I, seed):  # {kind: (weight as the kernels take it,
     return kinds
 
 
+@pytest.mark.parametrize("N", [3, 6])
 @pytest.mark.parametrize("O", [1, 6, 37, 100, 260])
-def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
+def test_shared_matvec_gives_the_same_rows_for_any_task_count(O, N):
     """numba_cpu._matvec_into over each kind of weight, its rows shared by 1 to 9 tasks (more tasks
     than groups of rows included): bit for bit the product one task gives, every row written
     (the output starts as NaN), and added to the output exactly once where it accumulates (x +
-    (w y + b), as decode_step's residuals are), against NumPy within float32 accumulation."""
-    I, N = 96, 3
+    (w y + b), as decode_step's residuals are), against NumPy within float32 accumulation. Six
+    rows of x take the fp32 and q8 weights four at a time (_tile_rows), the last four short."""
+    I = 96
     x, y, b = arrays(O, N, O), arrays(O + 1, N, I), arrays(O + 2, O, scale=0.1)
     kinds = matrices_of_each_kind(O, I, O)
     for kind, (w, scales) in kinds.items():
@@ -614,13 +617,27 @@ def test_shared_matvec_gives_the_same_rows_for_any_task_count(O):
             got = np.full((N, O), np.nan, np.float32)
             nb._split_matvec(y, w, scales, got, tasks)
             assert np.array_equal(got, one), (kind, tasks, np.abs(got - one).max())
+        if kind not in ("fp32", "q8"):
+            continue
+        # x given: four rows of it at a time (_tile_rows) where N >= TILED_MIN_ROWS
+        tiled = np.full((N, O), np.nan, np.float32)
+        nb._matvec_into(y, y, w, scales, nb._NO_BIAS, tiled, False, 1)
+        for tasks in range(2, 10):
+            got = np.full((N, O), np.nan, np.float32)
+            nb._matvec_into(y, y, w, scales, nb._NO_BIAS, got, False, tasks)
+            assert np.array_equal(got, tiled), (kind, tasks, np.abs(got - tiled).max())
+        # the int8 weights times their block's scale, in NumPy
+        dense = w if kind == "fp32" else w.astype(np.float32) * np.repeat(scales, 32, axis=1)
+        want = ops.linear(y, dense)
+        for what, got in [("a row at a time", one), ("x given", tiled)]:
+            assert_close(got, want, atol=2e-5, rtol=1e-5, what=f"{kind} matvec, {N} rows, {what}")
     w = kinds["fp32"][0]
     with pytest.raises(ValueError, match="at least one task"):
         nb._split_matvec(y, w, nb._NO_SCALES, np.zeros((N, O), np.float32), 0)
     want = x + (ops.linear(y, w) + b)
     for tasks in (1, 2, 3, 9):
         got = x.copy()
-        nb._matvec_into(y, w, nb._NO_SCALES, b, got, True, tasks)
+        nb._matvec_into(y, y, w, nb._NO_SCALES, b, got, True, tasks)
         assert_close(got, want, atol=2e-5, rtol=1e-5, what=f"x + (w y + b), {tasks} tasks")
 
 
@@ -687,7 +704,8 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
     got, logits = x.copy(), np.full((B, V), np.nan, np.float32)
     tasks = get_num_threads() if tasks is None else tasks
     consts = (np.float32(0.25), np.float32(1e-5))
-    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, *consts, *head, logits, tasks)
+    tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
+    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, *consts, *head, logits, tiles, tasks)
     # the step's key and value in slot t against NumPy's: float32 sums of C products, in another
     # order, so within (C + 8) units of their size; a bf16 cache rounds them, and near a tie the
     # two sums may round apart by one bf16 step, up to 2^-7 of the value
@@ -1119,7 +1137,7 @@ def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
 
 
 @FAST
-@given(st.integers(1, 3), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
+@given(st.integers(1, 6), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
 def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T):
     """decode_step with q8 matrices (int8 stacks and their scales, and a q8 LM head of 37 rows)
     against the same step with the dequantized float32 matrices: one q8 kernel path, the rest
@@ -1157,8 +1175,9 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
         args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
         slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
         head_args = (g[2], n[2], wh[0], sh[0], logits)
+        tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
         nb.decode_step(
-            out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, get_num_threads()
+            out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
         )
         outs.append((out, logits))
     (want, want_logits), (got, logits) = outs

@@ -41,6 +41,7 @@ from . import Backend
 from .numba_bf16dot import SPLIT_DOTS
 from .numba_cpu import (
     NUMBA,
+    TILED_MIN_ROWS,
     add_layer_norm,
     attention,
     decode_step,
@@ -447,6 +448,7 @@ class DecodeSession:
             np.float32(c.layer_norm_epsilon),
             *self.head,
             logits,
+            True if x.shape[0] >= TILED_MIN_ROWS else None,  # tiles compiled for batches only
             get_num_threads(),
         )
         self.length = t + 1
