@@ -14,7 +14,8 @@ reference/ops.py.
 | ``decode_step``      | ``mpt.block`` (S = 1),    | all blocks of a step and the LM head in one   |
 |                      | then ``mpt.lm_logits``    | parallel region, its units claimed by the     |
 |                      |                           | threads; KV [T, D], float32 or bf16           |
-|                      |                           | (kv_cache "bf16")                             |
+|                      |                           | (kv_cache "bf16"); from batch 4, fp32 and q8  |
+|                      |                           | matvecs in 4 x 4 tiles (_tile_rows)           |
 | ``linear``, bf16     | ``ops.linear``, widened   | each weight widened as read; with AVX512-BF16 |
 |                      | (split_bf16's bound)      | the matvec and decode_step use bf16 dot       |
 |                      |                           | products on activations split in two, except  |
@@ -716,7 +717,7 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add):
     for i in range(0, I_lanes, TILE_LANES):
         x0, x1 = _tile_load(x, n0, i), _tile_load(x, n1, i)
         x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
-        for r in range(QUAD_ROWS):  # a line of each row (16 lanes: 64 B of fp32, 16 of int8)
+        for r in range(QUAD_ROWS):  # a line of each row, TILE_PREFETCH_BYTES ahead
             prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), TILE_PREFETCH_BYTES)
         w0, w1 = _weight_lanes(w, scales, g, 0, i), _weight_lanes(w, scales, g, 1, i)
         w2, w3 = _weight_lanes(w, scales, g, 2, i), _weight_lanes(w, scales, g, 3, i)
@@ -809,13 +810,13 @@ def _claim_rows(x, xs, w, scales, bias, out, add, gelu, spans, task, tasks):  # 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _matvec_into(x, xs, w, scales, bias, out, add, tasks):  # out[n] (+)= w . x[n] (+ bias)
-    """out [N, O] float32 gets each row n of x (xs: as _split_for made it; x None: no tiles,
-    _tiled_group) times w ([O, I] as
-    _dot takes it, or interleaved bf16), plus bias [O] unless bias is empty, added to out where
-    add is set (x + (w x + b), as a residual), written over it otherwise. tasks is the number of
-    threads (numba.get_num_threads(), from Python: called in compiled code it would keep the
-    function out of the disk cache); any positive number gives the same result. The rows are
-    shared out by _next_groups (_claim_rows)."""
+    """out [N, O] float32 gets each row n of x times w ([O, I] as _dot takes it, or interleaved
+    bf16), plus bias [O] unless bias is empty, added to out where add is set (x + (w x + b), as
+    a residual), written over it otherwise; xs is x as _split_for made it, and x None compiles
+    without the tiles (_tiled_group). tasks is the number of threads (numba.get_num_threads(),
+    from Python: called in compiled code it would keep the function out of the disk cache); any
+    positive number gives the same result. The rows are shared out by _next_groups
+    (_claim_rows)."""
     spans = _open_spans(tasks, _row_groups(w))
     for task in prange(tasks):
         _claim_rows(x, xs, w, scales, bias, out, add, False, spans, task, tasks)
