@@ -1002,6 +1002,29 @@ def assert_decode_steps_match(fast, ref, ids, mask, steps=4):
         )
 
 
+@pytest.mark.parametrize("storage", ["fp32", "q8"])
+def test_a_session_of_five_rows_decodes_in_tiles_as_the_numpy_model(storage):
+    """A decode session of five rows, two of them left-padded: numba_stacks compiles the step
+    with tiles (TILED_MIN_ROWS), so the fp32 and q8 matvecs take the first four rows together
+    and the fifth alone; the logits step by step against the NumPy model (q8: on the
+    dequantized weights)."""
+    from test_mpt_properties import CONFIG
+
+    from reference.precision import quantize_q8
+
+    config = {**CONFIG, "d_model": 64, "n_heads": 4}
+    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
+    fast = reference.build(
+        config, weights, task="causal-lm", backend="numba", weight_storage=storage
+    )
+    if storage == "q8":
+        weights = {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()}
+    ref = reference.build(config, weights, task="causal-lm")
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4], [9, 10, 11, 12], [0, 1, 2, 3], [7, 7, 7, 7]])
+    assert ids.shape[0] > nb.TILED_MIN_ROWS
+    assert_decode_steps_match(fast, ref, ids, (ids != 0).astype(np.int64))
+
+
 @pytest.mark.parametrize("kv_cache", ["fp32", "bf16"])
 @pytest.mark.parametrize("storage", ["fp32", "bf16"])
 def test_fused_decode_step_logits_equal_the_numpy_model_step_by_step(storage, kv_cache):
