@@ -703,11 +703,11 @@ TILE_PREFETCH_BYTES = 1024  # how far ahead along its rows _tile_rows asks for a
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _tile_rows(w, scales, g, x, n0, bias, out, add):
+def _tile_rows(w, scales, g, x, n0, bias, out, add, ahead):
     """out[n, o] (+)= w[o] . x[n] (+ bias[o]) for the rows o of group g and n = n0 .. n0 + 3 (those
     below O and N): sixteen running sums in registers along I, each weight vector loaded once,
     straight from w as stored (_weight_lanes), for four rows of x (rows of x past the last repeat
-    it, unstored)."""
+    it, unstored), each row of w asked for ``ahead`` bytes ahead (0: not at all)."""
     N, I = x.shape
     O = out.shape[1]
     I_lanes = I - I % TILE_LANES
@@ -717,8 +717,9 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add):
     for i in range(0, I_lanes, TILE_LANES):
         x0, x1 = _tile_load(x, n0, i), _tile_load(x, n1, i)
         x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
-        for r in range(QUAD_ROWS):  # a line of each row, TILE_PREFETCH_BYTES ahead
-            prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), TILE_PREFETCH_BYTES)
+        if ahead:  # a line of each row
+            for r in range(QUAD_ROWS):
+                prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), ahead)
         w0, w1 = _weight_lanes(w, scales, g, 0, i), _weight_lanes(w, scales, g, 1, i)
         w2, w3 = _weight_lanes(w, scales, g, 2, i), _weight_lanes(w, scales, g, 3, i)
         a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
@@ -772,7 +773,7 @@ def _tiled_group_impl(x, w, scales, g, bias, out, add):
         if x.shape[0] < TILED_MIN_ROWS:
             return False
         for n0 in range(0, x.shape[0], 4):
-            _tile_rows(w, scales, g, x, n0, bias, out, add)
+            _tile_rows(w, scales, g, x, n0, bias, out, add, TILE_PREFETCH_BYTES)
         return True
 
     return tiles
@@ -939,50 +940,24 @@ def _fma_times4(a0, a1, a2, a3, w, x0, x1, x2, x3):  # a_j + w * x_j for four ro
 def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
     """x @ w.T for a few dozen rows (a prompt), reading the weights once in their stored form:
     each task widens four weight rows into a float32 buffer (cache-resident), then goes down x four
-    rows at a time with a 4 x 4 tile of dot products, sixteen running sums that stay in registers
-    along I (16 lanes each in AVX-512's 32 registers; 8 lanes on AVX2, where a few spill to L1,
-    measured no slower than a 4 x 2 tile), so each loaded vector serves four products. Rows past
-    the ends repeat the last one (same values, written twice). On the MPT-125M prompt of 32 tokens
-    the 8-lane tiles took the prefill from 112 / 135 / 155 ms (BLAS on widened or dequantized
-    weights) to about 60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD EPYC Zen 4, 2 threads); on
-    Zen 5 the 16-lane ones run the 12 layers' products in 23-25 ms against 49-51 with the weights
-    in cache."""
+    rows at a time with the decode step's 4 x 4 tile of dot products (_tile_rows, over the buffer
+    and the group's columns of out), sixteen running sums that stay in registers along I (16
+    lanes each in AVX-512's 32 registers; 8 lanes on AVX2, where a few spill to L1, measured no
+    slower than a 4 x 2 tile), so each loaded vector serves four products. On the MPT-125M
+    prompt of 32 tokens the 8-lane tiles took the prefill from 112 / 135 / 155 ms (BLAS on
+    widened or dequantized weights) to about 60 / 50 / 67 ms for fp32 / bf16 / q8 weights (AMD
+    EPYC Zen 4, 2 threads); on Zen 5 the 16-lane ones run the 12 layers' products in 23-25 ms
+    against 49-51 with the weights in cache."""
     N, I = x.shape
     O = out_rows(w)
-    I8 = I - I % TILE_LANES
     for ob in prange((O + 3) // 4):
         o0 = ob * 4
         o1, o2, o3 = min(o0 + 1, O - 1), min(o0 + 2, O - 1), min(o0 + 3, O - 1)
         buf = np.empty((4, I), np.float32)
         _rows4_as_float32(w, scales, o0, o1, o2, o3, buf)
+        block = out[:, o0 : o0 + 4]  # the group's columns (fewer at the end)
         for n0 in range(0, N, 4):
-            n1, n2, n3 = min(n0 + 1, N - 1), min(n0 + 2, N - 1), min(n0 + 3, N - 1)
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = _tile_zero()
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = _tile_zero()
-            for i in range(0, I8, TILE_LANES):
-                x0, x1 = _tile_load(x, n0, i), _tile_load(x, n1, i)
-                x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
-                w0, w1 = _tile_load(buf, 0, i), _tile_load(buf, 1, i)
-                w2, w3 = _tile_load(buf, 2, i), _tile_load(buf, 3, i)
-                a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
-                a10, a11, a12, a13 = _fma_times4(a10, a11, a12, a13, w1, x0, x1, x2, x3)
-                a20, a21, a22, a23 = _fma_times4(a20, a21, a22, a23, w2, x0, x1, x2, x3)
-                a30, a31, a32, a33 = _fma_times4(a30, a31, a32, a33, w3, x0, x1, x2, x3)
-            sums = (
-                (_tile_hsum(a00), _tile_hsum(a01), _tile_hsum(a02), _tile_hsum(a03)),
-                (_tile_hsum(a10), _tile_hsum(a11), _tile_hsum(a12), _tile_hsum(a13)),
-                (_tile_hsum(a20), _tile_hsum(a21), _tile_hsum(a22), _tile_hsum(a23)),
-                (_tile_hsum(a30), _tile_hsum(a31), _tile_hsum(a32), _tile_hsum(a33)),
-            )
-            ns = (n0, n1, n2, n3)
-            for r in range(4):
-                o = min(o0 + r, O - 1)
-                for c in range(4):
-                    n = ns[c]
-                    total = sums[r][c]
-                    for i in range(I8, I):
-                        total += buf[r, i] * x[n, i]
-                    out[n, o] = total
+            _tile_rows(buf, _NO_SCALES, 0, x, n0, _NO_BIAS, block, False, 0)  # buf: in L1
 
 
 def kernel_operands(weight):  # -> (w, scales): a stored weight as the Numba kernels take it
