@@ -1,5 +1,6 @@
 """tools/bench.py's verdict on the targets, from a run's times (no benchmark is run here)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -53,3 +54,25 @@ def test_columns_that_never_ran_in_one_round_are_judged_without_a_pairing():
     rounds = [{"numba": 0.8}, {"onnxruntime": 1.0}, {"numba": 0.8}, {"onnxruntime": 1.0}]
     [(line, met)] = bench.target_verdicts("encode", times, rounds, {})
     assert met and "0.800x onnxruntime's time, paired - (at most 0.9x)" in line, line
+
+
+def test_a_resized_decoder_sets_the_bytes_the_buffers_and_the_prompt(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "DECODER", dict(bench.DECODER))
+    full = bench.decode_weight_bytes(2)
+    assert bench.decoder_name() == "MPT-125M"
+    (tmp_path / "mpt").mkdir()
+    config = dict(bench.DECODER, n_layers=2, vocab_size=4096, architectures=["MptForCausalLM"])
+    (tmp_path / "mpt" / "config.json").write_text(json.dumps(config))
+    bench.use_decoder_of(str(tmp_path))
+    C = 768
+    assert bench.decode_weight_bytes(2) == (2 * 12 * C * C + 4096 * C) * 2 < full
+    assert bench.decoder_name() == "MPT of 2 layers, vocab 4096"
+    assert bench.prompt_ids(32).max() < 4096  # ids the resized vocabulary holds
+    assert "architectures" not in bench.DECODER
+
+
+def test_a_directory_without_a_decoder_leaves_the_shape_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "DECODER", dict(bench.DECODER))
+    before = dict(bench.DECODER)
+    bench.use_decoder_of(str(tmp_path))
+    assert bench.DECODER == before

@@ -427,7 +427,36 @@ def cpu_model():
         for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
         if f in flags
     ]
-    return f"{name} ({os.cpu_count()} CPUs; {' '.join(wanted) or 'no AVX2'})"
+    return f"{name} ({os.cpu_count()} CPUs; {' '.join(wanted) or 'no AVX2'}{last_level_cache()})"
+
+
+def last_level_cache():  # "; L3 32768K" as sysfs gives it for CPU 0, or "" where it does not
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    levels = {}
+    for index in os.listdir(base) if os.path.isdir(base) else []:
+        try:
+            with open(f"{base}/{index}/level") as f, open(f"{base}/{index}/size") as g:
+                levels[int(f.read())] = g.read().strip()
+        except (OSError, ValueError):
+            continue
+    return f"; L{max(levels)} {levels[max(levels)]}" if levels else ""
+
+
+def use_decoder_of(out):
+    """Take the decoder's shape from the MPT that tools/bench_engines.py prepare wrote to ``out``
+    (it may be made smaller or larger than MPT-125M, to set its weights against this CPU's last
+    cache level), so that the weight bytes, the read buffers and the prompt's ids match it."""
+    path = os.path.join(out, "mpt", "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            config = json.load(f)
+        DECODER.update({k: config[k] for k in DECODER if k in config})
+
+
+def decoder_name():  # "MPT-125M", or the shape of another size
+    if (DECODER["n_layers"], DECODER["vocab_size"]) == (12, 50368):
+        return "MPT-125M"
+    return f"MPT of {DECODER['n_layers']} layers, vocab {DECODER['vocab_size']}"
 
 
 # --------------------------------------------------------------------------- child processes
@@ -841,6 +870,7 @@ def main():
         }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     if args.engines and args.workload not in ("gemm", "bf16"):  # these have no engine columns
+        use_decoder_of(args.engines)
         print(
             f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
             " rounds, each column in a process of its own"
@@ -857,14 +887,17 @@ def main():
                     f"{encode_flops() / 1e9:.0f} GFLOP a run)"
                 ),
                 "decode": (
-                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {PROMPT} (first tok: the"
+                    f"{decoder_name()} greedy decode, {NEW_TOKENS} tokens after {PROMPT} ("
+                    f"{decode_weight_bytes(STORAGE_BYTES['bf16']) / 2**20:.0f} MiB of bf16"
+                    " weights; first tok: the"
                     " prompt and one token alone; steps t/s: the tokens after it a second; of"
                     " bound: the weight bytes those steps stream a second over the read bandwidth"
                     " of a buffer their size)"
                 ),
                 "long": (
-                    f"MPT-125M greedy decode, {NEW_TOKENS} tokens after {LONG_PROMPT} (first tok:"
-                    " the prompt and one token alone; steps t/s: the tokens after it a second)"
+                    f"{decoder_name()} greedy decode, {NEW_TOKENS} tokens after {LONG_PROMPT}"
+                    " (first tok: the prompt and one token alone; steps t/s: the tokens after it"
+                    " a second)"
                 ),
                 "embed": (
                     f"sentence embedding, {len(corpus())} texts of 4-120 words, batch 32, max"

@@ -23,6 +23,12 @@ environment only).
   mpt-ct2-float32/, mpt-ct2-int8/
                    CTranslate2's conversion of the HF directory (ctranslate2.converters)
 
+``prepare DIR --decoder-layers N --decoder-vocab V`` writes only the MPT models, of N blocks and a
+vocabulary of V (either may be left at MPT-125M's): a decoder whose weights fit this CPU's last
+cache level, or are some multiple of it, to see how the engines compare where the step's weights
+are read from that cache rather than from memory. tools/bench.py --engines DIR takes the shape from
+DIR/mpt/config.json (the decode and long workloads; the others need a full prepare).
+
 ``run`` times one engine on the bench workload in this process, after a warm-up, and prints
 {"times": [...]} (seconds per workload run). tools/bench.py --engines DIR starts it once per round,
 alternating with the other columns, so every engine runs in a process of its own. For the decode
@@ -237,8 +243,14 @@ def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
     )
 
 
-def prepare(out: Path):
+def prepare(out: Path, layers=None, vocab=None):
+    """Every model into ``out``; with ``layers`` or ``vocab``, only the MPT ones, of that many
+    blocks or tokens (the rest of MPT-125M's shape kept)."""
     out.mkdir(parents=True, exist_ok=True)
+    if layers is not None or vocab is not None:
+        resized = {"n_layers": layers, "vocab_size": vocab}
+        bench.DECODER.update({k: v for k, v in resized.items() if v is not None})
+        return prepare_decoder(out)
     write_hf_dir("mpnet", out / "mpnet")
     write_wordpiece_tokenizer(out / "mpnet", bench.ENCODER["vocab_size"])
     export_onnx(out / "mpnet", out / "mpnet.onnx")
@@ -248,6 +260,10 @@ def prepare(out: Path):
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
         shutil.copy(out / "mpnet" / name, fastembed_dir / name)
     print("wrote", out / "mpnet", out / "mpnet.onnx", fastembed_dir, flush=True)
+    prepare_decoder(out)
+
+
+def prepare_decoder(out: Path):  # the MPT of bench.DECODER's shape, for every decode engine
     weights = write_hf_dir("mpt", out / "mpt")
     write_wordlevel_tokenizer(out / "mpt", bench.DECODER["vocab_size"])
     for kind in ("f32", "bf16", "q8_0"):
@@ -399,6 +415,7 @@ def runner(engine, out: Path, threads, prompt_len=bench.PROMPT):
 
 
 def run(engine, out: Path, threads, repeats, prompt_len=bench.PROMPT, first_token=False):
+    bench.use_decoder_of(out)  # a resized MPT (prepare --decoder-layers / --decoder-vocab)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
     fn = runner(engine, out, threads, prompt_len)
@@ -426,6 +443,16 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("out", type=Path)
+    p.add_argument(
+        "--decoder-layers",
+        type=int,
+        help="write only the MPT models, with this many blocks (MPT-125M: 12)",
+    )
+    p.add_argument(
+        "--decoder-vocab",
+        type=int,
+        help="write only the MPT models, with this vocabulary (MPT-125M: 50368)",
+    )
     r = sub.add_parser("run")
     r.add_argument("engine")
     r.add_argument("out", type=Path)
@@ -435,7 +462,7 @@ def main():
     r.add_argument("--first-token", action="store_true", help="also time the first token alone")
     args = parser.parse_args()
     if args.command == "prepare":
-        prepare(args.out)
+        prepare(args.out, args.decoder_layers, args.decoder_vocab)
     else:
         run(args.engine, args.out, args.threads, args.repeats, args.prompt, args.first_token)
 
