@@ -428,7 +428,13 @@ def _dot_impl(w, scales, o, x, n):
 # 1.050x and 1.026x a plain read's time against 1.062x and 1.040x where the memory ran at its
 # usual speed, 1.215x against 1.238x in its fast bursts, 1.055x against 1.148x in between. 1 and
 # 2 KB ahead and prefetcht2 measured within 1.5% of it, 0.5 KB up to 4% and 3 KB up to 7% slower;
-# prefetcht0 (into L1) was slower than none.
+# prefetcht0 (into L1) was slower than none. One hint a block (its first line; the hardware's
+# streamer fills in the other three) rather than one a line: where the weights fit the L3 the
+# hints were pure cost, and whole bf16 steps took 0.91x the time (one layer and a 4096-token head,
+# 20 MB: 100 alternating rounds) and 0.97x (two layers, 35 MB), while from memory they took
+# 0.996x and 1.006x (MPT-125M, 300 and 200 rounds) and 0.996x (four layers, 63 MB) (Zen 4, L3
+# 32 MiB, 2026-12-06). Per block, serially over one 3072 x 768 matrix held in cache, the hints on
+# every line cost 18% of the kernel's rate.
 QUAD_BYTES = QUAD_ROWS * QUAD_BLOCK * 2  # one block of the interleaved layout
 PREFETCH_AHEAD = 6 * QUAD_BYTES
 
@@ -443,17 +449,16 @@ def _dot_bf16_quad(w, g, xs, n):  # rows 4g .. 4g + 3 of interleaved bf16 w . (h
     one of each; from memory the stacked decode matrices went through it at 1.03x the time of a
     plain read of their bytes, against 1.21x for _dot_bf16 (Zen 4, 60 alternating rounds;
     docs/performance.md). For x's first row (the callers go through the rows of x with the group
-    fixed, n = 0 first) each block also asks for the one PREFETCH_AHEAD bytes on: the weights
-    are one stream, so that is the same matrix or the next group's rows (past a matrix's end, a
-    wasted hint). Twin: the widened rows times hi + lo in float64, within float32
+    fixed, n = 0 first) each block also asks for the first line of the one PREFETCH_AHEAD bytes
+    on: the weights are one stream, so that is the same matrix or the next group's rows (past a
+    matrix's end, a wasted hint). Twin: the widened rows times hi + lo in float64, within float32
     accumulation."""
     wg = w[g]
     a0, a1, a2, a3 = zero16(), zero16(), zero16(), zero16()
     b0, b1, b2, b3 = zero16(), zero16(), zero16(), zero16()
     for blk in range(wg.shape[0]):
         if n == 0:  # the block PREFETCH_AHEAD bytes on, into L2 (later rows find it in cache)
-            for line in range(0, QUAD_BYTES, 64):
-                prefetch(wg, (blk, 0), PREFETCH_AHEAD + line)
+            prefetch(wg, (blk, 0), PREFETCH_AHEAD)
         hi, lo = load32_part(xs, n, 2 * blk, 0), load32_part(xs, n, 2 * blk + 1, 0)
         w0, w1 = load32(wg, blk, 0), load32(wg, blk, 32)
         w2, w3 = load32(wg, blk, 64), load32(wg, blk, 96)
