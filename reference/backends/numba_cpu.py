@@ -777,8 +777,8 @@ def _tiled_group_impl(x, w, scales, g, bias, out, add):
     def tiles(x, w, scales, g, bias, out, add):
         if x.shape[0] < TILED_MIN_ROWS:
             return False
-        for n0 in range(0, x.shape[0], 4):
-            _tile_rows(w, scales, g, x, n0, bias, out, add, TILE_PREFETCH_BYTES)
+        for n0 in range(0, x.shape[0], 4):  # the first four rows ask for the weights ahead
+            _tile_rows(w, scales, g, x, n0, bias, out, add, TILE_PREFETCH_BYTES if n0 == 0 else 0)
         return True
 
     return tiles
