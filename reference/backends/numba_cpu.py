@@ -663,12 +663,6 @@ def _next_groups(spans, task, tasks, k):  # -> (lo, hi, k): the next groups [lo,
     return 0, 0, k
 
 
-@njit(inline="always")
-def _put(out, n, o, d, bias, add):  # out[n, o] (+)= d (+ bias[o]; an empty bias adds nothing)
-    y = d + bias[o] if bias.size else d
-    out[n, o] = out[n, o] + y if add else y
-
-
 def _weight_lanes(w, scales, g, r, i):
     """Row 4g + r of w (its last row where that is past it), columns i .. i + TILE_LANES, as
     float32 lanes: loaded (float32), or int8 times its block's scale (q8). Compiled per weight
@@ -704,7 +698,10 @@ def _weight_at_impl(w, scales, g, r, i):
     return lambda w, scales, g, r, i: w[min(g * QUAD_ROWS + r, w.shape[0] - 1), i]
 
 
-TILE_PREFETCH_BYTES = 1024  # how far ahead along its rows _tile_rows asks for a group's weights
+# How far ahead along its rows _tile_rows asks for a group's weights: a constant, so that each
+# hint's address is a row's own pointer plus a displacement (as an argument, the distance took
+# four more registers in the loop, whose pointers then went to the stack)
+TILE_PREFETCH_BYTES = 1024
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -712,7 +709,7 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add, ahead):
     """out[n, o] (+)= w[o] . x[n] (+ bias[o]) for the rows o of group g and n = n0 .. n0 + 3 (those
     below O and N): sixteen running sums in registers along I, each weight vector loaded once,
     straight from w as stored (_weight_lanes), for four rows of x (rows of x past the last repeat
-    it, unstored), each row of w asked for ``ahead`` bytes ahead (0: not at all)."""
+    it, unstored), each row of w asked for TILE_PREFETCH_BYTES ahead where ``ahead`` is set."""
     N, I = x.shape
     O = out.shape[1]
     I_lanes = I - I % TILE_LANES
@@ -724,7 +721,7 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add, ahead):
         x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
         if ahead:  # a line of each row
             for r in range(QUAD_ROWS):
-                prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), ahead)
+                prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), TILE_PREFETCH_BYTES)
         w0, w1 = _weight_lanes(w, scales, g, 0, i), _weight_lanes(w, scales, g, 1, i)
         w2, w3 = _weight_lanes(w, scales, g, 2, i), _weight_lanes(w, scales, g, 3, i)
         a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
@@ -745,7 +742,12 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add, ahead):
                 total = sums[r][c]
                 for i in range(I_lanes, I):
                     total += _weight_at(w, scales, g, r, i) * x[n, i]
-                _put(out, n, o, total, bias, add)
+                # the store written out, as in _claim_rows: through a helper of Numba's
+                # inline="always" holding the same two lines, LLVM compiled the whole step
+                # otherwise, and batched fp32 steps took 1.07-1.14x the time (batch 4-16); in
+                # _claim_rows' row-at-a-time path, bf16 steps at batch 4 took 1.07x (Zen 4)
+                y = total + bias[o] if bias.size else total
+                out[n, o] = out[n, o] + y if add else y
 
 
 def _tiles_of(tiles, a):
@@ -778,7 +780,7 @@ def _tiled_group_impl(x, w, scales, g, bias, out, add):
         if x.shape[0] < TILED_MIN_ROWS:
             return False
         for n0 in range(0, x.shape[0], 4):  # the first four rows ask for the weights ahead
-            _tile_rows(w, scales, g, x, n0, bias, out, add, TILE_PREFETCH_BYTES if n0 == 0 else 0)
+            _tile_rows(w, scales, g, x, n0, bias, out, add, n0 == 0)
         return True
 
     return tiles
@@ -962,7 +964,7 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
         _rows4_as_float32(w, scales, o0, o1, o2, o3, buf)
         block = out[:, o0 : o0 + 4]  # the group's columns (fewer at the end)
         for n0 in range(0, N, 4):
-            _tile_rows(buf, _NO_SCALES, 0, x, n0, _NO_BIAS, block, False, 0)  # buf: in L1
+            _tile_rows(buf, _NO_SCALES, 0, x, n0, _NO_BIAS, block, False, False)  # buf: in L1
 
 
 def kernel_operands(weight):  # -> (w, scales): a stored weight as the Numba kernels take it
