@@ -107,7 +107,8 @@ def tune_process(workload="encode"):
         halted virtual CPU: bf16 decoding measured 1.47 / 1.33 / 1.27 / 1.18 / 1.30 s at 1000 /
         10^4 / 3 x 10^4 / 10^5 / 3 x 10^5, fp32 2.63 s at 1000 and 2.01 s at 100000 (AMD EPYC
         Zen 4, 2 vCPUs). A step is one region since (decode_step, the LM head included): the
-        sampling between steps is the gap left.
+        sampling between steps is the gap left, and 100000 still measured best there (bf16
+        generation, processes alternating, six rounds: 1000 took 1.31x the time, 10000 1.05x).
         A prompt of more than 64 tokens runs its projections as BLAS GEMMs, which the spinning
         workers then slow: a 512-token prompt with 4 new tokens took 0.70 s at 1000 and 0.80 s at
         100000 (fp32), paid back after about 20 generated tokens.
