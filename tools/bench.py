@@ -56,6 +56,7 @@ ENCODER = dict(
 DECODER = dict(
     model_type="mpt", d_model=768, n_heads=12, n_layers=12, vocab_size=50368, max_seq_len=2048
 )
+MPT_125M = dict(DECODER)  # DECODER's shape unless a resized decoder is taken (use_decoder_of)
 PROMPT, NEW_TOKENS, ENC_BATCH, ENC_LEN = 32, 128, 8, 128
 LONG_PROMPT = 1024  # the long workload's prompt: where the prefill, not the steps, sets the pace
 
@@ -454,7 +455,7 @@ def use_decoder_of(out):
 
 
 def decoder_name():  # "MPT-125M", or the shape of another size
-    if (DECODER["n_layers"], DECODER["vocab_size"]) == (12, 50368):
+    if DECODER == MPT_125M:
         return "MPT-125M"
     return f"MPT of {DECODER['n_layers']} layers, vocab {DECODER['vocab_size']}"
 
