@@ -131,56 +131,73 @@ def cmd_inspect(args):
 
 
 def cmd_embed(args):
-    from .embedding import embed_corpus, max_seq_length, pooling_rules, read_texts
+    from .embedding import (
+        embed_tokens,
+        iter_texts,
+        max_seq_length,
+        npy_rows,
+        pad_id,
+        pooling_rules,
+        token_ids,
+    )
 
     if bool(args.texts) == bool(args.input):
         raise CliError("embed takes texts on the command line or --input FILE, not both or neither")
     if args.input and not args.output:
         raise CliError("embed --input needs --output FILE.npy")
-    texts = read_texts(args.input, args.field) if args.input else args.texts
-    if not texts:
-        raise CliError(f"{args.input}: no texts")
+    if args.input and not os.path.isfile(args.input):
+        raise CliError(f"{args.input}: no such file")
     model, tok = load(args, "base"), tokenizer(args)
     mode, normalise = pooling_rules(args.model)
     positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
     positions = positions if positions is not None else model.config.max_seq_len + 2
     max_length = args.max_length or max_seq_length(args.model, positions)
+    width = getattr(model.config, "hidden_size", None) or model.config.d_model
     started = time.perf_counter()
-    with Progress(len(texts), "embedding", force=False) as bar:
-        vectors = embed_corpus(
+    # a file's texts are read and tokenized a chunk at a time, and only their ids are kept
+    texts = iter_texts(args.input, args.field) if args.input else args.texts
+    ids, starts = token_ids(tok.backend, texts, max_length)
+    count = len(starts) - 1
+    if not count:
+        raise CliError(f"{args.input}: no texts")
+    with (
+        Progress(count, "embedding", force=False) as bar,
+        npy_rows(args.output, (count, width)) as (out, written),
+    ):
+        vectors = embed_tokens(
             model,
-            tok.backend,
-            texts,
+            ids,
+            starts,
+            pad_id(tok.backend),
             args.batch_size,
-            max_length,
             mode,
             normalise,
-            on_batch=bar.update,
+            bar.update,
+            out,
         )
     seconds = time.perf_counter() - started
     if args.output:
-        np.save(args.output, vectors)
         info = {
-            "written": args.output,
-            "texts": len(texts),
-            "dims": vectors.shape[1],
+            "written": written,
+            "texts": count,
+            "dims": width,
             "pooling": mode,
             "normalized": normalise,
             "max_length": max_length,
-            "sentences_per_second": len(texts) / seconds,
+            "sentences_per_second": count / seconds,
         }
         emit(
             args,
             info,
-            f"wrote {len(texts)} x {vectors.shape[1]} embeddings to {args.output} ({mode}"
-            f" pooling{', L2-normalised' if normalise else ''}; {len(texts) / seconds:.1f}"
+            f"wrote {count} x {width} embeddings to {written} ({mode}"
+            f" pooling{', L2-normalised' if normalise else ''}; {count / seconds:.1f}"
             " sentences/s)",
         )
         return
     data = {"pooling": mode, "normalized": normalise, "embeddings": vectors.tolist()}
     text = "\n".join(
         f"{t!r}: [{', '.join(f'{v:.4f}' for v in vec[:6])}, ...] ({len(vec)} dims)"
-        for t, vec in zip(texts, vectors)
+        for t, vec in zip(args.texts, vectors)
     )
     emit(args, data, text)
 

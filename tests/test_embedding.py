@@ -18,9 +18,14 @@ from reference.embedding import (
     BATCH_OVERHEAD_TOKENS,
     batches_by_length,
     embed_corpus,
+    embed_tokens,
+    iter_texts,
     max_seq_length,
+    npy_rows,
+    pad_id,
     pool,
     read_texts,
+    token_ids,
 )
 from reference.tokenizer import Tokenizer
 
@@ -105,8 +110,52 @@ def test_jsonl_and_plain_text_inputs(tmp_path):
         read_texts(str(tmp_path / "b.jsonl"))
     (tmp_path / "c.jsonl").write_text('{"body": "x"}\n"y"\n')
     assert read_texts(str(tmp_path / "c.jsonl"), field="body") == ["x", "y"]
+    # lines end at \n, \r\n or \r only: a form feed or U+2028 inside a text leaves it whole
+    (tmp_path / "d.txt").write_bytes("a\x0cb\r\nc\u2028d\re\n".encode())
+    assert list(iter_texts(str(tmp_path / "d.txt"))) == ["a\x0cb", "c\u2028d", "e"]
+    (tmp_path / "e.jsonl").write_text('"ok"\n{"text": \n')
+    texts = iter_texts(str(tmp_path / "e.jsonl"))
+    assert next(texts) == "ok"  # read line by line: the bad line raises only when reached
+    with pytest.raises(ValueError, match=r"e.jsonl:2: not JSON"):
+        next(texts)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         embed_corpus(None, None, ["x"], batch_size=0)
+
+
+def test_token_ids_are_each_texts_ids_end_to_end_across_tokenizer_chunks(checkpoint, monkeypatch):
+    tok = Tokenizer(str(checkpoint)).backend
+    monkeypatch.setattr("reference.embedding.TOKENIZE_CHUNK", 4)  # TEXTS span two chunks
+    ids, starts = token_ids(tok, (t for t in TEXTS), 5)  # any iterable, read once
+    assert ids.dtype == np.int32 and starts.tolist()[0] == 0 and len(starts) == len(TEXTS) + 1
+    tok.enable_truncation(5)
+    for i, text in enumerate(TEXTS):
+        assert ids[starts[i] : starts[i + 1]].tolist() == tok.encode(text).ids, text
+    ids, starts = token_ids(tok, [], 5)
+    assert ids.size == 0 and starts.tolist() == [0]
+    with pytest.raises(ValueError, match="max_length must be an integer of at least 2"):
+        token_ids(tok, TEXTS, 1)
+
+
+def test_embedding_into_a_given_array_and_into_a_npy_file_that_is_whole_or_absent(
+    checkpoint, tmp_path
+):
+    model, tok = reference.from_pretrained(str(checkpoint)), Tokenizer(str(checkpoint))
+    expected = embed_corpus(model, tok.backend, TEXTS, batch_size=3, max_length=8)
+    ids, starts = token_ids(tok.backend, TEXTS, 8)
+    args = (model, ids, starts, pad_id(tok.backend), 3)
+    with npy_rows(tmp_path / "rows", expected.shape) as (out, written):
+        assert written == str(tmp_path / "rows.npy")  # as np.save names it
+        assert embed_tokens(*args, out=out) is out
+    assert_close(np.load(written), expected, atol=0, what="rows written through the map")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy"]
+    with pytest.raises(ValueError, match=r"out must be float32 \[6, C\] for 6 texts"):
+        embed_tokens(*args, out=np.zeros((5, expected.shape[1]), np.float32))
+    with pytest.raises(ValueError, match="out has 3 columns, the model gives"):
+        with npy_rows(tmp_path / "bad.npy", (len(TEXTS), 3)) as (out, _):
+            embed_tokens(*args, out=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy"]  # nothing half-written
+    with npy_rows(None, (1, 1)) as nothing:
+        assert nothing == (None, None)
 
 
 def test_the_command_line_writes_one_row_per_text_in_input_order(checkpoint, tmp_path):
@@ -138,6 +187,8 @@ def test_the_command_line_writes_one_row_per_text_in_input_order(checkpoint, tmp
     assert run.returncode == 0, run.stderr
     info = json.loads(run.stdout)
     assert info["texts"] == len(TEXTS) and info["pooling"] == "mean" and info["normalized"]
+    assert info["written"] == str(out) and info["dims"] == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "texts.jsonl"]
     model, tok = reference.from_pretrained(str(checkpoint)), Tokenizer(str(checkpoint))
     written = np.load(out)
     for i, text in enumerate(TEXTS):
