@@ -514,6 +514,11 @@ def _row_groups(w):  # how many groups of four rows _dot4 goes over (the last ma
     return w.shape[0] if _interleaved(w) else (w.shape[0] + QUAD_ROWS - 1) // QUAD_ROWS
 
 
+@njit(inline="always")
+def _group_row(w, g, r):  # row 4g + r of a plain [O, I] w, or its last row where that is past it
+    return min(g * QUAD_ROWS + r, w.shape[0] - 1)
+
+
 def _dot4(w, scales, g, x, n):
     """Rows 4g .. 4g + 3 of w, each dotted with x[n] (as _dot takes it), as a 4-tuple: the
     interleaved bf16 kernel where w is in that layout, otherwise _dot four times, rows past the
@@ -528,12 +533,11 @@ def _dot4_impl(w, scales, g, x, n):
         return lambda w, scales, g, x, n: _dot_quad_widened(w, g, x, n)
 
     def dot4(w, scales, g, x, n):
-        o, last = g * QUAD_ROWS, w.shape[0] - 1
         return (
-            _dot(w, scales, o, x, n),
-            _dot(w, scales, min(o + 1, last), x, n),
-            _dot(w, scales, min(o + 2, last), x, n),
-            _dot(w, scales, min(o + 3, last), x, n),
+            _dot(w, scales, _group_row(w, g, 0), x, n),
+            _dot(w, scales, _group_row(w, g, 1), x, n),
+            _dot(w, scales, _group_row(w, g, 2), x, n),
+            _dot(w, scales, _group_row(w, g, 3), x, n),
         )
 
     return dot4
@@ -675,12 +679,12 @@ def _weight_lanes_impl(w, scales, g, r, i):
     if w.dtype == types.int8:
 
         def q8(w, scales, g, r, i):
-            o = min(g * QUAD_ROWS + r, w.shape[0] - 1)
+            o = _group_row(w, g, r)
             scale = _tile_splat(scales[o, i // Q8_BLOCK])
             return _tile_fma(_tile_zero(), _tile_load_i8(w, o, i), scale)
 
         return q8
-    return lambda w, scales, g, r, i: _tile_load(w, min(g * QUAD_ROWS + r, w.shape[0] - 1), i)
+    return lambda w, scales, g, r, i: _tile_load(w, _group_row(w, g, r), i)
 
 
 def _weight_at(w, scales, g, r, i):
@@ -692,11 +696,11 @@ def _weight_at_impl(w, scales, g, r, i):
     if w.dtype == types.int8:
 
         def q8(w, scales, g, r, i):
-            o = min(g * QUAD_ROWS + r, w.shape[0] - 1)
+            o = _group_row(w, g, r)
             return np.float32(w[o, i]) * scales[o, i // Q8_BLOCK]
 
         return q8
-    return lambda w, scales, g, r, i: w[min(g * QUAD_ROWS + r, w.shape[0] - 1), i]
+    return lambda w, scales, g, r, i: w[_group_row(w, g, r), i]
 
 
 # How far ahead along its rows _tile_rows asks for a group's weights: a constant, so that each
@@ -722,7 +726,7 @@ def _tile_rows(w, scales, g, x, n0, bias, out, add, ahead):
         x2, x3 = _tile_load(x, n2, i), _tile_load(x, n3, i)
         if ahead:  # a line of each row
             for r in range(QUAD_ROWS):
-                prefetch(w, (min(g * QUAD_ROWS + r, w.shape[0] - 1), i), TILE_PREFETCH_BYTES)
+                prefetch(w, (_group_row(w, g, r), i), TILE_PREFETCH_BYTES)
         w0, w1 = _weight_lanes(w, scales, g, 0, i), _weight_lanes(w, scales, g, 1, i)
         w2, w3 = _weight_lanes(w, scales, g, 2, i), _weight_lanes(w, scales, g, 3, i)
         a00, a01, a02, a03 = _fma_times4(a00, a01, a02, a03, w0, x0, x1, x2, x3)
@@ -1518,7 +1522,7 @@ def _prefetch_group(w, g, ahead):
 def _prefetch_group_impl(w, g, ahead):
     if _is_interleaved_type(w):
         return lambda w, g, ahead: prefetch(w, (min(g, w.shape[0] - 1), 0, 0), ahead)
-    return lambda w, g, ahead: prefetch(w, (min(g * QUAD_ROWS, w.shape[0] - 1), 0), ahead)
+    return lambda w, g, ahead: prefetch(w, (_group_row(w, g, 0), 0), ahead)
 
 
 @njit(inline="always")
