@@ -134,6 +134,7 @@ def cmd_embed(args):
     from .embedding import (
         embed_tokens,
         iter_texts,
+        line_count,
         max_seq_length,
         npy_rows,
         pad_id,
@@ -156,7 +157,9 @@ def cmd_embed(args):
     started = time.perf_counter()
     # a file's texts are read and tokenized a chunk at a time, and only their ids are kept
     texts = iter_texts(args.input, args.field) if args.input else args.texts
-    ids, starts = token_ids(tok.backend, texts, max_length)
+    lines = line_count(args.input) if args.input else len(texts)
+    with Progress(lines, "tokenizing", force=False) as bar:
+        ids, starts = token_ids(tok.backend, texts, max_length, bar.update)
     count = len(starts) - 1
     if not count:
         raise CliError(f"{args.input}: no texts")

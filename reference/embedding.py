@@ -101,11 +101,20 @@ def read_texts(path, field="text"):  # iter_texts as a list
 TOKENIZE_CHUNK = 4096
 
 
-def token_ids(tokenizer, texts, max_length):  # -> (ids int32 [total], starts int64 [N + 1])
+def line_count(path):  # the lines of a file, counted in binary (a progress bar's total)
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            lines, last = lines + block.count(b"\n"), block[-1:]
+    return lines + (last != b"\n")
+
+
+def token_ids(tokenizer, texts, max_length, on_chunk=None):  # -> (ids [total], starts [N + 1])
     """Every text's token ids, truncated to max_length (<s> and </s> kept), end to end in one
-    array: text i's are ids[starts[i] : starts[i + 1]]. texts may be any iterable (iter_texts
-    reads a file without holding it); the tokenizer sees TOKENIZE_CHUNK of them at a time and
-    only their ids are kept."""
+    array: text i's are ids[starts[i] : starts[i + 1]] (starts int64). texts may be any iterable
+    (iter_texts reads a file without holding it); the tokenizer sees TOKENIZE_CHUNK of them at a
+    time, only their ids are kept, and on_chunk(n) is called after each with its number of texts
+    (a progress bar)."""
     if not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")
     tokenizer.enable_truncation(max_length)
@@ -118,6 +127,8 @@ def token_ids(tokenizer, texts, max_length):  # -> (ids int32 [total], starts in
         pieces.append(
             np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total)
         )
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return ids, np.cumsum(np.concatenate(lengths))
 

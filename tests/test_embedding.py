@@ -20,6 +20,7 @@ from reference.embedding import (
     embed_corpus,
     embed_tokens,
     iter_texts,
+    line_count,
     max_seq_length,
     npy_rows,
     pad_id,
@@ -113,6 +114,10 @@ def test_jsonl_and_plain_text_inputs(tmp_path):
     # lines end at \n, \r\n or \r only: a form feed or U+2028 inside a text leaves it whole
     (tmp_path / "d.txt").write_bytes("a\x0cb\r\nc\u2028d\re\n".encode())
     assert list(iter_texts(str(tmp_path / "d.txt"))) == ["a\x0cb", "c\u2028d", "e"]
+    assert [line_count(str(tmp_path / n)) for n in ("a.txt", "d.txt")] == [4, 2]  # \r: no line
+    (tmp_path / "f.txt").write_text("")
+    (tmp_path / "g.txt").write_text("x\ny")
+    assert [line_count(str(tmp_path / n)) for n in ("f.txt", "g.txt")] == [0, 2]
     (tmp_path / "e.jsonl").write_text('"ok"\n{"text": \n')
     texts = iter_texts(str(tmp_path / "e.jsonl"))
     assert next(texts) == "ok"  # read line by line: the bad line raises only when reached
@@ -125,7 +130,9 @@ def test_jsonl_and_plain_text_inputs(tmp_path):
 def test_token_ids_are_each_texts_ids_end_to_end_across_tokenizer_chunks(checkpoint, monkeypatch):
     tok = Tokenizer(str(checkpoint)).backend
     monkeypatch.setattr("reference.embedding.TOKENIZE_CHUNK", 4)  # TEXTS span two chunks
-    ids, starts = token_ids(tok, (t for t in TEXTS), 5)  # any iterable, read once
+    chunks = []
+    ids, starts = token_ids(tok, (t for t in TEXTS), 5, chunks.append)  # any iterable, read once
+    assert chunks == [4, 2]
     assert ids.dtype == np.int32 and starts.tolist()[0] == 0 and len(starts) == len(TEXTS) + 1
     tok.enable_truncation(5)
     for i, text in enumerate(TEXTS):
