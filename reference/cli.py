@@ -148,6 +148,9 @@ def cmd_embed(args):
         raise CliError("embed --input needs --output FILE.npy")
     if args.input and not os.path.isfile(args.input):
         raise CliError(f"{args.input}: no such file")
+    lines = line_count(args.input) if args.input else len(args.texts)  # a bound on the texts
+    if not lines:
+        raise CliError(f"{args.input}: no texts")
     model, tok = load(args, "base"), tokenizer(args)
     mode, normalise = pooling_rules(args.model)
     positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
@@ -157,12 +160,11 @@ def cmd_embed(args):
     started = time.perf_counter()
     # a file's texts are read and tokenized a chunk at a time, and only their ids are kept
     texts = iter_texts(args.input, args.field) if args.input else args.texts
-    lines = line_count(args.input) if args.input else len(texts)
     with Progress(lines, "tokenizing", force=False) as bar:
         ids, starts = token_ids(tok.backend, texts, max_length, bar.update)
     count = len(starts) - 1
     if not count:
-        raise CliError(f"{args.input}: no texts")
+        raise CliError(f"{args.input}: no texts (every line blank)")
     with (
         Progress(count, "embedding", force=False) as bar,
         npy_rows(args.output, (count, width)) as (out, written),

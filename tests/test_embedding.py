@@ -206,3 +206,24 @@ def test_the_command_line_writes_one_row_per_text_in_input_order(checkpoint, tmp
             rtol=1e-5,
             what=f"row {i}",
         )
+
+
+def test_the_command_line_names_a_missing_or_empty_input(checkpoint, tmp_path):
+    import subprocess
+
+    def embed(source):
+        args = ["embed", "--model", str(checkpoint), "--input", str(source), "--output", "o.npy"]
+        run = subprocess.run(
+            [sys.executable, "-m", "reference", *args], capture_output=True, text=True, cwd=ROOT
+        )
+        assert run.returncode == 2, run.stderr
+        return run.stderr.strip().splitlines()[-1]
+
+    assert embed(tmp_path / "none.txt") == f"error: {tmp_path / 'none.txt'}: no such file"
+    (tmp_path / "empty.txt").write_text("")
+    assert embed(tmp_path / "empty.txt") == f"error: {tmp_path / 'empty.txt'}: no texts"
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    assert embed(tmp_path / "blank.jsonl") == (
+        f"error: {tmp_path / 'blank.jsonl'}: no texts (every line blank)"
+    )
+    assert not (ROOT / "o.npy").exists()
