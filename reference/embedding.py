@@ -96,8 +96,9 @@ def read_texts(path, field="text"):  # iter_texts as a list
 
 
 # Texts per call of the tokenizer in token_ids. Its Encoding objects (tokens as strings, offsets,
-# masks) took about 4.5 KB a short text: 909 MB of peak memory for 200,000 texts tokenized in one
-# call, 99 MB in calls of 10,000 keeping only the ids
+# masks) took about 4.5 KB a short text: tokenizing 200,000 texts in one call raised the peak
+# memory by 909 MB, in calls of 10,000 keeping only the ids by 99 MB; with these chunks the whole
+# embed command's peak went from 442 MB to 94 MB for 200,000 texts, 2.31 GB to 264 MB for 1,000,000
 TOKENIZE_CHUNK = 4096
 
 
