@@ -241,3 +241,130 @@ class InterleavedBf16:
 
     def __repr__(self):
         return f"InterleavedBf16(shape={self.shape})"
+
+
+# ------------------------------------------------- q8 weights, rows interleaved for int8 dots
+
+# Four rows by four blocks of 32: the unit the numba backend's int8 dot-product kernel reads as
+# eight 64-byte vectors, one int32 lane per (row, block) pair (numba_q8dot.py)
+Q8_CHUNK = 4 * Q8_BLOCK  # columns per chunk
+Q8_SPLIT_MAX = 127 * 256 + 127  # the largest |activation| on the 16-bit grid: two int8 halves
+
+
+def q8_interleaves(shape):  # whether interleave_q8 takes a matrix of this shape
+    return shape[0] % QUAD_ROWS == 0 and shape[1] % Q8_CHUNK == 0
+
+
+def interleave_q8(q, scales, out=None, s_out=None):  # int8 [O, I], [O, I / 32] -> packed, scales
+    """q8 rows (a Q8Matrix's q and scales) laid out for the int8 dot-product kernel: for rows 4g ..
+    4g + 3 and chunk c of 128 columns, eight vectors of 64 bytes, vector k holding for each row r
+    and block b of the chunk the four weights 4k .. 4k + 3 of that block, plus 128 (so that they
+    are unsigned bytes, which the instruction wants on one side):
+    ``packed[g, c, 64 k + 16 r + 4 b + m] = q[4 g + r, 128 c + 32 b + 4 k + m] + 128``, and
+    ``pscales[g, c, 4 r + b] = scales[4 g + r, 4 c + b]``. Each 32-bit lane of a vector then
+    belongs to one (row, block) pair, and eight instructions sum a whole block into it, so a
+    block's scale is applied to a lane, never after a sum across lanes. Needs O a multiple of 4
+    and I of 128 (q8_interleaves); ``out`` and ``s_out`` (slots of stacked arrays) are filled where
+    given."""
+    O, I = q.shape
+    if not q8_interleaves(q.shape) or scales.shape != (O, I // Q8_BLOCK):
+        raise ValueError(
+            f"interleave_q8 needs rows a multiple of {QUAD_ROWS}, columns of {Q8_CHUNK} and"
+            f" scales [O, I / {Q8_BLOCK}]; got q {q.shape}, scales {scales.shape}"
+        )
+    G, C = O // QUAD_ROWS, I // Q8_CHUNK
+    packed = np.empty((G, C, QUAD_ROWS * Q8_CHUNK), np.uint8) if out is None else out
+    pscales = np.empty((G, C, 16), np.float32) if s_out is None else s_out
+    # q[4g + r, 128c + 32b + 4k + m] -> [g, c, k, r, b, m]
+    by_lane = q.reshape(G, QUAD_ROWS, C, 4, 8, 4).transpose(0, 2, 4, 1, 3, 5)
+    packed.reshape(G, C, 8, QUAD_ROWS, 4, 4)[...] = by_lane.view(np.uint8) ^ np.uint8(0x80)
+    pscales.reshape(G, C, QUAD_ROWS, 4)[...] = scales.reshape(G, QUAD_ROWS, C, 4).transpose(
+        0, 2, 1, 3
+    )
+    return packed, pscales
+
+
+class InterleavedQ8:
+    """A q8 matrix [O, I] (Q8Matrix's values) kept as interleave_q8 lays it out, for the numba
+    backend's int8 dot-product matvec on AVX512-VNNI CPUs. ``packed`` and ``scales`` may be views
+    into stacked arrays; ``shape`` and ``dtype`` answer as the float32 matrix it stands for;
+    ``q8(rows)`` gives the int8 values and scales of those rows (a Q8Matrix for all of them),
+    ``dequantize(rows)`` them as float32, as Q8Matrix.dequantize does."""
+
+    __slots__ = ("packed", "scales")
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, packed, scales):
+        if (
+            packed.dtype != np.uint8
+            or packed.ndim != 3
+            or packed.shape[2] != QUAD_ROWS * Q8_CHUNK
+            or scales.dtype != np.float32
+            or scales.shape != packed.shape[:2] + (16,)
+        ):
+            raise ValueError(
+                "InterleavedQ8 needs uint8 [O / 4, I / 128, 512] and float32 scales"
+                f" [O / 4, I / 128, 16] (interleave_q8), got {packed.dtype} {packed.shape} and"
+                f" {scales.dtype} {scales.shape}"
+            )
+        self.packed, self.scales = packed, scales
+
+    @property
+    def shape(self):
+        G, C, _ = self.packed.shape
+        return (G * QUAD_ROWS, C * Q8_CHUNK)
+
+    def q8(self, rows=slice(None)):  # -> (int8 [..., I], float32 [..., I / 32]) of the rows
+        G, C, _ = self.packed.shape
+        O, I = self.shape
+        by_lane = self.packed.reshape(G, C, 8, QUAD_ROWS, 4, 4)  # g c k r b m
+        scales = self.scales.reshape(G, C, QUAD_ROWS, 4)  # g c r b
+        if isinstance(rows, slice):
+            q = (by_lane ^ np.uint8(0x80)).view(np.int8).transpose(0, 3, 1, 4, 2, 5)
+            s = scales.transpose(0, 2, 1, 3).reshape(O, I // Q8_BLOCK)
+            return q.reshape(O, I)[rows], s[rows]
+        rows = np.asarray(rows)
+        if rows.dtype.kind not in "iu":
+            raise TypeError(f"rows must be integers or a slice, got {rows.dtype}")
+        if rows.size and (rows.min() < -O or rows.max() >= O):
+            raise ValueError(f"a row index is out of range for {O} rows")
+        rows = rows % O
+        g, r = rows // QUAD_ROWS, rows % QUAD_ROWS
+        picked = by_lane[g, :, :, r]  # rows.shape + (C, k, b, m)
+        q = (picked ^ np.uint8(0x80)).view(np.int8).swapaxes(-3, -2)  # (C, b, k, m)
+        s = scales[g, :, r]  # rows.shape + (C, b)
+        return q.reshape(rows.shape + (I,)), s.reshape(rows.shape + (I // Q8_BLOCK,))
+
+    def dequantize(self, rows=slice(None)):  # -> float32 [O, I] (or the rows asked for)
+        q, s = self.q8(rows)
+        blocks = q.reshape(q.shape[:-1] + (-1, Q8_BLOCK)) * s[..., None]
+        return blocks.reshape(q.shape)
+
+    def __repr__(self):
+        return f"InterleavedQ8(shape={self.shape})"
+
+
+def split_q8(x):  # float32 [N, I] -> (int32 [N, I], float32 [N, I / 32])
+    """Activations on the 16-bit grid the int8 dot-product kernel multiplies: per block of 32, a
+    scale s = max |x| / 32639 and integers q = x * (1 / s) rounded to nearest even (all in
+    float32), |q| <= 32639, so that x ~ q s within 0.51 s (s / 2 and the rounding of the
+    reciprocal's product: 2^-16 of the block's largest magnitude) and q = 256 hi + lo with hi and
+    lo both int8. A block holding inf or NaN gets the scale NaN (every product it enters is NaN);
+    a block whose scale is under float32's smallest normal (max |x| under 3.8e-34) counts as
+    zeros. The twin of numba_cpu.split_q8_chunks, which lays the same integers out for the
+    kernel."""
+    x = np.asarray(x, np.float32)
+    N, I = x.shape
+    if I % Q8_BLOCK:
+        raise ValueError(f"split_q8 needs a multiple of {Q8_BLOCK} columns, got {I}")
+    blocks = x.reshape(N, I // Q8_BLOCK, Q8_BLOCK)
+    with np.errstate(invalid="ignore", over="ignore"):
+        top = np.abs(blocks).max(axis=-1)
+        s = top / np.float32(Q8_SPLIT_MAX)
+        usable = np.isfinite(top) & (s >= np.finfo(np.float32).tiny)
+        inv = np.float32(1) / np.where(usable, s, np.float32(1))
+        q = np.clip(np.rint(blocks * inv[..., None]), -Q8_SPLIT_MAX, Q8_SPLIT_MAX)
+    q = np.where(usable[..., None], q, 0).astype(np.int32)
+    s = np.where(np.isfinite(top), s, np.float32(np.nan)).astype(np.float32)
+    return q.reshape(N, I), s

@@ -231,6 +231,24 @@ if nb.SPLIT_DOTS:  # the interleaved bf16 decode kernel: dot products and prefet
     dot = r"vdpbf16ps\s[^\n]*"
     zmm, ymm = count(dot + "zmm", quad), count(dot + "ymm", quad)
     assert err <= 1 and zmm > 0 and ymm == 0 and count("prefetcht1", quad) > 0, (err, zmm, ymm)
+from reference.backends.numba_q8dot import Q8_DOT
+if Q8_DOT:  # the interleaved q8 decode kernel: int8 dot products
+    from reference.backends.numba_stacks import to_q8
+    from reference.precision import split_q8
+
+    w8 = to_q8(rng.normal(size=(4, 256)))
+
+    @njit
+    def quad8(w, s, x):
+        return nb._dot4(w, s, 0, nb._split_for(w, x), 0)
+
+    x8 = rng.normal(size=(1, 256)).astype(np.float32)
+    q, s = split_q8(x8)
+    want = w8.dequantize().astype(np.float64) @ (q[0] * np.repeat(s[0].astype(np.float64), 32))
+    err = np.abs(np.array(quad8(w8.packed, w8.scales, x8)) - want).max()
+    dot = r"vpdpbusd\s[^\n]*"
+    zmm, ymm = count(dot + "zmm", quad8), count(dot + "ymm", quad8)
+    assert err < 1e-4 and zmm >= 16 and ymm == 0, (err, zmm, ymm)
 print("ok")
 """
 
@@ -242,8 +260,8 @@ def test_under_each_cpus_tuning_the_512_bit_kernels_stay_512_bits_wide(cpu):
     tunes for: for Intel's server CPUs its vectorisers prefer 256-bit vectors, which must not split
     numba_gemm's 24 accumulators into 48 halves (more than the 32 registers) or the bf16 dot
     products. Each CPU name with this host's features, in a process of its own: the GEMM block's
-    fused multiply-adds and the interleaved bf16 kernel's vdpbf16ps are all on zmm registers, and
-    both still compute their products."""
+    fused multiply-adds, the interleaved bf16 kernel's vdpbf16ps and the interleaved q8 kernel's
+    vpdpbusd are all on zmm registers, and all still compute their products."""
     run_printing_ok(ASM_CHECK, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=host_features_without())
 
 
@@ -1003,14 +1021,14 @@ def test_tune_process_names_the_workloads_it_knows():
         nb.tune_process("train")
 
 
-def assert_decode_steps_match(fast, ref, ids, mask, steps=4):
+def assert_decode_steps_match(fast, ref, ids, mask, steps=4, tol=1e-4):
     """The fast model's decode session against the NumPy model over its cache: the prefill's and
-    each greedy step's last logits, within 1e-4."""
+    each greedy step's last logits, within tol (abs and rel)."""
     session = fast.decode_session(ids.shape[0], ids.shape[1] + steps)
     logits = session.prefill(ids, mask)
     out = ref(ids, attention_mask=mask, use_cache=True)
     for step in range(steps):
-        assert_close(logits, out.logits[:, -1], atol=1e-4, rtol=1e-4, what=f"step {step} logits")
+        assert_close(logits, out.logits[:, -1], atol=tol, rtol=tol, what=f"step {step} logits")
         token = np.argmax(logits, axis=-1)
         mask = np.concatenate([mask, np.ones((ids.shape[0], 1), np.int64)], axis=1)
         logits = session.step(token)
@@ -1020,14 +1038,18 @@ def assert_decode_steps_match(fast, ref, ids, mask, steps=4):
 
 
 @pytest.mark.parametrize("storage", ["fp32", "q8"])
-def test_a_session_of_five_rows_decodes_in_tiles_as_the_numpy_model(storage):
+def test_a_session_of_five_rows_decodes_in_tiles_as_the_numpy_model(storage, monkeypatch):
     """A decode session of five rows, two of them left-padded: numba_stacks compiles the step
     with tiles (TILED_MIN_ROWS), so the fp32 and q8 matvecs take the first four rows together
     and the fifth alone; the logits step by step against the NumPy model (q8: on the
-    dequantized weights)."""
+    dequantized weights, kept plain, as Q8Matrix, which the tiles take: interleaved q8 goes a
+    row at a time, tests/test_numba_q8dot.py)."""
     from test_mpt_properties import CONFIG
 
+    from reference.backends import numba_stacks
     from reference.precision import quantize_q8
+
+    monkeypatch.setattr(numba_stacks, "Q8_DOT", False)
 
     config = {**CONFIG, "d_model": 64, "n_heads": 4}
     weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
@@ -1226,12 +1248,17 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
     assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
 
 
-def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
-    """A q8 model (numba, weight_storage="q8") runs as the NumPy reference does on the
-    dequantized weights: prefill and four steps' logits, a full forward, and greedy tokens."""
+def test_q8_generation_matches_the_numpy_model_on_dequantized_weights(monkeypatch):
+    """A q8 model (numba, weight_storage="q8", its matrices kept plain as on CPUs without
+    AVX512-VNNI) runs as the NumPy reference does on the dequantized weights: prefill and four
+    steps' logits, a full forward, and greedy tokens. (Interleaved, with x on a 16-bit grid:
+    tests/test_numba_q8dot.py.)"""
     from test_mpt_properties import CONFIG
 
+    from reference.backends import numba_stacks
     from reference.precision import quantize_q8
+
+    monkeypatch.setattr(numba_stacks, "Q8_DOT", False)
 
     config = {**CONFIG, "d_model": 64, "n_heads": 4}
     weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
@@ -1244,13 +1271,14 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights():
     assert_runs_as_the_reference(fast, ref, np.array([[5, 6, 7, 8], [0, 0, 3, 4]]), "q8")
 
 
-def assert_runs_as_the_reference(fast, ref, ids, what):
+def assert_runs_as_the_reference(fast, ref, ids, what, tol=1e-4):
     """A fast model against the NumPy one: the decode session's prefill and four steps' logits
-    after a left-padded prompt, a full forward of 7 rows each (the tiles), and 5 greedy tokens."""
+    after a left-padded prompt, a full forward of 7 rows each (the tiles), and 5 greedy tokens;
+    logits within tol (abs and rel)."""
     mask = (ids != 0).astype(np.int64)
-    assert_decode_steps_match(fast, ref, ids, mask)
+    assert_decode_steps_match(fast, ref, ids, mask, tol=tol)
     full = np.array([[5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7]])
-    assert_close(fast(full).logits, ref(full).logits, atol=1e-4, rtol=1e-4, what=what)
+    assert_close(fast(full).logits, ref(full).logits, atol=tol, rtol=tol, what=what)
     got = fast.generate(ids, max_new_tokens=5, attention_mask=mask)
     want = ref.generate(ids, max_new_tokens=5, attention_mask=mask)
     assert got.shape == (ids.shape[0], ids.shape[1] + 5)

@@ -43,8 +43,32 @@ from numba.extending import intrinsic, overload
 from .. import ops
 from ..checkpoint import bf16_to_float32 as widen_bf16
 from ..kernels import Kernels
-from ..precision import Q8_BLOCK, QUAD_BLOCK, QUAD_ROWS, InterleavedBf16, Q8Matrix
+from ..precision import (
+    Q8_BLOCK,
+    Q8_CHUNK,
+    Q8_SPLIT_MAX,
+    QUAD_BLOCK,
+    QUAD_ROWS,
+    InterleavedBf16,
+    InterleavedQ8,
+    Q8Matrix,
+)
 from .numba_bf16dot import SPLIT_DOTS, dot32, load32, load32_part
+from .numba_q8dot import (
+    Q8_DOT,
+    add_i32,
+    dot64,
+    load16_u8_centred,
+    load64_u8,
+    quarter_sums,
+    repeat4_f32,
+    repeat4_i32,
+    repeat16_i8,
+    repeat_each4,
+    scale_into,
+    store_quarters,
+    zero_i32,
+)
 from .numba_vec8 import (
     LANES,
     add8,
@@ -299,6 +323,54 @@ def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32,
     return out
 
 
+@njit(cache=True)
+def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, scales)
+    """x on precision.split_q8's 16-bit grid, laid out for the int8 dot-product kernel
+    (_dot_q8_quad): parts int8 [N, 2 I / 128, 128], row 2c holding the high bytes of chunk c's
+    integers q = 256 hi + lo and row 2c + 1 their low bytes, each in the order of a vector of the
+    interleaved weights (``parts[n, 2c, 16 k + 4 b + m]`` is hi of column 128 c + 32 b + 4 k + m);
+    bias int32 [N, I / 32], 128 times each block's sum of q (what the weights' +128 adds to its
+    product); scales float32 [N, I / 32]. Twin: precision.split_q8, bit for bit (plain float32
+    arithmetic: this function is compiled without fastmath). Each chunk's bytes are made in
+    column order, in loops LLVM vectorises, then moved four at a time into the vectors' order."""
+    N, I = x.shape
+    NB = I // Q8_BLOCK
+    parts = np.empty((N, 2 * (I // Q8_CHUNK), Q8_CHUNK), np.int8)
+    bias = np.empty((N, NB), np.int32)
+    scales = np.empty((N, NB), np.float32)
+    hi, lo = np.empty(Q8_CHUNK, np.int8), np.empty(Q8_CHUNK, np.int8)  # a chunk, column order
+    hi4, lo4 = hi.view(np.int32), lo.view(np.int32)  # the same, four bytes at a time
+    limit = np.float32(Q8_SPLIT_MAX)
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    for n in range(N):
+        for c in range(I // Q8_CHUNK):
+            for b in range(4):
+                j = c * Q8_CHUNK + b * Q8_BLOCK
+                block = x[n, j : j + Q8_BLOCK]
+                top = np.uint32(0)  # max |x| as bits: they order as the magnitudes do
+                for k in range(Q8_BLOCK):
+                    top = max(top, _float32_to_bits(block[k]) & np.uint32(0x7FFFFFFF))
+                finite = top < np.uint32(0x7F800000)  # no inf, no NaN
+                s = _bits_to_float32(top) / limit
+                usable = finite and s >= tiny
+                inv = np.float32(1.0) / s if usable else np.float32(0.0)
+                total = np.int32(0)
+                for k in range(Q8_BLOCK):
+                    q = np.int32(min(max(np.rint(block[k] * inv), -limit), limit))
+                    h = (q + np.int32(128)) >> np.int32(8)
+                    hi[b * Q8_BLOCK + k] = h
+                    lo[b * Q8_BLOCK + k] = q - np.int32(256) * h
+                    total += q
+                bias[n, c * 4 + b] = np.int32(128) * total
+                scales[n, c * 4 + b] = s if finite else np.float32(np.nan)
+            hi_out, lo_out = parts[n, 2 * c].view(np.int32), parts[n, 2 * c + 1].view(np.int32)
+            for k in range(8):
+                for b in range(4):
+                    hi_out[4 * k + b] = hi4[8 * b + k]
+                    lo_out[4 * k + b] = lo4[8 * b + k]
+    return parts, bias, scales
+
+
 def _split_for(w, x):
     """x as the dot products with w's rows take it: split into bf16 pairs for bf16 weights where
     the matvec uses AVX512-BF16 (numba_bf16dot.SPLIT_DOTS: the CPU has it and is not one where
@@ -308,6 +380,10 @@ def _split_for(w, x):
 
 @overload(_split_for)
 def _split_for_impl(w, x):
+    if _is_q8_quads_type(w):
+        if Q8_DOT:
+            return lambda w, x: split_q8_chunks(x)
+        return lambda w, x: x
     if SPLIT_DOTS and _is_interleaved_type(w):
         return lambda w, x: split_bf16_blocks(x)
     if SPLIT_DOTS and w.dtype == types.uint16:
@@ -490,8 +566,80 @@ def _dot_quad_widened(w, g, x, n):  # the same four rows against float32 x, each
     return s0, s1, s2, s3
 
 
+# How far ahead _dot_q8_quad asks for its weights (prefetcht1, into L2): four chunks of 512 bytes
+Q8_PREFETCH_AHEAD = 4 * QUAD_ROWS * Q8_CHUNK
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _dot_q8_quad(w, scales, g, xs, n):  # rows 4g .. 4g + 3 of interleaved q8 w . x[n]
+    """Four q8 rows, interleaved (precision.interleave_q8: [O / 4, I / 128, 512] bytes, scales
+    [O / 4, I / 128, 16]), times one row of x on the 16-bit grid (split_q8_chunks' parts, bias
+    and scales) with AVX512-VNNI (numba_q8dot): per chunk of 128 columns, eight 64-byte vectors
+    of weights, each multiplied by the chunk's high and its low bytes of x (16 bytes each,
+    repeated for the four rows) into int32 lanes, one lane per (row, block), in two pairs of
+    running sums; then the chunk's integers less the bias, made float32 and scaled by the
+    weights' and x's block scales, into sixteen float32 lanes; the four rows' lanes summed at
+    the end. For x's first row each chunk also asks for the first line of the one
+    Q8_PREFETCH_AHEAD bytes on (as _dot_bf16_quad does). Twin: precision.InterleavedQ8's
+    dequantized rows times precision.split_q8's q s in float64, within float32 accumulation."""
+    parts, bias, x_scales = xs
+    wg, sg = w[g], scales[g]
+    acc = zero16()
+    for c in range(wg.shape[0]):
+        if n == 0:
+            prefetch(wg, (c, 0), Q8_PREFETCH_AHEAD)
+        h0, h1, l0, l1 = zero_i32(), zero_i32(), zero_i32(), zero_i32()
+        for k in range(0, 8, 2):
+            w0, w1 = load64_u8(wg, (c, 64 * k)), load64_u8(wg, (c, 64 * k + 64))
+            h0 = dot64(h0, w0, repeat16_i8(parts, (n, 2 * c, 16 * k)))
+            l0 = dot64(l0, w0, repeat16_i8(parts, (n, 2 * c + 1, 16 * k)))
+            h1 = dot64(h1, w1, repeat16_i8(parts, (n, 2 * c, 16 * k + 16)))
+            l1 = dot64(l1, w1, repeat16_i8(parts, (n, 2 * c + 1, 16 * k + 16)))
+        acc = scale_into(
+            acc,
+            add_i32(h0, h1),
+            add_i32(l0, l1),
+            repeat4_i32(bias, (n, 4 * c)),
+            load16(sg, (c, 0)),
+            repeat4_f32(x_scales, (n, 4 * c)),
+        )
+    return quarter_sums(acc)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _dot_q8_quad_widened(w, scales, g, x, n):  # the same four rows against float32 x
+    """The interleaved q8 layout on a CPU without AVX512-VNNI (only where one is built by hand:
+    numba_stacks interleaves q8 only where Q8_DOT holds): each weight dequantized, times x."""
+    s0, s1, s2, s3 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
+    for c in range(w.shape[1]):
+        for k in range(8):
+            for b in range(4):
+                for m in range(4):
+                    xv = x[n, c * Q8_CHUNK + b * Q8_BLOCK + 4 * k + m]
+                    at = 64 * k + 4 * b + m
+                    s0 += _q8_lane(w, scales, g, c, at, 0) * xv
+                    s1 += _q8_lane(w, scales, g, c, at, 1) * xv
+                    s2 += _q8_lane(w, scales, g, c, at, 2) * xv
+                    s3 += _q8_lane(w, scales, g, c, at, 3) * xv
+    return s0, s1, s2, s3
+
+
+@njit(inline="always")
+def _q8_lane(w, scales, g, c, at, r):  # the weight at byte ``at`` of row r's lanes, as float32
+    q = np.int32(w[g, c, at + 16 * r]) - np.int32(128)
+    return np.float32(q) * scales[g, c, 4 * r + (at % 16) // 4]
+
+
 def _is_interleaved_type(w):  # a Numba type: interleaved bf16 (uint16 [O / 4, I / 32, 128])?
     return isinstance(w, types.Array) and w.dtype == types.uint16 and w.ndim == 3
+
+
+def _is_q8_quads_type(w):  # a Numba type: interleaved q8 (uint8 [O / 4, I / 128, 512])?
+    return isinstance(w, types.Array) and w.dtype == types.uint8 and w.ndim == 3
+
+
+def _is_grouped_type(w):  # either interleaved layout: rows in groups of four, w.shape[0] of them
+    return _is_interleaved_type(w) or _is_q8_quads_type(w)
 
 
 def _interleaved(w):
@@ -500,7 +648,7 @@ def _interleaved(w):
 
 @overload(_interleaved, inline="always")
 def _interleaved_impl(w):
-    flag = _is_interleaved_type(w)
+    flag = _is_grouped_type(w)
     return lambda w: flag
 
 
@@ -527,6 +675,10 @@ def _dot4(w, scales, g, x, n):
 
 @overload(_dot4, jit_options={"forceinline": True})
 def _dot4_impl(w, scales, g, x, n):
+    if _is_q8_quads_type(w):
+        if isinstance(x, types.BaseTuple):
+            return lambda w, scales, g, x, n: _dot_q8_quad(w, scales, g, x, n)
+        return lambda w, scales, g, x, n: _dot_q8_quad_widened(w, scales, g, x, n)
     if _is_interleaved_type(w):
         if x.ndim == 3:
             return lambda w, scales, g, x, n: _dot_bf16_quad(w, g, x, n)
@@ -778,7 +930,7 @@ def _tiled_group(x, w, scales, g, bias, out, add):
 
 @overload(_tiled_group, inline="always")
 def _tiled_group_impl(x, w, scales, g, bias, out, add):
-    if isinstance(x, types.NoneType) or w.dtype == types.uint16:
+    if isinstance(x, types.NoneType) or w.dtype in (types.uint16, types.uint8):
         return lambda x, w, scales, g, bias, out, add: False
 
     def tiles(x, w, scales, g, bias, out, add):
@@ -897,6 +1049,15 @@ def _row_as_float32_impl(w, scales, o, out, r):
 
         return q8_row
 
+    if _is_q8_quads_type(w):  # row o is in group o // 4
+
+        def q8_quad_row(w, scales, o, out, r):
+            g, within = o // QUAD_ROWS, o % QUAD_ROWS
+            for c in range(w.shape[1]):
+                _q8_quad_chunk_row(w, scales, g, c, within, out, r)
+
+        return q8_quad_row
+
     if _is_interleaved_type(w):  # row o is in group o // 4
 
         def quad_row(w, scales, o, out, r):  # in explicit vectors: LLVM left this loop scalar
@@ -914,6 +1075,19 @@ def _row_as_float32_impl(w, scales, o, out, r):
     return row
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _q8_quad_chunk_row(w, scales, g, c, r, out, row):  # out[row] of chunk c = its row r, float32
+    """Columns 128 c .. 128 c + 127 of row 4g + r of interleaved q8 weights (precision.
+    interleave_q8), dequantized: each byte less 128, times its block's scale. Each of the chunk's
+    eight vectors holds 16 of the row's bytes, four from each block, which go back to their
+    columns as four stores of four values (in explicit vectors: a scalar loop made a 32-row
+    prompt's products 1.5x the time of the plain layout's, Zen 4)."""
+    scale = repeat_each4(scales, (g, c, 4 * r))
+    for k in range(8):
+        v = load16_u8_centred(w, (g, c, 64 * k + 16 * r))
+        store_quarters(out, (row, c * Q8_CHUNK + 4 * k), fma16(zero16(), v, scale))
+
+
 def _rows4_as_float32(w, scales, o0, o1, o2, o3, buf):
     """buf[0 .. 3] = rows o0 .. o3 of w as float32 (_row_as_float32); where w is interleaved, the
     four rows are its group o0 // 4 (o0 a multiple of 4 and O too, as _rows_tiled calls it on such
@@ -922,6 +1096,16 @@ def _rows4_as_float32(w, scales, o0, o1, o2, o3, buf):
 
 @overload(_rows4_as_float32, inline="always")
 def _rows4_as_float32_impl(w, scales, o0, o1, o2, o3, buf):
+    if _is_q8_quads_type(w):
+
+        def q8_group(w, scales, o0, o1, o2, o3, buf):
+            g = o0 // QUAD_ROWS
+            for c in range(w.shape[1]):
+                for r in range(QUAD_ROWS):
+                    _q8_quad_chunk_row(w, scales, g, c, r, buf, r)
+
+        return q8_group
+
     if _is_interleaved_type(w):
 
         def group(w, scales, o0, o1, o2, o3, buf):
@@ -974,26 +1158,31 @@ def _rows_tiled(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8)
 
 def kernel_operands(weight):  # -> (w, scales): a stored weight as the Numba kernels take it
     """The array the kernels stream (the int8 of a precision.Q8Matrix, the packed array of an
-    InterleavedBf16, else the weight itself) and its scales (a Q8Matrix's; _NO_SCALES for the
-    others)."""
+    InterleavedBf16 or an InterleavedQ8, else the weight itself) and its scales (a Q8Matrix's or
+    an InterleavedQ8's; _NO_SCALES for the others)."""
     if isinstance(weight, Q8Matrix):
         return weight.q, weight.scales
     if isinstance(weight, InterleavedBf16):
         return weight.packed, _NO_SCALES
+    if isinstance(weight, InterleavedQ8):
+        return weight.packed, weight.scales
     return weight, _NO_SCALES
 
 
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage),
     as is a precision.InterleavedBf16 (four rows interleaved; the kernels take its packed array); a
-    precision.Q8Matrix is q8 storage. Up to 4 rows (decode) stream the weights once through a
+    precision.Q8Matrix is q8 storage, as is a precision.InterleavedQ8 (four rows by four blocks
+    interleaved, which the matvec multiplies with AVX512-VNNI against x on a 16-bit grid,
+    numba_q8dot). Up to 4 rows (decode) stream the weights once through a
     Numba matvec, up to 64 (a prompt) through _rows_tiled's register tiles, both over the weights as
     stored; more rows go to numba_gemm's register blocks over panels packed from the stored weights
     on AVX-512 CPUs, and otherwise (or for weights not in row-major order) to BLAS, on widened or
     dequantized weights."""
     lead, I = x.shape[:-1], x.shape[-1]
     rows = x.reshape(-1, I)
-    q8, quads = isinstance(weight, Q8Matrix), isinstance(weight, InterleavedBf16)
+    q8 = isinstance(weight, (Q8Matrix, InterleavedQ8))
+    quads = isinstance(weight, InterleavedBf16)
     # the Numba kernels take float32 rows and float32, bf16 (plain or interleaved) or q8 weights
     # in row-major order
     numba_ok = x.dtype == np.float32 and (
@@ -1520,7 +1709,7 @@ def _prefetch_group(w, g, ahead):
 
 @overload(_prefetch_group, inline="always")
 def _prefetch_group_impl(w, g, ahead):
-    if _is_interleaved_type(w):
+    if _is_grouped_type(w):
         return lambda w, g, ahead: prefetch(w, (min(g, w.shape[0] - 1), 0, 0), ahead)
     return lambda w, g, ahead: prefetch(w, (_group_row(w, g, 0), 0), ahead)
 

@@ -28,12 +28,16 @@ from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import (
     Q8_BLOCK,
+    Q8_CHUNK,
     QUAD_BLOCK,
     QUAD_ROWS,
     InterleavedBf16,
+    InterleavedQ8,
     Q8Matrix,
+    interleave_q8,
     interleave_quads,
     interleaved_shape,
+    q8_interleaves,
     quantize_q8,
     to_bf16_bits,
 )
@@ -53,6 +57,7 @@ from .numba_cpu import (
     round_to_bf16_in_place,
 )
 from .numba_gemm import pack, pack_side_by_side, packed_linear, packed_product, padded_bias
+from .numba_q8dot import Q8_DOT
 from .numba_vec16 import AVX512
 
 # ------------------------------------------------------------------------------------ MPNet
@@ -196,12 +201,46 @@ def to_bf16(w, out=None, chunk=1 << 20):  # float [O, I] -> uint16 [O, I] or Int
     return InterleavedBf16(packed)
 
 
+def interleaves_q8(shape):  # whether q8 matrices of this shape are kept interleaved here
+    """Where the CPU has AVX512-VNNI (numba_q8dot.Q8_DOT), q8 matrices whose rows are a multiple
+    of 4 and columns of 128 are kept four rows by four blocks interleaved (precision.interleave_q8),
+    which the int8 dot-product matvec takes; others stay a plain Q8Matrix."""
+    return Q8_DOT and q8_interleaves(shape)
+
+
+def q8_shapes(shape):  # [O, I] -> (weight slot's shape, scales slot's shape) for q8 storage
+    O, I = shape
+    if interleaves_q8(shape):
+        G, C = O // QUAD_ROWS, I // Q8_CHUNK
+        return (G, C, QUAD_ROWS * Q8_CHUNK), (G, C, 16)
+    return (O, I), (O, I // Q8_BLOCK)
+
+
+def to_q8(w, out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8Matrix or InterleavedQ8
+    """A float matrix rounded to q8 blocks (precision.quantize_q8), interleaved where
+    ``interleaves_q8``; into ``out`` and ``s_out`` (slots of stacked arrays, shaped as q8_shapes
+    says) where given. Rows go a chunk (about ``chunk`` weights, a multiple of 4 rows) at a
+    time, so a large matrix (an embedding) needs no full-size temporaries."""
+    if not interleaves_q8(w.shape):
+        return quantize_q8(w, out, s_out, chunk)
+    O, I = w.shape
+    shape, s_shape = q8_shapes(w.shape)
+    packed = np.empty(shape, np.uint8) if out is None else out
+    scales = np.empty(s_shape, np.float32) if s_out is None else s_out
+    step = max(QUAD_ROWS, chunk // I // QUAD_ROWS * QUAD_ROWS)
+    for start in range(0, O, step):
+        part = quantize_q8(w[start : start + step])
+        groups = slice(start // QUAD_ROWS, (start + part.shape[0]) // QUAD_ROWS)
+        interleave_q8(part.q, part.scales, out=packed[groups], s_out=scales[groups])
+    return InterleavedQ8(packed, scales)
+
+
 def to_low_storage(params, config, storage):
     """The embeddings (and an untied LM head) replaced, in place, by bfloat16 bit patterns (uint16,
     or interleaved: to_bf16) or q8 matrices (precision.Q8Matrix): half or about a quarter of the
     bytes, widened as they are read. The blocks' matrices are converted by stack_blocks, straight
     into their stacked arrays."""
-    convert = {"bf16": to_bf16, "q8": quantize_q8}[storage]
+    convert = {"bf16": to_bf16, "q8": to_q8}[storage]
     for name in ("wte",) if config.tie_word_embeddings else ("wte", "lm_head"):
         params[name]["weight"] = convert(params[name]["weight"])
 
@@ -221,7 +260,7 @@ class DecoderStack:
 
     def embed(self, ids):  # [...] -> [..., C] float32
         wte = self.params["wte"]["weight"]
-        if isinstance(wte, Q8Matrix):
+        if isinstance(wte, (Q8Matrix, InterleavedQ8)):
             return wte.dequantize(ids)
         if isinstance(wte, InterleavedBf16):
             return wte.widen(ids)
@@ -299,9 +338,11 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
     """Every block's weight of one kind written into one [L, ...] array, for numba_cpu.decode_step:
     matrices as float32, bf16 bits (interleaved where ``interleaves``: [L, O / 4, I / 32, 128],
     which the blocks' params hold as precision.InterleavedBf16) or q8 (int8 [L, O, I] and its
-    scales [L, O, I / 32], which follow each matrix in the tuple; [L, 1, 1] zeros for the other
-    kinds), biases [L, O] (zeros where the checkpoint has none). The blocks' params then hold
-    views of them (the same values; the separate arrays can be freed). Each layer is converted
+    scales [L, O, I / 32], which follow each matrix in the tuple, or interleaved where
+    ``interleaves_q8``: uint8 [L, O / 4, I / 128, 512] and scales [L, O / 4, I / 128, 16], held as
+    precision.InterleavedQ8; [L, 1, 1] zeros for the other kinds), biases [L, O] (zeros where
+    the checkpoint has none). The blocks' params then hold views of them (the same values; the
+    separate arrays can be freed). Each layer is converted
     straight into its slot, so no second full copy of the weights is ever made."""
     blocks = params["blocks"]
     arrays = []
@@ -312,16 +353,18 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         kind = storage if matrix else "fp32"
         dtype = {"fp32": w0.dtype, "bf16": np.uint16, "q8": np.int8}[kind]
         quads = kind == "bf16" and interleaves(w0.shape)
-        weight = np.empty((L,) + (interleaved_shape(w0.shape) if quads else w0.shape), dtype)
-        scales = (
-            np.empty((L, w0.shape[0], w0.shape[1] // Q8_BLOCK), np.float32)
-            if kind == "q8"
-            else np.zeros((L, 1, 1), np.float32)
-        )
+        if kind == "q8":
+            shape, s_shape = q8_shapes(w0.shape)
+            dtype = np.uint8 if interleaves_q8(w0.shape) else np.int8
+            scales = np.empty((L,) + s_shape, np.float32)
+        else:
+            shape = interleaved_shape(w0.shape) if quads else w0.shape
+            scales = np.zeros((L, 1, 1), np.float32)
+        weight = np.empty((L,) + shape, dtype)
         bias = np.zeros((L, w0.shape[0]), np.float32)
         for i, p in enumerate(parts):
-            if kind == "q8":
-                p["weight"] = quantize_q8(p["weight"], weight[i], scales[i])
+            if kind == "q8":  # plain or interleaved, as the slot was made (to_q8)
+                p["weight"] = to_q8(p["weight"], weight[i], scales[i])
             elif kind == "bf16":  # plain or interleaved, as the slot was made (to_bf16)
                 p["weight"] = to_bf16(p["weight"], weight[i])
             else:
