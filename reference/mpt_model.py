@@ -272,7 +272,8 @@ class MPTModel(GenerationMixin):
     weight_storage="bf16" (a Numba-backend option, not an upstream behaviour) keeps the matrices as
     bfloat16: half the memory traffic, results differing from fp32 by the weights' rounding.
     weight_storage="q8" (opt-in, Numba) keeps them as int8 in blocks of 32 with a float32 scale each
-    (precision.Q8Matrix, like llama.cpp's q8_0 but with float32 activations): about 3.6 times less
+    (precision.Q8Matrix, like llama.cpp's q8_0 but with float32 activations, or on a 16-bit grid
+    per block where AVX512-VNNI multiplies them: precision.InterleavedQ8): about 3.6 times less
     traffic than fp32; its measured accuracy is in the README.
     kv_cache="bf16" (opt-in, not an upstream behaviour; NumPy and Numba) rounds every new key and
     value to bfloat16 as it enters the cache, so a decode session keeps them in half the bytes,
@@ -331,8 +332,9 @@ class MPTModel(GenerationMixin):
         weight_storage="bf16" the matrices are bf16 bit patterns (uint16 [O, I]), or, on CPUs
         whose bf16 matvec uses AVX512-BF16, precision.InterleavedBf16 objects (four rows
         interleaved, for that kernel) whose bits() gives those patterns and widen() their float32
-        values; with "q8" they are precision.Q8Matrix objects, whose dequantize() gives the float32
-        values computed with."""
+        values; with "q8" they are precision.Q8Matrix objects, or, on CPUs with AVX512-VNNI and
+        where the shape allows, precision.InterleavedQ8 objects (four rows by four blocks
+        interleaved), whose dequantize() gives the float32 values computed with."""
         return flatten(self.params)
 
     def __call__(

@@ -96,8 +96,10 @@ class Q8Matrix:
     """A matrix [O, I] stored as int8 in blocks of 32 along I, one float32 scale per block:
     ``w[o, i] ~= q[o, i] * scales[o, i // 32]``, the scale being the block's largest magnitude over
     127 and q the nearest integer (ties to even), so each weight is off by at most half its block's
-    scale. About 1.1 bytes per weight instead of 4. Weight-only: the kernels multiply the
-    dequantized weights by float32 activations (llama.cpp's q8_0 also rounds the activations).
+    scale. About 1.1 bytes per weight instead of 4. In this layout the kernels multiply the
+    dequantized weights by float32 activations (llama.cpp's q8_0 also rounds the activations to
+    int8); on CPUs with AVX512-VNNI the numba backend keeps the same values as InterleavedQ8,
+    whose matvecs put the activations on a 16-bit grid per block (split_q8).
 
     ``q`` and ``scales`` may be views into larger stacked arrays; ``shape`` and ``dtype`` answer as
     the matrix they stand for would, with float32 values."""
