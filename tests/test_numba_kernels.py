@@ -1248,19 +1248,25 @@ def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T)
     assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
 
 
-def test_q8_generation_matches_the_numpy_model_on_dequantized_weights(monkeypatch):
-    """A q8 model (numba, weight_storage="q8", its matrices kept plain as on CPUs without
-    AVX512-VNNI) runs as the NumPy reference does on the dequantized weights: prefill and four
-    steps' logits, a full forward, and greedy tokens. (Interleaved, with x on a 16-bit grid:
-    tests/test_numba_q8dot.py.)"""
+@pytest.mark.parametrize("layout", ["plain", "interleaved"])
+def test_q8_generation_matches_the_numpy_model_on_dequantized_weights(layout, monkeypatch):
+    """A q8 model (numba, weight_storage="q8") runs as the NumPy reference does on the dequantized
+    weights: prefill and four steps' logits, a full forward, and greedy tokens. "plain": d_model
+    64, its matrices kept as Q8Matrix, as on CPUs without AVX512-VNNI, within 1e-4.
+    "interleaved" (AVX512-VNNI): d_model 128, every block matrix and the tied head
+    InterleavedQ8, whose matvecs put x on a 16-bit grid, within 1e-3 (as the decode step's test
+    in tests/test_numba_q8dot.py)."""
     from test_mpt_properties import CONFIG
 
     from reference.backends import numba_stacks
+    from reference.backends.numba_q8dot import Q8_DOT
     from reference.precision import quantize_q8
 
-    monkeypatch.setattr(numba_stacks, "Q8_DOT", False)
-
-    config = {**CONFIG, "d_model": 64, "n_heads": 4}
+    if layout == "plain":
+        monkeypatch.setattr(numba_stacks, "Q8_DOT", False)
+    elif not Q8_DOT:
+        pytest.skip("the CPU Numba compiles for lacks AVX512-VNNI")
+    config = {**CONFIG, "d_model": 64 if layout == "plain" else 128, "n_heads": 4}
     weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
     fast = reference.build(config, weights, task="causal-lm", backend="numba", weight_storage="q8")
     ref = reference.build(
@@ -1268,7 +1274,10 @@ def test_q8_generation_matches_the_numpy_model_on_dequantized_weights(monkeypatc
         {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()},
         task="causal-lm",
     )
-    assert_runs_as_the_reference(fast, ref, np.array([[5, 6, 7, 8], [0, 0, 3, 4]]), "q8")
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    assert_runs_as_the_reference(
+        fast, ref, ids, f"q8, {layout}", 1e-4 if layout == "plain" else 1e-3
+    )
 
 
 def assert_runs_as_the_reference(fast, ref, ids, what, tol=1e-4):

@@ -1,7 +1,8 @@
 """q8 weights interleaved for the AVX512-VNNI int8 dot products (precision.interleave_q8,
 numba_q8dot.py): the layout keeps every weight, the activations' 16-bit grid equals its NumPy twin
-bit for bit and stays within its bound, and the kernels, the decode step and whole models equal
-the dequantized float32 arithmetic within stated bounds."""
+bit for bit and stays within its bound, and the kernels and the decode step equal the dequantized
+float32 arithmetic within stated bounds (whole models: test_numba_kernels.py's q8 generation
+test)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from test_mpt_properties import CONFIG, tiny_mpt  # noqa: E402
 from test_numba_kernels import (  # noqa: E402
     accumulation_bound,
     arrays,
-    assert_runs_as_the_reference,
     host_features_without,
     row_counts,
     run_printing_ok,
@@ -255,24 +255,6 @@ def test_decode_step_on_interleaved_q8_weights_equals_the_dequantized_fp32_step(
 
 
 # ------------------------------------------------------------------------------ whole models
-
-
-@needs_vnni
-def test_interleaved_q8_generation_matches_the_numpy_model_on_dequantized_weights():
-    """A q8 model with d_model 128 (numba, weight_storage="q8": every block matrix and the tied
-    head interleaved) runs as the NumPy reference does on the dequantized weights, the logits of
-    the prefill, four steps and a full forward within 1e-3 (the 16-bit grid of the matvecs'
-    activations, as in the decode step's test), and the same greedy tokens."""
-    config = {**CONFIG, "d_model": 128, "n_heads": 4}
-    weights = {"transformer." + k: v for k, v in tiny_mpt(**config).state_dict().items()}
-    fast = reference.build(config, weights, task="causal-lm", backend="numba", weight_storage="q8")
-    ref = reference.build(
-        config,
-        {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()},
-        task="causal-lm",
-    )
-    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
-    assert_runs_as_the_reference(fast, ref, ids, "interleaved q8", tol=1e-3)
 
 
 def test_without_avx512_vnni_q8_stays_plain_and_an_interleaved_one_is_widened():
