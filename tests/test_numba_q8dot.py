@@ -309,3 +309,15 @@ def test_the_interleaved_layout_is_not_a_q8matrix_for_callers_that_check():
     x = arrays(1, 70, 128)
     np.testing.assert_array_equal(nb.linear(x, m8), nb.linear(x, m))
     assert_close(nb.linear(x, m), ops.linear(x, m.dequantize()), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [1, 10, 100])
+def test_linear_refuses_x_of_another_width_than_the_weights(rows):
+    """numba_cpu.linear checks x's features against the weight's columns before any kernel reads
+    them (each path would read past x's rows): for every path (the matvec, the tiles, the GEMM
+    or BLAS) and every kind of weight."""
+    m8, m = interleaved(4, 256, 0)
+    x = arrays(1, rows, 128)
+    for weight in (m8, m, m.dequantize()):
+        with pytest.raises(ValueError, match="x has 128 features, the weight takes 256"):
+            nb.linear(x, weight)

@@ -646,7 +646,8 @@ def _is_grouped_type(w):  # either interleaved layout: rows in groups of four, w
 
 
 def _interleaved(w):
-    """Whether a weight argument is bf16 in the interleaved layout, as a compile-time constant."""
+    """Whether a weight argument is in one of the layouts that keep rows in groups of four (bf16
+    or q8 interleaved), as a compile-time constant."""
 
 
 @overload(_interleaved, inline="always")
@@ -671,9 +672,10 @@ def _group_row(w, g, r):  # row 4g + r of a plain [O, I] w, or its last row wher
 
 
 def _dot4(w, scales, g, x, n):
-    """Rows 4g .. 4g + 3 of w, each dotted with x[n] (as _dot takes it), as a 4-tuple: the
-    interleaved bf16 kernel where w is in that layout, otherwise _dot four times, rows past the
-    last repeating it (the callers store only rows below O). Compiled per weight type."""
+    """Rows 4g .. 4g + 3 of w, each dotted with x[n] (as _dot takes it, or as _split_for made
+    it), as a 4-tuple: the interleaved bf16 or q8 kernel where w is in that layout, otherwise _dot
+    four times, rows past the last repeating it (the callers store only rows below O). Compiled
+    per weight type."""
 
 
 @overload(_dot4, jit_options={"forceinline": True})
@@ -1001,7 +1003,7 @@ def _split_matvec(x, w, scales, out, tasks):  # _matvec_into for x as it is, wit
 
 
 def _matvec_rows(x, w, scales, out):  # [N, I] f32, [O, I] (f32, bf16 bits or q8) -> [N, O]
-    """w may also be interleaved bf16 (_dot4)."""
+    """w may also be interleaved bf16 or q8 (_dot4)."""
     _split_matvec(x, w, scales, out, get_num_threads())
 
 
@@ -1185,6 +1187,8 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     on AVX-512 CPUs, and otherwise (or for weights not in row-major order) to BLAS, on widened or
     dequantized weights."""
     lead, I = x.shape[:-1], x.shape[-1]
+    if I != weight.shape[1]:  # the kernels trust it: they would read past x's rows
+        raise ValueError(f"linear: x has {I} features, the weight takes {weight.shape[1]}")
     rows = x.reshape(-1, I)
     q8 = isinstance(weight, (Q8Matrix, InterleavedQ8))
     quads = isinstance(weight, InterleavedBf16)
