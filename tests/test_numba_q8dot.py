@@ -321,3 +321,19 @@ def test_linear_refuses_x_of_another_width_than_the_weights(rows):
     for weight in (m8, m, m.dequantize()):
         with pytest.raises(ValueError, match="x has 128 features, the weight takes 256"):
             nb.linear(x, weight)
+
+
+def test_q8_weights_whose_rows_are_not_consecutive_in_memory_take_the_numpy_product():
+    """A Q8Matrix (or InterleavedQ8) over views whose last axis is not consecutive in memory (a
+    column-major copy, a strided slice) is multiplied on its dequantized values, as NumPy does,
+    not read by the kernels as if it were row-major (they gave numbers 23 off before)."""
+    m8, m = interleaved(64, 128, 5)
+    x = arrays(6, 3, 128)
+    want = ops.linear(x, m.dequantize())
+    column_major = Q8Matrix(np.asfortranarray(m.q), np.asfortranarray(m.scales))
+    assert_close(nb.linear(x, column_major), want, atol=1e-4, rtol=1e-4, what="column-major q8")
+    wide = np.zeros(m8.packed.shape[:2] + (1024,), np.uint8)
+    wide[..., ::2] = m8.packed
+    strided = InterleavedQ8(wide[..., ::2], m8.scales)
+    assert strided.packed.strides[-1] == 2
+    assert_close(nb.linear(x, strided), want, atol=1e-4, rtol=1e-4, what="strided interleaved")

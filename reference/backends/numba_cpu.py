@@ -1193,12 +1193,13 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     q8 = isinstance(weight, (Q8Matrix, InterleavedQ8))
     quads = isinstance(weight, InterleavedBf16)
     # the Numba kernels take float32 rows and float32, bf16 (plain or interleaved) or q8 weights
-    # in row-major order
+    # in row-major order: each row's values (or each group's, interleaved) consecutive in memory
     numba_ok = x.dtype == np.float32 and (
         q8 or quads or (weight.dtype in (np.float32, np.uint16) and weight.flags.c_contiguous)
     )
     if numba_ok:
         w, scales = kernel_operands(weight)
+        numba_ok = all(a.strides[-1] == a.itemsize for a in (w, scales))
     if numba_ok and rows.shape[0] <= FEW_ROWS_MAX:
         out = np.empty((rows.shape[0], weight.shape[0]), np.float32)
         kernel = _matvec_rows if rows.shape[0] <= MATVEC_MAX_ROWS else _rows_tiled
