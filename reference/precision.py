@@ -290,8 +290,9 @@ class InterleavedQ8:
     """A q8 matrix [O, I] (Q8Matrix's values) kept as interleave_q8 lays it out, for the numba
     backend's int8 dot-product matvec on AVX512-VNNI CPUs. ``packed`` and ``scales`` may be views
     into stacked arrays; ``shape`` and ``dtype`` answer as the float32 matrix it stands for;
-    ``q8(rows)`` gives the int8 values and scales of those rows (a Q8Matrix for all of them),
-    ``dequantize(rows)`` them as float32, as Q8Matrix.dequantize does."""
+    ``q8(rows)`` gives the int8 values and the scales of those rows (all of them by default:
+    Q8Matrix's q and scales), ``dequantize(rows)`` them as float32, as Q8Matrix.dequantize
+    does."""
 
     __slots__ = ("packed", "scales")
     dtype = np.dtype(np.float32)
