@@ -326,7 +326,11 @@ def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32,
     return out
 
 
-@njit(cache=True)
+# fastmath=False said outright: Numba passes a caller's fastmath on to a callee that does not
+# set it, and compiled inside the decode step (FASTMATH's arcp) the scale's division became a
+# multiplication by a rounded reciprocal, whose scales differed from the twin's in the last bit,
+# and that compilation went to the disk cache for every later call
+@njit(cache=True, fastmath=False)
 def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, scales)
     """x on precision.split_q8's 16-bit grid, laid out for the int8 dot-product kernel
     (_dot_q8_quad): parts int8 [N, 2 I / 128, 128], row 2c holding the high bytes of chunk c's
@@ -334,8 +338,9 @@ def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, 
     interleaved weights (``parts[n, 2c, 16 k + 4 b + m]`` is hi of column 128 c + 32 b + 4 k + m);
     bias int32 [N, I / 32], 128 times each block's sum of q (what the weights' +128 adds to its
     product); scales float32 [N, I / 32]. Twin: precision.split_q8, bit for bit (plain float32
-    arithmetic: this function is compiled without fastmath). Each chunk's bytes are made in
-    column order, in loops LLVM vectorises, then moved four at a time into the vectors' order."""
+    arithmetic: this function is compiled without fastmath, whoever calls it). Each chunk's bytes
+    are made in column order, in loops LLVM vectorises, then moved four at a time into the
+    vectors' order."""
     N, I = x.shape
     NB = I // Q8_BLOCK
     parts = np.empty((N, 2 * (I // Q8_CHUNK), Q8_CHUNK), np.int8)
