@@ -1198,54 +1198,60 @@ def test_linear_on_q8_weights_equals_numpy_on_the_dequantized_matrix(
     assert_within(nb.linear(x, m, b), ops.linear(x, w, b), bound, what="q8")
 
 
+def one_layer_step(B, heads, T, seed, matrices, V):
+    """decode_step over one layer and the LM head at slot T - 1 for B rows: x, the biases, the
+    norms and T - 1 cached positions drawn from seed, the matrices given as (weight, scales)
+    stacked over one layer, in the order qkv, out_proj, up, down, then the head's (V rows)
+    -> (x after the step, logits [B, V], the keys cached)."""
+    from reference.mpt import alibi_slopes
+
+    H, D = heads
+    C, W, t = H * D, 4 * H * D, T - 1
+    x = arrays(seed, B, C)
+    b = [arrays(seed + 9 + i, n, scale=0.1) for i, n in enumerate([3 * C, C, W, C])]
+    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(3)]
+    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(3)]
+    key_ok = np.ones((B, T), np.bool_)
+    k = np.zeros((1, B, H, T, D), np.float32)
+    k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
+    v = np.zeros((1, B, H, T, D), np.float32)
+    v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
+    (wq, sq), (wo, so), (wu, su), (wd, sd), (wh, sh) = matrices
+    out, logits = x.copy(), np.full((B, V), np.nan, np.float32)
+    stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
+    args = [a[None] if a.ndim == 1 else a for a in stacked]  # one layer: [1, ...]
+    slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
+    head_args = (g[2], n[2], wh[0], sh[0], logits)
+    tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
+    nb.decode_step(
+        out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
+    )
+    return out, logits, k
+
+
 @FAST
 @given(st.integers(1, 6), st.sampled_from([(1, 32), (2, 16), (4, 16), (2, 32)]), st.integers(1, 40))
 def test_decode_step_on_q8_weights_equals_the_dequantized_fp32_step(B, heads, T):
     """decode_step with q8 matrices (int8 stacks and their scales, and a q8 LM head of 37 rows)
     against the same step with the dequantized float32 matrices: one q8 kernel path, the rest
     shared."""
-    from reference.mpt import alibi_slopes
     from reference.precision import quantize_q8
 
     H, D = heads
-    C, W, t, seed = H * D, 4 * H * D, T - 1, 7 * B + T
-    x = arrays(seed, B, C)
+    C, W, seed = H * D, 4 * H * D, 7 * B + T
     mats = [
         quantize_q8(arrays(seed + i, *shape, scale=0.3))
         for i, shape in enumerate([(3 * C, C), (C, C), (W, C), (C, W)], 1)
     ]
-    b = [arrays(seed + 9 + i, n, scale=0.1) for i, n in enumerate([3 * C, C, W, C])]
-    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(3)]
-    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(3)]
     head = quantize_q8(arrays(seed + 50, 37, C, scale=0.3))
-    key_ok = np.ones((B, T), np.bool_)
-    caches = []
-    for _ in range(2):
-        k = np.zeros((1, B, H, T, D), np.float32)
-        k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
-        v = np.zeros((1, B, H, T, D), np.float32)
-        v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
-        caches.append((k, v))
     unused = np.zeros((1, 1, 1), np.float32)
     fp32 = [(m.dequantize()[None], unused) for m in mats + [head]]
     q8 = [(m.q[None], m.scales[None]) for m in mats + [head]]
-    outs = []
-    for matrices, (k, v) in zip((fp32, q8), caches):  # the same step over each kind of weights
-        (wq, sq), (wo, so), (wu, su), (wd, sd), (wh, sh) = matrices
-        out, logits = x.copy(), np.full((B, 37), np.nan, np.float32)
-        stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
-        args = [a if a.ndim == 3 else a[None] for a in stacked]  # one layer: [1, ...]
-        slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
-        head_args = (g[2], n[2], wh[0], sh[0], logits)
-        tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
-        nb.decode_step(
-            out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
-        )
-        outs.append((out, logits))
-    (want, want_logits), (got, logits) = outs
+    want, want_logits, want_k = one_layer_step(B, heads, T, seed, fp32, 37)
+    got, logits, k = one_layer_step(B, heads, T, seed, q8, 37)
     assert_close(got, want, atol=1e-4, rtol=1e-4, what="q8 decode step")
     assert_close(logits, want_logits, atol=1e-4, rtol=1e-4, what="q8 head")
-    assert_close(caches[1][0], caches[0][0], atol=1e-5, what="keys written")
+    assert_close(k, want_k, atol=1e-5, what="keys written")
 
 
 @pytest.mark.parametrize("layout", ["plain", "interleaved"])

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 from conftest import assert_close, assert_within  # noqa: E402
-from numba import get_num_threads  # noqa: E402
 from test_mpt_properties import CONFIG, tiny_mpt  # noqa: E402
 from test_numba_kernels import (  # noqa: E402
     accumulation_bound,
     arrays,
     host_features_without,
+    one_layer_step,
     row_counts,
     run_printing_ok,
 )
@@ -248,41 +248,20 @@ def test_decode_step_on_interleaved_q8_weights_equals_the_dequantized_fp32_step(
     of sum |w| max |x| of a block (split_q8), up to 1e-3 of the product's own size at these
     widths (I = 128 .. 512), and the step runs five matvecs in a row. Measured over 24 cases:
     at most 1.4e-4 of the largest magnitude (the new x), 1.3e-4 (the logits), 2.3e-5 (keys)."""
-    from reference.mpt import alibi_slopes
-
     H, D = heads
-    C, W, t, seed = H * D, 4 * H * D, T - 1, 7 * B + T
-    x = arrays(seed, B, C)
+    C, W, seed = H * D, 4 * H * D, 7 * B + T
     mats = [
         interleaved(*shape, seed + i, scale=0.3)
         for i, shape in enumerate([(3 * C, C), (C, C), (W, C), (C, W), (36, C)], 1)
     ]
-    b = [arrays(seed + 9 + i, n, scale=0.1) for i, n in enumerate([3 * C, C, W, C])]
-    g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(3)]
-    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(3)]
-    key_ok = np.ones((B, T), np.bool_)
     unused = np.zeros((1, 1, 1), np.float32)
     kinds = {
         "fp32": [(m.dequantize()[None], unused) for _, m in mats],
         "q8": [(m8.packed[None], m8.scales[None]) for m8, _ in mats],
     }
-    outs = {}
-    for kind, matrices in kinds.items():  # the same step over each kind of weights
-        k = np.zeros((1, B, H, T, D), np.float32)
-        k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
-        v = np.zeros((1, B, H, T, D), np.float32)
-        v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
-        (wq, sq), (wo, so), (wu, su), (wd, sd), (wh, sh) = matrices
-        out, logits = x.copy(), np.full((B, 36), np.nan, np.float32)
-        stacked = (g[0], n[0], wq, sq, b[0], wo, so, b[1], g[1], n[1], wu, su, b[2], wd, sd, b[3])
-        args = [a[None] if a.ndim == 1 else a for a in stacked]  # one layer: [1, ...]
-        slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
-        head_args = (g[2], n[2], wh[0], sh[0], logits)
-        tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
-        nb.decode_step(
-            out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
-        )
-        outs[kind] = (out, logits, k)
+    outs = {
+        kind: one_layer_step(B, heads, T, seed, matrices, 36) for kind, matrices in kinds.items()
+    }
     for what, got, want in zip(("decode step", "head", "keys written"), outs["q8"], outs["fp32"]):
         scale = np.abs(want).max()
         assert_within(got, want, 1e-3 * scale, what=f"interleaved q8 {what} (of {scale:.3g})")
