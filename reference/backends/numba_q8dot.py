@@ -59,7 +59,16 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from .numba_vec16 import AVX512, F16, _indexes, _pointer, f32x16, target_features
+from .numba_vec16 import (
+    AVX512,
+    F16,
+    I8X16,
+    _indexes,
+    _pointer,
+    _widening_load,
+    f32x16,
+    target_features,
+)
 
 Q8_DOT = AVX512 and "+avx512vnni" in target_features().split(",")
 
@@ -132,18 +141,13 @@ repeat_each4 = _repeating_load(
 )
 
 
-@intrinsic
-def load16_u8_centred(typingctx, a, index):  # 16 bytes of a uint8 array, less 128, as float32
-    if not _indexes(a, index, types.uint8):
-        return None
+def _centred_to_float(builder, packed):  # <16 x i8> unsigned bytes -> <16 x float> less 128
+    wide = builder.zext(packed, _I32X16)
+    return builder.sitofp(builder.sub(wide, ir.Constant(_I32X16, [128] * 16)), F16)
 
-    def codegen(context, builder, signature, args):
-        ptr = _pointer(context, builder, signature, args, ir.VectorType(ir.IntType(8), 16))
-        wide = builder.zext(builder.load(ptr, align=1), _I32X16)
-        centred = builder.sub(wide, ir.Constant(_I32X16, [128] * 16))
-        return builder.sitofp(centred, F16)
 
-    return f32x16(a, index), codegen
+# 16 bytes of a uint8 array, less 128, as float32: a row's weights of the interleaved layout
+load16_u8_centred = _widening_load(types.uint8, I8X16, 1, _centred_to_float)
 
 
 @intrinsic

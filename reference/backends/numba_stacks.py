@@ -191,14 +191,22 @@ def to_bf16(w, out=None, chunk=1 << 20):  # float [O, I] -> uint16 [O, I] or Int
             return to_bf16_bits(w)
         out[...] = to_bf16_bits(w)
         return out
-    O, I = w.shape
     packed = np.empty(interleaved_shape(w.shape), np.uint16) if out is None else out
+    for rows, groups in _quad_chunks(w.shape, chunk):
+        interleave_quads(to_bf16_bits(w[rows]), out=packed[groups])
+    return InterleavedBf16(packed)
+
+
+def _quad_chunks(shape, chunk):  # -> (rows, groups) slices of [O, I], about chunk weights each
+    """The rows of a matrix [O, I] (O a multiple of 4) a chunk at a time, a multiple of 4 rows of
+    about ``chunk`` weights, each with the slice of its groups of four (the interleaved layouts'
+    first axis): to_bf16 and to_q8 convert a large matrix this way, without full-size
+    temporaries."""
+    O, I = shape
     step = max(QUAD_ROWS, chunk // I // QUAD_ROWS * QUAD_ROWS)
     for start in range(0, O, step):
-        part = to_bf16_bits(w[start : start + step])
-        groups = slice(start // QUAD_ROWS, (start + part.shape[0]) // QUAD_ROWS)
-        interleave_quads(part, out=packed[groups])
-    return InterleavedBf16(packed)
+        stop = min(start + step, O)
+        yield slice(start, stop), slice(start // QUAD_ROWS, stop // QUAD_ROWS)
 
 
 def interleaves_q8(shape):  # whether q8 matrices of this shape are kept interleaved here
@@ -223,14 +231,11 @@ def to_q8(w, out=None, s_out=None, chunk=1 << 20):  # float [O, I] -> Q8Matrix o
     time, so a large matrix (an embedding) needs no full-size temporaries."""
     if not interleaves_q8(w.shape):
         return quantize_q8(w, out, s_out, chunk)
-    O, I = w.shape
     shape, s_shape = q8_shapes(w.shape)
     packed = np.empty(shape, np.uint8) if out is None else out
     scales = np.empty(s_shape, np.float32) if s_out is None else s_out
-    step = max(QUAD_ROWS, chunk // I // QUAD_ROWS * QUAD_ROWS)
-    for start in range(0, O, step):
-        part = quantize_q8(w[start : start + step])
-        groups = slice(start // QUAD_ROWS, (start + part.shape[0]) // QUAD_ROWS)
+    for rows, groups in _quad_chunks(w.shape, chunk):
+        part = quantize_q8(w[rows])
         interleave_q8(part.q, part.scales, out=packed[groups], s_out=scales[groups])
     return InterleavedQ8(packed, scales)
 
@@ -351,14 +356,14 @@ def stack_blocks(params, storage="fp32"):  # -> (ln1_w, ln1_b, w_qkv, s_qkv, b_q
         w0 = parts[0]["weight"]
         L, matrix = len(parts), w0.ndim == 2
         kind = storage if matrix else "fp32"
-        dtype = {"fp32": w0.dtype, "bf16": np.uint16, "q8": np.int8}[kind]
-        quads = kind == "bf16" and interleaves(w0.shape)
         if kind == "q8":
             shape, s_shape = q8_shapes(w0.shape)
             dtype = np.uint8 if interleaves_q8(w0.shape) else np.int8
             scales = np.empty((L,) + s_shape, np.float32)
         else:
+            quads = kind == "bf16" and interleaves(w0.shape)
             shape = interleaved_shape(w0.shape) if quads else w0.shape
+            dtype = np.uint16 if kind == "bf16" else w0.dtype
             scales = np.zeros((L, 1, 1), np.float32)
         weight = np.empty((L,) + shape, dtype)
         bias = np.zeros((L, w0.shape[0]), np.float32)
