@@ -1468,3 +1468,107 @@ def test_prefetch_is_only_a_hint_and_never_faults_past_an_arrays_end():
     assert np.isclose(want, float(a.astype(np.float64).sum()), rtol=1e-5)
     for ahead in (0, 64, a.nbytes, 1 << 30, -(1 << 20)):
         assert total(a, ahead, True) == want, ahead
+
+
+# ------------------------------------------------------------------ fastmath, set by each kernel
+
+
+def test_every_kernel_that_is_not_inlined_sets_its_own_fastmath():
+    """Numba passes a caller's fastmath on to a callee that does not set it (and caches that
+    compilation), so each kernel compiled on its own says its flags outright: FASTMATH, False or
+    a set of its own. Inlined ones are the caller's code and take its flags."""
+    from numba.core.registry import CPUDispatcher
+
+    from reference.backends import numba_gemm, numba_stacks
+
+    unset = [
+        f"{module.__name__}.{name}"
+        for module in (nb, numba_gemm, numba_stacks)
+        for name, f in vars(module).items()
+        if isinstance(f, CPUDispatcher)
+        and f.py_func.__module__ == module.__name__
+        and f.targetoptions.get("inline") != "always"
+        and "fastmath" not in f.targetoptions
+    ]
+    assert not unset, unset
+
+
+FAST_MATH_FIRST = """
+import sys
+import numpy as np
+from numba import njit
+from reference.backends import numba_cpu as nb
+from reference import precision
+
+lows = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF], np.uint32)
+bits = (np.arange(1 << 16, dtype=np.uint32)[:, None] << 16) | lows  # every bf16 case (above)
+x = bits.view(np.float32).reshape(-1, 768)
+rng = np.random.default_rng(0)
+xq = (rng.normal(size=(4, 512)) * 10.0 ** rng.integers(-30, 30, (4, 1))).astype(np.float32)
+row = (rng.normal(size=4096) * 30).astype(np.float32)
+bias, add = (rng.normal(size=(2, 4096)) * 7).astype(np.float32)
+hide = rng.random(4096) < 0.1
+scale = np.float32(0.1375)
+
+if sys.argv[-1] == "first":  # each compiled first inside a caller with every fast-math flag
+    @njit(fastmath=True)
+    def split_bf16(x):
+        return nb.split_bf16(x)
+
+    @njit(fastmath=True)
+    def split_bf16_blocks(x):
+        return nb.split_bf16_blocks(x)
+
+    @njit(fastmath=True)
+    def split_q8_chunks(x):
+        return nb.split_q8_chunks(x)
+
+    @njit(fastmath=True)
+    def round_to_bf16_in_place(x):
+        nb.round_to_bf16_in_place(x)
+
+    @njit(fastmath=True)
+    def scores_row(row, scale, bias, add, hide, K):
+        nb._scores_row(row, scale, bias, add, hide, K)
+else:  # from the cache the first run wrote
+    split_bf16, split_bf16_blocks = nb.split_bf16, nb.split_bf16_blocks
+    split_q8_chunks, round_to_bf16_in_place = nb.split_q8_chunks, nb.round_to_bf16_in_place
+    scores_row = nb._scores_row
+
+with np.errstate(invalid="ignore"):
+    hi, lo = precision.split_bf16(x)
+    got = split_bf16(x)
+    assert np.array_equal(got[:, 0], hi) and np.array_equal(got[:, 1], lo), "split_bf16"
+    blocks = split_bf16_blocks(x).reshape(x.shape[0], -1, 2, 32)
+    assert np.array_equal(blocks[:, :, 0].reshape(x.shape), hi), "split_bf16_blocks hi"
+    assert np.array_equal(blocks[:, :, 1].reshape(x.shape), lo), "split_bf16_blocks lo"
+    assert np.array_equal(split_q8_chunks(xq)[2], precision.split_q8(xq)[1]), "split_q8_chunks"
+    x3 = x.reshape(4, -1, 768).copy()
+    round_to_bf16_in_place(x3)
+    np.testing.assert_array_equal(x3, precision.round_to_bf16(x.reshape(x3.shape)))
+    want = np.where(hide, nb.MASK_VALUE, (row * scale + bias) + add)
+    scores_row(row, scale, bias, add, hide, row.size)
+    assert np.array_equal(row, want), ("_scores_row", int((row != want).sum()))
+print("ok")
+"""
+
+
+def test_exact_kernels_keep_their_arithmetic_when_first_compiled_inside_a_fast_math_caller(
+    tmp_path,
+):
+    """In a fresh process and Numba cache, the kernels that equal their twins bit for bit (the
+    bf16 and q8 splits, the bf16 rounding, the score row) compiled first as callees of fast-math
+    functions (as the decode step and the attention call them) still do, then and from the cache
+    in a second process. Before each set fastmath=False: the q8 split's division became a
+    multiplication by a rounded reciprocal (scales one bit off); an eighth of a random score row
+    was one rounding off (product and bias fused); and under nnan the bf16 rounding took NaNs
+    for numbers, 12 of these became inf or -0."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for run in ("first", "cached"):
+        out = subprocess.run(
+            [sys.executable, "-c", FAST_MATH_FIRST, run], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (run, out.stderr[-2000:])

@@ -6,8 +6,6 @@ test)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -147,38 +145,6 @@ def test_the_numba_split_is_its_numpy_twin_and_keeps_the_grid_bound(N, chunks, e
     err = np.abs(blocks - q.reshape(N, -1, 32) * s[..., None].astype(np.float64)).max(-1)
     assert (err[usable] <= 0.51 * s[usable]).all(), (err / s)[usable].max()
     assert (np.isnan(s) == ~np.isfinite(blocks).all(-1)).all()
-
-
-def test_the_split_keeps_its_arithmetic_when_first_compiled_inside_a_fast_math_caller(tmp_path):
-    """In a fresh process and Numba cache, split_q8_chunks compiled first as the callee of a
-    fast-math function (as the decode step calls it) still equals its twin bit for bit, then and
-    from the cache in a second process: Numba passes a caller's fastmath on to callees that do
-    not set their own, and the scale's division had become a multiplication by a rounded
-    reciprocal, one bit off."""
-    script = (
-        "import sys\nimport numpy as np\nfrom numba import njit\n"
-        "from reference.backends import numba_cpu as nb\n"
-        "from reference.precision import split_q8\n"
-        "x = (np.random.default_rng(0).normal(size=(4, 512))).astype(np.float32)\n"
-        "if sys.argv[-1] == 'first':\n"
-        "    @njit(fastmath=True)\n"
-        "    def scales_of(x):\n"
-        "        return nb.split_q8_chunks(x)[2]\n"
-        "    got = scales_of(x)\n"
-        "else:\n"
-        "    got = nb.split_q8_chunks(x)[2]\n"
-        "assert np.array_equal(got, split_q8(x)[1]), np.abs(got - split_q8(x)[1]).max()\n"
-        "print('ok')\n"
-    )
-    import subprocess
-    import sys
-
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    for run in ("first", "cached"):
-        out = subprocess.run(
-            [sys.executable, "-c", script, run], capture_output=True, text=True, env=env
-        )
-        assert out.returncode == 0 and out.stdout.strip() == "ok", (run, out.stderr[-2000:])
 
 
 # -------------------------------------------------------------------------------- the kernels

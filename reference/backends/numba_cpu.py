@@ -101,6 +101,11 @@ from .numba_vec16 import (
     zero16,
 )
 
+# The kernels that may reorder, fuse and approximate float arithmetic. Every kernel that is not
+# inlined says its fastmath outright, FASTMATH or False: Numba passes a caller's fastmath on to a
+# callee that does not set its own, and caches that compilation for every later call. A kernel
+# whose twin it equals bit for bit (the splits, the bf16 rounding, the score row) would then take
+# the flags of whichever fast-math kernel compiled it first (test_numba_kernels checks both).
 FASTMATH = {"contract", "reassoc", "arcp", "nsz", "afn"}
 
 _TUNED = False  # whether tune_process() has run in this process
@@ -250,7 +255,7 @@ def bf16_bits(x):  # float32 -> uint16: the bits of the nearest bf16 (twin: prec
     return np.uint16(_round_bits(u))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath=False)
 def round_to_bf16_in_place(x):  # [B, S, C] float32, any strides
     """x = precision.round_to_bf16(x), elementwise: the keys or values of a prompt as a bf16 cache
     holds them (DecoderStack.block with kv_cache "bf16"; x may be a view into the qkv product)."""
@@ -296,7 +301,7 @@ def _split1(v):  # float32 -> the bf16 bits of hi and lo (uint32 each), v ~ hi +
     return hi, _round_bits(_float32_to_bits(rest)) if finite else np.uint32(0)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi and lo, x ~ hi + lo
     """Each activation as two bf16 values for the AVX512-BF16 dot products (twin:
     precision.split_bf16, whose docstring has the bounds): hi rounded to nearest, lo the exact
@@ -309,7 +314,7 @@ def split_bf16(x):  # [N, I] float32 -> [N, 2, I] uint16: the bf16 bits of hi an
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)
 def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32, 32] uint16
     """split_bf16's values laid out per block of 32 activations, its hi then its lo: row 2b of
     x[n]'s part is the hi of columns 32 b .. 32 b + 31, row 2b + 1 their lo. The interleaved
@@ -326,10 +331,8 @@ def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32,
     return out
 
 
-# fastmath=False said outright: Numba passes a caller's fastmath on to a callee that does not
-# set it, and compiled inside the decode step (FASTMATH's arcp) the scale's division became a
-# multiplication by a rounded reciprocal, whose scales differed from the twin's in the last bit,
-# and that compilation went to the disk cache for every later call
+# fastmath=False (see FASTMATH): compiled inside the decode step with FASTMATH's arcp, the scale's
+# division became a multiplication by a rounded reciprocal, one bit off the twin's scales
 @njit(cache=True, fastmath=False)
 def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, scales)
     """x on precision.split_q8's 16-bit grid, laid out for the int8 dot-product kernel
@@ -1002,7 +1005,7 @@ def _matvec_into(x, xs, w, scales, bias, out, add, tasks):  # out[n] (+)= w . x[
 _NO_BIAS = np.zeros(0, np.float32)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=False)  # its callees set their own
 def _split_matvec(x, w, scales, out, tasks):  # _matvec_into for x as it is, without a bias
     _matvec_into(None, _split_for(w, x), w, scales, _NO_BIAS, out, False, tasks)
 
@@ -1425,11 +1428,12 @@ def _softmax_row(row, K):  # -> (the row's max, 1 / the sum of its exponentials)
     return top, inv
 
 
-@njit
+@njit(fastmath=False)
 def _scores_row(row, scale, bias, mask_add, hide, K):
     """row = row * scale + bias + mask_add, then MASK_VALUE where hide: one pass, in the twin's
-    order. Compiled without fastmath, so the product and the bias are not fused into one
-    rounding."""
+    order. Compiled without fastmath, so the product and the bias are not fused into one rounding
+    (said outright: left unset, it took _attention's FASTMATH, and 12-25% of the scores of a
+    random row were one rounding off the twin's)."""
     for j in range(K):
         s = (row[j] * scale + bias[j]) + mask_add[j]
         row[j] = MASK_VALUE if hide[j] else s
