@@ -402,14 +402,21 @@ def test_fused_attention_matches_numpy(B, H, S, P, D, bias_kind, mask_kind, seed
 @FAST
 @given(st.integers(1, 20), st.integers(1, 50), st.integers(1, 70), st.integers(0, 2**31))
 def test_register_tile_product_matches_numpy(S, T, N, seed):
-    """c = a @ b six rows at a time, written three rows down: full 16-column tiles, the column
-    tail, and a last block of fewer than six rows."""
-    a, b = arrays(seed, S, T), arrays(seed + 1, T, N)
-    c = np.full((S + 3, N), np.nan, np.float32)
+    """c = a @ b six rows at a time, written three rows down: two-vector tiles, a one-vector tile,
+    the column tail, and a last block of fewer than six rows; a, b and c as rows of wider arrays
+    (a head's rows inside the projections' layout) and contiguous, the vector tiles' columns the
+    same bits either way (the tail's loop is LLVM's to vectorise, and it may by layout)."""
+    wide_a, wide_b = arrays(seed, S, T + 5), arrays(seed + 1, T, N + 7)
+    a, b = wide_a[:, 2 : T + 2], wide_b[:, 3 : N + 3]
+    c = np.full((S + 3, N + 4), np.nan, np.float32)
+    dense = np.full((S + 3, N), np.nan, np.float32)
     for i0 in range(0, S, nb.ROWS):
         nb._rows_times(a, i0, b, c, i0 + 3, min(nb.ROWS, S - i0), N)
-    assert np.isnan(c[:3]).all(), "rows before the offset must not be written"
-    assert_close(c[3:], a @ b, atol=1e-5, rtol=1e-5, what="tile product")
+        nb._rows_times(a.copy(), i0, b.copy(), dense, i0 + 3, min(nb.ROWS, S - i0), N)
+    assert np.isnan(c[:3]).all() and np.isnan(c[:, N:]).all(), "written outside c[3:, :N]"
+    assert_close(c[3:, :N], a @ b, atol=1e-5, rtol=1e-5, what="tile product")
+    tiles = N - N % nb.TILE_LANES
+    np.testing.assert_array_equal(c[:, :tiles], dense[:, :tiles])
 
 
 @FAST
@@ -447,6 +454,25 @@ def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
     )
     assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
     assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+
+
+def test_attention_takes_values_of_any_strides_and_other_dtypes():
+    """The kernel reads v's rows in whole vectors where they lie: v with every other element of
+    a wider array (its rows not unit stride) or in Fortran order gives the contiguous result bit
+    for bit; a float64 key or value takes the NumPy path (ops.attention) rather than failing."""
+    B, H, S, D = 2, 3, 20, 24
+    q, k, v = (arrays(seed, B, H, S, D) for seed in range(3))
+    bias = arrays(3, H, S, S)
+    want = nb.attention(q, k, v, 0.2, bias)
+    for other in (arrays(2, B, H, S, 2 * D)[..., ::2], np.asfortranarray(v)):
+        other[...] = v
+        got = nb.attention(q, k, other, 0.2, bias)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    for k64, v64 in ((k.astype(np.float64), v), (k, v.astype(np.float64))):
+        got = nb.attention(q, k64, v64, 0.2, bias)
+        ref = ops.attention(q, k64, v64, 0.2, bias)
+        np.testing.assert_array_equal(got[0], ref[0])
 
 
 def test_key_limits_by_hand():
@@ -676,22 +702,40 @@ def test_shared_matvec_gives_the_same_rows_for_any_task_count(O, N):
         assert_close(got, want, atol=2e-5, rtol=1e-5, what=f"x + (w y + b), {tasks} tasks")
 
 
-def test_without_avx512_the_decode_steps_attention_is_eight_lanes_wide_and_equals_numpy():
+def test_without_avx512_the_attention_is_eight_lanes_wide_and_equals_numpy():
     """The step's attention reads the cache in TILE_LANES vectors (numba_cpu._dot_key,
-    _weighted_values); without AVX-512 those are 8 lanes, and a bf16 cache goes through
-    load8_bf16."""
+    _weighted_values), and the prompt's attention tile (_rows_times) takes two of them at a time;
+    without AVX-512 those are 8 lanes, and a bf16 cache goes through load8_bf16."""
     features = host_features_without("avx512", "amx", "avx10")
     script = (
         f"import sys\nsys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
         "from reference.backends import numba_cpu as nb\n"
+        "from test_numba_kernels import assert_attention_equals_numpy\n"
         "from test_numba_kernels import assert_decode_step_equals_numpy\n"
         "assert not nb.AVX512 and nb.TILE_LANES == 8, nb.TILE_LANES\n"
         "for D in (5, 8, 40, 83):\n"
         "    for bf16_cache in (False, True):\n"
         "        assert_decode_step_equals_numpy(2, 2, 9, D, True, bf16_cache, D)\n"
+        "    assert_attention_equals_numpy(2, 3, 29, 4, D, D)\n"
         "print('ok')\n"
     )
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
+
+
+def assert_attention_equals_numpy(B, H, S, P, D, seed):
+    """numba_cpu.attention of S queries over P + S keys (a relative bias, a random mask) against
+    ops.attention, the queries, keys and values as heads of one [B, S, 3 H D] projection."""
+    K = P + S
+    q = arrays(seed, B, S, 3 * H * D)[..., : H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
+    k, v = (arrays(seed + i, B, H, K, D) for i in (1, 2))
+    bias = arrays(seed + 3, H, S, K)
+    masked = np.random.default_rng(seed).random((B, 1, S, K)) < 0.2
+    want, got = (
+        ops.attention(q, k, v, 0.2, bias, None, masked),
+        nb.attention(q, k, v, 0.2, bias, None, masked),
+    )
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
 
 
 def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None):

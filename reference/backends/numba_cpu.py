@@ -1469,15 +1469,15 @@ ROWS = 6
 
 
 @njit(inline="always")
-def _fma16(lo_acc, hi_acc, x, lo, hi):  # 16 lanes of acc += x * (lo, hi)
-    x8 = splat8(x)
-    return fma8(lo_acc, x8, lo), fma8(hi_acc, x8, hi)
+def _fma_pair(lo_acc, hi_acc, x, lo, hi):  # two vectors of acc += x * (lo, hi)
+    xs = _tile_splat(x)
+    return _tile_fma(lo_acc, xs, lo), _tile_fma(hi_acc, xs, hi)
 
 
 @njit(inline="always")
-def _store16(c, i, j, lo, hi):  # c[i, j : j + 16] = (lo, hi)
-    store8(c, i, j, lo)
-    store8(c, i, j + 8, hi)
+def _store_pair(c, i, j, lo, hi):  # c[i, j : j + 2 TILE_LANES] = (lo, hi)
+    _tile_store(c, i, j, lo)
+    _tile_store(c, i, j + TILE_LANES, hi)
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -1485,35 +1485,57 @@ def _rows_times(a, ia, b, c, ic, n, N):  # a [Sa, T], b [T, >= N] -> c [Sc, N], 
     """c[ic + r, :N] = a[ia + r, :T] @ b[:, :N] for the six rows r < 6 from ia and ic; rows at or
     past n repeat the last one, n - 1 (same values, written twice).
 
-    a and b are C-contiguous; c's rows have unit stride. Sixteen columns at a time: each step of t
-    loads two vectors of b's row t and adds a[i, t] times them into two registers per row, so every
-    loaded value serves six rows and no partial sum leaves the registers until the block is done (a
-    BLAS micro-kernel). The last N % 16 columns go one dot product at a time.
+    The rows of a, b and c each have unit stride (a head's rows inside the projections' [B, S, H,
+    D] layout do). Two vectors of columns at a time (TILE_LANES each: 32 columns on AVX-512, 16
+    on AVX2): each step of t loads two vectors of b's row t and adds a[i, t] times them into two
+    registers per row, so every loaded value serves six rows and no partial sum leaves the
+    registers until the block is done (a BLAS micro-kernel). Then one vector where that many
+    columns are left, and the last N % TILE_LANES columns one dot product at a time.
     """
     T = b.shape[0]
     r1, r2, r3, r4, r5 = min(1, n - 1), min(2, n - 1), min(3, n - 1), min(4, n - 1), min(5, n - 1)
-    for j in range(0, N - 15, 16):
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = zero8()
+    L = TILE_LANES
+    j = 0
+    while j + 2 * L <= N:
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _tile_zero()
         for t in range(T):
-            lo, hi = load8(b, t, j), load8(b, t, j + 8)
-            c00, c01 = _fma16(c00, c01, a[ia, t], lo, hi)
-            c10, c11 = _fma16(c10, c11, a[ia + r1, t], lo, hi)
-            c20, c21 = _fma16(c20, c21, a[ia + r2, t], lo, hi)
-            c30, c31 = _fma16(c30, c31, a[ia + r3, t], lo, hi)
-            c40, c41 = _fma16(c40, c41, a[ia + r4, t], lo, hi)
-            c50, c51 = _fma16(c50, c51, a[ia + r5, t], lo, hi)
-        _store16(c, ic, j, c00, c01)
-        _store16(c, ic + r1, j, c10, c11)
-        _store16(c, ic + r2, j, c20, c21)
-        _store16(c, ic + r3, j, c30, c31)
-        _store16(c, ic + r4, j, c40, c41)
-        _store16(c, ic + r5, j, c50, c51)
+            lo, hi = _tile_load(b, t, j), _tile_load(b, t, j + L)
+            c00, c01 = _fma_pair(c00, c01, a[ia, t], lo, hi)
+            c10, c11 = _fma_pair(c10, c11, a[ia + r1, t], lo, hi)
+            c20, c21 = _fma_pair(c20, c21, a[ia + r2, t], lo, hi)
+            c30, c31 = _fma_pair(c30, c31, a[ia + r3, t], lo, hi)
+            c40, c41 = _fma_pair(c40, c41, a[ia + r4, t], lo, hi)
+            c50, c51 = _fma_pair(c50, c51, a[ia + r5, t], lo, hi)
+        _store_pair(c, ic, j, c00, c01)
+        _store_pair(c, ic + r1, j, c10, c11)
+        _store_pair(c, ic + r2, j, c20, c21)
+        _store_pair(c, ic + r3, j, c30, c31)
+        _store_pair(c, ic + r4, j, c40, c41)
+        _store_pair(c, ic + r5, j, c50, c51)
+        j += 2 * L
+    if j + L <= N:
+        c0 = c1 = c2 = c3 = c4 = c5 = _tile_zero()
+        for t in range(T):
+            w = _tile_load(b, t, j)
+            c0 = _tile_fma(c0, _tile_splat(a[ia, t]), w)
+            c1 = _tile_fma(c1, _tile_splat(a[ia + r1, t]), w)
+            c2 = _tile_fma(c2, _tile_splat(a[ia + r2, t]), w)
+            c3 = _tile_fma(c3, _tile_splat(a[ia + r3, t]), w)
+            c4 = _tile_fma(c4, _tile_splat(a[ia + r4, t]), w)
+            c5 = _tile_fma(c5, _tile_splat(a[ia + r5, t]), w)
+        _tile_store(c, ic, j, c0)
+        _tile_store(c, ic + r1, j, c1)
+        _tile_store(c, ic + r2, j, c2)
+        _tile_store(c, ic + r3, j, c3)
+        _tile_store(c, ic + r4, j, c4)
+        _tile_store(c, ic + r5, j, c5)
+        j += L
     for r in range(min(n, ROWS)):
-        for j in range(N - N % 16, N):
+        for jj in range(j, N):
             total = np.float32(0.0)
             for t in range(T):
-                total += a[ia + r, t] * b[t, j]
-            c[ic + r, j] = total
+                total += a[ia + r, t] * b[t, jj]
+            c[ic + r, jj] = total
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -1525,22 +1547,23 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, ke
     are made; without it each task works in six rows of its own (a 1024-token prompt's maps are
     50 MB a layer), and probs is not touched.
 
-    One (batch, head) per task. The task first copies its head's q, k (transposed) and v rows next
-    to each other (three 32 KB copies at MPNet-base's shape, made on the task's own core while they
-    are small enough to stay in its cache), then goes down the queries six rows at a time: their
-    scores by the register tile, bias, mask and softmax on those rows, then their context rows by
-    the tile. Both products stop at the block's key limit, past which every key is masked for all
-    six rows: under a causal mask that is the next query's position, so a prompt's attention does
-    half the work. Leaving out those keys' zero probabilities changes the context only where a
-    skipped value is not finite (0 * inf).
+    One (batch, head) per task. The task first copies its head's keys transposed (32 KB at
+    MPNet-base's shape, made on the task's own core), then goes down the queries six rows at a
+    time: their scores by the register tile, bias, mask and softmax on those rows, then their
+    context rows by the tile. The tile reads q and v rows where the projection left them (v's rows
+    must have unit stride too; copying q and v next to each other as well cost 2-5% of the
+    attention's time, Zen 4). Both products stop at the block's key limit, past which every key
+    is masked for all six rows: under a causal mask that is the next query's position, so a
+    prompt's attention does half the work. Leaving out those keys' zero probabilities changes the
+    context only where a skipped value is not finite (0 * inf).
     """
     B, S, H, D = qs.shape
     K = ks.shape[1]
     for bh in prange(B * H):
         b, h = bh // H, bh % H
-        q = np.ascontiguousarray(qs[b, :, h])  # [S, D]
+        q = qs[b, :, h]  # [S, D]
         kt = np.ascontiguousarray(ks[b, :, h].T)  # [D, K]: a score row runs along contiguous keys
-        v = np.ascontiguousarray(vs[b, :, h])  # [K, D]
+        v = vs[b, :, h]  # [K, D]
         o = ctx[b, :, h]  # [S, D]
         own = np.empty((ROWS, K), np.float32)
         lim = limits[min(b, limits.shape[0] - 1)]
@@ -1550,10 +1573,10 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, ke
             Kb = 0
             for r in range(n):
                 Kb = max(Kb, lim[min(i0 + r, lim.shape[0] - 1)])
-            # scores q k^T of keys 0 .. Kb - 1, in whole 16-column tiles where K allows (the tile's
-            # one-column tail walks down kt's columns: a tail at every block made the products
-            # of a causal 1024-token prompt slower than all of them)
-            _rows_times(q, i0, kt, p, 0, n, min(K, -(-Kb // 16) * 16))
+            # scores q k^T of keys 0 .. Kb - 1, in whole vectors of columns where K allows (the
+            # tile's one-column tail walks down kt's columns: a tail at every block made the
+            # products of a causal 1024-token prompt slower than all of them)
+            _rows_times(q, i0, kt, p, 0, n, min(K, -(-Kb // TILE_LANES) * TILE_LANES))
             for r in range(n):  # the hidden keys' probabilities are written only into kept maps
                 _finish_scores(
                     p[r], scale, bias, mask_add, masked, b, h, i0 + r, Kb, K if keep else Kb
@@ -1602,8 +1625,10 @@ def attention(
     [B, S, H, D] memory order and returned as its [B, H, S, D] view, so merging the heads afterwards
     is a free reshape. With ``want_probs`` False the maps are neither kept nor returned (None).
     """
-    if rng is not None or head_mask is not None or q.dtype != np.float32:
+    if rng is not None or head_mask is not None or any(a.dtype != np.float32 for a in (q, k, v)):
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
+    if v.strides[-1] != v.itemsize:  # the kernel loads whole vectors along v's rows
+        v = np.ascontiguousarray(v)
     B, H, S, D = q.shape
     K = k.shape[2]
     bias3 = _as3(bias if bias is None or np.ndim(bias) == 3 else np.asarray(bias)[0], np.float32, K)
