@@ -444,8 +444,15 @@ def test_row_max_and_softmax_row_match_numpy(K, seed):
 )
 def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
     """Prefill sizes (over a hundred queries and keys), with a bias and a random mask."""
-    B, H, K = 2, 4, S + P
-    q, k, v = arrays(seed, B, H, S, D), arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
+    assert_attention_equals_numpy(2, 4, S, P, D, seed, bias_kind)
+
+
+def assert_attention_equals_numpy(B, H, S, P, D, seed, bias_kind="relative"):
+    """numba_cpu.attention of S queries over P + S keys (a relative or ALiBi-shaped bias, a random
+    mask) against ops.attention, the queries as heads of one [B, S, 3 H D] projection."""
+    K = P + S
+    q = arrays(seed, B, S, 3 * H * D)[..., : H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
+    k, v = arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
     bias = arrays(seed + 3, H, S, K) if bias_kind == "relative" else arrays(seed + 3, H, 1, K)
     masked = np.random.default_rng(seed).random((B, 1, S, K)) < 0.2
     want, got = (
@@ -720,22 +727,6 @@ def test_without_avx512_the_attention_is_eight_lanes_wide_and_equals_numpy():
         "print('ok')\n"
     )
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
-
-
-def assert_attention_equals_numpy(B, H, S, P, D, seed):
-    """numba_cpu.attention of S queries over P + S keys (a relative bias, a random mask) against
-    ops.attention, the queries, keys and values as heads of one [B, S, 3 H D] projection."""
-    K = P + S
-    q = arrays(seed, B, S, 3 * H * D)[..., : H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
-    k, v = (arrays(seed + i, B, H, K, D) for i in (1, 2))
-    bias = arrays(seed + 3, H, S, K)
-    masked = np.random.default_rng(seed).random((B, 1, S, K)) < 0.2
-    want, got = (
-        ops.attention(q, k, v, 0.2, bias, None, masked),
-        nb.attention(q, k, v, 0.2, bias, None, masked),
-    )
-    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
-    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
 
 
 def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None):
