@@ -482,6 +482,126 @@ def test_attention_takes_values_of_any_strides_and_other_dtypes():
         np.testing.assert_array_equal(got[0], ref[0])
 
 
+def _qkv(B, H, S, K, D, Bk=None, Hk=None, Dv=None):
+    Bk, Hk, Dv = Bk or B, Hk or H, Dv or D
+    return arrays(0, B, H, S, D), arrays(1, Bk, Hk, K, D), arrays(2, Bk, Hk, K, Dv)
+
+
+SHAPES_NUMPY_TAKES = {  # (q, k, v), bias, mask_add, masked
+    "values wider than the keys": (_qkv(2, 3, 7, 9, 8, Dv=20), arrays(3, 3, 7, 9), None, None),
+    "one head of keys for all": (_qkv(2, 3, 7, 9, 8, Hk=1), None, None, None),
+    "one batch of keys for all": (_qkv(2, 3, 7, 9, 8, Bk=1), None, None, None),
+    "a bias per batch": (_qkv(2, 3, 7, 9, 8), arrays(3, 2, 3, 7, 9), None, None),
+    "a bias the same for every key": (_qkv(2, 3, 7, 9, 8), arrays(3, 3, 7, 1), None, None),
+    "a bias with no head axis": (_qkv(2, 3, 7, 9, 8), arrays(3, 7, 9), None, None),
+    "an additive mask per head": (_qkv(2, 3, 7, 9, 8), None, arrays(4, 2, 3, 7, 9), None),
+    "an additive mask over [S, K]": (_qkv(2, 3, 7, 9, 8), None, arrays(4, 7, 9), None),
+    "a boolean mask per head": (
+        _qkv(2, 3, 7, 9, 8),
+        None,
+        None,
+        np.random.default_rng(5).random((2, 3, 7, 9)) < 0.3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SHAPES_NUMPY_TAKES)
+def test_attention_of_every_shape_numpy_takes_equals_numpy(case):
+    """Shapes within ops.attention's broadcasting that the fused kernel does not take as they are:
+    broadcast keys and values are views it reads; a per-batch bias or per-head mask goes through
+    the NumPy path; a value head size other than the keys' gives contexts of that size."""
+    (q, k, v), bias, mask_add, masked = SHAPES_NUMPY_TAKES[case]
+    want = ops.attention(q, k, v, 0.3, bias, mask_add, masked)
+    got = nb.attention(q, k, v, 0.3, bias, mask_add, masked)
+    assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what=f"context, {case}")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what=f"probs, {case}")
+
+
+SHAPES_NUMPY_REFUSES = {  # (q, k, v), bias, mask_add, what the error names
+    "keys of another head size": (
+        (arrays(0, 1, 2, 5, 8), arrays(1, 1, 2, 5, 4), arrays(2, 1, 2, 5, 8)),
+        None,
+        None,
+        "k's head size 4 is not q's 8",
+    ),
+    "values for fewer keys": (
+        _qkv(1, 2, 5, 5, 8)[:2] + (arrays(2, 1, 2, 3, 8),),
+        None,
+        None,
+        "v has 3",
+    ),
+    "no keys": (_qkv(1, 2, 5, 0, 8), None, None, "no keys"),
+    "a bias over fewer keys": (
+        _qkv(1, 2, 5, 7, 8),
+        arrays(3, 2, 5, 3),
+        None,
+        "bias of shape (2, 5, 3)",
+    ),
+    "a bias for three heads of two": (
+        _qkv(1, 2, 5, 5, 8),
+        arrays(3, 3, 5, 5),
+        None,
+        "bias of shape",
+    ),
+    "a mask for another batch": (
+        _qkv(2, 2, 5, 5, 8),
+        None,
+        arrays(4, 3, 1, 1, 5),
+        "mask_add of shape",
+    ),
+    "queries without a head axis": (
+        (arrays(0, 2, 5, 8), arrays(1, 2, 5, 8), arrays(2, 2, 5, 8)),
+        None,
+        None,
+        "must be [B, H, S|K, D] arrays",
+    ),
+    "batches that do not broadcast": (_qkv(2, 2, 5, 5, 8, Bk=3), None, None, "do not broadcast"),
+}
+
+
+@pytest.mark.parametrize("case", SHAPES_NUMPY_REFUSES)
+def test_attention_refuses_what_numpy_refuses_and_names_it(case):
+    """Shapes ops.attention cannot compute: a ValueError naming the mismatch, where the kernel
+    had read past the arrays and returned numbers."""
+    (q, k, v), bias, mask_add, what = SHAPES_NUMPY_REFUSES[case]
+    with pytest.raises(ValueError):
+        ops.attention(q, k, v, 0.3, bias, mask_add)
+    with pytest.raises(ValueError, match="attention: ") as error:
+        nb.attention(q, k, v, 0.3, bias, mask_add)
+    assert what in str(error.value), error.value
+
+
+@pytest.mark.parametrize("rows", [3, 5, 70])  # the matvec, the tiles, numba_gemm or BLAS
+def test_biases_and_norm_weights_of_other_shapes_are_broadcast_or_refused(rows):
+    """A bias or norm weight of shape [1] is repeated, as NumPy broadcasts it, and gives NumPy's
+    result; one of another length is a ValueError naming its shape, where the kernels had read
+    past it and returned numbers. A weight that is not [O, I] is refused by name."""
+    x, w, b = arrays(0, rows, 8), arrays(1, 6, 8), arrays(2, 6)
+    one, short = np.full(1, 1.5, np.float32), arrays(3, 4)
+    calls = {
+        "linear": (lambda bias: nb.linear(x, w, bias), lambda bias: ops.linear(x, w, bias)),
+        "linear_gelu": (
+            lambda bias: nb.linear_gelu(x, w, bias),
+            lambda bias: ops.gelu(ops.linear(x, w, bias)),
+        ),
+        "layer_norm weight": (
+            lambda v: nb.layer_norm(x, v, b[:1].repeat(8), 1e-5),
+            lambda v: ops.layer_norm(x, v, b[:1].repeat(8), 1e-5),
+        ),
+        "layer_norm bias": (
+            lambda v: nb.layer_norm(x, b[:1].repeat(8) + 1, v, 1e-5),
+            lambda v: ops.layer_norm(x, b[:1].repeat(8) + 1, v, 1e-5),
+        ),
+    }
+    for what, (fast, twin) in calls.items():
+        assert_close(fast(one), twin(one), atol=1e-5, rtol=1e-5, what=f"{what}, a [1] vector")
+        with pytest.raises(ValueError, match=r"has shape \(4,\), where \[\d\] is wanted"):
+            fast(short)
+    with pytest.raises(ValueError, match=r"weight \[O, I\]"):
+        nb.linear(x, w[0])
+
+
 def test_key_limits_by_hand():
     """One past each query's last visible key; a query that sees no key needs them all."""
     masked = np.array([[[False, True, True, True], [False, False, True, False], [True] * 4]])

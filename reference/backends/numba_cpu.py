@@ -1184,6 +1184,21 @@ def kernel_operands(weight):  # -> (w, scales): a stored weight as the Numba ker
     return weight, _NO_SCALES
 
 
+def _fit_vector(what, name, v, n):  # -> v as a contiguous [n] array, None kept
+    """A bias or norm weight as the kernels read it, n values one after another (one of shape [1]
+    is repeated, as NumPy broadcasts it); a ValueError naming the shapes where NumPy would not
+    broadcast it to [n] either. The kernels trust n: a shorter vector would be read past."""
+    if v is None:
+        return None
+    v = np.asarray(v)
+    if v.shape != (n,):
+        try:
+            v = np.broadcast_to(v, (n,))
+        except ValueError:
+            raise ValueError(f"{what}: {name} has shape {v.shape}, where [{n}] is wanted") from None
+    return np.ascontiguousarray(v)
+
+
 def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     """Twin of ops.linear. Weights stored as uint16 are bfloat16 bit patterns (bf16 weight storage),
     as is a precision.InterleavedBf16 (four rows interleaved; the kernels take its packed array); a
@@ -1194,9 +1209,12 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     stored; more rows go to numba_gemm's register blocks over panels packed from the stored weights
     on AVX-512 CPUs, and otherwise (or for weights not in row-major order) to BLAS, on widened or
     dequantized weights."""
+    if len(weight.shape) != 2 or np.ndim(x) == 0:
+        raise ValueError(f"linear: x [..., I] and weight [O, I], got {np.shape(x)}, {weight.shape}")
     lead, I = x.shape[:-1], x.shape[-1]
     if I != weight.shape[1]:  # the kernels trust it: they would read past x's rows
         raise ValueError(f"linear: x has {I} features, the weight takes {weight.shape[1]}")
+    bias = _fit_vector("linear", "bias", bias, weight.shape[0])
     rows = x.reshape(-1, I)
     q8 = isinstance(weight, (Q8Matrix, InterleavedQ8))
     quads = isinstance(weight, InterleavedBf16)
@@ -1274,6 +1292,8 @@ def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or Non
     ):
         return ops.layer_norm(x if residual is None else x + residual, weight, bias, eps)
     C = x.shape[-1]
+    weight = _fit_vector("layer_norm", "weight", weight, C)
+    bias = _fit_vector("layer_norm", "bias", bias, C)
     rows = np.ascontiguousarray(x.reshape(-1, C))
     extra = (
         np.zeros((1, C), np.float32)
@@ -1360,6 +1380,7 @@ def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
     the GELU in one pass over the fresh product."""
     if x.dtype != np.float32 or weight.dtype not in (np.float32, np.uint16) or bias is None:
         return gelu(linear(x, weight, bias))
+    bias = _fit_vector("linear", "bias", bias, weight.shape[0])
     out = linear(x, weight)  # float32 for fp32 and bf16 weights
     _add_bias_gelu(out.reshape(-1, weight.shape[0]), bias)  # a view of the fresh product: in place
     return out
@@ -1540,12 +1561,12 @@ def _rows_times(a, ia, b, c, ic, n, N):  # a [Sa, T], b [T, >= N] -> c [Sc, N], 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, keep):
-    """qs, ks, vs [B, S|K, H, D] (the projections' own layout); bias [Hb, Sb, K]; mask_add [Bm, Sm,
-    K]; masked [Bk, Sk, K] bool and its limits [Bk, Sk] (_key_limits). Leading sizes of 1
-    broadcast (so [1, 1, K] zeros stand for "absent"). Writes ctx [B, S, H, D] (its rows must have
-    unit stride) and, where ``keep``, probs [B, H, S, K], which then also hold the scores as they
-    are made; without it each task works in six rows of its own (a 1024-token prompt's maps are
-    50 MB a layer), and probs is not touched.
+    """qs, ks [B, S|K, H, D] and vs [B, K, H, Dv] (the projections' own layout); bias [Hb, Sb, K];
+    mask_add [Bm, Sm, K]; masked [Bk, Sk, K] bool and its limits [Bk, Sk] (_key_limits). Leading
+    sizes of 1 broadcast (so [1, 1, K] zeros stand for "absent"). Writes ctx [B, S, H, Dv] (its
+    rows must have unit stride) and, where ``keep``, probs [B, H, S, K], which then also hold the
+    scores as they are made; without it each task works in six rows of its own (a 1024-token
+    prompt's maps are 50 MB a layer), and probs is not touched.
 
     One (batch, head) per task. The task first copies its head's keys transposed (32 KB at
     MPNet-base's shape, made on the task's own core), then goes down the queries six rows at a
@@ -1581,20 +1602,59 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, ke
                 _finish_scores(
                     p[r], scale, bias, mask_add, masked, b, h, i0 + r, Kb, K if keep else Kb
                 )
-            _rows_times(p, 0, v[:Kb], o, i0, n, D)  # context probs v, over the same keys
+            _rows_times(p, 0, v[:Kb], o, i0, n, v.shape[1])  # context probs v, same keys
 
 
-def _as3(x, dtype, K):
-    """Drop the head axis of a [B|1, 1, S|1, K] mask, or pass a [H, S|1, K] bias, as a contiguous 3D
-    array; an absent one becomes one row of K zeros (False for the boolean mask)."""
+def _as3(name, x, dtype, scores, kept):
+    """bias, mask_add or masked as the kernel takes it: a contiguous 3-D array over (kept, S, K),
+    where kept is the scores' head axis (1) for the bias and the batch axis (0) for the masks; an
+    absent one becomes one row of K zeros (False for the boolean mask). None where the other of
+    the two leading axes is not 1 (a per-batch bias, a per-head mask: the NumPy path computes
+    those). A shape that does not broadcast to the scores' [B, H, S, K] is a ValueError, as it is
+    in NumPy."""
+    K = scores[3]
     if x is None:
         return np.zeros((1, 1, K), dtype)
     x = np.asarray(x)
-    if x.ndim == 4:
-        if x.shape[1] != 1:
-            raise ValueError("per-head masks go through the NumPy path")
-        x = x[:, 0]
-    return np.ascontiguousarray(x, dtype=dtype)
+    try:
+        fits = x.ndim <= 4 and np.broadcast_shapes(x.shape, scores) == scores
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"attention: {name} of shape {x.shape} does not broadcast to the scores'"
+            f" [B, H, S, K] = {list(scores)}"
+        )
+    x = x.reshape((1,) * (4 - x.ndim) + x.shape)
+    if x.shape[1 - kept] != 1:
+        return None
+    x = x[:, 0] if kept == 0 else x[0]
+    return np.ascontiguousarray(np.broadcast_to(x, x.shape[:2] + (K,)), dtype=dtype)
+
+
+def _check_heads(q, k, v):  # -> whether the kernel takes q, k and v as they are
+    """ValueError where q, k and v do not fit ops.attention's contract (q [B, H, S, D], k [B, H, K,
+    D], v [B, H, K, Dv]; the contexts then have v's Dv); False where NumPy broadcasts them to
+    another batch or head count than q's (its path computes that)."""
+    if not q.ndim == k.ndim == v.ndim == 4:
+        raise ValueError(
+            f"attention: q, k and v must be [B, H, S|K, D] arrays, got shapes {q.shape},"
+            f" {k.shape} and {v.shape}"
+        )
+    if k.shape[3] != q.shape[3]:
+        raise ValueError(f"attention: k's head size {k.shape[3]} is not q's {q.shape[3]}")
+    if v.shape[2] != k.shape[2]:
+        raise ValueError(f"attention: v has {v.shape[2]} keys' values, k has {k.shape[2]} keys")
+    if k.shape[2] == 0:
+        raise ValueError("attention: no keys (k has K = 0), and a softmax over none is undefined")
+    try:
+        heads = np.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])
+    except ValueError:
+        raise ValueError(
+            f"attention: the batch and head sizes of q {q.shape[:2]}, k {k.shape[:2]} and v"
+            f" {v.shape[:2]} do not broadcast together"
+        ) from None
+    return heads == q.shape[:2]
 
 
 def _key_limits(masked):  # [Bk, Sk, K] bool -> [Bk, Sk] int64
@@ -1625,26 +1685,32 @@ def attention(
     [B, S, H, D] memory order and returned as its [B, H, S, D] view, so merging the heads afterwards
     is a free reshape. With ``want_probs`` False the maps are neither kept nor returned (None).
     """
-    if rng is not None or head_mask is not None or any(a.dtype != np.float32 for a in (q, k, v)):
-        return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
-    if v.strides[-1] != v.itemsize:  # the kernel loads whole vectors along v's rows
-        v = np.ascontiguousarray(v)
+    q, k, v = (np.asarray(a) for a in (q, k, v))
+    numpy_path = not _check_heads(q, k, v) or rng is not None or head_mask is not None
+    numpy_path |= any(a.dtype != np.float32 for a in (q, k, v))
     B, H, S, D = q.shape
     K = k.shape[2]
-    bias3 = _as3(bias if bias is None or np.ndim(bias) == 3 else np.asarray(bias)[0], np.float32, K)
-    ctx = np.empty((B, S, H, D), np.float32)
-    probs = np.empty((B, H, S, K) if want_probs else (1, 1, 1, 1), np.float32)
+    scores = (B, H, S, K)
+    bias3 = _as3("bias", bias, np.float32, scores, kept=1)
+    mask3 = _as3("mask_add", mask_add, np.float32, scores, kept=0)
+    masked3 = _as3("masked", masked, np.bool_, scores, kept=0)
+    if numpy_path or any(x is None for x in (bias3, mask3, masked3)):
+        return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
+    k, v = (np.broadcast_to(a, (B, H) + a.shape[2:]) for a in (k, v))  # a free view
+    if v.strides[-1] != v.itemsize:  # the kernel loads whole vectors along v's rows
+        v = np.ascontiguousarray(v)
+    ctx = np.empty((B, S, H, v.shape[3]), np.float32)
+    probs = np.empty(scores if want_probs else (1, 1, 1, 1), np.float32)
     rows = lambda x: x.transpose(
         0, 2, 1, 3
     )  # [B, H, S, D] -> the projection's [B, S, H, D]; any strides
-    masked3 = _as3(masked, np.bool_, K)
     _attention(
         rows(q),
         rows(k),
         rows(v),
         np.float32(scale),
         bias3,
-        _as3(mask_add, np.float32, K),
+        mask3,
         masked3,
         _key_limits(masked3),
         ctx,
