@@ -602,6 +602,21 @@ def test_biases_and_norm_weights_of_other_shapes_are_broadcast_or_refused(rows):
         nb.linear(x, w[0])
 
 
+@pytest.mark.parametrize("rows", [0, 1, 5, 70])
+def test_no_features_or_no_outputs_give_what_numpy_gives(rows):
+    """x with no features (I = 0: the product is the bias alone), a weight with no rows (O = 0)
+    and a norm over no channels, each of every row count's path, as NumPy computes them; the
+    reshapes had failed on I = 0 with "cannot reshape array of size 0"."""
+    b = arrays(1, 6)
+    np.testing.assert_array_equal(
+        nb.linear(arrays(0, rows, 0), arrays(2, 6, 0), b),
+        ops.linear(arrays(0, rows, 0), arrays(2, 6, 0), b),
+    )
+    assert nb.linear(arrays(0, rows, 8), arrays(2, 0, 8)).shape == (rows, 0)
+    assert nb.linear_gelu(arrays(0, rows, 0), arrays(2, 6, 0), b).shape == (rows, 6)
+    assert nb.layer_norm(arrays(0, rows, 0), arrays(3, 0), arrays(4, 0), 1e-5).shape == (rows, 0)
+
+
 def test_key_limits_by_hand():
     """One past each query's last visible key; a query that sees no key needs them all."""
     masked = np.array([[[False, True, True, True], [False, False, True, False], [True] * 4]])

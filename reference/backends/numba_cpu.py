@@ -1215,7 +1215,7 @@ def linear(x, weight, bias=None):  # [..., I], [O, I] -> [..., O]
     if I != weight.shape[1]:  # the kernels trust it: they would read past x's rows
         raise ValueError(f"linear: x has {I} features, the weight takes {weight.shape[1]}")
     bias = _fit_vector("linear", "bias", bias, weight.shape[0])
-    rows = x.reshape(-1, I)
+    rows = x.reshape(math.prod(lead), I)  # not -1: I may be 0
     q8 = isinstance(weight, (Q8Matrix, InterleavedQ8))
     quads = isinstance(weight, InterleavedBf16)
     # the Numba kernels take float32 rows and float32, bf16 (plain or interleaved) or q8 weights
@@ -1294,11 +1294,11 @@ def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or Non
     C = x.shape[-1]
     weight = _fit_vector("layer_norm", "weight", weight, C)
     bias = _fit_vector("layer_norm", "bias", bias, C)
-    rows = np.ascontiguousarray(x.reshape(-1, C))
+    rows = np.ascontiguousarray(x.reshape(math.prod(x.shape[:-1]), C))  # not -1: C may be 0
     extra = (
         np.zeros((1, C), np.float32)
         if residual is None
-        else np.ascontiguousarray(residual.reshape(-1, C))
+        else np.ascontiguousarray(residual.reshape(rows.shape))
     )
     out = np.empty_like(rows)
     _layer_norm_rows(
@@ -1382,7 +1382,9 @@ def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
         return gelu(linear(x, weight, bias))
     bias = _fit_vector("linear", "bias", bias, weight.shape[0])
     out = linear(x, weight)  # float32 for fp32 and bf16 weights
-    _add_bias_gelu(out.reshape(-1, weight.shape[0]), bias)  # a view of the fresh product: in place
+    _add_bias_gelu(
+        out.reshape(math.prod(out.shape[:-1]), weight.shape[0]), bias
+    )  # a view of the fresh product: in place
     return out
 
 
