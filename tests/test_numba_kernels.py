@@ -617,6 +617,40 @@ def test_no_features_or_no_outputs_give_what_numpy_gives(rows):
     assert nb.layer_norm(arrays(0, rows, 0), arrays(3, 0), arrays(4, 0), 1e-5).shape == (rows, 0)
 
 
+def broadcast_forms(scores):  # a strategy: shapes that broadcast to scores, or None
+    """Each axis kept or made 1, then 0 to 4 leading axes dropped (NumPy's rules)."""
+    kept = st.tuples(*(st.sampled_from([n, 1]) for n in scores))
+    return st.one_of(
+        st.none(), st.builds(lambda shape, drop: shape[drop:], kept, st.integers(0, 3))
+    )
+
+
+@FAST
+@given(
+    st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(1, 20)),
+    st.data(),
+)
+def test_attention_over_any_broadcast_of_bias_and_masks_equals_numpy(sizes, data):
+    """Every way NumPy broadcasts a bias, an additive mask and a boolean mask to the scores [B, H,
+    S, K] (any axis 1, leading axes left out) and keys and values to the queries' [B, H]: the
+    same context and maps as ops.attention, within float32 reordering."""
+    B, H, S, K = sizes
+    forms = broadcast_forms((B, H, S, K))
+    bias_shape, add_shape, hide_shape = (data.draw(forms) for _ in range(3))
+    kv_heads = data.draw(st.tuples(st.sampled_from([B, 1]), st.sampled_from([H, 1])))
+    seed = data.draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    q = arrays(seed, B, H, S, 8)
+    k, v = (arrays(seed + i, *kv_heads, K, 8) for i in (1, 2))
+    bias = None if bias_shape is None else arrays(seed + 3, *bias_shape)
+    add = None if add_shape is None else arrays(seed + 4, *add_shape)
+    hide = None if hide_shape is None else rng.random(hide_shape) < 0.3
+    want = ops.attention(q, k, v, 0.3, bias, add, hide)
+    got = nb.attention(q, k, v, 0.3, bias, add, hide)
+    assert_close(got[0], want[0], atol=1e-5, rtol=1e-5, what="context")
+    assert_close(got[1], want[1], atol=1e-6, rtol=1e-5, what="probs")
+
+
 def test_key_limits_by_hand():
     """One past each query's last visible key; a query that sees no key needs them all."""
     masked = np.array([[[False, True, True, True], [False, False, True, False], [True] * 4]])

@@ -1631,7 +1631,10 @@ def _as3(name, x, dtype, scores, kept):
     if x.shape[1 - kept] != 1:
         return None
     x = x[:, 0] if kept == 0 else x[0]
-    return np.ascontiguousarray(np.broadcast_to(x, x.shape[:2] + (K,)), dtype=dtype)
+    if x.shape[2] != K:
+        x = np.broadcast_to(x, x.shape[:2] + (K,))
+    # contiguous and writable, whatever the caller's was: one compiled type of the kernel's
+    return np.require(x, dtype, ["C", "W"])
 
 
 def _check_heads(q, k, v):  # -> whether the kernel takes q, k and v as they are
@@ -1698,7 +1701,14 @@ def attention(
     masked3 = _as3("masked", masked, np.bool_, scores, kept=0)
     if numpy_path or any(x is None for x in (bias3, mask3, masked3)):
         return ops.attention(q, k, v, scale, bias, mask_add, masked, dropout_p, rng, head_mask)
-    k, v = (np.broadcast_to(a, (B, H) + a.shape[2:]) for a in (k, v))  # a free view
+    # keys and values shared across the batch or the heads, copied out to [B, H] (a read-only
+    # broadcast view would be a type of its own to Numba, compiled again for a rare case)
+    k, v = (
+        a
+        if a.shape[:2] == (B, H)
+        else np.ascontiguousarray(np.broadcast_to(a, (B, H) + a.shape[2:]))
+        for a in (k, v)
+    )
     if v.strides[-1] != v.itemsize:  # the kernel loads whole vectors along v's rows
         v = np.ascontiguousarray(v)
     ctx = np.empty((B, S, H, v.shape[3]), np.float32)
