@@ -1382,9 +1382,8 @@ def linear_gelu(x, weight, bias):  # [..., I], [O, I], [O] -> [..., O]
         return gelu(linear(x, weight, bias))
     bias = _fit_vector("linear", "bias", bias, weight.shape[0])
     out = linear(x, weight)  # float32 for fp32 and bf16 weights
-    _add_bias_gelu(
-        out.reshape(math.prod(out.shape[:-1]), weight.shape[0]), bias
-    )  # a view of the fresh product: in place
+    rows = out.reshape(math.prod(out.shape[:-1]), weight.shape[0])  # a view of the fresh product
+    _add_bias_gelu(rows, bias)  # in place
     return out
 
 
@@ -1586,8 +1585,8 @@ def _attention(qs, ks, vs, scale, bias, mask_add, masked, limits, ctx, probs, ke
         b, h = bh // H, bh % H
         q = qs[b, :, h]  # [S, D]
         kt = np.ascontiguousarray(ks[b, :, h].T)  # [D, K]: a score row runs along contiguous keys
-        v = vs[b, :, h]  # [K, D]
-        o = ctx[b, :, h]  # [S, D]
+        v = vs[b, :, h]  # [K, Dv]
+        o = ctx[b, :, h]  # [S, Dv]
         own = np.empty((ROWS, K), np.float32)
         lim = limits[min(b, limits.shape[0] - 1)]
         for i0 in range(0, S, ROWS):
