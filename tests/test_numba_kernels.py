@@ -217,6 +217,17 @@ err = np.abs(out - (x.astype(np.float64) @ panel + bias)).max()
 fma = r"vfmadd\w*ps\s[^\n]*"
 zmm, ymm = count(fma + "zmm", one_block), count(fma + "ymm", one_block)
 assert err < 1e-4 and zmm >= 24 and zmm % 24 == 0 and ymm == 0, (err, zmm, ymm)
+
+@njit
+def six_rows(a, b, c):  # the prompt attention's register tile: two vectors, then one
+    nb._rows_times(a, 0, b, c, 0, 6, c.shape[1])
+
+a, b = (rng.normal(size=n).astype(np.float32) for n in ((6, 40), (40, 48)))
+c = np.zeros((6, 48), np.float32)
+six_rows(a, b, c)
+err = np.abs(c - a.astype(np.float64) @ b).max()
+zmm = count(fma + "zmm", six_rows)
+assert err < 1e-4 and zmm >= 18, (err, zmm)  # 6 x 2 in the pair's loop, 6 in the single's
 if nb.SPLIT_DOTS:  # the interleaved bf16 decode kernel: dot products and prefetches
     w = to_bf16(rng.normal(size=(4, 96)))
 
@@ -261,7 +272,8 @@ def test_under_each_cpus_tuning_the_512_bit_kernels_stay_512_bits_wide(cpu):
     numba_gemm's 24 accumulators into 48 halves (more than the 32 registers) or the bf16 dot
     products. Each CPU name with this host's features, in a process of its own: the GEMM block's
     fused multiply-adds, the interleaved bf16 kernel's vdpbf16ps and the interleaved q8 kernel's
-    vpdpbusd are all on zmm registers, and all still compute their products."""
+    vpdpbusd are all on zmm registers, the attention tile's multiply-adds are (its scalar tail is
+    LLVM's to vectorise), and all still compute their products."""
     run_printing_ok(ASM_CHECK, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=host_features_without())
 
 
