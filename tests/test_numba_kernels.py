@@ -520,8 +520,9 @@ SHAPES_NUMPY_TAKES = {  # (q, k, v), bias, mask_add, masked
 @pytest.mark.parametrize("case", SHAPES_NUMPY_TAKES)
 def test_attention_of_every_shape_numpy_takes_equals_numpy(case):
     """Shapes within ops.attention's broadcasting that the fused kernel does not take as they are:
-    broadcast keys and values are views it reads; a per-batch bias or per-head mask goes through
-    the NumPy path; a value head size other than the keys' gives contexts of that size."""
+    keys and values shared across batch or heads are copied out to [B, H]; a per-batch bias or
+    per-head mask goes through the NumPy path; a value head size other than the keys' gives
+    contexts of that size."""
     (q, k, v), bias, mask_add, masked = SHAPES_NUMPY_TAKES[case]
     want = ops.attention(q, k, v, 0.3, bias, mask_add, masked)
     got = nb.attention(q, k, v, 0.3, bias, mask_add, masked)
