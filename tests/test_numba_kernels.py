@@ -455,14 +455,9 @@ def test_row_max_and_softmax_row_match_numpy(K, seed):
     st.integers(0, 2**31),
 )
 def test_long_attention_matches_numpy(S, P, bias_kind, D, seed):
-    """Prefill sizes (over a hundred queries and keys), with a bias and a random mask."""
-    assert_attention_equals_numpy(2, 4, S, P, D, seed, bias_kind)
-
-
-def assert_attention_equals_numpy(B, H, S, P, D, seed, bias_kind="relative"):
-    """numba_cpu.attention of S queries over P + S keys (a relative or ALiBi-shaped bias, a random
-    mask) against ops.attention, the queries as heads of one [B, S, 3 H D] projection."""
-    K = P + S
+    """Prefill sizes (over a hundred queries and keys), with a relative or ALiBi-shaped bias and a
+    random mask, the queries as heads of one [B, S, 3 H D] projection (as the kernel reads them)."""
+    B, H, K = 2, 4, P + S
     q = arrays(seed, B, S, 3 * H * D)[..., : H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)
     k, v = arrays(seed + 1, B, H, K, D), arrays(seed + 2, B, H, K, D)
     bias = arrays(seed + 3, H, S, K) if bias_kind == "relative" else arrays(seed + 3, H, 1, K)
