@@ -625,6 +625,17 @@ def test_no_features_or_no_outputs_give_what_numpy_gives(rows):
     assert nb.layer_norm(arrays(0, rows, 0), arrays(3, 0), arrays(4, 0), 1e-5).shape == (rows, 0)
 
 
+def test_a_norm_of_a_scalar_is_the_error_numpy_gives():
+    """x with no axis at all has no channels to normalise: NumPy's own error (an AxisError, which
+    is a ValueError), where the kernel's wrapper had failed with "tuple index out of range"."""
+    x, w = np.float32(1.0), arrays(0, 1)
+    with pytest.raises(np.exceptions.AxisError) as numpy_error:
+        ops.layer_norm(x, w, None, 1e-5)
+    with pytest.raises(np.exceptions.AxisError) as error:
+        nb.layer_norm(x, w, None, 1e-5)
+    assert str(error.value) == str(numpy_error.value)
+
+
 def broadcast_forms(scores):  # a strategy: shapes that broadcast to scores, or None
     """Each axis kept or made 1, then 0 to 4 leading axes dropped (NumPy's rules)."""
     kept = st.tuples(*(st.sampled_from([n, 1]) for n in scores))

@@ -1287,8 +1287,10 @@ def layer_norm(x, weight, bias, eps):  # [..., C] -> [..., C]
 def add_layer_norm(x, residual, weight, bias, eps):  # [..., C], [..., C] or None -> [..., C]
     """Twin of ops.layer_norm(x + residual, ...): the residual add fused into the norm's first
     pass."""
-    if x.dtype != np.float32 or (
-        residual is not None and (residual.dtype != np.float32 or residual.shape != x.shape)
+    if (
+        x.dtype != np.float32
+        or x.ndim == 0  # no channel axis: the twin's own error
+        or (residual is not None and (residual.dtype != np.float32 or residual.shape != x.shape))
     ):
         return ops.layer_norm(x if residual is None else x + residual, weight, bias, eps)
     C = x.shape[-1]
