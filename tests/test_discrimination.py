@@ -13,6 +13,11 @@ import pytest
 from conformance.adapters.reference import ReferenceImplementation
 from conformance.checks import check_golden
 from conformance.golden import iter_cases
+from conformance.ops import check_op_case
+from reference.mpnet import relative_position_bucket
+from reference.mpt import alibi_bias
+from reference.ops import layer_norm
+from reference.precision import ROUND
 
 CASES = {c.id: c for c in iter_cases()}
 
@@ -125,3 +130,65 @@ def test_flipping_the_targeted_behaviour_fails_the_case(case_id, impl, behaviour
     assert result.status == "fail", (
         f"{case_id} still passes with {behaviour} flipped: the case does not discriminate"
     )
+
+
+# The op tier: each op case against a port's op with a mistake ports make, and against ours.
+OP_CASES = {c.id: c for c in iter_cases(tier="op")}
+
+
+def _slopes_as_if_a_power_of_two(n_heads):  # 2^(-8 k / H) for k = 1..H, whatever H is
+    return np.float32(1.0) / np.power(np.float32(2.0), np.arange(1, n_heads + 1) * (8 / n_heads))
+
+
+def _norm_in_float32_then_rounded(x, weight, bias, eps, precision=None):
+    """The LayerNorm of the unrounded inputs, only its result rounded (autocast's rounding of x,
+    weight and bias left out)."""
+    y = layer_norm(x, weight, bias, eps)
+    return y if precision is None else ROUND[precision](y)
+
+
+OP_BUGS = [
+    (
+        "mpnet/pt/op-relative-position-bucket",
+        "relative_position_bucket",
+        lambda rel, num_buckets: relative_position_bucket(-np.asarray(rel), num_buckets),
+        "distances taken query minus key",
+    ),
+    (
+        "mpnet/tf/op-relative-position-bucket",
+        "relative_position_bucket",
+        lambda rel, num_buckets: relative_position_bucket(rel, num_buckets, max_distance=256),
+        "max_distance 256",
+    ),
+    (
+        "mpt/hf/op-alibi",
+        "alibi_bias",
+        lambda n_heads, key_len: alibi_bias(_slopes_as_if_a_power_of_two(n_heads), key_len),
+        "slopes of a head count that is not a power of two",
+    ),
+    (
+        "mpt/mosaic/op-low-precision-layer-norm",
+        "low_precision_layer_norm",
+        _norm_in_float32_then_rounded,
+        "inputs not rounded before the norm",
+    ),
+]
+
+
+@pytest.mark.parametrize("case_id, op, bug, mistake", OP_BUGS, ids=[b[0] for b in OP_BUGS])
+def test_each_op_case_fails_a_port_with_a_known_mistake_and_passes_ours(case_id, op, bug, mistake):
+    """The op tier (conformance.ops.check_op_case) on a port whose op has a mistake seen in
+    ports: the case fails and its message names the output that diverged; the same case passes
+    the reference's op."""
+    case = OP_CASES[case_id]
+    ours = ReferenceImplementation()
+    ok, message, _ = check_op_case(ours, case)
+    assert ok, f"{case_id} fails the reference: {message}"
+
+    class Port:
+        ops = {**ours.ops, op: bug}
+
+    with np.errstate(all="ignore"):
+        ok, message, _ = check_op_case(Port(), case)
+    assert not ok, f"{case_id} passes a port with {mistake}: the op case does not discriminate"
+    assert any(name in message for name in case.expected), message
