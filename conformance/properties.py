@@ -90,8 +90,14 @@ def close(actual, expected, what, tol):
     ok = (diff <= tol["atol"] + tol["rtol"] * np.abs(expected)) | (
         np.isnan(actual) & np.isnan(expected)
     )
-    assert ok.all(), (
-        f"{what}: max abs error {np.nanmax(diff):.3g} (atol {tol['atol']}, rtol {tol['rtol']})"
+    if ok.all():
+        return
+    numbers = diff[~np.isnan(diff)]
+    worst = f"{numbers.max():.3g}" if numbers.size else "-"
+    one_nan = int((np.isnan(actual) != np.isnan(expected)).sum())
+    raise AssertionError(
+        f"{what}: max abs error {worst} (atol {tol['atol']}, rtol {tol['rtol']})"
+        + (f"; {one_nan} value(s) NaN on one side only" if one_nan else "")
     )
 
 

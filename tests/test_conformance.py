@@ -108,6 +108,61 @@ def test_properties_fail_an_implementation_that_breaks_an_invariant():
     assert "rows sum to 1" in results["property/mpnet/pt/bookkeeping"].message
 
 
+class MptPortBug(ReferenceImplementation):
+    """The reference as an MPT port with one mistake ports make (the names below)."""
+
+    def __init__(self, bug):
+        super().__init__()
+        self.bug, self.name = bug, f"a port whose {bug}"
+
+    def run(self, family, task, config, weights, inputs, options):
+        if self.bug == "cache ignored":  # the new tokens attend only to themselves
+            inputs = {k: v for k, v in inputs.items() if not k.startswith("past.")}
+        if self.bug == "mask ignored":  # padding attended to as if it were text
+            inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
+        out = super().run(family, task, config, weights, inputs, options)
+        if self.bug == "next token leaks" and "logits" in out:  # a look at position j + 1
+            logits = np.array(out["logits"])
+            logits[:, :-1] += 0.01 * logits[:, 1:]
+            out = {**out, "logits": logits}
+        if self.bug == "labels not shifted" and "loss" in out and "labels" in inputs:
+            logits, labels = np.asarray(out["logits"], np.float64), inputs["labels"]
+            keep = labels != -100
+            z = logits[keep]
+            top = z.max(axis=-1, keepdims=True)
+            logp = z - top - np.log(np.exp(z - top).sum(axis=-1, keepdims=True))
+            out = {**out, "loss": -logp[np.arange(len(z)), labels[keep]].mean()}
+        return out
+
+
+@pytest.mark.parametrize(
+    "bug, property_id",
+    [
+        ("cache ignored", "cache-equivalence"),
+        ("next token leaks", "causality"),
+        ("mask ignored", "left-padding"),
+        ("labels not shifted", "loss-rule"),
+    ],
+)
+def test_each_mpt_property_fails_a_port_with_the_mistake_it_guards_against(bug, property_id):
+    """Each MPT property on a port that makes the mistake the property exists for: that property
+    fails, on both profiles, where the reference passes it."""
+    for profile in ("hf", "mosaic"):
+        plan = Plan(
+            "tests.test_conformance:MptPortBug",
+            family="mpt",
+            profile=profile,
+            tiers=("property",),
+            max_examples=5,
+            select=(f"*{property_id}",),
+        )
+        check_id = f"property/mpt/{profile}/{property_id}"
+        for impl, want in ((MptPortBug(bug), "fail"), (ReferenceImplementation(), "pass")):
+            results = run_plan(plan, Selection.load(None), Selection.load(None), impl=impl)
+            result = next(r for r in results if r.id == check_id)
+            assert result.status == want, f"{check_id} with {impl.name} ({bug}): {result.message}"
+
+
 def test_skips_and_xfails_files_and_stale_entries(tmp_path):
     skips = tmp_path / "skips.txt"
     skips.write_text("# comment\nmpnet/pt/base-s1*   # not wired\nmpnet/pt/no-such-case  # stale\n")
