@@ -90,14 +90,15 @@ def close(actual, expected, what, tol):
     ok = (diff <= tol["atol"] + tol["rtol"] * np.abs(expected)) | (
         np.isnan(actual) & np.isnan(expected)
     )
-    if ok.all():
-        return
+    assert ok.all(), _mismatch(actual, expected, diff, what, tol)
+
+
+def _mismatch(actual, expected, diff, what, tol):  # the message of a failed close()
     numbers = diff[~np.isnan(diff)]
     worst = f"{numbers.max():.3g}" if numbers.size else "-"
     one_nan = int((np.isnan(actual) != np.isnan(expected)).sum())
-    raise AssertionError(
-        f"{what}: max abs error {worst} (atol {tol['atol']}, rtol {tol['rtol']})"
-        + (f"; {one_nan} value(s) NaN on one side only" if one_nan else "")
+    return f"{what}: max abs error {worst} (atol {tol['atol']}, rtol {tol['rtol']})" + (
+        f"; {one_nan} value(s) NaN on one side only" if one_nan else ""
     )
 
 
@@ -554,6 +555,11 @@ def property_checks(family=None, profile=None, golden_dir=None, caps=None):
 def run_property(impl, prop, case, max_examples, caps):
     """Run one property with hypothesis at the tolerance of the declared compute dtype; raises on
     failure."""
+    if not __debug__:
+        raise RuntimeError(
+            "the property checks are assert statements, which python -O removes: run the"
+            " conformance suite without -O"
+        )
     model = Model(impl, case, TOLERANCES[caps.compute_dtype])
 
     @settings(

@@ -333,3 +333,17 @@ def test_cli_bad_counts_are_usage_errors(capsys, args):
         cli.main(["run", *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and ("must be at least" in err or "is not an integer" in err), err
+
+
+def test_under_python_O_the_property_tier_fails_and_says_why():
+    """python -O removes assert statements, the property checks among them: every property would
+    pass. Each fails instead, naming the cause."""
+    run = subprocess.run(
+        [sys.executable, "-O", "-m", "conformance", "run", "--tier", "property"]
+        + ["--family", "mpt", "--profile", "hf", "-k", "*causality"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode != 0, run.stdout
+    assert "run the conformance suite without -O" in run.stdout, run.stdout
