@@ -19,24 +19,58 @@ import os
 
 import numpy as np
 
+# sentence-transformers' poolings by the name its `pooling_mode` gives them: the flag that sets each
+# in a Pooling config.json, the value it takes where the config leaves it out, and the pooling embed
+# computes for it (None: none). Several set at once concatenate their vectors there.
+POOLINGS = {
+    "cls": ("pooling_mode_cls_token", False, "cls"),
+    "max": ("pooling_mode_max_tokens", False, "max"),
+    "mean": ("pooling_mode_mean_tokens", True, "mean"),
+    "mean_sqrt_len_tokens": ("pooling_mode_mean_sqrt_len_tokens", False, None),
+    "weightedmean": ("pooling_mode_weightedmean_tokens", False, None),
+    "lasttoken": ("pooling_mode_lasttoken", False, None),
+}
+# the sentence-transformers modules embed computes
+MODULES = ("Transformer", "Pooling", "Normalize")
+
 
 def pooling_rules(path):
-    """sentence-transformers files, when present: (mode, normalise); default mean pooling + L2."""
+    """sentence-transformers files, when present: (mode, normalise); default mean pooling + L2.
+    A ValueError naming the file where they ask for more than embed computes (a module such as
+    Dense after the pooling, or a pooling other than one of cls, max and mean), which would
+    otherwise give vectors that are not the checkpoint's."""
     mode, normalise = "mean", True
     modules = os.path.join(path, "modules.json")
-    if os.path.isfile(modules):
-        with open(modules) as f:
-            entries = json.load(f)
-        normalise = any(e.get("type", "").endswith("Normalize") for e in entries)
-        for e in entries:
-            pooling = os.path.join(path, e.get("path", ""), "config.json")
-            if e.get("type", "").endswith("Pooling") and os.path.isfile(pooling):
-                with open(pooling) as f:
-                    cfg = json.load(f)
-                if cfg.get("pooling_mode_cls_token"):
-                    mode = "cls"
-                elif cfg.get("pooling_mode_max_tokens"):
-                    mode = "max"
+    if not os.path.isfile(modules):
+        return mode, normalise
+    with open(modules) as f:
+        entries = json.load(f)
+    kinds = [e.get("type", "").rsplit(".", 1)[-1] for e in entries]
+    others = [e.get("type", "") for e, kind in zip(entries, kinds) if kind not in MODULES]
+    if others:
+        raise ValueError(
+            f"{modules}: embed computes the {', '.join(MODULES)} modules; this checkpoint also"
+            f" has {others}"
+        )
+    normalise = "Normalize" in kinds
+    for e, kind in zip(entries, kinds):
+        pooling = os.path.join(path, e.get("path", ""), "config.json")
+        if kind != "Pooling" or not os.path.isfile(pooling):
+            continue
+        with open(pooling) as f:
+            cfg = json.load(f)
+        if cfg.get("pooling_mode"):  # a name, where given, stands for the flags
+            asked = [cfg["pooling_mode"]]
+        else:
+            asked = [
+                name for name, (flag, default, _) in POOLINGS.items() if cfg.get(flag, default)
+            ]
+        if len(asked) != 1 or POOLINGS.get(asked[0], (None,) * 3)[2] is None:
+            raise ValueError(
+                f"{pooling}: embed pools by one of cls, max or mean; this config asks for"
+                f" {asked or 'no pooling'}"
+            )
+        mode = POOLINGS[asked[0]][2]
     return mode, normalise
 
 

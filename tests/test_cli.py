@@ -51,6 +51,11 @@ def test_embed_mean_pools_and_normalises(tmp_path):
     vectors = data["embeddings"]
     assert len(vectors) == 2 and len(vectors[0]) == 32 and data["pooling"] == "mean"
     assert all(abs(sum(v * v for v in vec) - 1) < 1e-5 for vec in vectors)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Dense"}]
+    (path / "modules.json").write_text(json.dumps(modules))  # a module embed does not compute
+    out = cli("embed", "--model", str(path), "w1 w2 w3")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "modules.json" in out.stderr and "Dense" in out.stderr, out.stderr
 
 
 def test_ner_merges_word_pieces_and_uses_id2label(tmp_path):

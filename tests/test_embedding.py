@@ -25,6 +25,7 @@ from reference.embedding import (
     npy_rows,
     pad_id,
     pool,
+    pooling_rules,
     read_texts,
     token_ids,
 )
@@ -99,6 +100,62 @@ def test_pooling_modes_and_max_length_follow_the_sentence_transformers_files(tmp
     (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 384}))
     assert max_seq_length(str(tmp_path), 514) == 384
     assert max_seq_length(str(tmp_path / "none"), 514) == 512
+
+
+def st_files(path, pooling, modules=("Transformer", "Pooling")):  # -> path, as a checkpoint dir
+    entries = [
+        {
+            "idx": i,
+            "name": str(i),
+            "path": "" if kind == "Transformer" else f"{i}_{kind}",
+            "type": f"sentence_transformers.models.{kind}",
+        }
+        for i, kind in enumerate(modules)
+    ]
+    path.mkdir()
+    (path / "modules.json").write_text(json.dumps(entries))
+    (path / "1_Pooling").mkdir()
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return str(path)
+
+
+def test_the_pooling_and_normalisation_are_read_from_the_sentence_transformers_files(tmp_path):
+    """modules.json and the Pooling config decide the pooling, with sentence-transformers' defaults
+    for the flags a config leaves out (mean on, the others off); no files: mean, then L2."""
+    off = {"pooling_mode_mean_tokens": False}
+    cls = st_files(tmp_path / "cls", {**off, "pooling_mode_cls_token": True})
+    assert pooling_rules(cls) == ("cls", False)
+    normalised = ("Transformer", "Pooling", "Normalize")
+    mx = st_files(tmp_path / "max", {**off, "pooling_mode_max_tokens": True}, normalised)
+    assert pooling_rules(mx) == ("max", True)
+    assert pooling_rules(st_files(tmp_path / "mean", {}, normalised)) == ("mean", True)
+    assert pooling_rules(st_files(tmp_path / "named", {"pooling_mode": "cls"})) == ("cls", False)
+    assert pooling_rules(str(tmp_path / "none")) == ("mean", True)
+
+
+@pytest.mark.parametrize(
+    "pooling, modules, named",
+    [
+        ({"pooling_mode_cls_token": True}, ("Transformer", "Pooling"), "['cls', 'mean']"),
+        ({"pooling_mode_mean_tokens": False}, ("Transformer", "Pooling"), "no pooling"),
+        (
+            {"pooling_mode_weightedmean_tokens": True, "pooling_mode_mean_tokens": False},
+            ("Transformer", "Pooling"),
+            "weightedmean",
+        ),
+        ({"pooling_mode": "lasttoken"}, ("Transformer", "Pooling"), "lasttoken"),
+        ({}, ("Transformer", "Pooling", "Dense", "Normalize"), "Dense"),
+    ],
+)
+def test_sentence_transformers_files_asking_for_more_than_embed_computes_are_refused(
+    tmp_path, pooling, modules, named
+):
+    """Poolings that sentence-transformers concatenates, or that embed does not compute, and
+    modules after the pooling: a ValueError naming the file and what it asks for, where embed
+    had silently mean-pooled (or cls-pooled) and left the rest out."""
+    with pytest.raises(ValueError, match="embed") as error:
+        pooling_rules(st_files(tmp_path / "ckpt", pooling, modules))
+    assert named in str(error.value) and str(tmp_path) in str(error.value), error.value
 
 
 def test_jsonl_and_plain_text_inputs(tmp_path):
