@@ -92,6 +92,7 @@ class MPTConfig:
     rope: bool = False
     kv_n_heads: int | None = None
     ffn_type: str = "mptmlp"
+    norm_type: str = "low_precision_layernorm"  # also "layernorm"; the RMSNorms are outside
 
     @property
     def head_size(self) -> int:
@@ -213,6 +214,11 @@ class Features:
     kv_cache: str = "fp32"  # "bf16": keys and values rounded to bf16 as they enter the cache
 
 
+# The original's norm_type values that are a LayerNorm (the low-precision one differs only under
+# autocast, SPEC 2.5); its "rmsnorm" and "low_precision_rmsnorm" are another normalisation.
+LAYER_NORM_TYPES = ("low_precision_layernorm", "layernorm")
+
+
 def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
     if not profile.honours_original_fields:  # HF 4.37.2 (SPEC 2.1, 2.9)
         return Features(
@@ -235,11 +241,13 @@ def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
         config.rope
         or config.ffn_type != "mptmlp"
         or config.kv_n_heads not in (None, config.n_heads)
+        or config.norm_type not in LAYER_NORM_TYPES
     ):
         raise ValueError(
             f"llm-foundry features outside this reference: rope={config.rope},"
-            f" ffn_type={config.ffn_type!r}, kv_n_heads={config.kv_n_heads} (supported: rope false,"
-            " ffn_type 'mptmlp', kv_n_heads = n_heads)"
+            f" ffn_type={config.ffn_type!r}, kv_n_heads={config.kv_n_heads},"
+            f" norm_type={config.norm_type!r} (supported: rope false, ffn_type 'mptmlp',"
+            f" kv_n_heads = n_heads, norm_type one of {list(LAYER_NORM_TYPES)})"
         )
     scale = config.logit_scale
     if scale == "inv_sqrt_d_model":

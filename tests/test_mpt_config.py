@@ -108,6 +108,8 @@ def test_profile_specific_inputs_are_refused_elsewhere():
         dict(ffn_config=dict(ffn_type="mptglu")),
         dict(attn_config=dict(rope=True)),
         dict(attn_config=dict(kv_n_heads=1)),
+        dict(norm_type="rmsnorm"),
+        dict(norm_type="low_precision_rmsnorm"),
     ],
 )
 def test_mosaic_features_outside_the_reference_are_named(extra):
@@ -117,3 +119,12 @@ def test_mosaic_features_outside_the_reference_are_named(extra):
     mpt_model.resolve_features(
         mpt_model.MPTConfig.from_dict({**HF, **extra}), reference.get_profile("mpt", "hf")
     )  # HF drops them
+
+
+def test_both_layer_norm_types_of_the_original_are_taken_under_mosaic():
+    """norm_type "layernorm" and "low_precision_layernorm" are both a LayerNorm in float32 (they
+    differ only under autocast), so both resolve; the RMSNorms are refused above."""
+    mosaic = reference.get_profile("mpt", "mosaic")
+    for norm_type in ("layernorm", "low_precision_layernorm"):
+        c = mpt_model.MPTConfig.from_dict({**HF, "norm_type": norm_type}, profile="mosaic")
+        assert mpt_model.resolve_features(c, mosaic).bias == (not c.no_bias)
