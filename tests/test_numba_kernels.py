@@ -1267,17 +1267,18 @@ def assert_decode_steps_match(fast, ref, ids, mask, steps=4, tol=1e-4):
         )
 
 
-@pytest.mark.parametrize("storage", ["fp32", "q8"])
+@pytest.mark.parametrize("storage", ["fp32", "q8", "bf16"])
 def test_a_session_of_five_rows_decodes_in_tiles_as_the_numpy_model(storage, monkeypatch):
     """A decode session of five rows, two of them left-padded: numba_stacks compiles the step
     with tiles (TILED_MIN_ROWS), so the fp32 and q8 matvecs take the first four rows together
-    and the fifth alone; the logits step by step against the NumPy model (q8: on the
+    and the fifth alone, as do the interleaved bf16 ones where the CPU has the bf16 dot
+    product (_bf16_row_tiles); the logits step by step against the NumPy model (q8: on the
     dequantized weights, kept plain, as Q8Matrix, which the tiles take: interleaved q8 goes a
-    row at a time, tests/test_numba_q8dot.py)."""
+    row at a time, tests/test_numba_q8dot.py; bf16: on the rounded weights)."""
     from test_mpt_properties import CONFIG
 
     from reference.backends import numba_stacks
-    from reference.precision import quantize_q8
+    from reference.precision import quantize_q8, round_to_bf16
 
     monkeypatch.setattr(numba_stacks, "Q8_DOT", False)
 
@@ -1288,6 +1289,9 @@ def test_a_session_of_five_rows_decodes_in_tiles_as_the_numpy_model(storage, mon
     )
     if storage == "q8":
         weights = {k: quantize_q8(v).dequantize() if v.ndim == 2 else v for k, v in weights.items()}
+    if storage == "bf16":  # interleaved (so tiled) where the CPU has the bf16 dot product
+        assert numba_stacks.interleaves((4 * 64, 64)) == nb.SPLIT_DOTS
+        weights = {k: round_to_bf16(v) if v.ndim == 2 else v for k, v in weights.items()}
     ref = reference.build(config, weights, task="causal-lm")
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4], [9, 10, 11, 12], [0, 1, 2, 3], [7, 7, 7, 7]])
     assert ids.shape[0] > nb.TILED_MIN_ROWS

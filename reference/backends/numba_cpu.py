@@ -562,6 +562,46 @@ def _dot_bf16_quad(w, g, xs, n):  # rows 4g .. 4g + 3 of interleaved bf16 w . (h
     )
 
 
+@njit(inline="always")
+def _dot_pair32(acc, w, xs, n, blk):  # acc + w . (hi + lo) of x[n]'s block blk, in one sum
+    hi, lo = load32_part(xs, n, 2 * blk, 0), load32_part(xs, n, 2 * blk + 1, 0)
+    return dot32(dot32(acc, w, hi), w, lo)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _dot_bf16_quad_rows4(w, g, xs, n):  # _dot_bf16_quad for rows n .. n + 3 of x: 16 sums
+    """The four interleaved bf16 rows of group g times four split rows of x, n to n + 3: each
+    block's four weight vectors are loaded once and serve the four rows of x, hi and lo of each
+    into one running sum (16 sums, where _dot_bf16_quad keeps eight for one row). Row at a time,
+    the down projection (I = 3072, its activations and a group's rows more than L1) ran at 0.63
+    dot instructions a cycle on one Zen 4 core with the matrix in cache at batch 16; this way at
+    0.98, and at I = 768 the two ran alike (0.91-0.94). Returns (row n's four sums, row n + 1's,
+    ...), each group of four the rows 4g .. 4g + 3. Twin: as _dot_bf16_quad's, within float32
+    accumulation (hi and lo are summed in one register here, in two there)."""
+    wg = w[g]
+    c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero16()
+    c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero16()
+    for blk in range(wg.shape[0]):
+        if n == 0:  # as _dot_bf16_quad: the first rows of x ask for the weights ahead
+            prefetch(wg, (blk, 0), PREFETCH_AHEAD)
+        w0, w1 = load32(wg, blk, 0), load32(wg, blk, 32)
+        w2, w3 = load32(wg, blk, 64), load32(wg, blk, 96)
+        c00, c01 = _dot_pair32(c00, w0, xs, n, blk), _dot_pair32(c01, w1, xs, n, blk)
+        c02, c03 = _dot_pair32(c02, w2, xs, n, blk), _dot_pair32(c03, w3, xs, n, blk)
+        c10, c11 = _dot_pair32(c10, w0, xs, n + 1, blk), _dot_pair32(c11, w1, xs, n + 1, blk)
+        c12, c13 = _dot_pair32(c12, w2, xs, n + 1, blk), _dot_pair32(c13, w3, xs, n + 1, blk)
+        c20, c21 = _dot_pair32(c20, w0, xs, n + 2, blk), _dot_pair32(c21, w1, xs, n + 2, blk)
+        c22, c23 = _dot_pair32(c22, w2, xs, n + 2, blk), _dot_pair32(c23, w3, xs, n + 2, blk)
+        c30, c31 = _dot_pair32(c30, w0, xs, n + 3, blk), _dot_pair32(c31, w1, xs, n + 3, blk)
+        c32, c33 = _dot_pair32(c32, w2, xs, n + 3, blk), _dot_pair32(c33, w3, xs, n + 3, blk)
+    return (
+        (hsum16(c00), hsum16(c01), hsum16(c02), hsum16(c03)),
+        (hsum16(c10), hsum16(c11), hsum16(c12), hsum16(c13)),
+        (hsum16(c20), hsum16(c21), hsum16(c22), hsum16(c23)),
+        (hsum16(c30), hsum16(c31), hsum16(c32), hsum16(c33)),
+    )
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def _dot_quad_widened(w, g, x, n):  # the same four rows against float32 x, each weight widened
     """The interleaved layout on a CPU without the bf16 dot product (only where one is built by
@@ -936,11 +976,12 @@ def _tiled_group(x, w, scales, g, bias, out, add):
     (+ bias[o]) for group g's rows o and every row n, four rows of x at a time (_tile_rows), and
     True; otherwise nothing, and False (the caller then takes a row of x at a time). x None
     (linear's matvecs, a step at batch 1-3) compiles without the tiles, which took the fp32
-    step's cold compile from 14 to 30 s. bf16 weights always take a row at a time: with the
-    bf16 dot products, tiles on widened weights made whole steps 1.10x the time at batch 4 and
-    1.22x at batch 8 (Zen 4). So do interleaved q8 weights: with the int8 dot products a row at
-    a time, whole MPT-125M steps took 0.63x the time of the q8 tiles at batch 4 and 0.74x at
-    batch 16 (Zen 4). Compiled per type."""
+    step's cold compile from 14 to 30 s. bf16 weights never take these tiles: with the bf16
+    dot products, tiles on widened weights made whole steps 1.10x the time at batch 4 and 1.22x
+    at batch 8 (Zen 4); interleaved ones take four rows of x at a time through the dot products
+    instead (_bf16_row_tiles). Interleaved q8 weights take a row at a time: with the int8 dot
+    products so, whole MPT-125M steps took 0.63x the time of the q8 tiles at batch 4 and 0.74x
+    at batch 16 (Zen 4). Compiled per type."""
 
 
 @overload(_tiled_group, inline="always")
@@ -958,12 +999,50 @@ def _tiled_group_impl(x, w, scales, g, bias, out, add):
     return tiles
 
 
+def _bf16_row_tiles(x, w, g, xs, bias, out, add):
+    """Where x has TILED_MIN_ROWS rows or more and w is interleaved bf16 that the dot products
+    take (xs per block, split_bf16_blocks): out[n, o] (+)= w[o] . x[n] (+ bias[o]) for group g's
+    rows o and rows n of x four at a time (_dot_bf16_quad_rows4), and how many rows of x that
+    covered (a multiple of four; the caller takes the rest a row at a time); otherwise 0. x None
+    (a step at batch 1-3) compiles without it, as it does without _tiled_group. Compiled per
+    type."""
+
+
+@overload(_bf16_row_tiles, inline="always")
+def _bf16_row_tiles_impl(x, w, g, xs, bias, out, add):
+    if isinstance(x, types.NoneType) or not _is_interleaved_type(w) or xs.ndim != 3:
+        return lambda x, w, g, xs, bias, out, add: 0
+
+    def tiles(x, w, g, xs, bias, out, add):
+        N = xs.shape[0]
+        if N < TILED_MIN_ROWS:
+            return 0
+        covered = N - N % 4
+        for n in range(0, covered, 4):
+            rows = _dot_bf16_quad_rows4(w, g, xs, n)
+            for i in range(4):
+                _put_quad(out, n + i, g, rows[i], bias, add)
+        return covered
+
+    return tiles
+
+
+@njit(inline="always")
+def _put_quad(out, n, g, d, bias, add):  # out[n, 4g + r] (+)= d[r] (+ bias), rows below O only
+    for r in range(QUAD_ROWS):
+        o = g * QUAD_ROWS + r
+        if o < out.shape[1]:
+            y = d[r] + bias[o] if bias.size else d[r]
+            out[n, o] = out[n, o] + y if add else y
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _claim_rows(x, xs, w, scales, bias, out, add, gelu, spans, task, tasks):  # -> groups computed
     """One task's share of out[n] (+)= w . x[n] (+ bias) (_matvec_into): the groups of four rows
     it claims from spans (_next_groups): four rows of x at a time where _tiled_group takes them
-    (x float32, or None for none), otherwise through _dot4 for every row of x as _split_for made
-    it (xs) while its weights are in cache. Where gelu is set (and add is not) each claimed
+    (x float32, or None for none) or, for interleaved bf16, _bf16_row_tiles; otherwise (and for
+    the rows those leave) through _dot4 for every row of x as _split_for made it (xs) while its
+    weights are in cache. Where gelu is set (and add is not) each claimed
     range of rows then goes through the GELU, in a loop of its own, which LLVM vectorises."""
     N, O = out.shape
     computed = 0
@@ -973,13 +1052,8 @@ def _claim_rows(x, xs, w, scales, bias, out, add, gelu, spans, task, tasks):  # 
         for g in range(lo, hi):
             if _tiled_group(x, w, scales, g, bias, out, add):
                 continue
-            for n in range(N):
-                d = _dot4(w, scales, g, xs, n)
-                for r in range(QUAD_ROWS):
-                    o = g * QUAD_ROWS + r
-                    if o < O:
-                        y = d[r] + bias[o] if bias.size else d[r]
-                        out[n, o] = out[n, o] + y if add else y
+            for n in range(_bf16_row_tiles(x, w, g, xs, bias, out, add), N):
+                _put_quad(out, n, g, _dot4(w, scales, g, xs, n), bias, add)
         if gelu:
             for n in range(N):
                 for o in range(lo * QUAD_ROWS, min(hi * QUAD_ROWS, O)):
@@ -2041,10 +2115,11 @@ def decode_step(
     t = 100, Zen 4).
 
     tiles: None, or True to compile and use _tile_rows for the fp32 and q8 matvecs where x has
-    TILED_MIN_ROWS rows or more (numba_stacks passes True for batches of four or more), which
-    doubles the step's cold compile. Against a row at a time, MPT-125M steps at t = 100 took
-    0.93x the time at batch 4, 0.79x at 8 and 0.70x at 16 for fp32 weights, 0.84x, 0.71x and
-    0.63x for q8 (Zen 4)."""
+    TILED_MIN_ROWS rows or more, and _bf16_row_tiles for interleaved bf16 ones (numba_stacks
+    passes True for batches of four or more), which doubles the step's cold compile. Against a
+    row at a time, MPT-125M steps at t = 100 took 0.93x the time at batch 4, 0.79x at 8 and
+    0.70x at 16 for fp32 weights, 0.84x, 0.71x and 0.63x for q8, and 0.92-0.95x, 0.92x and
+    0.94x for interleaved bf16 (Zen 4)."""
     B, C = x.shape
     L, H, W = w_qkv.shape[0], k.shape[2], out_rows(w_up[0])
     qkv = np.empty((B, 3 * C), np.float32)
