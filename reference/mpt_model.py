@@ -92,7 +92,7 @@ class MPTConfig:
     rope: bool = False
     kv_n_heads: int | None = None
     ffn_type: str = "mptmlp"
-    norm_type: str = "low_precision_layernorm"  # also "layernorm"; the RMSNorms are outside
+    norm_type: object = "low_precision_layernorm"  # or "layernorm"; any other: mosaic refuses it
 
     @property
     def head_size(self) -> int:
