@@ -16,6 +16,7 @@ from conformance.adapters.reference import ReferenceImplementation
 from conformance.capabilities import Capabilities
 from conformance.checks import check_golden
 from conformance.golden import iter_cases
+from conformance.properties import cross_entropy
 from conformance.protocol import Unsupported
 from conformance.report import SCHEMA, validate
 from conformance.runner import Plan, run_plan
@@ -128,10 +129,7 @@ class MptPortBug(ReferenceImplementation):
         if self.bug == "labels not shifted" and "loss" in out and "labels" in inputs:
             logits, labels = np.asarray(out["logits"], np.float64), inputs["labels"]
             keep = labels != -100
-            z = logits[keep]
-            top = z.max(axis=-1, keepdims=True)
-            logp = z - top - np.log(np.exp(z - top).sum(axis=-1, keepdims=True))
-            out = {**out, "loss": -logp[np.arange(len(z)), labels[keep]].mean()}
+            out = {**out, "loss": cross_entropy(logits[keep], labels[keep]).mean()}
         return out
 
 
