@@ -26,7 +26,7 @@ import numpy as np
 
 from .checkpoint import read_config, read_safetensors_header
 from .ops import softmax
-from .progress import Progress
+from .progress import CompileNotice, Progress
 
 
 class CliError(Exception):
@@ -275,9 +275,7 @@ def cmd_generate(args):
         eos_token_id=args.eos_token_id,
     )
     tokens, prompt = [], ids[0].tolist()
-    shown = tok.decode(prompt)
-    if not args.json:
-        sys.stdout.write(shown)
+    shown = tok.decode(prompt)  # written with the first token, after any note about compiling
     bar = (
         Progress(args.max_new_tokens, "generating") if args.json else None
     )  # streamed text is its own progress
@@ -285,11 +283,9 @@ def cmd_generate(args):
         tokens.append(int(token[0]))
         if bar:
             bar.update()
-        if (
-            not args.json
-        ):  # decode prompt + new tokens and print what is not on screen yet (spacing included)
+        if not args.json:  # decode prompt + new tokens, print what is new (spacing included)
             text = tok.decode(prompt + tokens)
-            sys.stdout.write(text[len(shown) :])
+            sys.stdout.write(text if len(tokens) == 1 else text[len(shown) :])
             sys.stdout.flush()
             shown = text
     if bar:
@@ -297,7 +293,7 @@ def cmd_generate(args):
     if args.json:
         print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
     else:
-        sys.stdout.write("\n")
+        sys.stdout.write(("" if tokens else shown) + "\n")  # no new tokens: the prompt alone
 
 
 def cmd_explain(args):
@@ -439,7 +435,11 @@ def parser():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        if getattr(args, "backend", "numpy") == "numpy":
+            args.func(args)
+        else:  # the first run compiles the kernels: say so instead of sitting silent
+            with CompileNotice():
+                args.func(args)
     except (CliError, ValueError, TypeError, OSError) as e:
         if args.debug:
             raise

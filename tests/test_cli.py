@@ -4,6 +4,7 @@ here."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,51 @@ def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
     quiet = io.StringIO()
     Progress(4, "work", stream=quiet).update()
     assert quiet.getvalue() == ""
+
+
+def test_compile_notice_announces_the_first_compile_and_totals_the_outermost_kernels():
+    """A compile (a cache miss) is announced once, on its start; kernels compiled inside another
+    count as that one; a call that compiles nothing leaves the stream empty."""
+    import io
+
+    numba = pytest.importorskip("numba")
+
+    from reference.progress import CompileNotice
+
+    @numba.njit(cache=False)
+    def inner(x):
+        return x + 1.0
+
+    @numba.njit(cache=False)
+    def outer(x):
+        return inner(x) * 2.0
+
+    stream = io.StringIO()
+    with CompileNotice(stream):
+        assert outer(1.0) == 4.0
+        assert outer(2.0) == 6.0  # compiled already: nothing more
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("compiling the Numba kernels for this CPU (the first run only")
+    assert re.fullmatch(r"compiled 1 Numba kernel in \d+\.\ds \(later runs load .*\)", lines[1])
+    quiet = io.StringIO()
+    with CompileNotice(quiet):
+        assert outer(3.0) == 8.0
+    assert quiet.getvalue() == ""
+    inner(1)  # after the block the listener is gone: an int64 compile reaches no stream
+    assert quiet.getvalue() == "" and stream.getvalue().count("\n") == 2
+
+
+def test_generate_text_mode_writes_the_prompt_with_its_first_token_or_alone(tmp_path):
+    path = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)
+    for new, backend in ((3, "numba"), (0, "numpy")):
+        out = cli(
+            "generate", "--model", str(path), "--prompt", "w1 w2 w3",
+            "--max-new-tokens", str(new), "--backend", backend,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("w1 w2 w3") and out.stdout.count("w1 w2 w3") == 1, out.stdout
+        assert len(out.stdout.split()) == 3 + new, out.stdout
 
 
 def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_hold(tmp_path):
