@@ -146,8 +146,13 @@ def cmd_embed(args):
         raise CliError("embed takes texts on the command line or --input FILE, not both or neither")
     if args.input and not args.output:
         raise CliError("embed --input needs --output FILE.npy")
-    if args.input and not os.path.isfile(args.input):
+    if args.input and not os.path.exists(args.input):
         raise CliError(f"{args.input}: no such file")
+    if args.input and not os.path.isfile(args.input):  # a pipe could not be read twice
+        raise CliError(
+            f"{args.input}: not a regular file (embed reads it twice: to count its texts, then to"
+            " embed them)"
+        )
     lines = line_count(args.input) if args.input else len(args.texts)  # a bound on the texts
     if not lines:
         raise CliError(f"{args.input}: no texts")
@@ -155,7 +160,9 @@ def cmd_embed(args):
     mode, normalise = pooling_rules(args.model)
     positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
     positions = positions if positions is not None else model.config.max_seq_len + 2
-    max_length = args.max_length or max_seq_length(args.model, positions)
+    max_length = args.max_length
+    if max_length is None:
+        max_length = max_seq_length(args.model, positions)
     width = getattr(model.config, "hidden_size", None) or model.config.d_model
     started = time.perf_counter()
     # a file's texts are read and tokenized a chunk at a time, and only their ids are kept
@@ -233,6 +240,8 @@ def cmd_ner(args):
 
 
 def cmd_qa(args):
+    if args.max_answer_tokens < 0:
+        raise CliError(f"--max-answer-tokens must be at least 0, got {args.max_answer_tokens}")
     model, tok = load(args, "question-answering"), tokenizer(args)
     enc = tok.backend.encode(args.question, args.context)
     out = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64))
@@ -299,6 +308,9 @@ def cmd_generate(args):
 def cmd_explain(args):
     from . import explain
 
+    for name in ("length", "heads"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.what == "buckets":
         explain.bucket_map(args.out, args.length, args.num_buckets)
     elif args.what == "alibi":

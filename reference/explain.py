@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .mpnet import relative_position_bucket
+from .mpnet import bucket_matrix
 from .mpt import alibi_bias, alibi_slopes
 
 
@@ -27,8 +25,7 @@ def _pyplot():
 
 
 def bucket_map(path, length=160, num_buckets=32):  # -> [length, length] buckets
-    positions = np.arange(length)
-    buckets = relative_position_bucket(positions[None, :] - positions[:, None], num_buckets)
+    buckets = bucket_matrix(length, num_buckets)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     im = ax.imshow(buckets, cmap="viridis")
@@ -37,7 +34,7 @@ def bucket_map(path, length=160, num_buckets=32):  # -> [length, length] buckets
         xlabel="key j",
         ylabel="query i",
     )
-    fig.colorbar(im, ax=ax, label="bucket (16+ : key right of query)")
+    fig.colorbar(im, ax=ax, label=f"bucket ({num_buckets // 2}+ : key right of query)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buckets

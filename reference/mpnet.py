@@ -67,24 +67,47 @@ def relative_position_bucket(
     half, the first num_buckets/4 distances get a bucket each; larger distances share log-spaced
     buckets up to max_distance, beyond which everything lands in the last one.
     """
+    if isinstance(num_buckets, bool) or not isinstance(num_buckets, (int, np.integer)):
+        raise TypeError(f"num_buckets must be an integer, got {type(num_buckets).__name__}")
+    if num_buckets < 4:  # upstream divides by max_exact = num_buckets // 4 and raises
+        raise ValueError(f"num_buckets must be at least 4 (num_buckets // 4 > 0): {num_buckets}")
     n = -np.asarray(relative_position, dtype=np.int64)  # query minus key
     half = num_buckets // 2
     bucket = np.where(n < 0, half, 0)
     n = np.abs(n)
     max_exact = half // 2
-    with np.errstate(divide="ignore"):  # log(0) only occurs where the exact branch is taken
+    # log(0) occurs only where the exact branch is taken; a ratio that is not finite (max_exact
+    # reaching max_distance, num_buckets >= 4 * max_distance) makes a bucket of INT64_MIN, which
+    # relative_position_bias refuses as upstream's lookup fails on it
+    with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(n / max_exact) / math.log(max_distance / max_exact)
-    large = max_exact + np.floor(log_ratio * (half - max_exact))
-    large = np.minimum(np.where(n < max_exact, 0, large), half - 1).astype(np.int64)
+        large = max_exact + np.floor(log_ratio * (half - max_exact))
+        large = np.minimum(np.where(n < max_exact, 0, large), half - 1)
+        large = np.where(np.isnan(large), np.iinfo(np.int64).min, large).astype(np.int64)
     return bucket + np.where(n < max_exact, n, large)
+
+
+def bucket_matrix(seq_len, num_buckets):  # S -> [S, S] int64
+    """buckets[i, j] = bucket(j - i) for query i and key j of a sequence of seq_len tokens; a
+    negative bucket (see relative_position_bucket) is a ValueError."""
+    positions = np.arange(seq_len)
+    buckets = relative_position_bucket(positions[None, :] - positions[:, None], num_buckets)
+    if buckets.size and buckets.min() < 0:  # num_buckets of 4 * max_distance or more
+        shortest = int(np.abs(positions[None, :] - positions[:, None])[buckets < 0].min())
+        raise ValueError(
+            f"relative bucket {buckets.min()} (negative) at distance {shortest} and beyond: with"
+            f" {num_buckets} buckets the exact range (num_buckets // 4 = {num_buckets // 4}) is not"
+            f" below the max distance {MAX_DISTANCE}, and upstream's log-spaced buckets come out"
+            " negative or undefined (its lookup fails on them too); use"
+            f" config.relative_attention_num_buckets below {4 * MAX_DISTANCE}, or sequences of at"
+            f" most {shortest} tokens"
+        )
+    return buckets
 
 
 def relative_position_bias(table, seq_len, num_buckets):  # [NB, H], S -> [H, S, S]
     """bias[h, i, j] = table[bucket(j - i), h]; distances are arange indices, never position_ids."""
-    positions = np.arange(seq_len)
-    buckets = relative_position_bucket(
-        positions[None, :] - positions[:, None], num_buckets
-    )  # [S, S]
+    buckets = bucket_matrix(seq_len, num_buckets)  # [S, S]
     if buckets.size and buckets.max() >= table.shape[0]:
         raise ValueError(
             f"relative bucket {buckets.max()} needs a bias table of at least {buckets.max() + 1}"

@@ -49,6 +49,8 @@ def alibi_slopes(n_heads, alibi_bias_max=HF_ALIBI_BIAS_MAX):  # H -> [H] float32
     When H is not a power of two, the H' slopes are reordered as the odd-indexed ones then the
     even-indexed ones and cut to H, so the first H slopes interleave two geometric sequences.
     """
+    if isinstance(n_heads, bool) or not isinstance(n_heads, (int, np.integer)) or n_heads < 1:
+        raise ValueError(f"n_heads must be a positive integer, got {n_heads!r}")
     padded = 2 ** math.ceil(math.log2(n_heads))
     exponents = np.arange(1, padded + 1, dtype=np.float32) * np.float32(alibi_bias_max / padded)
     slopes = np.float32(1.0) / np.power(np.float32(2.0), exponents)

@@ -102,8 +102,21 @@ def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
         (("generate", "--model", str(GOLDEN / "mpt/hf/s1"), "--prompt", "x"), "no tokenizer.json"),
         (("ner", "--model", str(GOLDEN / "mpt/hf/s1"), "x"), "missing weights .*classifier"),
         (("embed", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--backend", "cuda", "x"), "cuda"),
+        (
+            ("embed", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--input", str(ROOT), "--output",
+             "x.npy"),
+            "not a regular file",
+        ),
+        (
+            ("qa", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--question", "q", "--context", "c",
+             "--max-answer-tokens", "-1"),
+            "--max-answer-tokens must be at least 0, got -1",
+        ),
+        (("explain", "buckets", "--out", "x.png", "--num-buckets", "3"), "at least 4"),
+        (("explain", "buckets", "--out", "x.png", "--length", "0"), "--length must be at least 1"),
+        (("explain", "alibi", "--out", "x.png", "--heads", "0"), "--heads must be at least 1"),
     ],
-)
+)  # fmt: skip
 def test_errors_are_one_line_with_exit_status_2(args, message):
     import re
 
@@ -166,6 +179,13 @@ def test_progress_bar_draws_counts_and_stays_silent_off_a_terminal():
     quiet = io.StringIO()
     Progress(4, "work", stream=quiet).update()
     assert quiet.getvalue() == ""
+
+
+def test_embed_max_length_zero_is_refused_not_taken_as_the_default(tmp_path):
+    path = model_dir(tmp_path, "mpnet/pt/base-s1", 64)
+    out = cli("embed", "--model", str(path), "--max-length", "0", "w1 w2")
+    assert out.returncode == 2, out.stderr
+    assert "max_length must be an integer of at least 2, got 0" in out.stderr
 
 
 def test_compile_notice_announces_the_first_compile_and_totals_the_outermost_kernels():

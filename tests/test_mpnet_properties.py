@@ -166,3 +166,25 @@ def test_problem_type_settles_on_first_loss_and_sticks():
     assert model.problem_type == "single_label_classification"
     with np.testing.assert_raises(TypeError):
         model(ids, labels=np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+
+
+def test_bucketing_refuses_fewer_than_four_buckets_and_the_negative_buckets_of_too_many():
+    """Below 4 buckets max_exact = num_buckets // 4 is 0 and upstream divides by it. From 4 x
+    max_distance (512) on, max_exact reaches max_distance and log(max_distance / max_exact) is 0
+    or negative: at 512 the distance 128 gives 0 / 0 (NaN), and at 1024 (max_exact 256) the bucket
+    256 + floor(256 log(n / 256) / log(1 / 2)) is negative exactly when n > 512. Upstream's table
+    lookup fails on those; a NumPy lookup would wrap a negative index round, so they are refused."""
+    import pytest
+
+    from reference.mpnet import relative_position_bias, relative_position_bucket
+
+    for n in (0, 1, 3):
+        with pytest.raises(ValueError, match="num_buckets must be at least 4"):
+            relative_position_bucket(np.arange(-3, 4), n)
+    with pytest.raises(TypeError, match="num_buckets must be an integer"):
+        relative_position_bucket(np.arange(3), 32.0)
+    for num_buckets, longest in ((512, 128), (1024, 513)):
+        table = np.zeros((num_buckets, 2), np.float32)
+        assert relative_position_bias(table, longest, num_buckets).shape == (2, longest, longest)
+        with pytest.raises(ValueError, match=f"at distance {longest} and beyond.* most {longest}"):
+            relative_position_bias(table, longest + 1, num_buckets)

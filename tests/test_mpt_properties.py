@@ -120,6 +120,12 @@ def test_alibi_slopes_match_the_paper_for_every_head_count(n):
     )
 
 
+@pytest.mark.parametrize("n", [0, -3, 2.0, True])
+def test_alibi_slopes_refuse_a_head_count_that_is_not_a_positive_integer(n):
+    with pytest.raises(ValueError, match=f"n_heads must be a positive integer, got {n!r}"):
+        mpt.alibi_slopes(n)
+
+
 def test_alibi_slopes_spec_values():
     np.testing.assert_array_equal(
         mpt.alibi_slopes(6), np.float32([0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125])
