@@ -26,7 +26,7 @@ import numpy as np
 
 from .checkpoint import read_config, read_safetensors_header
 from .ops import softmax
-from .progress import CompileNotice, Progress
+from .progress import Progress
 
 
 class CliError(Exception):
@@ -450,6 +450,8 @@ def main(argv=None) -> int:
         if getattr(args, "backend", "numpy") == "numpy":
             args.func(args)
         else:  # the first run compiles the kernels: say so instead of sitting silent
+            from .backends.compile_notice import CompileNotice
+
             with CompileNotice():
                 args.func(args)
     except (CliError, ValueError, TypeError, OSError) as e:

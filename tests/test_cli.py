@@ -195,7 +195,7 @@ def test_compile_notice_announces_the_first_compile_and_totals_the_outermost_ker
 
     numba = pytest.importorskip("numba")
 
-    from reference.progress import CompileNotice
+    from reference.backends.compile_notice import CompileNotice
 
     @numba.njit(cache=False)
     def inner(x):
