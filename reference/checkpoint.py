@@ -68,9 +68,75 @@ def _header(path):
     return header, 8 + header_len
 
 
-def read_safetensors(path, dtype=np.float32, on_tensor=None):
-    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``.
-    on_tensor(), if given, is called after each tensor (for a progress bar)."""
+class DeferredTensor:
+    """A floating matrix of a safetensors file, read where it is used: ``t[rows]`` reads those rows
+    from the file and ``np.asarray(t)`` all of it, converted to ``dtype`` each time (nothing is
+    kept, and the file is read, not mapped, so only what is in use is in memory).
+
+    from_pretrained defers the matrices of a model whose weights are kept in a low-precision
+    storage (MPT's weight_storage "bf16" or "q8"): each is then converted from the file straight
+    into that storage, a few rows at a time, and the float32 copy of the whole model, twice the
+    size of bf16 weights and 3.6 times q8's, never exists. Whatever is still deferred when the
+    model is built (a classification head) is read then (load_deferred)."""
+
+    def __init__(self, path, offset, tag, shape, dtype):
+        self.path, self.offset, self.tag, self.dtype = path, offset, tag, np.dtype(dtype)
+        self.storage = np.dtype(SAFETENSORS_DTYPES[tag])
+        self.shape, self.ndim, self.size = tuple(shape), len(shape), math.prod(shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def rows(self, start, stop):  # -> rows [start, stop) as a new array of dtype
+        row = self.size // max(len(self), 1)
+        count = (stop - start) * row
+        raw = np.fromfile(
+            self.path, self.storage, count, offset=self.offset + start * row * self.storage.itemsize
+        )
+        if raw.size != count:
+            raise CheckpointError(f"{self.path}: the file ended inside a tensor (was it changed?)")
+        raw = raw.reshape((stop - start,) + self.shape[1:])
+        if self.tag == "BF16":
+            raw = bf16_to_float32(raw)
+        return raw.astype(self.dtype, copy=False)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            return self.rows(start, max(start, stop))
+        if isinstance(key, (int, np.integer)) and -len(self) <= key < len(self):
+            start = int(key) % len(self)
+            return self.rows(start, start + 1)[0]
+        return np.asarray(self)[key]  # anything else, as NumPy indexes (and refuses) it
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.rows(0, len(self))
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def all_finite(self, chunk=1 << 22):  # without a float copy of the whole matrix
+        step = max(1, chunk // max(self.size // max(len(self), 1), 1))
+        for start in range(0, len(self), step):
+            part = self.rows(start, min(start + step, len(self)))
+            if part.size and not (np.isfinite(part.min()) and np.isfinite(part.max())):
+                return False
+        return True
+
+
+def load_deferred(tree):
+    """Every DeferredTensor in a nest of dicts and lists read into an array, in place."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for key, value in items:
+        if isinstance(value, DeferredTensor):
+            tree[key] = np.asarray(value)
+        elif isinstance(value, (dict, list)):
+            load_deferred(value)
+    return tree
+
+
+def read_safetensors(path, dtype=np.float32, on_tensor=None, defer=False):
+    """All tensors of one .safetensors file; floating tensors are converted to ``dtype``, and with
+    ``defer`` the 2-D ones are DeferredTensor objects, read where they are used. on_tensor(), if
+    given, is called after each tensor (for a progress bar)."""
     header, offset = _header(path)
     size = os.path.getsize(path)
     data = (
@@ -80,7 +146,7 @@ def read_safetensors(path, dtype=np.float32, on_tensor=None):
     )
     tensors = {}
     for name, entry in header.items():
-        tensors[name] = _tensor(path, name, entry, data, dtype)
+        tensors[name] = _tensor(path, name, entry, data, dtype, offset if defer else None)
         if on_tensor:
             on_tensor()
     return tensors
@@ -106,7 +172,7 @@ def _entry(path, name, entry):
     return tag, shape, (begin, end)
 
 
-def _tensor(path, name, entry, data, dtype):
+def _tensor(path, name, entry, data, dtype, defer=None):  # defer: None, or the data's file offset
     tag, shape, (begin, end) = _entry(path, name, entry)
     storage = np.dtype(SAFETENSORS_DTYPES[tag])
     nbytes = math.prod(shape) * storage.itemsize  # exact: no int64 overflow for absurd shapes
@@ -120,6 +186,9 @@ def _tensor(path, name, entry, data, dtype):
             f"{path}: tensor {name!r} of {tag} {shape} needs {nbytes} bytes, header gives"
             f" {end - begin}"
         )
+    floating = tag == "BF16" or np.issubdtype(storage, np.floating)
+    if floating and defer is not None and len(shape) == 2:
+        return DeferredTensor(path, defer + begin, tag, shape, dtype)
     array = data[begin:end].view(storage).reshape(shape)
     if tag == "BF16":
         array = bf16_to_float32(array)
@@ -194,13 +263,13 @@ def _weight_files(directory):
     return files, weight_map
 
 
-def read_weights(directory, dtype=np.float32, on_tensor=None):
+def read_weights(directory, dtype=np.float32, on_tensor=None, defer=False):
     """Every tensor of model.safetensors, or of the shards listed in
-    model.safetensors.index.json."""
+    model.safetensors.index.json (``defer``: as read_safetensors)."""
     files, weight_map = _weight_files(directory)
     weights = {}
     for path in files:
-        weights.update(read_safetensors(path, dtype, on_tensor))
+        weights.update(read_safetensors(path, dtype, on_tensor, defer))
     missing = sorted(set(weight_map or {}) - set(weights))
     if missing:
         raise CheckpointError(

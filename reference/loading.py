@@ -9,7 +9,14 @@ import numpy as np
 
 from . import mpnet_model, mpt_model
 from .backends import BACKENDS, get_backend
-from .checkpoint import CheckpointError, match_keys, read_config, read_weights
+from .checkpoint import (
+    CheckpointError,
+    DeferredTensor,
+    load_deferred,
+    match_keys,
+    read_config,
+    read_weights,
+)
 from .profiles import get_profile
 
 FAMILIES = {"mpnet": mpnet_model, "mpt": mpt_model}
@@ -31,10 +38,11 @@ def build(
     )
 
 
-def _plan(config_dict, task, profile, dtype, where, config_file=None):
+def _plan(config_dict, task, profile, dtype, where, config_file=None, storage="fp32"):
     """Everything decided from the config alone, before any weight is read: the family, the parsed
-    config and the parameter shapes, with the task and the memory they need checked. Config errors
-    name ``config_file`` when the config came from one."""
+    config and the parameter shapes, with the task and the memory they need checked (matrices at
+    the bytes a weight of ``storage`` takes). Config errors name ``config_file`` when the config
+    came from one."""
     family = _family(config_dict, config_file or where)
     if task not in family.TASKS:
         raise ValueError(
@@ -51,15 +59,15 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None):
             raise
         raise CheckpointError(f"{config_file}: {e}") from None
     shapes = family.param_shapes(config, task, profile)
-    check_memory(shapes, np.dtype(dtype).itemsize, where)
+    check_memory(shapes, np.dtype(dtype).itemsize, where, MATRIX_BYTES.get(storage))
     return family, config, task, profile, shapes
 
 
 def _assemble(plan, weights, dtype, where, backend, options):
     family, config, task, profile, shapes = plan
-    weights = {k: np.asarray(v) for k, v in weights.items()}
+    weights = {k: v if isinstance(v, DeferredTensor) else np.asarray(v) for k, v in weights.items()}
     for name, w in weights.items():
-        if np.issubdtype(w.dtype, np.floating):
+        if np.issubdtype(w.dtype, np.floating) and not isinstance(w, DeferredTensor):
             weights[name] = w.astype(dtype, copy=False)
     ignored, aliases, optional = family.checkpoint_rules(config, task)
     params = match_keys(
@@ -74,9 +82,11 @@ def _assemble(plan, weights, dtype, where, backend, options):
     bad = sorted(name for name, w in params.items() if not _all_finite(w))
     if bad:
         warnings.warn(f"{where}: weights with NaN or Inf values: {bad[:8]}", stacklevel=3)
-    return family.TASKS[task](
+    model = family.TASKS[task](
         config, params, profile=profile, backend=get_backend(backend), **options
     )
+    load_deferred(model.params)  # what the backend did not convert as it stored it
+    return model
 
 
 def _all_finite(w):
@@ -84,6 +94,8 @@ def _all_finite(w):
     MB for an MPT-125M embedding): min and max carry any NaN, and an Inf is one of them."""
     if w.size == 0 or not np.issubdtype(w.dtype, np.inexact):
         return True
+    if isinstance(w, DeferredTensor):
+        return w.all_finite()
     return bool(np.isfinite(w.min()) and np.isfinite(w.max()))
 
 
@@ -95,10 +107,19 @@ def physical_memory():
         return None
 
 
-def check_memory(shapes, itemsize, where):
+# the bytes a matrix weight takes in each weight_storage (q8: an int8 and a float32 scale per 32)
+MATRIX_BYTES = {"fp32": 4, "bf16": 2, "q8": 1 + 4 / 32}
+
+
+def check_memory(shapes, itemsize, where, matrix_bytes=None):
     """Refuse a config whose weights could not fit in memory, before anything is read or
-    allocated."""
-    need = sum(int(np.prod(s, dtype=np.float64)) for s in shapes.values()) * itemsize
+    allocated: every parameter at ``itemsize`` bytes, or 2-D ones at ``matrix_bytes`` where
+    given (a low-precision weight storage)."""
+    need = sum(
+        int(np.prod(s, dtype=np.float64))
+        * (matrix_bytes if matrix_bytes and len(s) == 2 else itemsize)
+        for s in shapes.values()
+    )
     have = physical_memory()
     if have is not None and need > have:
         raise CheckpointError(
@@ -128,10 +149,20 @@ def from_pretrained(
     get_backend(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    storage = options.get("weight_storage", "fp32")
     plan = _plan(
-        read_config(path), task, profile, dtype, str(path), os.path.join(path, "config.json")
+        read_config(path),
+        task,
+        profile,
+        dtype,
+        str(path),
+        os.path.join(path, "config.json"),
+        storage,
     )  # before any read
-    return _assemble(plan, read_weights(path, dtype, on_tensor), dtype, str(path), backend, options)
+    # matrices kept in a low-precision storage are converted from the file as they are stored
+    defer = storage in MATRIX_BYTES and storage != "fp32"
+    weights = read_weights(path, dtype, on_tensor, defer)
+    return _assemble(plan, weights, dtype, str(path), backend, options)
 
 
 def _family(config_dict, where):
