@@ -77,12 +77,18 @@ class DeferredTensor:
     storage (MPT's weight_storage "bf16" or "q8"): each is then converted from the file straight
     into that storage, a few rows at a time, and the float32 copy of the whole model, twice the
     size of bf16 weights and 3.6 times q8's, never exists. Whatever is still deferred when the
-    model is built (a classification head) is read then (load_deferred)."""
+    model is built (a classification head) is read then (load_deferred).
 
-    def __init__(self, path, offset, tag, shape, dtype):
+    As rows are read, ``finite`` notes whether all were finite (from_pretrained's warning about
+    NaN or Inf weights reads it, so the file is read once), and ``on_done`` is called once, when a
+    read reaches the last row or ``finish()`` says the tensor will not be read (a progress bar
+    counts the tensor then, not when it was found in the file)."""
+
+    def __init__(self, path, offset, tag, shape, dtype, on_done=None):
         self.path, self.offset, self.tag, self.dtype = path, offset, tag, np.dtype(dtype)
         self.storage = np.dtype(SAFETENSORS_DTYPES[tag])
         self.shape, self.ndim, self.size = tuple(shape), len(shape), math.prod(shape)
+        self.on_done, self.done, self.finite = on_done, False, True
 
     def __len__(self):
         return self.shape[0]
@@ -98,7 +104,18 @@ class DeferredTensor:
         raw = raw.reshape((stop - start,) + self.shape[1:])
         if self.tag == "BF16":
             raw = bf16_to_float32(raw)
-        return raw.astype(self.dtype, copy=False)
+        rows = raw.astype(self.dtype, copy=False)
+        if rows.size:  # min and max carry any NaN, and an Inf is one of them
+            self.finite = self.finite and bool(np.isfinite(rows.min()) and np.isfinite(rows.max()))
+        if stop == len(self):
+            self.finish()
+        return rows
+
+    def finish(self):  # this tensor is read (or will not be): on_done, once
+        if not self.done:
+            self.done = True
+            if self.on_done:
+                self.on_done()
 
     def __getitem__(self, key):
         if isinstance(key, slice) and key.step in (None, 1):
@@ -112,14 +129,6 @@ class DeferredTensor:
     def __array__(self, dtype=None, copy=None):
         array = self.rows(0, len(self))
         return array if dtype is None else array.astype(dtype, copy=False)
-
-    def all_finite(self, chunk=1 << 22):  # without a float copy of the whole matrix
-        step = max(1, chunk // max(self.size // max(len(self), 1), 1))
-        for start in range(0, len(self), step):
-            part = self.rows(start, min(start + step, len(self)))
-            if part.size and not (np.isfinite(part.min()) and np.isfinite(part.max())):
-                return False
-        return True
 
 
 def load_deferred(tree):
@@ -147,7 +156,9 @@ def read_safetensors(path, dtype=np.float32, on_tensor=None, defer=False):
     tensors = {}
     for name, entry in header.items():
         tensors[name] = _tensor(path, name, entry, data, dtype, offset if defer else None)
-        if on_tensor:
+        if isinstance(tensors[name], DeferredTensor):
+            tensors[name].on_done = on_tensor  # counted when it has been read
+        elif on_tensor:
             on_tensor()
     return tensors
 

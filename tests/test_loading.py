@@ -209,8 +209,10 @@ def test_a_deferred_matrix_reads_rows_or_all_of_it_as_a_new_array(tmp_path, sour
     else:
         save_file({"w": w.astype(source.replace("F", "float")), "b": w[0]}, str(path))
     eager = read_safetensors(path)
-    deferred = read_safetensors(path, defer=True)
+    calls = []
+    deferred = read_safetensors(path, defer=True, on_tensor=lambda: calls.append("tensor"))
     assert isinstance(deferred["w"], DeferredTensor) and isinstance(deferred["b"], np.ndarray)
+    assert len(calls) == 1 and not deferred["w"].done  # b; w counts once it has been read
     d = deferred["w"]
     assert (d.shape, d.ndim, d.size, len(d), d.dtype) == ((12, 40), 2, 480, 12, np.float32)
     for got in (np.asarray(d), d[3:7], d[5]):
@@ -218,11 +220,11 @@ def test_a_deferred_matrix_reads_rows_or_all_of_it_as_a_new_array(tmp_path, sour
         assert not isinstance(got, np.memmap) and not isinstance(got.base, np.memmap)
     np.testing.assert_array_equal(np.asarray(d), eager["w"])
     np.testing.assert_array_equal(d[3:7], eager["w"][3:7])
-    assert (
-        d.all_finite()
-        and DeferredTensor(d.path, d.offset, d.tag, d.shape, np.float64)[0].dtype == np.float64
-    )
-    assert d.all_finite(chunk=40)  # one row a chunk
+    assert d.finite and d.done and len(calls) == 2  # w was read to its last row: counted then
+    wide = DeferredTensor(d.path, d.offset, d.tag, d.shape, np.float64, lambda: calls.append(0))
+    assert wide[0].dtype == np.float64 and wide[1:3].shape == (2, 40) and not wide.done
+    wide[10:], wide[:], wide.finish()
+    assert wide.done and calls.count(0) == 1  # once, when a read first reached the last row
     tree = load_deferred({"a": [{"w": d}], "b": deferred["b"]})
     assert isinstance(tree["a"][0]["w"], np.ndarray) and tree["b"] is deferred["b"]
     np.testing.assert_array_equal(d[[1, 3]], eager["w"][[1, 3]])  # other keys: as NumPy's
@@ -339,6 +341,31 @@ def test_loading_into_a_low_precision_storage_never_holds_the_float32_weights(
         f"loading into {storage} grew the process by {growth / 2**20:.0f} MiB,"
         f" {growth / stored:.2f}x the {stored / 2**20:.0f} MiB the storage holds"
     )
+
+
+def test_deferred_weights_with_nan_or_inf_are_named_in_the_warning_and_each_counted_once(tmp_path):
+    pytest.importorskip("numba")
+    from reference.checkpoint import read_safetensors_header
+
+    path, config = mpt_checkpoint(tmp_path, "F32", "causal-lm")
+    weights = read_safetensors(path / "model.safetensors")
+    weights["transformer.blocks.1.ffn.up_proj.weight"][5, 7] = np.inf
+    weights["extra.weight"] = np.zeros((2, 2), np.float32)  # unexpected: deferred, never read
+    save_file(weights, str(path / "model.safetensors"))
+    ticks = []
+    with pytest.warns(UserWarning) as caught:
+        reference.from_pretrained(
+            path,
+            "causal-lm",
+            backend="numba",
+            weight_storage="bf16",
+            on_tensor=lambda: ticks.append(1),
+        )
+    messages = [str(w.message) for w in caught]
+    assert any("NaN or Inf values: ['blocks.1.ffn.up_proj.weight']" in m for m in messages), (
+        messages
+    )
+    assert len(ticks) == len(read_safetensors_header(path))  # a progress bar ends full
 
 
 def test_the_memory_check_counts_matrices_at_the_storage_s_bytes(tmp_path, monkeypatch):
