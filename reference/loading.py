@@ -152,18 +152,18 @@ def from_pretrained(
     get_backend(backend)  # a missing optional dependency fails here, before any file is read
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    storage = options.get("weight_storage", "fp32")
+    config = read_config(path)
     plan = _plan(
-        read_config(path),
+        config,
         task,
         profile,
         dtype,
         str(path),
         os.path.join(path, "config.json"),
-        storage,
+        options.get("weight_storage", "fp32"),
     )  # before any read
-    # matrices kept in a low-precision storage are converted from the file as they are stored
-    defer = storage in MATRIX_BYTES and storage != "fp32"
+    # a stack that keeps the matrices in its own layout reads them from the file into it
+    defer = config.get("model_type") in get_backend(backend).defers
     weights = read_weights(path, dtype, on_tensor, defer)
     return _assemble(plan, weights, dtype, str(path), backend, options)
 

@@ -14,9 +14,11 @@ then uses in place of the NumPy layers:
   ``prefill(ids, mask)`` and ``step(token)``, or None where its features are not covered).
 
 A stack may prepare what it needs at binding (one q/k/v block, bf16 copies, device copies) and owns
-it; where a request is outside what it covers it runs the NumPy function itself. ``kernels`` is the
-backend's single operations, the twins of reference/ops.py that the conformance op tier and the unit
-tests check one by one.
+it. Where a backend lists a family in ``defers``, its stack gets the checkpoint's matrices as
+``checkpoint.DeferredTensor`` objects to read (rows, or all of one) straight into its own layout,
+and whatever it leaves unread is read into arrays after binding. Where a request is outside what
+a stack covers it runs the NumPy function itself. ``kernels`` is the backend's single operations,
+the twins of reference/ops.py that the conformance op tier and the unit tests check one by one.
 
 Imports go one way: a backend imports the reference (ops.py for the twins it must equal, mpnet.py
 and mpt.py for the functions its stacks must equal and fall back to), and no model module imports a
@@ -41,6 +43,9 @@ class Backend:
     mpt_decoder: Callable | None = None  # None: the model runs mpt.decoder
     weight_storages: tuple = ("fp32",)
     kv_caches: tuple = ("fp32",)  # mpt_model.KV_CACHES this backend's MPT stack computes
+    # the model_types whose stack takes checkpoint.DeferredTensor matrices and reads each into a
+    # layout of its own (from_pretrained then never holds a float32 copy of them all beside it)
+    defers: tuple = ()
 
 
 REFERENCE = Backend("numpy", NUMPY, kv_caches=("fp32", "bf16"))

@@ -23,7 +23,7 @@ import numpy as np
 from numba import get_num_threads
 
 from .. import mpnet, mpt
-from ..checkpoint import bf16_to_float32
+from ..checkpoint import bf16_to_float32, load_deferred
 from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import (
@@ -264,6 +264,7 @@ class DecoderStack:
         if weight_storage != "fp32":
             to_low_storage(params, config, weight_storage)
         self.stacked = stack_blocks(params, weight_storage)  # the block weights: views of it
+        load_deferred(params)  # the rest (an fp32 embedding, a head) as arrays, read whole
         head = params["wte"] if config.tie_word_embeddings else params.get("lm_head")
         self.head_weight = None if head is None else head["weight"]
 
@@ -514,4 +515,5 @@ NUMBA_BACKEND = Backend(
     mpt_decoder=DecoderStack,
     weight_storages=("fp32", "bf16", "q8"),
     kv_caches=("fp32", "bf16"),
+    defers=("mpt",),  # DecoderStack stacks the blocks' matrices (stack_blocks)
 )
