@@ -95,16 +95,9 @@ class DeferredTensor:
 
     def rows(self, start, stop):  # -> rows [start, stop) as a new array of dtype
         row = self.size // max(len(self), 1)
-        count = (stop - start) * row
-        raw = np.fromfile(
-            self.path, self.storage, count, offset=self.offset + start * row * self.storage.itemsize
-        )
-        if raw.size != count:
-            raise CheckpointError(f"{self.path}: the file ended inside a tensor (was it changed?)")
-        raw = raw.reshape((stop - start,) + self.shape[1:])
-        if self.tag == "BF16":
-            raw = bf16_to_float32(raw)
-        rows = raw.astype(self.dtype, copy=False)
+        at = self.offset + start * row * self.storage.itemsize
+        raw = _read(self.path, at, self.storage, (stop - start,) + self.shape[1:])
+        rows = _widened(raw, self.tag, self.dtype)
         if rows.size:  # min and max carry any NaN, and an Inf is one of them
             self.finite = self.finite and bool(np.isfinite(rows.min()) and np.isfinite(rows.max()))
         if stop == len(self):
@@ -131,14 +124,34 @@ class DeferredTensor:
         return array if dtype is None else array.astype(dtype, copy=False)
 
 
-def load_deferred(tree):
-    """Every DeferredTensor in a nest of dicts and lists read into an array, in place."""
+def _read(path, at, storage, shape):  # -> a new array of the file's values at byte ``at``
+    """Read, not mapped: a mapping would keep every page it touched in the process's resident
+    memory for as long as any tensor viewed it, beside the converted copies."""
+    count = math.prod(shape)
+    raw = np.fromfile(path, storage, count, offset=at) if count else np.empty(0, storage)
+    if raw.size != count:
+        raise CheckpointError(f"{path}: the file ended inside a tensor (was it changed?)")
+    return raw.reshape(shape)
+
+
+def _widened(raw, tag, dtype):  # file values -> dtype (no copy where they are dtype already)
+    if tag == "BF16":
+        raw = bf16_to_float32(raw)
+    return raw.astype(dtype, copy=False)
+
+
+def load_deferred(tree, _read=None):
+    """Every DeferredTensor in a nest of dicts and lists read into an array, in place (one that
+    appears twice, once, into one array)."""
+    _read = {} if _read is None else _read
     items = tree.items() if isinstance(tree, dict) else enumerate(tree)
     for key, value in items:
         if isinstance(value, DeferredTensor):
-            tree[key] = np.asarray(value)
+            if id(value) not in _read:
+                _read[id(value)] = (value, np.asarray(value))  # the tensor kept: ids stay unique
+            tree[key] = _read[id(value)][1]
         elif isinstance(value, (dict, list)):
-            load_deferred(value)
+            load_deferred(value, _read)
     return tree
 
 
@@ -147,15 +160,10 @@ def read_safetensors(path, dtype=np.float32, on_tensor=None, defer=False):
     ``defer`` the 2-D ones are DeferredTensor objects, read where they are used. on_tensor(), if
     given, is called after each tensor (for a progress bar)."""
     header, offset = _header(path)
-    size = os.path.getsize(path)
-    data = (
-        np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
-        if size > offset
-        else np.zeros(0, np.uint8)
-    )
+    available = os.path.getsize(path) - offset  # the data section's bytes
     tensors = {}
     for name, entry in header.items():
-        tensors[name] = _tensor(path, name, entry, data, dtype, offset if defer else None)
+        tensors[name] = _tensor(path, name, entry, offset, available, dtype, defer)
         if isinstance(tensors[name], DeferredTensor):
             tensors[name].on_done = on_tensor  # counted when it has been read
         elif on_tensor:
@@ -183,29 +191,28 @@ def _entry(path, name, entry):
     return tag, shape, (begin, end)
 
 
-def _tensor(path, name, entry, data, dtype, defer=None):  # defer: None, or the data's file offset
+def _tensor(path, name, entry, offset, available, dtype, defer=False):
+    """One tensor, read from the file (floating ones converted to dtype), or with ``defer`` a 2-D
+    floating one as a DeferredTensor; ``offset`` is where the data section starts and
+    ``available`` its bytes."""
     tag, shape, (begin, end) = _entry(path, name, entry)
     storage = np.dtype(SAFETENSORS_DTYPES[tag])
     nbytes = math.prod(shape) * storage.itemsize  # exact: no int64 overflow for absurd shapes
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data.size):
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= available):
         raise CheckpointError(
             f"{path}: tensor {name!r} claims bytes [{begin}, {end}) but the data section has"
-            f" {data.size}"
+            f" {available}"
         )
     if end - begin != nbytes:
         raise CheckpointError(
             f"{path}: tensor {name!r} of {tag} {shape} needs {nbytes} bytes, header gives"
             f" {end - begin}"
         )
-    floating = tag == "BF16" or np.issubdtype(storage, np.floating)
-    if floating and defer is not None and len(shape) == 2:
-        return DeferredTensor(path, defer + begin, tag, shape, dtype)
-    array = data[begin:end].view(storage).reshape(shape)
-    if tag == "BF16":
-        array = bf16_to_float32(array)
-    if np.issubdtype(array.dtype, np.floating):
-        array = array.astype(dtype)
-    return np.ascontiguousarray(array)
+    if tag != "BF16" and not np.issubdtype(storage, np.floating):
+        return _read(path, offset + begin, storage, tuple(shape))
+    if defer and len(shape) == 2:
+        return DeferredTensor(path, offset + begin, tag, shape, dtype)
+    return _widened(_read(path, offset + begin, storage, tuple(shape)), tag, dtype)
 
 
 def read_safetensors_header(directory):

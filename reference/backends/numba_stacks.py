@@ -114,12 +114,13 @@ class EncoderStack:
             for p in self.layers
             for name in "qkvo"
         )
-        if self.packed:
-            self.qkv = [pack_attention(p["attention"]["attn"]) for p in self.layers]
-        else:
-            C = config.hidden_size
-            self.qkv = [(*pack_qkv(p["attention"]["attn"]), (0, C, 2 * C)) for p in self.layers]
-        for p in self.layers:
+        C, self.qkv = config.hidden_size, []
+        for p in self.layers:  # a layer at a time: its matrices read from the file, then laid out
+            load_deferred(p)
+            attn = p["attention"]["attn"]
+            self.qkv.append(
+                pack_attention(attn) if self.packed else (*pack_qkv(attn), (0, C, 2 * C))
+            )
             for dense in (
                 p["attention"]["attn"]["o"],
                 p["intermediate"]["dense"],
@@ -515,5 +516,5 @@ NUMBA_BACKEND = Backend(
     mpt_decoder=DecoderStack,
     weight_storages=("fp32", "bf16", "q8"),
     kv_caches=("fp32", "bf16"),
-    defers=("mpt",),  # DecoderStack stacks the blocks' matrices (stack_blocks)
+    defers=("mpt", "mpnet"),  # the stacks keep the matrices stacked, packed or transposed
 )
