@@ -56,6 +56,28 @@ def test_bf16_rounding_is_nearest_on_the_grid(values):
     assert np.all(np.abs(r.astype(np.float64) - x) <= ulp(x, "bf16") / 2 * (1 + 1e-12))
 
 
+def test_bf16_rounding_at_the_top_of_the_range_and_for_every_nan():
+    """Every float32 pattern from the largest powers of two through inf and all NaNs, of both signs
+    (where a 32-bit sum of the rounding could carry out of the top bit): finite values go to the
+    nearer of the two bf16 neighbours (the even one on a tie, inf past the largest), computed
+    here in float64; inf stays; a NaN stays a quiet NaN of the same sign."""
+    top = np.arange(0x7F000000, 0x80000000, dtype=np.uint64)
+    bits = np.concatenate([top, top | 0x80000000]).astype(np.uint32)
+    x = bits.view(np.float32)
+    got = round_to_bf16(x).view(np.uint32)
+    nan = np.isnan(x)
+    assert np.all(np.isnan(got[nan].view(np.float32)))
+    assert np.all((got[nan] & 0x00400000) != 0) and np.all((got[nan] >> 31) == (bits[nan] >> 31))
+    finite = ~nan & ~np.isinf(x)
+    b, v = bits[finite], np.abs(x[finite].astype(np.float64))
+    cut = b & 0xFFFF0000  # the bf16 at or below |x| (same sign), and one bf16 step above it
+    below = np.abs(cut.view(np.float32).astype(np.float64))
+    above = below + 2.0 ** (((b >> 23) & 0xFF).astype(np.float64) - 127 - 7)  # 2^128 past the top
+    nearer_below = (v - below < above - v) | ((v - below == above - v) & ((b >> 16) & 1 == 0))
+    np.testing.assert_array_equal(got[finite], np.where(nearer_below, cut, cut + 0x10000))
+    assert np.all(got[np.isinf(x)] == bits[np.isinf(x)])
+
+
 def test_fp32_mode_is_plain_layer_norm():
     rng = np.random.default_rng(0)
     x, w, b = (
