@@ -94,12 +94,27 @@ class DeferredTensor:
         return self.shape[0]
 
     def rows(self, start, stop):  # -> rows [start, stop) as a new array of dtype
-        row = self.size // max(len(self), 1)
-        at = self.offset + start * row * self.storage.itemsize
-        raw = _read(self.path, at, self.storage, (stop - start,) + self.shape[1:])
-        rows = _widened(raw, self.tag, self.dtype)
+        rows = _widened(self._raw(start, stop), self.tag, self.dtype)
         if rows.size:  # min and max carry any NaN, and an Inf is one of them
             self.finite = self.finite and bool(np.isfinite(rows.min()) and np.isfinite(rows.max()))
+        return self._read_up_to(stop, rows)
+
+    def bf16_rows(self, start, stop):  # -> rows [start, stop) of a BF16 tensor as their bits
+        """The file's bf16 bit patterns (uint16) as they are, for a storage that keeps bf16: the
+        same bits as rounding the widened values back (a signalling NaN stays signalling)."""
+        if self.tag != "BF16":
+            raise ValueError(f"bf16_rows of a {self.tag} tensor; only BF16 ones have bf16 bits")
+        bits = self._raw(start, stop)
+        if bits.size:  # exponent all ones: inf or NaN
+            self.finite = self.finite and not bool(np.any((bits & 0x7F80) == 0x7F80))
+        return self._read_up_to(stop, bits)
+
+    def _raw(self, start, stop):  # rows [start, stop) as the file stores them
+        row = self.size // max(len(self), 1)
+        at = self.offset + start * row * self.storage.itemsize
+        return _read(self.path, at, self.storage, (stop - start,) + self.shape[1:])
+
+    def _read_up_to(self, stop, rows):
         if stop == len(self):
             self.finish()
         return rows

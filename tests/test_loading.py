@@ -229,6 +229,13 @@ def test_a_deferred_matrix_reads_rows_or_all_of_it_as_a_new_array(tmp_path, sour
     assert isinstance(tree["a"][0]["w"], np.ndarray) and tree["b"] is deferred["b"]
     assert tree["tied"] is tree["a"][0]["w"]  # one tensor in two places: one array
     np.testing.assert_array_equal(d[[1, 3]], eager["w"][[1, 3]])  # other keys: as NumPy's
+    if source == "BF16":  # the file's bits, for a bf16 storage: those of rounding the values back
+        from reference.precision import to_bf16_bits
+
+        np.testing.assert_array_equal(d.bf16_rows(2, 5), to_bf16_bits(eager["w"][2:5]))
+    else:
+        with pytest.raises(ValueError, match=f"bf16_rows of a {source} tensor"):
+            d.bf16_rows(0, 1)
     with pytest.raises(IndexError):
         d[12]
     with open(path, "r+b") as f:  # the file cut short after it was opened
@@ -358,15 +365,22 @@ def test_loading_never_holds_a_second_copy_of_the_weights(
     )
 
 
-def test_deferred_weights_with_nan_or_inf_are_named_in_the_warning_and_each_counted_once(tmp_path):
+@pytest.mark.parametrize("source", ["F32", "BF16"])
+def test_deferred_weights_with_nan_or_inf_are_named_in_the_warning_and_each_counted_once(
+    tmp_path, source
+):
     pytest.importorskip("numba")
     from reference.checkpoint import read_safetensors_header
 
     path, config = mpt_checkpoint(tmp_path, "F32", "causal-lm")
     weights = read_safetensors(path / "model.safetensors")
     weights["transformer.blocks.1.ffn.up_proj.weight"][5, 7] = np.inf
+    weights["transformer.blocks.0.attn.Wqkv.weight"][3, 2] = np.nan
     weights["extra.weight"] = np.zeros((2, 2), np.float32)  # unexpected: deferred, never read
-    save_file(weights, str(path / "model.safetensors"))
+    if source == "BF16":  # bf16 into bf16 storage: the file's bits, checked as bits
+        save_bf16(path / "model.safetensors", weights)
+    else:
+        save_file(weights, str(path / "model.safetensors"))
     ticks = []
     with pytest.warns(UserWarning) as caught:
         reference.from_pretrained(
@@ -377,9 +391,8 @@ def test_deferred_weights_with_nan_or_inf_are_named_in_the_warning_and_each_coun
             on_tensor=lambda: ticks.append(1),
         )
     messages = [str(w.message) for w in caught]
-    assert any("NaN or Inf values: ['blocks.1.ffn.up_proj.weight']" in m for m in messages), (
-        messages
-    )
+    want = "NaN or Inf values: ['blocks.0.attn.Wqkv.weight', 'blocks.1.ffn.up_proj.weight']"
+    assert any(want in m for m in messages), messages
     assert len(ticks) == len(read_safetensors_header(path))  # a progress bar ends full
 
 

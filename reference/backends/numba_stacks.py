@@ -23,7 +23,7 @@ import numpy as np
 from numba import get_num_threads
 
 from .. import mpnet, mpt
-from ..checkpoint import bf16_to_float32, load_deferred
+from ..checkpoint import DeferredTensor, bf16_to_float32, load_deferred
 from ..inputs import as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import (
@@ -193,13 +193,20 @@ def to_bf16(w, out=None, chunk=1 << 20):  # float [O, I] -> uint16 [O, I] or Int
     full-size temporaries."""
     if not interleaves(w.shape):
         if out is None:
-            return to_bf16_bits(w)
-        out[...] = to_bf16_bits(w)
+            return _bf16_bits(w, slice(None))
+        out[...] = _bf16_bits(w, slice(None))
         return out
     packed = np.empty(interleaved_shape(w.shape), np.uint16) if out is None else out
     for rows, groups in _quad_chunks(w.shape, chunk):
-        interleave_quads(to_bf16_bits(w[rows]), out=packed[groups])
+        interleave_quads(_bf16_bits(w, rows), out=packed[groups])
     return InterleavedBf16(packed)
+
+
+def _bf16_bits(w, rows):  # the bf16 bits of w[rows]: a bf16 file's own, without widening them
+    if isinstance(w, DeferredTensor) and w.tag == "BF16":
+        start, stop, _ = rows.indices(len(w))
+        return w.bf16_rows(start, stop)
+    return to_bf16_bits(w[rows])
 
 
 def _quad_chunks(shape, chunk):  # -> (rows, groups) slices of [O, I], about chunk weights each
