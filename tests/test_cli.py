@@ -264,3 +264,22 @@ def test_generate_with_q8_weights_matches_the_api_and_refuses_a_model_it_cannot_
     out = cli("generate", "--model", str(narrow), "--prompt", "w1", *args)
     assert out.returncode != 0 and "multiple of 32" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_make_random_mpt_writes_a_checkpoint_that_generates_from_the_command_line(tmp_path):
+    """tools/make_random_mpt.py (a model of any size, to try loading and decoding at scale): its
+    bf16 file reads back as the float32 weights truncated, and `generate` runs on it."""
+    import make_random_mpt
+    import numpy as np
+
+    from reference.checkpoint import read_weights
+
+    path = tmp_path / "mpt-random"
+    count = make_random_mpt.write(path, d_model=64, layers=2, heads=4, vocab=96)
+    weights = read_weights(path)
+    assert sum(w.size for w in weights.values()) == count == 2 * 12 * 64 * 64 + 96 * 64 + 5 * 64
+    wqkv = weights["transformer.blocks.0.attn.Wqkv.weight"]
+    assert wqkv.shape == (192, 64) and 0.015 < wqkv.std() < 0.025
+    assert np.all(wqkv.view(np.uint32) & 0xFFFF == 0)  # bf16 values
+    out = cli("generate", "--model", str(path), "--prompt", "w1 w2", "--max-new-tokens", "3")
+    assert out.returncode == 0 and len(out.stdout.split()) == 5, out.stderr
