@@ -34,21 +34,36 @@ def build(
 ):
     """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
     return _assemble(
-        _plan(config_dict, task, profile, dtype, where), weights, dtype, where, backend, options
+        _plan(config_dict, task, profile, dtype, where, options=options),
+        weights,
+        dtype,
+        where,
+        backend,
+        options,
     )
 
 
-def _plan(config_dict, task, profile, dtype, where, config_file=None, storage="fp32"):
+def _plan(config_dict, task, profile, dtype, where, config_file=None, options=None):
     """Everything decided from the config alone, before any weight is read: the family, the parsed
-    config and the parameter shapes, with the task and the memory they need checked (matrices at
-    the bytes a weight of ``storage`` takes). Config errors name ``config_file`` when the config
-    came from one."""
+    config and the parameter shapes, with the task, the family's keyword ``options`` and the memory
+    they need checked (matrices at the bytes a weight of the weight_storage asked for takes).
+    Config errors name ``config_file`` when the config came from one."""
     family = _family(config_dict, config_file or where)
+    model_type = config_dict.get("model_type")
     if task not in family.TASKS:
         raise ValueError(
-            f"unknown task {task!r} for {config_dict.get('model_type')}; accepted:"
-            f" {sorted(family.TASKS)}"
+            f"unknown task {task!r} for {model_type}; accepted: {sorted(family.TASKS)}"
         )
+    for name, value in (options or {}).items():
+        if name not in family.LOAD_OPTIONS:
+            raise TypeError(
+                f"{name} is not an option of {model_type} models; they take"
+                f" {sorted(family.LOAD_OPTIONS) or 'none'}"
+            )
+        if value not in family.LOAD_OPTIONS[name]:
+            raise ValueError(
+                f"unknown {name} {value!r}; accepted: {list(family.LOAD_OPTIONS[name])}"
+            )
     get_profile(
         config_dict["model_type"], profile
     )  # an unknown profile is the caller's error, not the file's
@@ -59,7 +74,9 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None, storage="f
             raise
         raise CheckpointError(f"{config_file}: {e}") from None
     shapes = family.param_shapes(config, task, profile)
-    check_memory(shapes, np.dtype(dtype).itemsize, where, MATRIX_BYTES.get(storage))
+    storage = (options or {}).get("weight_storage", "fp32")
+    matrix_bytes = None if storage == "fp32" else MATRIX_BYTES[storage]  # fp32: at dtype's size
+    check_memory(shapes, np.dtype(dtype).itemsize, where, matrix_bytes)
     return family, config, task, profile, shapes
 
 
@@ -160,7 +177,7 @@ def from_pretrained(
         dtype,
         str(path),
         os.path.join(path, "config.json"),
-        options.get("weight_storage", "fp32"),
+        options,
     )  # before any read
     # a stack that keeps the matrices in its own layout reads them from the file into it
     defer = config.get("model_type") in get_backend(backend).defers

@@ -550,6 +550,8 @@ class MPNetForQuestionAnswering(_Head):
         )
 
 
+LOAD_OPTIONS: dict = {}  # MPNet models take no keyword options beyond the common ones
+
 TASKS = {
     cls.task: cls
     for cls in (

@@ -49,6 +49,8 @@ HF_EXPANSION_RATIO = 4  # HF 4.37.2 hard-codes the MLP width to 4 * d_model (SPE
 ATTN_TYPES = ("multihead_attention",)
 WEIGHT_STORAGES = ("fp32", "bf16", "q8")
 KV_CACHES = ("fp32", "bf16")  # how keys and values are kept between tokens (MPTModel, kv_cache)
+# the keyword options from_pretrained passes on to an MPT model, with their accepted values
+LOAD_OPTIONS = {"weight_storage": WEIGHT_STORAGES, "kv_cache": KV_CACHES}
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -408,3 +408,32 @@ def test_the_memory_check_counts_matrices_at_the_storage_s_bytes(tmp_path, monke
         reference.from_pretrained(tmp_path, task="causal-lm")
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         reference.from_pretrained(tmp_path, task="causal-lm", weight_storage="bf16")
+    monkeypatch.setattr("reference.loading.physical_memory", lambda: 40 * 2**30)
+    with pytest.raises(CheckpointError, match=r"implies 49\.5 GiB"):  # float64: 8 bytes a weight
+        reference.from_pretrained(tmp_path, task="causal-lm", dtype=np.float64)
+
+
+def test_options_another_family_takes_are_refused_before_anything_is_read(tmp_path, monkeypatch):
+    """weight_storage and kv_cache are MPT's; an MPNet model refuses them, and an unknown value
+    or option name is refused, all before a weight is read."""
+    write_checkpoint(tmp_path, task="base")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("weights were read")
+
+    monkeypatch.setattr("reference.loading.read_weights", no_reading)
+    for options in (dict(weight_storage="bf16"), dict(kv_cache="bf16")):
+        name = next(iter(options))
+        with pytest.raises(
+            TypeError, match=f"{name} is not an option of mpnet models; they take none"
+        ):
+            reference.from_pretrained(tmp_path, **options)
+    from test_mpt_properties import CONFIG
+
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    with pytest.raises(ValueError, match=r"unknown weight_storage 'int4'; accepted: \['fp32'"):
+        reference.from_pretrained(tmp_path, weight_storage="int4")
+    with pytest.raises(ValueError, match="unknown kv_cache 'fp8'"):
+        reference.from_pretrained(tmp_path, kv_cache="fp8")
+    with pytest.raises(TypeError, match=r"cache is not an option of mpt models; they take \["):
+        reference.from_pretrained(tmp_path, cache="bf16")
