@@ -73,11 +73,12 @@ class DeferredTensor:
     from the file and ``np.asarray(t)`` all of it, converted to ``dtype`` each time (nothing is
     kept, and the file is read, not mapped, so only what is in use is in memory).
 
-    from_pretrained defers the matrices of a model whose weights are kept in a low-precision
-    storage (MPT's weight_storage "bf16" or "q8"): each is then converted from the file straight
-    into that storage, a few rows at a time, and the float32 copy of the whole model, twice the
-    size of bf16 weights and 3.6 times q8's, never exists. Whatever is still deferred when the
-    model is built (a classification head) is read then (load_deferred).
+    from_pretrained defers the matrices where the backend keeps them in layouts of its own
+    (``Backend.defers``: the numba backend's MPT stacks, in float32, bf16 or q8, and its packed
+    MPNet layers): each is then read from the file straight into place, a few rows or a layer at
+    a time, and no float32 copy of the whole model exists beside them (for bf16 storage that copy
+    was twice the weights' size, for q8 3.6 times). Whatever is still deferred when the model is
+    built (a classification head) is read then (load_deferred).
 
     As rows are read, ``finite`` notes whether all were finite (from_pretrained's warning about
     NaN or Inf weights reads it, so the file is read once), and ``on_done`` is called once, when a
@@ -155,18 +156,18 @@ def _widened(raw, tag, dtype):  # file values -> dtype (no copy where they are d
     return raw.astype(dtype, copy=False)
 
 
-def load_deferred(tree, _read=None):
+def load_deferred(tree, seen=None):
     """Every DeferredTensor in a nest of dicts and lists read into an array, in place (one that
     appears twice, once, into one array)."""
-    _read = {} if _read is None else _read
+    seen = {} if seen is None else seen
     items = tree.items() if isinstance(tree, dict) else enumerate(tree)
     for key, value in items:
         if isinstance(value, DeferredTensor):
-            if id(value) not in _read:
-                _read[id(value)] = (value, np.asarray(value))  # the tensor kept: ids stay unique
-            tree[key] = _read[id(value)][1]
+            if id(value) not in seen:
+                seen[id(value)] = (value, np.asarray(value))  # the tensor kept: ids stay unique
+            tree[key] = seen[id(value)][1]
         elif isinstance(value, (dict, list)):
-            load_deferred(value, _read)
+            load_deferred(value, seen)
     return tree
 
 
