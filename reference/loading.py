@@ -163,6 +163,9 @@ def from_pretrained(
     MPT's kv_cache="bf16" (numpy or numba; opt-in) rounds keys and values to bfloat16 as they are
     cached, half the bytes a long context's decode step reads.
     on_tensor: called after each tensor is read (the command line draws a progress bar with it).
+    Weights are read from the files, never mapped; where the backend keeps matrices in layouts of
+    its own (Backend.defers), each is read straight into place, so loading needs about the memory
+    the loaded model holds, not twice it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
