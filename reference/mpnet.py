@@ -76,9 +76,9 @@ def relative_position_bucket(
     bucket = np.where(n < 0, half, 0)
     n = np.abs(n)
     max_exact = half // 2
-    # log(0) occurs only where the exact branch is taken; a ratio that is not finite (max_exact
-    # reaching max_distance, num_buckets >= 4 * max_distance) makes a bucket of INT64_MIN, which
-    # relative_position_bias refuses as upstream's lookup fails on it
+    # log(0) occurs only where the exact branch is taken; where max_exact reaches max_distance
+    # (num_buckets >= 4 * max_distance) the ratio is NaN or negative and so is the bucket (NaN as
+    # INT64_MIN), which bucket_matrix refuses, as upstream's table lookup fails on it
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(n / max_exact) / math.log(max_distance / max_exact)
         large = max_exact + np.floor(log_ratio * (half - max_exact))
