@@ -211,7 +211,7 @@ def test_compile_notice_announces_the_first_compile_and_totals_the_outermost_ker
         assert outer(2.0) == 6.0  # compiled already: nothing more
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("compiling the Numba kernels for this CPU (the first run only")
+    assert lines[0].startswith("compiling Numba kernels for this CPU and these input types (once")
     assert re.fullmatch(r"compiled 1 Numba kernel in \d+\.\ds \(later runs load .*\)", lines[1])
     quiet = io.StringIO()
     with CompileNotice(quiet):

@@ -27,8 +27,8 @@ class CompileNotice:
                 stats = getattr(event.data.get("dispatcher"), "stats", None)
                 self.cache = getattr(stats, "cache_path", None)
                 self.stream.write(
-                    "compiling the Numba kernels for this CPU (the first run only: they are kept"
-                    f"{' in ' + self.cache if self.cache else ' on disk'}; this can take a"
+                    "compiling Numba kernels for this CPU and these input types (once: later runs"
+                    f" load them from {self.cache or 'the cache on disk'}; this can take a"
                     " minute)\n"
                 )
                 self.stream.flush()
