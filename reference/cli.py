@@ -101,6 +101,10 @@ def cmd_inspect(args):
         profile = get_profile("mpt", args.profile)
         c = MPTConfig.from_dict(config, profile)
         f = resolve_features(c, profile)
+        from .loading import MATRIX_BYTES, weight_bytes
+        from .mpt_model import param_shapes
+
+        shapes = param_shapes(c, "causal-lm", profile.name)
         info.update(
             profile=profile.name,
             d_model=c.d_model,
@@ -109,6 +113,11 @@ def cmd_inspect(args):
             vocab_size=c.vocab_size,
             max_seq_len=c.max_seq_len,
             features={k: v for k, v in vars(f).items()},
+            # what loading it for generation takes, by --weight-storage (the memory check's count)
+            weight_bytes={
+                storage: int(weight_bytes(shapes, 4, None if storage == "fp32" else size))
+                for storage, size in MATRIX_BYTES.items()
+            },
         )
     elif family == "mpnet":
         from .mpnet_model import MPNetConfig

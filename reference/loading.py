@@ -131,15 +131,20 @@ def physical_memory():
 MATRIX_BYTES = {"fp32": 4, "bf16": 2, "q8": 1 + 4 / 32}
 
 
-def check_memory(shapes, itemsize, where, matrix_bytes=None):
-    """Refuse a config whose weights could not fit in memory, before anything is read or
-    allocated: every parameter at ``itemsize`` bytes, or 2-D ones at ``matrix_bytes`` where
-    given (a low-precision weight storage)."""
-    need = sum(
+def weight_bytes(shapes, itemsize=4, matrix_bytes=None):
+    """The bytes of parameters of these shapes: each at ``itemsize`` bytes a value, or the 2-D
+    ones at ``matrix_bytes`` where given (a low-precision weight storage)."""
+    return sum(
         int(np.prod(s, dtype=np.float64))
         * (matrix_bytes if matrix_bytes and len(s) == 2 else itemsize)
         for s in shapes.values()
     )
+
+
+def check_memory(shapes, itemsize, where, matrix_bytes=None):
+    """Refuse a config whose weights could not fit in memory, before anything is read or
+    allocated (weight_bytes)."""
+    need = weight_bytes(shapes, itemsize, matrix_bytes)
     have = physical_memory()
     if have is not None and need > have:
         raise CheckpointError(

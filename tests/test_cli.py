@@ -42,6 +42,9 @@ def test_inspect_reports_config_parameters_and_profile_features(tmp_path):
     info = json.loads(out.stdout)
     assert info["model_type"] == "mpt" and info["features"]["qk_ln"] and info["features"]["bias"]
     assert info["parameters"] > 0 and info["dtypes"] == ["F32"]
+    # the weights by storage: float32 is the checkpoint's own count (F32, no head of its own)
+    sizes = info["weight_bytes"]
+    assert sizes["fp32"] == 4 * info["parameters"] and sizes["fp32"] > sizes["bf16"] > sizes["q8"]
 
 
 def test_embed_mean_pools_and_normalises(tmp_path):
