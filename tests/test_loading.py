@@ -288,8 +288,11 @@ def test_matrices_read_from_the_file_into_the_stacks_equal_those_of_loaded_weigh
 
 MEASURE_LOAD = """
 import sys
+import numpy as np
 import reference
-from reference.backends import numba_stacks  # imported before the baseline
+from reference.backends import numba_cpu, numba_stacks
+
+numba_cpu.gelu(np.ones(8, np.float32))  # before the baseline: LLVM and the threads started
 
 
 def peak():  # this process's peak RSS (getrusage's carries the parent's over exec on Linux)
@@ -343,7 +346,7 @@ def test_loading_never_holds_a_second_copy_of_the_weights(
     and at most TEMPORARIES more. It was 135 MB for each, twice the float32 bytes, while the file
     was mapped into memory beside the weights read from it, and while the numba backend's stacks,
     packed or low-precision copies were made beside a float32 copy of every weight. Measured
-    here (Zen 4): 68, 70 and 30 MiB for MPT, 82 (numba) and 65 (NumPy) for MPNet; at 117M MPT
+    here (Zen 4): 68, 52 and 23 MiB for MPT, 82 (numba) and 65 (NumPy) for MPNet; at 117M MPT
     parameters, 464, 262 and 140 MiB from 896 (1.04x, 1.17x and 1.11x the storage), and for
     all-mpnet-base-v2, 418 MiB from 835 on NumPy and 438 from 751 on numba."""
     pytest.importorskip("numba")

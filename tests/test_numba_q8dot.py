@@ -85,6 +85,39 @@ def test_interleaved_q8_holds_every_weight_and_scale(groups, chunks, seed):
         np.testing.assert_array_equal(again.scales, m8.scales)
 
 
+@pytest.mark.parametrize("shape", [(8, 256), (12, 128), (6, 96), (5, 64)])
+def test_q8_conversion_kernels_equal_the_numpy_twins_bit_for_bit(shape):
+    """to_q8 (numba_cpu.quantize_q8_into and quantize_q8_quads_into) makes what
+    precision.quantize_q8 makes, then interleave_q8 where the shape is interleaved, byte for byte:
+    with a block of zeros, a block of exact ties (k + 1/2 scales, rounded to even), a block
+    holding the largest float32 and one of subnormals; several chunks of rows. A block with inf
+    or NaN is refused by name."""
+    O, I = shape
+    rng = np.random.default_rng(O * I)
+    w = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+    w[0, :32] = 0.0
+    s = np.float32(0.01)
+    w[1, :32] = (np.arange(32) - 16 + 0.5).astype(np.float32) * s
+    w[1, 0] = np.float32(127) * s  # this block's scale is exactly s
+    w[2, :32] = np.float32(np.finfo(np.float32).max) * rng.uniform(-1, 1, 32).astype(np.float32)
+    w[-1, -32:] = rng.uniform(-1, 1, 32).astype(np.float32) * np.float32(1e-40)
+    ref = quantize_q8(w)
+    got = to_q8(w, chunk=4 * I)  # four rows a chunk
+    if interleaves_q8(shape):
+        packed, scales = interleave_q8(ref.q, ref.scales)
+        np.testing.assert_array_equal(got.packed, packed)
+        np.testing.assert_array_equal(got.scales, scales)
+    else:
+        assert isinstance(got, Q8Matrix)
+        np.testing.assert_array_equal(got.q, ref.q)
+        np.testing.assert_array_equal(got.scales, ref.scales)
+    for bad in (np.inf, -np.inf, np.nan):
+        w2 = w.copy()
+        w2[O - 1, 3] = bad
+        with pytest.raises(ValueError, match=rf"a matrix of shape \({O}, {I}\) holds inf or NaN"):
+            to_q8(w2)
+
+
 def test_interleaved_q8_rejects_what_it_cannot_hold():
     with pytest.raises(ValueError, match="multiple of 4, columns of 128"):
         interleave_q8(np.zeros((6, 128), np.int8), np.zeros((6, 4), np.float32))

@@ -382,6 +382,61 @@ def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, 
     return parts, bias, scales
 
 
+@njit(inline="always", fastmath=False)
+def _q8_block_scale(block):  # 32 weights -> (their q8 scale, what they are divided by)
+    """max |w| / 127, NaN where the block holds inf or NaN (the caller refuses those), and the
+    divisor: the scale, or 1 for a block of zeros. Twin: precision.quantize_q8's per block."""
+    top = np.uint32(0)  # max |w| as bits: they order as the magnitudes do
+    for k in range(Q8_BLOCK):
+        top = max(top, _float32_to_bits(block[k]) & np.uint32(0x7FFFFFFF))
+    s = _bits_to_float32(top) / np.float32(127.0)
+    if top >= np.uint32(0x7F800000):
+        s = np.float32(np.nan)
+    return s, (s if s > np.float32(0.0) else np.float32(1.0))
+
+
+@njit(inline="always", fastmath=False)
+def _q8_value(w, divisor):  # -> round(w / divisor) to nearest even, within +-127, as float32
+    return min(max(np.rint(w / divisor), np.float32(-127.0)), np.float32(127.0))
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def quantize_q8_into(w, q, scales):  # [R, I] float32 -> q int8 [R, I], scales [R, I / 32]
+    """precision.quantize_q8 of the rows of w into q and scales, bit for bit (plain float32
+    division and rounding to even: compiled without fastmath); a block with inf or NaN gets a NaN
+    scale, which the caller refuses. Rows in parallel: loading MPT's matrices into q8 storage
+    spent most of its time in the NumPy twin's passes."""
+    R, I = w.shape
+    for r in prange(R):
+        for b in range(I // Q8_BLOCK):
+            j = b * Q8_BLOCK
+            s, divisor = _q8_block_scale(w[r, j : j + Q8_BLOCK])
+            scales[r, b] = s
+            for k in range(Q8_BLOCK):
+                q[r, j + k] = np.int8(_q8_value(w[r, j + k], divisor))
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def quantize_q8_quads_into(w, packed, scales):  # [4G, I] float32 -> interleave_q8's layout
+    """quantize_q8_into, written straight in precision.interleave_q8's layout: ``packed[g, c, 64 k +
+    16 r + 4 b + m] = q[4 g + r, 128 c + 32 b + 4 k + m] + 128`` (uint8 [G, I / 128, 512]) and
+    ``scales[g, c, 4 r + b]`` (float32 [G, I / 128, 16]), bit for bit what interleave_q8 makes of
+    quantize_q8's values."""
+    G, C = packed.shape[0], packed.shape[1]
+    for g in prange(G):
+        for c in range(C):
+            for r in range(QUAD_ROWS):
+                row = QUAD_ROWS * g + r
+                for b in range(4):
+                    j = c * Q8_CHUNK + b * Q8_BLOCK
+                    s, divisor = _q8_block_scale(w[row, j : j + Q8_BLOCK])
+                    scales[g, c, 4 * r + b] = s
+                    for k in range(8):
+                        for m in range(4):
+                            v = np.int32(_q8_value(w[row, j + 4 * k + m], divisor))
+                            packed[g, c, 64 * k + 16 * r + 4 * b + m] = np.uint8(v + np.int32(128))
+
+
 def _split_for(w, x):
     """x as the dot products with w's rows take it: split into bf16 pairs for bf16 weights where
     the matvec uses AVX512-BF16 (numba_bf16dot.SPLIT_DOTS: the CPU has it and is not one where
