@@ -136,7 +136,12 @@ def cmd_inspect(args):
             relative_buckets_used=profile.num_buckets(c),
             labels=c.id2label or None,
         )
-    emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
+    shown = dict(info)
+    if "weight_bytes" in shown:  # bytes in the JSON, GiB on screen
+        shown["weight_bytes"] = ", ".join(
+            f"{storage} {byte_size(size)}" for storage, size in shown["weight_bytes"].items()
+        )
+    emit(args, info, "\n".join(f"{k}: {v}" for k, v in shown.items()))
 
 
 def cmd_embed(args):
@@ -343,6 +348,13 @@ def cmd_explain(args):
             raise CliError(f"--head {args.head} is outside 0..{probs.shape[0] - 1}")
         explain.attention_map(args.out, probs, enc.tokens, args.layer, args.head)
     emit(args, {"written": args.out}, f"wrote {args.out}")
+
+
+def byte_size(n):  # 1536 -> "1.50 KiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
 
 
 def emit(args, data, text):

@@ -45,6 +45,9 @@ def test_inspect_reports_config_parameters_and_profile_features(tmp_path):
     # the weights by storage: float32 is the checkpoint's own count (F32, no head of its own)
     sizes = info["weight_bytes"]
     assert sizes["fp32"] == 4 * info["parameters"] and sizes["fp32"] > sizes["bf16"] > sizes["q8"]
+    text = cli("inspect", "--model", str(GOLDEN / "mpt/mosaic/mosaic-qk-ln"), "--profile", "mosaic")
+    want = f"weight_bytes: fp32 {sizes['fp32'] / 1024:.2f} KiB, bf16 {sizes['bf16'] / 1024:.2f} KiB"
+    assert want in text.stdout, text.stdout
 
 
 def test_embed_mean_pools_and_normalises(tmp_path):
