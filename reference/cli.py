@@ -114,10 +114,7 @@ def cmd_inspect(args):
             max_seq_len=c.max_seq_len,
             features={k: v for k, v in vars(f).items()},
             # what loading it for generation takes, by --weight-storage (the memory check's count)
-            weight_bytes={
-                storage: int(weight_bytes(shapes, 4, None if storage == "fp32" else size))
-                for storage, size in MATRIX_BYTES.items()
-            },
+            weight_bytes={storage: int(weight_bytes(shapes, storage)) for storage in MATRIX_BYTES},
         )
     elif family == "mpnet":
         from .mpnet_model import MPNetConfig

@@ -75,8 +75,7 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None, options=No
         raise CheckpointError(f"{config_file}: {e}") from None
     shapes = family.param_shapes(config, task, profile)
     storage = (options or {}).get("weight_storage", "fp32")
-    matrix_bytes = None if storage == "fp32" else MATRIX_BYTES[storage]  # fp32: at dtype's size
-    check_memory(shapes, np.dtype(dtype).itemsize, where, matrix_bytes)
+    check_memory(shapes, np.dtype(dtype).itemsize, where, storage)
     return family, config, task, profile, shapes
 
 
@@ -131,9 +130,11 @@ def physical_memory():
 MATRIX_BYTES = {"fp32": 4, "bf16": 2, "q8": 1 + 4 / 32}
 
 
-def weight_bytes(shapes, itemsize=4, matrix_bytes=None):
-    """The bytes of parameters of these shapes: each at ``itemsize`` bytes a value, or the 2-D
-    ones at ``matrix_bytes`` where given (a low-precision weight storage)."""
+def weight_bytes(shapes, storage="fp32", itemsize=4):
+    """The bytes of parameters of these shapes loaded with this weight_storage: each at
+    ``itemsize`` bytes a value (the dtype's), but the 2-D ones at MATRIX_BYTES[storage] where the
+    storage is a low-precision one."""
+    matrix_bytes = None if storage == "fp32" else MATRIX_BYTES[storage]
     return sum(
         int(np.prod(s, dtype=np.float64))
         * (matrix_bytes if matrix_bytes and len(s) == 2 else itemsize)
@@ -141,10 +142,10 @@ def weight_bytes(shapes, itemsize=4, matrix_bytes=None):
     )
 
 
-def check_memory(shapes, itemsize, where, matrix_bytes=None):
+def check_memory(shapes, itemsize, where, storage="fp32"):
     """Refuse a config whose weights could not fit in memory, before anything is read or
     allocated (weight_bytes)."""
-    need = weight_bytes(shapes, itemsize, matrix_bytes)
+    need = weight_bytes(shapes, storage, itemsize)
     have = physical_memory()
     if have is not None and need > have:
         raise CheckpointError(
