@@ -333,6 +333,16 @@ def split_bf16_blocks(x):  # [N, I] float32, I a multiple of 32 -> [N, 2 I / 32,
 
 # fastmath=False (see FASTMATH): compiled inside the decode step with FASTMATH's arcp, the scale's
 # division became a multiplication by a rounded reciprocal, one bit off the twin's scales
+@njit(inline="always")
+def _max_abs_bits(block):  # -> max |v| of a block of Q8_BLOCK float32, as its bits (uint32)
+    """The bits of non-negative floats order as their magnitudes do (inf above every finite
+    value, NaN above inf), so a block's largest magnitude is found in integers."""
+    top = np.uint32(0)
+    for k in range(Q8_BLOCK):
+        top = max(top, _float32_to_bits(block[k]) & np.uint32(0x7FFFFFFF))
+    return top
+
+
 @njit(cache=True, fastmath=False)
 def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, scales)
     """x on precision.split_q8's 16-bit grid, laid out for the int8 dot-product kernel
@@ -358,9 +368,7 @@ def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, 
             for b in range(4):
                 j = c * Q8_CHUNK + b * Q8_BLOCK
                 block = x[n, j : j + Q8_BLOCK]
-                top = np.uint32(0)  # max |x| as bits: they order as the magnitudes do
-                for k in range(Q8_BLOCK):
-                    top = max(top, _float32_to_bits(block[k]) & np.uint32(0x7FFFFFFF))
+                top = _max_abs_bits(block)
                 finite = top < np.uint32(0x7F800000)  # no inf, no NaN
                 s = _bits_to_float32(top) / limit
                 usable = finite and s >= tiny
@@ -386,9 +394,7 @@ def split_q8_chunks(x):  # [N, I] float32, I a multiple of 128 -> (parts, bias, 
 def _q8_block_scale(block):  # 32 weights -> (their q8 scale, what they are divided by)
     """max |w| / 127, NaN where the block holds inf or NaN (the caller refuses those), and the
     divisor: the scale, or 1 for a block of zeros. Twin: precision.quantize_q8's per block."""
-    top = np.uint32(0)  # max |w| as bits: they order as the magnitudes do
-    for k in range(Q8_BLOCK):
-        top = max(top, _float32_to_bits(block[k]) & np.uint32(0x7FFFFFFF))
+    top = _max_abs_bits(block)
     s = _bits_to_float32(top) / np.float32(127.0)
     if top >= np.uint32(0x7F800000):
         s = np.float32(np.nan)
