@@ -23,7 +23,10 @@ tasks        base, masked-lm, sequence-classification, multiple-choice, token-cl
 profiles     pt, tf (MPNet), hf, mosaic (MPT); omitted: every profile
 inputs       optional inputs beyond input_ids: attention_mask (2D, [B, S]), mask_3d ([B, S, S]),
              mask_4d ([B, 1, S, K], additive), head_mask, inputs_embeds, position_ids, labels
-             (also start_positions/end_positions), past (past.N.key/value), prefix_mask, sequence_id
+             (also start_positions/end_positions), past (past.N.key/value), prefix_mask,
+             sequence_id, generation_config (generate() settings from the checkpoint's
+             generation_config.json: options["generation_config"], and the file in the case
+             directory)
 compute_dtype fp32, fp16 or bf16: the precision the port computes in. Value cases are judged only
              against goldens of that dtype (upstream run in that dtype, with tolerances calibrated
              from upstream's own fp32-vs-low-precision spread: conformance/tolerances.py)
@@ -49,6 +52,7 @@ INPUT_FEATURES = (
     "past",
     "prefix_mask",
     "sequence_id",
+    "generation_config",
 )
 TASKS = (
     "base",
@@ -205,8 +209,11 @@ class Capabilities:
             return f"task {task!r} is not declared (declared: {', '.join(sorted(self.tasks))})"
         return None
 
-    def missing_inputs(self, inputs: dict) -> list:
-        return sorted(input_features(inputs) - self.inputs)
+    def missing_inputs(self, inputs: dict, options=None) -> list:
+        """The input features of a case (its arrays, and a generation_config in its options) that
+        are not declared."""
+        used = input_features(inputs) | {"generation_config"} & set(options or ())
+        return sorted(used - self.inputs)
 
     def missing_outputs(self, groups) -> list:
         return sorted(set(groups) - self.outputs)

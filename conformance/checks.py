@@ -123,7 +123,7 @@ def request_for(case, caps: Capabilities):
             )
         if "loss" not in caps.outputs and "labels" not in caps.inputs:  # labels only feed the loss
             inputs = {k: v for k, v in inputs.items() if k not in LABEL_INPUTS}
-    missing = caps.missing_inputs(inputs)
+    missing = caps.missing_inputs(inputs, options)
     if missing:
         return f"needs input(s) the implementation does not declare: {', '.join(missing)}"
     if case.expect_error:

@@ -9,6 +9,8 @@ Layout (everything under ``golden/``)::
                                        provenance, input names, output names, or expect_error
         config.json, model.safetensors the model exactly as the upstream library saved it (HF names,
                                        PyTorch (out, in) layout), so any HF loader can read it
+        generation_config.json         only where a generate() case's model has one: the same dict
+                                       as its options' generation_config
         inputs.safetensors             named input arrays (input_ids, attention_mask, labels, ...)
         outputs.safetensors            named expected outputs (logits, loss, hidden_states.0, ...,
                                        attentions.0, ..., tuple.0, ... for return_dict=False)
@@ -41,6 +43,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "golden"
 CASE_FILES = (
     "case.json",
     "config.json",
+    "generation_config.json",
     "model.safetensors",
     "inputs.safetensors",
     "outputs.safetensors",

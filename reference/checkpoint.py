@@ -265,6 +265,12 @@ def read_config(directory):
     return _json_object(path)
 
 
+def read_generation_config(directory):
+    """A model directory's generation_config.json as a dict, or None where it has none."""
+    path = os.path.join(directory, "generation_config.json")
+    return _json_object(path) if os.path.isfile(path) else None
+
+
 def _weight_files(directory):
     """The safetensors files of a model directory, and the sharded index's weight map (or None)."""
     single = os.path.join(directory, "model.safetensors")

@@ -7,7 +7,7 @@
               sentence-transformers files say
     ner       token classification: words with their labels (word pieces merged)
     qa        extractive question answering: the answer span, its score and character offsets
-    generate  MPT text generation, streamed (greedy by default; --sample for sampling)
+    generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
     explain   PNG pictures: MPNet's bucket map, MPT's ALiBi bias per head, an attention map
 
 Every command takes --model, --backend numpy|numba|cuda, --profile and --json. Errors are one line
@@ -24,9 +24,12 @@ import time
 
 import numpy as np
 
-from .checkpoint import read_config, read_safetensors_header
+from .checkpoint import read_config, read_generation_config, read_safetensors_header
+from .generation import changed_settings, generation_settings
 from .ops import softmax
 from .progress import Progress
+
+DEFAULT_NEW_TOKENS = 32  # generate's --max-new-tokens where the checkpoint sets none
 
 
 class CliError(Exception):
@@ -115,6 +118,14 @@ def cmd_inspect(args):
             features={k: v for k, v in vars(f).items()},
             # what loading it for generation takes, by --weight-storage (the memory check's count)
             weight_bytes={storage: int(weight_bytes(shapes, storage)) for storage in MATRIX_BYTES},
+            # what generate() starts from where it is not told: the settings away from the defaults
+            generation=changed_settings(
+                generation_settings(
+                    config,
+                    read_generation_config(args.model),
+                    os.path.join(args.model, "generation_config.json"),
+                )
+            ),
         )
     elif family == "mpnet":
         from .mpnet_model import MPNetConfig
@@ -285,20 +296,25 @@ def cmd_generate(args):
     ids = np.array([tok.backend.encode(args.prompt, add_special_tokens=False).ids])
     if ids.shape[1] == 0:
         raise CliError("the prompt produced no tokens")
-    options = dict(
-        max_new_tokens=args.max_new_tokens,
+    new = args.max_new_tokens
+    if new is None:  # the checkpoint's max_new_tokens, else 32 (its max_length is not used here)
+        new = model.generation_config.get("max_new_tokens")
+        new = DEFAULT_NEW_TOKENS if new is None else new
+    given = dict(  # what is not given on the command line comes from the checkpoint
         do_sample=args.sample,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
-        seed=args.seed,
         eos_token_id=args.eos_token_id,
+    )
+    options = dict(
+        max_new_tokens=new,
+        seed=args.seed,
+        **{name: value for name, value in given.items() if value is not None},
     )
     tokens, prompt = [], ids[0].tolist()
     shown = tok.decode(prompt)  # written with the first token, after any note about compiling
-    bar = (
-        Progress(args.max_new_tokens, "generating") if args.json else None
-    )  # streamed text is its own progress
+    bar = Progress(new, "generating") if args.json else None  # streamed text is its own progress
     for token in model.stream(ids, **options):
         tokens.append(int(token[0]))
         if bar:
@@ -421,13 +437,23 @@ def parser():
     qa.add_argument("--max-answer-tokens", type=int, default=30)
     gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
     gen.add_argument("--prompt", required=True)
-    gen.add_argument("--max-new-tokens", type=int, default=32)
-    gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int, default=50)
-    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"default: the checkpoint's max_new_tokens, else {DEFAULT_NEW_TOKENS}",
+    )
+    gen.add_argument(
+        "--sample",
+        action=argparse.BooleanOptionalAction,
+        help="sample instead of greedy decoding (default: the checkpoint's do_sample, else no)",
+    )
+    gen.add_argument("--temperature", type=float, help="default: the checkpoint's, else 1.0")
+    gen.add_argument("--top-k", type=int, help="default: the checkpoint's, else 50 (0: off)")
+    gen.add_argument("--top-p", type=float, help="default: the checkpoint's, else 1.0")
     gen.add_argument("--seed", type=int)
-    gen.add_argument("--eos-token-id", type=int)
+    gen.add_argument(
+        "--eos-token-id", type=int, help="default: the checkpoint's eos_token_id (or ids)"
+    )
     gen.add_argument(
         "--weight-storage",
         choices=["fp32", "bf16", "q8"],

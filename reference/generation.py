@@ -9,6 +9,8 @@ Axis letters: B batch, S prompt length, V vocabulary.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .inputs import as_float, as_ids, is_integer, is_number
@@ -18,6 +20,150 @@ HF_DEFAULT_MAX_LENGTH = (
     20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
 )
 HF_DEFAULT_TOP_K = 50  # GenerationConfig.top_k, applied when sampling
+
+# The generate() settings a checkpoint can carry that this module applies, at transformers 4.37.2's
+# GenerationConfig defaults. A keyword argument of generate() overrides its setting.
+APPLIED_SETTINGS = {
+    "max_length": HF_DEFAULT_MAX_LENGTH,
+    "max_new_tokens": None,
+    "do_sample": False,
+    "temperature": 1.0,
+    "top_k": HF_DEFAULT_TOP_K,
+    "top_p": 1.0,
+    "eos_token_id": None,
+    "pad_token_id": None,
+}
+# Settings that change the tokens transformers' generate() picks but that this module does not
+# apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
+# warning when generate() runs on its defaults.
+NOT_APPLIED_SETTINGS = {
+    "min_length": 0,
+    "min_new_tokens": None,
+    "max_time": None,
+    "num_beams": 1,
+    "penalty_alpha": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "force_words_ids": None,
+    "constraints": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_decoder_ids": None,
+    "sequence_bias": None,
+    "guidance_scale": None,
+    "num_return_sequences": 1,
+}
+# GenerationConfig fields that change nothing here without num_beams > 1 (or an encoder), or that
+# shape only what generate() returns, at their defaults
+BEAM_AND_OUTPUT_SETTINGS = {
+    "early_stopping": False,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+    "length_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0,
+    "output_scores": False,
+    "return_dict_in_generate": False,
+}
+SETTING_DEFAULTS = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS, **BEAM_AND_OUTPUT_SETTINGS}
+# The generation parameters a model config can hold (4.37.2's
+# PretrainedConfig._get_generation_defaults). A config.json that sets any of them away from its
+# default makes transformers ignore a generation_config.json marked "_from_model_config" and derive
+# generate()'s defaults from config.json instead.
+CONFIG_GENERATION_PARAMETERS = (
+    "max_length",
+    "min_length",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "num_return_sequences",
+    "output_scores",
+    "return_dict_in_generate",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+)
+
+
+def _count(value):
+    return is_integer(value) and value >= 0
+
+
+def _token(value):
+    return value is None or is_integer(value)
+
+
+# what each applied setting must be, as a test and in words
+_SETTING_TYPES = {
+    "max_length": (_count, "a non-negative integer"),
+    "max_new_tokens": (lambda v: v is None or _count(v), "a non-negative integer or null"),
+    "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "temperature": (is_number, "a number"),
+    "top_k": (_count, "a non-negative integer"),
+    "top_p": (is_number, "a number"),
+    "eos_token_id": (
+        lambda v: _token(v) or isinstance(v, list) and all(is_integer(e) for e in v),
+        "a token id, a list of them or null",
+    ),
+    "pad_token_id": (_token, "a token id or null"),
+}
+
+
+def generation_settings(config_dict, generation_file=None, where="generation_config.json"):
+    """generate()'s defaults for a checkpoint, chosen as transformers 4.37.2 chooses them.
+
+    config_dict: the model's config.json. generation_file: its generation_config.json as a dict,
+    or None where there is none. The file's settings are used, unless it is marked
+    "_from_model_config" (true when save_pretrained derived it) and config.json sets a generation
+    parameter of its own: then, as without a file, the settings come from config.json, whose
+    eos_token_id and pad_token_id count too. Settings neither gives take GenerationConfig's
+    defaults. Returns {name: value} over APPLIED_SETTINGS and NOT_APPLIED_SETTINGS; a value of the
+    wrong type is refused here, naming ``where``."""
+    derive = generation_file is None or (
+        bool(generation_file.get("_from_model_config"))
+        and any(
+            config_dict.get(k, SETTING_DEFAULTS[k]) != SETTING_DEFAULTS[k]
+            for k in CONFIG_GENERATION_PARAMETERS
+        )
+    )
+    source = config_dict if derive else generation_file
+    settings = {
+        k: source.get(k, d) for k, d in {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS}.items()
+    }
+    name = "config.json" if derive else where
+    for key, (ok, what) in _SETTING_TYPES.items():
+        if not ok(settings[key]):
+            raise ValueError(f"{name}: {key} must be {what}, got {settings[key]!r}")
+    return settings
+
+
+def changed_settings(settings, defaults=None):
+    """The settings (name -> value) away from their defaults (by default APPLIED_SETTINGS' and
+    NOT_APPLIED_SETTINGS')."""
+    defaults = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS} if defaults is None else defaults
+    return {k: settings[k] for k, d in defaults.items() if settings.get(k, d) != d}
 
 
 def initial_attention_mask(input_ids, pad_token_id, eos_token_ids):  # [B, S] -> [B, S]
@@ -86,26 +232,43 @@ def check_sampling(do_sample, temperature, top_k, top_p, seed):
         raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
 
 
+class _Default:
+    def __repr__(self):
+        return "DEFAULT"
+
+
+DEFAULT = _Default()  # an argument left out of generate(): the model's generation setting is used
+
+
 class GenerationMixin:
     """generate() and stream() for a model whose call returns logits [B, S, V] and
-    past_key_values."""
+    past_key_values.
+
+    generation_config: the settings generate() starts from (generation_settings()), set by
+    from_pretrained and build from the checkpoint; None takes eos and pad from the model config."""
+
+    generation_config: dict | None = None
 
     def generate(
         self,
         input_ids,
         attention_mask=None,
-        max_new_tokens=None,
-        max_length=None,
-        do_sample=False,
-        temperature=1.0,
-        top_k=HF_DEFAULT_TOP_K,
-        top_p=1.0,
+        max_new_tokens=DEFAULT,
+        max_length=DEFAULT,
+        do_sample=DEFAULT,
+        temperature=DEFAULT,
+        top_k=DEFAULT,
+        top_p=DEFAULT,
         seed=None,
-        eos_token_id=None,
-        pad_token_id=None,
+        eos_token_id=DEFAULT,
+        pad_token_id=DEFAULT,
     ):
         """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with
-        pad_token_id."""
+        pad_token_id. An argument left out takes the model's generation setting (the checkpoint's
+        generation_config.json, as transformers reads it; else HF's defaults: 20 tokens in all,
+        greedy); one given, None included, overrides it, as a keyword argument of transformers'
+        generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
+        max_length."""
         ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
         new = [
             t[:, None]
@@ -125,38 +288,71 @@ class GenerationMixin:
         ]
         return np.concatenate([ids] + new, axis=1)
 
+    def _resolve_settings(self, **given):
+        """The settings a generate() call runs with: those ``given`` (not DEFAULT) over the
+        model's own. Warns about checkpoint settings that change transformers' tokens and are not
+        applied here."""
+        own = self.generation_config
+        if own is None:
+            own = generation_settings(
+                {"eos_token_id": self.config.eos_token_id, "pad_token_id": self.config.pad_token_id}
+            )
+        skipped = changed_settings(own, NOT_APPLIED_SETTINGS)
+        if skipped:
+            warnings.warn(
+                "generation settings of this checkpoint that generate() does not apply (its tokens"
+                f" can differ from transformers'): {skipped}",
+                stacklevel=3,
+            )
+        return {
+            k: own[k] if given.get(k, DEFAULT) is DEFAULT else given[k] for k in APPLIED_SETTINGS
+        }
+
     def stream(
         self,
         input_ids,
         attention_mask=None,
-        max_new_tokens=None,
-        max_length=None,
-        do_sample=False,
-        temperature=1.0,
-        top_k=HF_DEFAULT_TOP_K,
-        top_p=1.0,
+        max_new_tokens=DEFAULT,
+        max_length=DEFAULT,
+        do_sample=DEFAULT,
+        temperature=DEFAULT,
+        top_k=DEFAULT,
+        top_p=DEFAULT,
         seed=None,
-        eos_token_id=None,
-        pad_token_id=None,
+        eos_token_id=DEFAULT,
+        pad_token_id=DEFAULT,
     ):
         """Yield the next token of every row, [B], one step at a time (same arguments as
         generate)."""
         V = self.config.vocab_size
         ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
-        eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
+        run = self._resolve_settings(
+            max_new_tokens=max_new_tokens,
+            max_length=max_length,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+        )
+        eos = run["eos_token_id"]
         several = isinstance(eos, (list, tuple, np.ndarray))
         eos_ids = (
             []
             if eos is None
             else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
         )
-        pad = pad_token_id if pad_token_id is not None else self.config.pad_token_id
+        pad = run["pad_token_id"]
         if pad is None and eos_ids:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)
         if pad is not None:  # a finished row feeds pad back in, so it must be a real token
             pad = token_id(pad, "pad_token_id", V)
-        steps = self._steps(S, max_new_tokens, max_length)
+        steps = self._steps(S, run["max_new_tokens"], run["max_length"])
+        do_sample, temperature, top_k, top_p = (
+            run[k] for k in ("do_sample", "temperature", "top_k", "top_p")
+        )
         check_sampling(do_sample, temperature, top_k, top_p, seed)
         mask = (
             initial_attention_mask(ids, pad, eos_ids)

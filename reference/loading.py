@@ -15,8 +15,10 @@ from .checkpoint import (
     load_deferred,
     match_keys,
     read_config,
+    read_generation_config,
     read_weights,
 )
+from .generation import GenerationMixin, generation_settings
 from .profiles import get_profile
 
 FAMILIES = {"mpnet": mpnet_model, "mpt": mpt_model}
@@ -30,11 +32,13 @@ def build(
     dtype=np.float32,
     where="weights",
     backend="numpy",
+    generation_config=None,
     **options,
 ):
-    """A model from a config dict and HF-named arrays (any base-model prefix is accepted)."""
+    """A model from a config dict and HF-named arrays (any base-model prefix is accepted).
+    generation_config: the checkpoint's generation_config.json as a dict, where it has one."""
     return _assemble(
-        _plan(config_dict, task, profile, dtype, where, options=options),
+        _plan(config_dict, task, profile, dtype, where, None, options, generation_config),
         weights,
         dtype,
         where,
@@ -43,11 +47,23 @@ def build(
     )
 
 
-def _plan(config_dict, task, profile, dtype, where, config_file=None, options=None):
+def _plan(
+    config_dict,
+    task,
+    profile,
+    dtype,
+    where,
+    config_file=None,
+    options=None,
+    generation_file=None,
+    generation_dir=None,
+):
     """Everything decided from the config alone, before any weight is read: the family, the parsed
     config and the parameter shapes, with the task, the family's keyword ``options`` and the memory
-    they need checked (matrices at the bytes a weight of the weight_storage asked for takes).
-    Config errors name ``config_file`` when the config came from one."""
+    they need checked (matrices at the bytes a weight of the weight_storage asked for takes), and a
+    generating model's generate() settings (from config.json and a generation_config.json: the dict
+    ``generation_file``, or the file in ``generation_dir``, as transformers picks them). Config
+    errors name ``config_file`` when the config came from one."""
     family = _family(config_dict, config_file or where)
     model_type = config_dict.get("model_type")
     if task not in family.TASKS:
@@ -76,11 +92,19 @@ def _plan(config_dict, task, profile, dtype, where, config_file=None, options=No
     shapes = family.param_shapes(config, task, profile)
     storage = (options or {}).get("weight_storage", "fp32")
     check_memory(shapes, np.dtype(dtype).itemsize, where, storage)
-    return family, config, task, profile, shapes
+    settings = None
+    if issubclass(family.TASKS[task], GenerationMixin):  # as upstream, only these read the file
+        if generation_dir is not None:
+            generation_file = read_generation_config(generation_dir)
+        try:
+            settings = generation_settings(config_dict, generation_file)
+        except ValueError as e:
+            raise CheckpointError(str(e) if config_file is None else f"{where}/{e}") from None
+    return family, config, task, profile, shapes, settings
 
 
 def _assemble(plan, weights, dtype, where, backend, options):
-    family, config, task, profile, shapes = plan
+    family, config, task, profile, shapes, settings = plan
     weights = {k: v if isinstance(v, DeferredTensor) else np.asarray(v) for k, v in weights.items()}
     for name, w in weights.items():
         if np.issubdtype(w.dtype, np.floating) and not isinstance(w, DeferredTensor):
@@ -100,6 +124,7 @@ def _assemble(plan, weights, dtype, where, backend, options):
     model = family.TASKS[task](
         config, params, profile=profile, backend=get_backend(backend), **options
     )
+    model.generation_config = settings
     load_deferred(model.params)  # what the backend did not convert as it stored it
     for w in weights.values():
         if isinstance(w, DeferredTensor):
@@ -187,6 +212,7 @@ def from_pretrained(
         str(path),
         os.path.join(path, "config.json"),
         options,
+        generation_dir=path,
     )  # before any read
     # a stack that keeps the matrices in its own layout reads them from the file into it
     defer = config.get("model_type") in get_backend(backend).defers

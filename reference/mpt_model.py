@@ -275,7 +275,7 @@ def resolve_features(config: MPTConfig, profile: MPTProfile) -> Features:
 # ------------------------------------------------------------------------------------------ model
 
 
-class MPTModel(GenerationMixin):
+class MPTModel:
     """The MPT decoder. ``params`` are keyed by HF names without the "transformer." prefix
     (``wte.weight``, ``blocks.0.attn.Wqkv.weight``, ...) plus head weights. ``backend``: a fast
     backend (reference/backends/) whose decoder stack runs the blocks; None for NumPy.
@@ -499,7 +499,7 @@ class MPTModel(GenerationMixin):
 # ------------------------------------------------------------------------------------------ heads
 
 
-class MPTForCausalLM(MPTModel):
+class MPTForCausalLM(MPTModel, GenerationMixin):
     """mpt.lm_logits: tied to wte unless tie_word_embeddings is false; loss on labels shifted by one
     (SPEC 2.7)."""
 

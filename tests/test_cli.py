@@ -101,6 +101,33 @@ def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
     assert text.returncode == 0 and text.stdout.startswith("w1 w2 w3")
 
 
+def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_json(tmp_path):
+    import numpy as np
+
+    import reference
+
+    path = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)
+    run = lambda *more: cli(  # noqa: E731
+        "generate", "--model", str(path), "--prompt", "w1 w2 w3", "--json", *more
+    )
+    free = json.loads(run("--max-new-tokens", "6").stdout)["tokens"]
+    (path / "generation_config.json").write_text(
+        json.dumps({"max_new_tokens": 4, "eos_token_id": free[1], "do_sample": True})
+    )
+    shown = json.loads(cli("inspect", "--model", str(path), "--json").stdout)["generation"]
+    assert shown == {"max_new_tokens": 4, "eos_token_id": free[1], "do_sample": True}
+    model = reference.from_pretrained(path, task="causal-lm")
+    ids = reference.Tokenizer(path).backend.encode("w1 w2 w3", add_special_tokens=False).ids
+    sampled = model.generate(np.array([ids]), seed=0)[0, len(ids) :].tolist()
+    out = run("--seed", "0")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["tokens"] == sampled  # sampling, as the file says
+    # greedy, stopping at the file's eos: its second token; the command line's settings win
+    assert json.loads(run("--no-sample").stdout)["tokens"] == free[:2]
+    assert json.loads(run("--no-sample", "--eos-token-id", "63").stdout)["tokens"] == free[:4]
+    assert len(json.loads(run("--no-sample", "--max-new-tokens", "1").stdout)["tokens"]) == 1
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -121,6 +121,8 @@ class MptPortBug(ReferenceImplementation):
             inputs = {k: v for k, v in inputs.items() if not k.startswith("past.")}
         if self.bug == "mask ignored":  # padding attended to as if it were text
             inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
+        if self.bug == "generation config ignored":  # generate() on config.json alone
+            options = {k: v for k, v in options.items() if k != "generation_config"}
         out = super().run(family, task, config, weights, inputs, options)
         if self.bug == "next token leaks" and "logits" in out:  # a look at position j + 1
             logits = np.array(out["logits"])
@@ -159,6 +161,29 @@ def test_each_mpt_property_fails_a_port_with_the_mistake_it_guards_against(bug, 
             results = run_plan(plan, Selection.load(None), Selection.load(None), impl=impl)
             result = next(r for r in results if r.id == check_id)
             assert result.status == want, f"{check_id} with {impl.name} ({bug}): {result.message}"
+
+
+def test_the_generation_config_cases_fail_a_port_that_ignores_generation_config_json():
+    """A port that runs generate() from config.json alone fails the cases whose checkpoint's
+    generation_config.json changes the tokens (eos ids, pad, max_new_tokens), and passes the one
+    where transformers ignores the file, as the reference passes all three."""
+    ids = [
+        "mpt/hf/generate-generation-config",
+        "mpt/hf/generate-generation-config-marked-derived",
+        "mpt/hf/generate-generation-config-derived",
+    ]
+    port = MptPortBug("generation config ignored")
+    got = {i: check_golden(port, CASES[i])[0].status for i in ids}
+    assert got == {ids[0]: "fail", ids[1]: "fail", ids[2]: "pass"}, got
+    for i in ids:
+        result = check_golden(ReferenceImplementation(), CASES[i])[0]
+        assert result.status == "pass", f"{i}: {result.message}"
+    # a port that says it takes its settings from the caller alone is not asked
+    caller_only = Capabilities(inputs=frozenset({"attention_mask"}))
+    for i in ids:
+        result = check_golden(port, CASES[i], caller_only)[0]
+        assert result.status == "skip" and "generation_config" in result.message, result.message
+    assert check_golden(port, CASES["mpt/hf/generate-greedy-eos"], caller_only)[0].status == "pass"
 
 
 def test_skips_and_xfails_files_and_stale_entries(tmp_path):

@@ -39,7 +39,12 @@ class ReferenceImplementation:
 
     def run(self, family, task, config, weights, inputs, options):
         model = reference.build(
-            config, weights, task=task, profile=options.get("profile"), backend=self.backend
+            config,
+            weights,
+            task=task,
+            profile=options.get("profile"),
+            backend=self.backend,
+            generation_config=options.get("generation_config"),
         )
         plain, past = split_past(inputs)
         if "generate" in options:

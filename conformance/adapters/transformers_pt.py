@@ -78,6 +78,19 @@ class TransformersPyTorch:
         )
         kwargs = {k: t(v) for k, v in plain.items()}
         with torch.no_grad():
+            if "generate" in options and "generation_config" in options:
+                # as from_pretrained reads a checkpoint's generation_config.json; the model is
+                # shared between cases, so the config is set for this call
+                from transformers import GenerationConfig
+
+                generation = GenerationConfig.from_dict(dict(options["generation_config"]))
+                generation._original_object_hash = hash(generation)
+                model.generation_config = generation
+                try:
+                    seq = model.generate(**kwargs, **options["generate"])
+                finally:
+                    model.generation_config = GenerationConfig.from_model_config(model.config)
+                return {"sequences": seq.numpy()}
             if "generate" in options:
                 seq = model.generate(
                     **kwargs,

@@ -90,6 +90,8 @@ def write_case(out_root: Path, case_id: str, model_dir, meta: dict, inputs: dict
     case_dir.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy(Path(model_dir) / name, case_dir / name)
+    if "generation_config" in meta.get("options", {}):  # the file the model was loaded with
+        shutil.copy(Path(model_dir) / "generation_config.json", case_dir / "generation_config.json")
     meta = {"id": case_id, **meta, "inputs": sorted(inputs)}
     meta.setdefault("tolerance", {"fp32": TOLERANCES["fp32"]})
     meta["provenance"] = {**meta.get("provenance", {}), "python": platform.python_version()}

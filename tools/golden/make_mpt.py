@@ -15,6 +15,7 @@ Nothing here imports the reference implementation.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -92,6 +93,21 @@ class HFRunner:
         with self.torch.no_grad():
             out = model(self.tensor(ids), **kw, use_cache=True, return_dict=True)
         return out.past_key_values
+
+    def reload(self, spec, directory):
+        """The model saved in directory, loaded again (with any generation_config.json written
+        there since)."""
+        return getattr(self.tr, HF_CLASSES[spec["task"]]).from_pretrained(directory).eval()
+
+    def generate_configured(self, model, inputs, **kwargs):
+        """generate() with only the case's keyword arguments: the rest comes from the model's
+        generation config."""
+        with self.torch.no_grad():
+            return model.generate(
+                self.tensor(inputs["input_ids"]),
+                attention_mask=self.tensor(inputs["attention_mask"]),
+                **kwargs,
+            ).numpy()
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None):
         with self.torch.no_grad():
@@ -224,7 +240,25 @@ def generate(runner, out_root: Path, only=None):
         with tempfile.TemporaryDirectory() as tmp:
             model = runner.build(spec, tmp)
             gen = spec["options"].get("generate")
-            if gen:
+            file = spec["options"].get("generation_config")
+            if file is not None:  # generate() as the checkpoint's generation_config.json says
+                inputs = spec["inputs"]
+                free = runner.generate(model, inputs, 8)
+                early = int(free[0, inputs["input_ids"].shape[1] + 2])  # row 0's third new token
+                file = {
+                    k: [early if e == "first-token-of-row-0" else e for e in v]
+                    if isinstance(v, list)
+                    else v
+                    for k, v in file.items()
+                }
+                (Path(tmp) / "generation_config.json").write_text(json.dumps(file, indent=2))
+                model = runner.reload(spec, tmp)
+                meta["options"] = {"generate": gen, "generation_config": file}
+
+                def run():
+                    return {"sequences": runner.generate_configured(model, inputs, **gen)}, None, {}
+
+            elif gen:
                 inputs = spec["inputs"]
                 if (
                     gen.get("eos_token_id") == "first-token-of-row-0"

@@ -352,6 +352,62 @@ def cases():
             options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0")),
         )
     )
+    out.append(
+        case(
+            "generate-generation-config",
+            "causal-lm",
+            "generate() with no settings passed: eos ids (a list, one that row 0 emits early), pad"
+            " and max_new_tokens (over max_length) come from the checkpoint's"
+            " generation_config.json",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    eos_token_id=[63, "first-token-of-row-0"],
+                    pad_token_id=5,
+                    max_new_tokens=7,
+                    max_length=9,
+                ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-generation-config-derived",
+            "causal-lm",
+            "a generation_config.json marked _from_model_config is ignored when config.json sets a"
+            " generation parameter (max_length 10): 4 new tokens, no eos",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0, max_length=10),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    _from_model_config=True,
+                    eos_token_id=[63, "first-token-of-row-0"],
+                    max_new_tokens=3,
+                ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-generation-config-marked-derived",
+            "causal-lm",
+            "a generation_config.json marked _from_model_config is used as it is when config.json"
+            " sets no generation parameter: its eos ids and max_new_tokens 6 apply",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    _from_model_config=True,
+                    eos_token_id=["first-token-of-row-0"],
+                    max_new_tokens=6,
+                ),
+            ),
+        )
+    )
     out.extend(mosaic_cases(rng))
     return out
 

@@ -1,0 +1,146 @@
+"""generate()'s settings from a checkpoint: generation_config.json and config.json, chosen as
+transformers 4.37.2 chooses them (the golden cases mpt/hf/generate-generation-config* check the
+tokens against upstream; these tests check the rules, the overrides and the refusals)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from test_mpt_properties import CONFIG, tiny_mpt
+
+import reference
+from reference import mpt_model
+from reference.checkpoint import CheckpointError
+from reference.generation import generation_settings
+
+PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
+
+
+def test_the_file_rules_unless_it_is_marked_derived_and_config_json_sets_generation():
+    config = {"eos_token_id": 7, "pad_token_id": 1}
+    file = {"eos_token_id": [2, 4], "max_new_tokens": 5, "top_k": 0}
+    # no file: config.json's eos and pad, GenerationConfig's defaults for the rest
+    derived = generation_settings(config)
+    assert (derived["eos_token_id"], derived["pad_token_id"], derived["max_length"]) == (7, 1, 20)
+    assert derived["max_new_tokens"] is None and derived["top_k"] == 50
+    # a file of its own: its settings, config.json's eos and pad not consulted
+    own = generation_settings(config, file)
+    assert own["eos_token_id"] == [2, 4] and own["pad_token_id"] is None
+    assert own["max_new_tokens"] == 5 and own["top_k"] == 0
+    # marked as derived, config.json without generation parameters: the file as it is
+    marked = {**file, "_from_model_config": True}
+    assert generation_settings(config, marked) == own
+    # marked as derived, config.json with one (any of upstream's list): config.json instead
+    for extra in ({"max_length": 30}, {"do_sample": True}, {"repetition_penalty": 1.1}):
+        again = generation_settings({**config, **extra}, marked)
+        assert again["eos_token_id"] == 7 and again["max_new_tokens"] is None, extra
+    # unmarked: config.json's generation parameters do not matter
+    assert generation_settings({**config, "max_length": 30}, file) == own
+
+
+SEED = 3  # a tiny model whose greedy tokens vary: row 0's third new one is not among row 1's
+
+
+def with_settings(file, **config):
+    """The tiny MPT with a checkpoint's generation settings, as from_pretrained would give it."""
+    model = tiny_mpt(seed=SEED, **config)
+    model.generation_config = generation_settings({**CONFIG, **config}, file)
+    return model
+
+
+def test_arguments_given_override_the_settings_none_included():
+    free = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8)
+    assert free[0, 6] not in free[1, 4:] and free[0, 6] not in free[0, 4:6]
+    early = int(free[0, 6])  # row 0's third new token
+    model = with_settings({"eos_token_id": early, "max_new_tokens": 8, "pad_token_id": 0})
+    stopped = model.generate(PROMPT)
+    assert stopped.shape[1] <= free.shape[1]
+    assert (stopped[0, 7:] == 0).all() and stopped[0, 6] == early  # row 0 stopped and padded
+    # eos_token_id=None given: no eos, as a keyword argument of transformers' generate() does
+    np.testing.assert_array_equal(model.generate(PROMPT, eos_token_id=None), free)
+    # max_new_tokens from the settings wins over max_length given (upstream warns and does so)
+    assert model.generate(PROMPT, eos_token_id=None, max_length=6).shape == (2, 12)
+    assert model.generate(PROMPT, eos_token_id=None, max_new_tokens=3).shape == (2, 7)
+    # streaming takes the same settings
+    streamed = np.stack(list(model.stream(PROMPT)), axis=1)
+    np.testing.assert_array_equal(streamed, stopped[:, 4:])
+
+
+def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
+    file = {"do_sample": True, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "max_new_tokens": 6}
+    model = with_settings(file)
+    want = tiny_mpt(seed=SEED).generate(
+        PROMPT, max_new_tokens=6, do_sample=True, temperature=0.7, top_k=5, top_p=0.9, seed=4
+    )
+    np.testing.assert_array_equal(model.generate(PROMPT, seed=4), want)
+    greedy = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6)
+    np.testing.assert_array_equal(model.generate(PROMPT, do_sample=False), greedy)
+
+
+def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
+    model = with_settings({"repetition_penalty": 1.3, "num_beams": 2, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match="repetition_penalty.*1.3.*num_beams.*2|num_beams"):
+        model.generate(PROMPT)
+    quiet = with_settings({"eos_token_id": 3, "do_sample": False, "max_new_tokens": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.generate(PROMPT)
+
+
+def checkpoint(tmp_path, generation):
+    """A tiny MPT directory with generation_config.json holding ``generation`` (text or dict)."""
+    from conftest import write_checkpoint
+
+    c = mpt_model.MPTConfig.from_dict(CONFIG)
+    rng = np.random.default_rng(0)
+    weights = {
+        f"transformer.{k}" if not k.startswith("lm_head") else k: rng.normal(0, 0.3, s).astype(
+            np.float32
+        )
+        for k, s in mpt_model.param_shapes(c, "causal-lm", None).items()
+    }
+    path = write_checkpoint(tmp_path / "mpt", CONFIG, weights)
+    text = generation if isinstance(generation, str) else json.dumps(generation)
+    (path / "generation_config.json").write_text(text)
+    return path
+
+
+def test_from_pretrained_reads_generation_config_json_for_a_generating_model(tmp_path):
+    path = checkpoint(tmp_path, {"max_new_tokens": 3, "eos_token_id": [1, 2]})
+    model = reference.from_pretrained(path, task="causal-lm")
+    assert model.generation_config["max_new_tokens"] == 3
+    assert model.generation_config["eos_token_id"] == [1, 2]
+    assert model.generate(PROMPT, eos_token_id=None).shape == (2, 7)
+    # a model that does not generate does not read it (a broken file does not stop it loading)
+    (path / "generation_config.json").write_text("{not json")
+    reference.from_pretrained(path, task="base")
+
+
+@pytest.mark.parametrize(
+    "generation, message",
+    [
+        ("{not json", "generation_config.json: not valid JSON"),
+        ("[1, 2]", "generation_config.json: expected a JSON object"),
+        ({"temperature": "hot"}, "generation_config.json: temperature must be a number"),
+        ({"eos_token_id": [1, "a"]}, "generation_config.json: eos_token_id must be a token id"),
+        ({"pad_token_id": 1.5}, "generation_config.json: pad_token_id must be a token id"),
+        ({"max_new_tokens": -1}, "generation_config.json: max_new_tokens must be a non-negative"),
+        ({"max_length": True}, "generation_config.json: max_length must be a non-negative"),
+        ({"do_sample": "yes"}, "generation_config.json: do_sample must be true or false"),
+        ({"top_k": 2.5}, "generation_config.json: top_k must be a non-negative integer"),
+    ],
+)
+def test_a_bad_generation_config_json_is_refused_naming_the_file(tmp_path, generation, message):
+    path = checkpoint(tmp_path, generation)
+    with pytest.raises(CheckpointError, match=message) as info:
+        reference.from_pretrained(path, task="causal-lm")
+    assert str(path) in str(info.value)
+
+
+def test_an_eos_outside_the_vocabulary_is_refused_when_generate_uses_it():
+    model = with_settings({"eos_token_id": [3, CONFIG["vocab_size"]]})
+    with pytest.raises(ValueError, match="eos_token_id 50 is outside the vocabulary"):
+        model.generate(PROMPT)
