@@ -306,6 +306,9 @@ def cmd_generate(args):
         top_k=args.top_k,
         top_p=args.top_p,
         eos_token_id=args.eos_token_id,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        min_new_tokens=args.min_new_tokens,
     )
     options = dict(
         max_new_tokens=new,
@@ -451,6 +454,22 @@ def parser():
     gen.add_argument("--top-k", type=int, help="default: the checkpoint's, else 50 (0: off)")
     gen.add_argument("--top-p", type=float, help="default: the checkpoint's, else 1.0")
     gen.add_argument("--seed", type=int)
+    gen.add_argument(
+        "--repetition-penalty",
+        type=float,
+        help="divide a seen token's positive score by this, multiply a negative one (transformers'"
+        " rule; default: the checkpoint's, else 1.0: off)",
+    )
+    gen.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        help="no n-gram of this size twice (default: the checkpoint's, else 0: off)",
+    )
+    gen.add_argument(
+        "--min-new-tokens",
+        type=int,
+        help="no eos before this many new tokens (default: the checkpoint's, else none)",
+    )
     gen.add_argument(
         "--eos-token-id", type=int, help="default: the checkpoint's eos_token_id (or ids)"
     )

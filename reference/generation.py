@@ -32,22 +32,24 @@ APPLIED_SETTINGS = {
     "top_p": 1.0,
     "eos_token_id": None,
     "pad_token_id": None,
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
 }
 # Settings that change the tokens transformers' generate() picks but that this module does not
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
 NOT_APPLIED_SETTINGS = {
-    "min_length": 0,
-    "min_new_tokens": None,
     "max_time": None,
     "num_beams": 1,
     "penalty_alpha": None,
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0,
     "encoder_repetition_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
     "bad_words_ids": None,
     "force_words_ids": None,
     "constraints": None,
@@ -55,8 +57,6 @@ NOT_APPLIED_SETTINGS = {
     "forced_eos_token_id": None,
     "remove_invalid_values": False,
     "exponential_decay_length_penalty": None,
-    "suppress_tokens": None,
-    "begin_suppress_tokens": None,
     "forced_decoder_ids": None,
     "sequence_bias": None,
     "guidance_scale": None,
@@ -115,6 +115,10 @@ def _token(value):
     return value is None or is_integer(value)
 
 
+def _tokens(value):
+    return value is None or isinstance(value, list) and all(is_integer(e) for e in value)
+
+
 # what each applied setting must be, as a test and in words
 _SETTING_TYPES = {
     "max_length": (_count, "a non-negative integer"),
@@ -124,10 +128,16 @@ _SETTING_TYPES = {
     "top_k": (_count, "a non-negative integer"),
     "top_p": (is_number, "a number"),
     "eos_token_id": (
-        lambda v: _token(v) or isinstance(v, list) and all(is_integer(e) for e in v),
+        lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
     ),
     "pad_token_id": (_token, "a token id or null"),
+    "repetition_penalty": (lambda v: is_number(v) and v > 0, "a number above 0"),
+    "no_repeat_ngram_size": (_count, "a non-negative integer"),
+    "min_length": (_count, "a non-negative integer"),
+    "min_new_tokens": (lambda v: v is None or _count(v), "a non-negative integer or null"),
+    "suppress_tokens": (_tokens, "a list of token ids or null"),
+    "begin_suppress_tokens": (_tokens, "a list of token ids or null"),
 }
 
 
@@ -198,6 +208,33 @@ def warp_logits(logits, temperature, top_k, top_p):  # [B, V] -> [B, V]
     return logits
 
 
+def process_logits(logits, sequence, prompt_len, run, eos_ids):  # [B, V], [B, T] -> [B, V]
+    """HF's logits processors for the settings applied here, in its order, before the argmax or the
+    sampling warpers. sequence: every token so far, prompt (padding included) and new ones."""
+    logits = logits.copy()
+    penalty = run["repetition_penalty"]
+    if penalty != 1.0:  # every token seen: a positive score divided, a negative one multiplied
+        seen = np.take_along_axis(logits, sequence, axis=-1)
+        np.put_along_axis(
+            logits, sequence, np.where(seen < 0, seen * penalty, seen / penalty), axis=-1
+        )
+    n = run["no_repeat_ngram_size"]
+    T = sequence.shape[1]
+    if n > 0 and T + 1 >= n:  # no n-gram twice: ban what followed the last n - 1 tokens before
+        for b, row in enumerate(sequence.tolist()):
+            tail = row[T - n + 1 :] if n > 1 else []
+            banned = [row[i + n - 1] for i in range(T - n + 1) if row[i : i + n - 1] == tail]
+            logits[b, banned] = -np.inf
+    min_new = run["min_new_tokens"] or 0
+    if eos_ids and (T < run["min_length"] or T - prompt_len < min_new):
+        logits[:, eos_ids] = -np.inf
+    if run["suppress_tokens"]:
+        logits[:, run["suppress_tokens"]] = -np.inf
+    if run["begin_suppress_tokens"] and T == prompt_len:  # the first new token only
+        logits[:, run["begin_suppress_tokens"]] = -np.inf
+    return logits
+
+
 def sample(logits, rng):  # [B, V] -> [B]
     """One draw per row from softmax(logits) by inverting the cumulative distribution."""
     cdf = np.cumsum(softmax(logits), axis=-1)
@@ -232,12 +269,29 @@ def check_sampling(do_sample, temperature, top_k, top_p, seed):
         raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
 
 
-class _Default:
-    def __repr__(self):
-        return "DEFAULT"
+PROCESSOR_DEFAULTS = {
+    k: APPLIED_SETTINGS[k]
+    for k in (
+        "repetition_penalty",
+        "no_repeat_ngram_size",
+        "min_length",
+        "min_new_tokens",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+    )
+}
 
 
-DEFAULT = _Default()  # an argument left out of generate(): the model's generation setting is used
+def check_processing(run, vocab_size):
+    """The logits-processing settings a generate() call runs with: of the right types, and token
+    ids inside the vocabulary."""
+    for key in PROCESSOR_DEFAULTS:
+        ok, what = _SETTING_TYPES[key]
+        if not ok(run[key]):
+            raise ValueError(f"{key} must be {what}, got {run[key]!r}")
+    for key in ("suppress_tokens", "begin_suppress_tokens"):
+        for t in run[key] or []:
+            token_id(t, key, vocab_size)
 
 
 class GenerationMixin:
@@ -249,49 +303,31 @@ class GenerationMixin:
 
     generation_config: dict | None = None
 
-    def generate(
-        self,
-        input_ids,
-        attention_mask=None,
-        max_new_tokens=DEFAULT,
-        max_length=DEFAULT,
-        do_sample=DEFAULT,
-        temperature=DEFAULT,
-        top_k=DEFAULT,
-        top_p=DEFAULT,
-        seed=None,
-        eos_token_id=DEFAULT,
-        pad_token_id=DEFAULT,
-    ):
+    def generate(self, input_ids, attention_mask=None, *, seed=None, **settings):
         """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with
-        pad_token_id. An argument left out takes the model's generation setting (the checkpoint's
-        generation_config.json, as transformers reads it; else HF's defaults: 20 tokens in all,
-        greedy); one given, None included, overrides it, as a keyword argument of transformers'
-        generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
-        max_length."""
+        pad_token_id. ``settings`` are the names of APPLIED_SETTINGS (max_new_tokens, max_length,
+        do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id, repetition_penalty,
+        no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens, begin_suppress_tokens).
+        One left out takes the model's generation setting (the checkpoint's generation_config.json,
+        as transformers reads it; else HF's defaults: 20 tokens in all, greedy); one given, None
+        included, overrides it, as a keyword argument of transformers' generate() does
+        (eos_token_id=None: no eos). max_new_tokens, given or set, wins over max_length. seed: the
+        sampling generator's (numpy's, so not transformers' draws)."""
         ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-        new = [
-            t[:, None]
-            for t in self.stream(
-                ids,
-                attention_mask,
-                max_new_tokens,
-                max_length,
-                do_sample,
-                temperature,
-                top_k,
-                top_p,
-                seed,
-                eos_token_id,
-                pad_token_id,
-            )
-        ]
+        new = [t[:, None] for t in self.stream(ids, attention_mask, seed=seed, **settings)]
         return np.concatenate([ids] + new, axis=1)
 
     def _resolve_settings(self, **given):
-        """The settings a generate() call runs with: those ``given`` (not DEFAULT) over the
-        model's own. Warns about checkpoint settings that change transformers' tokens and are not
-        applied here."""
+        """The settings a generate() call runs with: those ``given`` over the model's own. Warns
+        about checkpoint settings that change transformers' tokens and are not applied here."""
+        unknown = sorted(set(given) - set(APPLIED_SETTINGS))
+        if unknown:
+            skipped = [k for k in unknown if k in NOT_APPLIED_SETTINGS]
+            raise TypeError(
+                f"generate() got unknown setting(s) {unknown}"
+                + (f" ({skipped}: transformers settings not implemented here)" if skipped else "")
+                + f"; it takes {list(APPLIED_SETTINGS)} and seed"
+            )
         own = self.generation_config
         if own is None:
             own = generation_settings(
@@ -304,39 +340,16 @@ class GenerationMixin:
                 f" can differ from transformers'): {skipped}",
                 stacklevel=3,
             )
-        return {
-            k: own[k] if given.get(k, DEFAULT) is DEFAULT else given[k] for k in APPLIED_SETTINGS
-        }
+        return {k: given[k] if k in given else own[k] for k in APPLIED_SETTINGS}
 
-    def stream(
-        self,
-        input_ids,
-        attention_mask=None,
-        max_new_tokens=DEFAULT,
-        max_length=DEFAULT,
-        do_sample=DEFAULT,
-        temperature=DEFAULT,
-        top_k=DEFAULT,
-        top_p=DEFAULT,
-        seed=None,
-        eos_token_id=DEFAULT,
-        pad_token_id=DEFAULT,
-    ):
+    def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
         """Yield the next token of every row, [B], one step at a time (same arguments as
         generate)."""
         V = self.config.vocab_size
         ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
-        run = self._resolve_settings(
-            max_new_tokens=max_new_tokens,
-            max_length=max_length,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-        )
+        run = self._resolve_settings(**settings)
+        check_processing(run, V)
         eos = run["eos_token_id"]
         several = isinstance(eos, (list, tuple, np.ndarray))
         eos_ids = (
@@ -367,7 +380,11 @@ class GenerationMixin:
         else:
             out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
+        processing = changed_settings(run, PROCESSOR_DEFAULTS)
+        sequence = ids
         for step in range(steps):
+            if processing:
+                last = process_logits(last, sequence, S, run, eos_ids)
             token = (
                 sample(warp_logits(last, temperature, top_k, top_p), rng)
                 if do_sample
@@ -376,6 +393,8 @@ class GenerationMixin:
             if eos_ids:
                 token = np.where(unfinished, token, pad)
                 unfinished &= ~np.isin(token, eos_ids)
+            if processing:
+                sequence = np.concatenate([sequence, token[:, None]], axis=1)
             yield token.astype(np.int64)
             if not unfinished.any() or step == steps - 1:
                 return  # the last token needs no forward pass of its own

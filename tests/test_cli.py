@@ -126,6 +126,21 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
     assert json.loads(run("--no-sample").stdout)["tokens"] == free[:2]
     assert json.loads(run("--no-sample", "--eos-token-id", "63").stdout)["tokens"] == free[:4]
     assert len(json.loads(run("--no-sample", "--max-new-tokens", "1").stdout)["tokens"]) == 1
+    # the penalties, from the command line
+    penalised = run("--no-sample", "--repetition-penalty", "1.5", "--no-repeat-ngram-size", "2")
+    want = model.generate(
+        np.array([ids]), do_sample=False, repetition_penalty=1.5, no_repeat_ngram_size=2
+    )[0, len(ids) :].tolist()
+    assert json.loads(penalised.stdout)["tokens"] == want
+    held = run("--no-sample", "--min-new-tokens", "3")
+    assert (
+        json.loads(held.stdout)["tokens"]
+        == model.generate(np.array([ids]), do_sample=False, min_new_tokens=3)[
+            0, len(ids) :
+        ].tolist()
+    )
+    bad = run("--repetition-penalty", "0")
+    assert bad.returncode == 2 and "repetition_penalty must be a number above 0" in bad.stderr
 
 
 @pytest.mark.parametrize(

@@ -165,16 +165,18 @@ def test_each_mpt_property_fails_a_port_with_the_mistake_it_guards_against(bug, 
 
 def test_the_generation_config_cases_fail_a_port_that_ignores_generation_config_json():
     """A port that runs generate() from config.json alone fails the cases whose checkpoint's
-    generation_config.json changes the tokens (eos ids, pad, max_new_tokens), and passes the one
-    where transformers ignores the file, as the reference passes all three."""
+    generation_config.json changes the tokens (eos ids, pad, max_new_tokens, penalties, suppressed
+    tokens), and passes the one where transformers ignores the file; the reference passes all."""
     ids = [
+        "mpt/hf/generate-generation-config-derived",
         "mpt/hf/generate-generation-config",
         "mpt/hf/generate-generation-config-marked-derived",
-        "mpt/hf/generate-generation-config-derived",
+        "mpt/hf/generate-penalties",
+        "mpt/hf/generate-suppress-tokens",
     ]
     port = MptPortBug("generation config ignored")
     got = {i: check_golden(port, CASES[i])[0].status for i in ids}
-    assert got == {ids[0]: "fail", ids[1]: "fail", ids[2]: "pass"}, got
+    assert got == {i: "pass" if i == ids[0] else "fail" for i in ids}, got
     for i in ids:
         result = check_golden(ReferenceImplementation(), CASES[i])[0]
         assert result.status == "pass", f"{i}: {result.message}"

@@ -81,10 +81,12 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"repetition_penalty": 1.3, "num_beams": 2, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match="repetition_penalty.*1.3.*num_beams.*2|num_beams"):
+    model = with_settings({"num_beams": 2, "typical_p": 0.5, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'num_beams': 2, 'typical_p': 0.5"):
         model.generate(PROMPT)
-    quiet = with_settings({"eos_token_id": 3, "do_sample": False, "max_new_tokens": 2})
+    quiet = with_settings(
+        {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet.generate(PROMPT)
@@ -144,3 +146,40 @@ def test_an_eos_outside_the_vocabulary_is_refused_when_generate_uses_it():
     model = with_settings({"eos_token_id": [3, CONFIG["vocab_size"]]})
     with pytest.raises(ValueError, match="eos_token_id 50 is outside the vocabulary"):
         model.generate(PROMPT)
+
+
+@pytest.mark.parametrize(
+    "argument, message",
+    [
+        ({"repetition_penalty": 0}, "repetition_penalty must be a number above 0, got 0"),
+        ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size must be a non-negative integer"),
+        ({"min_new_tokens": 1.5}, "min_new_tokens must be a non-negative integer or null"),
+        ({"suppress_tokens": 3}, "suppress_tokens must be a list of token ids or null"),
+        ({"suppress_tokens": [3, 50]}, "suppress_tokens 50 is outside the vocabulary"),
+        ({"begin_suppress_tokens": [-1]}, "begin_suppress_tokens -1 is outside the vocabulary"),
+    ],
+)
+def test_bad_logits_processing_arguments_are_refused_by_name(argument, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_mpt().generate(PROMPT, max_new_tokens=2, **argument)
+
+
+def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
+    free = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8)
+    first = [int(t) for t in free[:, 4]]
+    got = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8, suppress_tokens=first)
+    assert not np.isin(got[:, 4:], first).any()
+    once = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8, begin_suppress_tokens=first)
+    assert not np.isin(once[:, 4], first).any()
+    eos = int(free[0, 5])  # row 0's second token
+    held = tiny_mpt(seed=SEED).generate(
+        PROMPT, max_new_tokens=8, eos_token_id=eos, pad_token_id=0, min_new_tokens=4
+    )
+    assert eos not in held[0, 4:8].tolist() and held.shape[1] > 6
+
+
+def test_an_unknown_setting_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"\['eos_id'\]; it takes"):
+        tiny_mpt().generate(PROMPT, eos_id=3)
+    with pytest.raises(TypeError, match=r"\['num_beams'\]: transformers settings not implemented"):
+        tiny_mpt().generate(PROMPT, num_beams=2)

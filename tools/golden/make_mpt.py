@@ -109,7 +109,7 @@ class HFRunner:
                 **kwargs,
             ).numpy()
 
-    def generate(self, model, inputs, max_new_tokens, eos_token_id=None):
+    def generate(self, model, inputs, max_new_tokens, eos_token_id=None, **more):
         with self.torch.no_grad():
             seq = model.generate(
                 self.tensor(inputs["input_ids"]),
@@ -118,6 +118,7 @@ class HFRunner:
                 do_sample=False,
                 eos_token_id=eos_token_id,
                 pad_token_id=model.config.pad_token_id,
+                **more,
             )
         return seq.numpy()
 
@@ -244,12 +245,16 @@ def generate(runner, out_root: Path, only=None):
             if file is not None:  # generate() as the checkpoint's generation_config.json says
                 inputs = spec["inputs"]
                 free = runner.generate(model, inputs, 8)
-                early = int(free[0, inputs["input_ids"].shape[1] + 2])  # row 0's third new token
+                S = inputs["input_ids"].shape[1]
+
+                def token(e):  # "row-R-token-I": the I-th new token of row R in greedy decoding
+                    if isinstance(e, str) and e.startswith("row-"):
+                        _, r, _, i = e.split("-")
+                        return int(free[int(r), S + int(i)])
+                    return e
+
                 file = {
-                    k: [early if e == "first-token-of-row-0" else e for e in v]
-                    if isinstance(v, list)
-                    else v
-                    for k, v in file.items()
+                    k: [token(e) for e in v] if isinstance(v, list) else v for k, v in file.items()
                 }
                 (Path(tmp) / "generation_config.json").write_text(json.dumps(file, indent=2))
                 model = runner.reload(spec, tmp)

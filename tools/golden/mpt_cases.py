@@ -364,7 +364,7 @@ def cases():
             options=dict(
                 generate={},
                 generation_config=dict(
-                    eos_token_id=[63, "first-token-of-row-0"],
+                    eos_token_id=[63, "row-0-token-2"],
                     pad_token_id=5,
                     max_new_tokens=7,
                     max_length=9,
@@ -384,7 +384,7 @@ def cases():
                 generate={},
                 generation_config=dict(
                     _from_model_config=True,
-                    eos_token_id=[63, "first-token-of-row-0"],
+                    eos_token_id=[63, "row-0-token-2"],
                     max_new_tokens=3,
                 ),
             ),
@@ -402,9 +402,63 @@ def cases():
                 generate={},
                 generation_config=dict(
                     _from_model_config=True,
-                    eos_token_id=["first-token-of-row-0"],
+                    eos_token_id=["row-0-token-2"],
                     max_new_tokens=6,
                 ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-penalties",
+            "causal-lm",
+            "logits processors from generation_config.json: repetition_penalty 1.5 over prompt"
+            " (padding included) and new tokens, no_repeat_ngram_size 2, min_new_tokens 3 holding"
+            " back an eos that row 0 would emit third",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    repetition_penalty=1.5,
+                    no_repeat_ngram_size=2,
+                    min_new_tokens=3,
+                    eos_token_id=["row-0-token-2"],
+                    max_new_tokens=8,
+                ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-suppress-tokens",
+            "causal-lm",
+            "suppress_tokens (row 0's first greedy token, never), begin_suppress_tokens (row 1's,"
+            " at the first step) and min_length 9 (prompt 6 + 3) holding back row 1's second"
+            " token as eos, from generation_config.json",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    suppress_tokens=["row-0-token-0"],
+                    begin_suppress_tokens=["row-1-token-0"],
+                    min_length=9,
+                    eos_token_id=["row-1-token-1"],
+                    max_new_tokens=6,
+                ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-repetition-penalty-argument",
+            "causal-lm",
+            "repetition_penalty 1.2 and no_repeat_ngram_size 3 passed to generate() itself",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate=dict(max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=3)
             ),
         )
     )
