@@ -116,7 +116,7 @@ def _token(value):
 
 
 def _tokens(value):
-    return value is None or isinstance(value, list) and all(is_integer(e) for e in value)
+    return value is None or isinstance(value, (list, tuple)) and all(is_integer(e) for e in value)
 
 
 # what each applied setting must be, as a test and in words

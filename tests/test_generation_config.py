@@ -169,7 +169,7 @@ def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
     first = [int(t) for t in free[:, 4]]
     got = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8, suppress_tokens=first)
     assert not np.isin(got[:, 4:], first).any()
-    once = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8, begin_suppress_tokens=first)
+    once = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=8, begin_suppress_tokens=(*first,))
     assert not np.isin(once[:, 4], first).any()
     eos = int(free[0, 5])  # row 0's second token
     held = tiny_mpt(seed=SEED).generate(
