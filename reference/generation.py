@@ -38,6 +38,11 @@ APPLIED_SETTINGS = {
     "min_new_tokens": None,
     "suppress_tokens": None,
     "begin_suppress_tokens": None,
+    "bad_words_ids": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None,
 }
 # Settings that change the tokens transformers' generate() picks but that this module does not
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
@@ -50,13 +55,8 @@ NOT_APPLIED_SETTINGS = {
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
     "encoder_repetition_penalty": 1.0,
-    "bad_words_ids": None,
     "force_words_ids": None,
     "constraints": None,
-    "forced_bos_token_id": None,
-    "forced_eos_token_id": None,
-    "remove_invalid_values": False,
-    "exponential_decay_length_penalty": None,
     "forced_decoder_ids": None,
     "sequence_bias": None,
     "guidance_scale": None,
@@ -138,6 +138,31 @@ _SETTING_TYPES = {
     "min_new_tokens": (lambda v: v is None or _count(v), "a non-negative integer or null"),
     "suppress_tokens": (_tokens, "a list of token ids or null"),
     "begin_suppress_tokens": (_tokens, "a list of token ids or null"),
+    "bad_words_ids": (
+        lambda v: (
+            v is None
+            or isinstance(v, (list, tuple))
+            and len(v) > 0
+            and all(isinstance(w, (list, tuple)) and len(w) > 0 and _tokens(w) for w in v)
+        ),
+        "a non-empty list of non-empty lists of token ids, or null",
+    ),
+    "forced_bos_token_id": (_token, "a token id or null"),
+    "forced_eos_token_id": (
+        lambda v: _token(v) or _tokens(v),
+        "a token id, a list of them or null",
+    ),
+    "remove_invalid_values": (lambda v: isinstance(v, bool), "true or false"),
+    "exponential_decay_length_penalty": (
+        lambda v: (
+            v is None
+            or isinstance(v, (list, tuple))
+            and len(v) == 2
+            and _count(v[0])
+            and is_number(v[1])
+        ),
+        "[start, factor] (a non-negative integer and a number) or null",
+    ),
 }
 
 
@@ -208,10 +233,12 @@ def warp_logits(logits, temperature, top_k, top_p):  # [B, V] -> [B, V]
     return logits
 
 
-def process_logits(logits, sequence, prompt_len, run, eos_ids):  # [B, V], [B, T] -> [B, V]
+def process_logits(logits, sequence, prompt_len, total_len, run, eos_ids):  # [B, V], [B, T]
     """HF's logits processors for the settings applied here, in its order, before the argmax or the
-    sampling warpers. sequence: every token so far, prompt (padding included) and new ones."""
+    sampling warpers. sequence: every token so far [B, T], prompt (padding included) and new ones;
+    total_len: the prompt plus every new token the call may make. Returns new logits [B, V]."""
     logits = logits.copy()
+    T = sequence.shape[1]
     penalty = run["repetition_penalty"]
     if penalty != 1.0:  # every token seen: a positive score divided, a negative one multiplied
         seen = np.take_along_axis(logits, sequence, axis=-1)
@@ -219,18 +246,42 @@ def process_logits(logits, sequence, prompt_len, run, eos_ids):  # [B, V], [B, T
             logits, sequence, np.where(seen < 0, seen * penalty, seen / penalty), axis=-1
         )
     n = run["no_repeat_ngram_size"]
-    T = sequence.shape[1]
     if n > 0 and T + 1 >= n:  # no n-gram twice: ban what followed the last n - 1 tokens before
         for b, row in enumerate(sequence.tolist()):
             tail = row[T - n + 1 :] if n > 1 else []
             banned = [row[i + n - 1] for i in range(T - n + 1) if row[i : i + n - 1] == tail]
             logits[b, banned] = -np.inf
+    for words in run["bad_words_ids"] or []:  # a word's last token, after the rest of it
+        if len(words) == 1 and words[0] in eos_ids:
+            continue  # a bad word that is just an eos id is dropped
+        if len(words) == 1:
+            logits[:, words[0]] = -np.inf
+        elif len(words) <= T:
+            match = (sequence[:, T - len(words) + 1 :] == list(words[:-1])).all(axis=1)
+            logits[match, words[-1]] = -np.inf
     min_new = run["min_new_tokens"] or 0
     if eos_ids and (T < run["min_length"] or T - prompt_len < min_new):
         logits[:, eos_ids] = -np.inf
+    bos = run["forced_bos_token_id"]
+    if bos is not None and T == 1:  # a one-token prompt's first new token
+        logits[:] = -np.inf
+        logits[:, bos] = 0
+    forced = run["forced_eos_token_id"]
+    if forced is not None and T == total_len - 1:  # the last new token
+        logits[:] = -np.inf
+        logits[:, forced] = 0
+    if run["remove_invalid_values"]:  # NaN -> 0, +-inf -> the dtype's largest magnitude
+        info = np.finfo(logits.dtype)
+        logits = np.nan_to_num(logits, nan=0.0, posinf=info.max, neginf=info.min)
+    decay = run["exponential_decay_length_penalty"]
+    if decay is not None and T > decay[0] + prompt_len:  # eos made likelier as text grows
+        grow = decay[1] ** (T - decay[0] - prompt_len) - 1
+        logits[:, eos_ids] = logits[:, eos_ids] + np.abs(logits[:, eos_ids]) * grow
     if run["suppress_tokens"]:
         logits[:, run["suppress_tokens"]] = -np.inf
-    if run["begin_suppress_tokens"] and T == prompt_len:  # the first new token only
+    if run["begin_suppress_tokens"] and T == prompt_len + (
+        prompt_len == 1 and bos is not None
+    ):  # the first new token, or the one after a forced bos
         logits[:, run["begin_suppress_tokens"]] = -np.inf
     return logits
 
@@ -278,6 +329,11 @@ PROCESSOR_DEFAULTS = {
         "min_new_tokens",
         "suppress_tokens",
         "begin_suppress_tokens",
+        "bad_words_ids",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "remove_invalid_values",
+        "exponential_decay_length_penalty",
     )
 }
 
@@ -289,9 +345,15 @@ def check_processing(run, vocab_size):
         ok, what = _SETTING_TYPES[key]
         if not ok(run[key]):
             raise ValueError(f"{key} must be {what}, got {run[key]!r}")
-    for key in ("suppress_tokens", "begin_suppress_tokens"):
-        for t in run[key] or []:
+    for key in ("suppress_tokens", "begin_suppress_tokens", "forced_eos_token_id"):
+        value = run[key]
+        for t in [] if value is None else value if isinstance(value, (list, tuple)) else [value]:
             token_id(t, key, vocab_size)
+    if run["forced_bos_token_id"] is not None:
+        token_id(run["forced_bos_token_id"], "forced_bos_token_id", vocab_size)
+    for words in run["bad_words_ids"] or []:
+        for t in words:
+            token_id(t, "bad_words_ids", vocab_size)
 
 
 class GenerationMixin:
@@ -357,6 +419,10 @@ class GenerationMixin:
             if eos is None
             else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
         )
+        if run["exponential_decay_length_penalty"] is not None and not eos_ids:
+            raise ValueError(
+                "exponential_decay_length_penalty needs an eos_token_id to make likelier"
+            )
         pad = run["pad_token_id"]
         if pad is None and eos_ids:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)
@@ -384,7 +450,7 @@ class GenerationMixin:
         sequence = ids
         for step in range(steps):
             if processing:
-                last = process_logits(last, sequence, S, run, eos_ids)
+                last = process_logits(last, sequence, S, S + steps, run, eos_ids)
             token = (
                 sample(warp_logits(last, temperature, top_k, top_p), rng)
                 if do_sample

@@ -14,7 +14,7 @@ from test_mpt_properties import CONFIG, tiny_mpt
 import reference
 from reference import mpt_model
 from reference.checkpoint import CheckpointError
-from reference.generation import generation_settings
+from reference.generation import generation_settings, process_logits
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -157,6 +157,17 @@ def test_an_eos_outside_the_vocabulary_is_refused_when_generate_uses_it():
         ({"suppress_tokens": 3}, "suppress_tokens must be a list of token ids or null"),
         ({"suppress_tokens": [3, 50]}, "suppress_tokens 50 is outside the vocabulary"),
         ({"begin_suppress_tokens": [-1]}, "begin_suppress_tokens -1 is outside the vocabulary"),
+        ({"bad_words_ids": [3]}, "bad_words_ids must be a non-empty list of non-empty lists"),
+        ({"bad_words_ids": [[]]}, "bad_words_ids must be a non-empty list of non-empty lists"),
+        ({"bad_words_ids": [[3, 99]]}, "bad_words_ids 99 is outside the vocabulary"),
+        ({"forced_bos_token_id": [1]}, "forced_bos_token_id must be a token id or null"),
+        ({"forced_eos_token_id": [1, 50]}, "forced_eos_token_id 50 is outside the vocabulary"),
+        ({"remove_invalid_values": 1}, "remove_invalid_values must be true or false"),
+        ({"exponential_decay_length_penalty": [1]}, r"must be \[start, factor\]"),
+        (
+            {"exponential_decay_length_penalty": (1, 1.5), "eos_token_id": None},
+            "exponential_decay_length_penalty needs an eos_token_id",
+        ),
     ],
 )
 def test_bad_logits_processing_arguments_are_refused_by_name(argument, message):
@@ -183,3 +194,27 @@ def test_an_unknown_setting_is_a_type_error_naming_it():
         tiny_mpt().generate(PROMPT, eos_id=3)
     with pytest.raises(TypeError, match=r"\['num_beams'\]: transformers settings not implemented"):
         tiny_mpt().generate(PROMPT, num_beams=2)
+
+
+def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them():
+    free = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6)
+    a, b = int(free[0, 4]), int(free[0, 5])  # row 0's first two new tokens
+    # a one-token bad word is never made; an eos id alone is not a bad word (it is dropped)
+    got = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6, bad_words_ids=[[a]])
+    assert a not in got[:, 4:].tolist()[0] + got[:, 4:].tolist()[1]
+    kept = tiny_mpt(seed=SEED).generate(
+        PROMPT, max_new_tokens=6, bad_words_ids=[[a]], eos_token_id=a, pad_token_id=0
+    )
+    assert kept[0, 4] == a
+    # a two-token bad word: its second token only after its first
+    pair = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6, bad_words_ids=[[a, b]])
+    assert pair[0, 4] == a and pair[0, 5] != b
+    # the last new token is the forced eos
+    forced = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6, forced_eos_token_id=[3, 9])
+    assert set(forced[:, -1].tolist()) <= {3, 9} and (forced[:, 4:-1] == free[:, 4:-1]).all()
+    # NaN and inf scores become finite before the argmax
+    logits = np.array([[np.nan, np.inf, -np.inf, 1.0]], np.float32)
+    run = {**generation_settings({}), "remove_invalid_values": True}
+    cleaned = process_logits(logits, np.zeros((1, 2), np.int64), 2, 4, run, [])
+    big = np.finfo(np.float32).max
+    np.testing.assert_array_equal(cleaned, [[0.0, big, -big, 1.0]])

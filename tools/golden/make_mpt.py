@@ -248,14 +248,14 @@ def generate(runner, out_root: Path, only=None):
                 S = inputs["input_ids"].shape[1]
 
                 def token(e):  # "row-R-token-I": the I-th new token of row R in greedy decoding
+                    if isinstance(e, list):
+                        return [token(x) for x in e]
                     if isinstance(e, str) and e.startswith("row-"):
                         _, r, _, i = e.split("-")
                         return int(free[int(r), S + int(i)])
                     return e
 
-                file = {
-                    k: [token(e) for e in v] if isinstance(v, list) else v for k, v in file.items()
-                }
+                file = {k: token(v) for k, v in file.items()}
                 (Path(tmp) / "generation_config.json").write_text(json.dumps(file, indent=2))
                 model = runner.reload(spec, tmp)
                 meta["options"] = {"generate": gen, "generation_config": file}

@@ -462,6 +462,65 @@ def cases():
             ),
         )
     )
+    out.append(
+        case(
+            "generate-bad-words-forced-eos",
+            "causal-lm",
+            "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
+            " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
+            " generation_config.json",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    bad_words_ids=[["row-0-token-0"], ["row-1-token-0", "row-1-token-1"]],
+                    forced_eos_token_id=["row-0-token-3"],
+                    remove_invalid_values=True,
+                    max_new_tokens=6,
+                ),
+            ),
+        )
+    )
+    out.append(
+        case(
+            "generate-length-penalty-decay",
+            "causal-lm",
+            "exponential_decay_length_penalty [1, 3.0]: the eos score (row 1's fourth greedy"
+            " token) grows after the second new token, from generation_config.json",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    exponential_decay_length_penalty=[1, 3.0],
+                    eos_token_id=["row-1-token-3"],
+                    pad_token_id=0,
+                    max_new_tokens=8,
+                ),
+            ),
+        )
+    )
+    one = ids(2, 1)
+    out.append(
+        case(
+            "generate-forced-bos",
+            "causal-lm",
+            "forced_bos_token_id 7 after one-token prompts, and begin_suppress_tokens then"
+            " applying to the token after it (row 0's second greedy token), from"
+            " generation_config.json",
+            dict(input_ids=one, attention_mask=np.ones_like(one)),
+            config=dict(pad_token_id=0),
+            options=dict(
+                generate={},
+                generation_config=dict(
+                    forced_bos_token_id=7,
+                    begin_suppress_tokens=["row-0-token-1"],
+                    max_new_tokens=5,
+                ),
+            ),
+        )
+    )
     out.extend(mosaic_cases(rng))
     return out
 
