@@ -352,105 +352,66 @@ def cases():
             options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0")),
         )
     )
-    out.append(
-        case(
-            "generate-generation-config",
+    def from_file(name, purpose, file, inputs=None, config=None, generate=None):
+        """generate() on the left-padded batch with the checkpoint's generation_config.json
+        ``file`` ("row-R-token-I": that greedy token, filled in by make_mpt.py)."""
+        return case(
+            name,
             "causal-lm",
+            purpose,
+            inputs or dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0, **(config or {})),
+            options=dict(generate=generate or {}, generation_config=file),
+        )
+
+    one = ids(2, 1)
+    out += [
+        from_file(
+            "generate-generation-config",
             "generate() with no settings passed: eos ids (a list, one that row 0 emits early), pad"
             " and max_new_tokens (over max_length) come from the checkpoint's"
             " generation_config.json",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    eos_token_id=[63, "row-0-token-2"],
-                    pad_token_id=5,
-                    max_new_tokens=7,
-                    max_length=9,
-                ),
-            ),
-        )
-    )
-    out.append(
-        case(
+            dict(eos_token_id=[63, "row-0-token-2"], pad_token_id=5, max_new_tokens=7, max_length=9),
+        ),
+        from_file(
             "generate-generation-config-derived",
-            "causal-lm",
             "a generation_config.json marked _from_model_config is ignored when config.json sets a"
             " generation parameter (max_length 10): 4 new tokens, no eos",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0, max_length=10),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    _from_model_config=True,
-                    eos_token_id=[63, "row-0-token-2"],
-                    max_new_tokens=3,
-                ),
-            ),
-        )
-    )
-    out.append(
-        case(
+            dict(_from_model_config=True, eos_token_id=[63, "row-0-token-2"], max_new_tokens=3),
+            config=dict(max_length=10),
+        ),
+        from_file(
             "generate-generation-config-marked-derived",
-            "causal-lm",
             "a generation_config.json marked _from_model_config is used as it is when config.json"
             " sets no generation parameter: its eos ids and max_new_tokens 6 apply",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    _from_model_config=True,
-                    eos_token_id=["row-0-token-2"],
-                    max_new_tokens=6,
-                ),
-            ),
-        )
-    )
-    out.append(
-        case(
+            dict(_from_model_config=True, eos_token_id=["row-0-token-2"], max_new_tokens=6),
+        ),
+        from_file(
             "generate-penalties",
-            "causal-lm",
             "logits processors from generation_config.json: repetition_penalty 1.5 over prompt"
             " (padding included) and new tokens, no_repeat_ngram_size 2, min_new_tokens 3 holding"
             " back an eos that row 0 would emit third",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    repetition_penalty=1.5,
-                    no_repeat_ngram_size=2,
-                    min_new_tokens=3,
-                    eos_token_id=["row-0-token-2"],
-                    max_new_tokens=8,
-                ),
+            dict(
+                repetition_penalty=1.5,
+                no_repeat_ngram_size=2,
+                min_new_tokens=3,
+                eos_token_id=["row-0-token-2"],
+                max_new_tokens=8,
             ),
-        )
-    )
-    out.append(
-        case(
+        ),
+        from_file(
             "generate-suppress-tokens",
-            "causal-lm",
             "suppress_tokens (row 0's first greedy token, never), begin_suppress_tokens (row 1's,"
             " at the first step) and min_length 9 (prompt 6 + 3) holding back row 1's second"
             " token as eos, from generation_config.json",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    suppress_tokens=["row-0-token-0"],
-                    begin_suppress_tokens=["row-1-token-0"],
-                    min_length=9,
-                    eos_token_id=["row-1-token-1"],
-                    max_new_tokens=6,
-                ),
+            dict(
+                suppress_tokens=["row-0-token-0"],
+                begin_suppress_tokens=["row-1-token-0"],
+                min_length=9,
+                eos_token_id=["row-1-token-1"],
+                max_new_tokens=6,
             ),
-        )
-    )
-    out.append(
+        ),
         case(
             "generate-repetition-penalty-argument",
             "causal-lm",
@@ -460,67 +421,39 @@ def cases():
             options=dict(
                 generate=dict(max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=3)
             ),
-        )
-    )
-    out.append(
-        case(
+        ),
+        from_file(
             "generate-bad-words-forced-eos",
-            "causal-lm",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
             " generation_config.json",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    bad_words_ids=[["row-0-token-0"], ["row-1-token-0", "row-1-token-1"]],
-                    forced_eos_token_id=["row-0-token-3"],
-                    remove_invalid_values=True,
-                    max_new_tokens=6,
-                ),
+            dict(
+                bad_words_ids=[["row-0-token-0"], ["row-1-token-0", "row-1-token-1"]],
+                forced_eos_token_id=["row-0-token-3"],
+                remove_invalid_values=True,
+                max_new_tokens=6,
             ),
-        )
-    )
-    out.append(
-        case(
+        ),
+        from_file(
             "generate-length-penalty-decay",
-            "causal-lm",
             "exponential_decay_length_penalty [1, 3.0]: the eos score (row 1's fourth greedy"
             " token) grows after the second new token, from generation_config.json",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    exponential_decay_length_penalty=[1, 3.0],
-                    eos_token_id=["row-1-token-3"],
-                    pad_token_id=0,
-                    max_new_tokens=8,
-                ),
+            dict(
+                exponential_decay_length_penalty=[1, 3.0],
+                eos_token_id=["row-1-token-3"],
+                pad_token_id=0,
+                max_new_tokens=8,
             ),
-        )
-    )
-    one = ids(2, 1)
-    out.append(
-        case(
+        ),
+        from_file(
             "generate-forced-bos",
-            "causal-lm",
             "forced_bos_token_id 7 after one-token prompts, and begin_suppress_tokens then"
             " applying to the token after it (row 0's second greedy token), from"
             " generation_config.json",
-            dict(input_ids=one, attention_mask=np.ones_like(one)),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate={},
-                generation_config=dict(
-                    forced_bos_token_id=7,
-                    begin_suppress_tokens=["row-0-token-1"],
-                    max_new_tokens=5,
-                ),
-            ),
-        )
-    )
+            dict(forced_bos_token_id=7, begin_suppress_tokens=["row-0-token-1"], max_new_tokens=5),
+            inputs=dict(input_ids=one, attention_mask=np.ones_like(one)),
+        ),
+    ]
     out.extend(mosaic_cases(rng))
     return out
 
