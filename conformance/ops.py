@@ -8,6 +8,9 @@ An implementation exposes ops through an ``ops`` mapping (name -> callable):
 * ``alibi_bias(n_heads, key_len) -> [H, 1, K]`` (MPT, alibi_bias_max 8)
 * ``low_precision_layer_norm(x [N, C], weight [C], bias [C] or None, eps, precision) -> [N, C]``
   with precision None, "bf16" or "fp16", returning float32 values on that grid
+* ``logits_warper(scores [B, V] float32, temperature, top_k, top_p, typical_p, epsilon_cutoff,
+  eta_cutoff) -> [B, V]``: generate()'s sampling filters in transformers' order, removed tokens at
+  -inf (judged exactly: the same tokens removed; the rest within the case's tolerance)
 
 A missing op is a skip, never a pass.
 """
@@ -60,6 +63,26 @@ def check_op_case(impl, case):
         elif case.meta["op"] == "alibi_bias":
             got = np.asarray(op(int(name.split(".")[1]), int(inputs["key_len"])))
             c = compare(name, got, expected, 0.0, 1e-6)
+            if not c.ok:
+                return False, c.describe(), c.max_abs
+            worst = max(worst, c.max_abs)
+        elif case.meta["op"] == "logits_warper":
+            settings = case.meta["settings"][int(name.split(".")[1])]
+            got = np.asarray(op(inputs["scores"], **settings), np.float64)
+            removed, upstream = np.isneginf(got), np.isneginf(expected)
+            if not np.array_equal(removed, upstream):
+                row, col = np.argwhere(removed != upstream)[0]
+                return (
+                    False,
+                    (
+                        f"{name} ({settings}): token {col} of row {row} is"
+                        f" {'removed' if removed[row, col] else 'kept'}, upstream"
+                        f" {'removed' if upstream[row, col] else 'kept'} it"
+                    ),
+                    float("inf"),
+                )
+            tol = case.tolerance["fp32"]
+            c = compare(name, got[~removed], expected[~upstream], tol["atol"], tol["rtol"])
             if not c.ok:
                 return False, c.describe(), c.max_abs
             worst = max(worst, c.max_abs)

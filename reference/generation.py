@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from .inputs import as_float, as_ids, is_integer, is_number
-from .ops import softmax
+from .ops import log_softmax, softmax
 
 HF_DEFAULT_MAX_LENGTH = (
     20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
@@ -43,7 +43,12 @@ APPLIED_SETTINGS = {
     "forced_eos_token_id": None,
     "remove_invalid_values": False,
     "exponential_decay_length_penalty": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
 }
+# the settings warp_logits takes, applied when sampling
+WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 # Settings that change the tokens transformers' generate() picks but that this module does not
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
@@ -51,9 +56,6 @@ NOT_APPLIED_SETTINGS = {
     "max_time": None,
     "num_beams": 1,
     "penalty_alpha": None,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
     "encoder_repetition_penalty": 1.0,
     "force_words_ids": None,
     "constraints": None,
@@ -127,6 +129,9 @@ _SETTING_TYPES = {
     "temperature": (is_number, "a number"),
     "top_k": (_count, "a non-negative integer"),
     "top_p": (is_number, "a number"),
+    "typical_p": (is_number, "a number"),
+    "epsilon_cutoff": (is_number, "a number"),
+    "eta_cutoff": (is_number, "a number"),
     "eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
@@ -213,8 +218,17 @@ def initial_attention_mask(input_ids, pad_token_id, eos_token_ids):  # [B, S] ->
     return np.ones_like(input_ids)
 
 
-def warp_logits(logits, temperature, top_k, top_p):  # [B, V] -> [B, V]
-    """HF's sampling warpers, in its order: temperature, then top-k, then top-p (nucleus)."""
+def _entropy(logp):  # [B, V] log-probabilities -> [B, 1]
+    with np.errstate(invalid="ignore"):  # -inf * 0 for removed tokens: left out of the sum
+        return -np.nansum(logp * np.exp(logp), axis=-1, keepdims=True)
+
+
+def warp_logits(
+    logits, temperature=1.0, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0
+):  # [B, V] -> [B, V]
+    """HF's sampling warpers, in its order: temperature, top-k, top-p (nucleus), typical, epsilon,
+    eta. Each is off at its default (top_k 0 or None, top_p and typical_p 1, the cutoffs 0); a
+    token they remove gets -inf, and the most likely token is always kept."""
     logits = logits.astype(np.float64)
     if temperature != 1.0:
         logits = logits / temperature
@@ -230,6 +244,28 @@ def warp_logits(logits, temperature, top_k, top_p):  # [B, V] -> [B, V]
         remove = np.zeros_like(remove_sorted)
         np.put_along_axis(remove, order, remove_sorted, axis=-1)
         logits = np.where(remove, -np.inf, logits)
+    if typical_p is not None and typical_p < 1.0:
+        # keep the tokens whose surprisal is nearest the entropy, until their mass reaches
+        # typical_p: the token that crosses it is kept, and any tied with it
+        logp = log_softmax(logits)
+        distance = np.abs(-logp - _entropy(logp))
+        order = np.argsort(distance, axis=-1, kind="stable")
+        sorted_distance = np.take_along_axis(distance, order, axis=-1)
+        mass = np.cumsum(softmax(np.take_along_axis(logits, order, axis=-1)), axis=-1)
+        last = np.minimum((mass < typical_p).sum(axis=-1), logits.shape[-1] - 1)
+        limit = np.take_along_axis(sorted_distance, last[:, None], axis=-1)
+        remove_sorted = sorted_distance > limit
+        remove_sorted[:, 0] = False  # the nearest is always kept
+        remove = np.zeros_like(remove_sorted)
+        np.put_along_axis(remove, order, remove_sorted, axis=-1)
+        logits = np.where(remove, -np.inf, logits)
+    best = logits.max(axis=-1, keepdims=True)
+    if epsilon_cutoff is not None and 0.0 < epsilon_cutoff < 1.0:  # drop probabilities below it
+        logits = np.where((softmax(logits) < epsilon_cutoff) & (logits < best), -np.inf, logits)
+    if eta_cutoff is not None and 0.0 < eta_cutoff < 1.0:  # a cutoff that shrinks with entropy
+        logp = log_softmax(logits)
+        eta = np.minimum(eta_cutoff, np.sqrt(eta_cutoff) * np.exp(-_entropy(logp)))
+        logits = np.where((np.exp(logp) < eta) & (logits < best), -np.inf, logits)
     return logits
 
 
@@ -302,8 +338,12 @@ def token_id(value, name, vocab_size):
     return int(value)
 
 
-def check_sampling(do_sample, temperature, top_k, top_p, seed):
-    """The types and ranges generate() accepts for its decoding options."""
+def check_sampling(run, seed):
+    """The types and ranges generate() accepts for its decoding options (``run``: the settings
+    of the call)."""
+    do_sample, temperature, top_k, top_p = (
+        run[k] for k in ("do_sample", "temperature", "top_k", "top_p")
+    )
     if not isinstance(do_sample, (bool, np.bool_)):
         raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
     if seed is not None and (not is_integer(seed) or seed < 0):
@@ -316,8 +356,12 @@ def check_sampling(do_sample, temperature, top_k, top_p, seed):
         raise ValueError(
             f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}"
         )
-    if top_p is not None and (not is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"sampling needs top_p in (0, 1], got {top_p!r}")
+    for key in ("top_p", "typical_p"):
+        if run[key] is not None and (not is_number(run[key]) or not 0 < run[key] <= 1):
+            raise ValueError(f"sampling needs {key} in (0, 1], got {run[key]!r}")
+    for key in ("epsilon_cutoff", "eta_cutoff"):
+        if run[key] is not None and (not is_number(run[key]) or not 0 <= run[key] < 1):
+            raise ValueError(f"sampling needs {key} in [0, 1) (0: off), got {run[key]!r}")
 
 
 PROCESSOR_DEFAULTS = {
@@ -429,10 +473,8 @@ class GenerationMixin:
         if pad is not None:  # a finished row feeds pad back in, so it must be a real token
             pad = token_id(pad, "pad_token_id", V)
         steps = self._steps(S, run["max_new_tokens"], run["max_length"])
-        do_sample, temperature, top_k, top_p = (
-            run[k] for k in ("do_sample", "temperature", "top_k", "top_p")
-        )
-        check_sampling(do_sample, temperature, top_k, top_p, seed)
+        check_sampling(run, seed)
+        warpers = {k: run[k] for k in WARPER_SETTINGS}
         mask = (
             initial_attention_mask(ids, pad, eos_ids)
             if attention_mask is None
@@ -452,9 +494,7 @@ class GenerationMixin:
             if processing:
                 last = process_logits(last, sequence, S, S + steps, run, eos_ids)
             token = (
-                sample(warp_logits(last, temperature, top_k, top_p), rng)
-                if do_sample
-                else last.argmax(-1)
+                sample(warp_logits(last, **warpers), rng) if run["do_sample"] else last.argmax(-1)
             )
             if eos_ids:
                 token = np.where(unfinished, token, pad)

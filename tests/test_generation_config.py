@@ -12,9 +12,11 @@ import pytest
 from test_mpt_properties import CONFIG, tiny_mpt
 
 import reference
+from conformance.golden import iter_cases
+from conformance.ops import check_op_case
 from reference import mpt_model
 from reference.checkpoint import CheckpointError
-from reference.generation import generation_settings, process_logits
+from reference.generation import generation_settings, process_logits, warp_logits
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -81,8 +83,8 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"num_beams": 2, "typical_p": 0.5, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'num_beams': 2, 'typical_p': 0.5"):
+    model = with_settings({"num_beams": 2, "guidance_scale": 1.5, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'num_beams': 2, 'guidance_scale': 1.5"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -218,3 +220,48 @@ def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them(
     cleaned = process_logits(logits, np.zeros((1, 2), np.int64), 2, 4, run, [])
     big = np.finfo(np.float32).max
     np.testing.assert_array_equal(cleaned, [[0.0, big, -big, 1.0]])
+
+
+def warper_port(warp):
+    """A port exposing ``warp`` as its logits_warper op."""
+    return type("Port", (), {"ops": {"logits_warper": warp}})()
+
+
+def last_temperature(scores, temperature=1.0, **rest):  # the filters, then the temperature
+    return warp_logits(scores, **rest) / temperature
+
+
+def exactly_k(scores, top_k=0, **rest):  # top-k keeping k tokens, ties cut by position
+    out = warp_logits(scores, **rest)
+    if top_k:
+        cut = np.argsort(-out, axis=-1, kind="stable")[:, top_k:]
+        np.put_along_axis(out, cut, -np.inf, axis=-1)
+    return out
+
+
+def no_cutoffs(scores, epsilon_cutoff=0.0, eta_cutoff=0.0, **rest):  # epsilon and eta ignored
+    return warp_logits(scores, **rest)
+
+
+def test_the_warper_op_case_passes_the_reference_and_fails_ports_with_a_sampling_mistake():
+    """mpt/hf/op-logits-warpers holds transformers' own warpers on fixed scores: the reference
+    passes it, and ports with plausible mistakes fail it, naming the token they keep or drop."""
+    case = next(c for c in iter_cases(tier="op") if c.id == "mpt/hf/op-logits-warpers")
+    ok, message, worst = check_op_case(warper_port(warp_logits), case)
+    assert ok and worst < 1e-6, message
+    for mistake in (last_temperature, exactly_k, no_cutoffs):
+        ok, message, _ = check_op_case(warper_port(mistake), case)
+        assert not ok and "upstream" in message, (mistake.__name__, message)
+
+
+def test_sampling_with_a_cutoff_that_leaves_one_token_is_greedy_decoding():
+    greedy = tiny_mpt(seed=SEED).generate(PROMPT, max_new_tokens=6)
+    for cutoff in ({"epsilon_cutoff": 0.999}, {"top_p": 1e-9}, {"typical_p": 1e-9, "top_k": 1}):
+        sampled = tiny_mpt(seed=SEED).generate(
+            PROMPT, max_new_tokens=6, do_sample=True, seed=5, **cutoff
+        )
+        np.testing.assert_array_equal(sampled, greedy, err_msg=str(cutoff))
+    with pytest.raises(ValueError, match=r"sampling needs eta_cutoff in \[0, 1\) \(0: off\)"):
+        tiny_mpt().generate(PROMPT, do_sample=True, eta_cutoff=1.0)
+    with pytest.raises(ValueError, match=r"sampling needs typical_p in \(0, 1\]"):
+        tiny_mpt().generate(PROMPT, do_sample=True, typical_p=0)

@@ -8,6 +8,7 @@ import platform
 import reference
 from conformance.golden import split_past  # noqa: F401  (re-exported: tests import it from here)
 from reference.backends import get_backend
+from reference.generation import warp_logits
 from reference.mpnet import relative_position_bucket
 from reference.mpt import alibi_bias, alibi_slopes
 from reference.precision import low_precision_layer_norm
@@ -23,6 +24,7 @@ class ReferenceImplementation:
             "relative_position_bucket": relative_position_bucket,
             "alibi_bias": lambda n_heads, key_len: alibi_bias(alibi_slopes(n_heads), key_len),
             "low_precision_layer_norm": low_precision_layer_norm,
+            "logits_warper": warp_logits,
         }
 
     def check_available(self):

@@ -370,32 +370,30 @@ def write_low_precision_layer_norm(out_root: Path):
     print(f"{case_id}: {len(outputs)} outputs")
 
 
-def write_alibi_op(out_root: Path):
-    """Op golden: HF 4.37.2's build_mpt_alibi_tensor for 1..64 heads over 8 positions
-    (alibi_bias_max 8)."""
+def write_op_case(out_root: Path, case_id, op, purpose, inputs, outputs, tolerance, **extra):
+    """One op-tier case directory: inputs and outputs files, and case.json naming transformers
+    4.37.2 on torch as the source."""
     import json
 
     import torch
-    from transformers.models.mpt.modeling_mpt import build_mpt_alibi_tensor
 
     from common import write_tensors
 
-    outputs = {f"alibi.{n}": build_mpt_alibi_tensor(n, 8).numpy() for n in range(1, 65)}
-    case_id = "mpt/hf/op-alibi"
     case_dir = out_root / case_id
     case_dir.mkdir(parents=True, exist_ok=True)
-    write_tensors(case_dir / "inputs.safetensors", {"key_len": np.array(8, np.int64)})
+    write_tensors(case_dir / "inputs.safetensors", inputs)
     write_tensors(case_dir / "outputs.safetensors", outputs)
     meta = {
         "id": case_id,
         "family": "mpt",
         "tier": "op",
-        "op": "alibi_bias",
+        "op": op,
         "profile": "hf",
-        "purpose": "the ALiBi tensor [H, 1, K] = slope_h * (j - (K - 1)) for H = 1..64, K = 8",
-        "inputs": ["key_len"],
+        "purpose": purpose,
+        **extra,
+        "inputs": sorted(inputs),
         "outputs": sorted(outputs),
-        "tolerance": {"fp32": {"atol": 0, "rtol": 1e-6}},
+        "tolerance": {"fp32": tolerance},
         "provenance": {
             "library": "transformers",
             "version": "4.37.2",
@@ -406,6 +404,69 @@ def write_alibi_op(out_root: Path):
     }
     (case_dir / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{case_id}: {len(outputs)} outputs")
+
+
+def write_alibi_op(out_root: Path):
+    """Op golden: HF 4.37.2's build_mpt_alibi_tensor for 1..64 heads over 8 positions
+    (alibi_bias_max 8)."""
+    from transformers.models.mpt.modeling_mpt import build_mpt_alibi_tensor
+
+    write_op_case(
+        out_root,
+        "mpt/hf/op-alibi",
+        "alibi_bias",
+        "the ALiBi tensor [H, 1, K] = slope_h * (j - (K - 1)) for H = 1..64, K = 8",
+        {"key_len": np.array(8, np.int64)},
+        {f"alibi.{n}": build_mpt_alibi_tensor(n, 8).numpy() for n in range(1, 65)},
+        {"atol": 0, "rtol": 1e-6},
+    )
+
+
+# Sampling settings for the warper op case, each run through generate()'s own choice of warpers
+WARPER_SETTINGS = [
+    dict(temperature=0.7),
+    dict(top_k=5),
+    dict(top_p=0.8),
+    dict(typical_p=0.6),
+    dict(epsilon_cutoff=0.03),
+    dict(eta_cutoff=0.05),
+    dict(temperature=1.5, top_p=0.3),
+    dict(temperature=0.8, top_k=20, top_p=0.9, typical_p=0.9, epsilon_cutoff=0.01, eta_cutoff=0.02),
+]
+
+
+def write_warpers_op(out_root: Path):
+    """Op golden: the sampling warpers transformers 4.37.2's generate() builds for each of
+    WARPER_SETTINGS (GenerationMixin._get_logits_warper, top_k 0 where a setting leaves it out),
+    applied to float32 scores: random rows, a row of ties, and a row already partly at -inf."""
+    import torch
+    from transformers import GenerationConfig, GenerationMixin
+
+    rng = np.random.default_rng(11)
+    scores = (2.0 * rng.normal(size=(5, 48))).astype(np.float32)
+    scores[3] = np.round(scores[3] * 2) / 2  # ties
+    scores[4, rng.choice(48, 20, replace=False)] = -np.inf
+    outputs = {}
+    for i, settings in enumerate(WARPER_SETTINGS):
+        config = GenerationConfig(do_sample=True, **{"top_k": 0, **settings})
+        warpers = GenerationMixin._get_logits_warper(None, config)
+        dummy = torch.zeros((5, 1), dtype=torch.long)
+        outputs[f"warped.{i}"] = warpers(dummy, torch.from_numpy(scores.copy())).numpy()
+    write_op_case(
+        out_root,
+        "mpt/hf/op-logits-warpers",
+        "logits_warper",
+        "generate()'s sampling warpers (temperature, top-k, top-p, typical, epsilon, eta, alone and"
+        " chained in upstream's order) on float32 scores with ties and -inf entries; settings[i]"
+        " gives warped.i",
+        {"scores": scores},
+        outputs,
+        {"atol": 1e-6, "rtol": 1e-6},
+        settings=[{"top_k": 0, **s} for s in WARPER_SETTINGS],
+    )
+
+
+OPS = {"op-alibi": write_alibi_op, "op-logits-warpers": write_warpers_op}
 
 
 def main():
@@ -423,9 +484,12 @@ def main():
     args = parser.parse_args()
     runner = {"hf": HFRunner, "mosaic": MosaicRunner, "mosaic-0.4": Mosaic04Runner}[args.profile]()
     generate(runner, args.out, args.only)
-    if args.profile == "hf" and not args.only:
-        write_low_precision_layer_norm(args.out)
-        write_alibi_op(args.out)
+    if args.profile == "hf":
+        if not args.only:
+            write_low_precision_layer_norm(args.out)
+        for name, write in OPS.items():
+            if not args.only or name in args.only:
+                write(args.out)
         write_manifest(args.out)
 
 
