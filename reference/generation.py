@@ -9,6 +9,7 @@ Axis letters: B batch, S prompt length, V vocabulary.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -46,6 +47,8 @@ APPLIED_SETTINGS = {
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
+    "num_return_sequences": 1,
+    "max_time": None,
 }
 # the settings warp_logits takes, applied when sampling
 WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
@@ -53,7 +56,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
 NOT_APPLIED_SETTINGS = {
-    "max_time": None,
     "num_beams": 1,
     "penalty_alpha": None,
     "encoder_repetition_penalty": 1.0,
@@ -62,7 +64,6 @@ NOT_APPLIED_SETTINGS = {
     "forced_decoder_ids": None,
     "sequence_bias": None,
     "guidance_scale": None,
-    "num_return_sequences": 1,
 }
 # GenerationConfig fields that change nothing here without num_beams > 1 (or an encoder), or that
 # shape only what generate() returns, at their defaults
@@ -132,6 +133,8 @@ _SETTING_TYPES = {
     "typical_p": (is_number, "a number"),
     "epsilon_cutoff": (is_number, "a number"),
     "eta_cutoff": (is_number, "a number"),
+    "num_return_sequences": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
+    "max_time": (lambda v: v is None or is_number(v) and v >= 0, "a non-negative number or null"),
     "eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
@@ -196,6 +199,12 @@ def generation_settings(config_dict, generation_file=None, where="generation_con
     for key, (ok, what) in _SETTING_TYPES.items():
         if not ok(settings[key]):
             raise ValueError(f"{name}: {key} must be {what}, got {settings[key]!r}")
+    n = settings["num_return_sequences"]
+    if n != 1 and not settings["do_sample"] and settings["num_beams"] == 1:  # as upstream refuses
+        raise ValueError(
+            f"{name}: num_return_sequences {n} needs do_sample: greedy decoding gives one sequence"
+            " a prompt"
+        )
     return settings
 
 
@@ -383,9 +392,9 @@ PROCESSOR_DEFAULTS = {
 
 
 def check_processing(run, vocab_size):
-    """The logits-processing settings a generate() call runs with: of the right types, and token
-    ids inside the vocabulary."""
-    for key in PROCESSOR_DEFAULTS:
+    """The logits-processing settings a generate() call runs with, num_return_sequences and
+    max_time: of the right types, and token ids inside the vocabulary."""
+    for key in (*PROCESSOR_DEFAULTS, "num_return_sequences", "max_time"):
         ok, what = _SETTING_TYPES[key]
         if not ok(run[key]):
             raise ValueError(f"{key} must be {what}, got {run[key]!r}")
@@ -410,18 +419,22 @@ class GenerationMixin:
     generation_config: dict | None = None
 
     def generate(self, input_ids, attention_mask=None, *, seed=None, **settings):
-        """Prompt ids [B, S] -> [B, S + new]. Rows that emitted eos are continued with
-        pad_token_id. ``settings`` are the names of APPLIED_SETTINGS (max_new_tokens, max_length,
-        do_sample, temperature, top_k, top_p, eos_token_id, pad_token_id, repetition_penalty,
-        no_repeat_ngram_size, min_length, min_new_tokens, suppress_tokens, begin_suppress_tokens).
-        One left out takes the model's generation setting (the checkpoint's generation_config.json,
-        as transformers reads it; else HF's defaults: 20 tokens in all, greedy); one given, None
-        included, overrides it, as a keyword argument of transformers' generate() does
-        (eos_token_id=None: no eos). max_new_tokens, given or set, wins over max_length. seed: the
-        sampling generator's (numpy's, so not transformers' draws)."""
-        ids = as_ids(input_ids, "input_ids", self.config.vocab_size, ndim=2)
-        new = [t[:, None] for t in self.stream(ids, attention_mask, seed=seed, **settings)]
-        return np.concatenate([ids] + new, axis=1)
+        """Prompt ids [B, S] -> [B * num_return_sequences, S + new]. Rows that emitted eos are
+        continued with pad_token_id. ``settings`` are the names of APPLIED_SETTINGS (lengths, eos
+        and pad, sampling and its warpers, the logits processors, num_return_sequences,
+        max_time). One left out takes the model's generation setting (the checkpoint's
+        generation_config.json, as transformers reads it; else HF's defaults: 20 tokens in all,
+        greedy); one given, None included, overrides it, as a keyword argument of transformers'
+        generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
+        max_length. seed: the sampling generator's (numpy's, so not transformers' draws)."""
+        plan = self._prepare(input_ids, attention_mask, seed, settings)
+        new = [t[:, None] for t in self._decode(**plan)]
+        return np.concatenate([plan["ids"]] + new, axis=1)
+
+    def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
+        """The next token of every row, [B * num_return_sequences], one step at a time, as an
+        iterator (same arguments as generate; bad ones are refused here, before any step)."""
+        return self._decode(**self._prepare(input_ids, attention_mask, seed, settings))
 
     def _resolve_settings(self, **given):
         """The settings a generate() call runs with: those ``given`` over the model's own. Warns
@@ -444,13 +457,14 @@ class GenerationMixin:
             warnings.warn(
                 "generation settings of this checkpoint that generate() does not apply (its tokens"
                 f" can differ from transformers'): {skipped}",
-                stacklevel=3,
+                stacklevel=4,
             )
         return {k: given[k] if k in given else own[k] for k in APPLIED_SETTINGS}
 
-    def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
-        """Yield the next token of every row, [B], one step at a time (same arguments as
-        generate)."""
+    def _prepare(self, input_ids, attention_mask, seed, settings):
+        """Everything a generate() call settles before its first forward pass, checked: the
+        prompt and its mask (repeated num_return_sequences times a row), the settings, eos and pad
+        ids and the number of steps; the keyword arguments of _decode."""
         V = self.config.vocab_size
         ids = as_ids(input_ids, "input_ids", V, ndim=2)
         B, S = ids.shape
@@ -474,12 +488,25 @@ class GenerationMixin:
             pad = token_id(pad, "pad_token_id", V)
         steps = self._steps(S, run["max_new_tokens"], run["max_length"])
         check_sampling(run, seed)
-        warpers = {k: run[k] for k in WARPER_SETTINGS}
         mask = (
             initial_attention_mask(ids, pad, eos_ids)
             if attention_mask is None
             else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64)
         )
+        n = run["num_return_sequences"]
+        if n != 1 and not run["do_sample"]:
+            raise ValueError(
+                f"num_return_sequences {n} needs do_sample: greedy decoding gives one sequence a"
+                " prompt"
+            )
+        ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
+        return dict(ids=ids, mask=mask, run=run, eos_ids=eos_ids, pad=pad, steps=steps, seed=seed)
+
+    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed):
+        """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
+        B, S = ids.shape
+        started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
+        warpers = {k: run[k] for k in WARPER_SETTINGS}
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
         session = self.decode_session(B, S + steps)  # a fast backend's preallocated cache, or None
@@ -504,6 +531,8 @@ class GenerationMixin:
             yield token.astype(np.int64)
             if not unfinished.any() or step == steps - 1:
                 return  # the last token needs no forward pass of its own
+            if run["max_time"] is not None and time.perf_counter() - started > run["max_time"]:
+                return  # out of time: stops after the token that took it past
             if session is not None:
                 last = session.step(token)
             else:  # one token over the cache; the mask grows by one real key

@@ -265,3 +265,41 @@ def test_sampling_with_a_cutoff_that_leaves_one_token_is_greedy_decoding():
         tiny_mpt().generate(PROMPT, do_sample=True, eta_cutoff=1.0)
     with pytest.raises(ValueError, match=r"sampling needs typical_p in \(0, 1\]"):
         tiny_mpt().generate(PROMPT, do_sample=True, typical_p=0)
+
+
+def test_num_return_sequences_repeats_each_prompt_for_sampling_and_needs_it():
+    model = tiny_mpt(seed=SEED)
+    out = model.generate(PROMPT, max_new_tokens=5, do_sample=True, seed=2, num_return_sequences=3)
+    assert out.shape == (6, 9)
+    np.testing.assert_array_equal(out[:, :4], np.repeat(PROMPT, 3, axis=0))  # row by row
+    # top_k 1 leaves one token to draw: every copy is the greedy continuation
+    one = model.generate(
+        PROMPT, max_new_tokens=5, do_sample=True, top_k=1, seed=2, num_return_sequences=2
+    )
+    np.testing.assert_array_equal(
+        one, np.repeat(model.generate(PROMPT, max_new_tokens=5), 2, axis=0)
+    )
+    assert [
+        len(t)
+        for t in model.stream(PROMPT, max_new_tokens=2, do_sample=True, num_return_sequences=2)
+    ] == [4, 4]
+    with pytest.raises(ValueError, match="num_return_sequences 2 needs do_sample"):
+        model.generate(PROMPT, num_return_sequences=2)
+    with pytest.raises(ValueError, match="num_return_sequences must be a positive integer"):
+        model.generate(PROMPT, do_sample=True, num_return_sequences=0)
+    with pytest.raises(ValueError, match="generation_config.json: num_return_sequences 2 needs"):
+        generation_settings({}, {"num_return_sequences": 2})
+    assert (
+        generation_settings({}, {"num_return_sequences": 2, "do_sample": True})[
+            "num_return_sequences"
+        ]
+        == 2
+    )
+
+
+def test_max_time_stops_after_the_token_that_passes_it():
+    model = tiny_mpt(seed=SEED)
+    assert model.generate(PROMPT, max_new_tokens=6, max_time=0.0).shape == (2, 5)
+    assert model.generate(PROMPT, max_new_tokens=6, max_time=60.0).shape == (2, 10)
+    with pytest.raises(ValueError, match="max_time must be a non-negative number or null"):
+        model.generate(PROMPT, max_time=-1)

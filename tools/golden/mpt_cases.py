@@ -422,6 +422,24 @@ def cases():
                 generate=dict(max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=3)
             ),
         ),
+        case(
+            "generate-max-time",
+            "causal-lm",
+            "max_time 1e-9 s: generation stops after the first new token (the time is checked"
+            " after each token)",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(generate=dict(max_new_tokens=8, max_time=1e-9)),
+        ),
+        case(
+            "generate-num-return-sequences-greedy",
+            "causal-lm",
+            "num_return_sequences 2 without sampling: upstream refuses (greedy decoding gives one"
+            " sequence a prompt)",
+            dict(input_ids=x, attention_mask=mask),
+            config=dict(pad_token_id=0),
+            options=dict(generate=dict(max_new_tokens=4, num_return_sequences=2)),
+        ),
         from_file(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
