@@ -352,41 +352,45 @@ def cases():
             options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0")),
         )
     )
-    def from_file(name, purpose, file, inputs=None, config=None, generate=None):
-        """generate() on the left-padded batch with the checkpoint's generation_config.json
-        ``file`` ("row-R-token-I": that greedy token, filled in by make_mpt.py)."""
+    def generating(name, purpose, file=None, inputs=None, config=None, generate=None):
+        """generate() on the left-padded batch with keyword arguments ``generate`` and, where
+        given, the checkpoint's generation_config.json ``file`` ("row-R-token-I": that greedy
+        token, filled in by make_mpt.py)."""
+        options = dict(generate=generate or {})
+        if file is not None:
+            options["generation_config"] = file
         return case(
             name,
             "causal-lm",
             purpose,
             inputs or dict(input_ids=x, attention_mask=mask),
             config=dict(pad_token_id=0, **(config or {})),
-            options=dict(generate=generate or {}, generation_config=file),
+            options=options,
         )
 
     one = ids(2, 1)
     out += [
-        from_file(
+        generating(
             "generate-generation-config",
             "generate() with no settings passed: eos ids (a list, one that row 0 emits early), pad"
             " and max_new_tokens (over max_length) come from the checkpoint's"
             " generation_config.json",
             dict(eos_token_id=[63, "row-0-token-2"], pad_token_id=5, max_new_tokens=7, max_length=9),
         ),
-        from_file(
+        generating(
             "generate-generation-config-derived",
             "a generation_config.json marked _from_model_config is ignored when config.json sets a"
             " generation parameter (max_length 10): 4 new tokens, no eos",
             dict(_from_model_config=True, eos_token_id=[63, "row-0-token-2"], max_new_tokens=3),
             config=dict(max_length=10),
         ),
-        from_file(
+        generating(
             "generate-generation-config-marked-derived",
             "a generation_config.json marked _from_model_config is used as it is when config.json"
             " sets no generation parameter: its eos ids and max_new_tokens 6 apply",
             dict(_from_model_config=True, eos_token_id=["row-0-token-2"], max_new_tokens=6),
         ),
-        from_file(
+        generating(
             "generate-penalties",
             "logits processors from generation_config.json: repetition_penalty 1.5 over prompt"
             " (padding included) and new tokens, no_repeat_ngram_size 2, min_new_tokens 3 holding"
@@ -399,7 +403,7 @@ def cases():
                 max_new_tokens=8,
             ),
         ),
-        from_file(
+        generating(
             "generate-suppress-tokens",
             "suppress_tokens (row 0's first greedy token, never), begin_suppress_tokens (row 1's,"
             " at the first step) and min_length 9 (prompt 6 + 3) holding back row 1's second"
@@ -412,35 +416,24 @@ def cases():
                 max_new_tokens=6,
             ),
         ),
-        case(
+        generating(
             "generate-repetition-penalty-argument",
-            "causal-lm",
             "repetition_penalty 1.2 and no_repeat_ngram_size 3 passed to generate() itself",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(
-                generate=dict(max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=3)
-            ),
+            generate=dict(max_new_tokens=8, repetition_penalty=1.2, no_repeat_ngram_size=3),
         ),
-        case(
+        generating(
             "generate-max-time",
-            "causal-lm",
             "max_time 1e-9 s: generation stops after the first new token (the time is checked"
             " after each token)",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(generate=dict(max_new_tokens=8, max_time=1e-9)),
+            generate=dict(max_new_tokens=8, max_time=1e-9),
         ),
-        case(
+        generating(
             "generate-num-return-sequences-greedy",
-            "causal-lm",
             "num_return_sequences 2 without sampling: upstream refuses (greedy decoding gives one"
             " sequence a prompt)",
-            dict(input_ids=x, attention_mask=mask),
-            config=dict(pad_token_id=0),
-            options=dict(generate=dict(max_new_tokens=4, num_return_sequences=2)),
+            generate=dict(max_new_tokens=4, num_return_sequences=2),
         ),
-        from_file(
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
@@ -452,7 +445,7 @@ def cases():
                 max_new_tokens=6,
             ),
         ),
-        from_file(
+        generating(
             "generate-length-penalty-decay",
             "exponential_decay_length_penalty [1, 3.0]: the eos score (row 1's fourth greedy"
             " token) grows after the second new token, from generation_config.json",
@@ -463,7 +456,7 @@ def cases():
                 max_new_tokens=8,
             ),
         ),
-        from_file(
+        generating(
             "generate-forced-bos",
             "forced_bos_token_id 7 after one-token prompts, and begin_suppress_tokens then"
             " applying to the token after it (row 0's second greedy token), from"
