@@ -261,6 +261,8 @@ def test_mpt_calls_raise_only_documented_errors(key, changes, past):
         assert out.logits.shape[0] == B
 
 
+TOKEN_LISTS = st.lists(st.integers(0, 49), max_size=3)
+BAD_TOKEN_LISTS = st.lists(st.one_of(st.integers(-3, 60), scalars), max_size=3)
 GENERATE_ARGS = st.fixed_dictionaries(
     {},
     optional={
@@ -277,6 +279,30 @@ GENERATE_ARGS = st.fixed_dictionaries(
             st.one_of(st.integers(-3, 60), st.lists(st.integers(-3, 60), max_size=3), scalars),
         ),
         "pad_token_id": mostly(st.integers(0, 49), st.one_of(st.integers(-3, 60), scalars)),
+        "repetition_penalty": mostly(st.floats(0.5, 2), st.one_of(st.floats(-1, 3), scalars)),
+        "no_repeat_ngram_size": mostly(st.integers(0, 4), st.one_of(st.integers(-2, 8), scalars)),
+        "min_length": mostly(st.integers(0, 12), st.one_of(st.integers(-2, 30), scalars)),
+        "min_new_tokens": mostly(st.integers(0, 6), st.one_of(st.integers(-2, 30), scalars)),
+        "suppress_tokens": mostly(TOKEN_LISTS, BAD_TOKEN_LISTS),
+        "begin_suppress_tokens": mostly(TOKEN_LISTS, BAD_TOKEN_LISTS),
+        "bad_words_ids": mostly(
+            st.lists(st.lists(st.integers(0, 49), min_size=1, max_size=3), min_size=1, max_size=3),
+            st.one_of(st.lists(BAD_TOKEN_LISTS, max_size=3), scalars),
+        ),
+        "forced_bos_token_id": mostly(st.integers(0, 49), st.one_of(st.integers(-3, 60), scalars)),
+        "forced_eos_token_id": mostly(
+            st.one_of(st.integers(0, 49), TOKEN_LISTS), st.one_of(BAD_TOKEN_LISTS, scalars)
+        ),
+        "remove_invalid_values": mostly(st.booleans(), scalars),
+        "exponential_decay_length_penalty": mostly(
+            st.tuples(st.integers(0, 5), st.floats(0.5, 3)),
+            st.one_of(st.lists(st.one_of(st.integers(-2, 5), scalars), max_size=3), scalars),
+        ),
+        "typical_p": mostly(st.floats(0.05, 1), st.one_of(st.floats(-1, 2), scalars)),
+        "epsilon_cutoff": mostly(st.floats(0, 0.5), st.one_of(st.floats(-1, 2), scalars)),
+        "eta_cutoff": mostly(st.floats(0, 0.5), st.one_of(st.floats(-1, 2), scalars)),
+        "num_return_sequences": mostly(st.integers(1, 3), st.one_of(st.integers(-1, 4), scalars)),
+        "max_time": mostly(st.none() | st.floats(0, 5), st.one_of(st.floats(-1, 1), scalars)),
     },
 )
 
