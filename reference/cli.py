@@ -309,30 +309,46 @@ def cmd_generate(args):
         repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size,
         min_new_tokens=args.min_new_tokens,
+        num_beams=args.num_beams,
     )
     options = dict(
         max_new_tokens=new,
         seed=args.seed,
+        num_return_sequences=1,  # one text is printed, whatever the checkpoint asks for
         **{name: value for name, value in given.items() if value is not None},
     )
-    tokens, prompt = [], ids[0].tolist()
+    prompt = ids[0].tolist()
+    beams = options.get("num_beams", model.generation_config["num_beams"])
+    if beams > 1:  # beam search settles its text at the end: nothing to stream
+        tokens = model.generate(ids, **options)[0, len(prompt) :].tolist()
+        if not args.json:
+            print(tok.decode(prompt + tokens))
+    else:
+        tokens = stream_text(model.stream(ids, **options), prompt, tok, new, args.json)
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
+
+
+def stream_text(stream, prompt, tok, new, quiet):
+    """The tokens of a one-row generate() stream; on the way, the prompt and each new piece of text
+    as it comes (quiet: a progress bar on stderr instead)."""
+    tokens = []
     shown = tok.decode(prompt)  # written with the first token, after any note about compiling
-    bar = Progress(new, "generating") if args.json else None  # streamed text is its own progress
-    for token in model.stream(ids, **options):
+    bar = Progress(new, "generating") if quiet else None  # streamed text is its own progress
+    for token in stream:
         tokens.append(int(token[0]))
         if bar:
             bar.update()
-        if not args.json:  # decode prompt + new tokens, print what is new (spacing included)
+        if not quiet:  # decode prompt + new tokens, print what is new (spacing included)
             text = tok.decode(prompt + tokens)
             sys.stdout.write(text if len(tokens) == 1 else text[len(shown) :])
             sys.stdout.flush()
             shown = text
     if bar:
         bar.close()
-    if args.json:
-        print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
-    else:
+    if not quiet:
         sys.stdout.write(("" if tokens else shown) + "\n")  # no new tokens: the prompt alone
+    return tokens
 
 
 def cmd_explain(args):
@@ -464,6 +480,12 @@ def parser():
         "--no-repeat-ngram-size",
         type=int,
         help="no n-gram of this size twice (default: the checkpoint's, else 0: off)",
+    )
+    gen.add_argument(
+        "--num-beams",
+        type=int,
+        help="beam search with this many beams, printed when done (default: the checkpoint's,"
+        " else 1: no beam search)",
     )
     gen.add_argument(
         "--min-new-tokens",

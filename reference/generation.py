@@ -49,6 +49,9 @@ APPLIED_SETTINGS = {
     "eta_cutoff": 0.0,
     "num_return_sequences": 1,
     "max_time": None,
+    "num_beams": 1,
+    "length_penalty": 1.0,
+    "early_stopping": False,
 }
 # the settings warp_logits takes, applied when sampling
 WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
@@ -56,7 +59,8 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
 NOT_APPLIED_SETTINGS = {
-    "num_beams": 1,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
     "penalty_alpha": None,
     "encoder_repetition_penalty": 1.0,
     "force_words_ids": None,
@@ -65,18 +69,14 @@ NOT_APPLIED_SETTINGS = {
     "sequence_bias": None,
     "guidance_scale": None,
 }
-# GenerationConfig fields that change nothing here without num_beams > 1 (or an encoder), or that
-# shape only what generate() returns, at their defaults
-BEAM_AND_OUTPUT_SETTINGS = {
-    "early_stopping": False,
-    "num_beam_groups": 1,
-    "diversity_penalty": 0.0,
-    "length_penalty": 1.0,
+# GenerationConfig fields for encoders, or that shape only what generate() returns, at their
+# defaults
+OUTPUT_AND_ENCODER_SETTINGS = {
     "encoder_no_repeat_ngram_size": 0,
     "output_scores": False,
     "return_dict_in_generate": False,
 }
-SETTING_DEFAULTS = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS, **BEAM_AND_OUTPUT_SETTINGS}
+SETTING_DEFAULTS = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS, **OUTPUT_AND_ENCODER_SETTINGS}
 # The generation parameters a model config can hold (4.37.2's
 # PretrainedConfig._get_generation_defaults). A config.json that sets any of them away from its
 # default makes transformers ignore a generation_config.json marked "_from_model_config" and derive
@@ -135,6 +135,9 @@ _SETTING_TYPES = {
     "eta_cutoff": (is_number, "a number"),
     "num_return_sequences": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
     "max_time": (lambda v: v is None or is_number(v) and v >= 0, "a non-negative number or null"),
+    "num_beams": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
+    "length_penalty": (is_number, "a number"),
+    "early_stopping": (lambda v: v in (True, False, "never"), 'true, false or "never"'),
     "eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
@@ -199,13 +202,24 @@ def generation_settings(config_dict, generation_file=None, where="generation_con
     for key, (ok, what) in _SETTING_TYPES.items():
         if not ok(settings[key]):
             raise ValueError(f"{name}: {key} must be {what}, got {settings[key]!r}")
-    n = settings["num_return_sequences"]
-    if n != 1 and not settings["do_sample"] and settings["num_beams"] == 1:  # as upstream refuses
-        raise ValueError(
-            f"{name}: num_return_sequences {n} needs do_sample: greedy decoding gives one sequence"
-            " a prompt"
-        )
+    problem = sequences_problem(settings)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     return settings
+
+
+def sequences_problem(run):
+    """Why num_return_sequences does not fit the decoding (upstream refuses these too), or None."""
+    n, beams = run["num_return_sequences"], run["num_beams"]
+    if n != 1 and beams == 1 and not run["do_sample"]:
+        return (
+            f"num_return_sequences {n} needs do_sample: greedy decoding gives one sequence a prompt"
+        )
+    if beams > 1 and n > beams:
+        return (
+            f"num_return_sequences {n} is more than num_beams {beams}: beam search keeps that many"
+        )
+    return None
 
 
 def changed_settings(settings, defaults=None):
@@ -373,6 +387,13 @@ def check_sampling(run, seed):
             raise ValueError(f"sampling needs {key} in [0, 1) (0: off), got {run[key]!r}")
 
 
+BEAM_SETTINGS = (
+    "num_return_sequences",
+    "max_time",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+)
 PROCESSOR_DEFAULTS = {
     k: APPLIED_SETTINGS[k]
     for k in (
@@ -392,9 +413,9 @@ PROCESSOR_DEFAULTS = {
 
 
 def check_processing(run, vocab_size):
-    """The logits-processing settings a generate() call runs with, num_return_sequences and
-    max_time: of the right types, and token ids inside the vocabulary."""
-    for key in (*PROCESSOR_DEFAULTS, "num_return_sequences", "max_time"):
+    """The logits-processing and beam settings a generate() call runs with: of the right types,
+    and token ids inside the vocabulary."""
+    for key in (*PROCESSOR_DEFAULTS, *BEAM_SETTINGS):
         ok, what = _SETTING_TYPES[key]
         if not ok(run[key]):
             raise ValueError(f"{key} must be {what}, got {run[key]!r}")
@@ -407,6 +428,44 @@ def check_processing(run, vocab_size):
     for words in run["bad_words_ids"] or []:
         for t in words:
             token_id(t, "bad_words_ids", vocab_size)
+
+
+class BeamPool:
+    """The finished hypotheses of one prompt in beam search: at most ``size``, ranked by their
+    sum of log-probabilities over (new length ** length_penalty); is_done says when no live beam
+    can still get in (transformers' BeamHypotheses, 4.37.2)."""
+
+    def __init__(self, size, length_penalty, early_stopping, max_new):
+        self.size, self.length_penalty = size, length_penalty
+        self.early_stopping, self.max_new = early_stopping, max_new
+        self.hyps, self.worst = [], 1e9  # (score, tokens), the lowest score kept
+
+    def add(self, tokens, sum_logprobs, new_len):
+        score = sum_logprobs / new_len**self.length_penalty
+        if len(self.hyps) < self.size or score > self.worst:
+            self.hyps.append((score, tokens.copy()))
+            if len(self.hyps) > self.size:
+                ranked = sorted((s, i) for i, (s, _) in enumerate(self.hyps))
+                del self.hyps[ranked[0][1]]
+                self.worst = ranked[1][0]
+            else:
+                self.worst = min(score, self.worst)
+
+    def is_done(self, best_sum_logprobs, new_len):
+        """Whether the pool is full and no live beam (the best at ``best_sum_logprobs``, now
+        ``new_len`` tokens past the prompt) can beat its worst: at once with early_stopping
+        True; judged at its length now with False (upstream's heuristic), or at the longest it
+        may grow with "never" and a positive length_penalty."""
+        if len(self.hyps) < self.size:
+            return False
+        if self.early_stopping is True:
+            return True
+        if self.early_stopping == "never" and self.length_penalty > 0.0:
+            new_len = self.max_new
+        return self.worst >= best_sum_logprobs / new_len**self.length_penalty
+
+    def best(self, n):  # the n highest-scored, best first (ties: the one added later first)
+        return sorted(self.hyps, key=lambda h: h[0])[::-1][:n]
 
 
 class GenerationMixin:
@@ -428,13 +487,21 @@ class GenerationMixin:
         generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
         max_length. seed: the sampling generator's (numpy's, so not transformers' draws)."""
         plan = self._prepare(input_ids, attention_mask, seed, settings)
+        if plan["run"]["num_beams"] > 1:
+            return self._beam_search(**plan)
         new = [t[:, None] for t in self._decode(**plan)]
         return np.concatenate([plan["ids"]] + new, axis=1)
 
     def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
         """The next token of every row, [B * num_return_sequences], one step at a time, as an
         iterator (same arguments as generate; bad ones are refused here, before any step)."""
-        return self._decode(**self._prepare(input_ids, attention_mask, seed, settings))
+        plan = self._prepare(input_ids, attention_mask, seed, settings)
+        if plan["run"]["num_beams"] > 1:
+            raise ValueError(
+                "beam search (num_beams > 1) has no token stream: its beams change until the end;"
+                " use generate()"
+            )
+        return self._decode(**plan)
 
     def _resolve_settings(self, **given):
         """The settings a generate() call runs with: those ``given`` over the model's own. Warns
@@ -493,12 +560,15 @@ class GenerationMixin:
             if attention_mask is None
             else as_float(attention_mask, "attention_mask", (B, S), np.float64).astype(np.int64)
         )
-        n = run["num_return_sequences"]
-        if n != 1 and not run["do_sample"]:
+        problem = sequences_problem(run)
+        if problem:
+            raise ValueError(problem)
+        if run["num_beams"] > 1 and run["do_sample"]:
             raise ValueError(
-                f"num_return_sequences {n} needs do_sample: greedy decoding gives one sequence a"
-                " prompt"
+                "num_beams > 1 with do_sample (transformers' beam sampling) is not implemented"
+                " here: beam search is greedy"
             )
+        n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
         return dict(ids=ids, mask=mask, run=run, eos_ids=eos_ids, pad=pad, steps=steps, seed=seed)
 
@@ -544,6 +614,93 @@ class GenerationMixin:
                     use_cache=True,
                 )
                 last = out.logits[:, -1, :]
+
+    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed):
+        """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
+        of their tokens' log-probabilities (after the logits processors); finished ones (ending
+        in eos) are kept in a pool ranked by that sum over their new length **
+        length_penalty. Returns [B * num_return_sequences, L]: the best of each pool, shorter ones
+        padded, with an eos after any that ended before the longest (L at most the prompt plus
+        the new tokens). Every forward pass goes through the model with its KV cache, reordered
+        as beams are copied."""
+        B, S = ids.shape
+        nb, keep = run["num_beams"], run["num_return_sequences"]
+        total = S + steps
+        started = time.perf_counter()
+        if steps == 0:  # nothing to search: the prompts (upstream would still add a token)
+            return np.repeat(ids, keep, axis=0)
+        ids, mask = np.repeat(ids, nb, axis=0), np.repeat(mask, nb, axis=0)  # [B * nb, S]
+        pools = [
+            BeamPool(nb, run["length_penalty"], run["early_stopping"], steps) for _ in range(B)
+        ]
+        done = np.zeros(B, dtype=bool)
+        beam_scores = np.zeros((B, nb), np.float32)
+        beam_scores[:, 1:] = -1e9  # at first every beam is the same prompt: start from one
+        beam_scores = beam_scores.reshape(-1)
+        out = self(ids, attention_mask=mask, use_cache=True)
+        while True:
+            logits = out.logits[:, -1, :]
+            scores = log_softmax(logits.astype(np.float32))  # [B * nb, V]
+            if changed_settings(run, PROCESSOR_DEFAULTS):
+                scores = process_logits(scores, ids, S, total, run, eos_ids)
+            V = scores.shape[-1]
+            scores = (scores + beam_scores[:, None]).reshape(B, nb * V)
+            width = max(2, 1 + len(eos_ids)) * nb  # enough candidates that nb of them go on
+            top = np.argsort(-scores, axis=-1, kind="stable")[:, :width]
+            top_scores = np.take_along_axis(scores, top, axis=-1)
+            next_scores = np.zeros((B, nb), np.float32)
+            next_tokens = np.zeros((B, nb), np.int64)
+            next_rows = np.zeros((B, nb), np.int64)
+            length = ids.shape[1] + 1
+            for b in range(B):
+                if done[b]:  # a finished prompt: its rows carry pad (and row 0's past), unused
+                    if pad is None:
+                        raise ValueError("beam search needs a pad_token_id once a prompt is done")
+                    next_tokens[b] = pad
+                    continue
+                kept = 0
+                for rank, (flat, score) in enumerate(zip(top[b], top_scores[b])):
+                    row, token = b * nb + flat // V, flat % V
+                    if token in eos_ids:  # a finished hypothesis, if among the nb best
+                        if rank < nb:
+                            pools[b].add(ids[row], float(score), length - S)
+                        continue
+                    next_scores[b, kept], next_tokens[b, kept], next_rows[b, kept] = (
+                        score,
+                        token,
+                        row,
+                    )
+                    kept += 1
+                    if kept == nb:
+                        break
+                done[b] = done[b] or pools[b].is_done(float(top_scores[b].max()), length - S)
+            beam_scores, rows = next_scores.reshape(-1), next_rows.reshape(-1)
+            ids = np.concatenate([ids[rows], next_tokens.reshape(-1, 1)], axis=1)
+            out_of_time = (
+                run["max_time"] is not None and time.perf_counter() - started > run["max_time"]
+            )
+            if done.all() or ids.shape[1] >= total or out_of_time:
+                break
+            mask = np.concatenate([mask, np.ones((B * nb, 1), mask.dtype)], axis=1)
+            past = tuple((k[rows], v[rows]) for k, v in out.past_key_values)
+            out = self(ids[:, -1:], past_key_values=past, attention_mask=mask, use_cache=True)
+        for b in range(B):  # unfinished prompts: their live beams join the pool as they are
+            if not done[b]:
+                for row in range(b * nb, b * nb + nb):
+                    pools[b].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
+        best = [hyp for pool in pools for _, hyp in pool.best(keep)]
+        lengths = [len(h) for h in best]
+        width = min(max(lengths) + 1, total)
+        if min(lengths) != max(lengths) and pad is None:
+            raise ValueError("beam search needs a pad_token_id: its hypotheses differ in length")
+        result = np.full((len(best), width), -1 if pad is None else pad, np.int64)
+        for i, hyp in enumerate(best):
+            result[i, : len(hyp)] = hyp
+            if len(hyp) < width:  # ended before the longest: an eos marks it
+                if not eos_ids:
+                    raise ValueError("beam search stopped early with no eos_token_id to end on")
+                result[i, len(hyp)] = eos_ids[0]
+        return result
 
     def decode_session(self, batch, total_len):
         """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B,

@@ -139,6 +139,15 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
             0, len(ids) :
         ].tolist()
     )
+    beams = run("--no-sample", "--num-beams", "3")
+    assert (
+        json.loads(beams.stdout)["tokens"]
+        == model.generate(np.array([ids]), do_sample=False, num_beams=3)[0, len(ids) :].tolist()
+    )
+    shown = cli(
+        "generate", "--model", str(path), "--prompt", "w1 w2 w3", "--no-sample", "--num-beams", "2"
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("w1 w2 w3"), shown.stderr
     bad = run("--repetition-penalty", "0")
     assert bad.returncode == 2 and "repetition_penalty must be a number above 0" in bad.stderr
 

@@ -176,6 +176,9 @@ def test_the_generation_config_cases_fail_a_port_that_ignores_generation_config_
         "mpt/hf/generate-bad-words-forced-eos",
         "mpt/hf/generate-length-penalty-decay",
         "mpt/hf/generate-forced-bos",
+        "mpt/hf/generate-beam-search-eos",
+        "mpt/hf/generate-beam-search-early-stopping",
+        "mpt/hf/generate-beam-search-never",
     ]
     port = MptPortBug("generation config ignored")
     got = {i: check_golden(port, CASES[i])[0].status for i in ids}

@@ -83,8 +83,8 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"num_beams": 2, "guidance_scale": 1.5, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'num_beams': 2, 'guidance_scale': 1.5"):
+    model = with_settings({"penalty_alpha": 0.6, "guidance_scale": 1.5, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'penalty_alpha': 0.6, 'guidance_scale': 1.5"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -194,8 +194,8 @@ def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
 def test_an_unknown_setting_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match=r"\['eos_id'\]; it takes"):
         tiny_mpt().generate(PROMPT, eos_id=3)
-    with pytest.raises(TypeError, match=r"\['num_beams'\]: transformers settings not implemented"):
-        tiny_mpt().generate(PROMPT, num_beams=2)
+    with pytest.raises(TypeError, match=r"\['penalty_alpha'\]: transformers settings not"):
+        tiny_mpt().generate(PROMPT, penalty_alpha=0.6)
 
 
 def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them():
@@ -303,3 +303,25 @@ def test_max_time_stops_after_the_token_that_passes_it():
     assert model.generate(PROMPT, max_new_tokens=6, max_time=60.0).shape == (2, 10)
     with pytest.raises(ValueError, match="max_time must be a non-negative number or null"):
         model.generate(PROMPT, max_time=-1)
+
+
+def test_beam_search_refusals_and_its_edges():
+    model = tiny_mpt(seed=SEED)
+    with pytest.raises(ValueError, match="beam search .* has no token stream"):
+        model.stream(PROMPT, num_beams=2)
+    with pytest.raises(ValueError, match="beam sampling\\) is not implemented"):
+        model.generate(PROMPT, num_beams=2, do_sample=True)
+    with pytest.raises(ValueError, match="num_return_sequences 3 is more than num_beams 2"):
+        model.generate(PROMPT, num_beams=2, num_return_sequences=3)
+    with pytest.raises(ValueError, match='early_stopping must be true, false or "never"'):
+        model.generate(PROMPT, num_beams=2, early_stopping="soon")
+    with pytest.raises(ValueError, match="num_beams must be a positive integer"):
+        model.generate(PROMPT, num_beams=0)
+    with pytest.raises(ValueError, match="generation_config.json: num_return_sequences 3 is more"):
+        generation_settings({}, {"num_beams": 2, "num_return_sequences": 3})
+    # no new tokens: the prompts, once for each sequence asked for
+    same = model.generate(PROMPT, num_beams=3, num_return_sequences=2, max_new_tokens=0)
+    np.testing.assert_array_equal(same, np.repeat(PROMPT, 2, axis=0))
+    # one beam is greedy decoding (transformers' own tokens for more: the golden beam cases)
+    greedy = model.generate(PROMPT, max_new_tokens=5)
+    np.testing.assert_array_equal(model.generate(PROMPT, max_new_tokens=5, num_beams=1), greedy)

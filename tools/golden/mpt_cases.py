@@ -434,6 +434,54 @@ def cases():
             generate=dict(max_new_tokens=4, num_return_sequences=2),
         ),
         generating(
+            "generate-beam-search",
+            "beam search, 3 beams, 6 new tokens, no eos: the best beam by summed log-probability",
+            generate=dict(max_new_tokens=6, num_beams=3),
+        ),
+        generating(
+            "generate-beam-search-eos",
+            "beam search from generation_config.json: 4 beams, the best 2 returned, an eos (row 0's"
+            " third greedy token) finishing hypotheses, length_penalty 0.5, early_stopping false",
+            dict(
+                num_beams=4,
+                num_return_sequences=2,
+                eos_token_id=["row-0-token-2"],
+                length_penalty=0.5,
+                max_new_tokens=8,
+            ),
+        ),
+        generating(
+            "generate-beam-search-early-stopping",
+            "beam search, early_stopping true, length_penalty 2.0, two eos ids (each row's second"
+            " greedy token), pad 0: prompts stop as soon as 3 hypotheses finish",
+            dict(
+                num_beams=3,
+                early_stopping=True,
+                length_penalty=2.0,
+                eos_token_id=["row-0-token-1", "row-1-token-1"],
+                pad_token_id=0,
+                max_new_tokens=8,
+            ),
+        ),
+        generating(
+            "generate-beam-search-never",
+            'beam search, early_stopping "never" (a pool is done only when no beam could beat it'
+            " at full length), repetition_penalty 1.3 on the log-probabilities, eos ids (rows'"
+            " third greedy tokens)",
+            dict(
+                num_beams=2,
+                early_stopping="never",
+                repetition_penalty=1.3,
+                eos_token_id=["row-0-token-2", "row-1-token-2"],
+                max_new_tokens=7,
+            ),
+        ),
+        generating(
+            "generate-beam-search-too-many-sequences",
+            "num_return_sequences 3 with 2 beams: upstream refuses",
+            generate=dict(max_new_tokens=4, num_beams=2, num_return_sequences=3),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
