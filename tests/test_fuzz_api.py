@@ -303,6 +303,9 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "eta_cutoff": mostly(st.floats(0, 0.5), st.one_of(st.floats(-1, 2), scalars)),
         "num_return_sequences": mostly(st.integers(1, 3), st.one_of(st.integers(-1, 4), scalars)),
         "max_time": mostly(st.none() | st.floats(0, 5), st.one_of(st.floats(-1, 1), scalars)),
+        "num_beams": mostly(st.integers(1, 4), st.one_of(st.integers(-1, 6), scalars)),
+        "length_penalty": mostly(st.floats(-2, 2), scalars),
+        "early_stopping": mostly(st.sampled_from([True, False, "never"]), scalars),
     },
 )
 

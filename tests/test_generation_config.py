@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_mpt_properties import CONFIG, tiny_mpt
 
 import reference
@@ -325,3 +327,33 @@ def test_beam_search_refusals_and_its_edges():
     # one beam is greedy decoding (transformers' own tokens for more: the golden beam cases)
     greedy = model.generate(PROMPT, max_new_tokens=5)
     np.testing.assert_array_equal(model.generate(PROMPT, max_new_tokens=5, num_beams=1), greedy)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 4),
+    st.integers(1, 6),
+    st.floats(-2, 2),
+    st.sampled_from([True, False, "never"]),
+    st.lists(st.integers(0, CONFIG["vocab_size"] - 1), max_size=3),
+    st.sampled_from([{}, {"repetition_penalty": 1.4}, {"no_repeat_ngram_size": 2}]),
+    st.data(),
+)
+def test_beam_search_on_drawn_settings_gives_sequences_of_the_promised_shape(
+    beams, new, penalty, early, eos, processors, data
+):
+    keep = data.draw(st.integers(1, beams))
+    out = tiny_mpt(seed=SEED).generate(
+        PROMPT,
+        max_new_tokens=new,
+        num_beams=beams,
+        num_return_sequences=keep,
+        length_penalty=penalty,
+        early_stopping=early,
+        eos_token_id=eos or None,
+        pad_token_id=0,
+        **processors,
+    )
+    assert out.dtype == np.int64 and out.shape[0] == 2 * keep
+    assert 4 < out.shape[1] <= 4 + new and 0 <= out.min() and out.max() < CONFIG["vocab_size"]
+    np.testing.assert_array_equal(out[:, :4], np.repeat(PROMPT, keep, axis=0))
