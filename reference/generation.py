@@ -430,6 +430,19 @@ def check_processing(run, vocab_size):
             token_id(t, "bad_words_ids", vocab_size)
 
 
+def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]
+    """The k highest scores' indices a row, highest first, equal scores by lower index: a stable
+    descending argsort cut to k, found by partition first (a 4-beam step over a 50k vocabulary
+    sorts the few candidates at or above the k-th score, not 200k)."""
+    k = min(k, scores.shape[-1])
+    top = np.empty((len(scores), k), np.int64)
+    for b, row in enumerate(scores):
+        kth = -np.partition(-row, k - 1)[k - 1]  # the k-th highest score
+        candidates = np.flatnonzero(row >= kth)  # it and all above, ties included
+        top[b] = candidates[np.lexsort((candidates, -row[candidates]))[:k]]
+    return top
+
+
 class BeamPool:
     """The finished hypotheses of one prompt in beam search: at most ``size``, ranked by their
     sum of log-probabilities over (new length ** length_penalty); is_done says when no live beam
@@ -621,8 +634,8 @@ class GenerationMixin:
         in eos) are kept in a pool ranked by that sum over their new length **
         length_penalty. Returns [B * num_return_sequences, L]: the best of each pool, shorter ones
         padded, with an eos after any that ended before the longest (L at most the prompt plus
-        the new tokens). Every forward pass goes through the model with its KV cache, reordered
-        as beams are copied."""
+        the new tokens). The KV cache rows are copied as beams are: in a backend's decode session
+        where it has reorder(), else in the past_key_values the model returns."""
         B, S = ids.shape
         nb, keep = run["num_beams"], run["num_return_sequences"]
         total = S + steps
@@ -637,16 +650,21 @@ class GenerationMixin:
         beam_scores = np.zeros((B, nb), np.float32)
         beam_scores[:, 1:] = -1e9  # at first every beam is the same prompt: start from one
         beam_scores = beam_scores.reshape(-1)
-        out = self(ids, attention_mask=mask, use_cache=True)
-        while True:
+        session = self.decode_session(B * nb, total)  # a backend's cache, if it can reorder
+        session = session if hasattr(session, "reorder") else None
+        if session is not None:
+            logits = session.prefill(ids, mask)
+        else:
+            out = self(ids, attention_mask=mask, use_cache=True)
             logits = out.logits[:, -1, :]
+        while True:
             scores = log_softmax(logits.astype(np.float32))  # [B * nb, V]
             if changed_settings(run, PROCESSOR_DEFAULTS):
                 scores = process_logits(scores, ids, S, total, run, eos_ids)
             V = scores.shape[-1]
             scores = (scores + beam_scores[:, None]).reshape(B, nb * V)
             width = max(2, 1 + len(eos_ids)) * nb  # enough candidates that nb of them go on
-            top = np.argsort(-scores, axis=-1, kind="stable")[:, :width]
+            top = top_indices(scores, width)
             top_scores = np.take_along_axis(scores, top, axis=-1)
             next_scores = np.zeros((B, nb), np.float32)
             next_tokens = np.zeros((B, nb), np.int64)
@@ -681,9 +699,14 @@ class GenerationMixin:
             )
             if done.all() or ids.shape[1] >= total or out_of_time:
                 break
+            if session is not None:  # its cache rows follow their beams
+                session.reorder(rows)
+                logits = session.step(ids[:, -1])
+                continue
             mask = np.concatenate([mask, np.ones((B * nb, 1), mask.dtype)], axis=1)
             past = tuple((k[rows], v[rows]) for k, v in out.past_key_values)
             out = self(ids[:, -1:], past_key_values=past, attention_mask=mask, use_cache=True)
+            logits = out.logits[:, -1, :]
         for b in range(B):  # unfinished prompts: their live beams join the pool as they are
             if not done[b]:
                 for row in range(b * nb, b * nb + nb):

@@ -18,7 +18,7 @@ from conformance.golden import iter_cases
 from conformance.ops import check_op_case
 from reference import mpt_model
 from reference.checkpoint import CheckpointError
-from reference.generation import generation_settings, process_logits, warp_logits
+from reference.generation import generation_settings, process_logits, top_indices, warp_logits
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -357,3 +357,15 @@ def test_beam_search_on_drawn_settings_gives_sequences_of_the_promised_shape(
     assert out.dtype == np.int64 and out.shape[0] == 2 * keep
     assert 4 < out.shape[1] <= 4 + new and 0 <= out.min() and out.max() < CONFIG["vocab_size"]
     np.testing.assert_array_equal(out[:, :4], np.repeat(PROMPT, keep, axis=0))
+
+
+def test_top_indices_is_a_stable_descending_argsort_cut_to_k():
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        B, N = rng.integers(1, 4), rng.integers(1, 60)
+        scores = (np.round(rng.normal(size=(B, N)) * 2) / 2).astype(np.float32)  # many ties
+        if trial % 3 == 0:
+            scores[:, rng.integers(0, N)] = -np.inf
+        k = int(rng.integers(1, N + 3))
+        want = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(top_indices(scores, k), want, err_msg=f"trial {trial}")

@@ -1014,6 +1014,32 @@ def test_numba_generation_equals_numpy_generation_with_left_padding_and_eos():
     np.testing.assert_array_equal(got, want)
 
 
+def test_numba_beam_search_reorders_its_session_and_equals_numpy_beam_search(monkeypatch):
+    """Beam search on numba runs in the decode session, its cache rows copied with the beams
+    (DecodeSession.reorder), and picks the NumPy model's sequences; a left-padded row, an eos and
+    two sequences a prompt keep the masks and the pool in play."""
+    from reference.backends.numba_stacks import DecodeSession
+
+    ids = np.array([[5, 6, 7, 8, 9], [0, 0, 3, 4, 5]])
+    mask = (ids != 0).astype(np.int64)
+    kwargs = dict(
+        attention_mask=mask,
+        max_new_tokens=8,
+        num_beams=3,
+        num_return_sequences=2,
+        eos_token_id=7,
+        pad_token_id=0,
+    )
+    reorders = []
+    real = DecodeSession.reorder
+    monkeypatch.setattr(
+        DecodeSession, "reorder", lambda self, rows: (reorders.append(rows), real(self, rows))
+    )
+    got = tiny_mpt(backend="numba").generate(ids, **kwargs)
+    np.testing.assert_array_equal(got, tiny_mpt().generate(ids, **kwargs))
+    assert reorders and all(len(rows) == 6 for rows in reorders)
+
+
 def test_outputs_without_the_maps_are_the_outputs_with_them():
     """Both numba stacks skip the attention maps (and the hidden states) when neither is asked for;
     what they return is then the same, bit for bit. A padded row keeps the masks in play."""

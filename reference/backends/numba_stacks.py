@@ -503,6 +503,13 @@ class DecodeSession:
         self.length = S
         return self._final(np.ascontiguousarray(x[:, -1]))  # only the last position
 
+    def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
+        """Copies the cache rows so far (and which keys are real) after beam search's choice."""
+        t = self.length
+        self.k[:, :, :, :t] = self.k[:, rows, :, :t]
+        self.v[:, :, :, :t] = self.v[:, rows, :, :t]
+        self.key_ok[:] = self.key_ok[rows]
+
     def step(self, token):  # [B] -> logits [B, V]
         c = self.c
         token = checked_tokens(
