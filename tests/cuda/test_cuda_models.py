@@ -198,3 +198,14 @@ def test_mpnet_golden_outputs_without_per_layer_outputs(case):
     for name in names:
         c = compare(name, actual.get(name), expected[name], tol["atol"], tol["rtol"])
         assert c.ok, c.describe()
+
+
+def test_beam_search_on_the_cuda_backend_equals_numpy():
+    """Beam search runs through the cuda model's forward with past_key_values (its decode session
+    has no reorder), the cache rows copied with the beams on the host."""
+    w = weights(2)
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    args = dict(attention_mask=(ids != 0).astype(np.int64), max_new_tokens=3, num_beams=2)
+    want = reference.build(CONFIG, w, task="causal-lm").generate(ids, **args)
+    got = reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args)
+    np.testing.assert_array_equal(got, want)
