@@ -1,4 +1,6 @@
-"""Token generation for causal models: greedy decoding as transformers 4.37.2 does it, and sampling.
+"""Token generation for causal models as transformers 4.37.2's generate() does it: the settings a
+checkpoint gives (generation_config.json or config.json), greedy decoding, sampling with its
+warpers, the logits processors, and beam search.
 
 Decoding always uses the KV cache: one forward over the prompt, then one token per step. That gives
 the same tokens as HF's default for MPT (use_cache=False, which recomputes the whole sequence every

@@ -369,3 +369,11 @@ def test_top_indices_is_a_stable_descending_argsort_cut_to_k():
         k = int(rng.integers(1, N + 3))
         want = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
         np.testing.assert_array_equal(top_indices(scores, k), want, err_msg=f"trial {trial}")
+
+
+def test_every_setting_is_in_one_table_and_every_applied_one_is_checked():
+    from reference import generation as g
+
+    assert not set(g.APPLIED_SETTINGS) & set(g.NOT_APPLIED_SETTINGS)
+    assert set(g._SETTING_TYPES) == set(g.APPLIED_SETTINGS)
+    assert set(g.CONFIG_GENERATION_PARAMETERS) <= set(g.SETTING_DEFAULTS)
