@@ -54,6 +54,8 @@ APPLIED_SETTINGS = {
     "num_beams": 1,
     "length_penalty": 1.0,
     "early_stopping": False,
+    "penalty_alpha": None,
+    "use_cache": True,  # GenerationConfig's default; a config.json's (MPT's: false) when derived
 }
 # the settings warp_logits takes, applied when sampling
 WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
@@ -63,7 +65,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 NOT_APPLIED_SETTINGS = {
     "num_beam_groups": 1,
     "diversity_penalty": 0.0,
-    "penalty_alpha": None,
     "encoder_repetition_penalty": 1.0,
     "force_words_ids": None,
     "constraints": None,
@@ -140,6 +141,11 @@ _SETTING_TYPES = {
     "num_beams": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
     "length_penalty": (is_number, "a number"),
     "early_stopping": (lambda v: v in (True, False, "never"), 'true, false or "never"'),
+    "penalty_alpha": (
+        lambda v: v is None or is_number(v) and v >= 0,
+        "a non-negative number or null",
+    ),
+    "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
@@ -445,6 +451,29 @@ def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]
     return top
 
 
+def contrastive_choice(context, hidden, probs, alpha):  # [B, T, C], [B, k, C], [B, k] -> [B]
+    """Contrastive search's pick among a row's k candidates: (1 - alpha) * its probability minus
+    alpha * its largest cosine similarity to any hidden state so far (padding included), the
+    highest score winning (the first on ties)."""
+    context = context / np.linalg.norm(context, axis=-1, keepdims=True)
+    hidden = hidden / np.linalg.norm(hidden, axis=-1, keepdims=True)
+    similarity = np.einsum("btc,bkc->bkt", context, hidden).max(axis=-1)  # [B, k]
+    return ((1.0 - alpha) * probs - alpha * similarity).argmax(axis=-1)
+
+
+def contrastive(run):
+    """Whether a call's settings choose contrastive search, as transformers chooses it."""
+    alpha = run["penalty_alpha"]
+    return (
+        run["num_beams"] == 1
+        and not run["do_sample"]
+        and alpha is not None
+        and alpha > 0
+        and run["top_k"] is not None
+        and run["top_k"] > 1
+    )
+
+
 class BeamPool:
     """The finished hypotheses of one prompt in beam search: at most ``size``, ranked by their
     sum of log-probabilities over (new length ** length_penalty); is_done says when no live beam
@@ -504,7 +533,7 @@ class GenerationMixin:
         plan = self._prepare(input_ids, attention_mask, seed, settings)
         if plan["run"]["num_beams"] > 1:
             return self._beam_search(**plan)
-        new = [t[:, None] for t in self._decode(**plan)]
+        new = [t[:, None] for t in self._tokens(plan)]
         return np.concatenate([plan["ids"]] + new, axis=1)
 
     def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
@@ -516,7 +545,61 @@ class GenerationMixin:
                 "beam search (num_beams > 1) has no token stream: its beams change until the end;"
                 " use generate()"
             )
-        return self._decode(**plan)
+        return self._tokens(plan)
+
+    def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
+        return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
+
+    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed):
+        """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
+        (after the logits processors) are each run through the model, and the one whose last
+        hidden state is least like every hidden state so far wins, weighed against its
+        probability (contrastive_choice). Yields the next token [B] of every row; the prompt's
+        hidden states, padding included, count as the context."""
+        B, S = ids.shape
+        k, alpha = run["top_k"], run["penalty_alpha"]
+        started = time.perf_counter()
+        out = self(ids, attention_mask=mask, use_cache=True, output_hidden_states=True)
+        context = out.hidden_states[-1]  # [B, S, C]: after the final norm, as upstream's
+        logits, past = out.logits[:, -1, :], out.past_key_values
+        unfinished = np.ones(B, dtype=bool)
+        processing = changed_settings(run, PROCESSOR_DEFAULTS)
+        sequence = ids
+        for _ in range(steps):
+            if processing:
+                logits = process_logits(logits, sequence, S, S + steps, run, eos_ids)
+            probs = softmax(logits.astype(np.float32))
+            top = top_indices(probs, k)  # [B, k], most likely first
+            rows = np.repeat(np.arange(B), top.shape[1])  # each row's cache, once a candidate
+            mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
+            tried = self(
+                top.reshape(-1, 1),
+                past_key_values=tuple((key[rows], value[rows]) for key, value in past),
+                attention_mask=mask[rows],
+                use_cache=True,
+                output_hidden_states=True,
+            )
+            hidden = tried.hidden_states[-1][:, 0]  # [B * k, C]
+            pick = contrastive_choice(
+                context,
+                hidden.reshape(B, top.shape[1], -1),
+                np.take_along_axis(probs, top, -1),
+                alpha,
+            )
+            chosen = np.arange(B) * top.shape[1] + pick
+            context = np.concatenate([context, hidden[chosen][:, None]], axis=1)
+            past = tuple((key[chosen], value[chosen]) for key, value in tried.past_key_values)
+            logits = tried.logits[chosen, -1, :]
+            token = top[np.arange(B), pick]
+            if eos_ids:  # a finished row shows pad; its cache keeps the candidate, as upstream's
+                token = np.where(unfinished, token, pad)
+                unfinished &= ~np.isin(token, eos_ids)
+            sequence = np.concatenate([sequence, token[:, None]], axis=1)
+            yield token.astype(np.int64)
+            if not unfinished.any():
+                return
+            if run["max_time"] is not None and time.perf_counter() - started > run["max_time"]:
+                return
 
     def _resolve_settings(self, **given):
         """The settings a generate() call runs with: those ``given`` over the model's own. Warns
@@ -531,8 +614,13 @@ class GenerationMixin:
             )
         own = self.generation_config
         if own is None:
+            c = self.config
             own = generation_settings(
-                {"eos_token_id": self.config.eos_token_id, "pad_token_id": self.config.pad_token_id}
+                {
+                    "eos_token_id": c.eos_token_id,
+                    "pad_token_id": c.pad_token_id,
+                    "use_cache": getattr(c, "use_cache", True),
+                }
             )
         skipped = changed_settings(own, NOT_APPLIED_SETTINGS)
         if skipped:
@@ -578,6 +666,12 @@ class GenerationMixin:
         problem = sequences_problem(run)
         if problem:
             raise ValueError(problem)
+        if contrastive(run) and not run["use_cache"]:
+            raise ValueError(
+                "contrastive search (penalty_alpha > 0, top_k > 1) needs use_cache=True:"
+                " transformers refuses it without (an MPT config.json's use_cache is false unless"
+                " it says otherwise)"
+            )
         if run["num_beams"] > 1 and run["do_sample"]:
             raise ValueError(
                 "num_beams > 1 with do_sample (transformers' beam sampling) is not implemented"

@@ -97,7 +97,9 @@ def _plan(
         if generation_dir is not None:
             generation_file = read_generation_config(generation_dir)
         try:
-            settings = generation_settings(config_dict, generation_file)
+            # config.json's use_cache as the family reads it (MPT's default: false)
+            derived = {**config_dict, "use_cache": getattr(config, "use_cache", True)}
+            settings = generation_settings(derived, generation_file)
         except ValueError as e:
             raise CheckpointError(str(e) if config_file is None else f"{where}/{e}") from None
     return family, config, task, profile, shapes, settings

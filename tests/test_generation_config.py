@@ -18,7 +18,13 @@ from conformance.golden import iter_cases
 from conformance.ops import check_op_case
 from reference import mpt_model
 from reference.checkpoint import CheckpointError
-from reference.generation import generation_settings, process_logits, top_indices, warp_logits
+from reference.generation import (
+    contrastive_choice,
+    generation_settings,
+    process_logits,
+    top_indices,
+    warp_logits,
+)
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -85,8 +91,8 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"penalty_alpha": 0.6, "guidance_scale": 1.5, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'penalty_alpha': 0.6, 'guidance_scale': 1.5"):
+    model = with_settings({"num_beam_groups": 2, "guidance_scale": 1.5, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'num_beam_groups': 2, .*'guidance_scale': 1.5"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -196,8 +202,8 @@ def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
 def test_an_unknown_setting_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match=r"\['eos_id'\]; it takes"):
         tiny_mpt().generate(PROMPT, eos_id=3)
-    with pytest.raises(TypeError, match=r"\['penalty_alpha'\]: transformers settings not"):
-        tiny_mpt().generate(PROMPT, penalty_alpha=0.6)
+    with pytest.raises(TypeError, match=r"\['guidance_scale'\]: transformers settings not"):
+        tiny_mpt().generate(PROMPT, guidance_scale=1.5)
 
 
 def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them():
@@ -377,3 +383,26 @@ def test_every_setting_is_in_one_table_and_every_applied_one_is_checked():
     assert not set(g.APPLIED_SETTINGS) & set(g.NOT_APPLIED_SETTINGS)
     assert set(g._SETTING_TYPES) == set(g.APPLIED_SETTINGS)
     assert set(g.CONFIG_GENERATION_PARAMETERS) <= set(g.SETTING_DEFAULTS)
+
+
+def test_contrastive_search_streams_needs_the_cache_setting_and_differs_from_greedy():
+    model = tiny_mpt(seed=SEED)
+    args = dict(max_new_tokens=6, penalty_alpha=0.6, top_k=4, use_cache=True)
+    tokens = model.generate(PROMPT, **args)
+    streamed = np.stack(list(model.stream(PROMPT, **args)), axis=1)
+    np.testing.assert_array_equal(streamed, tokens[:, 4:])
+    assert not np.array_equal(tokens, model.generate(PROMPT, max_new_tokens=6))
+    # top_k 1 or penalty_alpha 0 is greedy decoding, as upstream chooses the mode
+    greedy = model.generate(PROMPT, max_new_tokens=6)
+    for off in ({"top_k": 1}, {"penalty_alpha": 0.0}):
+        np.testing.assert_array_equal(model.generate(PROMPT, **{**args, **off}), greedy)
+    with pytest.raises(ValueError, match="contrastive search .* needs use_cache=True"):
+        model.generate(PROMPT, max_new_tokens=2, penalty_alpha=0.6, top_k=4)
+
+
+def test_contrastive_choice_weighs_probability_against_likeness_to_the_context():
+    context = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)  # [1, T=2, C=2]
+    hidden = np.array([[[1.0, 0.01], [1.0, 1.0]]], np.float32)  # candidate 0 repeats position 0
+    probs = np.array([[0.6, 0.4]], np.float32)
+    assert contrastive_choice(context, hidden, probs, 0.0)[0] == 0  # probability alone
+    assert contrastive_choice(context, hidden, probs, 0.6)[0] == 1  # the less repetitive one

@@ -482,6 +482,34 @@ def cases():
             generate=dict(max_new_tokens=4, num_beams=2, num_return_sequences=3),
         ),
         generating(
+            "generate-contrastive",
+            "contrastive search (penalty_alpha 0.6, top_k 4) with config.json's use_cache true:"
+            " each step's 4 candidates run through the model, the one least like the context"
+            " (padding included) weighed against its probability",
+            generate=dict(max_new_tokens=8, penalty_alpha=0.6, top_k=4),
+            config=dict(use_cache=True),
+        ),
+        generating(
+            "generate-contrastive-file",
+            "contrastive search from generation_config.json (penalty_alpha 0.4, top_k 3, its own"
+            " use_cache true) with an eos (row 0's second greedy token), no_repeat_ngram_size 2",
+            dict(
+                penalty_alpha=0.4,
+                top_k=3,
+                use_cache=True,
+                eos_token_id=["row-0-token-1"],
+                pad_token_id=0,
+                no_repeat_ngram_size=2,
+                max_new_tokens=8,
+            ),
+        ),
+        generating(
+            "generate-contrastive-no-cache",
+            "contrastive search where config.json's use_cache is false (MPT's default): upstream"
+            " refuses",
+            generate=dict(max_new_tokens=4, penalty_alpha=0.6, top_k=4),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
