@@ -54,6 +54,8 @@ APPLIED_SETTINGS = {
     "num_beams": 1,
     "length_penalty": 1.0,
     "early_stopping": False,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
     "penalty_alpha": None,
     "use_cache": True,  # GenerationConfig's default; a config.json's (MPT's: false) when derived
 }
@@ -63,8 +65,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
 NOT_APPLIED_SETTINGS = {
-    "num_beam_groups": 1,
-    "diversity_penalty": 0.0,
     "encoder_repetition_penalty": 1.0,
     "force_words_ids": None,
     "constraints": None,
@@ -117,6 +117,10 @@ def _count(value):
     return is_integer(value) and value >= 0
 
 
+def _number(value):
+    return value is None or is_number(value)
+
+
 def _token(value):
     return value is None or is_integer(value)
 
@@ -130,17 +134,19 @@ _SETTING_TYPES = {
     "max_length": (_count, "a non-negative integer"),
     "max_new_tokens": (lambda v: v is None or _count(v), "a non-negative integer or null"),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
-    "temperature": (is_number, "a number"),
-    "top_k": (_count, "a non-negative integer"),
-    "top_p": (is_number, "a number"),
-    "typical_p": (is_number, "a number"),
-    "epsilon_cutoff": (is_number, "a number"),
-    "eta_cutoff": (is_number, "a number"),
+    "temperature": (_number, "a number or null"),
+    "top_k": (lambda v: v is None or _count(v), "a non-negative integer or null"),
+    "top_p": (_number, "a number or null"),
+    "typical_p": (_number, "a number or null"),
+    "epsilon_cutoff": (_number, "a number or null"),
+    "eta_cutoff": (_number, "a number or null"),
     "num_return_sequences": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
     "max_time": (lambda v: v is None or is_number(v) and v >= 0, "a non-negative number or null"),
     "num_beams": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
     "length_penalty": (is_number, "a number"),
     "early_stopping": (lambda v: v in (True, False, "never"), 'true, false or "never"'),
+    "num_beam_groups": (lambda v: is_integer(v) and v >= 1, "a positive integer"),
+    "diversity_penalty": (is_number, "a number"),
     "penalty_alpha": (
         lambda v: v is None or is_number(v) and v >= 0,
         "a non-negative number or null",
@@ -217,7 +223,8 @@ def generation_settings(config_dict, generation_file=None, where="generation_con
 
 
 def sequences_problem(run):
-    """Why num_return_sequences does not fit the decoding (upstream refuses these too), or None."""
+    """Why num_return_sequences or the beam groups do not fit the decoding (upstream refuses
+    these too), or None."""
     n, beams = run["num_return_sequences"], run["num_beams"]
     if n != 1 and beams == 1 and not run["do_sample"]:
         return (
@@ -227,6 +234,13 @@ def sequences_problem(run):
         return (
             f"num_return_sequences {n} is more than num_beams {beams}: beam search keeps that many"
         )
+    groups = run["num_beam_groups"]
+    if groups > 1 and beams % groups:
+        return f"num_beams {beams} does not split into num_beam_groups {groups}"
+    if groups > 1 and run["diversity_penalty"] == 0.0:
+        return "num_beam_groups > 1 needs a diversity_penalty above 0, or its groups are all alike"
+    if groups > 1 and run["do_sample"]:
+        return "num_beam_groups > 1 (diverse beam search) does not sample"
     return None
 
 
@@ -261,7 +275,7 @@ def warp_logits(
     eta. Each is off at its default (top_k 0 or None, top_p and typical_p 1, the cutoffs 0); a
     token they remove gets -inf, and the most likely token is always kept."""
     logits = logits.astype(np.float64)
-    if temperature != 1.0:
+    if temperature is not None and temperature != 1.0:
         logits = logits / temperature
     if top_k:
         k = min(top_k, logits.shape[-1])
@@ -381,8 +395,10 @@ def check_sampling(run, seed):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     if not do_sample:
         return
-    if not is_number(temperature) or not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(f"sampling needs a finite temperature > 0, got {temperature!r}")
+    if temperature is not None and (
+        not is_number(temperature) or not temperature > 0 or not np.isfinite(temperature)
+    ):
+        raise ValueError(f"sampling needs a finite temperature > 0 or None, got {temperature!r}")
     if top_k is not None and (not is_integer(top_k) or top_k < 0):
         raise ValueError(
             f"top_k must be a non-negative integer (0 turns it off) or None, got {top_k!r}"
@@ -399,8 +415,12 @@ BEAM_SETTINGS = (
     "num_return_sequences",
     "max_time",
     "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
     "length_penalty",
     "early_stopping",
+    "penalty_alpha",
+    "use_cache",
 )
 PROCESSOR_DEFAULTS = {
     k: APPLIED_SETTINGS[k]
@@ -421,9 +441,10 @@ PROCESSOR_DEFAULTS = {
 
 
 def check_processing(run, vocab_size):
-    """The logits-processing and beam settings a generate() call runs with: of the right types,
-    and token ids inside the vocabulary."""
-    for key in (*PROCESSOR_DEFAULTS, *BEAM_SETTINGS):
+    """The logits-processing, beam and warper settings a generate() call runs with: of the right
+    types (the warpers' ranges are check_sampling's, when sampling), and token ids inside the
+    vocabulary."""
+    for key in (*PROCESSOR_DEFAULTS, *BEAM_SETTINGS, *WARPER_SETTINGS):
         ok, what = _SETTING_TYPES[key]
         if not ok(run[key]):
             raise ValueError(f"{key} must be {what}, got {run[key]!r}")
@@ -508,8 +529,12 @@ class BeamPool:
             new_len = self.max_new
         return self.worst >= best_sum_logprobs / new_len**self.length_penalty
 
-    def best(self, n):  # the n highest-scored, best first (ties: the one added later first)
-        return sorted(self.hyps, key=lambda h: h[0])[::-1][:n]
+    @staticmethod
+    def best_of(pools, n):  # the n highest-scored of one prompt's pools, best first
+        """Ties: the later pool, and within one the hypothesis added later, first (upstream pops
+        them from the end of one stable ascending sort)."""
+        ranked = sorted((h for pool in pools for h in pool.hyps), key=lambda h: h[0])
+        return ranked[::-1][:n]
 
 
 class GenerationMixin:
@@ -731,20 +756,26 @@ class GenerationMixin:
         length_penalty. Returns [B * num_return_sequences, L]: the best of each pool, shorter ones
         padded, with an eos after any that ended before the longest (L at most the prompt plus
         the new tokens). The KV cache rows are copied as beams are: in a backend's decode session
-        where it has reorder(), else in the past_key_values the model returns."""
+        where it has reorder(), else in the past_key_values the model returns.
+
+        With num_beam_groups G > 1 (diverse beam search) the beams split into G groups searched
+        one after another within each step, each with pools of its own, and a group's scores lose
+        diversity_penalty for every time an earlier group chose the token this step."""
         B, S = ids.shape
-        nb, keep = run["num_beams"], run["num_return_sequences"]
+        nb, keep, G = run["num_beams"], run["num_return_sequences"], run["num_beam_groups"]
+        size = nb // G  # beams a group
         total = S + steps
         started = time.perf_counter()
         if steps == 0:  # nothing to search: the prompts (upstream would still add a token)
             return np.repeat(ids, keep, axis=0)
         ids, mask = np.repeat(ids, nb, axis=0), np.repeat(mask, nb, axis=0)  # [B * nb, S]
         pools = [
-            BeamPool(nb, run["length_penalty"], run["early_stopping"], steps) for _ in range(B)
+            [BeamPool(size, run["length_penalty"], run["early_stopping"], steps) for _ in range(G)]
+            for _ in range(B)
         ]
-        done = np.zeros(B, dtype=bool)
-        beam_scores = np.zeros((B, nb), np.float32)
-        beam_scores[:, 1:] = -1e9  # at first every beam is the same prompt: start from one
+        done = np.zeros((B, G), dtype=bool)
+        beam_scores = np.full((B, nb), -1e9, np.float32)
+        beam_scores[:, ::size] = 0  # at first a group's beams are one prompt: start from one
         beam_scores = beam_scores.reshape(-1)
         session = self.decode_session(B * nb, total)  # a backend's cache, if it can reorder
         session = session if hasattr(session, "reorder") else None
@@ -754,42 +785,27 @@ class GenerationMixin:
             out = self(ids, attention_mask=mask, use_cache=True)
             logits = out.logits[:, -1, :]
         while True:
-            scores = log_softmax(logits.astype(np.float32))  # [B * nb, V]
-            if changed_settings(run, PROCESSOR_DEFAULTS):
-                scores = process_logits(scores, ids, S, total, run, eos_ids)
-            V = scores.shape[-1]
-            scores = (scores + beam_scores[:, None]).reshape(B, nb * V)
-            width = max(2, 1 + len(eos_ids)) * nb  # enough candidates that nb of them go on
-            top = top_indices(scores, width)
-            top_scores = np.take_along_axis(scores, top, axis=-1)
-            next_scores = np.zeros((B, nb), np.float32)
-            next_tokens = np.zeros((B, nb), np.int64)
-            next_rows = np.zeros((B, nb), np.int64)
-            length = ids.shape[1] + 1
-            for b in range(B):
-                if done[b]:  # a finished prompt: its rows carry pad (and row 0's past), unused
-                    if pad is None:
-                        raise ValueError("beam search needs a pad_token_id once a prompt is done")
-                    next_tokens[b] = pad
-                    continue
-                kept = 0
-                for rank, (flat, score) in enumerate(zip(top[b], top_scores[b])):
-                    row, token = b * nb + flat // V, flat % V
-                    if token in eos_ids:  # a finished hypothesis, if among the nb best
-                        if rank < nb:
-                            pools[b].add(ids[row], float(score), length - S)
-                        continue
-                    next_scores[b, kept], next_tokens[b, kept], next_rows[b, kept] = (
-                        score,
-                        token,
-                        row,
-                    )
-                    kept += 1
-                    if kept == nb:
-                        break
-                done[b] = done[b] or pools[b].is_done(float(top_scores[b].max()), length - S)
-            beam_scores, rows = next_scores.reshape(-1), next_rows.reshape(-1)
-            ids = np.concatenate([ids[rows], next_tokens.reshape(-1, 1)], axis=1)
+            logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
+            chosen = np.zeros(B * nb, np.int64)  # this step's token of every beam
+            rows = np.zeros(B * nb, np.int64)  # the beam each one goes on from
+            for g in range(G):
+                members = (np.arange(B)[:, None] * nb + g * size + np.arange(size)).reshape(-1)
+                scores = logp[members]  # [B * size, V]
+                if g > 0:  # diversity: less for what earlier groups chose this step
+                    earlier = chosen.reshape(B, nb)[:, : g * size]
+                    for b in range(B):
+                        counts = np.bincount(earlier[b], minlength=scores.shape[1])
+                        scores[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
+                if changed_settings(run, PROCESSOR_DEFAULTS):
+                    scores = process_logits(scores, ids[members], S, total, run, eos_ids)
+                scores = scores + beam_scores[members][:, None]
+                picked, tokens, local = self._beam_candidates(
+                    scores, ids[members], pools, done, g, size, eos_ids, pad, S
+                )
+                beam_scores[members], chosen[members] = picked, tokens
+                ids[members] = ids[members][local]  # as upstream, before the next group's turn
+                rows[members] = nb * (local // size) + g * size + local % size
+            ids = np.concatenate([ids, chosen[:, None]], axis=1)
             out_of_time = (
                 run["max_time"] is not None and time.perf_counter() - started > run["max_time"]
             )
@@ -803,23 +819,60 @@ class GenerationMixin:
             past = tuple((k[rows], v[rows]) for k, v in out.past_key_values)
             out = self(ids[:, -1:], past_key_values=past, attention_mask=mask, use_cache=True)
             logits = out.logits[:, -1, :]
-        for b in range(B):  # unfinished prompts: their live beams join the pool as they are
-            if not done[b]:
-                for row in range(b * nb, b * nb + nb):
-                    pools[b].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
-        best = [hyp for pool in pools for _, hyp in pool.best(keep)]
+        for b in range(B):  # unfinished groups: their live beams join the pool as they are
+            for g in range(G):
+                if not done[b, g]:
+                    for row in range(b * nb + g * size, b * nb + (g + 1) * size):
+                        pools[b][g].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
+        best = [hyp for groups in pools for _, hyp in BeamPool.best_of(groups, keep)]
         lengths = [len(h) for h in best]
-        width = min(max(lengths) + 1, total)
+        # room for an eos after the longest, where there is an eos: without one every hypothesis
+        # is a live beam, all as long (cut short by max_time, upstream fails here on the missing
+        # eos id; these are returned as they stand)
+        width = min(max(lengths) + 1, total) if eos_ids else max(lengths)
         if min(lengths) != max(lengths) and pad is None:
             raise ValueError("beam search needs a pad_token_id: its hypotheses differ in length")
         result = np.full((len(best), width), -1 if pad is None else pad, np.int64)
         for i, hyp in enumerate(best):
             result[i, : len(hyp)] = hyp
             if len(hyp) < width:  # ended before the longest: an eos marks it
-                if not eos_ids:
-                    raise ValueError("beam search stopped early with no eos_token_id to end on")
                 result[i, len(hyp)] = eos_ids[0]
         return result
+
+    @staticmethod
+    def _beam_candidates(scores, group_ids, pools, done, g, size, eos_ids, pad, S):
+        """One group's step of beam search: scores [B * size, V] (log-probabilities, processed,
+        plus each beam's sum so far) of rows group_ids [B * size, T]. Candidates go in order of
+        score: one ending in eos joins its prompt's pool if among the ``size`` best, the others
+        go on until ``size`` of them are found. Returns their sums, tokens and rows (indices into
+        group_ids), [B * size] each, and marks done[b, g] when pool g of prompt b is done."""
+        B, V = len(pools), scores.shape[1]
+        flat = scores.reshape(B, size * V)
+        top = top_indices(flat, max(2, 1 + len(eos_ids)) * size)  # enough that size go on
+        top_scores = np.take_along_axis(flat, top, axis=-1)
+        picked = np.zeros((B, size), np.float32)
+        tokens = np.zeros((B, size), np.int64)
+        local = np.zeros((B, size), np.int64)  # a prompt that is done: its group's row 0, unused
+        length = group_ids.shape[1] + 1
+        for b in range(B):
+            if done[b, g]:  # a finished group: its rows carry pad
+                if pad is None:
+                    raise ValueError("beam search needs a pad_token_id once a prompt is done")
+                tokens[b] = pad
+                continue
+            kept = 0
+            for rank, (index, score) in enumerate(zip(top[b], top_scores[b])):
+                row, token = b * size + index // V, index % V
+                if token in eos_ids:  # a finished hypothesis, if among the size best
+                    if rank < size:
+                        pools[b][g].add(group_ids[row], float(score), length - S)
+                    continue
+                picked[b, kept], tokens[b, kept], local[b, kept] = score, token, row
+                kept += 1
+                if kept == size:
+                    break
+            done[b, g] = done[b, g] or pools[b][g].is_done(float(top_scores[b].max()), length - S)
+        return picked.reshape(-1), tokens.reshape(-1), local.reshape(-1)
 
     def decode_session(self, batch, total_len):
         """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B,

@@ -306,6 +306,8 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "num_beams": mostly(st.integers(1, 4), st.one_of(st.integers(-1, 6), scalars)),
         "length_penalty": mostly(st.floats(-2, 2), scalars),
         "early_stopping": mostly(st.sampled_from([True, False, "never"]), scalars),
+        "num_beam_groups": mostly(st.integers(1, 2), st.one_of(st.integers(-1, 5), scalars)),
+        "diversity_penalty": mostly(st.floats(0, 2), scalars),
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),
     },

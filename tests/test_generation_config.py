@@ -91,8 +91,10 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"num_beam_groups": 2, "guidance_scale": 1.5, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'num_beam_groups': 2, .*'guidance_scale': 1.5"):
+    model = with_settings(
+        {"encoder_repetition_penalty": 1.2, "guidance_scale": 1.5, "max_new_tokens": 2}
+    )
+    with pytest.warns(UserWarning, match=r"'encoder_repetition_penalty': 1.2, .*'guidance_scale'"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -327,6 +329,13 @@ def test_beam_search_refusals_and_its_edges():
         model.generate(PROMPT, num_beams=0)
     with pytest.raises(ValueError, match="generation_config.json: num_return_sequences 3 is more"):
         generation_settings({}, {"num_beams": 2, "num_return_sequences": 3})
+    groups = dict(num_beams=4, num_beam_groups=2, diversity_penalty=0.5)
+    with pytest.raises(ValueError, match="num_beams 4 does not split into num_beam_groups 3"):
+        model.generate(PROMPT, **{**groups, "num_beam_groups": 3})
+    with pytest.raises(ValueError, match="needs a diversity_penalty above 0"):
+        model.generate(PROMPT, **{**groups, "diversity_penalty": 0.0})
+    with pytest.raises(ValueError, match=r"diverse beam search\) does not sample"):
+        model.generate(PROMPT, **groups, do_sample=True)
     # no new tokens: the prompts, once for each sequence asked for
     same = model.generate(PROMPT, num_beams=3, num_return_sequences=2, max_new_tokens=0)
     np.testing.assert_array_equal(same, np.repeat(PROMPT, 2, axis=0))
@@ -406,3 +415,22 @@ def test_contrastive_choice_weighs_probability_against_likeness_to_the_context()
     probs = np.array([[0.6, 0.4]], np.float32)
     assert contrastive_choice(context, hidden, probs, 0.0)[0] == 0  # probability alone
     assert contrastive_choice(context, hidden, probs, 0.6)[0] == 1  # the less repetitive one
+
+
+def test_beam_search_cut_short_by_max_time_returns_its_beams_as_they_stand():
+    model = tiny_mpt(seed=SEED)
+    out = model.generate(PROMPT, max_new_tokens=6, num_beams=2, max_time=0.0)
+    assert out.shape == (2, 5)  # one step, no eos to add
+    with_eos = model.generate(
+        PROMPT, max_new_tokens=6, num_beams=2, max_time=0.0, eos_token_id=49, pad_token_id=0
+    )
+    assert with_eos.shape == (2, 6) and (with_eos[:, 5] == 49).all()  # the eos marks the end
+
+
+def test_every_setting_given_as_an_argument_is_checked_by_name():
+    """A value no setting takes (a string) is refused naming the setting, for every setting."""
+    from reference.generation import APPLIED_SETTINGS
+
+    for key in APPLIED_SETTINGS:
+        with pytest.raises((ValueError, TypeError), match=key):
+            tiny_mpt().generate(PROMPT, max_new_tokens=2, **{key: "x"})

@@ -482,6 +482,36 @@ def cases():
             generate=dict(max_new_tokens=4, num_beams=2, num_return_sequences=3),
         ),
         generating(
+            "generate-group-beam-search",
+            "diverse beam search from generation_config.json: 4 beams in 2 groups, diversity_penalty"
+            " 1.0, all 4 hypotheses returned, an eos (row 0's third greedy token)",
+            dict(
+                num_beams=4,
+                num_beam_groups=2,
+                diversity_penalty=1.0,
+                num_return_sequences=4,
+                eos_token_id=["row-0-token-2"],
+                max_new_tokens=6,
+            ),
+        ),
+        generating(
+            "generate-group-beam-search-argument",
+            "diverse beam search passed to generate(): 6 beams in 3 groups, diversity_penalty 0.5,"
+            " the best 3 returned",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=6,
+                num_beam_groups=3,
+                diversity_penalty=0.5,
+                num_return_sequences=3,
+            ),
+        ),
+        generating(
+            "generate-group-beam-search-no-diversity",
+            "beam groups without a diversity_penalty: upstream refuses",
+            generate=dict(max_new_tokens=4, num_beams=4, num_beam_groups=2),
+        ),
+        generating(
             "generate-contrastive",
             "contrastive search (penalty_alpha 0.6, top_k 4) with config.json's use_cache true:"
             " each step's 4 candidates run through the model, the one least like the context"
