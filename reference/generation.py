@@ -46,6 +46,7 @@ APPLIED_SETTINGS = {
     "forced_eos_token_id": None,
     "remove_invalid_values": False,
     "exponential_decay_length_penalty": None,
+    "encoder_repetition_penalty": 1.0,
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
@@ -65,7 +66,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 # apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
 # warning when generate() runs on its defaults.
 NOT_APPLIED_SETTINGS = {
-    "encoder_repetition_penalty": 1.0,
     "force_words_ids": None,
     "constraints": None,
     "forced_decoder_ids": None,
@@ -177,6 +177,7 @@ _SETTING_TYPES = {
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
     ),
+    "encoder_repetition_penalty": (lambda v: is_number(v) and v > 0, "a number above 0"),
     "remove_invalid_values": (lambda v: isinstance(v, bool), "true or false"),
     "exponential_decay_length_penalty": (
         lambda v: (
@@ -314,12 +315,22 @@ def warp_logits(
     return logits
 
 
-def process_logits(logits, sequence, prompt_len, total_len, run, eos_ids):  # [B, V], [B, T]
+def process_logits(logits, sequence, prompt_len, total_len, run, eos_ids, prompt=None):
     """HF's logits processors for the settings applied here, in its order, before the argmax or the
     sampling warpers. sequence: every token so far [B, T], prompt (padding included) and new ones;
-    total_len: the prompt plus every new token the call may make. Returns new logits [B, V]."""
+    total_len: the prompt plus every new token the call may make; prompt: the call's input_ids
+    before rows were repeated for beams or sequences (default: the prompt part of sequence).
+    Returns new logits [B, V] ([B, T] -> [B, V])."""
     logits = logits.copy()
     T = sequence.shape[1]
+    enc = run["encoder_repetition_penalty"]
+    if enc != 1.0:  # the prompt's tokens made likelier: a negative score divided, a positive one
+        # multiplied. Upstream gathers with the prompt as the call gave it, so where rows were
+        # repeated (beams, several sequences) its B rows meet the first B rows of scores only
+        prompt = sequence[:, :prompt_len] if prompt is None else prompt
+        head = logits[: len(prompt)]
+        seen = np.take_along_axis(head, prompt, axis=-1)
+        np.put_along_axis(head, prompt, np.where(seen < 0, seen / enc, seen * enc), axis=-1)
     penalty = run["repetition_penalty"]
     if penalty != 1.0:  # every token seen: a positive score divided, a negative one multiplied
         seen = np.take_along_axis(logits, sequence, axis=-1)
@@ -436,6 +447,7 @@ PROCESSOR_DEFAULTS = {
         "forced_eos_token_id",
         "remove_invalid_values",
         "exponential_decay_length_penalty",
+        "encoder_repetition_penalty",
     )
 }
 
@@ -575,7 +587,7 @@ class GenerationMixin:
     def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
         return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
 
-    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed):
+    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
@@ -592,7 +604,7 @@ class GenerationMixin:
         sequence = ids
         for _ in range(steps):
             if processing:
-                logits = process_logits(logits, sequence, S, S + steps, run, eos_ids)
+                logits = process_logits(logits, sequence, S, S + steps, run, eos_ids, prompt)
             probs = softmax(logits.astype(np.float32))
             top = top_indices(probs, k)  # [B, k], most likely first
             rows = np.repeat(np.arange(B), top.shape[1])  # each row's cache, once a candidate
@@ -703,10 +715,20 @@ class GenerationMixin:
                 " here: beam search is greedy"
             )
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
+        prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
-        return dict(ids=ids, mask=mask, run=run, eos_ids=eos_ids, pad=pad, steps=steps, seed=seed)
+        return dict(
+            ids=ids,
+            mask=mask,
+            run=run,
+            eos_ids=eos_ids,
+            pad=pad,
+            steps=steps,
+            seed=seed,
+            prompt=prompt,
+        )
 
-    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed):
+    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
@@ -723,7 +745,7 @@ class GenerationMixin:
         sequence = ids
         for step in range(steps):
             if processing:
-                last = process_logits(last, sequence, S, S + steps, run, eos_ids)
+                last = process_logits(last, sequence, S, S + steps, run, eos_ids, prompt)
             token = (
                 sample(warp_logits(last, **warpers), rng) if run["do_sample"] else last.argmax(-1)
             )
@@ -749,7 +771,7 @@ class GenerationMixin:
                 )
                 last = out.logits[:, -1, :]
 
-    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed):
+    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
         in eos) are kept in a pool ranked by that sum over their new length **
@@ -797,7 +819,7 @@ class GenerationMixin:
                         counts = np.bincount(earlier[b], minlength=scores.shape[1])
                         scores[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
                 if changed_settings(run, PROCESSOR_DEFAULTS):
-                    scores = process_logits(scores, ids[members], S, total, run, eos_ids)
+                    scores = process_logits(scores, ids[members], S, total, run, eos_ids, prompt)
                 scores = scores + beam_scores[members][:, None]
                 picked, tokens, local = self._beam_candidates(
                     scores, ids[members], pools, done, g, size, eos_ids, pad, S

@@ -280,6 +280,9 @@ GENERATE_ARGS = st.fixed_dictionaries(
         ),
         "pad_token_id": mostly(st.integers(0, 49), st.one_of(st.integers(-3, 60), scalars)),
         "repetition_penalty": mostly(st.floats(0.5, 2), st.one_of(st.floats(-1, 3), scalars)),
+        "encoder_repetition_penalty": mostly(
+            st.floats(0.5, 2), st.one_of(st.floats(-1, 3), scalars)
+        ),
         "no_repeat_ngram_size": mostly(st.integers(0, 4), st.one_of(st.integers(-2, 8), scalars)),
         "min_length": mostly(st.integers(0, 12), st.one_of(st.integers(-2, 30), scalars)),
         "min_new_tokens": mostly(st.integers(0, 6), st.one_of(st.integers(-2, 30), scalars)),

@@ -91,10 +91,8 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings(
-        {"encoder_repetition_penalty": 1.2, "guidance_scale": 1.5, "max_new_tokens": 2}
-    )
-    with pytest.warns(UserWarning, match=r"'encoder_repetition_penalty': 1.2, .*'guidance_scale'"):
+    model = with_settings({"force_words_ids": [[3]], "guidance_scale": 1.5, "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'guidance_scale': 1.5"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}

@@ -540,6 +540,19 @@ def cases():
             generate=dict(max_new_tokens=4, penalty_alpha=0.6, top_k=4),
         ),
         generating(
+            "generate-encoder-repetition-penalty",
+            "encoder_repetition_penalty 2.0 passed to generate(): the prompt's tokens made likelier"
+            " (a positive score doubled, a negative one halved)",
+            generate=dict(max_new_tokens=6, encoder_repetition_penalty=2.0),
+        ),
+        generating(
+            "generate-encoder-repetition-penalty-beams",
+            "encoder_repetition_penalty 2.0 with 2 beams, from generation_config.json: upstream"
+            " gathers with the 2 prompt rows as given, so they meet the first 2 of the 4 beam rows"
+            " (batch 0's beams), not every beam of their own prompt",
+            dict(encoder_repetition_penalty=2.0, num_beams=2, max_new_tokens=6),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
