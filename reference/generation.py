@@ -47,6 +47,7 @@ APPLIED_SETTINGS = {
     "remove_invalid_values": False,
     "exponential_decay_length_penalty": None,
     "encoder_repetition_penalty": 1.0,
+    "guidance_scale": None,
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
@@ -70,7 +71,6 @@ NOT_APPLIED_SETTINGS = {
     "constraints": None,
     "forced_decoder_ids": None,
     "sequence_bias": None,
-    "guidance_scale": None,
 }
 # GenerationConfig fields for encoders, or that shape only what generate() returns, at their
 # defaults
@@ -177,6 +177,7 @@ _SETTING_TYPES = {
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
     ),
+    "guidance_scale": (_number, "a number or null"),
     "encoder_repetition_penalty": (lambda v: is_number(v) and v > 0, "a number above 0"),
     "remove_invalid_values": (lambda v: isinstance(v, bool), "true or false"),
     "exponential_decay_length_penalty": (
@@ -242,6 +243,8 @@ def sequences_problem(run):
         return "num_beam_groups > 1 needs a diversity_penalty above 0, or its groups are all alike"
     if groups > 1 and run["do_sample"]:
         return "num_beam_groups > 1 (diverse beam search) does not sample"
+    if groups > 1 and run["guidance_scale"] not in (None, 1):
+        return "guidance_scale with num_beam_groups > 1 is not implemented"
     return None
 
 
@@ -315,12 +318,16 @@ def warp_logits(
     return logits
 
 
-def process_logits(logits, sequence, prompt_len, total_len, run, eos_ids, prompt=None):
+def process_logits(
+    logits, sequence, prompt_len, total_len, run, eos_ids, prompt=None, guidance=None
+):
     """HF's logits processors for the settings applied here, in its order, before the argmax or the
     sampling warpers. sequence: every token so far [B, T], prompt (padding included) and new ones;
     total_len: the prompt plus every new token the call may make; prompt: the call's input_ids
     before rows were repeated for beams or sequences (default: the prompt part of sequence).
-    Returns new logits [B, V] ([B, T] -> [B, V])."""
+    guidance: the call's Guidance, where guidance_scale is not 1 (it runs first, and leaves
+    log-probabilities). Returns new logits [B, V] ([B, T] -> [B, V])."""
+    logits = logits if guidance is None else guidance(sequence, logits)
     logits = logits.copy()
     T = sequence.shape[1]
     enc = run["encoder_repetition_penalty"]
@@ -448,6 +455,7 @@ PROCESSOR_DEFAULTS = {
         "remove_invalid_values",
         "exponential_decay_length_penalty",
         "encoder_repetition_penalty",
+        "guidance_scale",
     )
 }
 
@@ -505,6 +513,42 @@ def contrastive(run):
         and run["top_k"] is not None
         and run["top_k"] > 1
     )
+
+
+class Guidance:
+    """Classifier-free guidance (transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor,
+    guidance_scale other than 1): the model also runs on an unconditional context, the prompt's
+    last token and then each new one (with its own cache where use_cache is on, else the whole
+    context again each step), and the scores become
+    scale * (log p(token | prompt) - log p(token | context)) + log p(token | context)."""
+
+    def __init__(self, model, scale, use_cache):
+        self.model, self.scale, self.use_cache = model, scale, use_cache
+        self.ids = self.mask = self.past = None
+
+    def __call__(self, sequence, logits):  # [B, T] so far, [B, V] -> [B, V] log-probabilities
+        if self.ids is None:  # the first step: the prompt's last token alone
+            self.ids = ids = sequence[:, -1:]
+            self.mask = np.ones_like(ids)
+        else:
+            self.mask = np.concatenate([self.mask, np.ones_like(sequence[:, -1:])], axis=1)
+            ids = sequence[:, -1:]
+            if not self.use_cache:
+                ids = np.concatenate([self.ids, ids], axis=1)
+            self.ids = ids
+        out = self.model(
+            ids, attention_mask=self.mask, use_cache=self.use_cache, past_key_values=self.past
+        )
+        self.past = out.past_key_values
+        free = log_softmax(out.logits[:, -1].astype(np.float32))
+        return self.scale * (log_softmax(logits.astype(np.float32)) - free) + free
+
+
+def guidance_for(model, run):
+    """The Guidance a call runs with, or None (guidance_scale unset or 1: upstream adds none)."""
+    if run["guidance_scale"] is None or run["guidance_scale"] == 1:
+        return None
+    return Guidance(model, run["guidance_scale"], run["use_cache"])
 
 
 class BeamPool:
@@ -601,10 +645,13 @@ class GenerationMixin:
         logits, past = out.logits[:, -1, :], out.past_key_values
         unfinished = np.ones(B, dtype=bool)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
+        guidance = guidance_for(self, run)
         sequence = ids
         for _ in range(steps):
             if processing:
-                logits = process_logits(logits, sequence, S, S + steps, run, eos_ids, prompt)
+                logits = process_logits(
+                    logits, sequence, S, S + steps, run, eos_ids, prompt, guidance
+                )
             probs = softmax(logits.astype(np.float32))
             top = top_indices(probs, k)  # [B, k], most likely first
             rows = np.repeat(np.arange(B), top.shape[1])  # each row's cache, once a candidate
@@ -742,10 +789,11 @@ class GenerationMixin:
             out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
+        guidance = guidance_for(self, run)
         sequence = ids
         for step in range(steps):
             if processing:
-                last = process_logits(last, sequence, S, S + steps, run, eos_ids, prompt)
+                last = process_logits(last, sequence, S, S + steps, run, eos_ids, prompt, guidance)
             token = (
                 sample(warp_logits(last, **warpers), rng) if run["do_sample"] else last.argmax(-1)
             )
@@ -796,6 +844,7 @@ class GenerationMixin:
             for _ in range(B)
         ]
         done = np.zeros((B, G), dtype=bool)
+        guidance = guidance_for(self, run)
         beam_scores = np.full((B, nb), -1e9, np.float32)
         beam_scores[:, ::size] = 0  # at first a group's beams are one prompt: start from one
         beam_scores = beam_scores.reshape(-1)
@@ -819,7 +868,9 @@ class GenerationMixin:
                         counts = np.bincount(earlier[b], minlength=scores.shape[1])
                         scores[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
                 if changed_settings(run, PROCESSOR_DEFAULTS):
-                    scores = process_logits(scores, ids[members], S, total, run, eos_ids, prompt)
+                    scores = process_logits(
+                        scores, ids[members], S, total, run, eos_ids, prompt, guidance
+                    )
                 scores = scores + beam_scores[members][:, None]
                 picked, tokens, local = self._beam_candidates(
                     scores, ids[members], pools, done, g, size, eos_ids, pad, S

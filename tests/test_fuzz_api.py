@@ -311,6 +311,7 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "early_stopping": mostly(st.sampled_from([True, False, "never"]), scalars),
         "num_beam_groups": mostly(st.integers(1, 2), st.one_of(st.integers(-1, 5), scalars)),
         "diversity_penalty": mostly(st.floats(0, 2), scalars),
+        "guidance_scale": mostly(st.none() | st.floats(0, 3), scalars),
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),
     },

@@ -91,8 +91,10 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"force_words_ids": [[3]], "guidance_scale": 1.5, "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'guidance_scale': 1.5"):
+    model = with_settings(
+        {"force_words_ids": [[3]], "forced_decoder_ids": [[1, 3]], "max_new_tokens": 2}
+    )
+    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'forced_decoder_ids'"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -202,8 +204,8 @@ def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
 def test_an_unknown_setting_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match=r"\['eos_id'\]; it takes"):
         tiny_mpt().generate(PROMPT, eos_id=3)
-    with pytest.raises(TypeError, match=r"\['guidance_scale'\]: transformers settings not"):
-        tiny_mpt().generate(PROMPT, guidance_scale=1.5)
+    with pytest.raises(TypeError, match=r"\['force_words_ids'\]: transformers settings not"):
+        tiny_mpt().generate(PROMPT, force_words_ids=[[3]])
 
 
 def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them():
@@ -334,6 +336,8 @@ def test_beam_search_refusals_and_its_edges():
         model.generate(PROMPT, **{**groups, "diversity_penalty": 0.0})
     with pytest.raises(ValueError, match=r"diverse beam search\) does not sample"):
         model.generate(PROMPT, **groups, do_sample=True)
+    with pytest.raises(ValueError, match="guidance_scale with num_beam_groups > 1 is not"):
+        model.generate(PROMPT, **groups, guidance_scale=1.5)
     # no new tokens: the prompts, once for each sequence asked for
     same = model.generate(PROMPT, num_beams=3, num_return_sequences=2, max_new_tokens=0)
     np.testing.assert_array_equal(same, np.repeat(PROMPT, 2, axis=0))
@@ -432,3 +436,15 @@ def test_every_setting_given_as_an_argument_is_checked_by_name():
     for key in APPLIED_SETTINGS:
         with pytest.raises((ValueError, TypeError), match=key):
             tiny_mpt().generate(PROMPT, max_new_tokens=2, **{key: "x"})
+
+
+def test_guidance_runs_the_unconditional_context_with_or_without_its_cache():
+    model = tiny_mpt(seed=SEED)
+    guided = model.generate(PROMPT, max_new_tokens=4, guidance_scale=1.5)
+    cached = model.generate(PROMPT, max_new_tokens=4, guidance_scale=1.5, use_cache=True)
+    np.testing.assert_array_equal(guided, cached)  # the same tokens either way
+    assert not np.array_equal(guided, model.generate(PROMPT, max_new_tokens=4))
+    np.testing.assert_array_equal(  # guidance_scale 1 adds nothing, as upstream
+        model.generate(PROMPT, max_new_tokens=4, guidance_scale=1.0),
+        model.generate(PROMPT, max_new_tokens=4),
+    )

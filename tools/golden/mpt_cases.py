@@ -553,6 +553,26 @@ def cases():
             dict(encoder_repetition_penalty=2.0, num_beams=2, max_new_tokens=6),
         ),
         generating(
+            "generate-guidance",
+            "classifier-free guidance, guidance_scale 1.5 passed to generate(): the model also run"
+            " on the prompt's last token and the new ones (config.json's use_cache false: the whole"
+            " unconditional context again each step)",
+            generate=dict(max_new_tokens=6, guidance_scale=1.5),
+        ),
+        generating(
+            "generate-guidance-cache-file",
+            "guidance_scale 2.0 from generation_config.json with its use_cache true (the"
+            " unconditional context on its own cache) and repetition_penalty 1.2 applied to the"
+            " guided log-probabilities",
+            dict(guidance_scale=2.0, use_cache=True, repetition_penalty=1.2, max_new_tokens=6),
+        ),
+        generating(
+            "generate-guidance-beams",
+            "guidance_scale 1.5 with 2 beams: the unconditional context follows the rows, not the"
+            " beams (upstream does not reorder it)",
+            generate=dict(max_new_tokens=5, guidance_scale=1.5, num_beams=2),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
