@@ -48,6 +48,7 @@ APPLIED_SETTINGS = {
     "exponential_decay_length_penalty": None,
     "encoder_repetition_penalty": 1.0,
     "guidance_scale": None,
+    "forced_decoder_ids": None,
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
@@ -69,7 +70,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 NOT_APPLIED_SETTINGS = {
     "force_words_ids": None,
     "constraints": None,
-    "forced_decoder_ids": None,
     "sequence_bias": None,
 }
 # GenerationConfig fields for encoders, or that shape only what generate() returns, at their
@@ -176,6 +176,15 @@ _SETTING_TYPES = {
     "forced_eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
+    ),
+    "forced_decoder_ids": (
+        lambda v: (
+            v is None
+            or isinstance(v, (list, tuple))
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 and _count(p[0]) for p in v)
+            and _tokens([p[1] for p in v])
+        ),
+        "a list of [length, token id] pairs or null",
     ),
     "guidance_scale": (_number, "a number or null"),
     "encoder_repetition_penalty": (lambda v: is_number(v) and v > 0, "a number above 0"),
@@ -378,10 +387,15 @@ def process_logits(
         logits[:, eos_ids] = logits[:, eos_ids] + np.abs(logits[:, eos_ids]) * grow
     if run["suppress_tokens"]:
         logits[:, run["suppress_tokens"]] = -np.inf
-    if run["begin_suppress_tokens"] and T == prompt_len + (
-        prompt_len == 1 and bos is not None
-    ):  # the first new token, or the one after a forced bos
+    forced_at = dict(run["forced_decoder_ids"] or [])  # sequence length -> the token it gets
+    begin = prompt_len + (prompt_len == 1 and bos is not None)  # after a forced bos
+    if run["forced_decoder_ids"]:  # upstream moves it by the last forced length (a length, so
+        begin += run["forced_decoder_ids"][-1][0]  # with a prompt it is past the forced tokens)
+    if run["begin_suppress_tokens"] and T == begin:  # the first new token, as upstream counts
         logits[:, run["begin_suppress_tokens"]] = -np.inf
+    if T in forced_at:  # the token forced where the sequence is this long
+        logits[:] = -np.inf
+        logits[:, forced_at[T]] = 0
     return logits
 
 
@@ -456,6 +470,7 @@ PROCESSOR_DEFAULTS = {
         "exponential_decay_length_penalty",
         "encoder_repetition_penalty",
         "guidance_scale",
+        "forced_decoder_ids",
     )
 }
 
@@ -477,6 +492,8 @@ def check_processing(run, vocab_size):
     for words in run["bad_words_ids"] or []:
         for t in words:
             token_id(t, "bad_words_ids", vocab_size)
+    for _, t in run["forced_decoder_ids"] or []:
+        token_id(t, "forced_decoder_ids", vocab_size)
 
 
 def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]

@@ -183,6 +183,7 @@ def test_the_generation_config_cases_fail_a_port_that_ignores_generation_config_
         "mpt/hf/generate-group-beam-search",
         "mpt/hf/generate-encoder-repetition-penalty-beams",
         "mpt/hf/generate-guidance-cache-file",
+        "mpt/hf/generate-forced-decoder-ids",
     ]
     port = MptPortBug("generation config ignored")
     got = {i: check_golden(port, CASES[i])[0].status for i in ids}

@@ -311,6 +311,10 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "early_stopping": mostly(st.sampled_from([True, False, "never"]), scalars),
         "num_beam_groups": mostly(st.integers(1, 2), st.one_of(st.integers(-1, 5), scalars)),
         "diversity_penalty": mostly(st.floats(0, 2), scalars),
+        "forced_decoder_ids": mostly(
+            st.lists(st.tuples(st.integers(0, 30), st.integers(0, 49)), max_size=3),
+            st.one_of(st.lists(st.lists(st.integers(-3, 60), max_size=3), max_size=3), scalars),
+        ),
         "guidance_scale": mostly(st.none() | st.floats(0, 3), scalars),
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),

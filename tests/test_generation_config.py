@@ -92,9 +92,9 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
     model = with_settings(
-        {"force_words_ids": [[3]], "forced_decoder_ids": [[1, 3]], "max_new_tokens": 2}
+        {"force_words_ids": [[3]], "sequence_bias": {"1": 2.0}, "max_new_tokens": 2}
     )
-    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'forced_decoder_ids'"):
+    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'sequence_bias'"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}

@@ -573,6 +573,17 @@ def cases():
             generate=dict(max_new_tokens=5, guidance_scale=1.5, num_beams=2),
         ),
         generating(
+            "generate-forced-decoder-ids",
+            "forced_decoder_ids [[7, 11], [9, 3]] from generation_config.json: token 11 where the"
+            " sequence is 7 long, 3 where it is 9 (lengths count the prompt of 6); the"
+            " begin_suppress_tokens index moves by 9 with them, past the 6 new tokens",
+            dict(
+                forced_decoder_ids=[[7, 11], [9, 3]],
+                begin_suppress_tokens=["row-0-token-0"],
+                max_new_tokens=6,
+            ),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
