@@ -126,7 +126,8 @@ def _assemble(plan, weights, dtype, where, backend, options):
     model = family.TASKS[task](
         config, params, profile=profile, backend=get_backend(backend), **options
     )
-    model.generation_config = settings
+    if settings is not None:  # a generating model: generate()'s settings from the checkpoint
+        model.generation_config = settings
     load_deferred(model.params)  # what the backend did not convert as it stored it
     for w in weights.values():
         if isinstance(w, DeferredTensor):
