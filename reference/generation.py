@@ -383,8 +383,9 @@ def process_logits(
         logits = np.nan_to_num(logits, nan=0.0, posinf=info.max, neginf=info.min)
     decay = run["exponential_decay_length_penalty"]
     if decay is not None and T > decay[0] + prompt_len:  # eos made likelier as text grows
-        grow = decay[1] ** (T - decay[0] - prompt_len) - 1
-        logits[:, eos_ids] = logits[:, eos_ids] + np.abs(logits[:, eos_ids]) * grow
+        with np.errstate(over="ignore", invalid="ignore"):  # past float's range: inf, as torch
+            grow = np.power(np.float64(decay[1]), T - decay[0] - prompt_len) - 1
+            logits[:, eos_ids] = logits[:, eos_ids] + np.abs(logits[:, eos_ids]) * grow
     if run["suppress_tokens"]:
         logits[:, run["suppress_tokens"]] = -np.inf
     forced_at = dict(run["forced_decoder_ids"] or [])  # sequence length -> the token it gets

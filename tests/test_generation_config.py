@@ -448,3 +448,16 @@ def test_guidance_runs_the_unconditional_context_with_or_without_its_cache():
         model.generate(PROMPT, max_new_tokens=4, guidance_scale=1.0),
         model.generate(PROMPT, max_new_tokens=4),
     )
+
+
+def test_a_length_penalty_decay_past_float_range_forces_the_eos_without_an_error():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning, no OverflowError (Python's pow)
+        out = tiny_mpt(seed=SEED).generate(
+            PROMPT,
+            max_new_tokens=14,
+            exponential_decay_length_penalty=(0, 1e200),
+            eos_token_id=49,
+            pad_token_id=0,
+        )
+    assert (out[:, 4:] == 49).any(axis=1).all()  # every row ends on the eos
