@@ -48,6 +48,7 @@ APPLIED_SETTINGS = {
     "exponential_decay_length_penalty": None,
     "encoder_repetition_penalty": 1.0,
     "guidance_scale": None,
+    "sequence_bias": None,
     "forced_decoder_ids": None,
     "typical_p": 1.0,
     "epsilon_cutoff": 0.0,
@@ -70,7 +71,6 @@ WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff
 NOT_APPLIED_SETTINGS = {
     "force_words_ids": None,
     "constraints": None,
-    "sequence_bias": None,
 }
 # GenerationConfig fields for encoders, or that shape only what generate() returns, at their
 # defaults
@@ -129,6 +129,25 @@ def _tokens(value):
     return value is None or isinstance(value, (list, tuple)) and all(is_integer(e) for e in value)
 
 
+def bias_pairs(value):
+    """sequence_bias as a list of (token ids, bias) pairs: from transformers' dict of tuples, or
+    from its JSON form, a list of [token ids, bias] pairs. [] where it is neither."""
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    if not isinstance(pairs, (list, tuple)) or not pairs:
+        return []
+    out = []
+    for pair in pairs:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            return []
+        tokens, bias = pair
+        if not (isinstance(tokens, (list, tuple)) and tokens and _tokens(tokens)) or not (
+            is_number(bias)
+        ):
+            return []
+        out.append((tuple(int(t) for t in tokens), float(bias)))
+    return out
+
+
 # what each applied setting must be, as a test and in words
 _SETTING_TYPES = {
     "max_length": (_count, "a non-negative integer"),
@@ -185,6 +204,11 @@ _SETTING_TYPES = {
             and _tokens([p[1] for p in v])
         ),
         "a list of [length, token id] pairs or null",
+    ),
+    "sequence_bias": (
+        lambda v: v is None or bool(bias_pairs(v)),
+        "a non-empty dict of token-id tuples to numbers, or a list of [token ids, number] pairs,"
+        " or null",
     ),
     "guidance_scale": (_number, "a number or null"),
     "encoder_repetition_penalty": (lambda v: is_number(v) and v > 0, "a number above 0"),
@@ -339,6 +363,15 @@ def process_logits(
     logits = logits if guidance is None else guidance(sequence, logits)
     logits = logits.copy()
     T = sequence.shape[1]
+    if run["sequence_bias"] is not None:  # a bias on a token, or on one after given others
+        bias = np.zeros_like(logits)
+        for tokens, value in bias_pairs(run["sequence_bias"]):
+            if len(tokens) == 1:
+                bias[:, tokens[0]] = value
+            elif len(tokens) <= T:
+                match = (sequence[:, T - len(tokens) + 1 :] == list(tokens[:-1])).all(axis=1)
+                bias[match, tokens[-1]] += value
+        logits = logits + bias
     enc = run["encoder_repetition_penalty"]
     if enc != 1.0:  # the prompt's tokens made likelier: a negative score divided, a positive one
         # multiplied. Upstream gathers with the prompt as the call gave it, so where rows were
@@ -471,6 +504,7 @@ PROCESSOR_DEFAULTS = {
         "exponential_decay_length_penalty",
         "encoder_repetition_penalty",
         "guidance_scale",
+        "sequence_bias",
         "forced_decoder_ids",
     )
 }
@@ -495,6 +529,9 @@ def check_processing(run, vocab_size):
             token_id(t, "bad_words_ids", vocab_size)
     for _, t in run["forced_decoder_ids"] or []:
         token_id(t, "forced_decoder_ids", vocab_size)
+    for tokens, _ in bias_pairs(run["sequence_bias"] or []):
+        for t in tokens:
+            token_id(t, "sequence_bias", vocab_size)
 
 
 def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]

@@ -315,6 +315,15 @@ GENERATE_ARGS = st.fixed_dictionaries(
             st.lists(st.tuples(st.integers(0, 30), st.integers(0, 49)), max_size=3),
             st.one_of(st.lists(st.lists(st.integers(-3, 60), max_size=3), max_size=3), scalars),
         ),
+        "sequence_bias": mostly(
+            st.dictionaries(
+                st.lists(st.integers(0, 49), min_size=1, max_size=3).map(tuple),
+                st.floats(-5, 5),
+                min_size=1,
+                max_size=3,
+            ),
+            st.one_of(st.dictionaries(st.text(max_size=3), scalars, max_size=2), scalars),
+        ),
         "guidance_scale": mostly(st.none() | st.floats(0, 3), scalars),
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),

@@ -91,10 +91,8 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
 
 
 def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings(
-        {"force_words_ids": [[3]], "sequence_bias": {"1": 2.0}, "max_new_tokens": 2}
-    )
-    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'sequence_bias'"):
+    model = with_settings({"force_words_ids": [[3]], "constraints": ["x"], "max_new_tokens": 2})
+    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'constraints'"):
         model.generate(PROMPT)
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
@@ -169,6 +167,10 @@ def test_an_eos_outside_the_vocabulary_is_refused_when_generate_uses_it():
         ({"suppress_tokens": 3}, "suppress_tokens must be a list of token ids or null"),
         ({"suppress_tokens": [3, 50]}, "suppress_tokens 50 is outside the vocabulary"),
         ({"begin_suppress_tokens": [-1]}, "begin_suppress_tokens -1 is outside the vocabulary"),
+        ({"sequence_bias": {}}, "sequence_bias must be a non-empty dict"),
+        ({"sequence_bias": {"3": 1.0}}, "sequence_bias must be a non-empty dict"),
+        ({"sequence_bias": [[[3], "x"]]}, "sequence_bias must be a non-empty dict"),
+        ({"sequence_bias": {(3, 50): 1.0}}, "sequence_bias 50 is outside the vocabulary"),
         ({"bad_words_ids": [3]}, "bad_words_ids must be a non-empty list of non-empty lists"),
         ({"bad_words_ids": [[]]}, "bad_words_ids must be a non-empty list of non-empty lists"),
         ({"bad_words_ids": [[3, 99]]}, "bad_words_ids 99 is outside the vocabulary"),
@@ -461,3 +463,15 @@ def test_a_length_penalty_decay_past_float_range_forces_the_eos_without_an_error
             pad_token_id=0,
         )
     assert (out[:, 4:] == 49).any(axis=1).all()  # every row ends on the eos
+
+
+def test_sequence_bias_as_upstream_takes_it_or_in_its_json_form():
+    model = tiny_mpt(seed=SEED)
+    free = model.generate(PROMPT, max_new_tokens=4)
+    a, b = int(free[0, 4]), int(free[0, 5])
+    as_dict = model.generate(PROMPT, max_new_tokens=4, sequence_bias={(a,): -50.0})
+    as_pairs = model.generate(PROMPT, max_new_tokens=4, sequence_bias=[[[a], -50.0]])
+    np.testing.assert_array_equal(as_dict, as_pairs)
+    assert a not in as_dict[:, 4:].tolist()[0]
+    after = model.generate(PROMPT, max_new_tokens=4, sequence_bias={(a, b): -50.0})
+    assert after[0, 4] == a and after[0, 5] != b  # b only after a

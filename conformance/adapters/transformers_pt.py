@@ -92,11 +92,16 @@ class TransformersPyTorch:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
                 return {"sequences": seq.numpy()}
             if "generate" in options:
+                generate = dict(options["generate"])
+                if "sequence_bias" in generate:  # its JSON form, [[token ids, bias], ...]
+                    generate["sequence_bias"] = {
+                        tuple(t): float(b) for t, b in generate["sequence_bias"]
+                    }
                 seq = model.generate(
                     **kwargs,
                     do_sample=False,
-                    **options["generate"],
-                    pad_token_id=options["generate"].get("pad_token_id", model.config.pad_token_id),
+                    **generate,
+                    pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
                 )
                 return {"sequences": seq.numpy()}
             if past is not None:

@@ -110,6 +110,8 @@ class HFRunner:
             ).numpy()
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None, **more):
+        if "sequence_bias" in more:  # the case's JSON form, [[token ids, bias], ...], as upstream
+            more["sequence_bias"] = {tuple(t): float(b) for t, b in more["sequence_bias"]}
         with self.torch.no_grad():
             seq = model.generate(
                 self.tensor(inputs["input_ids"]),

@@ -584,6 +584,13 @@ def cases():
             ),
         ),
         generating(
+            "generate-sequence-bias",
+            "sequence_bias passed to generate() in its JSON form, [[token ids, bias], ...]: token"
+            " 31 lowered by 5 everywhere, 19 lowered by 10 after 52, 16 raised by 3 (the model's"
+            " greedy tokens are 31 16 26 ... and 52 19 31 ...)",
+            generate=dict(max_new_tokens=6, sequence_bias=[[[31], -5.0], [[52, 19], -10.0], [[16], 3.0]]),
+        ),
+        generating(
             "generate-bad-words-forced-eos",
             "bad_words_ids (row 0's first greedy token alone; row 1's second after its first),"
             " forced_eos_token_id on the last of 6 new tokens, remove_invalid_values, from"
