@@ -40,7 +40,8 @@ class Implementation(Protocol):
         saved); inputs are named arrays (input_ids, attention_mask, position_ids, head_mask,
         inputs_embeds, labels, start_positions, end_positions, ...); options carry
         output_hidden_states, output_attentions, profile, return_tuple, use_cache, generate (keyword
-        arguments for a generate() call, whose result is returned as "sequences"), generation_config
+        arguments for a generate() call, whose result is returned as "sequences"; sequence_bias
+        comes as a list of [token ids, bias] pairs, JSON having no tuple keys), generation_config
         (with generate, where the checkpoint has a generation_config.json: that file's dict, whose
         settings generate() starts from, as transformers' from_pretrained does) and, for golden
         cases, case_id (which the outputs adapter uses to find a file). Past key/values arrive as
