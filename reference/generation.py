@@ -351,6 +351,21 @@ def warp_logits(
     return logits
 
 
+def add_sequence_bias(logits, sequence, pairs):  # [B, V], [B, T], [(tokens, bias)] -> [B, V]
+    """transformers' SequenceBiasLogitsProcessor: a one-token sequence's bias on that token in
+    every row; a longer one's on its last token in the rows whose last tokens are the rest of it
+    (in none while the text is shorter than it)."""
+    T = sequence.shape[1]
+    bias = np.zeros_like(logits)
+    for tokens, value in pairs:
+        if len(tokens) == 1:
+            bias[:, tokens[0]] = value
+        elif len(tokens) <= T:
+            match = (sequence[:, T - len(tokens) + 1 :] == list(tokens[:-1])).all(axis=1)
+            bias[match, tokens[-1]] += value
+    return logits + bias
+
+
 def process_logits(
     logits, sequence, prompt_len, total_len, run, eos_ids, prompt=None, guidance=None
 ):
@@ -363,15 +378,8 @@ def process_logits(
     logits = logits if guidance is None else guidance(sequence, logits)
     logits = logits.copy()
     T = sequence.shape[1]
-    if run["sequence_bias"] is not None:  # a bias on a token, or on one after given others
-        bias = np.zeros_like(logits)
-        for tokens, value in bias_pairs(run["sequence_bias"]):
-            if len(tokens) == 1:
-                bias[:, tokens[0]] = value
-            elif len(tokens) <= T:
-                match = (sequence[:, T - len(tokens) + 1 :] == list(tokens[:-1])).all(axis=1)
-                bias[match, tokens[-1]] += value
-        logits = logits + bias
+    if run["sequence_bias"] is not None:
+        logits = add_sequence_bias(logits, sequence, bias_pairs(run["sequence_bias"]))
     enc = run["encoder_repetition_penalty"]
     if enc != 1.0:  # the prompt's tokens made likelier: a negative score divided, a positive one
         # multiplied. Upstream gathers with the prompt as the call gave it, so where rows were
@@ -392,14 +400,13 @@ def process_logits(
             tail = row[T - n + 1 :] if n > 1 else []
             banned = [row[i + n - 1] for i in range(T - n + 1) if row[i : i + n - 1] == tail]
             logits[b, banned] = -np.inf
-    for words in run["bad_words_ids"] or []:  # a word's last token, after the rest of it
-        if len(words) == 1 and words[0] in eos_ids:
-            continue  # a bad word that is just an eos id is dropped
-        if len(words) == 1:
-            logits[:, words[0]] = -np.inf
-        elif len(words) <= T:
-            match = (sequence[:, T - len(words) + 1 :] == list(words[:-1])).all(axis=1)
-            logits[match, words[-1]] = -np.inf
+    bad = [  # upstream's bad words are a sequence bias of -inf; a word that is an eos id is dropped
+        (tuple(words), -np.inf)
+        for words in run["bad_words_ids"] or []
+        if not (len(words) == 1 and words[0] in eos_ids)
+    ]
+    if bad:
+        logits = add_sequence_bias(logits, sequence, bad)
     min_new = run["min_new_tokens"] or 0
     if eos_ids and (T < run["min_length"] or T - prompt_len < min_new):
         logits[:, eos_ids] = -np.inf
