@@ -341,13 +341,13 @@ def warp_logits(
         remove = np.zeros_like(remove_sorted)
         np.put_along_axis(remove, order, remove_sorted, axis=-1)
         logits = np.where(remove, -np.inf, logits)
-    best = logits.max(axis=-1, keepdims=True)
     if epsilon_cutoff is not None and 0.0 < epsilon_cutoff < 1.0:  # drop probabilities below it
-        logits = np.where((softmax(logits) < epsilon_cutoff) & (logits < best), -np.inf, logits)
+        low = softmax(logits) < epsilon_cutoff
+        logits = np.where(low & (logits < logits.max(axis=-1, keepdims=True)), -np.inf, logits)
     if eta_cutoff is not None and 0.0 < eta_cutoff < 1.0:  # a cutoff that shrinks with entropy
         logp = log_softmax(logits)
-        eta = np.minimum(eta_cutoff, np.sqrt(eta_cutoff) * np.exp(-_entropy(logp)))
-        logits = np.where((np.exp(logp) < eta) & (logits < best), -np.inf, logits)
+        low = np.exp(logp) < np.minimum(eta_cutoff, np.sqrt(eta_cutoff) * np.exp(-_entropy(logp)))
+        logits = np.where(low & (logits < logits.max(axis=-1, keepdims=True)), -np.inf, logits)
     return logits
 
 
@@ -606,6 +606,12 @@ class Guidance:
         return self.scale * (log_softmax(logits.astype(np.float32)) - free) + free
 
 
+def out_of_time(run, started):
+    """Whether max_time has passed since ``started`` (a perf_counter reading), checked after each
+    token as upstream's MaxTimeCriteria is."""
+    return run["max_time"] is not None and time.perf_counter() - started > run["max_time"]
+
+
 def guidance_for(model, run):
     """The Guidance a call runs with, or None (guidance_scale unset or 1: upstream adds none)."""
     if run["guidance_scale"] is None or run["guidance_scale"] == 1:
@@ -744,7 +750,7 @@ class GenerationMixin:
             yield token.astype(np.int64)
             if not unfinished.any():
                 return
-            if run["max_time"] is not None and time.perf_counter() - started > run["max_time"]:
+            if out_of_time(run, started):
                 return
 
     def _resolve_settings(self, **given):
@@ -867,7 +873,7 @@ class GenerationMixin:
             yield token.astype(np.int64)
             if not unfinished.any() or step == steps - 1:
                 return  # the last token needs no forward pass of its own
-            if run["max_time"] is not None and time.perf_counter() - started > run["max_time"]:
+            if out_of_time(run, started):
                 return  # out of time: stops after the token that took it past
             if session is not None:
                 last = session.step(token)
@@ -906,6 +912,7 @@ class GenerationMixin:
             for _ in range(B)
         ]
         done = np.zeros((B, G), dtype=bool)
+        processing = changed_settings(run, PROCESSOR_DEFAULTS)
         guidance = guidance_for(self, run)
         beam_scores = np.full((B, nb), -1e9, np.float32)
         beam_scores[:, ::size] = 0  # at first a group's beams are one prompt: start from one
@@ -929,7 +936,7 @@ class GenerationMixin:
                     for b in range(B):
                         counts = np.bincount(earlier[b], minlength=scores.shape[1])
                         scores[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
-                if changed_settings(run, PROCESSOR_DEFAULTS):
+                if processing:
                     scores = process_logits(
                         scores, ids[members], S, total, run, eos_ids, prompt, guidance
                     )
@@ -941,10 +948,7 @@ class GenerationMixin:
                 ids[members] = ids[members][local]  # as upstream, before the next group's turn
                 rows[members] = nb * (local // size) + g * size + local % size
             ids = np.concatenate([ids, chosen[:, None]], axis=1)
-            out_of_time = (
-                run["max_time"] is not None and time.perf_counter() - started > run["max_time"]
-            )
-            if done.all() or ids.shape[1] >= total or out_of_time:
+            if done.all() or ids.shape[1] >= total or out_of_time(run, started):
                 break
             if session is not None:  # its cache rows follow their beams
                 session.reorder(rows)
