@@ -121,9 +121,10 @@ def cmd_inspect(args):
             # what generate() starts from where it is not told: the settings away from the defaults
             generation=changed_settings(
                 generation_settings(
-                    {**config, "use_cache": c.use_cache},
+                    config,
                     read_generation_config(args.model),
                     os.path.join(args.model, "generation_config.json"),
+                    model_config=c,
                 )
             ),
         )

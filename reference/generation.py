@@ -226,7 +226,9 @@ _SETTING_TYPES = {
 }
 
 
-def generation_settings(config_dict, generation_file=None, where="generation_config.json"):
+def generation_settings(
+    config_dict, generation_file=None, where="generation_config.json", model_config=None
+):
     """generate()'s defaults for a checkpoint, chosen as transformers 4.37.2 chooses them.
 
     config_dict: the model's config.json. generation_file: its generation_config.json as a dict,
@@ -234,8 +236,12 @@ def generation_settings(config_dict, generation_file=None, where="generation_con
     "_from_model_config" (true when save_pretrained derived it) and config.json sets a generation
     parameter of its own: then, as without a file, the settings come from config.json, whose
     eos_token_id and pad_token_id count too. Settings neither gives take GenerationConfig's
-    defaults. Returns {name: value} over APPLIED_SETTINGS and NOT_APPLIED_SETTINGS; a value of the
-    wrong type is refused here, naming ``where``."""
+    defaults. model_config: the family's parsed config, whose use_cache stands for config.json's
+    (its family default where config.json says nothing: MPT's is false). Returns {name: value}
+    over APPLIED_SETTINGS and NOT_APPLIED_SETTINGS; a value of the wrong type is refused here,
+    naming ``where``."""
+    if model_config is not None:
+        config_dict = {**config_dict, "use_cache": getattr(model_config, "use_cache", True)}
     derive = generation_file is None or (
         bool(generation_file.get("_from_model_config"))
         and any(
@@ -768,11 +774,7 @@ class GenerationMixin:
         if own is None:
             c = self.config
             own = generation_settings(
-                {
-                    "eos_token_id": c.eos_token_id,
-                    "pad_token_id": c.pad_token_id,
-                    "use_cache": getattr(c, "use_cache", True),
-                }
+                {"eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id}, model_config=c
             )
         skipped = changed_settings(own, NOT_APPLIED_SETTINGS)
         if skipped:

@@ -97,9 +97,7 @@ def _plan(
         if generation_dir is not None:
             generation_file = read_generation_config(generation_dir)
         try:
-            # config.json's use_cache as the family reads it (MPT's default: false)
-            derived = {**config_dict, "use_cache": getattr(config, "use_cache", True)}
-            settings = generation_settings(derived, generation_file)
+            settings = generation_settings(config_dict, generation_file, model_config=config)
         except ValueError as e:
             raise CheckpointError(str(e) if config_file is None else f"{where}/{e}") from None
     return family, config, task, profile, shapes, settings
