@@ -186,6 +186,15 @@ def flatten_outputs(out: dict) -> dict:
     return flat
 
 
+def upstream_generate_kwargs(generate: dict) -> dict:
+    """A case's generate() keyword arguments as transformers takes them: sequence_bias is stored
+    in its JSON form, [[token ids, bias], ...], and upstream wants {tuple of ids: float}."""
+    kwargs = dict(generate)
+    if "sequence_bias" in kwargs:
+        kwargs["sequence_bias"] = {tuple(t): float(b) for t, b in kwargs["sequence_bias"]}
+    return kwargs
+
+
 def split_past(inputs: dict):
     """Inputs -> (the other inputs, past_key_values or None): past arrays are named past.<layer>.key
     and past.<layer>.value, each [B, H, P, D]."""

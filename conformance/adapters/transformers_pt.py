@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..capabilities import Capabilities
+from ..golden import upstream_generate_kwargs
 from ..protocol import Unsupported
 from ._hf_common import checkpoint_dir, flatten, split_past
 
@@ -87,16 +88,12 @@ class TransformersPyTorch:
                 generation._original_object_hash = hash(generation)
                 model.generation_config = generation
                 try:
-                    seq = model.generate(**kwargs, **options["generate"])
+                    seq = model.generate(**kwargs, **upstream_generate_kwargs(options["generate"]))
                 finally:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
                 return {"sequences": seq.numpy()}
             if "generate" in options:
-                generate = dict(options["generate"])
-                if "sequence_bias" in generate:  # its JSON form, [[token ids, bias], ...]
-                    generate["sequence_bias"] = {
-                        tuple(t): float(b) for t, b in generate["sequence_bias"]
-                    }
+                generate = upstream_generate_kwargs(options["generate"])
                 seq = model.generate(
                     **kwargs,
                     do_sample=False,

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, flatten, random_weights, tuple_layout, write_case  # noqa: E402
-from conformance.golden import split_past, write_manifest  # noqa: E402
+from conformance.golden import split_past, upstream_generate_kwargs, write_manifest  # noqa: E402
 from mpt_cases import cases  # noqa: E402
 
 HF_CLASSES = {
@@ -110,8 +110,7 @@ class HFRunner:
             ).numpy()
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None, **more):
-        if "sequence_bias" in more:  # the case's JSON form, [[token ids, bias], ...], as upstream
-            more["sequence_bias"] = {tuple(t): float(b) for t, b in more["sequence_bias"]}
+        more = upstream_generate_kwargs(more)
         with self.torch.no_grad():
             seq = model.generate(
                 self.tensor(inputs["input_ids"]),
