@@ -2,6 +2,7 @@
 (and MosaicML llm-foundry)."""
 
 from .checkpoint import CheckpointError
+from .constraints import Constraint, DisjunctiveConstraint, PhrasalConstraint
 from .loading import build, from_pretrained
 from .mpnet_model import (
     MPNetConfig,
@@ -27,6 +28,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Constraint",
+    "PhrasalConstraint",
+    "DisjunctiveConstraint",
     "build",
     "from_pretrained",
     "MPNetConfig",

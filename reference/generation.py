@@ -12,10 +12,10 @@ Axis letters: B batch, S prompt length, V vocabulary.
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 
+from .constraints import Constraint, choose_beams, completes, constraints_from
 from .inputs import as_float, as_ids, is_integer, is_number
 from .ops import log_softmax, softmax
 
@@ -62,16 +62,12 @@ APPLIED_SETTINGS = {
     "diversity_penalty": 0.0,
     "penalty_alpha": None,
     "use_cache": True,  # GenerationConfig's default; a config.json's (MPT's: false) when derived
+    "renormalize_logits": False,
+    "force_words_ids": None,
+    "constraints": None,  # Constraint objects (reference.constraints); no JSON file holds them
 }
 # the settings warp_logits takes, applied when sampling
 WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
-# Settings that change the tokens transformers' generate() picks but that this module does not
-# apply, each at the value where it does nothing. A checkpoint that sets one otherwise gets a
-# warning when generate() runs on its defaults.
-NOT_APPLIED_SETTINGS = {
-    "force_words_ids": None,
-    "constraints": None,
-}
 # GenerationConfig fields for encoders, or that shape only what generate() returns, at their
 # defaults
 OUTPUT_AND_ENCODER_SETTINGS = {
@@ -79,7 +75,7 @@ OUTPUT_AND_ENCODER_SETTINGS = {
     "output_scores": False,
     "return_dict_in_generate": False,
 }
-SETTING_DEFAULTS = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS, **OUTPUT_AND_ENCODER_SETTINGS}
+SETTING_DEFAULTS = {**APPLIED_SETTINGS, **OUTPUT_AND_ENCODER_SETTINGS}
 # The generation parameters a model config can hold (4.37.2's
 # PretrainedConfig._get_generation_defaults). A config.json that sets any of them away from its
 # default makes transformers ignore a generation_config.json marked "_from_model_config" and derive
@@ -129,6 +125,16 @@ def _tokens(value):
     return value is None or isinstance(value, (list, tuple)) and all(is_integer(e) for e in value)
 
 
+def _run(value):  # a non-empty list of token ids
+    return isinstance(value, (list, tuple)) and len(value) > 0 and _tokens(value)
+
+
+def _forced_word(value):  # a phrase, or a non-empty list of alternative phrases
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
+        return all(_run(v) for v in value)
+    return _run(value)
+
+
 def bias_pairs(value):
     """sequence_bias as a list of (token ids, bias) pairs: from transformers' dict of tuples, or
     from its JSON form, a list of [token ids, bias] pairs. [] where it is neither."""
@@ -171,6 +177,19 @@ _SETTING_TYPES = {
         "a non-negative number or null",
     ),
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
+    "renormalize_logits": (lambda v: isinstance(v, bool), "true or false"),
+    "force_words_ids": (
+        lambda v: v is None or isinstance(v, (list, tuple)) and v and all(map(_forced_word, v)),
+        "a non-empty list whose entries are each a list of token ids (a phrase) or a list of"
+        " such lists (alternatives), or null",
+    ),
+    "constraints": (
+        lambda v: (
+            v is None or isinstance(v, (list, tuple)) and all(isinstance(c, Constraint) for c in v)
+        ),
+        "a list of Constraint objects (reference.constraints; a JSON file cannot hold them) or"
+        " null",
+    ),
     "eos_token_id": (
         lambda v: _token(v) or _tokens(v),
         "a token id, a list of them or null",
@@ -238,7 +257,7 @@ def generation_settings(
     eos_token_id and pad_token_id count too. Settings neither gives take GenerationConfig's
     defaults. model_config: the family's parsed config, whose use_cache stands for config.json's
     (its family default where config.json says nothing: MPT's is false). Returns {name: value}
-    over APPLIED_SETTINGS and NOT_APPLIED_SETTINGS; a value of the wrong type is refused here,
+    over APPLIED_SETTINGS; a value of the wrong type is refused here,
     naming ``where``."""
     if model_config is not None:
         config_dict = {**config_dict, "use_cache": getattr(model_config, "use_cache", True)}
@@ -250,9 +269,7 @@ def generation_settings(
         )
     )
     source = config_dict if derive else generation_file
-    settings = {
-        k: source.get(k, d) for k, d in {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS}.items()
-    }
+    settings = {k: source.get(k, d) for k, d in APPLIED_SETTINGS.items()}
     name = "config.json" if derive else where
     for key, (ok, what) in _SETTING_TYPES.items():
         if not ok(settings[key]):
@@ -287,10 +304,8 @@ def sequences_problem(run):
     return None
 
 
-def changed_settings(settings, defaults=None):
-    """The settings (name -> value) away from their defaults (by default APPLIED_SETTINGS' and
-    NOT_APPLIED_SETTINGS')."""
-    defaults = {**APPLIED_SETTINGS, **NOT_APPLIED_SETTINGS} if defaults is None else defaults
+def changed_settings(settings, defaults=APPLIED_SETTINGS):
+    """The settings (name -> value) away from their defaults (by default APPLIED_SETTINGS')."""
     return {k: settings[k] for k, d in defaults.items() if settings.get(k, d) != d}
 
 
@@ -443,6 +458,8 @@ def process_logits(
     if T in forced_at:  # the token forced where the sequence is this long
         logits[:] = -np.inf
         logits[:, forced_at[T]] = 0
+    if run["renormalize_logits"]:  # log-probabilities again: beam search sums what this gives
+        logits = log_softmax(logits)
     return logits
 
 
@@ -500,6 +517,8 @@ BEAM_SETTINGS = (
     "early_stopping",
     "penalty_alpha",
     "use_cache",
+    "force_words_ids",
+    "constraints",
 )
 PROCESSOR_DEFAULTS = {
     k: APPLIED_SETTINGS[k]
@@ -519,6 +538,7 @@ PROCESSOR_DEFAULTS = {
         "guidance_scale",
         "sequence_bias",
         "forced_decoder_ids",
+        "renormalize_logits",
     )
 }
 
@@ -568,6 +588,22 @@ def contrastive_choice(context, hidden, probs, alpha):  # [B, T, C], [B, k, C], 
     hidden = hidden / np.linalg.norm(hidden, axis=-1, keepdims=True)
     similarity = np.einsum("btc,bkc->bkt", context, hidden).max(axis=-1)  # [B, k]
     return ((1.0 - alpha) * probs - alpha * similarity).argmax(axis=-1)
+
+
+def constrained_problem(run):
+    """Refuses what constrained beam search (force_words_ids or constraints set) cannot run
+    with, as transformers 4.37.2 refuses it: one beam, or beam groups. do_sample is refused with
+    constraints and ignored with force_words_ids alone (upstream's checks look only at the
+    first)."""
+    if run["num_beams"] < 2:
+        raise ValueError(
+            "force_words_ids and constraints choose constrained beam search, which needs"
+            f" num_beams > 1, got {run['num_beams']}"
+        )
+    if run["num_beam_groups"] > 1:
+        raise ValueError("constrained beam search has no beam groups: num_beam_groups must be 1")
+    if run["constraints"] is not None and run["do_sample"]:
+        raise ValueError("constraints with do_sample: constrained beam search does not sample")
 
 
 def contrastive(run):
@@ -760,28 +796,18 @@ class GenerationMixin:
                 return
 
     def _resolve_settings(self, **given):
-        """The settings a generate() call runs with: those ``given`` over the model's own. Warns
-        about checkpoint settings that change transformers' tokens and are not applied here."""
+        """The settings a generate() call runs with: those ``given`` over the model's own."""
         unknown = sorted(set(given) - set(APPLIED_SETTINGS))
         if unknown:
-            skipped = [k for k in unknown if k in NOT_APPLIED_SETTINGS]
             raise TypeError(
-                f"generate() got unknown setting(s) {unknown}"
-                + (f" ({skipped}: transformers settings not implemented here)" if skipped else "")
-                + f"; it takes {list(APPLIED_SETTINGS)} and seed"
+                f"generate() got unknown setting(s) {unknown}; it takes {list(APPLIED_SETTINGS)}"
+                " and seed"
             )
         own = self.generation_config
         if own is None:
             c = self.config
             own = generation_settings(
                 {"eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id}, model_config=c
-            )
-        skipped = changed_settings(own, NOT_APPLIED_SETTINGS)
-        if skipped:
-            warnings.warn(
-                "generation settings of this checkpoint that generate() does not apply (its tokens"
-                f" can differ from transformers'): {skipped}",
-                stacklevel=4,
             )
         return {k: given[k] if k in given else own[k] for k in APPLIED_SETTINGS}
 
@@ -826,7 +852,15 @@ class GenerationMixin:
                 " transformers refuses it without (an MPT config.json's use_cache is false unless"
                 " it says otherwise)"
             )
-        if run["num_beams"] > 1 and run["do_sample"]:
+        if run["diversity_penalty"] > 0 and run["num_beam_groups"] < 2:
+            raise ValueError(
+                f"diversity_penalty {run['diversity_penalty']} needs num_beam_groups > 1 (diverse"
+                " beam search); transformers refuses it otherwise"
+            )
+        constrained = constraints_from(run["force_words_ids"], run["constraints"], V)
+        if constrained:
+            constrained_problem(run)
+        elif run["num_beams"] > 1 and run["do_sample"]:
             raise ValueError(
                 "num_beams > 1 with do_sample (transformers' beam sampling) is not implemented"
                 " here: beam search is greedy"
@@ -900,8 +934,15 @@ class GenerationMixin:
 
         With num_beam_groups G > 1 (diverse beam search) the beams split into G groups searched
         one after another within each step, each with pools of its own, and a group's scores lose
-        diversity_penalty for every time an earlier group chose the token this step."""
+        diversity_penalty for every time an earlier group chose the token this step.
+
+        With force_words_ids or constraints (constrained beam search) a hypothesis joins the pool
+        only once it meets every constraint, and each step's beams are re-chosen to favour those
+        further along (reference.constraints.choose_beams). At the end the live beams that meet
+        them join the pools, and the others too where fewer than num_return_sequences do."""
         B, S = ids.shape
+        V = self.config.vocab_size
+        constraints = constraints_from(run["force_words_ids"], run["constraints"], V)
         nb, keep, G = run["num_beams"], run["num_return_sequences"], run["num_beam_groups"]
         size = nb // G  # beams a group
         total = S + steps
@@ -933,7 +974,7 @@ class GenerationMixin:
             for g in range(G):
                 members = (np.arange(B)[:, None] * nb + g * size + np.arange(size)).reshape(-1)
                 scores = logp[members]  # [B * size, V]
-                if g > 0:  # diversity: less for what earlier groups chose this step
+                if g > 0 and run["diversity_penalty"] > 0:  # less for what earlier groups chose
                     earlier = chosen.reshape(B, nb)[:, : g * size]
                     for b in range(B):
                         counts = np.bincount(earlier[b], minlength=scores.shape[1])
@@ -944,7 +985,7 @@ class GenerationMixin:
                     )
                 scores = scores + beam_scores[members][:, None]
                 picked, tokens, local = self._beam_candidates(
-                    scores, ids[members], pools, done, g, size, eos_ids, pad, S
+                    scores, ids[members], pools, done, g, size, eos_ids, pad, S, constraints
                 )
                 beam_scores[members], chosen[members] = picked, tokens
                 ids[members] = ids[members][local]  # as upstream, before the next group's turn
@@ -962,9 +1003,14 @@ class GenerationMixin:
             logits = out.logits[:, -1, :]
         for b in range(B):  # unfinished groups: their live beams join the pool as they are
             for g in range(G):
-                if not done[b, g]:
-                    for row in range(b * nb + g * size, b * nb + (g + 1) * size):
-                        pools[b][g].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
+                if done[b, g]:
+                    continue
+                rows = range(b * nb + g * size, b * nb + (g + 1) * size)
+                met = [r for r in rows if completes(constraints, ids[r].tolist())]
+                if len(met) < keep:  # too few meet the constraints: the others too, after them
+                    met += [r for r in rows if r not in met]
+                for row in met:
+                    pools[b][g].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
         best = [hyp for groups in pools for _, hyp in BeamPool.best_of(groups, keep)]
         lengths = [len(h) for h in best]
         # room for an eos after the longest, where there is an eos: without one every hypothesis
@@ -981,12 +1027,14 @@ class GenerationMixin:
         return result
 
     @staticmethod
-    def _beam_candidates(scores, group_ids, pools, done, g, size, eos_ids, pad, S):
+    def _beam_candidates(scores, group_ids, pools, done, g, size, eos_ids, pad, S, constraints):
         """One group's step of beam search: scores [B * size, V] (log-probabilities, processed,
         plus each beam's sum so far) of rows group_ids [B * size, T]. Candidates go in order of
-        score: one ending in eos joins its prompt's pool if among the ``size`` best, the others
-        go on until ``size`` of them are found. Returns their sums, tokens and rows (indices into
-        group_ids), [B * size] each, and marks done[b, g] when pool g of prompt b is done."""
+        score: one ending in eos joins its prompt's pool if among the ``size`` best (and its row
+        meets the constraints), the others go on until ``size`` of them are found; with
+        constraints, choose_beams then re-chooses among them and the tokens that advance the
+        constraints. Returns their sums, tokens and rows (indices into group_ids), [B * size]
+        each, and marks done[b, g] when pool g of prompt b is done."""
         B, V = len(pools), scores.shape[1]
         flat = scores.reshape(B, size * V)
         top = top_indices(flat, max(2, 1 + len(eos_ids)) * size)  # enough that size go on
@@ -1005,13 +1053,24 @@ class GenerationMixin:
             for rank, (index, score) in enumerate(zip(top[b], top_scores[b])):
                 row, token = b * size + index // V, index % V
                 if token in eos_ids:  # a finished hypothesis, if among the size best
-                    if rank < size:
+                    if rank < size and completes(constraints, group_ids[row].tolist()):
                         pools[b][g].add(group_ids[row], float(score), length - S)
                     continue
                 picked[b, kept], tokens[b, kept], local[b, kept] = score, token, row
                 kept += 1
                 if kept == size:
                     break
+            if constraints:
+                beams = slice(b * size, (b + 1) * size)
+                picked[b], tokens[b], local[b] = choose_beams(
+                    constraints,
+                    group_ids[beams],
+                    scores[beams],
+                    picked[b],
+                    tokens[b],
+                    local[b] - b * size,
+                )
+                local[b] += b * size
             done[b, g] = done[b, g] or pools[b][g].is_done(float(top_scores[b].max()), length - S)
         return picked.reshape(-1), tokens.reshape(-1), local.reshape(-1)
 

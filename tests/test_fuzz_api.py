@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from test_mpt_properties import CONFIG as MPT_CONFIG
 from test_mpt_properties import tiny_mpt
 
+from reference.constraints import DisjunctiveConstraint, PhrasalConstraint
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 DOCUMENTED = (ValueError, TypeError)
@@ -263,6 +265,7 @@ def test_mpt_calls_raise_only_documented_errors(key, changes, past):
 
 TOKEN_LISTS = st.lists(st.integers(0, 49), max_size=3)
 BAD_TOKEN_LISTS = st.lists(st.one_of(st.integers(-3, 60), scalars), max_size=3)
+PHRASES = st.lists(st.integers(0, 49), min_size=1, max_size=3)
 GENERATE_ARGS = st.fixed_dictionaries(
     {},
     optional={
@@ -327,6 +330,23 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "guidance_scale": mostly(st.none() | st.floats(0, 3), scalars),
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),
+        "renormalize_logits": mostly(st.booleans(), scalars),
+        "force_words_ids": mostly(
+            st.none() | st.lists(st.one_of(PHRASES, st.lists(PHRASES, min_size=1, max_size=3))),
+            st.one_of(st.lists(st.one_of(BAD_TOKEN_LISTS, scalars), max_size=3), scalars),
+        ),
+        "constraints": mostly(
+            st.none()
+            | st.lists(
+                st.one_of(
+                    st.builds(PhrasalConstraint, PHRASES),
+                    st.builds(DisjunctiveConstraint, st.lists(PHRASES, min_size=1, max_size=1)),
+                ),
+                min_size=1,
+                max_size=2,
+            ),
+            st.one_of(st.lists(scalars, max_size=2), scalars),
+        ),
     },
 )
 

@@ -90,10 +90,12 @@ def test_sampling_settings_from_the_checkpoint_equal_the_same_arguments():
     np.testing.assert_array_equal(model.generate(PROMPT, do_sample=False), greedy)
 
 
-def test_settings_not_applied_are_named_in_a_warning_and_the_others_raise_none():
-    model = with_settings({"force_words_ids": [[3]], "constraints": ["x"], "max_new_tokens": 2})
-    with pytest.warns(UserWarning, match=r"'force_words_ids': \[\[3\]\], 'constraints'"):
-        model.generate(PROMPT)
+def test_forced_words_from_the_checkpoint_equal_the_same_arguments_and_warn_nothing():
+    file = {"force_words_ids": [[3, 4], [[9], [10, 11]]], "num_beams": 3, "max_new_tokens": 5}
+    want = tiny_mpt(seed=SEED).generate(PROMPT, **file)
+    np.testing.assert_array_equal(with_settings(file).generate(PROMPT), want)
+    with pytest.raises(ValueError, match="constraints must be a list of Constraint objects"):
+        with_settings({"constraints": [[3]]})  # what a JSON file would hold: no objects
     quiet = with_settings(
         {"eos_token_id": 3, "repetition_penalty": 1.3, "min_new_tokens": 1, "max_new_tokens": 2}
     )
@@ -206,8 +208,6 @@ def test_suppressed_tokens_never_come_and_min_new_tokens_holds_back_eos():
 def test_an_unknown_setting_is_a_type_error_naming_it():
     with pytest.raises(TypeError, match=r"\['eos_id'\]; it takes"):
         tiny_mpt().generate(PROMPT, eos_id=3)
-    with pytest.raises(TypeError, match=r"\['force_words_ids'\]: transformers settings not"):
-        tiny_mpt().generate(PROMPT, force_words_ids=[[3]])
 
 
 def test_bad_words_a_forced_eos_and_invalid_values_as_transformers_applies_them():
@@ -393,7 +393,6 @@ def test_top_indices_is_a_stable_descending_argsort_cut_to_k():
 def test_every_setting_is_in_one_table_and_every_applied_one_is_checked():
     from reference import generation as g
 
-    assert not set(g.APPLIED_SETTINGS) & set(g.NOT_APPLIED_SETTINGS)
     assert set(g._SETTING_TYPES) == set(g.APPLIED_SETTINGS)
     assert set(g.CONFIG_GENERATION_PARAMETERS) <= set(g.SETTING_DEFAULTS)
 

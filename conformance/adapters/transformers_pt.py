@@ -93,10 +93,9 @@ class TransformersPyTorch:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
                 return {"sequences": seq.numpy()}
             if "generate" in options:
-                generate = upstream_generate_kwargs(options["generate"])
+                generate = {"do_sample": False, **upstream_generate_kwargs(options["generate"])}
                 seq = model.generate(
                     **kwargs,
-                    do_sample=False,
                     **generate,
                     pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
                 )

@@ -109,14 +109,14 @@ class HFRunner:
                 **kwargs,
             ).numpy()
 
-    def generate(self, model, inputs, max_new_tokens, eos_token_id=None, **more):
+    def generate(self, model, inputs, max_new_tokens, eos_token_id=None, do_sample=False, **more):
         more = upstream_generate_kwargs(more)
         with self.torch.no_grad():
             seq = model.generate(
                 self.tensor(inputs["input_ids"]),
                 attention_mask=self.tensor(inputs["attention_mask"]),
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                do_sample=do_sample,
                 eos_token_id=eos_token_id,
                 pad_token_id=model.config.pad_token_id,
                 **more,

@@ -512,6 +512,66 @@ def cases():
             generate=dict(max_new_tokens=4, num_beams=4, num_beam_groups=2),
         ),
         generating(
+            "generate-diversity-without-groups",
+            "diversity_penalty 0.5 with 3 beams in one group: upstream refuses (its diversity"
+            " processor needs num_beam_groups > 1)",
+            generate=dict(max_new_tokens=4, num_beams=3, diversity_penalty=0.5),
+        ),
+        generating(
+            "generate-renormalize-logits",
+            "renormalize_logits from generation_config.json: beam search, 3 beams, sums the"
+            " log-probabilities renormalized after repetition_penalty 3.0 (without it, row 1's"
+            " beams differ)",
+            dict(num_beams=3, repetition_penalty=3.0, renormalize_logits=True, max_new_tokens=7),
+        ),
+        generating(
+            "generate-constrained-phrase",
+            "constrained beam search: force_words_ids [[10, 11]] (a phrase greedy decoding does not"
+            " write), 3 beams, 6 new tokens",
+            generate=dict(max_new_tokens=6, num_beams=3, force_words_ids=[[10, 11]]),
+        ),
+        generating(
+            "generate-constrained-file",
+            "force_words_ids from generation_config.json: a disjunctive word (10 11, or 12, which"
+            " ends row 0's prompt: the prompt meets it) and the phrase 20; 4 beams, the best 2"
+            " returned, an eos (row 0's second greedy token) that finishes only hypotheses meeting"
+            " both",
+            dict(
+                force_words_ids=[[[10, 11], [12]], [20]],
+                num_beams=4,
+                num_return_sequences=2,
+                eos_token_id=["row-0-token-1"],
+                max_new_tokens=7,
+            ),
+        ),
+        generating(
+            "generate-constrained-shared-prefix",
+            "alternatives 26 32 and 26 5 share a first token: upstream's copies of a beam's state"
+            " share the prefix, so trying 32 then 5 after 26 sees 32 still there and 5 breaks off"
+            " (early_stopping never, eos 1, 2 beams, 3 new tokens; a port that copies the prefix"
+            " returns 26 5 for row 1)",
+            generate=dict(
+                max_new_tokens=3,
+                num_beams=2,
+                force_words_ids=[[[26, 32], [38, 49, 32], [26, 5]]],
+                eos_token_id=[1],
+                early_stopping="never",
+            ),
+        ),
+        generating(
+            "generate-constrained-ignores-sampling",
+            "force_words_ids with do_sample true: upstream runs constrained beam search, which"
+            " does not sample (the tokens of generate-constrained-phrase)",
+            generate=dict(
+                max_new_tokens=6, num_beams=3, force_words_ids=[[10, 11]], do_sample=True
+            ),
+        ),
+        generating(
+            "generate-constrained-one-beam",
+            "force_words_ids with one beam: upstream refuses (constrained beam search needs 2)",
+            generate=dict(max_new_tokens=4, force_words_ids=[[10, 11]]),
+        ),
+        generating(
             "generate-contrastive",
             "contrastive search (penalty_alpha 0.6, top_k 4) with config.json's use_cache true:"
             " each step's 4 candidates run through the model, the one least like the context"
