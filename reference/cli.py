@@ -320,6 +320,10 @@ def cmd_generate(args):
     )
     prompt = ids[0].tolist()
     beams = options.get("num_beams", model.generation_config["num_beams"])
+    if args.force_word:
+        if beams < 2:
+            raise CliError("--force-word needs beam search: pass --num-beams 2 or more")
+        options["force_words_ids"] = [spellings(tok, word) for word in args.force_word]
     if beams > 1:  # beam search settles its text at the end: nothing to stream
         tokens = model.generate(ids, **options)[0, len(prompt) :].tolist()
         if not args.json:
@@ -328,6 +332,19 @@ def cmd_generate(args):
         tokens = stream_text(model.stream(ids, **options), prompt, tok, new, args.json)
     if args.json:
         print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
+
+
+def spellings(tok, word):
+    """A word's token ids as force_words_ids takes them: as written and, unless it starts with a
+    space, after one (a BPE vocabulary spells a word apart from the text's start with its space),
+    any one of the two; one run where they coincide or one starts the other."""
+    runs = [tok.backend.encode(w, add_special_tokens=False).ids for w in (word, " " + word)]
+    if not runs[0]:
+        raise CliError(f"--force-word {word!r} produced no tokens")
+    a, b = runs
+    if word.startswith(" ") or a == b[: len(a)] or b == a[: len(b)]:
+        return a
+    return [a, b]
 
 
 def stream_text(stream, prompt, tok, new, quiet):
@@ -487,6 +504,13 @@ def parser():
         type=int,
         help="beam search with this many beams, printed when done (default: the checkpoint's,"
         " else 1: no beam search)",
+    )
+    gen.add_argument(
+        "--force-word",
+        action="append",
+        metavar="TEXT",
+        help="text the output must contain, at the start or after a space (repeatable;"
+        " constrained beam search, so with --num-beams 2 or more)",
     )
     gen.add_argument(
         "--min-new-tokens",

@@ -144,6 +144,12 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
         json.loads(beams.stdout)["tokens"]
         == model.generate(np.array([ids]), do_sample=False, num_beams=3)[0, len(ids) :].tolist()
     )
+    forced = run("--no-sample", "--num-beams", "3", "--force-word", "w5 w6")
+    word = reference.Tokenizer(path).backend.encode("w5 w6", add_special_tokens=False).ids
+    want = model.generate(np.array([ids]), do_sample=False, num_beams=3, force_words_ids=[word])
+    assert json.loads(forced.stdout)["tokens"] == want[0, len(ids) :].tolist(), forced.stderr
+    no_beams = run("--no-sample", "--force-word", "w5")
+    assert no_beams.returncode == 2 and "--force-word needs beam search" in no_beams.stderr
     shown = cli(
         "generate", "--model", str(path), "--prompt", "w1 w2 w3", "--no-sample", "--num-beams", "2"
     )
@@ -340,3 +346,23 @@ def test_make_random_mpt_writes_a_checkpoint_that_generates_from_the_command_lin
     assert np.all(wqkv.view(np.uint32) & 0xFFFF == 0)  # bf16 values
     out = cli("generate", "--model", str(path), "--prompt", "w1 w2", "--max-new-tokens", "3")
     assert out.returncode == 0 and len(out.stdout.split()) == 5, out.stderr
+
+
+def test_a_forced_word_is_either_spelling_where_a_byte_level_bpe_tells_them_apart():
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from reference.cli import spellings
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(
+        ["Paris is nice", "we met in Paris", "Paris again"] * 20,
+        trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    tok = SimpleNamespace(backend=bpe)
+    start, spaced = (bpe.encode(w, add_special_tokens=False).ids for w in ("Paris", " Paris"))
+    assert start != spaced  # "Paris" and "ĠParis" are different tokens
+    assert spellings(tok, "Paris") == [start, spaced]  # either one, as a disjunctive word
+    assert spellings(tok, " Paris") == spaced

@@ -340,6 +340,13 @@ def test_beam_search_refusals_and_its_edges():
         model.generate(PROMPT, **groups, do_sample=True)
     with pytest.raises(ValueError, match="guidance_scale with num_beam_groups > 1 is not"):
         model.generate(PROMPT, **groups, guidance_scale=1.5)
+    # a negative diversity_penalty is no penalty (upstream adds its processor only above 0): the
+    # groups then choose alike, whatever its size
+    mild, strong = (
+        model.generate(PROMPT, **{**groups, "diversity_penalty": d}, num_return_sequences=4)
+        for d in (-0.5, -3.0)
+    )
+    np.testing.assert_array_equal(mild, strong)
     # no new tokens: the prompts, once for each sequence asked for
     same = model.generate(PROMPT, num_beams=3, num_return_sequences=2, max_new_tokens=0)
     np.testing.assert_array_equal(same, np.repeat(PROMPT, 2, axis=0))
