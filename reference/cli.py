@@ -319,6 +319,13 @@ def cmd_generate(args):
         **{name: value for name, value in given.items() if value is not None},
     )
     prompt = ids[0].tolist()
+    if new == 0:  # the prompt alone (generate() itself, as transformers, would make one token)
+        print(
+            json.dumps({"prompt": args.prompt, "tokens": [], "text": ""})
+            if args.json
+            else tok.decode(prompt)
+        )
+        return
     beams = options.get("num_beams", model.generation_config["num_beams"])
     if args.force_word:
         if beams < 2:
@@ -351,7 +358,7 @@ def stream_text(stream, prompt, tok, new, quiet):
     """The tokens of a one-row generate() stream; on the way, the prompt and each new piece of text
     as it comes (quiet: a progress bar on stderr instead)."""
     tokens = []
-    shown = tok.decode(prompt)  # written with the first token, after any note about compiling
+    shown = ""  # the prompt is written with the first token, after any note about compiling
     bar = Progress(new, "generating") if quiet else None  # streamed text is its own progress
     for token in stream:
         tokens.append(int(token[0]))
@@ -359,13 +366,13 @@ def stream_text(stream, prompt, tok, new, quiet):
             bar.update()
         if not quiet:  # decode prompt + new tokens, print what is new (spacing included)
             text = tok.decode(prompt + tokens)
-            sys.stdout.write(text if len(tokens) == 1 else text[len(shown) :])
+            sys.stdout.write(text[len(shown) :])
             sys.stdout.flush()
             shown = text
     if bar:
         bar.close()
     if not quiet:
-        sys.stdout.write(("" if tokens else shown) + "\n")  # no new tokens: the prompt alone
+        sys.stdout.write("\n")
     return tokens
 
 

@@ -12,6 +12,7 @@ Axis letters: B batch, S prompt length, V vocabulary.
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -836,7 +837,10 @@ class GenerationMixin:
             pad = eos_ids[0]  # HF sets pad to eos (with a warning)
         if pad is not None:  # a finished row feeds pad back in, so it must be a real token
             pad = token_id(pad, "pad_token_id", V)
-        steps = self._steps(S, run["max_new_tokens"], run["max_length"])
+        constrained = constraints_from(run["force_words_ids"], run["constraints"], V)
+        steps = self._steps(
+            S, run["max_new_tokens"], run["max_length"], run["num_beams"] > 1 or bool(constrained)
+        )
         check_sampling(run, seed)
         mask = (
             initial_attention_mask(ids, pad, eos_ids)
@@ -857,7 +861,6 @@ class GenerationMixin:
                 f"diversity_penalty {run['diversity_penalty']} needs num_beam_groups > 1 (diverse"
                 " beam search); transformers refuses it otherwise"
             )
-        constrained = constraints_from(run["force_words_ids"], run["constraints"], V)
         if constrained:
             constrained_problem(run)
         elif run["num_beams"] > 1 and run["do_sample"]:
@@ -947,8 +950,6 @@ class GenerationMixin:
         size = nb // G  # beams a group
         total = S + steps
         started = time.perf_counter()
-        if steps == 0:  # nothing to search: the prompts (upstream would still add a token)
-            return np.repeat(ids, keep, axis=0)
         ids, mask = np.repeat(ids, nb, axis=0), np.repeat(mask, nb, axis=0)  # [B * nb, S]
         pools = [
             [BeamPool(size, run["length_penalty"], run["early_stopping"], steps) for _ in range(G)]
@@ -1079,21 +1080,26 @@ class GenerationMixin:
         V]."""
         return None
 
-    def _steps(self, S, max_new_tokens, max_length):
+    def _steps(self, S, max_new_tokens, max_length, beams):
+        """The new tokens a call makes: max_new_tokens, else what max_length leaves after the
+        prompt. Where that is none, transformers still makes one (it checks the length only after
+        each token) and warns; beam search fails there upstream, and is refused here."""
         if max_length is not None and not is_integer(max_length):
             raise ValueError(f"max_length must be an integer, got {max_length!r}")
+        room = "max_new_tokens is 0"
         if max_new_tokens is None:
             total = HF_DEFAULT_MAX_LENGTH if max_length is None else max_length
-            if total < S:
-                raise ValueError(
-                    f"max_length {total} is shorter than the prompt ({S} tokens); pass"
-                    " max_new_tokens"
-                )
-            max_new_tokens = total - S
+            max_new_tokens = max(total - S, 0)
+            room = f"max_length {total} leaves no room after a prompt of {S} tokens"
         if not is_integer(max_new_tokens) or max_new_tokens < 0:
             raise ValueError(
                 f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}"
             )
+        if max_new_tokens == 0:
+            if beams:
+                raise ValueError(f"beam search needs a new token: {room} (transformers fails)")
+            warnings.warn(f"{room}: as transformers, generate() makes one anyway", stacklevel=4)
+            max_new_tokens = 1
         limit = getattr(self.config, "max_seq_len", None)
         if limit is not None and S + max_new_tokens > limit:
             raise ValueError(

@@ -347,9 +347,11 @@ def test_beam_search_refusals_and_its_edges():
         for d in (-0.5, -3.0)
     )
     np.testing.assert_array_equal(mild, strong)
-    # no new tokens: the prompts, once for each sequence asked for
-    same = model.generate(PROMPT, num_beams=3, num_return_sequences=2, max_new_tokens=0)
-    np.testing.assert_array_equal(same, np.repeat(PROMPT, 2, axis=0))
+    # no room for a new token: transformers fails in beam search, so it is refused here
+    with pytest.raises(ValueError, match="beam search needs a new token: max_new_tokens is 0"):
+        model.generate(PROMPT, num_beams=3, max_new_tokens=0)
+    with pytest.raises(ValueError, match="max_length 3 leaves no room after a prompt of 4"):
+        model.generate(PROMPT, num_beams=3, max_length=3)
     # one beam is greedy decoding (transformers' own tokens for more: the golden beam cases)
     greedy = model.generate(PROMPT, max_new_tokens=5)
     np.testing.assert_array_equal(model.generate(PROMPT, max_new_tokens=5, num_beams=1), greedy)
@@ -481,3 +483,18 @@ def test_sequence_bias_as_upstream_takes_it_or_in_its_json_form():
     assert a not in as_dict[:, 4:].tolist()[0]
     after = model.generate(PROMPT, max_new_tokens=4, sequence_bias={(a, b): -50.0})
     assert after[0, 4] == a and after[0, 5] != b  # b only after a
+
+
+def test_no_room_for_a_new_token_still_makes_one_with_a_warning_as_transformers():
+    model = tiny_mpt(seed=SEED)
+    one = model.generate(PROMPT, max_new_tokens=1)
+    for lengths, said in (
+        (dict(max_new_tokens=0), "max_new_tokens is 0"),
+        (dict(max_length=4), "max_length 4 leaves no room after a prompt of 4 tokens"),
+        (dict(max_length=2), "max_length 2 leaves no room"),
+    ):
+        with pytest.warns(UserWarning, match=said):
+            np.testing.assert_array_equal(model.generate(PROMPT, **lengths), one)
+        with pytest.warns(UserWarning, match=said):
+            streamed = list(model.stream(PROMPT, **lengths))
+        np.testing.assert_array_equal(np.stack(streamed, axis=1), one[:, 4:])

@@ -512,6 +512,23 @@ def cases():
             generate=dict(max_new_tokens=4, num_beams=4, num_beam_groups=2),
         ),
         generating(
+            "generate-no-room",
+            "max_new_tokens 0: transformers still makes one token (it checks the length only after"
+            " each), with a warning",
+            generate=dict(max_new_tokens=0),
+        ),
+        generating(
+            "generate-max-length-under-prompt",
+            "max_length 4 under a prompt of 6 tokens, from generation_config.json: one token, as"
+            " with no room at all",
+            dict(max_length=4),
+        ),
+        generating(
+            "generate-beam-search-no-room",
+            "beam search with max_new_tokens 0: upstream fails (its pool of hypotheses is empty)",
+            generate=dict(max_new_tokens=0, num_beams=2),
+        ),
+        generating(
             "generate-diversity-without-groups",
             "diversity_penalty 0.5 with 3 beams in one group: upstream refuses (its diversity"
             " processor needs num_beam_groups > 1)",
