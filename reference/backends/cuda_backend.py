@@ -275,6 +275,7 @@ class DecodeSession:
         self.slopes = dev.to_device(mpt.alibi_slopes(H, stack.features.alibi_bias_max))
         self.scale = mpt.softmax_scale(c)
         self.length, self.total_len, self.batch, self.ws = 0, total_len, batch, None
+        self.spare = None  # reorder's second cache, allocated at its first call
 
     def _logits(self, last):  # [B, C] on the device -> [B, V] on the host
         h = dev.layer_norm(last, *self.w["norm_f"], self.c.layer_norm_epsilon)
@@ -306,6 +307,26 @@ class DecodeSession:
         self.length = S
         last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
         return self._logits(last)
+
+    def reorder(self, rows):  # [B] host row indices: row i goes on from row rows[i] (beam search)
+        """Copies the cache rows (and which keys are real) after beam search's choice: gathered
+        into a second buffer of each, which becomes the cache, the first kept for the next
+        reorder (twice the cache's memory, no copy back)."""
+        rows = np.asarray(rows)
+        if rows.shape != (self.batch,) or rows.min() < 0 or rows.max() >= self.batch:
+            raise ValueError(f"reorder takes {self.batch} row indices in [0, {self.batch})")
+        if self.spare is None:
+            self.spare = (
+                dev.empty(self.kt.shape),
+                dev.empty(self.v.shape),
+                dev.empty(self.key_ok.shape, np.uint8),
+            )
+        on_device = dev.to_device(rows.astype(np.int64), np.int64)
+        current = (self.kt, self.v, self.key_ok)
+        for x, out in zip(current, self.spare):
+            x = x if x.ndim > 2 else x.reshape((1,) + x.shape)  # key_ok [B, T] as [1, B, T]
+            dev.gather_rows(x, on_device, out if out.ndim > 2 else out.reshape((1,) + out.shape))
+        (self.kt, self.v, self.key_ok), self.spare = self.spare, current
 
     def _workspace(self, B):
         """Step buffers, allocated once: a decode step then allocates nothing on the device."""

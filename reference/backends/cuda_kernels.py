@@ -7,6 +7,7 @@
 | ``matvec``             | ``ops.linear`` (few rows) | a block per output, shared-memory reduction |
 | ``layer_norm_rows``    | ``ops.layer_norm``        | one block per row                           |
 | ``gelu``, ``add``      | ``ops.gelu``, ``+``       | elementwise                                 |
+| ``gather_rows``        | ``x[:, rows]``            | elementwise over the output                 |
 | ``flash_attention(D)`` | ``ops.attention``         | a thread per (query row, key group); key    |
 |                        |                           | and bias/mask tiles in shared memory;       |
 |                        |                           | online softmax in registers, groups merged  |
@@ -172,6 +173,15 @@ def add(x, y, out):  # flat [N] + [N]
     i = cuda.grid(1)
     if i < x.shape[0]:
         out[i] = x[i] + y[i]
+
+
+@cuda.jit
+def gather_rows(x, rows, out):  # x [L, B, X], rows [B] -> out[l, b] = x[l, rows[b]]
+    i = cuda.grid(1)
+    B, X = x.shape[1], x.shape[2]
+    if i < x.shape[0] * B * X:
+        l, b, j = i // (B * X), i // X % B, i % X
+        out[l, b, j] = x[l, rows[b], j]
 
 
 def flash_attention(D, with_probs=False):

@@ -102,6 +102,18 @@ def add(x, y, out=None):
     return out
 
 
+def gather_rows(
+    x, rows, out
+):  # [L, B, ...], rows [B] int64 on the device -> out[:, b] = x[:, rows[b]]
+    """Copies whole rows of axis 1 (beam search's cache reorder); x and out are C-contiguous and
+    of one shape."""
+    L, B = x.shape[0], x.shape[1]
+    flat = x.reshape(L, B, x.size // (L * B))
+    n = x.size
+    k.gather_rows[math.ceil(n / 256), 256](flat, rows, out.reshape(flat.shape))
+    return out
+
+
 def _check_head_size(D):
     if D > k.MAX_HEAD:
         raise ValueError(f"head size {D} exceeds the CUDA kernels' limit of {k.MAX_HEAD}")

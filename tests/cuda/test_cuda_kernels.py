@@ -58,6 +58,13 @@ def test_layer_norm_gelu_add():
     close(cuda_ops.add(d(x), d(w[None].repeat(3, 0))), x + w, 0, "add")
 
 
+def test_gather_rows_copies_whole_rows_of_axis_1():
+    x, rows = arr(2, 3, 4, 5), np.array([2, 2, 0])
+    out = cuda_ops.empty(x.shape)
+    d_rows = cuda_ops.to_device(rows, np.int64)
+    close(cuda_ops.gather_rows(cuda_ops.to_device(x), d_rows, out), x[:, rows], 0, "gather_rows")
+
+
 def split(x, H, D, off):  # [B, S, n*C] -> [B, H, S, D] at a column offset
     B, S = x.shape[:2]
     return x[:, :, off : off + H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3)

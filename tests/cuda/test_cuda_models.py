@@ -201,11 +201,13 @@ def test_mpnet_golden_outputs_without_per_layer_outputs(case):
 
 
 def test_beam_search_on_the_cuda_backend_equals_numpy():
-    """Beam search runs through the cuda model's forward with past_key_values (its decode session
-    has no reorder), the cache rows copied with the beams on the host."""
+    """Beam search runs in the cuda decode session, its cache rows gathered on the device as the
+    beams are copied (DecodeSession.reorder), twice in a row: the second gathers back into the
+    first buffers."""
     w = weights(2)
     ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
-    args = dict(attention_mask=(ids != 0).astype(np.int64), max_new_tokens=3, num_beams=2)
+    args = dict(attention_mask=(ids != 0).astype(np.int64), max_new_tokens=4, num_beams=2)
     want = reference.build(CONFIG, w, task="causal-lm").generate(ids, **args)
-    got = reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args)
-    np.testing.assert_array_equal(got, want)
+    model = reference.build(CONFIG, w, task="causal-lm", backend="cuda")
+    assert hasattr(model.decode_session(4, 8), "reorder")
+    np.testing.assert_array_equal(model.generate(ids, **args), want)
