@@ -49,6 +49,7 @@ SIGNATURES = {
     "embed": (I1, A2, A2),
     "cache_write": (A3, A4, A4, i64, i64),
     "set_column": (U2, i64, i64),
+    "gather_rows": (A3, I1, A3),  # also launched on uint8 (the key mask); the same code
 }
 
 # Kernels that do the heavy lifting: they must keep their working set in registers and shared
