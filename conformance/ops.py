@@ -9,8 +9,10 @@ An implementation exposes ops through an ``ops`` mapping (name -> callable):
 * ``low_precision_layer_norm(x [N, C], weight [C], bias [C] or None, eps, precision) -> [N, C]``
   with precision None, "bf16" or "fp16", returning float32 values on that grid
 * ``logits_warper(scores [B, V] float32, temperature, top_k, top_p, typical_p, epsilon_cutoff,
-  eta_cutoff) -> [B, V]``: generate()'s sampling filters in transformers' order, removed tokens at
-  -inf (judged exactly: the same tokens removed; the rest within the case's tolerance)
+  eta_cutoff[, min_tokens_to_keep]) -> [B, V]``: generate()'s sampling filters in transformers'
+  order, removed tokens at -inf (judged exactly: the same tokens removed; the rest within the
+  case's tolerance). min_tokens_to_keep (1 where absent) is beam sampling's: each filter keeps
+  at least that many tokens (the case mpt/hf/op-logits-warpers-beams passes it)
 
 A missing op is a skip, never a pass.
 """

@@ -328,23 +328,31 @@ def _entropy(logp):  # [B, V] log-probabilities -> [B, 1]
 
 
 def warp_logits(
-    logits, temperature=1.0, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0
+    logits,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    typical_p=1.0,
+    epsilon_cutoff=0.0,
+    eta_cutoff=0.0,
+    min_tokens_to_keep=1,
 ):  # [B, V] -> [B, V]
     """HF's sampling warpers, in its order: temperature, top-k, top-p (nucleus), typical, epsilon,
     eta. Each is off at its default (top_k 0 or None, top_p and typical_p 1, the cutoffs 0); a
-    token they remove gets -inf, and the most likely token is always kept."""
+    token they remove gets -inf, and each keeps at least the min_tokens_to_keep most likely
+    (the most typical, for typical_p): 1, or in beam sampling one more than the eos ids (at least
+    2), so that a beam can always go on."""
+    keep = min_tokens_to_keep
     logits = logits.astype(np.float64)
     if temperature is not None and temperature != 1.0:
         logits = logits / temperature
-    if top_k:
-        k = min(top_k, logits.shape[-1])
-        kth = np.sort(logits, axis=-1)[:, -k][:, None]
-        logits = np.where(logits < kth, -np.inf, logits)  # ties with the k-th value are kept
+    if top_k:  # ties with the k-th value are kept
+        logits = np.where(logits < _kth_highest(logits, max(top_k, keep)), -np.inf, logits)
     if top_p is not None and top_p < 1.0:
         order = np.argsort(logits, axis=-1, kind="stable")  # ascending
         sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
         remove_sorted = np.cumsum(sorted_probs, axis=-1) <= (1 - top_p)
-        remove_sorted[:, -1] = False  # always keep the most likely token
+        remove_sorted[:, -keep:] = False  # the most likely are kept
         remove = np.zeros_like(remove_sorted)
         np.put_along_axis(remove, order, remove_sorted, axis=-1)
         logits = np.where(remove, -np.inf, logits)
@@ -359,18 +367,23 @@ def warp_logits(
         last = np.minimum((mass < typical_p).sum(axis=-1), logits.shape[-1] - 1)
         limit = np.take_along_axis(sorted_distance, last[:, None], axis=-1)
         remove_sorted = sorted_distance > limit
-        remove_sorted[:, 0] = False  # the nearest is always kept
+        remove_sorted[:, :keep] = False  # the nearest are kept
         remove = np.zeros_like(remove_sorted)
         np.put_along_axis(remove, order, remove_sorted, axis=-1)
         logits = np.where(remove, -np.inf, logits)
     if epsilon_cutoff is not None and 0.0 < epsilon_cutoff < 1.0:  # drop probabilities below it
         low = softmax(logits) < epsilon_cutoff
-        logits = np.where(low & (logits < logits.max(axis=-1, keepdims=True)), -np.inf, logits)
+        logits = np.where(low & (logits < _kth_highest(logits, keep)), -np.inf, logits)
     if eta_cutoff is not None and 0.0 < eta_cutoff < 1.0:  # a cutoff that shrinks with entropy
         logp = log_softmax(logits)
         low = np.exp(logp) < np.minimum(eta_cutoff, np.sqrt(eta_cutoff) * np.exp(-_entropy(logp)))
-        logits = np.where(low & (logits < logits.max(axis=-1, keepdims=True)), -np.inf, logits)
+        logits = np.where(low & (logits < _kth_highest(logits, keep)), -np.inf, logits)
     return logits
+
+
+def _kth_highest(logits, k):  # [B, V] -> [B, 1]: each row's k-th highest value
+    k = min(k, logits.shape[-1])
+    return -np.partition(-logits, k - 1, axis=-1)[:, k - 1 : k]
 
 
 def add_sequence_bias(logits, sequence, pairs):  # [B, V], [B, T], [(tokens, bias)] -> [B, V]
@@ -579,6 +592,24 @@ def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]
         candidates = np.flatnonzero(row >= kth)  # it and all above, ties included
         top[b] = candidates[np.lexsort((candidates, -row[candidates]))[:k]]
     return top
+
+
+def sampled_candidates(scores, n, rng):  # [B, N] -> [B, n]
+    """Beam sampling's candidates: n indices a row drawn without replacement from softmax(scores),
+    then ranked by score, highest first (equal scores in the order drawn). Refuses a row with
+    fewer than n tokens of any probability, where torch.multinomial fails too."""
+    out = np.empty((len(scores), n), np.int64)
+    for b, row in enumerate(scores.astype(np.float64)):
+        p = softmax(row)
+        if np.count_nonzero(p) < n:
+            raise ValueError(
+                f"beam sampling draws 2 * num_beams = {n} candidates a prompt without"
+                f" replacement, but the logits processors and warpers leave only"
+                f" {np.count_nonzero(p)} tokens any probability (transformers fails here too)"
+            )
+        drawn = rng.choice(len(row), size=n, replace=False, p=p)
+        out[b] = drawn[np.argsort(-row[drawn], kind="stable")]
+    return out
 
 
 def contrastive_choice(context, hidden, probs, alpha):  # [B, T, C], [B, k, C], [B, k] -> [B]
@@ -863,11 +894,6 @@ class GenerationMixin:
             )
         if constrained:
             constrained_problem(run)
-        elif run["num_beams"] > 1 and run["do_sample"]:
-            raise ValueError(
-                "num_beams > 1 with do_sample (transformers' beam sampling) is not implemented"
-                " here: beam search is greedy"
-            )
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
@@ -942,10 +968,20 @@ class GenerationMixin:
         With force_words_ids or constraints (constrained beam search) a hypothesis joins the pool
         only once it meets every constraint, and each step's beams are re-chosen to favour those
         further along (reference.constraints.choose_beams). At the end the live beams that meet
-        them join the pools, and the others too where fewer than num_return_sequences do."""
+        them join the pools, and the others too where fewer than num_return_sequences do.
+
+        With do_sample (beam sampling, transformers' beam_sample) the processed scores also go
+        through the sampling warpers, each keeping at least one more token than there are eos ids
+        (two at least), and the candidates are 2 * num_beams drawn without replacement from the
+        softmax over all of a prompt's beams and tokens (numpy's draws, not torch's), then ranked
+        by score. Every beam starts at 0, so the first step may pick one token on two beams."""
         B, S = ids.shape
         V = self.config.vocab_size
         constraints = constraints_from(run["force_words_ids"], run["constraints"], V)
+        sampling = run["do_sample"] and not constraints  # force_words_ids: upstream ignores it
+        warpers = {k: run[k] for k in WARPER_SETTINGS}
+        warpers["min_tokens_to_keep"] = max(2, len(eos_ids) + 1)
+        rng = np.random.default_rng(seed)
         nb, keep, G = run["num_beams"], run["num_return_sequences"], run["num_beam_groups"]
         size = nb // G  # beams a group
         total = S + steps
@@ -960,6 +996,8 @@ class GenerationMixin:
         guidance = guidance_for(self, run)
         beam_scores = np.full((B, nb), -1e9, np.float32)
         beam_scores[:, ::size] = 0  # at first a group's beams are one prompt: start from one
+        if sampling:
+            beam_scores[:] = 0
         beam_scores = beam_scores.reshape(-1)
         session = self.decode_session(B * nb, total)  # a backend's cache, if it can reorder
         session = session if hasattr(session, "reorder") else None
@@ -984,9 +1022,17 @@ class GenerationMixin:
                     scores = process_logits(
                         scores, ids[members], S, total, run, eos_ids, prompt, guidance
                     )
+                if sampling:
+                    scores = warp_logits(scores, **warpers).astype(np.float32)
                 scores = scores + beam_scores[members][:, None]
+                flat = scores.reshape(B, size * V)
+                top = (
+                    sampled_candidates(flat, 2 * size, rng)
+                    if sampling
+                    else top_indices(flat, max(2, 1 + len(eos_ids)) * size)  # enough go on
+                )
                 picked, tokens, local = self._beam_candidates(
-                    scores, ids[members], pools, done, g, size, eos_ids, pad, S, constraints
+                    scores, top, ids[members], pools, done, g, size, eos_ids, pad, S, constraints
                 )
                 beam_scores[members], chosen[members] = picked, tokens
                 ids[members] = ids[members][local]  # as upstream, before the next group's turn
@@ -1028,17 +1074,19 @@ class GenerationMixin:
         return result
 
     @staticmethod
-    def _beam_candidates(scores, group_ids, pools, done, g, size, eos_ids, pad, S, constraints):
+    def _beam_candidates(
+        scores, top, group_ids, pools, done, g, size, eos_ids, pad, S, constraints
+    ):
         """One group's step of beam search: scores [B * size, V] (log-probabilities, processed,
-        plus each beam's sum so far) of rows group_ids [B * size, T]. Candidates go in order of
-        score: one ending in eos joins its prompt's pool if among the ``size`` best (and its row
-        meets the constraints), the others go on until ``size`` of them are found; with
-        constraints, choose_beams then re-chooses among them and the tokens that advance the
-        constraints. Returns their sums, tokens and rows (indices into group_ids), [B * size]
-        each, and marks done[b, g] when pool g of prompt b is done."""
+        plus each beam's sum so far) of rows group_ids [B * size, T]; top [B, n]: each prompt's
+        candidates, indices into its size * V scores, best first. One ending in eos joins its
+        prompt's pool if among the ``size`` best (and its row meets the constraints), the others
+        go on until ``size`` of them are found; with constraints, choose_beams then re-chooses
+        among them and the tokens that advance the constraints. Returns their sums, tokens and
+        rows (indices into group_ids), [B * size] each, and marks done[b, g] when pool g of
+        prompt b is done."""
         B, V = len(pools), scores.shape[1]
         flat = scores.reshape(B, size * V)
-        top = top_indices(flat, max(2, 1 + len(eos_ids)) * size)  # enough that size go on
         top_scores = np.take_along_axis(flat, top, axis=-1)
         picked = np.zeros((B, size), np.float32)
         tokens = np.zeros((B, size), np.int64)

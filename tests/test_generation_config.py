@@ -4,6 +4,7 @@ tokens against upstream; these tests check the rules, the overrides and the refu
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 
@@ -321,8 +322,6 @@ def test_beam_search_refusals_and_its_edges():
     model = tiny_mpt(seed=SEED)
     with pytest.raises(ValueError, match="beam search .* has no token stream"):
         model.stream(PROMPT, num_beams=2)
-    with pytest.raises(ValueError, match="beam sampling\\) is not implemented"):
-        model.generate(PROMPT, num_beams=2, do_sample=True)
     with pytest.raises(ValueError, match="num_return_sequences 3 is more than num_beams 2"):
         model.generate(PROMPT, num_beams=2, num_return_sequences=3)
     with pytest.raises(ValueError, match='early_stopping must be true, false or "never"'):
@@ -498,3 +497,35 @@ def test_no_room_for_a_new_token_still_makes_one_with_a_warning_as_transformers(
         with pytest.warns(UserWarning, match=said):
             streamed = list(model.stream(PROMPT, **lengths))
         np.testing.assert_array_equal(np.stack(streamed, axis=1), one[:, 4:])
+
+
+def test_beam_sampling_draws_distinct_candidates_ranked_by_score_and_is_seeded():
+    from reference.generation import sampled_candidates
+
+    rng = np.random.default_rng(0)
+    p = np.array([0.5, 0.3, 0.15, 0.05])
+    scores = np.append(np.log(p), -np.inf)[None]  # a fifth token that cannot be drawn
+    seen = np.zeros(5)
+    for _ in range(4000):
+        drawn = sampled_candidates(scores, 3, rng)[0]
+        assert len(set(drawn.tolist())) == 3 and 4 not in drawn  # without replacement, p > 0
+        assert (np.diff(scores[0, drawn]) <= 0).all()  # ranked by score
+        seen[drawn] += 1
+    # how often each token is among the three: drawn one after another, each from what is left
+    # (torch.multinomial without replacement), P(i, j, k) = p_i p_j / (1 - p_i) p_k / (1 - p_i -
+    # p_j) over the ordered triples
+    inside = np.zeros(4)
+    for i, j, k in itertools.permutations(range(4), 3):
+        inside[[i, j, k]] += p[i] * p[j] / (1 - p[i]) * p[k] / (1 - p[i] - p[j])
+    np.testing.assert_allclose(seen[:4] / 4000, inside, atol=0.025)
+    with pytest.raises(ValueError, match="leave only 4 tokens any probability"):
+        sampled_candidates(scores, 5, rng)
+    model = tiny_mpt(seed=SEED)
+    kw = dict(max_new_tokens=6, num_beams=3, do_sample=True, num_return_sequences=2)
+    a, b = model.generate(PROMPT, seed=1, **kw), model.generate(PROMPT, seed=1, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape[0] == 4 and a.min() >= 0 and a.max() < CONFIG["vocab_size"]
+    runs = {model.generate(PROMPT, seed=s, **kw).tobytes() for s in range(6)}
+    assert len(runs) > 1, "six seeds drew the same beams"
+    numba = tiny_mpt(seed=SEED, backend="numba").generate(PROMPT, seed=1, **kw)
+    np.testing.assert_array_equal(numba, a)  # the same draws over the same scores

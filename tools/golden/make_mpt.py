@@ -436,23 +436,37 @@ WARPER_SETTINGS = [
 ]
 
 
-def write_warpers_op(out_root: Path):
-    """Op golden: the sampling warpers transformers 4.37.2's generate() builds for each of
-    WARPER_SETTINGS (GenerationMixin._get_logits_warper, top_k 0 where a setting leaves it out),
-    applied to float32 scores: random rows, a row of ties, and a row already partly at -inf."""
+def warped(settings, beams=None):
+    """Float32 scores (random rows, a row of ties unless ``beams``, a row partly at -inf) and, for
+    each of
+    ``settings``, what the warpers transformers 4.37.2's generate() builds make of them
+    (GenerationMixin._get_logits_warper, top_k 0 where a setting leaves it out). ``beams``: the
+    num_beams and eos_token_id of beam sampling, whose warpers keep more tokens; returns the
+    settings with that number, min_tokens_to_keep, as upstream's warpers hold it (no ties there:
+    which of several equal scores torch's unstable sort keeps is its own affair)."""
     import torch
     from transformers import GenerationConfig, GenerationMixin
 
     rng = np.random.default_rng(11)
     scores = (2.0 * rng.normal(size=(5, 48))).astype(np.float32)
-    scores[3] = np.round(scores[3] * 2) / 2  # ties
+    if beams is None:
+        scores[3] = np.round(scores[3] * 2) / 2  # ties
     scores[4, rng.choice(48, 20, replace=False)] = -np.inf
-    outputs = {}
-    for i, settings in enumerate(WARPER_SETTINGS):
-        config = GenerationConfig(do_sample=True, **{"top_k": 0, **settings})
+    outputs, used = {}, []
+    for i, settings in enumerate(settings):
+        config = GenerationConfig(do_sample=True, **{"top_k": 0, **settings, **(beams or {})})
         warpers = GenerationMixin._get_logits_warper(None, config)
         dummy = torch.zeros((5, 1), dtype=torch.long)
         outputs[f"warped.{i}"] = warpers(dummy, torch.from_numpy(scores.copy())).numpy()
+        kept = {getattr(w, "min_tokens_to_keep", None) for w in warpers} - {None}
+        assert beams is None or len(kept) == 1, "each setting needs a warper that says"
+        used.append({"top_k": 0, **settings, **({"min_tokens_to_keep": kept.pop()} if beams else {})})
+    return scores, outputs, used
+
+
+def write_warpers_op(out_root: Path):
+    """Op golden: generate()'s sampling warpers for each of WARPER_SETTINGS."""
+    scores, outputs, used = warped(WARPER_SETTINGS)
     write_op_case(
         out_root,
         "mpt/hf/op-logits-warpers",
@@ -463,11 +477,46 @@ def write_warpers_op(out_root: Path):
         {"scores": scores},
         outputs,
         {"atol": 1e-6, "rtol": 1e-6},
-        settings=[{"top_k": 0, **s} for s in WARPER_SETTINGS],
+        settings=used,
     )
 
 
-OPS = {"op-alibi": write_alibi_op, "op-logits-warpers": write_warpers_op}
+# Beam sampling's warpers keep one more token than there are eos ids, two at least
+BEAM_WARPER_SETTINGS = [
+    ({"num_beams": 4, "eos_token_id": 3}, dict(top_p=0.05)),
+    ({"num_beams": 4, "eos_token_id": [3, 7, 9]}, dict(top_k=1, top_p=0.05)),
+    ({"num_beams": 2, "eos_token_id": [3, 7]}, dict(typical_p=0.05)),
+    ({"num_beams": 3}, dict(epsilon_cutoff=0.3)),
+    ({"num_beams": 3, "eos_token_id": [1, 2]}, dict(eta_cutoff=0.3)),
+]
+
+
+def write_beam_warpers_op(out_root: Path):
+    """Op golden: the warpers of beam sampling, each keeping min_tokens_to_keep tokens (settings
+    strict enough that the minimum decides)."""
+    scores, outputs, used = {}, {}, []
+    for i, (beams, settings) in enumerate(BEAM_WARPER_SETTINGS):
+        scores, out, kept = warped([settings], beams)
+        outputs[f"warped.{i}"], used = out["warped.0"], used + kept
+    write_op_case(
+        out_root,
+        "mpt/hf/op-logits-warpers-beams",
+        "logits_warper",
+        "beam sampling's warpers (num_beams > 1): each keeps at least one token more than there"
+        " are eos ids, two at least (min_tokens_to_keep in settings[i], read from upstream's"
+        " warpers); settings strict enough that the minimum decides; no tied scores",
+        {"scores": scores},
+        outputs,
+        {"atol": 1e-6, "rtol": 1e-6},
+        settings=used,
+    )
+
+
+OPS = {
+    "op-alibi": write_alibi_op,
+    "op-logits-warpers": write_warpers_op,
+    "op-logits-warpers-beams": write_beam_warpers_op,
+}
 
 
 def main():
