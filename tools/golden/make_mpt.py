@@ -436,24 +436,23 @@ WARPER_SETTINGS = [
 ]
 
 
-def warped(settings, beams=None):
-    """Float32 scores (random rows, a row of ties unless ``beams``, a row partly at -inf) and, for
-    each of
-    ``settings``, what the warpers transformers 4.37.2's generate() builds make of them
-    (GenerationMixin._get_logits_warper, top_k 0 where a setting leaves it out). ``beams``: the
-    num_beams and eos_token_id of beam sampling, whose warpers keep more tokens; returns the
-    settings with that number, min_tokens_to_keep, as upstream's warpers hold it (no ties there:
-    which of several equal scores torch's unstable sort keeps is its own affair)."""
+def warped(pairs, ties):
+    """Float32 scores (random rows, a row of ties where ``ties``, a row partly at -inf) and, for
+    each (beams, settings) of ``pairs``, what the warpers transformers 4.37.2's generate() builds
+    for those settings make of them (GenerationMixin._get_logits_warper, top_k 0 where a setting
+    leaves it out). beams: None, or the num_beams and eos_token_id of beam sampling, whose
+    warpers keep more tokens; the settings returned then hold that number, min_tokens_to_keep, as
+    upstream's warpers hold it."""
     import torch
     from transformers import GenerationConfig, GenerationMixin
 
     rng = np.random.default_rng(11)
     scores = (2.0 * rng.normal(size=(5, 48))).astype(np.float32)
-    if beams is None:
-        scores[3] = np.round(scores[3] * 2) / 2  # ties
+    if ties:
+        scores[3] = np.round(scores[3] * 2) / 2
     scores[4, rng.choice(48, 20, replace=False)] = -np.inf
     outputs, used = {}, []
-    for i, settings in enumerate(settings):
+    for i, (beams, settings) in enumerate(pairs):
         config = GenerationConfig(do_sample=True, **{"top_k": 0, **settings, **(beams or {})})
         warpers = GenerationMixin._get_logits_warper(None, config)
         dummy = torch.zeros((5, 1), dtype=torch.long)
@@ -462,23 +461,6 @@ def warped(settings, beams=None):
         assert beams is None or len(kept) == 1, "each setting needs a warper that says"
         used.append({"top_k": 0, **settings, **({"min_tokens_to_keep": kept.pop()} if beams else {})})
     return scores, outputs, used
-
-
-def write_warpers_op(out_root: Path):
-    """Op golden: generate()'s sampling warpers for each of WARPER_SETTINGS."""
-    scores, outputs, used = warped(WARPER_SETTINGS)
-    write_op_case(
-        out_root,
-        "mpt/hf/op-logits-warpers",
-        "logits_warper",
-        "generate()'s sampling warpers (temperature, top-k, top-p, typical, epsilon, eta, alone and"
-        " chained in upstream's order) on float32 scores with ties and -inf entries; settings[i]"
-        " gives warped.i",
-        {"scores": scores},
-        outputs,
-        {"atol": 1e-6, "rtol": 1e-6},
-        settings=used,
-    )
 
 
 # Beam sampling's warpers keep one more token than there are eos ids, two at least
@@ -491,20 +473,24 @@ BEAM_WARPER_SETTINGS = [
 ]
 
 
-def write_beam_warpers_op(out_root: Path):
-    """Op golden: the warpers of beam sampling, each keeping min_tokens_to_keep tokens (settings
-    strict enough that the minimum decides)."""
-    scores, outputs, used = {}, {}, []
-    for i, (beams, settings) in enumerate(BEAM_WARPER_SETTINGS):
-        scores, out, kept = warped([settings], beams)
-        outputs[f"warped.{i}"], used = out["warped.0"], used + kept
+def write_warpers_op(out_root: Path, beams=False):
+    """Op golden: generate()'s sampling warpers for each of WARPER_SETTINGS; with ``beams``,
+    beam sampling's for each of BEAM_WARPER_SETTINGS, settings strict enough that the minimum
+    number kept decides (and no ties: which of several equal scores torch's unstable sort keeps
+    is its own affair)."""
+    pairs = BEAM_WARPER_SETTINGS if beams else [(None, s) for s in WARPER_SETTINGS]
+    scores, outputs, used = warped(pairs, ties=not beams)
     write_op_case(
         out_root,
-        "mpt/hf/op-logits-warpers-beams",
+        "mpt/hf/op-logits-warpers-beams" if beams else "mpt/hf/op-logits-warpers",
         "logits_warper",
         "beam sampling's warpers (num_beams > 1): each keeps at least one token more than there"
         " are eos ids, two at least (min_tokens_to_keep in settings[i], read from upstream's"
-        " warpers); settings strict enough that the minimum decides; no tied scores",
+        " warpers); settings strict enough that the minimum decides; no tied scores"
+        if beams
+        else "generate()'s sampling warpers (temperature, top-k, top-p, typical, epsilon, eta,"
+        " alone and chained in upstream's order) on float32 scores with ties and -inf entries;"
+        " settings[i] gives warped.i",
         {"scores": scores},
         outputs,
         {"atol": 1e-6, "rtol": 1e-6},
@@ -515,7 +501,7 @@ def write_beam_warpers_op(out_root: Path):
 OPS = {
     "op-alibi": write_alibi_op,
     "op-logits-warpers": write_warpers_op,
-    "op-logits-warpers-beams": write_beam_warpers_op,
+    "op-logits-warpers-beams": lambda out_root: write_warpers_op(out_root, beams=True),
 }
 
 
