@@ -26,7 +26,8 @@ inputs       optional inputs beyond input_ids: attention_mask (2D, [B, S]), mask
              (also start_positions/end_positions), past (past.N.key/value), prefix_mask,
              sequence_id, generation_config (generate() settings from the checkpoint's
              generation_config.json: options["generation_config"], and the file in the case
-             directory)
+             directory), negative_prompt (generate()'s negative_prompt_ids and
+             negative_prompt_attention_mask, for classifier-free guidance)
 compute_dtype fp32, fp16 or bf16: the precision the port computes in. Value cases are judged only
              against goldens of that dtype (upstream run in that dtype, with tolerances calibrated
              from upstream's own fp32-vs-low-precision spread: conformance/tolerances.py)
@@ -53,6 +54,7 @@ INPUT_FEATURES = (
     "prefix_mask",
     "sequence_id",
     "generation_config",
+    "negative_prompt",
 )
 TASKS = (
     "base",
@@ -115,6 +117,8 @@ def input_features(inputs: dict) -> set:
             used.add("labels")
         elif name.startswith("past."):
             used.add("past")
+        elif name.startswith("negative_prompt_"):
+            used.add("negative_prompt")
         elif name != "input_ids":
             used.add(name)
     return used

@@ -311,6 +311,7 @@ def cmd_generate(args):
         no_repeat_ngram_size=args.no_repeat_ngram_size,
         min_new_tokens=args.min_new_tokens,
         num_beams=args.num_beams,
+        guidance_scale=args.guidance_scale,
     )
     options = dict(
         max_new_tokens=new,
@@ -331,6 +332,11 @@ def cmd_generate(args):
         if beams < 2:
             raise CliError("--force-word needs beam search: pass --num-beams 2 or more")
         options["force_words_ids"] = [spellings(tok, word) for word in args.force_word]
+    if args.negative_prompt is not None:
+        negative = tok.backend.encode(args.negative_prompt, add_special_tokens=False).ids
+        if not negative:
+            raise CliError("the negative prompt produced no tokens")
+        options["negative_prompt_ids"] = np.array([negative] * beams)  # a row for each beam
     if beams > 1:  # beam search settles its text at the end: nothing to stream
         tokens = model.generate(ids, **options)[0, len(prompt) :].tolist()
         if not args.json:
@@ -511,6 +517,17 @@ def parser():
         type=int,
         help="beam search with this many beams, printed when done (default: the checkpoint's,"
         " else 1: no beam search)",
+    )
+    gen.add_argument(
+        "--guidance-scale",
+        type=float,
+        help="classifier-free guidance: how far to move away from the unconditional context"
+        " (default: the checkpoint's, else none; 1: none)",
+    )
+    gen.add_argument(
+        "--negative-prompt",
+        metavar="TEXT",
+        help="the unconditional context of --guidance-scale (default: the prompt's last token)",
     )
     gen.add_argument(
         "--force-word",

@@ -653,19 +653,21 @@ def contrastive(run):
 
 class Guidance:
     """Classifier-free guidance (transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor,
-    guidance_scale other than 1): the model also runs on an unconditional context, the prompt's
-    last token and then each new one (with its own cache where use_cache is on, else the whole
-    context again each step), and the scores become
+    guidance_scale other than 1): the model also runs on an unconditional context, the negative
+    prompt (``ids`` [B, N] with its ``mask``) or else the prompt's last token, and then each new
+    token (with its own cache where use_cache is on, else the whole context again each step), and
+    the scores become
     scale * (log p(token | prompt) - log p(token | context)) + log p(token | context)."""
 
-    def __init__(self, model, scale, use_cache):
+    def __init__(self, model, scale, use_cache, ids=None, mask=None):
         self.model, self.scale, self.use_cache = model, scale, use_cache
-        self.ids = self.mask = self.past = None
+        self.ids, self.mask, self.past, self.started = ids, mask, None, False
 
     def __call__(self, sequence, logits):  # [B, T] so far, [B, V] -> [B, V] log-probabilities
-        if self.ids is None:  # the first step: the prompt's last token alone
-            self.ids = ids = sequence[:, -1:]
-            self.mask = np.ones_like(ids)
+        if not self.started:  # the first step: the negative prompt, or the prompt's last token
+            self.started = True
+            ids = self.ids = sequence[:, -1:] if self.ids is None else self.ids
+            self.mask = np.ones_like(ids) if self.mask is None else self.mask
         else:
             self.mask = np.concatenate([self.mask, np.ones_like(sequence[:, -1:])], axis=1)
             ids = sequence[:, -1:]
@@ -686,11 +688,10 @@ def out_of_time(run, started):
     return run["max_time"] is not None and time.perf_counter() - started > run["max_time"]
 
 
-def guidance_for(model, run):
-    """The Guidance a call runs with, or None (guidance_scale unset or 1: upstream adds none)."""
-    if run["guidance_scale"] is None or run["guidance_scale"] == 1:
-        return None
-    return Guidance(model, run["guidance_scale"], run["use_cache"])
+def guided(run):
+    """Whether a call runs classifier-free guidance (guidance_scale set and not 1: upstream adds
+    its processor only then)."""
+    return run["guidance_scale"] is not None and run["guidance_scale"] != 1
 
 
 class BeamPool:
@@ -744,7 +745,16 @@ class GenerationMixin:
 
     generation_config: dict | None = None
 
-    def generate(self, input_ids, attention_mask=None, *, seed=None, **settings):
+    def generate(
+        self,
+        input_ids,
+        attention_mask=None,
+        *,
+        seed=None,
+        negative_prompt_ids=None,
+        negative_prompt_attention_mask=None,
+        **settings,
+    ):
         """Prompt ids [B, S] -> [B * num_return_sequences, S + new]. Rows that emitted eos are
         continued with pad_token_id. ``settings`` are the names of APPLIED_SETTINGS (lengths, eos
         and pad, sampling and its warpers, the logits processors, num_return_sequences,
@@ -752,17 +762,31 @@ class GenerationMixin:
         generation_config.json, as transformers reads it; else HF's defaults: 20 tokens in all,
         greedy); one given, None included, overrides it, as a keyword argument of transformers'
         generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
-        max_length. seed: the sampling generator's (numpy's, so not transformers' draws)."""
-        plan = self._prepare(input_ids, attention_mask, seed, settings)
+        max_length. seed: the sampling generator's (numpy's, so not transformers' draws).
+        negative_prompt_ids [R, N] (and its attention mask): classifier-free guidance's
+        unconditional context, one row for each row decoded (R = B times num_return_sequences,
+        or times num_beams), in place of the prompt's last token."""
+        negative = (negative_prompt_ids, negative_prompt_attention_mask)
+        plan = self._prepare(input_ids, attention_mask, seed, settings, negative)
         if plan["run"]["num_beams"] > 1:
             return self._beam_search(**plan)
         new = [t[:, None] for t in self._tokens(plan)]
         return np.concatenate([plan["ids"]] + new, axis=1)
 
-    def stream(self, input_ids, attention_mask=None, *, seed=None, **settings):
+    def stream(
+        self,
+        input_ids,
+        attention_mask=None,
+        *,
+        seed=None,
+        negative_prompt_ids=None,
+        negative_prompt_attention_mask=None,
+        **settings,
+    ):
         """The next token of every row, [B * num_return_sequences], one step at a time, as an
         iterator (same arguments as generate; bad ones are refused here, before any step)."""
-        plan = self._prepare(input_ids, attention_mask, seed, settings)
+        negative = (negative_prompt_ids, negative_prompt_attention_mask)
+        plan = self._prepare(input_ids, attention_mask, seed, settings, negative)
         if plan["run"]["num_beams"] > 1:
             raise ValueError(
                 "beam search (num_beams > 1) has no token stream: its beams change until the end;"
@@ -773,7 +797,7 @@ class GenerationMixin:
     def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
         return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
 
-    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
+    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
@@ -787,7 +811,6 @@ class GenerationMixin:
         logits, past = out.logits[:, -1, :], out.past_key_values
         unfinished = np.ones(B, dtype=bool)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
-        guidance = guidance_for(self, run)
         sequence = ids
         for _ in range(steps):
             if processing:
@@ -843,7 +866,7 @@ class GenerationMixin:
             )
         return {k: given[k] if k in given else own[k] for k in APPLIED_SETTINGS}
 
-    def _prepare(self, input_ids, attention_mask, seed, settings):
+    def _prepare(self, input_ids, attention_mask, seed, settings, negative=(None, None)):
         """Everything a generate() call settles before its first forward pass, checked: the
         prompt and its mask (repeated num_return_sequences times a row), the settings, eos and pad
         ids and the number of steps; the keyword arguments of _decode."""
@@ -895,9 +918,13 @@ class GenerationMixin:
         if constrained:
             constrained_problem(run)
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
+        guidance = self._guidance(
+            run, B * (n if run["num_beams"] == 1 else run["num_beams"]), *negative
+        )
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
         return dict(
+            guidance=guidance,
             ids=ids,
             mask=mask,
             run=run,
@@ -908,7 +935,34 @@ class GenerationMixin:
             prompt=prompt,
         )
 
-    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
+    def _guidance(self, run, rows, negative_ids, negative_mask):
+        """The call's Guidance, or None; the negative prompt checked: one row for each of the
+        ``rows`` decoded (upstream fails on a step after the first otherwise), a mask of its
+        shape."""
+        if negative_ids is None:
+            if negative_mask is not None:
+                raise ValueError("negative_prompt_attention_mask without negative_prompt_ids")
+            return Guidance(self, run["guidance_scale"], run["use_cache"]) if guided(run) else None
+        ids = as_ids(negative_ids, "negative_prompt_ids", self.config.vocab_size, ndim=2)
+        if len(ids) != rows:
+            raise ValueError(
+                f"negative_prompt_ids has {len(ids)} rows; guidance needs one for each of the"
+                f" {rows} rows decoded (prompts times num_return_sequences, or num_beams)"
+            )
+        mask = negative_mask
+        if mask is not None:
+            mask = as_float(mask, "negative_prompt_attention_mask", ids.shape, np.float64)
+            mask = mask.astype(np.int64)
+        if not guided(run):
+            warnings.warn(
+                "negative_prompt_ids does nothing without a guidance_scale other than 1 (as in"
+                " transformers)",
+                stacklevel=4,
+            )
+            return None
+        return Guidance(self, run["guidance_scale"], run["use_cache"], ids, mask)
+
+    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
@@ -922,7 +976,6 @@ class GenerationMixin:
             out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
             last = out.logits[:, -1, :]  # [B, V]
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
-        guidance = guidance_for(self, run)
         sequence = ids
         for step in range(steps):
             if processing:
@@ -952,7 +1005,7 @@ class GenerationMixin:
                 )
                 last = out.logits[:, -1, :]
 
-    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt):
+    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
         in eos) are kept in a pool ranked by that sum over their new length **
@@ -993,7 +1046,6 @@ class GenerationMixin:
         ]
         done = np.zeros((B, G), dtype=bool)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
-        guidance = guidance_for(self, run)
         beam_scores = np.full((B, nb), -1e9, np.float32)
         beam_scores[:, ::size] = 0  # at first a group's beams are one prompt: start from one
         if sampling:

@@ -148,6 +148,12 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
     word = reference.Tokenizer(path).backend.encode("w5 w6", add_special_tokens=False).ids
     want = model.generate(np.array([ids]), do_sample=False, num_beams=3, force_words_ids=[word])
     assert json.loads(forced.stdout)["tokens"] == want[0, len(ids) :].tolist(), forced.stderr
+    guided = run("--no-sample", "--guidance-scale", "1.5", "--negative-prompt", "w7 w8")
+    negative = reference.Tokenizer(path).backend.encode("w7 w8", add_special_tokens=False).ids
+    want = model.generate(
+        np.array([ids]), do_sample=False, guidance_scale=1.5, negative_prompt_ids=[negative]
+    )
+    assert json.loads(guided.stdout)["tokens"] == want[0, len(ids) :].tolist(), guided.stderr
     no_beams = run("--no-sample", "--force-word", "w5")
     assert no_beams.returncode == 2 and "--force-word needs beam search" in no_beams.stderr
     shown = cli(

@@ -331,6 +331,10 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),
         "renormalize_logits": mostly(st.booleans(), scalars),
+        "negative_prompt_ids": mostly(
+            st.none() | st.integers(1, 3).map(lambda n: valid_ids(50)[:, :n]), arrays()
+        ),
+        "negative_prompt_attention_mask": mostly(st.none(), arrays()),
         "force_words_ids": mostly(
             st.none() | st.lists(st.one_of(PHRASES, st.lists(PHRASES, min_size=1, max_size=3))),
             st.one_of(st.lists(st.one_of(BAD_TOKEN_LISTS, scalars), max_size=3), scalars),

@@ -529,3 +529,31 @@ def test_beam_sampling_draws_distinct_candidates_ranked_by_score_and_is_seeded()
     assert len(runs) > 1, "six seeds drew the same beams"
     numba = tiny_mpt(seed=SEED, backend="numba").generate(PROMPT, seed=1, **kw)
     np.testing.assert_array_equal(numba, a)  # the same draws over the same scores
+
+
+def test_a_negative_prompt_replaces_the_last_token_as_guidance_context():
+    model = tiny_mpt(seed=SEED)
+    kw = dict(max_new_tokens=5, guidance_scale=1.7)
+    plain = model.generate(PROMPT, **kw)
+    last = PROMPT[:, -1:]  # what guidance starts from without a negative prompt
+    np.testing.assert_array_equal(model.generate(PROMPT, negative_prompt_ids=last, **kw), plain)
+    ones = np.ones_like(last)
+    both = model.generate(
+        PROMPT, negative_prompt_ids=last, negative_prompt_attention_mask=ones, **kw
+    )
+    np.testing.assert_array_equal(both, plain)
+    other = model.generate(PROMPT, negative_prompt_ids=np.array([[7, 8], [9, 10]]), **kw)
+    assert not np.array_equal(other, plain)  # the context matters
+    # beams: a row for each beam (upstream does not repeat it, and fails without)
+    beams = model.generate(PROMPT, num_beams=2, negative_prompt_ids=np.repeat(last, 2, 0), **kw)
+    np.testing.assert_array_equal(beams, model.generate(PROMPT, num_beams=2, **kw))
+    with pytest.raises(ValueError, match="negative_prompt_ids has 2 rows; guidance needs one"):
+        model.generate(PROMPT, num_beams=2, negative_prompt_ids=last, **kw)
+    with pytest.raises(ValueError, match="negative_prompt_attention_mask without"):
+        model.generate(PROMPT, negative_prompt_attention_mask=ones, **kw)
+    with pytest.raises(ValueError, match="negative_prompt_attention_mask must have shape"):
+        model.generate(
+            PROMPT, negative_prompt_ids=last, negative_prompt_attention_mask=PROMPT, **kw
+        )
+    with pytest.warns(UserWarning, match="negative_prompt_ids does nothing without a guidance"):
+        model.generate(PROMPT, max_new_tokens=2, negative_prompt_ids=last)

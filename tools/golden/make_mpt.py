@@ -100,12 +100,12 @@ class HFRunner:
         return getattr(self.tr, HF_CLASSES[spec["task"]]).from_pretrained(directory).eval()
 
     def generate_configured(self, model, inputs, **kwargs):
-        """generate() with only the case's keyword arguments: the rest comes from the model's
-        generation config."""
+        """generate() with only the case's keyword arguments (and inputs: the prompt, its mask, a
+        negative prompt): the rest comes from the model's generation config."""
         with self.torch.no_grad():
             return model.generate(
                 self.tensor(inputs["input_ids"]),
-                attention_mask=self.tensor(inputs["attention_mask"]),
+                **{k: self.tensor(v) for k, v in inputs.items() if k != "input_ids"},
                 **kwargs,
             ).numpy()
 
@@ -114,7 +114,7 @@ class HFRunner:
         with self.torch.no_grad():
             seq = model.generate(
                 self.tensor(inputs["input_ids"]),
-                attention_mask=self.tensor(inputs["attention_mask"]),
+                **{k: self.tensor(v) for k, v in inputs.items() if k != "input_ids"},
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
                 eos_token_id=eos_token_id,

@@ -650,6 +650,36 @@ def cases():
             generate=dict(max_new_tokens=5, guidance_scale=1.5, num_beams=2),
         ),
         generating(
+            "generate-guidance-negative-prompt",
+            "guidance_scale 1.5 with negative_prompt_ids (3 tokens a row, row 1's first masked by"
+            " negative_prompt_attention_mask): the unconditional context starts from them instead"
+            " of the prompt's last token (config.json's use_cache false: all of it again each"
+            " step)",
+            inputs=dict(
+                input_ids=x,
+                attention_mask=mask,
+                negative_prompt_ids=np.array([[9, 21, 40], [0, 17, 33]]),
+                negative_prompt_attention_mask=np.array([[1, 1, 1], [0, 1, 1]]),
+            ),
+            generate=dict(max_new_tokens=6, guidance_scale=1.5),
+        ),
+        generating(
+            "generate-guidance-negative-prompt-cache",
+            "guidance_scale 3.0 and a negative prompt without a mask, use_cache true from"
+            " generation_config.json: the negative prompt once, then each new token on its cache",
+            dict(guidance_scale=3.0, use_cache=True, max_new_tokens=6),
+            inputs=dict(
+                input_ids=x, attention_mask=mask, negative_prompt_ids=np.array([[9, 21], [5, 17]])
+            ),
+        ),
+        generating(
+            "generate-guidance-negative-prompt-rows",
+            "one negative prompt row for a batch of 2: upstream runs the first step (the row"
+            " broadcasts) and fails on the second",
+            inputs=dict(input_ids=x, attention_mask=mask, negative_prompt_ids=np.array([[9, 21]])),
+            generate=dict(max_new_tokens=4, guidance_scale=1.5),
+        ),
+        generating(
             "generate-forced-decoder-ids",
             "forced_decoder_ids [[7, 11], [9, 3]] from generation_config.json: token 11 where the"
             " sequence is 7 long, 3 where it is 9 (lengths count the prompt of 6); the"
