@@ -745,48 +745,30 @@ class GenerationMixin:
 
     generation_config: dict | None = None
 
-    def generate(
-        self,
-        input_ids,
-        attention_mask=None,
-        *,
-        seed=None,
-        negative_prompt_ids=None,
-        negative_prompt_attention_mask=None,
-        **settings,
-    ):
+    def generate(self, input_ids, attention_mask=None, **arguments):
         """Prompt ids [B, S] -> [B * num_return_sequences, S + new]. Rows that emitted eos are
-        continued with pad_token_id. ``settings`` are the names of APPLIED_SETTINGS (lengths, eos
-        and pad, sampling and its warpers, the logits processors, num_return_sequences,
-        max_time). One left out takes the model's generation setting (the checkpoint's
-        generation_config.json, as transformers reads it; else HF's defaults: 20 tokens in all,
-        greedy); one given, None included, overrides it, as a keyword argument of transformers'
-        generate() does (eos_token_id=None: no eos). max_new_tokens, given or set, wins over
-        max_length. seed: the sampling generator's (numpy's, so not transformers' draws).
-        negative_prompt_ids [R, N] (and its attention mask): classifier-free guidance's
-        unconditional context, one row for each row decoded (R = B times num_return_sequences,
-        or times num_beams), in place of the prompt's last token."""
-        negative = (negative_prompt_ids, negative_prompt_attention_mask)
-        plan = self._prepare(input_ids, attention_mask, seed, settings, negative)
+        continued with pad_token_id. The keyword ``arguments``:
+
+        * the names of APPLIED_SETTINGS (lengths, eos and pad, sampling and its warpers, the
+          logits processors, num_return_sequences, max_time, beam search). One left out takes
+          the model's generation setting (the checkpoint's generation_config.json, as
+          transformers reads it; else HF's defaults: 20 tokens in all, greedy); one given, None
+          included, overrides it, as a keyword argument of transformers' generate() does
+          (eos_token_id=None: no eos). max_new_tokens, given or set, wins over max_length;
+        * seed: the sampling generator's (numpy's, so not transformers' draws);
+        * negative_prompt_ids [R, N] (and negative_prompt_attention_mask): classifier-free
+          guidance's unconditional context, one row for each row decoded (R = B times
+          num_return_sequences, or times num_beams), in place of the prompt's last token."""
+        plan = self._prepare(input_ids, attention_mask, **arguments)
         if plan["run"]["num_beams"] > 1:
             return self._beam_search(**plan)
         new = [t[:, None] for t in self._tokens(plan)]
         return np.concatenate([plan["ids"]] + new, axis=1)
 
-    def stream(
-        self,
-        input_ids,
-        attention_mask=None,
-        *,
-        seed=None,
-        negative_prompt_ids=None,
-        negative_prompt_attention_mask=None,
-        **settings,
-    ):
+    def stream(self, input_ids, attention_mask=None, **arguments):
         """The next token of every row, [B * num_return_sequences], one step at a time, as an
-        iterator (same arguments as generate; bad ones are refused here, before any step)."""
-        negative = (negative_prompt_ids, negative_prompt_attention_mask)
-        plan = self._prepare(input_ids, attention_mask, seed, settings, negative)
+        iterator (the arguments of generate; bad ones are refused here, before any step)."""
+        plan = self._prepare(input_ids, attention_mask, **arguments)
         if plan["run"]["num_beams"] > 1:
             raise ValueError(
                 "beam search (num_beams > 1) has no token stream: its beams change until the end;"
@@ -855,8 +837,8 @@ class GenerationMixin:
         unknown = sorted(set(given) - set(APPLIED_SETTINGS))
         if unknown:
             raise TypeError(
-                f"generate() got unknown setting(s) {unknown}; it takes {list(APPLIED_SETTINGS)}"
-                " and seed"
+                f"generate() got unknown setting(s) {unknown}; it takes {list(APPLIED_SETTINGS)},"
+                " seed, negative_prompt_ids and negative_prompt_attention_mask"
             )
         own = self.generation_config
         if own is None:
@@ -866,7 +848,16 @@ class GenerationMixin:
             )
         return {k: given[k] if k in given else own[k] for k in APPLIED_SETTINGS}
 
-    def _prepare(self, input_ids, attention_mask, seed, settings, negative=(None, None)):
+    def _prepare(
+        self,
+        input_ids,
+        attention_mask,
+        *,
+        seed=None,
+        negative_prompt_ids=None,
+        negative_prompt_attention_mask=None,
+        **settings,
+    ):
         """Everything a generate() call settles before its first forward pass, checked: the
         prompt and its mask (repeated num_return_sequences times a row), the settings, eos and pad
         ids and the number of steps; the keyword arguments of _decode."""
@@ -919,7 +910,10 @@ class GenerationMixin:
             constrained_problem(run)
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
         guidance = self._guidance(
-            run, B * (n if run["num_beams"] == 1 else run["num_beams"]), *negative
+            run,
+            B * (n if run["num_beams"] == 1 else run["num_beams"]),
+            negative_prompt_ids,
+            negative_prompt_attention_mask,
         )
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
