@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -76,3 +77,20 @@ def test_a_directory_without_a_decoder_leaves_the_shape_alone(tmp_path, monkeypa
     before = dict(bench.DECODER)
     bench.use_decoder_of(str(tmp_path))
     assert bench.DECODER == before
+
+
+def test_every_search_setting_runs_on_our_generate_and_the_report_gives_hfs_time_over_ours(
+    capsys,
+):
+    from test_mpt_properties import tiny_mpt
+
+    model = tiny_mpt(vocab_size=1000)
+    for label, settings in bench.SEARCHES.items():
+        out = model.generate(np.ones((1, 3), np.int64), max_new_tokens=3, seed=0, **settings)
+        assert out.shape == (1, 6), label
+    rows = {label: (1.0, [1.0]) for label in bench.SEARCHES}
+    rows["hf beam 4"] = (2.5, [2.5])
+    bench.report_search(rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:2] == ["beam", "4"] and line.endswith("2.50x") for line in lines)
+    assert any(line.split()[:1] == ["greedy"] and line.endswith("-") for line in lines)

@@ -14,6 +14,9 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           (GFLOP/s): which one EncoderStack should pick on this CPU
   bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
           each weight), alternating processes: which one numba_bf16dot should pick on this CPU
+  search  the decode model's searches (SEARCHES: greedy, beam search, beam sampling, constrained
+          beam search), 64 new tokens after 32, numba fp32 against HF's generate() with the same
+          settings
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -204,6 +207,56 @@ def bench_decode(repeats, threads):
         run_hf(max_new_tokens=2, min_new_tokens=2)
         runs["hf-torch"] = run_hf
     return interleaved_times(runs, repeats)
+
+
+# generate() settings of the search workload: each as ours and as HF's generate() take them
+SEARCHES = {
+    "greedy": {},
+    "beam 4": dict(num_beams=4),
+    "sample beam 4": dict(num_beams=4, do_sample=True),
+    "constrain 4": dict(num_beams=4, force_words_ids=[[101, 202], [[303], [404, 505]], [606]]),
+}
+
+
+def bench_search(repeats, threads):
+    """Each of SEARCHES on the decode model, 64 new tokens after 32 (every one made: no eos), on
+    the numba backend (fp32 weights) and, where torch is importable, HF's generate(); the same
+    rounds for all, alternating."""
+    import reference
+
+    weights = random_weights("mpt", DECODER, "causal-lm")
+    ids = prompt_ids()
+    model = reference.build(DECODER, weights, task="causal-lm", backend="numba")
+    hf = None
+    if torch_available():
+        import torch
+
+        torch.set_num_threads(threads)
+        hf = hf_model("mpt", DECODER, weights, "causal-lm")
+
+    def run_hf(kw):
+        with torch.no_grad():
+            hf.generate(torch.from_numpy(ids), use_cache=True, **kw)
+
+    runs = {}
+    for label, settings in SEARCHES.items():
+        kw = dict(settings, max_new_tokens=64, min_new_tokens=64, pad_token_id=0)
+        model.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
+        runs[label] = lambda kw=kw: model.generate(ids, seed=0, **kw)
+        if hf is not None:
+            runs[f"hf {label}"] = lambda kw={"do_sample": False, **kw}: run_hf(kw)
+    return interleaved_times(runs, repeats)
+
+
+def report_search(rows):
+    print("\nsearches: MPT-125M, 64 new tokens after 32, batch 1 (ratio: hf's time / ours)")
+    print(f"  {'search':<14} {'ours':>9} {'steps/s':>8} {'hf':>9} {'ratio':>7}")
+    for label in SEARCHES:
+        ours = rows[label][0]
+        theirs = rows.get(f"hf {label}", (None,))[0]
+        ratio = f"{theirs / ours:>6.2f}x" if theirs else "      -"
+        hf = f"{theirs:>8.3f}s" if theirs else "        -"
+        print(f"  {label:<14} {ours:>8.3f}s {64 / ours:>8.1f} {hf} {ratio}")
 
 
 def bench_gemm(repeats):
@@ -843,7 +896,7 @@ def main():
     )
     parser.add_argument(
         "--workload",
-        choices=["encode", "decode", "long", "embed", "gemm", "bf16", "all"],
+        choices=["encode", "decode", "long", "embed", "gemm", "bf16", "search", "all"],
         default="all",
         help="all: encode, decode and embed (long only when asked; with --engines only)",
     )
@@ -870,7 +923,7 @@ def main():
             "bf16-decode": child_bf16_decode,
         }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    if args.engines and args.workload not in ("gemm", "bf16"):  # these have no engine columns
+    if args.engines and args.workload not in ("gemm", "bf16", "search"):  # no engine columns
         use_decoder_of(args.engines)
         print(
             f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
@@ -909,7 +962,7 @@ def main():
             engine_table(workload, args.engines, args.threads, args.repeats, limits)
         return
     # the numba backend's process-wide settings, before any parallel launch or torch import
-    tune_process("decode" if args.workload == "decode" else "encode")
+    tune_process("decode" if args.workload in ("decode", "search") else "encode")
     print(
         f"threads {args.threads}, repeats {args.repeats}, numpy {np.__version__},"
         f" torch+transformers: {torch_available()}"
@@ -920,6 +973,9 @@ def main():
     if args.workload == "bf16":
         print(f"CPU: {cpu_model()}; threads {args.threads}")
         return bench_bf16_kernels(args.repeats)
+    if args.workload == "search":
+        print(f"CPU: {cpu_model()}; threads {args.threads}")
+        return report_search(bench_search(args.repeats, args.threads))
     if args.workload in ("encode", "all"):
         report(
             f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over"
