@@ -17,7 +17,9 @@ goes unchecked.
 
 outputs      groups of named outputs: final (logits, last_hidden_state, pooler_output,
              start_logits, end_logits), loss, hidden_states (hidden_states.N), attentions
-             (attentions.N), presents (present.N.key/value: the KV cache), sequences (generate())
+             (attentions.N), presents (present.N.key/value: the KV cache), sequences (generate()),
+             scores (generate(return_dict_in_generate=True, output_scores=True): scores.N, one
+             a step, sequences_scores and beam_indices)
 tasks        base, masked-lm, sequence-classification, multiple-choice, token-classification,
              question-answering, causal-lm; omitted: every task
 profiles     pt, tf (MPNet), hf, mosaic (MPT); omitted: every profile
@@ -41,7 +43,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-OUTPUT_GROUPS = ("final", "loss", "hidden_states", "attentions", "presents", "sequences")
+OUTPUT_GROUPS = (
+    "final",
+    "loss",
+    "hidden_states",
+    "attentions",
+    "presents",
+    "sequences",
+    "scores",
+)
 INPUT_FEATURES = (
     "attention_mask",
     "mask_3d",
@@ -92,6 +102,8 @@ def output_group(name: str) -> str | None:
     ):
         if name.startswith(prefix):
             return group
+    if name.startswith("scores.") or name in ("sequences_scores", "beam_indices"):
+        return "scores"
     return name if name in ("loss", "sequences") else "final"
 
 

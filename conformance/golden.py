@@ -195,6 +195,26 @@ def upstream_generate_kwargs(generate: dict) -> dict:
     return kwargs
 
 
+def generate_outputs(out) -> dict:
+    """What a generate() call returned, as the named arrays a case holds: ``sequences``, and from
+    a return_dict_in_generate output its ``scores.N`` (one a step), ``sequences_scores`` and
+    ``beam_indices`` where set. ``out``: an array, or an output with those attributes (torch
+    tensors or numpy arrays)."""
+
+    def array(x):
+        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+    if not hasattr(out, "sequences"):
+        return {"sequences": array(out)}
+    flat = {"sequences": array(out.sequences)}
+    for i, step in enumerate(getattr(out, "scores", None) or ()):
+        flat[f"scores.{i}"] = array(step)
+    for name in ("sequences_scores", "beam_indices"):
+        if getattr(out, name, None) is not None:
+            flat[name] = array(getattr(out, name))
+    return flat
+
+
 def split_past(inputs: dict):
     """Inputs -> (the other inputs, past_key_values or None): past arrays are named past.<layer>.key
     and past.<layer>.value, each [B, H, P, D]."""

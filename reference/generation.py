@@ -19,6 +19,7 @@ import numpy as np
 from .constraints import Constraint, choose_beams, completes, constraints_from
 from .inputs import as_float, as_ids, is_integer, is_number
 from .ops import log_softmax, softmax
+from .outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 
 HF_DEFAULT_MAX_LENGTH = (
     20  # GenerationConfig.max_length: prompt plus new tokens when nothing is said
@@ -64,19 +65,16 @@ APPLIED_SETTINGS = {
     "penalty_alpha": None,
     "use_cache": True,  # GenerationConfig's default; a config.json's (MPT's: false) when derived
     "renormalize_logits": False,
+    "output_scores": False,
+    "return_dict_in_generate": False,
     "force_words_ids": None,
     "constraints": None,  # Constraint objects (reference.constraints); no JSON file holds them
 }
 # the settings warp_logits takes, applied when sampling
 WARPER_SETTINGS = ("temperature", "top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
-# GenerationConfig fields for encoders, or that shape only what generate() returns, at their
-# defaults
-OUTPUT_AND_ENCODER_SETTINGS = {
-    "encoder_no_repeat_ngram_size": 0,
-    "output_scores": False,
-    "return_dict_in_generate": False,
-}
-SETTING_DEFAULTS = {**APPLIED_SETTINGS, **OUTPUT_AND_ENCODER_SETTINGS}
+# GenerationConfig fields for encoder-decoder models only, at their defaults
+ENCODER_SETTINGS = {"encoder_no_repeat_ngram_size": 0}
+SETTING_DEFAULTS = {**APPLIED_SETTINGS, **ENCODER_SETTINGS}
 # The generation parameters a model config can hold (4.37.2's
 # PretrainedConfig._get_generation_defaults). A config.json that sets any of them away from its
 # default makes transformers ignore a generation_config.json marked "_from_model_config" and derive
@@ -179,6 +177,8 @@ _SETTING_TYPES = {
     ),
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "renormalize_logits": (lambda v: isinstance(v, bool), "true or false"),
+    "output_scores": (lambda v: isinstance(v, bool), "true or false"),
+    "return_dict_in_generate": (lambda v: isinstance(v, bool), "true or false"),
     "force_words_ids": (
         lambda v: v is None or isinstance(v, (list, tuple)) and v and all(map(_forced_word, v)),
         "a non-empty list whose entries are each a list of token ids (a phrase) or a list of"
@@ -533,6 +533,8 @@ BEAM_SETTINGS = (
     "use_cache",
     "force_words_ids",
     "constraints",
+    "output_scores",
+    "return_dict_in_generate",
 )
 PROCESSOR_DEFAULTS = {
     k: APPLIED_SETTINGS[k]
@@ -590,6 +592,9 @@ def top_indices(scores, k):  # [B, N] -> [B, min(k, N)]
     for b, row in enumerate(scores):
         kth = -np.partition(-row, k - 1)[k - 1]  # the k-th highest score
         candidates = np.flatnonzero(row >= kth)  # it and all above, ties included
+        if len(candidates) < k:  # NaN scores (every token banned): the argsort, NaN last
+            top[b] = np.argsort(-row, kind="stable")[:k]
+            continue
         top[b] = candidates[np.lexsort((candidates, -row[candidates]))[:k]]
     return top
 
@@ -636,6 +641,23 @@ def constrained_problem(run):
         raise ValueError("constrained beam search has no beam groups: num_beam_groups must be 1")
     if run["constraints"] is not None and run["do_sample"]:
         raise ValueError("constraints with do_sample: constrained beam search does not sample")
+
+
+def beam_index_array(indices, width):  # R tuples of beam indices -> [R, width], -1 after
+    """The beam_indices of the best hypotheses as upstream lays them out, each row's indices then
+    -1. None where the best of the first prompt has none (a constrained search's fallback
+    hypothesis); transformers fails where a later one has none, and so does this."""
+    if indices[0] is None:
+        return None
+    if any(i is None for i in indices):
+        raise ValueError(
+            "output_scores with constrained beam search: a returned hypothesis that does not meet"
+            " the constraints has no beam indices (transformers fails here too)"
+        )
+    out = np.full((len(indices), width), -1, np.int64)
+    for r, index in enumerate(indices):
+        out[r, : len(index)] = index
+    return out
 
 
 def contrastive(run):
@@ -702,14 +724,15 @@ class BeamPool:
     def __init__(self, size, length_penalty, early_stopping, max_new):
         self.size, self.length_penalty = size, length_penalty
         self.early_stopping, self.max_new = early_stopping, max_new
-        self.hyps, self.worst = [], 1e9  # (score, tokens), the lowest score kept
+        self.hyps, self.worst = [], 1e9  # (score, tokens, beam indices), the lowest score kept
 
-    def add(self, tokens, sum_logprobs, new_len):
+    def add(self, tokens, sum_logprobs, new_len, beam_indices=None):
+        """beam_indices: the row each new token came from (output_scores), or None."""
         score = sum_logprobs / new_len**self.length_penalty
         if len(self.hyps) < self.size or score > self.worst:
-            self.hyps.append((score, tokens.copy()))
+            self.hyps.append((score, tokens.copy(), beam_indices))
             if len(self.hyps) > self.size:
-                ranked = sorted((s, i) for i, (s, _) in enumerate(self.hyps))
+                ranked = sorted((s, i) for i, (s, *_) in enumerate(self.hyps))
                 del self.hyps[ranked[0][1]]
                 self.worst = ranked[1][0]
             else:
@@ -758,12 +781,19 @@ class GenerationMixin:
         * seed: the sampling generator's (numpy's, so not transformers' draws);
         * negative_prompt_ids [R, N] (and negative_prompt_attention_mask): classifier-free
           guidance's unconditional context, one row for each row decoded (R = B times
-          num_return_sequences, or times num_beams), in place of the prompt's last token."""
+          num_return_sequences, or times num_beams), in place of the prompt's last token.
+
+        With return_dict_in_generate, a GenerateDecoderOnlyOutput (GenerateBeamDecoderOnlyOutput
+        for the beam searches) instead of the array, holding with output_scores the scores of
+        each step, as upstream's."""
         plan = self._prepare(input_ids, attention_mask, **arguments)
         if plan["run"]["num_beams"] > 1:
-            return self._beam_search(**plan)
-        new = [t[:, None] for t in self._tokens(plan)]
-        return np.concatenate([plan["ids"]] + new, axis=1)
+            out = self._beam_search(**plan)
+        else:
+            new = [t[:, None] for t in self._tokens(plan)]
+            scores = None if plan["scores"] is None else tuple(plan["scores"])
+            out = GenerateDecoderOnlyOutput(np.concatenate([plan["ids"]] + new, axis=1), scores)
+        return out if plan["run"]["return_dict_in_generate"] else out.sequences
 
     def stream(self, input_ids, attention_mask=None, **arguments):
         """The next token of every row, [B * num_return_sequences], one step at a time, as an
@@ -779,7 +809,7 @@ class GenerationMixin:
     def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
         return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
 
-    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
+    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
@@ -799,6 +829,8 @@ class GenerationMixin:
                 logits = process_logits(
                     logits, sequence, S, S + steps, run, eos_ids, prompt, guidance
                 )
+            if scores is not None:
+                scores.append(np.asarray(logits, np.float32))
             probs = softmax(logits.astype(np.float32))
             top = top_indices(probs, k)  # [B, k], most likely first
             rows = np.repeat(np.arange(B), top.shape[1])  # each row's cache, once a candidate
@@ -917,8 +949,10 @@ class GenerationMixin:
         )
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
+        recording = run["output_scores"] and run["return_dict_in_generate"]
         return dict(
             guidance=guidance,
+            scores=[] if recording else None,  # each step's scores, appended by the loop
             ids=ids,
             mask=mask,
             run=run,
@@ -956,7 +990,7 @@ class GenerationMixin:
             return None
         return Guidance(self, run["guidance_scale"], run["use_cache"], ids, mask)
 
-    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
+    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
@@ -974,9 +1008,10 @@ class GenerationMixin:
         for step in range(steps):
             if processing:
                 last = process_logits(last, sequence, S, S + steps, run, eos_ids, prompt, guidance)
-            token = (
-                sample(warp_logits(last, **warpers), rng) if run["do_sample"] else last.argmax(-1)
-            )
+            chosen_from = warp_logits(last, **warpers) if run["do_sample"] else last
+            if scores is not None:
+                scores.append(np.asarray(chosen_from, np.float32))
+            token = sample(chosen_from, rng) if run["do_sample"] else last.argmax(-1)
             if eos_ids:
                 token = np.where(unfinished, token, pad)
                 unfinished &= ~np.isin(token, eos_ids)
@@ -999,7 +1034,7 @@ class GenerationMixin:
                 )
                 last = out.logits[:, -1, :]
 
-    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance):
+    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
         in eos) are kept in a pool ranked by that sum over their new length **
@@ -1021,7 +1056,12 @@ class GenerationMixin:
         through the sampling warpers, each keeping at least one more token than there are eos ids
         (two at least), and the candidates are 2 * num_beams drawn without replacement from the
         softmax over all of a prompt's beams and tokens (numpy's draws, not torch's), then ranked
-        by score. Every beam starts at 0, so the first step may pick one token on two beams."""
+        by score. Every beam starts at 0, so the first step may pick one token on two beams.
+
+        ``scores`` (a list, when recording): each step's [B * nb, V] scores are appended, as
+        upstream records them (constrained beam search: with each beam's sum added), and the
+        row each beam came from is followed for beam_indices (not for groups: upstream's are
+        inconsistent there). Returns a GenerateBeamDecoderOnlyOutput."""
         B, S = ids.shape
         V = self.config.vocab_size
         constraints = constraints_from(run["force_words_ids"], run["constraints"], V)
@@ -1045,6 +1085,7 @@ class GenerationMixin:
         if sampling:
             beam_scores[:] = 0
         beam_scores = beam_scores.reshape(-1)
+        history = [()] * (B * nb) if scores is not None and G == 1 else None  # beam indices
         session = self.decode_session(B * nb, total)  # a backend's cache, if it can reorder
         session = session if hasattr(session, "reorder") else None
         if session is not None:
@@ -1056,34 +1097,54 @@ class GenerationMixin:
             logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
             chosen = np.zeros(B * nb, np.int64)  # this step's token of every beam
             rows = np.zeros(B * nb, np.int64)  # the beam each one goes on from
+            recorded = None if scores is None else np.zeros_like(logp)
             for g in range(G):
                 members = (np.arange(B)[:, None] * nb + g * size + np.arange(size)).reshape(-1)
-                scores = logp[members]  # [B * size, V]
+                step = logp[members]  # [B * size, V]
                 if g > 0 and run["diversity_penalty"] > 0:  # less for what earlier groups chose
                     earlier = chosen.reshape(B, nb)[:, : g * size]
                     for b in range(B):
-                        counts = np.bincount(earlier[b], minlength=scores.shape[1])
-                        scores[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
+                        counts = np.bincount(earlier[b], minlength=step.shape[1])
+                        step[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
                 if processing:
-                    scores = process_logits(
-                        scores, ids[members], S, total, run, eos_ids, prompt, guidance
+                    step = process_logits(
+                        step, ids[members], S, total, run, eos_ids, prompt, guidance
                     )
                 if sampling:
-                    scores = warp_logits(scores, **warpers).astype(np.float32)
-                scores = scores + beam_scores[members][:, None]
-                flat = scores.reshape(B, size * V)
+                    step = warp_logits(step, **warpers).astype(np.float32)
+                if recorded is not None and not constraints:
+                    recorded[members] = step
+                step = step + beam_scores[members][:, None]
+                if recorded is not None and constraints:
+                    recorded[members] = step
+                flat = step.reshape(B, size * V)
                 top = (
                     sampled_candidates(flat, 2 * size, rng)
                     if sampling
                     else top_indices(flat, max(2, 1 + len(eos_ids)) * size)  # enough go on
                 )
                 picked, tokens, local = self._beam_candidates(
-                    scores, top, ids[members], pools, done, g, size, eos_ids, pad, S, constraints
+                    step,
+                    top,
+                    ids[members],
+                    pools,
+                    done,
+                    g,
+                    size,
+                    eos_ids,
+                    pad,
+                    S,
+                    constraints,
+                    history,
                 )
                 beam_scores[members], chosen[members] = picked, tokens
                 ids[members] = ids[members][local]  # as upstream, before the next group's turn
                 rows[members] = nb * (local // size) + g * size + local % size
             ids = np.concatenate([ids, chosen[:, None]], axis=1)
+            if recorded is not None:
+                scores.append(recorded)
+            if history is not None:
+                history = [history[r] + (int(r),) for r in rows]
             if done.all() or ids.shape[1] >= total or out_of_time(run, started):
                 break
             if session is not None:  # its cache rows follow their beams
@@ -1100,11 +1161,15 @@ class GenerationMixin:
                     continue
                 rows = range(b * nb + g * size, b * nb + (g + 1) * size)
                 met = [r for r in rows if completes(constraints, ids[r].tolist())]
-                if len(met) < keep:  # too few meet the constraints: the others too, after them
-                    met += [r for r in rows if r not in met]
+                pool = pools[b][g]
                 for row in met:
-                    pools[b][g].add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
-        best = [hyp for groups in pools for _, hyp in BeamPool.best_of(groups, keep)]
+                    index = None if history is None else history[row]
+                    pool.add(ids[row], float(beam_scores[row]), ids.shape[1] - S, index)
+                if len(met) < keep:  # too few meet the constraints: the others too, without
+                    for row in (r for r in rows if r not in met):  # indices (upstream's)
+                        pool.add(ids[row], float(beam_scores[row]), ids.shape[1] - S)
+        ranked = [hyp for groups in pools for hyp in BeamPool.best_of(groups, keep)]
+        best = [tokens for _, tokens, _ in ranked]
         lengths = [len(h) for h in best]
         # room for an eos after the longest, where there is an eos: without one every hypothesis
         # is a live beam, all as long (cut short by max_time, upstream fails here on the missing
@@ -1117,11 +1182,18 @@ class GenerationMixin:
             result[i, : len(hyp)] = hyp
             if len(hyp) < width:  # ended before the longest: an eos marks it
                 result[i, len(hyp)] = eos_ids[0]
-        return result
+        if scores is None:
+            return GenerateBeamDecoderOnlyOutput(result)
+        return GenerateBeamDecoderOnlyOutput(
+            result,
+            np.array([score for score, _, _ in ranked], np.float32),
+            tuple(scores),
+            None if history is None else beam_index_array([i for *_, i in ranked], width),
+        )
 
     @staticmethod
     def _beam_candidates(
-        scores, top, group_ids, pools, done, g, size, eos_ids, pad, S, constraints
+        scores, top, group_ids, pools, done, g, size, eos_ids, pad, S, constraints, history
     ):
         """One group's step of beam search: scores [B * size, V] (log-probabilities, processed,
         plus each beam's sum so far) of rows group_ids [B * size, T]; top [B, n]: each prompt's
@@ -1130,7 +1202,7 @@ class GenerationMixin:
         go on until ``size`` of them are found; with constraints, choose_beams then re-chooses
         among them and the tokens that advance the constraints. Returns their sums, tokens and
         rows (indices into group_ids), [B * size] each, and marks done[b, g] when pool g of
-        prompt b is done."""
+        prompt b is done. history: each row's beam indices so far (one group only), or None."""
         B, V = len(pools), scores.shape[1]
         flat = scores.reshape(B, size * V)
         top_scores = np.take_along_axis(flat, top, axis=-1)
@@ -1149,7 +1221,8 @@ class GenerationMixin:
                 row, token = b * size + index // V, index % V
                 if token in eos_ids:  # a finished hypothesis, if among the size best
                     if rank < size and completes(constraints, group_ids[row].tolist()):
-                        pools[b][g].add(group_ids[row], float(score), length - S)
+                        index = None if history is None else history[row] + (int(row),)
+                        pools[b][g].add(group_ids[row], float(score), length - S, index)
                     continue
                 picked[b, kept], tokens[b, kept], local[b, kept] = score, token, row
                 kept += 1

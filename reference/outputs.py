@@ -168,6 +168,32 @@ class SequenceClassifierOutputWithPast(ModelOutput):
     attentions: tuple | None = None
 
 
+@dataclass
+class GenerateDecoderOnlyOutput(ModelOutput):
+    """generate(return_dict_in_generate=True) of greedy decoding, sampling and contrastive search.
+    sequences [R, L]; scores (with output_scores): one [R, V] array a step, the scores the token
+    was chosen from as upstream records them (after the logits processors; sampling: after the
+    warpers too). Upstream's attentions, hidden_states and past_key_values are not returned."""
+
+    sequences: Array = None
+    scores: tuple | None = None
+
+
+@dataclass
+class GenerateBeamDecoderOnlyOutput(ModelOutput):
+    """generate(return_dict_in_generate=True) of the beam searches. sequences [R, L]; with
+    output_scores: sequences_scores [R] (each hypothesis' pool score: summed log-probabilities
+    over new length ** length_penalty), scores (one [B * num_beams, V] array a step: the
+    processed log-probabilities; constrained beam search adds each beam's sum, as upstream) and
+    beam_indices [R, L] (the beam each new token came from, -1 after; None for diverse beam
+    search)."""
+
+    sequences: Array = None
+    sequences_scores: Array | None = None
+    scores: tuple | None = None
+    beam_indices: Array | None = None
+
+
 # ------------------------------------------------------------------------ return_dict=False tuples
 
 

@@ -331,6 +331,8 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "penalty_alpha": mostly(st.none() | st.floats(0, 1), st.one_of(st.floats(-1, 2), scalars)),
         "use_cache": mostly(st.booleans(), scalars),
         "renormalize_logits": mostly(st.booleans(), scalars),
+        "output_scores": mostly(st.booleans(), scalars),
+        "return_dict_in_generate": mostly(st.booleans(), scalars),
         "negative_prompt_ids": mostly(
             st.none() | st.integers(1, 3).map(lambda n: valid_ids(50)[:, :n]), arrays()
         ),
@@ -364,6 +366,7 @@ def test_generate_raises_only_documented_errors(backend, ids, kwargs):
         model.generate, ids, **kwargs, names=["input_ids", "max_new_tokens", "max_seq_len", *kwargs]
     )
     if out is not None:
+        out = getattr(out, "sequences", out)  # return_dict_in_generate: the output object
         assert out.dtype == np.int64 and out.ndim == 2
         assert out.min() >= 0 and out.max() < MPT_CONFIG["vocab_size"], (
             "generated an id outside the vocabulary"

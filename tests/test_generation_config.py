@@ -396,6 +396,9 @@ def test_top_indices_is_a_stable_descending_argsort_cut_to_k():
         k = int(rng.integers(1, N + 3))
         want = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
         np.testing.assert_array_equal(top_indices(scores, k), want, err_msg=f"trial {trial}")
+    # a row of NaN (every token banned, then normalised): the argsort's order, not a crash
+    nan = np.array([[np.nan] * 4, [0.5, np.nan, 2.0, 1.0]], np.float32)
+    np.testing.assert_array_equal(top_indices(nan, 3), [[0, 1, 2], [2, 3, 0]])
 
 
 def test_every_setting_is_in_one_table_and_every_applied_one_is_checked():
@@ -557,3 +560,41 @@ def test_a_negative_prompt_replaces_the_last_token_as_guidance_context():
         )
     with pytest.warns(UserWarning, match="negative_prompt_ids does nothing without a guidance"):
         model.generate(PROMPT, max_new_tokens=2, negative_prompt_ids=last)
+
+
+def test_scores_are_what_each_token_was_chosen_from_and_add_up_to_the_beam_scores():
+    model = tiny_mpt(seed=SEED)
+    S = PROMPT.shape[1]
+    out = model.generate(PROMPT, max_new_tokens=5, return_dict_in_generate=True, output_scores=True)
+    assert len(out.scores) == 5 and out.keys() == ["sequences", "scores"]
+    for t, step in enumerate(out.scores):  # greedy, no processors: the logits of each step
+        logits = model(out.sequences[:, : S + t]).logits[:, -1]
+        np.testing.assert_allclose(step, logits, atol=1e-5, err_msg=f"step {t}")
+        np.testing.assert_array_equal(step.argmax(-1), out.sequences[:, S + t])
+    plain = model.generate(PROMPT, max_new_tokens=5, return_dict_in_generate=True)
+    assert plain.scores is None and plain.keys() == ["sequences"]
+    np.testing.assert_array_equal(plain.sequences, out.sequences)
+    # beam search: a hypothesis' tokens, read from the step scores of the beams beam_indices
+    # names, sum to its score times its new length ** length_penalty
+    eos = int(out.sequences[0, S + 2])
+    kw = dict(num_beams=3, num_return_sequences=2, length_penalty=0.7, eos_token_id=eos)
+    beams = model.generate(
+        PROMPT, max_new_tokens=6, return_dict_in_generate=True, output_scores=True, **kw
+    )
+    for r, row in enumerate(beams.beam_indices):
+        steps = row[row >= 0]
+        tokens = beams.sequences[r, S : S + len(steps)]
+        total = sum(beams.scores[t][b, tok] for t, (b, tok) in enumerate(zip(steps, tokens)))
+        np.testing.assert_allclose(
+            total / len(steps) ** 0.7, beams.sequences_scores[r], rtol=1e-5, err_msg=f"row {r}"
+        )
+    grouped = model.generate(
+        PROMPT,
+        max_new_tokens=4,
+        num_beams=4,
+        num_beam_groups=2,
+        diversity_penalty=0.5,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    assert grouped.beam_indices is None and grouped.sequences_scores.shape == (2,)

@@ -39,8 +39,9 @@ def run_case(case_dir: Path, meta: dict, final_only: bool) -> dict:
     past_names = sorted(k for k in inputs if k.startswith("past."))
     plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
     options = meta.get("options", {})
-    if "generate" in options:
-        return {"sequences": model.generate(**plain, **options["generate"])}
+    if "generate" in options:  # an array, or with return_dict_in_generate the output object
+        out = model.generate(**plain, **options["generate"])
+        return out.to_dict() if hasattr(out, "to_dict") else {"sequences": out}
     extra = {"use_cache": options["use_cache"]} if "use_cache" in options else {}
     if past_names:
         layers = config.get("n_layers", config.get("num_hidden_layers"))

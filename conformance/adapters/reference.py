@@ -6,7 +6,7 @@ import os
 import platform
 
 import reference
-from conformance.golden import split_past  # noqa: F401  (re-exported: tests import it from here)
+from conformance.golden import generate_outputs, split_past  # noqa: F401  (split_past: re-exported, tests import it from here)
 from reference.backends import get_backend
 from reference.generation import warp_logits
 from reference.mpnet import relative_position_bucket
@@ -50,7 +50,7 @@ class ReferenceImplementation:
         )
         plain, past = split_past(inputs)
         if "generate" in options:
-            return {"sequences": model.generate(**plain, **options["generate"])}
+            return generate_outputs(model.generate(**plain, **options["generate"]))
         extra = {} if past is None else {"past_key_values": past}
         if "use_cache" in options:
             extra["use_cache"] = options["use_cache"]

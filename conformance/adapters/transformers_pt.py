@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..capabilities import Capabilities
-from ..golden import upstream_generate_kwargs
+from ..golden import generate_outputs, upstream_generate_kwargs
 from ..protocol import Unsupported
 from ._hf_common import checkpoint_dir, flatten, split_past
 
@@ -88,18 +88,18 @@ class TransformersPyTorch:
                 generation._original_object_hash = hash(generation)
                 model.generation_config = generation
                 try:
-                    seq = model.generate(**kwargs, **upstream_generate_kwargs(options["generate"]))
+                    out = model.generate(**kwargs, **upstream_generate_kwargs(options["generate"]))
                 finally:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
-                return {"sequences": seq.numpy()}
+                return generate_outputs(out)
             if "generate" in options:
                 generate = {"do_sample": False, **upstream_generate_kwargs(options["generate"])}
-                seq = model.generate(
+                out = model.generate(
                     **kwargs,
                     **generate,
                     pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
                 )
-                return {"sequences": seq.numpy()}
+                return generate_outputs(out)
             if past is not None:
                 kwargs["past_key_values"] = tuple((t(k), t(v)) for k, v in past)
             if "use_cache" in options:

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, flatten, random_weights, tuple_layout, write_case  # noqa: E402
-from conformance.golden import split_past, upstream_generate_kwargs, write_manifest  # noqa: E402
+from conformance.golden import generate_outputs, split_past, upstream_generate_kwargs, write_manifest  # noqa: E402
 from mpt_cases import cases  # noqa: E402
 
 HF_CLASSES = {
@@ -103,11 +103,14 @@ class HFRunner:
         """generate() with only the case's keyword arguments (and inputs: the prompt, its mask, a
         negative prompt): the rest comes from the model's generation config."""
         with self.torch.no_grad():
-            return model.generate(
-                self.tensor(inputs["input_ids"]),
-                **{k: self.tensor(v) for k, v in inputs.items() if k != "input_ids"},
-                **kwargs,
-            ).numpy()
+            return generated(
+                model.generate(
+                    self.tensor(inputs["input_ids"]),
+                    **{k: self.tensor(v) for k, v in inputs.items() if k != "input_ids"},
+                    **kwargs,
+                ),
+                {**model.generation_config.to_dict(), **kwargs},
+            )
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None, do_sample=False, **more):
         more = upstream_generate_kwargs(more)
@@ -121,7 +124,17 @@ class HFRunner:
                 pad_token_id=model.config.pad_token_id,
                 **more,
             )
-        return seq.numpy()
+        return generated(seq, more)
+
+
+def generated(out, settings):
+    """A generate() result as a case's outputs (conformance.golden.generate_outputs). Diverse beam
+    search's beam_indices are left out: upstream's are inconsistent there (a later group's
+    finished hypotheses take group 0's history), and the reference does not reproduce them."""
+    flat = generate_outputs(out)
+    if settings.get("num_beam_groups", 1) > 1:
+        flat.pop("beam_indices", None)
+    return flat
 
 
 class MosaicRunner(HFRunner):
@@ -245,7 +258,7 @@ def generate(runner, out_root: Path, only=None):
             file = spec["options"].get("generation_config")
             if file is not None:  # generate() as the checkpoint's generation_config.json says
                 inputs = spec["inputs"]
-                free = runner.generate(model, inputs, 8)
+                free = runner.generate(model, inputs, 8)["sequences"]
                 S = inputs["input_ids"].shape[1]
 
                 def token(e):  # "row-R-token-I": the I-th new token of row R in greedy decoding
@@ -262,19 +275,19 @@ def generate(runner, out_root: Path, only=None):
                 meta["options"] = {"generate": gen, "generation_config": file}
 
                 def run():
-                    return {"sequences": runner.generate_configured(model, inputs, **gen)}, None, {}
+                    return runner.generate_configured(model, inputs, **gen), None, {}
 
             elif gen:
                 inputs = spec["inputs"]
                 if (
                     gen.get("eos_token_id") == "first-token-of-row-0"
                 ):  # an eos that row 0 emits at step 3
-                    free = runner.generate(model, inputs, gen["max_new_tokens"])
+                    free = runner.generate(model, inputs, gen["max_new_tokens"])["sequences"]
                     gen = {**gen, "eos_token_id": int(free[0, inputs["input_ids"].shape[1] + 2])}
                 meta["options"] = {"generate": gen}
 
                 def run():
-                    return {"sequences": runner.generate(model, inputs, **gen)}, None, {}
+                    return runner.generate(model, inputs, **gen), None, {}
 
             else:
                 try:

@@ -512,6 +512,75 @@ def cases():
             generate=dict(max_new_tokens=4, num_beams=4, num_beam_groups=2),
         ),
         generating(
+            "generate-scores-greedy",
+            "return_dict_in_generate and output_scores: each step's scores after the logits"
+            " processors (repetition_penalty 1.3 on the raw logits), an eos (row 0's third greedy"
+            " token) after which row 0 goes on with pad",
+            generate=dict(
+                max_new_tokens=6,
+                repetition_penalty=1.3,
+                eos_token_id="first-token-of-row-0",
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-scores-beam-search",
+            "output_scores and return_dict_in_generate from generation_config.json with beam"
+            " search (3 beams, the best 2, length_penalty 0.7, an eos: row 0's third greedy"
+            " token): the processed log-probabilities of each step, sequences_scores and"
+            " beam_indices",
+            dict(
+                num_beams=3,
+                num_return_sequences=2,
+                length_penalty=0.7,
+                eos_token_id=["row-0-token-2"],
+                max_new_tokens=6,
+                output_scores=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-scores-contrastive",
+            "output_scores with contrastive search (penalty_alpha 0.6, top_k 4, use_cache true):"
+            " the processed logits each step",
+            generate=dict(
+                max_new_tokens=5,
+                penalty_alpha=0.6,
+                top_k=4,
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-scores-constrained",
+            "output_scores with constrained beam search (force_words_ids [[10, 11]], 3 beams):"
+            " upstream records each step's scores with every beam's sum added",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=3,
+                force_words_ids=[[10, 11]],
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-scores-group-beam-search",
+            "output_scores with diverse beam search (4 beams in 2 groups, diversity_penalty 0.5,"
+            " the best 2): each step's processed scores, the diversity penalty included, and"
+            " sequences_scores (upstream's beam_indices are left out: inconsistent for groups)",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=4,
+                num_beam_groups=2,
+                diversity_penalty=0.5,
+                num_return_sequences=2,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
             "generate-no-room",
             "max_new_tokens 0: transformers still makes one token (it checks the length only after"
             " each), with a warning",
