@@ -381,6 +381,16 @@ def warp_logits(
     return logits
 
 
+def sampling_scores(logits, run, min_tokens_to_keep=1):  # [B, V] -> [B, V]
+    """What a call samples from: the warpers of its settings, then log-probabilities again where
+    renormalize_logits is set (upstream ends its warpers with that normalisation too, which
+    beam sampling's sums and output_scores show)."""
+    warped = warp_logits(
+        logits, **{k: run[k] for k in WARPER_SETTINGS}, min_tokens_to_keep=min_tokens_to_keep
+    )
+    return log_softmax(warped) if run["renormalize_logits"] else warped
+
+
 def _kth_highest(logits, k):  # [B, V] -> [B, 1]: each row's k-th highest value
     k = min(k, logits.shape[-1])
     return -np.partition(-logits, k - 1, axis=-1)[:, k - 1 : k]
@@ -994,7 +1004,6 @@ class GenerationMixin:
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
-        warpers = {k: run[k] for k in WARPER_SETTINGS}
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
         session = self.decode_session(B, S + steps)  # a fast backend's preallocated cache, or None
@@ -1008,7 +1017,7 @@ class GenerationMixin:
         for step in range(steps):
             if processing:
                 last = process_logits(last, sequence, S, S + steps, run, eos_ids, prompt, guidance)
-            chosen_from = warp_logits(last, **warpers) if run["do_sample"] else last
+            chosen_from = sampling_scores(last, run) if run["do_sample"] else last
             if scores is not None:
                 scores.append(np.asarray(chosen_from, np.float32))
             token = sample(chosen_from, rng) if run["do_sample"] else last.argmax(-1)
@@ -1066,8 +1075,7 @@ class GenerationMixin:
         V = self.config.vocab_size
         constraints = constraints_from(run["force_words_ids"], run["constraints"], V)
         sampling = run["do_sample"] and not constraints  # force_words_ids: upstream ignores it
-        warpers = {k: run[k] for k in WARPER_SETTINGS}
-        warpers["min_tokens_to_keep"] = max(2, len(eos_ids) + 1)
+        keep_min = max(2, len(eos_ids) + 1)  # the warpers keep a token beyond every eos
         rng = np.random.default_rng(seed)
         nb, keep, G = run["num_beams"], run["num_return_sequences"], run["num_beam_groups"]
         size = nb // G  # beams a group
@@ -1111,7 +1119,7 @@ class GenerationMixin:
                         step, ids[members], S, total, run, eos_ids, prompt, guidance
                     )
                 if sampling:
-                    step = warp_logits(step, **warpers).astype(np.float32)
+                    step = sampling_scores(step, run, keep_min).astype(np.float32)
                 if recorded is not None and not constraints:
                     recorded[members] = step
                 step = step + beam_scores[members][:, None]

@@ -525,6 +525,35 @@ def cases():
             ),
         ),
         generating(
+            "generate-scores-sample-top-k-1",
+            "output_scores when sampling, made deterministic by top_k 1: each step's scores after"
+            " repetition_penalty 1.2 and temperature 0.7, every token but one at -inf",
+            generate=dict(
+                max_new_tokens=5,
+                do_sample=True,
+                top_k=1,
+                temperature=0.7,
+                repetition_penalty=1.2,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-scores-sample-renormalized",
+            "the same with renormalize_logits: upstream's warpers end with log_softmax too, so"
+            " the one token left scores 0",
+            generate=dict(
+                max_new_tokens=5,
+                do_sample=True,
+                top_k=1,
+                temperature=0.7,
+                repetition_penalty=1.2,
+                renormalize_logits=True,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
             "generate-scores-beam-search",
             "output_scores and return_dict_in_generate from generation_config.json with beam"
             " search (3 beams, the best 2, length_penalty 0.7, an eos: row 0's third greedy"
