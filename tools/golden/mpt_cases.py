@@ -369,6 +369,15 @@ def cases():
         )
 
     one = ids(2, 1)
+    one_token_sampling = dict(  # sampling with its scores, deterministic: one token is left
+        max_new_tokens=5,
+        do_sample=True,
+        top_k=1,
+        temperature=0.7,
+        repetition_penalty=1.2,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     out += [
         generating(
             "generate-generation-config",
@@ -528,30 +537,13 @@ def cases():
             "generate-scores-sample-top-k-1",
             "output_scores when sampling, made deterministic by top_k 1: each step's scores after"
             " repetition_penalty 1.2 and temperature 0.7, every token but one at -inf",
-            generate=dict(
-                max_new_tokens=5,
-                do_sample=True,
-                top_k=1,
-                temperature=0.7,
-                repetition_penalty=1.2,
-                return_dict_in_generate=True,
-                output_scores=True,
-            ),
+            generate=one_token_sampling,
         ),
         generating(
             "generate-scores-sample-renormalized",
             "the same with renormalize_logits: upstream's warpers end with log_softmax too, so"
             " the one token left scores 0",
-            generate=dict(
-                max_new_tokens=5,
-                do_sample=True,
-                top_k=1,
-                temperature=0.7,
-                repetition_penalty=1.2,
-                renormalize_logits=True,
-                return_dict_in_generate=True,
-                output_scores=True,
-            ),
+            generate=dict(one_token_sampling, renormalize_logits=True),
         ),
         generating(
             "generate-scores-beam-search",
