@@ -19,7 +19,8 @@ outputs      groups of named outputs: final (logits, last_hidden_state, pooler_o
              start_logits, end_logits), loss, hidden_states (hidden_states.N), attentions
              (attentions.N), presents (present.N.key/value: the KV cache), sequences (generate()),
              scores (generate(return_dict_in_generate=True, output_scores=True): scores.N, one
-             a step, sequences_scores and beam_indices)
+             a step, sequences_scores, beam_indices, and transition_scores: what
+             compute_transition_scores(..., normalize_logits=True) makes of them)
 tasks        base, masked-lm, sequence-classification, multiple-choice, token-classification,
              question-answering, causal-lm; omitted: every task
 profiles     pt, tf (MPNet), hf, mosaic (MPT); omitted: every profile
@@ -102,7 +103,11 @@ def output_group(name: str) -> str | None:
     ):
         if name.startswith(prefix):
             return group
-    if name.startswith("scores.") or name in ("sequences_scores", "beam_indices"):
+    if name.startswith("scores.") or name in (
+        "sequences_scores",
+        "beam_indices",
+        "transition_scores",
+    ):
         return "scores"
     return name if name in ("loss", "sequences") else "final"
 

@@ -195,11 +195,12 @@ def upstream_generate_kwargs(generate: dict) -> dict:
     return kwargs
 
 
-def generate_outputs(out) -> dict:
+def generate_outputs(out, model=None) -> dict:
     """What a generate() call returned, as the named arrays a case holds: ``sequences``, and from
     a return_dict_in_generate output its ``scores.N`` (one a step), ``sequences_scores`` and
-    ``beam_indices`` where set. ``out``: an array, or an output with those attributes (torch
-    tensors or numpy arrays)."""
+    ``beam_indices`` where set, and with a ``model`` (whose compute_transition_scores takes them)
+    ``transition_scores``: each new token's log-probability, normalize_logits on. ``out``: an
+    array, or an output with those attributes (torch tensors or numpy arrays)."""
 
     def array(x):
         return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -212,6 +213,18 @@ def generate_outputs(out) -> dict:
     for name in ("sequences_scores", "beam_indices"):
         if getattr(out, name, None) is not None:
             flat[name] = array(getattr(out, name))
+    beams = getattr(out, "beam_indices", None)
+    if (
+        model is not None
+        and getattr(out, "scores", None)
+        and (
+            beams is not None or len(out.scores[0]) == len(out.sequences)  # each row its own beam
+        )
+    ):
+        transition = model.compute_transition_scores(
+            out.sequences, out.scores, beams, normalize_logits=True
+        )
+        flat["transition_scores"] = array(transition)
     return flat
 
 

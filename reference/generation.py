@@ -816,6 +816,37 @@ class GenerationMixin:
             )
         return self._tokens(plan)
 
+    def compute_transition_scores(
+        self, sequences, scores, beam_indices=None, normalize_logits=False
+    ):  # [R, L], T arrays [R', V], [R, L'] -> [R, T']
+        """Each new token's score, as transformers 4.37.2's method of this name reads it from a
+        return_dict_in_generate output: from step t's scores, the row beam_indices names (the
+        row itself without them) and the token. normalize_logits: log-softmax the scores first
+        (greedy decoding and sampling record logits). As upstream, the tokens are the last T'
+        of each sequence (T' the longest run of beam indices), so a beam hypothesis shorter than
+        the longest reads the padding after it; steps without a beam index score 0."""
+        stacked = np.stack([np.asarray(s, np.float32) for s in scores])  # [T, R', V]
+        if normalize_logits:
+            stacked = log_softmax(stacked)
+        if beam_indices is None:  # each row its own beam, every step
+            if len(sequences) != stacked.shape[1]:
+                raise ValueError(
+                    f"sequences has {len(sequences)} rows and each step's scores"
+                    f" {stacked.shape[1]}: a beam search's output needs its beam_indices"
+                )
+            beam_indices = np.broadcast_to(
+                np.arange(stacked.shape[1])[:, None], (stacked.shape[1], len(scores))
+            )
+        beam_indices = np.asarray(beam_indices)
+        missing = beam_indices < 0
+        width = int((~missing).sum(-1).max())
+        missing = missing[:, :width]
+        beams = np.where(missing, 0, beam_indices[:, :width])  # [R, T']
+        tokens = np.asarray(sequences)[:, np.asarray(sequences).shape[1] - width :]  # [R, T']
+        out = stacked[np.arange(width)[None, :], beams, tokens]
+        out[missing] = 0
+        return out
+
     def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
         return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
 

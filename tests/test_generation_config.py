@@ -26,6 +26,7 @@ from reference.generation import (
     top_indices,
     warp_logits,
 )
+from reference.ops import log_softmax
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -581,6 +582,7 @@ def test_scores_are_what_each_token_was_chosen_from_and_add_up_to_the_beam_score
     beams = model.generate(
         PROMPT, max_new_tokens=6, return_dict_in_generate=True, output_scores=True, **kw
     )
+    transition = model.compute_transition_scores(beams.sequences, beams.scores, beams.beam_indices)
     for r, row in enumerate(beams.beam_indices):
         steps = row[row >= 0]
         tokens = beams.sequences[r, S : S + len(steps)]
@@ -588,6 +590,15 @@ def test_scores_are_what_each_token_was_chosen_from_and_add_up_to_the_beam_score
         np.testing.assert_allclose(
             total / len(steps) ** 0.7, beams.sequences_scores[r], rtol=1e-5, err_msg=f"row {r}"
         )
+        # as transformers documents it: the transition scores sum to that
+        np.testing.assert_allclose(transition[r].sum(), total, rtol=1e-5, err_msg=f"row {r}")
+    with pytest.raises(ValueError, match="a beam search's output needs its beam_indices"):
+        model.compute_transition_scores(beams.sequences, beams.scores)
+    # greedy, normalized: each new token's log-probability
+    logp = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    for t, step in enumerate(out.scores):
+        want = np.take_along_axis(log_softmax(step), out.sequences[:, S + t, None], -1)[:, 0]
+        np.testing.assert_allclose(logp[:, t], want, atol=1e-6, err_msg=f"step {t}")
     grouped = model.generate(
         PROMPT,
         max_new_tokens=4,

@@ -50,7 +50,7 @@ class ReferenceImplementation:
         )
         plain, past = split_past(inputs)
         if "generate" in options:
-            return generate_outputs(model.generate(**plain, **options["generate"]))
+            return generate_outputs(model.generate(**plain, **options["generate"]), model)
         extra = {} if past is None else {"past_key_values": past}
         if "use_cache" in options:
             extra["use_cache"] = options["use_cache"]

@@ -91,7 +91,7 @@ class TransformersPyTorch:
                     out = model.generate(**kwargs, **upstream_generate_kwargs(options["generate"]))
                 finally:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
-                return generate_outputs(out)
+                return generate_outputs(out, model)
             if "generate" in options:
                 generate = {"do_sample": False, **upstream_generate_kwargs(options["generate"])}
                 out = model.generate(
@@ -99,7 +99,7 @@ class TransformersPyTorch:
                     **generate,
                     pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
                 )
-                return generate_outputs(out)
+                return generate_outputs(out, model)
             if past is not None:
                 kwargs["past_key_values"] = tuple((t(k), t(v)) for k, v in past)
             if "use_cache" in options:

@@ -110,6 +110,7 @@ class HFRunner:
                     **kwargs,
                 ),
                 {**model.generation_config.to_dict(), **kwargs},
+                model,
             )
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None, do_sample=False, **more):
@@ -124,16 +125,18 @@ class HFRunner:
                 pad_token_id=model.config.pad_token_id,
                 **more,
             )
-        return generated(seq, more)
+        return generated(seq, more, model)
 
 
-def generated(out, settings):
+def generated(out, settings, model):
     """A generate() result as a case's outputs (conformance.golden.generate_outputs). Diverse beam
-    search's beam_indices are left out: upstream's are inconsistent there (a later group's
-    finished hypotheses take group 0's history), and the reference does not reproduce them."""
-    flat = generate_outputs(out)
+    search's beam_indices, and the transition scores read with them, are left out: upstream's
+    are inconsistent there (a later group's finished hypotheses take group 0's history), and the
+    reference does not reproduce them."""
+    flat = generate_outputs(out, model)
     if settings.get("num_beam_groups", 1) > 1:
         flat.pop("beam_indices", None)
+        flat.pop("transition_scores", None)
     return flat
 
 
