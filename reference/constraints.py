@@ -234,7 +234,7 @@ def choose_beams(constraints, rows, vocab_scores, scores, tokens, beams):
         state = ConstraintState(constraints).read(rows[b].tolist())
         if state.completed:
             continue
-        for token in state.advance():
+        for token in state.advance() or []:  # (a constraint of the caller's may offer none)
             new = state.copy()
             new.add(token)
             seq = rows[b].tolist() + [token]
