@@ -487,9 +487,24 @@ def process_logits(
     return logits
 
 
+def probabilities(logits):  # [..., V] -> [..., V]
+    """softmax(logits) to sample from, refused where it is not a distribution: NaN scores (an
+    exponential_decay_length_penalty over an eos that min_new_tokens bans makes -inf + inf), on
+    which torch.multinomial fails too."""
+    with np.errstate(invalid="ignore"):
+        p = softmax(logits)
+    if not np.isfinite(p).all():
+        raise ValueError(
+            "sampling from scores that are NaN: the logits processors made them so (e.g."
+            " exponential_decay_length_penalty on an eos that min_new_tokens or min_length bans);"
+            " transformers fails here too"
+        )
+    return p
+
+
 def sample(logits, rng):  # [B, V] -> [B]
     """One draw per row from softmax(logits) by inverting the cumulative distribution."""
-    cdf = np.cumsum(softmax(logits), axis=-1)
+    cdf = np.cumsum(probabilities(logits), axis=-1)
     u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]
     return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
 
@@ -615,7 +630,7 @@ def sampled_candidates(scores, n, rng):  # [B, N] -> [B, n]
     fewer than n tokens of any probability, where torch.multinomial fails too."""
     out = np.empty((len(scores), n), np.int64)
     for b, row in enumerate(scores.astype(np.float64)):
-        p = softmax(row)
+        p = probabilities(row)
         if np.count_nonzero(p) < n:
             raise ValueError(
                 f"beam sampling draws 2 * num_beams = {n} candidates a prompt without"

@@ -1,0 +1,207 @@
+"""Random generate() settings, run by transformers and by the reference on one checkpoint: where do
+the tokens (and, with output_scores, the scores) differ?
+
+    python tools/diff_generate.py --calls 300 --seed 0          # in the golden environment
+    python tools/diff_generate.py --calls 100 --backend numba   # the numba backend instead
+
+Needs transformers 4.37.2 and torch (the golden environment of tools/README.md) besides the
+project. The checkpoint is the generate golden cases' tiny MPT (golden/mpt/hf/generate-beam-search:
+vocabulary 64, a left-padded batch of two prompts). Each call draws a decoding (greedy, beam
+search, diverse or constrained beam search, contrastive search, or sampling made deterministic by
+top_k 1) and a random handful of logits processors, eos ids among the tokens the model likes, and
+lengths. A call that one side refuses must be refused by the other. Prints each difference with its
+settings; exits 1 if there was any. The golden cases hold what this finds worth keeping.
+
+Known, and not counted:
+- diverse beam search's beam_indices (upstream's are inconsistent there; the reference returns
+  none);
+- NaN scores (exponential_decay_length_penalty on an eos that min_new_tokens or a forced eos bans
+  gives -inf + inf, upstream too: torch then ranks NaN first) and rows with fewer finite scores
+  than the search has candidates (a forced eos bans every other token: torch's topk orders the
+  ties at -inf its own way, the reference by index). The reference's own recorded scores tell;
+- the recorded scores of a finished prompt's beams (fed pad, never returned): the reference
+  decodes over the cache as upstream does with use_cache true, while upstream with MPT's
+  use_cache false recomputes those rows under their own attention mask; checked by rerunning
+  upstream with use_cache true;
+- constrained beam search with forced_eos_token_id: on the last step every other token scores
+  -inf, the constraints' round-robin then takes some of those, and upstream's torch.topk orders
+  such ties its own way (the reference: by index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CASE = ROOT / "golden" / "mpt" / "hf" / "generate-beam-search"
+
+
+def draw(rng, likely):
+    """One call's generate() keyword arguments. likely: tokens the model writes (for eos ids and
+    forced words that matter)."""
+    kw = dict(max_new_tokens=rng.randint(1, 8), pad_token_id=0)
+    mode = rng.choice(["greedy", "beam", "group", "constrained", "contrastive", "sample"])
+    if mode in ("beam", "group", "constrained"):
+        kw["num_beams"] = rng.choice([2, 3, 4]) if mode != "group" else rng.choice([4, 6])
+        if mode == "group":
+            kw["num_beam_groups"] = 2
+            kw["diversity_penalty"] = rng.choice([0.3, 1.0])
+        if mode == "constrained":
+            words = [[rng.choice(likely)] for _ in range(rng.randint(1, 2))]
+            if rng.random() < 0.5:
+                words.append([[rng.randrange(64), rng.randrange(64)], [rng.randrange(64)]])
+            kw["force_words_ids"] = words
+        kw["num_return_sequences"] = rng.randint(1, kw["num_beams"])
+        kw["length_penalty"] = rng.choice([1.0, 0.5, 2.0, -1.0])
+        kw["early_stopping"] = rng.choice([False, True, "never"])
+    elif mode == "contrastive":
+        kw.update(penalty_alpha=rng.choice([0.3, 0.6]), top_k=rng.randint(2, 5), use_cache=True)
+    elif mode == "sample":
+        kw.update(do_sample=True, top_k=1, temperature=rng.choice([0.5, 1.0, 1.7]))
+    if rng.random() < 0.6:
+        kw["eos_token_id"] = rng.sample(likely, rng.randint(1, 2))
+    processors = {
+        "repetition_penalty": lambda: rng.choice([0.8, 1.3, 2.0]),
+        "no_repeat_ngram_size": lambda: rng.randint(1, 3),
+        "min_new_tokens": lambda: rng.randint(1, 4),
+        "suppress_tokens": lambda: rng.sample(likely, 1),
+        "bad_words_ids": lambda: [[rng.choice(likely)], [rng.randrange(64), rng.randrange(64)]],
+        "sequence_bias": lambda: {(rng.choice(likely),): rng.choice([-4.0, 3.0])},
+        "renormalize_logits": lambda: True,
+        "encoder_repetition_penalty": lambda: rng.choice([0.7, 1.5]),
+        "exponential_decay_length_penalty": lambda: (rng.randint(0, 3), 1.5),
+        "forced_eos_token_id": lambda: rng.choice(likely),
+    }
+    for name in rng.sample(sorted(processors), rng.randint(0, 3)):
+        kw[name] = processors[name]()
+    if "exponential_decay_length_penalty" in kw and "eos_token_id" not in kw:
+        kw["eos_token_id"] = [rng.choice(likely)]
+    if rng.random() < 0.3:
+        kw.update(return_dict_in_generate=True, output_scores=True)
+    return kw
+
+
+def ours_kwargs(kw):  # the reference takes sequence_bias as upstream's dict too: the same
+    return dict(kw)
+
+
+def degenerate(model, ids, mask, kw):
+    """Whether the reference's own scores for this call hold NaN, or a row with fewer finite
+    scores than the search has candidates: where torch's ordering of NaN and of ties decides."""
+    need = 2 * kw.get("num_beams", 1) if kw.get("num_beams", 1) > 1 else kw.get("top_k", 1)
+    if "penalty_alpha" not in kw and kw.get("num_beams", 1) == 1:
+        need = 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = model.generate(
+                ids,
+                attention_mask=mask,
+                **dict(kw, return_dict_in_generate=True, output_scores=True),
+            )
+    except ValueError:
+        return False
+    return any(
+        np.isnan(step).any() or (np.isfinite(step).sum(-1) < need).any() for step in out.scores
+    )
+
+
+def run(fn, groups=False):
+    """(outputs as named arrays, None) or (None, the error's type). groups: diverse beam search,
+    whose beam indices are left out."""
+    from conformance.golden import generate_outputs
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flat = generate_outputs(fn())
+        if groups:
+            flat.pop("beam_indices", None)
+        return flat, None
+    except Exception as e:  # noqa: BLE001 - a refusal is compared, not raised
+        return None, f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def compare(theirs, ours):
+    """None where they agree; else what differs first."""
+    if theirs.keys() != ours.keys():
+        return f"outputs {sorted(theirs)} against {sorted(ours)}"
+    for name, want in theirs.items():
+        got = ours[name]
+        if want.shape != got.shape:
+            return f"{name}: shape {got.shape}, upstream {want.shape}"
+        if name in ("sequences", "beam_indices"):
+            if not np.array_equal(got, want):
+                return f"{name}: {got.tolist()} against upstream {want.tolist()}"
+        elif not np.allclose(got, want, atol=2e-5, rtol=1e-4, equal_nan=True):
+            return f"{name}: max abs error {np.nanmax(np.abs(got - want)):.3g}"
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
+    args = parser.parse_args()
+    import torch
+    from safetensors.numpy import load_file
+    from transformers import MptForCausalLM
+
+    import reference
+
+    upstream = MptForCausalLM.from_pretrained(CASE).eval()
+    ours = reference.from_pretrained(CASE, task="causal-lm", backend=args.backend)
+    inputs = load_file(str(CASE / "inputs.safetensors"))
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    free = ours.generate(ids, attention_mask=mask, max_new_tokens=8, pad_token_id=0)
+    likely = sorted(set(free[:, ids.shape[1] :].ravel().tolist()) - {0})
+    rng = random.Random(args.seed)
+    differences = known = 0
+    for call in range(args.calls):
+        kw = draw(rng, likely)
+
+        def theirs(kw=kw):
+            with torch.no_grad():
+                return upstream.generate(
+                    torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kw
+                )
+
+        groups = kw.get("num_beam_groups", 1) > 1
+        want, refused = run(theirs, groups)
+        got, error = run(lambda kw=kw: ours.generate(ids, attention_mask=mask, **ours_kwargs(kw)))
+        problem = None
+        if refused or error:
+            if not (refused and error):
+                problem = f"upstream: {refused or 'ran'}; reference: {error or 'ran'}"
+        else:
+            problem = compare(want, got)
+        found = problem
+        if problem and degenerate(ours, ids, mask, kw):
+            problem = None  # known: NaN or ties at -inf (see above)
+        if problem and problem.startswith("scores") and kw.get("num_beams", 1) > 1:
+            cached, _ = run(lambda kw=kw: theirs(dict(kw, use_cache=True)), groups)
+            if cached is not None and compare(cached, got) is None:
+                problem = None  # known: a finished prompt's rows under use_cache false
+        if problem and "force_words_ids" in kw and "forced_eos_token_id" in kw:
+            problem = None  # known: ties at -inf ranked by torch's topk (see above)
+        known += bool(found) and not problem
+        if problem:
+            differences += 1
+            print(f"call {call}: {kw}\n  {problem}")
+    print(
+        f"{differences} of {args.calls} calls differ ({args.backend}, seed {args.seed}); {known}"
+        " more in the known ways above"
+    )
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
