@@ -67,6 +67,7 @@ APPLIED_SETTINGS = {
     "renormalize_logits": False,
     "output_scores": False,
     "return_dict_in_generate": False,
+    "prompt_lookup_num_tokens": None,
     "force_words_ids": None,
     "constraints": None,  # Constraint objects (reference.constraints); no JSON file holds them
 }
@@ -178,6 +179,10 @@ _SETTING_TYPES = {
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "renormalize_logits": (lambda v: isinstance(v, bool), "true or false"),
     "output_scores": (lambda v: isinstance(v, bool), "true or false"),
+    "prompt_lookup_num_tokens": (
+        lambda v: v is None or is_integer(v) and v > 0,
+        "a positive integer or null",
+    ),
     "return_dict_in_generate": (lambda v: isinstance(v, bool), "true or false"),
     "force_words_ids": (
         lambda v: v is None or isinstance(v, (list, tuple)) and v and all(map(_forced_word, v)),
@@ -560,6 +565,7 @@ BEAM_SETTINGS = (
     "constraints",
     "output_scores",
     "return_dict_in_generate",
+    "prompt_lookup_num_tokens",
 )
 PROCESSOR_DEFAULTS = {
     k: APPLIED_SETTINGS[k]
@@ -683,6 +689,39 @@ def beam_index_array(indices, width):  # R tuples of beam indices -> [R, width],
     for r, index in enumerate(indices):
         out[r, : len(index)] = index
     return out
+
+
+def lookup_problem(run, batch, constrained, eos_ids):
+    """Refuses what prompt lookup decoding (transformers' assisted generation with
+    prompt_lookup_num_tokens) is refused with upstream: any decoding but greedy or sampling, more
+    than one sequence or prompt, use_cache off; and without an eos id, where 4.37.2's assisted
+    decoding fails (it builds a tensor of the eos ids). Where it runs its tokens are greedy
+    decoding's (a sample's distribution, sampling): upstream checks the lookup's guesses with
+    the model and keeps what it would have chosen anyway. Here each token is decoded alone, as
+    without it (the same tokens, not its speed)."""
+    if run["num_beams"] > 1 or constrained or contrastive(run):
+        raise ValueError(
+            "prompt_lookup_num_tokens (assisted generation) runs with greedy decoding or"
+            " sampling only, as in transformers"
+        )
+    if run["num_return_sequences"] > 1:
+        raise ValueError(
+            "prompt_lookup_num_tokens needs num_return_sequences 1, as in transformers"
+        )
+    if batch > 1:
+        raise ValueError(
+            f"prompt_lookup_num_tokens needs one prompt (got {batch}), as in transformers"
+        )
+    if not run["use_cache"]:
+        raise ValueError(
+            "prompt_lookup_num_tokens needs use_cache true, as in transformers (an MPT"
+            " config.json's use_cache is false unless it says otherwise)"
+        )
+    if not eos_ids:
+        raise ValueError(
+            "prompt_lookup_num_tokens needs an eos_token_id: transformers 4.37.2's assisted"
+            " decoding fails without one"
+        )
 
 
 def contrastive(run):
@@ -996,6 +1035,8 @@ class GenerationMixin:
             )
         if constrained:
             constrained_problem(run)
+        if run["prompt_lookup_num_tokens"] is not None:
+            lookup_problem(run, B, bool(constrained), eos_ids)
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
         guidance = self._guidance(
             run,

@@ -332,6 +332,7 @@ GENERATE_ARGS = st.fixed_dictionaries(
         "use_cache": mostly(st.booleans(), scalars),
         "renormalize_logits": mostly(st.booleans(), scalars),
         "output_scores": mostly(st.booleans(), scalars),
+        "prompt_lookup_num_tokens": mostly(st.none() | st.integers(1, 5), scalars),
         "return_dict_in_generate": mostly(st.booleans(), scalars),
         "negative_prompt_ids": mostly(
             st.none() | st.integers(1, 3).map(lambda n: valid_ids(50)[:, :n]), arrays()

@@ -609,3 +609,23 @@ def test_scores_are_what_each_token_was_chosen_from_and_add_up_to_the_beam_score
         output_scores=True,
     )
     assert grouped.beam_indices is None and grouped.sequences_scores.shape == (2,)
+
+
+def test_prompt_lookup_gives_greedy_tokens_and_is_refused_where_transformers_refuses_it():
+    model = tiny_mpt(seed=SEED)
+    one = PROMPT[:1]
+    kw = dict(max_new_tokens=6, use_cache=True, eos_token_id=49)
+    greedy = model.generate(one, **kw)
+    np.testing.assert_array_equal(model.generate(one, prompt_lookup_num_tokens=3, **kw), greedy)
+    for call, message in (
+        (dict(kw, num_beams=2), "runs with greedy decoding or sampling only"),
+        (dict(kw, penalty_alpha=0.5, top_k=3), "runs with greedy decoding or sampling only"),
+        (dict(kw, use_cache=False), "needs use_cache true"),
+        (dict(kw, eos_token_id=None), "needs an eos_token_id"),
+        (dict(kw, do_sample=True, num_return_sequences=2), "needs num_return_sequences 1"),
+        (dict(kw, prompt_lookup_num_tokens=0), "prompt_lookup_num_tokens must be a positive"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.generate(one, **{"prompt_lookup_num_tokens": 3, **call})
+    with pytest.raises(ValueError, match=r"needs one prompt \(got 2\)"):
+        model.generate(PROMPT, prompt_lookup_num_tokens=3, **kw)

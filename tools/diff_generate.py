@@ -85,6 +85,8 @@ def draw(rng, likely):
         kw["eos_token_id"] = [rng.choice(likely)]
     if rng.random() < 0.3:
         kw.update(return_dict_in_generate=True, output_scores=True)
+    if rng.random() < 0.1:  # refused on this batch of two, upstream and here
+        kw.update(prompt_lookup_num_tokens=3, use_cache=True)
     return kw
 
 

@@ -602,6 +602,34 @@ def cases():
             ),
         ),
         generating(
+            "generate-prompt-lookup",
+            "prompt_lookup_num_tokens 3 (assisted generation: guesses copied from earlier in the"
+            " text, checked by the model) on one prompt with use_cache true and an eos it does not"
+            " write: greedy decoding's tokens, 6 of them (a loop of 26 15 the lookup finds)",
+            inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
+            generate=dict(
+                max_new_tokens=6, prompt_lookup_num_tokens=3, use_cache=True, eos_token_id=63
+            ),
+        ),
+        generating(
+            "generate-prompt-lookup-no-eos",
+            "prompt_lookup_num_tokens without an eos_token_id: upstream's assisted decoding fails"
+            " (it builds a tensor of the eos ids)",
+            inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
+            generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3, use_cache=True),
+        ),
+        generating(
+            "generate-prompt-lookup-batch",
+            "prompt_lookup_num_tokens on a batch of 2: upstream refuses (one prompt only)",
+            generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3, use_cache=True),
+        ),
+        generating(
+            "generate-prompt-lookup-no-cache",
+            "prompt_lookup_num_tokens with MPT's use_cache false: upstream refuses",
+            inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
+            generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3),
+        ),
+        generating(
             "generate-no-room",
             "max_new_tokens 0: transformers still makes one token (it checks the length only after"
             " each), with a warning",
