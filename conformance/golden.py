@@ -207,22 +207,18 @@ def generate_outputs(out, model=None) -> dict:
 
     if not hasattr(out, "sequences"):
         return {"sequences": array(out)}
+    scores, beams = getattr(out, "scores", None), getattr(out, "beam_indices", None)
     flat = {"sequences": array(out.sequences)}
-    for i, step in enumerate(getattr(out, "scores", None) or ()):
+    for i, step in enumerate(scores or ()):
         flat[f"scores.{i}"] = array(step)
     for name in ("sequences_scores", "beam_indices"):
         if getattr(out, name, None) is not None:
             flat[name] = array(getattr(out, name))
-    beams = getattr(out, "beam_indices", None)
-    if (
-        model is not None
-        and getattr(out, "scores", None)
-        and (
-            beams is not None or len(out.scores[0]) == len(out.sequences)  # each row its own beam
-        )
-    ):
+    # beam outputs without beam indices (diverse beam search here) have no transition scores
+    readable = scores and (beams is not None or len(scores[0]) == len(out.sequences))
+    if model is not None and readable:
         transition = model.compute_transition_scores(
-            out.sequences, out.scores, beams, normalize_logits=True
+            out.sequences, scores, beams, normalize_logits=True
         )
         flat["transition_scores"] = array(transition)
     return flat

@@ -462,12 +462,10 @@ def process_logits(
         logits[:, eos_ids] = -np.inf
     bos = run["forced_bos_token_id"]
     if bos is not None and T == 1:  # a one-token prompt's first new token
-        logits[:] = -np.inf
-        logits[:, bos] = 0
+        force_token(logits, bos)
     forced = run["forced_eos_token_id"]
     if forced is not None and T == total_len - 1:  # the last new token
-        logits[:] = -np.inf
-        logits[:, forced] = 0
+        force_token(logits, forced)
     if run["remove_invalid_values"]:  # NaN -> 0, +-inf -> the dtype's largest magnitude
         info = np.finfo(logits.dtype)
         logits = np.nan_to_num(logits, nan=0.0, posinf=info.max, neginf=info.min)
@@ -485,11 +483,16 @@ def process_logits(
     if run["begin_suppress_tokens"] and T == begin:  # the first new token, as upstream counts
         logits[:, run["begin_suppress_tokens"]] = -np.inf
     if T in forced_at:  # the token forced where the sequence is this long
-        logits[:] = -np.inf
-        logits[:, forced_at[T]] = 0
+        force_token(logits, forced_at[T])
     if run["renormalize_logits"]:  # log-probabilities again: beam search sums what this gives
         logits = log_softmax(logits)
     return logits
+
+
+def force_token(logits, token):  # [B, V], in place
+    """Upstream's forcing processors: the token (or tokens) scores 0, every other -inf."""
+    logits[:] = -np.inf
+    logits[:, token] = 0
 
 
 def probabilities(logits):  # [..., V] -> [..., V]
@@ -879,6 +882,7 @@ class GenerationMixin:
         (greedy decoding and sampling record logits). As upstream, the tokens are the last T'
         of each sequence (T' the longest run of beam indices), so a beam hypothesis shorter than
         the longest reads the padding after it; steps without a beam index score 0."""
+        sequences = np.asarray(sequences)
         stacked = np.stack([np.asarray(s, np.float32) for s in scores])  # [T, R', V]
         if normalize_logits:
             stacked = log_softmax(stacked)
@@ -896,7 +900,7 @@ class GenerationMixin:
         width = int((~missing).sum(-1).max())
         missing = missing[:, :width]
         beams = np.where(missing, 0, beam_indices[:, :width])  # [R, T']
-        tokens = np.asarray(sequences)[:, np.asarray(sequences).shape[1] - width :]  # [R, T']
+        tokens = sequences[:, sequences.shape[1] - width :]  # [R, T']
         out = stacked[np.arange(width)[None, :], beams, tokens]
         out[missing] = 0
         return out

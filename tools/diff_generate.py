@@ -90,16 +90,11 @@ def draw(rng, likely):
     return kw
 
 
-def ours_kwargs(kw):  # the reference takes sequence_bias as upstream's dict too: the same
-    return dict(kw)
-
-
 def degenerate(model, ids, mask, kw):
     """Whether the reference's own scores for this call hold NaN, or a row with fewer finite
     scores than the search has candidates: where torch's ordering of NaN and of ties decides."""
-    need = 2 * kw.get("num_beams", 1) if kw.get("num_beams", 1) > 1 else kw.get("top_k", 1)
-    if "penalty_alpha" not in kw and kw.get("num_beams", 1) == 1:
-        need = 1
+    beams = kw.get("num_beams", 1)  # candidates: 2 a beam, contrastive's top_k, else the best
+    need = 2 * beams if beams > 1 else kw["top_k"] if "penalty_alpha" in kw else 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -178,7 +173,7 @@ def main():
 
         groups = kw.get("num_beam_groups", 1) > 1
         want, refused = run(theirs, groups)
-        got, error = run(lambda kw=kw: ours.generate(ids, attention_mask=mask, **ours_kwargs(kw)))
+        got, error = run(lambda kw=kw: ours.generate(ids, attention_mask=mask, **kw))
         problem = None
         if refused or error:
             if not (refused and error):

@@ -322,11 +322,13 @@ class DecodeSession:
                 dev.empty(self.key_ok.shape, np.uint8),
             )
         on_device = dev.to_device(rows.astype(np.int64), np.int64)
-        current = (self.kt, self.v, self.key_ok)
-        for x, out in zip(current, self.spare):
-            x = x if x.ndim > 2 else x.reshape((1,) + x.shape)  # key_ok [B, T] as [1, B, T]
-            dev.gather_rows(x, on_device, out if out.ndim > 2 else out.reshape((1,) + out.shape))
-        (self.kt, self.v, self.key_ok), self.spare = self.spare, current
+        kt, v, key_ok = self.spare
+        dev.gather_rows(self.kt, on_device, kt)  # the batch is axis 1: [L, B, H, D, T]
+        dev.gather_rows(self.v, on_device, v)
+        one = (1,) + key_ok.shape  # the key mask [B, T] gathered as [1, B, T]
+        dev.gather_rows(self.key_ok.reshape(one), on_device, key_ok.reshape(one))
+        self.spare = (self.kt, self.v, self.key_ok)
+        self.kt, self.v, self.key_ok = kt, v, key_ok
 
     def _workspace(self, B):
         """Step buffers, allocated once: a decode step then allocates nothing on the device."""
