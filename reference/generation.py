@@ -698,10 +698,7 @@ def lookup_problem(run, batch, constrained, eos_ids):
     """Refuses what prompt lookup decoding (transformers' assisted generation with
     prompt_lookup_num_tokens) is refused with upstream: any decoding but greedy or sampling, more
     than one sequence or prompt, use_cache off; and without an eos id, where 4.37.2's assisted
-    decoding fails (it builds a tensor of the eos ids). Where it runs its tokens are greedy
-    decoding's (a sample's distribution, sampling): upstream checks the lookup's guesses with
-    the model and keeps what it would have chosen anyway. Here each token is decoded alone, as
-    without it (the same tokens, not its speed)."""
+    decoding fails (it builds a tensor of the eos ids)."""
     if run["num_beams"] > 1 or constrained or contrastive(run):
         raise ValueError(
             "prompt_lookup_num_tokens (assisted generation) runs with greedy decoding or"
@@ -725,6 +722,42 @@ def lookup_problem(run, batch, constrained, eos_ids):
             "prompt_lookup_num_tokens needs an eos_token_id: transformers 4.37.2's assisted"
             " decoding fails without one"
         )
+
+
+LOOKUP_NGRAM = 2  # the longest n-gram prompt lookup matches (upstream's max_matching_ngram_size)
+# Prompt lookup's guesses run in passes of 2, 4, 8, ... once the first holds (the same tokens as
+# one pass of them all: a pass's cost grows with its tokens, and most runs of guesses break early)
+LOOKUP_CHUNK = 2
+
+
+def lookup_guesses(sequence, count):  # [T] -> [<= count] token ids, maybe none
+    """Prompt lookup's guesses (transformers 4.37.2's PromptLookupCandidateGenerator): the last
+    n-gram of the sequence (n = 2, then 1) is looked for from the start of the sequence, and the
+    up to ``count`` tokens after its first occurrence that has any are the guesses. The n-gram
+    itself, at the end, has none after it, so a match is always an earlier occurrence."""
+    T = len(sequence)
+    for n in range(min(LOOKUP_NGRAM, T - 1), 0, -1):
+        windows = np.lib.stride_tricks.sliding_window_view(sequence, n)  # [T - n + 1, n]
+        for start in np.flatnonzero((windows == sequence[T - n :]).all(axis=1)):
+            after = sequence[start + n : start + n + count]
+            if len(after):
+                return after
+    return sequence[:0]
+
+
+def accepted_guesses(guesses, chosen, eos_ids, room):
+    """How many of prompt lookup's ``guesses`` are kept, as upstream's assisted decoding counts
+    them: those before the first that differs from the token chosen at its place (``chosen``
+    holds them, possibly fewer where the choice stopped at a difference), one fewer where all
+    match and the last guess is an eos, and at most room - 1 (``room``: the tokens the call may
+    still add). The tokens added are then chosen[: kept + 1]; an eos among them is not the end
+    unless it is the last (upstream checks only the last token)."""
+    kept = 0
+    while kept < min(len(guesses), len(chosen)) and chosen[kept] == guesses[kept]:
+        kept += 1
+    if kept == len(guesses) and len(guesses) and guesses[-1] in eos_ids:
+        kept -= 1
+    return min(kept, room - 1)
 
 
 def contrastive(run):
@@ -826,6 +859,39 @@ class BeamPool:
         return ranked[::-1][:n]
 
 
+class ModelSession:
+    """Decoding over the model's own forward pass and its past_key_values (the NumPy reference,
+    and a backend whose fast session does not cover the model): the same calls as a backend's
+    decode session (GenerationMixin.decode_session), the cache growing by concatenation."""
+
+    def __init__(self, model):
+        self.model, self.past, self.mask = model, None, None
+
+    def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
+        return self.extend(ids, mask, last=1)[:, -1]
+
+    def step(self, token):  # [B] -> logits [B, V]
+        return self.extend(token[:, None], last=1)[:, -1]
+
+    def extend(self, ids, mask=None, last=None):  # [B, n] -> logits [B, last or n, V]
+        """The tokens ``ids`` (with ``mask``, ones by default) after those cached; the logits of
+        the last ``last`` of them."""
+        mask = np.ones(ids.shape, np.int64) if mask is None else mask
+        self.mask = mask if self.mask is None else np.concatenate([self.mask, mask], axis=1)
+        out = self.model(ids, past_key_values=self.past, attention_mask=self.mask, use_cache=True)
+        self.past = out.past_key_values
+        return out.logits[:, -(last or ids.shape[1]) :]
+
+    def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
+        self.past = tuple((k[rows], v[rows]) for k, v in self.past)
+        self.mask = self.mask[rows]
+
+    def rewind(self, length):
+        """Forgets every cached position from ``length`` on."""
+        self.past = tuple((k[:, :, :length], v[:, :, :length]) for k, v in self.past)
+        self.mask = self.mask[:, :length]
+
+
 class GenerationMixin:
     """generate() and stream() for a model whose call returns logits [B, S, V] and
     past_key_values.
@@ -905,8 +971,12 @@ class GenerationMixin:
         out[missing] = 0
         return out
 
-    def _tokens(self, plan):  # the step-by-step decodings: contrastive search, or _decode's
-        return self._contrastive(**plan) if contrastive(plan["run"]) else self._decode(**plan)
+    def _tokens(self, plan):  # the step-by-step decodings: contrastive, prompt lookup, _decode's
+        if contrastive(plan["run"]):
+            return self._contrastive(**plan)
+        if plan["run"]["prompt_lookup_num_tokens"] is not None:
+            return self._lookup(**plan)
+        return self._decode(**plan)
 
     def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
@@ -1015,7 +1085,11 @@ class GenerationMixin:
             pad = token_id(pad, "pad_token_id", V)
         constrained = constraints_from(run["force_words_ids"], run["constraints"], V)
         steps = self._steps(
-            S, run["max_new_tokens"], run["max_length"], run["num_beams"] > 1 or bool(constrained)
+            S,
+            run["max_new_tokens"],
+            run["max_length"],
+            run["num_beams"] > 1 or bool(constrained),
+            lookup=run["prompt_lookup_num_tokens"] is not None,
         )
         check_sampling(run, seed)
         mask = (
@@ -1097,12 +1171,8 @@ class GenerationMixin:
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
-        session = self.decode_session(B, S + steps)  # a fast backend's preallocated cache, or None
-        if session is not None:
-            last = session.prefill(ids, mask)
-        else:
-            out = self(ids, attention_mask=mask, use_cache=True)  # prefill: the whole prompt once
-            last = out.logits[:, -1, :]  # [B, V]
+        session = self._session(B, S + steps)
+        last = session.prefill(ids, mask)  # [B, V]: the whole prompt once
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
         sequence = ids
         for step in range(steps):
@@ -1122,17 +1192,76 @@ class GenerationMixin:
                 return  # the last token needs no forward pass of its own
             if out_of_time(run, started):
                 return  # out of time: stops after the token that took it past
-            if session is not None:
-                last = session.step(token)
-            else:  # one token over the cache; the mask grows by one real key
-                mask = np.concatenate([mask, np.ones((B, 1), mask.dtype)], axis=1)
-                out = self(
-                    token[:, None],
-                    past_key_values=out.past_key_values,
-                    attention_mask=mask,
-                    use_cache=True,
+            last = session.step(token)  # one token over the cache
+
+    def _lookup(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
+        """Prompt lookup decoding (prompt_lookup_num_tokens; transformers 4.37.2's assisted
+        generation with its PromptLookupCandidateGenerator), one prompt: the tokens the text
+        already holds after its last n-gram are guessed to come next (lookup_guesses), and every
+        guess the model would have chosen itself is kept, with the token it chooses after them
+        (accepted_guesses). The tokens are greedy decoding's (sampling's), several a forward pass
+        where the text repeats itself; as upstream, an eos among the kept guesses does not end
+        the text, and a call with no room for a new token makes none.
+
+        Upstream runs the last token and all the guesses in one forward pass. Here the last
+        token runs alone, as a step, and the guesses only as those before them hold, in passes
+        of LOOKUP_CHUNK, then twice as many, ...: the same tokens, with no pass spent on a guess
+        after one the model rejects. With guidance every guess runs at once, as upstream's,
+        because its processor sees every place the pass scores (its context takes each guess)."""
+        S = ids.shape[1]
+        started = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        processing = changed_settings(run, PROCESSOR_DEFAULTS)
+        session = self._session(1, S + steps)
+        sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
+
+        def scored(guesses, place, logits):  # the scores a place's token is chosen from
+            if processing:
+                context = np.concatenate([sequence, guesses[None, :place]], axis=1)
+                logits = process_logits(
+                    logits, context, S, S + steps, run, eos_ids, prompt, guidance
                 )
-                last = out.logits[:, -1, :]
+            return sampling_scores(logits, run) if run["do_sample"] else logits
+
+        while sequence.shape[1] < S + steps:
+            room = S + steps - sequence.shape[1]
+            guesses = lookup_guesses(sequence[0], run["prompt_lookup_num_tokens"])[:room]
+            eager = guidance is not None
+            if eager and not len(guesses):
+                guesses = np.zeros(1, np.int64)  # upstream's stand-in guess: guidance sees it
+            last_eos = len(guesses) > 0 and guesses[-1] in eos_ids
+            needed = min(len(guesses) - last_eos, room - 1)  # the last place that may be kept
+            if eager:  # the last token and every guess in one pass, as upstream
+                run_ids = np.concatenate([fresh, guesses[None]], axis=1)
+                run_mask = np.concatenate([fresh_mask, np.ones_like(guesses)[None]], axis=1)
+                logits = list(session.extend(run_ids, run_mask, last=len(guesses) + 1)[0])
+            elif sequence is ids:  # the prompt
+                logits = [session.prefill(fresh, fresh_mask)[0]]
+            else:
+                logits = [session.step(fresh[:, 0])[0]]
+            seen = [scored(guesses, i, row[None]) for i, row in enumerate(logits)]
+            chosen, place, chunk = [], 0, LOOKUP_CHUNK
+            while True:  # each place's token in order, up to the first miss
+                token = sample(seen[place], rng)[0] if run["do_sample"] else seen[place].argmax()
+                chosen.append(int(token))
+                if place == needed or chosen[-1] != guesses[place]:
+                    break
+                place += 1
+                if place == len(seen):  # the guesses so far hold: run the next ones
+                    upto = min(needed, place + chunk - 1)
+                    more = session.extend(guesses[None, place - 1 : upto])
+                    seen += [scored(guesses, i, more[:, i - place]) for i in range(place, upto + 1)]
+                    chunk *= 2
+            kept = accepted_guesses(guesses, chosen, eos_ids, room)
+            new = np.array(chosen[: kept + 1], np.int64)[None]  # [1, kept + 1]
+            if scores is not None:
+                scores.extend(np.asarray(seen[i], np.float32) for i in range(kept + 1))
+            sequence = np.concatenate([sequence, new], axis=1)
+            session.rewind(sequence.shape[1] - 1)  # the kept guesses stay cached
+            fresh, fresh_mask = new[:, -1:], np.ones((1, 1), np.int64)
+            yield from new.T  # each token as [1]
+            if new[0, -1] in eos_ids or out_of_time(run, started):
+                return
 
     def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
@@ -1185,13 +1314,8 @@ class GenerationMixin:
             beam_scores[:] = 0
         beam_scores = beam_scores.reshape(-1)
         history = [()] * (B * nb) if scores is not None and G == 1 else None  # beam indices
-        session = self.decode_session(B * nb, total)  # a backend's cache, if it can reorder
-        session = session if hasattr(session, "reorder") else None
-        if session is not None:
-            logits = session.prefill(ids, mask)
-        else:
-            out = self(ids, attention_mask=mask, use_cache=True)
-            logits = out.logits[:, -1, :]
+        session = self._session(B * nb, total)
+        logits = session.prefill(ids, mask)
         while True:
             logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
             chosen = np.zeros(B * nb, np.int64)  # this step's token of every beam
@@ -1246,14 +1370,8 @@ class GenerationMixin:
                 history = [history[r] + (int(r),) for r in rows]
             if done.all() or ids.shape[1] >= total or out_of_time(run, started):
                 break
-            if session is not None:  # its cache rows follow their beams
-                session.reorder(rows)
-                logits = session.step(ids[:, -1])
-                continue
-            mask = np.concatenate([mask, np.ones((B * nb, 1), mask.dtype)], axis=1)
-            past = tuple((k[rows], v[rows]) for k, v in out.past_key_values)
-            out = self(ids[:, -1:], past_key_values=past, attention_mask=mask, use_cache=True)
-            logits = out.logits[:, -1, :]
+            session.reorder(rows)  # the cache rows follow their beams
+            logits = session.step(ids[:, -1])
         for b in range(B):  # unfinished groups: their live beams join the pool as they are
             for g in range(G):
                 if done[b, g]:
@@ -1342,14 +1460,22 @@ class GenerationMixin:
         return picked.reshape(-1), tokens.reshape(-1), local.reshape(-1)
 
     def decode_session(self, batch, total_len):
-        """A backend may return an object with prefill(ids, mask) and step(token) -> logits [B,
-        V]."""
+        """A backend's decode over a preallocated cache of ``total_len`` positions, or None: an
+        object with prefill(ids, mask) -> last logits [B, V], step(token) -> logits [B, V],
+        extend(ids, mask=None, last=None) -> logits [B, last, V] (several tokens after those
+        cached), rewind(length) (forget the positions from there on) and reorder(rows) (beam
+        search), as ModelSession has them."""
         return None
 
-    def _steps(self, S, max_new_tokens, max_length, beams):
+    def _session(self, batch, total_len):  # the backend's decode session, else the model's own
+        session = self.decode_session(batch, total_len)
+        return ModelSession(self) if session is None else session
+
+    def _steps(self, S, max_new_tokens, max_length, beams, lookup=False):
         """The new tokens a call makes: max_new_tokens, else what max_length leaves after the
         prompt. Where that is none, transformers still makes one (it checks the length only after
-        each token) and warns; beam search fails there upstream, and is refused here."""
+        each token) and warns; beam search fails there upstream, and is refused here; prompt
+        lookup (``lookup``) makes none."""
         if max_length is not None and not is_integer(max_length):
             raise ValueError(f"max_length must be an integer, got {max_length!r}")
         room = "max_new_tokens is 0"
@@ -1364,6 +1490,9 @@ class GenerationMixin:
         if max_new_tokens == 0:
             if beams:
                 raise ValueError(f"beam search needs a new token: {room} (transformers fails)")
+            if lookup:  # upstream's assisted decoding keeps at most the room it has: none
+                warnings.warn(f"{room}: as transformers, prompt lookup makes none", stacklevel=4)
+                return 0
             warnings.warn(f"{room}: as transformers, generate() makes one anyway", stacklevel=4)
             max_new_tokens = 1
         limit = getattr(self.config, "max_seq_len", None)

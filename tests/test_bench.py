@@ -86,11 +86,17 @@ def test_every_search_setting_runs_on_our_generate_and_the_report_gives_hfs_time
 
     model = tiny_mpt(vocab_size=1000)
     for label, settings in bench.SEARCHES.items():
-        out = model.generate(np.ones((1, 3), np.int64), max_new_tokens=3, seed=0, **settings)
+        out = model.generate(
+            np.ones((1, 3), np.int64), max_new_tokens=3, seed=0, use_cache=True, **settings
+        )
         assert out.shape == (1, 6), label
     rows = {label: (1.0, [1.0]) for label in bench.SEARCHES}
     rows["hf beam 4"] = (2.5, [2.5])
+    rows.update({f"pass {n}": (0.2 * (1 + n / 4), []) for n in bench.PASS_SIZES})  # 20 passes
     bench.report_search(rows)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.split()[:2] == ["beam", "4"] and line.endswith("2.50x") for line in lines)
     assert any(line.split()[:1] == ["greedy"] and line.endswith("-") for line in lines)
+    # 8 tokens a pass: 10 ms x (1 + 2) = 30 ms, 2.4x a step of 12.5 ms, 8 / 0.03 tokens/s
+    eight = next(line.split() for line in lines if line.split()[:2] == ["8", "tokens"])
+    assert eight[2:] == ["30.00", "ms", "2.40x", "steps", "266.7", "tokens/s"], eight

@@ -44,10 +44,16 @@ CASE = ROOT / "golden" / "mpt" / "hf" / "generate-beam-search"
 
 
 def draw(rng, likely):
-    """One call's generate() keyword arguments. likely: tokens the model writes (for eos ids and
-    forced words that matter)."""
+    """One call's generate() keyword arguments and the prompts it runs on (2, or 1: prompt lookup
+    takes one). likely: tokens the model writes (for eos ids and forced words that matter)."""
     kw = dict(max_new_tokens=rng.randint(1, 8), pad_token_id=0)
-    mode = rng.choice(["greedy", "beam", "group", "constrained", "contrastive", "sample"])
+    modes = ["greedy", "beam", "group", "constrained", "contrastive", "sample", "lookup"]
+    mode = rng.choice(modes)
+    if mode == "lookup":  # greedy or deterministic sampling, guesses checked several at a time
+        kw.update(prompt_lookup_num_tokens=rng.randint(1, 4), use_cache=True)
+        kw["eos_token_id"] = rng.sample(likely, rng.randint(1, 2))  # upstream fails without
+        if rng.random() < 0.4:
+            kw.update(do_sample=True, top_k=1, temperature=rng.choice([0.5, 1.7]))
     if mode in ("beam", "group", "constrained"):
         kw["num_beams"] = rng.choice([2, 3, 4]) if mode != "group" else rng.choice([4, 6])
         if mode == "group":
@@ -65,7 +71,7 @@ def draw(rng, likely):
         kw.update(penalty_alpha=rng.choice([0.3, 0.6]), top_k=rng.randint(2, 5), use_cache=True)
     elif mode == "sample":
         kw.update(do_sample=True, top_k=1, temperature=rng.choice([0.5, 1.0, 1.7]))
-    if rng.random() < 0.6:
+    if rng.random() < 0.6 and mode != "lookup":
         kw["eos_token_id"] = rng.sample(likely, rng.randint(1, 2))
     processors = {
         "repetition_penalty": lambda: rng.choice([0.8, 1.3, 2.0]),
@@ -78,6 +84,7 @@ def draw(rng, likely):
         "encoder_repetition_penalty": lambda: rng.choice([0.7, 1.5]),
         "exponential_decay_length_penalty": lambda: (rng.randint(0, 3), 1.5),
         "forced_eos_token_id": lambda: rng.choice(likely),
+        "guidance_scale": lambda: rng.choice([0.5, 1.5]),
     }
     for name in rng.sample(sorted(processors), rng.randint(0, 3)):
         kw[name] = processors[name]()
@@ -85,9 +92,9 @@ def draw(rng, likely):
         kw["eos_token_id"] = [rng.choice(likely)]
     if rng.random() < 0.3:
         kw.update(return_dict_in_generate=True, output_scores=True)
-    if rng.random() < 0.1:  # refused on this batch of two, upstream and here
+    if mode != "lookup" and rng.random() < 0.05:  # refused on a batch of two, upstream and here
         kw.update(prompt_lookup_num_tokens=3, use_cache=True)
-    return kw
+    return kw, 1 if mode == "lookup" else 2
 
 
 def degenerate(model, ids, mask, kw):
@@ -163,17 +170,18 @@ def main():
     rng = random.Random(args.seed)
     differences = known = 0
     for call in range(args.calls):
-        kw = draw(rng, likely)
+        kw, rows = draw(rng, likely)
+        x, m = ids[:rows], mask[:rows]
 
-        def theirs(kw=kw):
+        def theirs(kw=kw, x=x, m=m):
             with torch.no_grad():
                 return upstream.generate(
-                    torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kw
+                    torch.from_numpy(x), attention_mask=torch.from_numpy(m), **kw
                 )
 
         groups = kw.get("num_beam_groups", 1) > 1
         want, refused = run(theirs, groups)
-        got, error = run(lambda kw=kw: ours.generate(ids, attention_mask=mask, **kw))
+        got, error = run(lambda kw=kw, x=x, m=m: ours.generate(x, attention_mask=m, **kw))
         problem = None
         if refused or error:
             if not (refused and error):
@@ -181,7 +189,7 @@ def main():
         else:
             problem = compare(want, got)
         found = problem
-        if problem and degenerate(ours, ids, mask, kw):
+        if problem and degenerate(ours, x, m, kw):
             problem = None  # known: NaN or ties at -inf (see above)
         if problem and problem.startswith("scores") and kw.get("num_beams", 1) > 1:
             cached, _ = run(lambda kw=kw: theirs(dict(kw, use_cache=True)), groups)

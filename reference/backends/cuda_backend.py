@@ -308,6 +308,26 @@ class DecodeSession:
         last = dev.to_device(x.copy_to_host().reshape(B, S, C)[:, -1])
         return self._logits(last)
 
+    def extend(self, ids, mask=None, last=None):  # [B, n] host ids -> logits [B, last or n, V]
+        """Several tokens after those cached (prompt lookup's guesses): the ones whose logits are
+        wanted are run one step each (an empty cache takes the others as a prompt), so the
+        device computes what it would token by token; the guesses all cost a step."""
+        n = ids.shape[1]
+        last = last or n
+        head = n - last + 1 if self.length == 0 else 0  # run as a prompt
+        mask = np.ones(ids.shape, np.int64) if mask is None else np.asarray(mask)
+        if not np.all(mask[:, head:] == 1):
+            raise ValueError("the cuda session takes padding only in a prompt (an empty cache)")
+        out = [self.prefill(ids[:, :head], mask[:, :head])] if head else []
+        out += [self.step(ids[:, i]) for i in range(head, n)]
+        return np.stack(out, axis=1)
+
+    def rewind(self, length):
+        """Forgets every cached position from ``length`` on (a step overwrites them)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot rewind a cache of {self.length} positions to {length}")
+        self.length = length
+
     def reorder(self, rows):  # [B] host row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows (and which keys are real) after beam search's choice: gathered
         into a second buffer of each, which becomes the cache, the first kept for the next

@@ -503,6 +503,40 @@ class DecodeSession:
         self.length = S
         return self._final(np.ascontiguousarray(x[:, -1]))  # only the last position
 
+    def extend(self, ids, mask=None, last=None):  # [B, n], [B, n] -> logits [B, last or n, V]
+        """Several tokens after those cached (prompt lookup's guesses; from an empty cache, a
+        prompt), run through the stack as a prompt is, over the cached keys and values; their
+        keys and values join the cache. ``mask`` (ones by default) marks which are real."""
+        c, L, P = self.c, self.c.n_layers, self.length
+        ids = checked_tokens(
+            ids, self.key_ok.shape[0], c.vocab_size, P, self.key_ok.shape[1], ndim=2
+        )
+        B, n = ids.shape
+        if n == 1 and P and (mask is None or np.all(np.asarray(mask) == 1)):
+            return self.step(ids[:, 0])[:, None]  # one real token: the compiled step is faster
+        mask = np.ones((B, n), np.float32) if mask is None else mask
+        full = np.concatenate([self.key_ok[:, :P].astype(np.float32), mask], axis=1)  # [B, P + n]
+        features = self.stack.features
+        masked, key_mask = mpt.decoder_masks(features, full, None, None, B, n, P, np.float32)[:2]
+        bias = mpt.decoder_bias(c, features, n, P, np.float32)
+        widen = bf16_to_float32 if self.bf16 else np.asarray
+        past = [(widen(self.k[i, :, :, :P]), widen(self.v[i, :, :, :P])) for i in range(L)]
+        x, presents, _, _ = self.stack(
+            self.stack.embed(ids), past, masked, bias, None, per_layer=False
+        )
+        for i, (k, v) in enumerate(presents):  # [B, H, P + n, D]: the new positions are cached
+            self.k[i, :, :, P : P + n] = _grid_bits(k[:, :, P:]) if self.bf16 else k[:, :, P:]
+            self.v[i, :, :, P : P + n] = _grid_bits(v[:, :, P:]) if self.bf16 else v[:, :, P:]
+        self.key_ok[:, P : P + n] = key_mask[:, P:]
+        self.length = P + n
+        return self._final(np.ascontiguousarray(x[:, n - (last or n) :]))
+
+    def rewind(self, length):
+        """Forgets every cached position from ``length`` on (a step overwrites them)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot rewind a cache of {self.length} positions to {length}")
+        self.length = length
+
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows so far (and which keys are real) after beam search's choice."""
         t = self.length

@@ -211,3 +211,22 @@ def test_beam_search_on_the_cuda_backend_equals_numpy():
     model = reference.build(CONFIG, w, task="causal-lm", backend="cuda")
     assert hasattr(model.decode_session(4, 8), "reorder")
     np.testing.assert_array_equal(model.generate(ids, **args), want)
+
+
+def test_prompt_lookup_on_the_cuda_session_equals_numpy():
+    """Prompt lookup on the cuda session: extend runs a prompt and guesses (a step each), rewind
+    forgets the guesses not kept; the tokens and each pass's logits are the NumPy model's."""
+    w = weights(3)
+    ids = np.array([[5, 6, 5, 6, 5]])
+    numpy_model = reference.build(CONFIG, w, task="causal-lm")
+    model = reference.build(CONFIG, w, task="causal-lm", backend="cuda")
+    session = model.decode_session(1, 10)
+    full = numpy_model(np.array([[5, 6, 5, 6, 5, 6, 7, 8]])).logits
+    first = session.extend(ids, np.ones((1, 5), np.int64), last=2)
+    np.testing.assert_allclose(first, full[:, 3:5], atol=1e-4, rtol=1e-4)
+    guesses = session.extend(np.array([[6, 7, 9]]))  # 9 is not the text: forgotten below
+    np.testing.assert_allclose(guesses[:, :2], full[:, 5:7], atol=1e-4, rtol=1e-4)
+    session.rewind(7)
+    np.testing.assert_allclose(session.step(np.array([8])), full[:, 7], atol=1e-4, rtol=1e-4)
+    args = dict(max_new_tokens=5, eos_token_id=19, use_cache=True, prompt_lookup_num_tokens=3)
+    np.testing.assert_array_equal(model.generate(ids, **args), numpy_model.generate(ids, **args))

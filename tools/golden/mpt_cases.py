@@ -369,6 +369,7 @@ def cases():
         )
 
     one = ids(2, 1)
+    lookup_prompt = np.array([[58, 31, 28, 1, 34]])  # found by search: see prompt-lookup-past-eos
     one_token_sampling = dict(  # sampling with its scores, deterministic: one token is left
         max_new_tokens=5,
         do_sample=True,
@@ -628,6 +629,70 @@ def cases():
             "prompt_lookup_num_tokens with MPT's use_cache false: upstream refuses",
             inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
             generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3),
+        ),
+        generating(
+            "generate-prompt-lookup-past-eos",
+            "prompt_lookup_num_tokens 3 with eos 28: after 31 the lookup guesses 28 1 34 (what"
+            " followed 31 in the prompt); the model keeps 28, an eos, and chooses 33 after it."
+            " Upstream checks only the last token kept for an eos, so it writes on past this one"
+            " (greedy decoding stops at 31 28)",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            generate=dict(
+                max_new_tokens=11, prompt_lookup_num_tokens=3, use_cache=True, eos_token_id=28
+            ),
+        ),
+        generating(
+            "generate-prompt-lookup-scores",
+            "prompt lookup with repetition_penalty 1.3 and output_scores: each kept place's scores"
+            " after the processors, which see the guesses before that place (8 new tokens: with"
+            " more, upstream's guesses run past max_seq_len 16 and it fails)",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            generate=dict(
+                max_new_tokens=8,
+                prompt_lookup_num_tokens=3,
+                use_cache=True,
+                eos_token_id=28,
+                repetition_penalty=1.3,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-prompt-lookup-sampling",
+            "prompt lookup with sampling made deterministic (top_k 1, temperature 0.7): the scores"
+            " recorded after the warpers, a place at a time",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            generate=dict(
+                one_token_sampling,
+                max_new_tokens=8,
+                prompt_lookup_num_tokens=3,
+                use_cache=True,
+                eos_token_id=28,
+            ),
+        ),
+        generating(
+            "generate-prompt-lookup-guidance",
+            "prompt lookup with guidance_scale 1.5: upstream's guidance processor runs at every"
+            " place the pass scores, so its own context takes each guess, kept or not (and the"
+            " stand-in guess 0 where the lookup finds none; 7 new tokens: with more, that context"
+            " runs past max_seq_len 16 and upstream fails)",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            generate=dict(
+                max_new_tokens=7,
+                prompt_lookup_num_tokens=3,
+                use_cache=True,
+                eos_token_id=28,
+                guidance_scale=1.5,
+            ),
+        ),
+        generating(
+            "generate-prompt-lookup-no-room",
+            "prompt lookup with max_new_tokens 0: upstream's assisted decoding keeps no token"
+            " (at most the room left), so the prompt comes back alone",
+            inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
+            generate=dict(
+                max_new_tokens=0, prompt_lookup_num_tokens=3, use_cache=True, eos_token_id=63
+            ),
         ),
         generating(
             "generate-no-room",
