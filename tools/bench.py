@@ -15,8 +15,9 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
   bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
           each weight), alternating processes: which one numba_bf16dot should pick on this CPU
   search  the decode model's searches (SEARCHES: greedy, beam search, beam sampling, constrained
-          beam search), 64 new tokens after 32, numba fp32 against HF's generate() with the same
-          settings
+          beam search, prompt lookup), 64 new tokens after 32, numba fp32 against HF's generate()
+          with the same settings; and the time of a forward pass of 1 to 11 tokens over the cache
+          (prompt lookup checks its guesses so) against a step's
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -215,7 +216,9 @@ SEARCHES = {
     "beam 4": dict(num_beams=4),
     "sample beam 4": dict(num_beams=4, do_sample=True),
     "constrain 4": dict(num_beams=4, force_words_ids=[[101, 202], [[303], [404, 505]], [606]]),
+    "lookup 10": dict(prompt_lookup_num_tokens=10, eos_token_id=0),
 }
+PASS_SIZES = (1, 2, 4, 8, 11)  # tokens a forward pass over the cache runs (prompt lookup's)
 
 
 def bench_search(repeats, threads):
@@ -236,15 +239,26 @@ def bench_search(repeats, threads):
 
     def run_hf(kw):
         with torch.no_grad():
-            hf.generate(torch.from_numpy(ids), use_cache=True, **kw)
+            hf.generate(torch.from_numpy(ids), **kw)
 
     runs = {}
     for label, settings in SEARCHES.items():
-        kw = dict(settings, max_new_tokens=64, min_new_tokens=64, pad_token_id=0)
+        kw = dict(settings, max_new_tokens=64, min_new_tokens=64, pad_token_id=0, use_cache=True)
         model.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
         runs[label] = lambda kw=kw: model.generate(ids, seed=0, **kw)
         if hf is not None:
             runs[f"hf {label}"] = lambda kw={"do_sample": False, **kw}: run_hf(kw)
+    session = model.decode_session(1, 96 + max(PASS_SIZES))
+    session.prefill(np.concatenate([ids, ids, ids], axis=1), None)  # 96 cached positions
+    tokens = np.arange(1, 1 + max(PASS_SIZES))[None]
+
+    def one_pass(n):  # n tokens after the 96 cached, then forgotten again
+        session.extend(tokens[:, :n])
+        session.rewind(96)
+
+    for n in PASS_SIZES:
+        one_pass(n)  # warm-up; a pass takes milliseconds: 20 a round
+        runs[f"pass {n}"] = lambda n=n: [one_pass(n) for _ in range(20)]
     return interleaved_times(runs, repeats)
 
 
@@ -257,6 +271,14 @@ def report_search(rows):
         ratio = f"{theirs / ours:>6.2f}x" if theirs else "      -"
         hf = f"{theirs:>8.3f}s" if theirs else "        -"
         print(f"  {label:<14} {ours:>8.3f}s {64 / ours:>8.1f} {hf} {ratio}")
+    print(
+        "\nprompt lookup's passes: n tokens run over 96 cached in one pass (numba fp32); 'x steps':"
+        " its time over one step's, 'tokens/s': the rate if all n are kept"
+    )
+    step = rows["pass 1"][0] / 20
+    for n in PASS_SIZES:
+        t = rows[f"pass {n}"][0] / 20
+        print(f"  {n:>2} tokens {t * 1e3:>7.2f} ms {t / step:>6.2f}x steps {n / t:>8.1f} tokens/s")
 
 
 def bench_gemm(repeats):
