@@ -883,8 +883,11 @@ class ModelSession:
         return out.logits[:, -(last or ids.shape[1]) :]
 
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
+        """The cache rows follow their beams; each row keeps its own attention mask, as in
+        upstream's beam search (the same for every beam of a prompt; a finished prompt's rows go
+        on from prompt 0's first beam under their own padding, which shows in their recorded
+        scores)."""
         self.past = tuple((k[rows], v[rows]) for k, v in self.past)
-        self.mask = self.mask[rows]
 
     def rewind(self, length):
         """Forgets every cached position from ``length`` on."""

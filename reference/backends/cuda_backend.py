@@ -329,26 +329,21 @@ class DecodeSession:
         self.length = length
 
     def reorder(self, rows):  # [B] host row indices: row i goes on from row rows[i] (beam search)
-        """Copies the cache rows (and which keys are real) after beam search's choice: gathered
-        into a second buffer of each, which becomes the cache, the first kept for the next
-        reorder (twice the cache's memory, no copy back)."""
+        """Copies the cache rows after beam search's choice: gathered into a second buffer of
+        each, which becomes the cache, the first kept for the next reorder (twice the cache's
+        memory, no copy back). Which keys are real stays each row's own, as upstream keeps each
+        row's attention mask (ModelSession.reorder)."""
         rows = np.asarray(rows)
         if rows.shape != (self.batch,) or rows.min() < 0 or rows.max() >= self.batch:
             raise ValueError(f"reorder takes {self.batch} row indices in [0, {self.batch})")
         if self.spare is None:
-            self.spare = (
-                dev.empty(self.kt.shape),
-                dev.empty(self.v.shape),
-                dev.empty(self.key_ok.shape, np.uint8),
-            )
+            self.spare = (dev.empty(self.kt.shape), dev.empty(self.v.shape))
         on_device = dev.to_device(rows.astype(np.int64), np.int64)
-        kt, v, key_ok = self.spare
+        kt, v = self.spare
         dev.gather_rows(self.kt, on_device, kt)  # the batch is axis 1: [L, B, H, D, T]
         dev.gather_rows(self.v, on_device, v)
-        one = (1,) + key_ok.shape  # the key mask [B, T] gathered as [1, B, T]
-        dev.gather_rows(self.key_ok.reshape(one), on_device, key_ok.reshape(one))
-        self.spare = (self.kt, self.v, self.key_ok)
-        self.kt, self.v, self.key_ok = kt, v, key_ok
+        self.spare = (self.kt, self.v)
+        self.kt, self.v = kt, v
 
     def _workspace(self, B):
         """Step buffers, allocated once: a decode step then allocates nothing on the device."""

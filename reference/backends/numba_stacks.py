@@ -538,11 +538,11 @@ class DecodeSession:
         self.length = length
 
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
-        """Copies the cache rows so far (and which keys are real) after beam search's choice."""
+        """Copies the cache rows so far after beam search's choice. Which keys are real stays
+        each row's own, as upstream keeps each row's attention mask (ModelSession.reorder)."""
         t = self.length
         self.k[:, :, :, :t] = self.k[:, rows, :, :t]
         self.v[:, :, :, :t] = self.v[:, rows, :, :t]
-        self.key_ok[:] = self.key_ok[rows]
 
     def step(self, token):  # [B] -> logits [B, V]
         c = self.c

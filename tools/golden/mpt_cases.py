@@ -631,6 +631,25 @@ def cases():
             generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3),
         ),
         generating(
+            "generate-beam-scores-finished-prompt",
+            "beam search's scores once a prompt is done (row 1, at its fourth token, eos 28):"
+            " upstream sends every beam of a finished prompt on from row 0, the first prompt's"
+            " first beam, with its cache but not its attention mask (beam search reorders the"
+            " cache only), so those rows' recorded scores read row 0's keys under row 1's padding"
+            " (use_cache true: without it upstream recomputes them from row 0's tokens)",
+            generate=dict(
+                max_new_tokens=8,
+                num_beams=4,
+                num_return_sequences=4,
+                length_penalty=0.5,
+                early_stopping=True,
+                eos_token_id=[28],
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
             "generate-prompt-lookup-past-eos",
             "prompt_lookup_num_tokens 3 with eos 28: after 31 the lookup guesses 28 1 34 (what"
             " followed 31 in the prompt); the model keeps 28, an eos, and chooses 33 after it."
