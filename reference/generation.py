@@ -305,8 +305,6 @@ def sequences_problem(run):
         return "num_beam_groups > 1 needs a diversity_penalty above 0, or its groups are all alike"
     if groups > 1 and run["do_sample"]:
         return "num_beam_groups > 1 (diverse beam search) does not sample"
-    if groups > 1 and run["guidance_scale"] not in (None, 1):
-        return "guidance_scale with num_beam_groups > 1 is not implemented"
     return None
 
 
@@ -417,19 +415,31 @@ def add_sequence_bias(logits, sequence, pairs):  # [B, V], [B, T], [(tokens, bia
 
 
 def process_logits(
-    logits, sequence, prompt_len, total_len, run, eos_ids, prompt=None, guidance=None
+    logits,
+    sequence,
+    prompt_len,
+    total_len,
+    run,
+    eos_ids,
+    prompt=None,
+    guidance=None,
+    diversity=None,
 ):
     """HF's logits processors for the settings applied here, in its order, before the argmax or the
     sampling warpers. sequence: every token so far [B, T], prompt (padding included) and new ones;
     total_len: the prompt plus every new token the call may make; prompt: the call's input_ids
     before rows were repeated for beams or sequences (default: the prompt part of sequence).
     guidance: the call's Guidance, where guidance_scale is not 1 (it runs first, and leaves
-    log-probabilities). Returns new logits [B, V] ([B, T] -> [B, V])."""
+    log-probabilities). diversity: [B, V], what diverse beam search takes off each token (after
+    guidance and the sequence bias, as upstream's processors run). Returns new logits [B, V]
+    ([B, T] -> [B, V])."""
     logits = logits if guidance is None else guidance(sequence, logits)
     logits = logits.copy()
     T = sequence.shape[1]
     if run["sequence_bias"] is not None:
         logits = add_sequence_bias(logits, sequence, bias_pairs(run["sequence_bias"]))
+    if diversity is not None:
+        logits -= diversity
     enc = run["encoder_repetition_penalty"]
     if enc != 1.0:  # the prompt's tokens made likelier: a negative score divided, a positive one
         # multiplied. Upstream gathers with the prompt as the call gave it, so where rows were
@@ -796,6 +806,14 @@ class Guidance:
             if not self.use_cache:
                 ids = np.concatenate([self.ids, ids], axis=1)
             self.ids = ids
+        limit = getattr(self.model.config, "max_seq_len", None)
+        if limit is not None and self.mask.shape[1] > limit:
+            raise ValueError(
+                f"guidance's unconditional context would be {self.mask.shape[1]} tokens, over"
+                f" max_seq_len {limit}: it takes a token each time it scores (a token a group each"
+                " step in diverse beam search, a token a guess with prompt lookup), as upstream's,"
+                " which fails here too"
+            )
         out = self.model(
             ids, attention_mask=self.mask, use_cache=self.use_cache, past_key_values=self.past
         )
@@ -1119,9 +1137,9 @@ class GenerationMixin:
         if run["prompt_lookup_num_tokens"] is not None:
             lookup_problem(run, B, bool(constrained), eos_ids)
         n = run["num_return_sequences"] if run["num_beams"] == 1 else 1  # beams: repeated later
-        guidance = self._guidance(
+        guidance = self._guidance(  # it scores a group's rows at a time (all, without groups)
             run,
-            B * (n if run["num_beams"] == 1 else run["num_beams"]),
+            B * (n if run["num_beams"] == 1 else run["num_beams"] // run["num_beam_groups"]),
             negative_prompt_ids,
             negative_prompt_attention_mask,
         )
@@ -1153,7 +1171,8 @@ class GenerationMixin:
         if len(ids) != rows:
             raise ValueError(
                 f"negative_prompt_ids has {len(ids)} rows; guidance needs one for each of the"
-                f" {rows} rows decoded (prompts times num_return_sequences, or num_beams)"
+                f" {rows} rows it scores at a time (prompts times num_return_sequences, or"
+                " num_beams, or num_beams / num_beam_groups in diverse beam search)"
             )
         mask = negative_mask
         if mask is not None:
@@ -1327,15 +1346,17 @@ class GenerationMixin:
             for g in range(G):
                 members = (np.arange(B)[:, None] * nb + g * size + np.arange(size)).reshape(-1)
                 step = logp[members]  # [B * size, V]
+                penalty = None
                 if g > 0 and run["diversity_penalty"] > 0:  # less for what earlier groups chose
                     earlier = chosen.reshape(B, nb)[:, : g * size]
-                    for b in range(B):
-                        counts = np.bincount(earlier[b], minlength=step.shape[1])
-                        step[b * size : (b + 1) * size] -= run["diversity_penalty"] * counts
+                    counts = np.stack([np.bincount(e, minlength=V) for e in earlier])  # [B, V]
+                    penalty = np.repeat(run["diversity_penalty"] * counts, size, axis=0)
                 if processing:
                     step = process_logits(
-                        step, ids[members], S, total, run, eos_ids, prompt, guidance
+                        step, ids[members], S, total, run, eos_ids, prompt, guidance, penalty
                     )
+                elif penalty is not None:
+                    step = (step - penalty).astype(step.dtype)
                 if sampling:
                     step = sampling_scores(step, run, keep_min).astype(np.float32)
                 if recorded is not None and not constraints:

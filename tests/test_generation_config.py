@@ -338,8 +338,11 @@ def test_beam_search_refusals_and_its_edges():
         model.generate(PROMPT, **{**groups, "diversity_penalty": 0.0})
     with pytest.raises(ValueError, match=r"diverse beam search\) does not sample"):
         model.generate(PROMPT, **groups, do_sample=True)
-    with pytest.raises(ValueError, match="guidance_scale with num_beam_groups > 1 is not"):
-        model.generate(PROMPT, **groups, guidance_scale=1.5)
+    # guidance scores a group's rows at a time: its context takes a token a group each step, so
+    # 4 new tokens after a prompt of PROMPT's length leave it within max_seq_len, 12 do not
+    model.generate(PROMPT, **groups, guidance_scale=1.5, max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"guidance's unconditional context would be 2\d tokens"):
+        model.generate(PROMPT, **groups, guidance_scale=1.5, max_new_tokens=12)
     # a negative diversity_penalty is no penalty (upstream adds its processor only above 0): the
     # groups then choose alike, whatever its size
     mild, strong = (

@@ -7,8 +7,9 @@ the tokens (and, with output_scores, the scores) differ?
 Needs transformers 4.37.2 and torch (the golden environment of tools/README.md) besides the
 project. The checkpoint is the generate golden cases' tiny MPT (golden/mpt/hf/generate-beam-search:
 vocabulary 64, a left-padded batch of two prompts). Each call draws a decoding (greedy, beam
-search, diverse or constrained beam search, contrastive search, or sampling made deterministic by
-top_k 1) and a random handful of logits processors, eos ids among the tokens the model likes, and
+search, diverse or constrained beam search, contrastive search, sampling made deterministic by
+top_k 1, or prompt lookup on the first prompt alone, greedy or so sampling) and a random handful
+of logits processors (guidance included), eos ids among the tokens the model likes, and
 lengths. A call that one side refuses must be refused by the other. Prints each difference with its
 settings; exits 1 if there was any. The golden cases hold what this finds worth keeping.
 
@@ -98,23 +99,30 @@ def draw(rng, likely):
 
 
 def degenerate(model, ids, mask, kw):
-    """Whether the reference's own scores for this call hold NaN, or a row with fewer finite
-    scores than the search has candidates: where torch's ordering of NaN and of ties decides."""
+    """Whether the logits processors give the reference NaN scores on this call, or a row with
+    fewer finite scores than the search has candidates: where torch's ordering of NaN and of ties
+    decides. Read from each call of reference.generation.process_logits (the recorded scores are
+    not always there: constrained beam search may refuse output_scores)."""
+    from reference import generation
+
     beams = kw.get("num_beams", 1)  # candidates: 2 a beam, contrastive's top_k, else the best
     need = 2 * beams if beams > 1 else kw["top_k"] if "penalty_alpha" in kw else 1
+    seen, real = [], generation.process_logits
+
+    def spy(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    generation.process_logits = spy
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = model.generate(
-                ids,
-                attention_mask=mask,
-                **dict(kw, return_dict_in_generate=True, output_scores=True),
-            )
+            model.generate(ids, attention_mask=mask, **kw)
     except ValueError:
-        return False
-    return any(
-        np.isnan(step).any() or (np.isfinite(step).sum(-1) < need).any() for step in out.scores
-    )
+        pass
+    finally:
+        generation.process_logits = real
+    return any(np.isnan(step).any() or (np.isfinite(step).sum(-1) < need).any() for step in seen)
 
 
 def run(fn, groups=False):

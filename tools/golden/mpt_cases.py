@@ -852,6 +852,39 @@ def cases():
             generate=dict(max_new_tokens=5, guidance_scale=1.5, num_beams=2),
         ),
         generating(
+            "generate-guidance-beam-groups",
+            "guidance_scale 1.5 with diverse beam search (4 beams in 2 groups, diversity_penalty"
+            " 1.0): guidance scores a group's rows at a time, so its context takes both groups'"
+            " tokens in turn, and the diversity penalty comes after it (upstream's order: guidance,"
+            " sequence bias, diversity; the other way round gives other beams)",
+            generate=dict(
+                max_new_tokens=5,
+                guidance_scale=1.5,
+                num_beams=4,
+                num_beam_groups=2,
+                diversity_penalty=1.0,
+                num_return_sequences=2,
+            ),
+        ),
+        generating(
+            "generate-guidance-beam-groups-negative-prompt",
+            "diverse beam search with guidance and a negative prompt of one row for each of the"
+            " rows a group has (2 prompts x 2 beams: upstream fails with one a beam)",
+            inputs=dict(
+                input_ids=x,
+                attention_mask=mask,
+                negative_prompt_ids=np.array([[9, 21], [5, 17], [9, 21], [5, 17]]),
+            ),
+            generate=dict(
+                max_new_tokens=5,
+                guidance_scale=1.5,
+                num_beams=4,
+                num_beam_groups=2,
+                diversity_penalty=1.0,
+                use_cache=True,
+            ),
+        ),
+        generating(
             "generate-guidance-negative-prompt",
             "guidance_scale 1.5 with negative_prompt_ids (3 tokens a row, row 1's first masked by"
             " negative_prompt_attention_mask): the unconditional context starts from them instead"
