@@ -312,7 +312,10 @@ def cmd_generate(args):
         min_new_tokens=args.min_new_tokens,
         num_beams=args.num_beams,
         guidance_scale=args.guidance_scale,
+        prompt_lookup_num_tokens=args.prompt_lookup,
     )
+    if args.prompt_lookup is not None:
+        given["use_cache"] = True  # prompt lookup runs over the cache (MPT's config leaves it off)
     options = dict(
         max_new_tokens=new,
         seed=args.seed,
@@ -535,6 +538,14 @@ def parser():
         metavar="TEXT",
         help="text the output must contain, at the start or after a space (repeatable;"
         " constrained beam search, so with --num-beams 2 or more)",
+    )
+    gen.add_argument(
+        "--prompt-lookup",
+        type=int,
+        metavar="N",
+        help="prompt lookup decoding: guess the next N tokens from where the text's last two"
+        " tokens appeared before, and keep those the model would write (the same text, several"
+        " tokens a forward pass where it repeats itself; needs an eos id and no beams)",
     )
     gen.add_argument(
         "--min-new-tokens",

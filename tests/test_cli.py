@@ -154,6 +154,10 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
         np.array([ids]), do_sample=False, guidance_scale=1.5, negative_prompt_ids=[negative]
     )
     assert json.loads(guided.stdout)["tokens"] == want[0, len(ids) :].tolist(), guided.stderr
+    looked = run("--no-sample", "--prompt-lookup", "3", "--eos-token-id", "63")
+    assert json.loads(looked.stdout)["tokens"] == free[:4], looked.stderr  # greedy's tokens
+    with_beams = run("--no-sample", "--prompt-lookup", "3", "--num-beams", "2")
+    assert with_beams.returncode == 2 and "greedy decoding or sampling" in with_beams.stderr
     no_beams = run("--no-sample", "--force-word", "w5")
     assert no_beams.returncode == 2 and "--force-word needs beam search" in no_beams.stderr
     shown = cli(
