@@ -1228,13 +1228,19 @@ class GenerationMixin:
         Upstream runs the last token and all the guesses in one forward pass. Here the last
         token runs alone, as a step, and the guesses only as those before them hold, in passes
         of LOOKUP_CHUNK, then twice as many, ...: the same tokens, with no pass spent on a guess
-        after one the model rejects. With guidance every guess runs at once, as upstream's,
-        because its processor sees every place the pass scores (its context takes each guess)."""
+        after one the model rejects, nor on one past the room left. With guidance every guess
+        runs at once, as upstream's, those past the room included, because its processor sees
+        every place the pass scores (its context takes each guess). Sampling draws at each place
+        up to the first miss (upstream draws at every place scored: its draws past the miss are
+        dropped, and NaN scores there fail it)."""
         S = ids.shape[1]
         started = time.perf_counter()
         rng = np.random.default_rng(seed)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
-        session = self._session(1, S + steps)
+        eager = guidance is not None  # every guess scored, as upstream's, where guidance sees it
+        limit = getattr(self.config, "max_seq_len", None)
+        capacity = S + steps + (run["prompt_lookup_num_tokens"] if eager else 0)
+        session = self._session(1, capacity if limit is None else min(capacity, limit))
         sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
 
         def scored(guesses, place, logits):  # the scores a place's token is chosen from
@@ -1247,10 +1253,17 @@ class GenerationMixin:
 
         while sequence.shape[1] < S + steps:
             room = S + steps - sequence.shape[1]
-            guesses = lookup_guesses(sequence[0], run["prompt_lookup_num_tokens"])[:room]
-            eager = guidance is not None
-            if eager and not len(guesses):
+            guesses = lookup_guesses(sequence[0], run["prompt_lookup_num_tokens"])
+            if not eager:  # those past the room are never kept (accepted_guesses)
+                guesses = guesses[:room]
+            elif not len(guesses):
                 guesses = np.zeros(1, np.int64)  # upstream's stand-in guess: guidance sees it
+            elif limit is not None and sequence.shape[1] + len(guesses) > limit:
+                raise ValueError(
+                    f"prompt lookup with guidance: {len(guesses)} guesses after"
+                    f" {sequence.shape[1]} tokens run past max_seq_len {limit} (guidance scores"
+                    " every one, as upstream's, which fails here too)"
+                )
             last_eos = len(guesses) > 0 and guesses[-1] in eos_ids
             needed = min(len(guesses) - last_eos, room - 1)  # the last place that may be kept
             if eager:  # the last token and every guess in one pass, as upstream

@@ -705,6 +705,23 @@ def cases():
             ),
         ),
         generating(
+            "generate-prompt-lookup-guidance-room",
+            "prompt lookup with guidance and scores: on the fourth pass the lookup guesses 4 tokens"
+            " with room for 3; upstream scores all 4 places, so guidance's context takes the"
+            " fourth too, and the later scores show it (a port that drops guesses past the room"
+            " gives the same tokens, other scores)",
+            inputs=dict(input_ids=x[:1], attention_mask=mask[:1]),
+            generate=dict(
+                max_new_tokens=6,
+                prompt_lookup_num_tokens=4,
+                use_cache=True,
+                eos_token_id=[19, 16],
+                guidance_scale=1.5,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
             "generate-prompt-lookup-no-room",
             "prompt lookup with max_new_tokens 0: upstream's assisted decoding keeps no token"
             " (at most the room left), so the prompt comes back alone",
