@@ -738,6 +738,9 @@ LOOKUP_NGRAM = 2  # the longest n-gram prompt lookup matches (upstream's max_mat
 # Prompt lookup's guesses run in passes of 2, 4, 8, ... once the first holds (the same tokens as
 # one pass of them all: a pass's cost grows with its tokens, and most runs of guesses break early)
 LOOKUP_CHUNK = 2
+# After a pass that kept every guess it could, and at least this many, the next first pass runs as
+# many guesses with the last token (a text that copies: each run of guesses in one pass)
+LOOKUP_AHEAD = 3
 
 
 def lookup_guesses(sequence, count):  # [T] -> [<= count] token ids, maybe none
@@ -1228,11 +1231,13 @@ class GenerationMixin:
         Upstream runs the last token and all the guesses in one forward pass. Here the last
         token runs alone, as a step, and the guesses only as those before them hold, in passes
         of LOOKUP_CHUNK, then twice as many, ...: the same tokens, with no pass spent on a guess
-        after one the model rejects, nor on one past the room left. With guidance every guess
-        runs at once, as upstream's, those past the room included, because its processor sees
-        every place the pass scores (its context takes each guess). Sampling draws at each place
-        up to the first miss (upstream draws at every place scored: its draws past the miss are
-        dropped, and NaN scores there fail it)."""
+        after one the model rejects, nor on one past the room left. Where every guess that could
+        be kept was kept, LOOKUP_AHEAD or more, the next first pass takes as many guesses with the
+        last token (a text that copies runs a pass a run of guesses, as upstream's). With
+        guidance every guess runs at once, as upstream's, those past the room included, because
+        its processor sees every place the pass scores (its context takes each guess). Sampling
+        draws at each place up to the first miss (upstream draws at every place scored: its
+        draws past the miss are dropped, and NaN scores there fail it)."""
         S = ids.shape[1]
         started = time.perf_counter()
         rng = np.random.default_rng(seed)
@@ -1242,6 +1247,7 @@ class GenerationMixin:
         capacity = S + steps + (run["prompt_lookup_num_tokens"] if eager else 0)
         session = self._session(1, capacity if limit is None else min(capacity, limit))
         sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
+        ahead = 0  # guesses the next first pass runs with the last token (see below)
 
         def scored(guesses, place, logits):  # the scores a place's token is chosen from
             if processing:
@@ -1266,16 +1272,15 @@ class GenerationMixin:
                 )
             last_eos = len(guesses) > 0 and guesses[-1] in eos_ids
             needed = min(len(guesses) - last_eos, room - 1)  # the last place that may be kept
-            if eager:  # the last token and every guess in one pass, as upstream
-                run_ids = np.concatenate([fresh, guesses[None]], axis=1)
-                run_mask = np.concatenate([fresh_mask, np.ones_like(guesses)[None]], axis=1)
-                logits = list(session.extend(run_ids, run_mask, last=len(guesses) + 1)[0])
-            elif sequence is ids:  # the prompt
+            first = len(guesses) if eager else min(ahead, needed)  # guesses in the first pass
+            if first or sequence is not ids:  # the last token (the prompt at first) and those
+                run_ids = np.concatenate([fresh, guesses[None, :first]], axis=1)
+                run_mask = np.concatenate([fresh_mask, np.ones((1, first), np.int64)], axis=1)
+                logits = list(session.extend(run_ids, run_mask, last=first + 1)[0])
+            else:  # the prompt alone: its last place's logits only
                 logits = [session.prefill(fresh, fresh_mask)[0]]
-            else:
-                logits = [session.step(fresh[:, 0])[0]]
             seen = [scored(guesses, i, row[None]) for i, row in enumerate(logits)]
-            chosen, place, chunk = [], 0, LOOKUP_CHUNK
+            chosen, place, chunk = [], 0, max(LOOKUP_CHUNK, first)
             while True:  # each place's token in order, up to the first miss
                 token = sample(seen[place], rng)[0] if run["do_sample"] else seen[place].argmax()
                 chosen.append(int(token))
@@ -1288,6 +1293,8 @@ class GenerationMixin:
                     seen += [scored(guesses, i, more[:, i - place]) for i in range(place, upto + 1)]
                     chunk *= 2
             kept = accepted_guesses(guesses, chosen, eos_ids, room)
+            held = kept == needed and kept >= LOOKUP_AHEAD  # a run long enough to be a copy
+            ahead = kept if held else 0  # as many guesses in the next first pass
             new = np.array(chosen[: kept + 1], np.int64)[None]  # [1, kept + 1]
             if scores is not None:
                 scores.extend(np.asarray(seen[i], np.float32) for i in range(kept + 1))

@@ -12,9 +12,9 @@ import pytest
 from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_mpt_properties import tiny_mpt
+from test_mpt_properties import CONFIG, tiny_mpt
 
-from reference import from_pretrained, generation
+from reference import build, from_pretrained, generation, mpt_model
 from reference.generation import ModelSession, accepted_guesses, lookup_guesses
 
 FAST = settings(max_examples=60, deadline=None)
@@ -158,10 +158,49 @@ def test_lookup_writes_on_past_an_eos_among_its_kept_guesses_as_upstream(backend
     assert looked[:3] == [31, 28, 33] and len(looked) == 11
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 100])
-def test_the_passes_guesses_run_in_change_no_token_or_score(chunk, monkeypatch):
+def echo_mpt(scale=50.0):
+    """The tiny model with its (tied) embeddings scaled up: it writes its last token again and
+    again, so every guess of the lookup holds (bench.py's echo model, small)."""
+    c = mpt_model.MPTConfig.from_dict(CONFIG)
+    rng = np.random.default_rng(0)
+    params = {
+        k: (rng.normal(0, 0.3, s) + (1.0 if "norm" in k and k.endswith("weight") else 0))
+        for k, s in mpt_model.param_shapes(c, "causal-lm").items()
+    }
+    params["wte.weight"] *= scale
+    return build(CONFIG, {k: v.astype(np.float32) for k, v in params.items()}, task="causal-lm")
+
+
+def test_a_text_that_repeats_takes_its_guesses_a_run_a_pass(monkeypatch):
+    """On a text that repeats, each run of kept guesses (LOOKUP_AHEAD or more) sends as many with
+    the last token in the next first pass: fewer passes than with guesses only after the last
+    token's step, and the same tokens."""
+    model = echo_mpt()
+    ids = np.array([[3, 7, 11, 5]])
+    kw = dict(max_new_tokens=16, eos_token_id=49, use_cache=True)
+    greedy = model.generate(ids, **kw)
+    assert (greedy[0, 4:] == 5).all()  # the echo: its last token again
+    passes = []
+    real = ModelSession.extend
+    monkeypatch.setattr(
+        ModelSession,
+        "extend",
+        lambda self, *a, **k: (passes.append(a[0].shape[1]), real(self, *a, **k))[1],
+    )
+    counts = {}
+    for ahead in (3, 100):  # 100: never (each first pass is the last token alone)
+        monkeypatch.setattr(generation, "LOOKUP_AHEAD", ahead)
+        passes.clear()
+        np.testing.assert_array_equal(model.generate(ids, prompt_lookup_num_tokens=5, **kw), greedy)
+        counts[ahead] = len(passes)
+    assert counts[3] < counts[100] < 16, counts
+
+
+@pytest.mark.parametrize("chunk, ahead", [(1, 1), (2, 3), (100, 100)])
+def test_the_passes_guesses_run_in_change_no_token_or_score(chunk, ahead, monkeypatch):
     """LOOKUP_CHUNK sets how many guesses a pass checks once the first holds (1: one at a time;
-    100: every guess in one pass, as upstream): the tokens and recorded scores are the same."""
+    100: every guess in one pass, as upstream), LOOKUP_AHEAD after how long a run the next first
+    pass takes guesses: the tokens and recorded scores are the same."""
     model, prompts = looping_prompts()
     kw = dict(
         max_new_tokens=12,
@@ -174,6 +213,7 @@ def test_the_passes_guesses_run_in_change_no_token_or_score(chunk, monkeypatch):
     )
     baseline = [model.generate(ids, **kw) for ids in prompts]
     monkeypatch.setattr(generation, "LOOKUP_CHUNK", chunk)
+    monkeypatch.setattr(generation, "LOOKUP_AHEAD", ahead)
     for ids, want in zip(prompts, baseline):
         got = model.generate(ids, **kw)
         np.testing.assert_array_equal(got.sequences, want.sequences)

@@ -217,7 +217,12 @@ SEARCHES = {
     "sample beam 4": dict(num_beams=4, do_sample=True),
     "constrain 4": dict(num_beams=4, force_words_ids=[[101, 202], [[303], [404, 505]], [606]]),
     "lookup 10": dict(prompt_lookup_num_tokens=10, eos_token_id=0),
+    # the echo model (embeddings x ECHO_SCALE: it writes its last token again, so its text repeats
+    # and every guess holds): prompt lookup's best case, against greedy decoding of the same text
+    "echo greedy": dict(echo=True),
+    "echo lookup 10": dict(prompt_lookup_num_tokens=10, eos_token_id=0, echo=True),
 }
+ECHO_SCALE = 50
 PASS_SIZES = (1, 2, 4, 8, 11)  # tokens a forward pass over the cache runs (prompt lookup's)
 
 
@@ -228,26 +233,34 @@ def bench_search(repeats, threads):
     import reference
 
     weights = random_weights("mpt", DECODER, "causal-lm")
+    echo = {**weights, "wte.weight": weights["wte.weight"] * np.float32(ECHO_SCALE)}
     ids = prompt_ids()
-    model = reference.build(DECODER, weights, task="causal-lm", backend="numba")
-    hf = None
     if torch_available():
         import torch
 
         torch.set_num_threads(threads)
-        hf = hf_model("mpt", DECODER, weights, "causal-lm")
+    models = {  # (ours, HF's or None), for the plain weights and the echo model's
+        made: (
+            reference.build(DECODER, w, task="causal-lm", backend="numba"),
+            hf_model("mpt", DECODER, w, "causal-lm") if torch_available() else None,
+        )
+        for made, w in ((False, weights), (True, echo))
+    }
 
-    def run_hf(kw):
+    def run_hf(hf, kw):
         with torch.no_grad():
             hf.generate(torch.from_numpy(ids), **kw)
 
     runs = {}
     for label, settings in SEARCHES.items():
+        settings = dict(settings)
+        model, hf = models[settings.pop("echo", False)]
         kw = dict(settings, max_new_tokens=64, min_new_tokens=64, pad_token_id=0, use_cache=True)
         model.generate(ids, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
-        runs[label] = lambda kw=kw: model.generate(ids, seed=0, **kw)
+        runs[label] = lambda kw=kw, model=model: model.generate(ids, seed=0, **kw)
         if hf is not None:
-            runs[f"hf {label}"] = lambda kw={"do_sample": False, **kw}: run_hf(kw)
+            runs[f"hf {label}"] = lambda kw={"do_sample": False, **kw}, hf=hf: run_hf(hf, kw)
+    model = models[False][0]
     session = model.decode_session(1, 96 + max(PASS_SIZES))
     session.prefill(np.concatenate([ids, ids, ids], axis=1), None)  # 96 cached positions
     tokens = np.arange(1, 1 + max(PASS_SIZES))[None]
