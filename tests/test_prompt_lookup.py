@@ -249,3 +249,29 @@ def test_lookup_streams_each_token_and_makes_none_without_room():
         out = model.generate(ids, max_new_tokens=0, **kw)
     np.testing.assert_array_equal(out, ids)
     assert any("prompt lookup makes none" in str(w.message) for w in caught)
+
+
+@FAST
+@given(
+    prompt=st.lists(st.integers(1, 8), min_size=1, max_size=8),  # few distinct tokens: repeats
+    eos=st.integers(1, 8),
+    count=st.integers(1, 5),
+    new=st.integers(1, 10),
+    penalty=st.sampled_from([1.0, 1.3]),
+)
+def test_lookup_agrees_with_greedy_decoding_up_to_its_end(prompt, eos, count, new, penalty):
+    """Any prompt, eos, guess count and length: prompt lookup writes greedy decoding's text, and
+    where it is longer, greedy's ended at an eos that lookup kept among its guesses."""
+    model = ECHOLESS
+    ids = np.array([prompt])
+    kw = dict(max_new_tokens=new, eos_token_id=eos, use_cache=True, repetition_penalty=penalty)
+    greedy = model.generate(ids, **kw)
+    looked = model.generate(ids, prompt_lookup_num_tokens=count, **kw)
+    n = greedy.shape[1]
+    assert looked.shape[1] >= n
+    np.testing.assert_array_equal(looked[:, :n], greedy)
+    if looked.shape[1] > n:
+        assert greedy[0, -1] == eos
+
+
+ECHOLESS = tiny_mpt(seed=5, vocab_size=10)  # a vocabulary of 10: texts that repeat themselves
