@@ -198,7 +198,8 @@ def upstream_generate_kwargs(generate: dict) -> dict:
 def generate_outputs(out, model=None) -> dict:
     """What a generate() call returned, as the named arrays a case holds: ``sequences``, and from
     a return_dict_in_generate output its ``scores.N`` (one a step), ``sequences_scores`` and
-    ``beam_indices`` where set, and with a ``model`` (whose compute_transition_scores takes them)
+    ``beam_indices`` where set, ``attentions.N.L`` and ``hidden_states.N.L`` (forward pass N,
+    layer L) where recorded, and with a ``model`` (whose compute_transition_scores takes them)
     ``transition_scores``: each new token's log-probability, normalize_logits on. ``out``: an
     array, or an output with those attributes (torch tensors or numpy arrays)."""
 
@@ -214,6 +215,10 @@ def generate_outputs(out, model=None) -> dict:
     for name in ("sequences_scores", "beam_indices"):
         if getattr(out, name, None) is not None:
             flat[name] = array(getattr(out, name))
+    for name in ("attentions", "hidden_states"):  # a tuple a forward pass, of a tuple a layer
+        for i, passes in enumerate(getattr(out, name, None) or ()):
+            for layer, value in enumerate(passes):
+                flat[f"{name}.{i}.{layer}"] = array(value)
     # beam outputs without beam indices (diverse beam search here) have no transition scores
     readable = scores and (beams is not None or len(scores[0]) == len(out.sequences))
     if model is not None and readable:

@@ -66,6 +66,8 @@ APPLIED_SETTINGS = {
     "use_cache": True,  # GenerationConfig's default; a config.json's (MPT's: false) when derived
     "renormalize_logits": False,
     "output_scores": False,
+    "output_attentions": False,
+    "output_hidden_states": False,
     "return_dict_in_generate": False,
     "prompt_lookup_num_tokens": None,
     "force_words_ids": None,
@@ -179,6 +181,8 @@ _SETTING_TYPES = {
     "use_cache": (lambda v: isinstance(v, bool), "true or false"),
     "renormalize_logits": (lambda v: isinstance(v, bool), "true or false"),
     "output_scores": (lambda v: isinstance(v, bool), "true or false"),
+    "output_attentions": (lambda v: isinstance(v, bool), "true or false"),
+    "output_hidden_states": (lambda v: isinstance(v, bool), "true or false"),
     "prompt_lookup_num_tokens": (
         lambda v: v is None or is_integer(v) and v > 0,
         "a positive integer or null",
@@ -577,6 +581,8 @@ BEAM_SETTINGS = (
     "force_words_ids",
     "constraints",
     "output_scores",
+    "output_attentions",
+    "output_hidden_states",
     "return_dict_in_generate",
     "prompt_lookup_num_tokens",
 )
@@ -883,10 +889,16 @@ class BeamPool:
 class ModelSession:
     """Decoding over the model's own forward pass and its past_key_values (the NumPy reference,
     and a backend whose fast session does not cover the model): the same calls as a backend's
-    decode session (GenerationMixin.decode_session), the cache growing by concatenation."""
+    decode session (GenerationMixin.decode_session), the cache growing by concatenation.
 
-    def __init__(self, model):
+    ``recording`` (a Recording, for output_attentions and output_hidden_states): each pass's
+    attentions and hidden states are appended to it; without ``use_cache`` each pass then runs the
+    whole text so far, as upstream's generate() does with use_cache off (so its maps cover every
+    query, not only the new ones)."""
+
+    def __init__(self, model, recording=None, use_cache=True):
         self.model, self.past, self.mask = model, None, None
+        self.recording, self.use_cache, self.ids = recording, use_cache, None
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
         return self.extend(ids, mask, last=1)[:, -1]
@@ -899,21 +911,58 @@ class ModelSession:
         the last ``last`` of them."""
         mask = np.ones(ids.shape, np.int64) if mask is None else mask
         self.mask = mask if self.mask is None else np.concatenate([self.mask, mask], axis=1)
-        out = self.model(ids, past_key_values=self.past, attention_mask=self.mask, use_cache=True)
+        n, record = ids.shape[1], self.recording or Recording()
+        if not self.use_cache:  # the whole text again, no cache
+            ids = self.ids = ids if self.ids is None else np.concatenate([self.ids, ids], axis=1)
+        out = self.model(
+            ids,
+            past_key_values=self.past,
+            attention_mask=self.mask,
+            use_cache=self.use_cache,
+            output_attentions=record.attentions is not None,
+            output_hidden_states=record.hidden_states is not None,
+        )
+        record.add(out)
         self.past = out.past_key_values
-        return out.logits[:, -(last or ids.shape[1]) :]
+        return out.logits[:, -(last or n) :]
 
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
         """The cache rows follow their beams; each row keeps its own attention mask, as in
         upstream's beam search (the same for every beam of a prompt; a finished prompt's rows go
         on from prompt 0's first beam under their own padding, which shows in their recorded
         scores)."""
-        self.past = tuple((k[rows], v[rows]) for k, v in self.past)
+        if self.use_cache:
+            self.past = tuple((k[rows], v[rows]) for k, v in self.past)
+        else:
+            self.ids = self.ids[rows]
 
     def rewind(self, length):
         """Forgets every cached position from ``length`` on."""
         self.past = tuple((k[:, :, :length], v[:, :, :length]) for k, v in self.past)
         self.mask = self.mask[:, :length]
+
+
+class Recording:
+    """generate()'s attentions and hidden states (output_attentions, output_hidden_states with
+    return_dict_in_generate), one entry a forward pass as upstream records them: each a tuple a
+    layer of [R, H, q, K] maps, or of the L + 1 hidden states [R, q, C] (q: the tokens the pass
+    ran). None where not asked for."""
+
+    def __init__(self, attentions=False, hidden_states=False):
+        self.attentions = [] if attentions else None
+        self.hidden_states = [] if hidden_states else None
+
+    def add(self, out):  # a forward pass's output
+        if self.attentions is not None:
+            self.attentions.append(tuple(out.attentions))
+        if self.hidden_states is not None:
+            self.hidden_states.append(tuple(out.hidden_states))
+
+    def fields(self):  # as the generate output's keyword arguments
+        return {
+            "attentions": None if self.attentions is None else tuple(self.attentions),
+            "hidden_states": None if self.hidden_states is None else tuple(self.hidden_states),
+        }
 
 
 class GenerationMixin:
@@ -949,7 +998,10 @@ class GenerationMixin:
         else:
             new = [t[:, None] for t in self._tokens(plan)]
             scores = None if plan["scores"] is None else tuple(plan["scores"])
-            out = GenerateDecoderOnlyOutput(np.concatenate([plan["ids"]] + new, axis=1), scores)
+            inner = {} if plan["recording"] is None else plan["recording"].fields()
+            out = GenerateDecoderOnlyOutput(
+                np.concatenate([plan["ids"]] + new, axis=1), scores, **inner
+            )
         return out if plan["run"]["return_dict_in_generate"] else out.sequences
 
     def stream(self, input_ids, attention_mask=None, **arguments):
@@ -1002,7 +1054,9 @@ class GenerationMixin:
             return self._lookup(**plan)
         return self._decode(**plan)
 
-    def _contrastive(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
+    def _contrastive(
+        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+    ):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
@@ -1149,9 +1203,20 @@ class GenerationMixin:
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
         recording = run["output_scores"] and run["return_dict_in_generate"]
+        inner = run["return_dict_in_generate"] and (
+            run["output_attentions"] or run["output_hidden_states"]
+        )
+        if inner and (contrastive(run) or run["prompt_lookup_num_tokens"] is not None):
+            raise ValueError(
+                "output_attentions and output_hidden_states are recorded for greedy decoding,"
+                " sampling and the beam searches; not for contrastive search or prompt lookup"
+            )
         return dict(
             guidance=guidance,
             scores=[] if recording else None,  # each step's scores, appended by the loop
+            recording=(  # each forward pass's attentions and hidden states, kept by the session
+                Recording(run["output_attentions"], run["output_hidden_states"]) if inner else None
+            ),
             ids=ids,
             mask=mask,
             run=run,
@@ -1190,13 +1255,15 @@ class GenerationMixin:
             return None
         return Guidance(self, run["guidance_scale"], run["use_cache"], ids, mask)
 
-    def _decode(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
+    def _decode(
+        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+    ):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
-        session = self._session(B, S + steps)
+        session = self._session(B, S + steps, recording, run["use_cache"])
         last = session.prefill(ids, mask)  # [B, V]: the whole prompt once
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
         sequence = ids
@@ -1219,7 +1286,9 @@ class GenerationMixin:
                 return  # out of time: stops after the token that took it past
             last = session.step(token)  # one token over the cache
 
-    def _lookup(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
+    def _lookup(
+        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+    ):
         """Prompt lookup decoding (prompt_lookup_num_tokens; transformers 4.37.2's assisted
         generation with its PromptLookupCandidateGenerator), one prompt: the tokens the text
         already holds after its last n-gram are guessed to come next (lookup_guesses), and every
@@ -1305,7 +1374,9 @@ class GenerationMixin:
             if new[0, -1] in eos_ids or out_of_time(run, started):
                 return
 
-    def _beam_search(self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores):
+    def _beam_search(
+        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+    ):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
         in eos) are kept in a pool ranked by that sum over their new length **
@@ -1356,7 +1427,7 @@ class GenerationMixin:
             beam_scores[:] = 0
         beam_scores = beam_scores.reshape(-1)
         history = [()] * (B * nb) if scores is not None and G == 1 else None  # beam indices
-        session = self._session(B * nb, total)
+        session = self._session(B * nb, total, recording, run["use_cache"])
         logits = session.prefill(ids, mask)
         while True:
             logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
@@ -1443,13 +1514,15 @@ class GenerationMixin:
             result[i, : len(hyp)] = hyp
             if len(hyp) < width:  # ended before the longest: an eos marks it
                 result[i, len(hyp)] = eos_ids[0]
+        inner = {} if recording is None else recording.fields()
         if scores is None:
-            return GenerateBeamDecoderOnlyOutput(result)
+            return GenerateBeamDecoderOnlyOutput(result, **inner)
         return GenerateBeamDecoderOnlyOutput(
             result,
             np.array([score for score, _, _ in ranked], np.float32),
             tuple(scores),
             None if history is None else beam_index_array([i for *_, i in ranked], width),
+            **inner,
         )
 
     @staticmethod
@@ -1511,7 +1584,11 @@ class GenerationMixin:
         search), as ModelSession has them."""
         return None
 
-    def _session(self, batch, total_len):  # the backend's decode session, else the model's own
+    def _session(self, batch, total_len, recording=None, use_cache=True):
+        """The backend's decode session, else the model's own forward (ModelSession): always
+        that where a ``recording`` is kept, with or without the cache (``use_cache``)."""
+        if recording is not None:
+            return ModelSession(self, recording, use_cache)
         session = self.decode_session(batch, total_len)
         return ModelSession(self) if session is None else session
 

@@ -173,10 +173,15 @@ class GenerateDecoderOnlyOutput(ModelOutput):
     """generate(return_dict_in_generate=True) of greedy decoding, sampling and contrastive search.
     sequences [R, L]; scores (with output_scores): one [R, V] array a step, the scores the token
     was chosen from as upstream records them (after the logits processors; sampling: after the
-    warpers too). Upstream's attentions, hidden_states and past_key_values are not returned."""
+    warpers too). attentions and hidden_states (output_attentions, output_hidden_states; greedy
+    decoding and sampling): one entry a forward pass, the prompt's first, each a tuple a layer of
+    [R, H, q, K] maps or the L + 1 hidden states [R, q, C], q the tokens the pass ran (1 a step
+    with use_cache, the whole text without). Upstream's past_key_values is not returned."""
 
     sequences: Array = None
     scores: tuple | None = None
+    attentions: tuple | None = None
+    hidden_states: tuple | None = None
 
 
 @dataclass
@@ -186,12 +191,15 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     over new length ** length_penalty), scores (one [B * num_beams, V] array a step: the
     processed log-probabilities; constrained beam search adds each beam's sum, as upstream) and
     beam_indices [R, L] (the beam each new token came from, -1 after; None for diverse beam
-    search)."""
+    search). attentions and hidden_states as GenerateDecoderOnlyOutput's, B * num_beams rows in
+    the order the beams had at each pass."""
 
     sequences: Array = None
     sequences_scores: Array | None = None
     scores: tuple | None = None
     beam_indices: Array | None = None
+    attentions: tuple | None = None
+    hidden_states: tuple | None = None
 
 
 # ------------------------------------------------------------------------ return_dict=False tuples

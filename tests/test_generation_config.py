@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mpt_properties import CONFIG, tiny_mpt
@@ -632,3 +633,50 @@ def test_prompt_lookup_gives_greedy_tokens_and_is_refused_where_transformers_ref
             model.generate(one, **{"prompt_lookup_num_tokens": 3, **call})
     with pytest.raises(ValueError, match=r"needs one prompt \(got 2\)"):
         model.generate(PROMPT, prompt_lookup_num_tokens=3, **kw)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_records_each_passes_attentions_and_hidden_states(use_cache):
+    """output_attentions and output_hidden_states (with return_dict_in_generate): a pass's maps
+    and states as the model's own forward gives them, the prompt's first; with use_cache a step
+    runs one query, without it the whole text again (as upstream's generate()). The numba
+    backend records through the same forward."""
+    model = tiny_mpt(seed=SEED)
+    kw = dict(
+        max_new_tokens=3,
+        use_cache=use_cache,
+        return_dict_in_generate=True,
+        output_attentions=True,
+        output_hidden_states=True,
+    )
+    out = model.generate(PROMPT, **kw)
+    B, S = PROMPT.shape
+    assert len(out.attentions) == len(out.hidden_states) == 3
+    last = model(out.sequences[:, :-1], output_attentions=True, output_hidden_states=True)
+    for i, (maps, states) in enumerate(zip(out.attentions, out.hidden_states)):
+        q = (S if i == 0 else 1) if use_cache else S + i  # the queries the pass ran
+        assert maps[0].shape == (B, 3, q, S + i) and states[0].shape == (B, q, 24)
+        assert len(maps) == 2 and len(states) == 3  # a map a layer; the L + 1 states
+    # the last pass's last query is the whole text's forward at that place
+    assert_close(out.attentions[-1][1][:, :, -1], last.attentions[1][:, :, -1], atol=1e-5)
+    assert_close(out.hidden_states[-1][2][:, -1], last.hidden_states[2][:, -1], atol=1e-5)
+    fast = tiny_mpt(seed=SEED, backend="numba").generate(PROMPT, **kw)
+    for a, b in zip(
+        fast.attentions[-1] + fast.hidden_states[-1], out.attentions[-1] + out.hidden_states[-1]
+    ):
+        assert_close(a, b, atol=1e-4, rtol=1e-4)
+    plain = model.generate(PROMPT, **dict(kw, return_dict_in_generate=False))
+    np.testing.assert_array_equal(plain, out.sequences)  # recording changes no token
+
+
+def test_attentions_are_not_recorded_for_contrastive_search_or_prompt_lookup():
+    model = tiny_mpt(seed=SEED)
+    kw = dict(max_new_tokens=2, use_cache=True, return_dict_in_generate=True)
+    for call in (
+        dict(penalty_alpha=0.5, top_k=3),
+        dict(prompt_lookup_num_tokens=2, eos_token_id=1),
+    ):
+        with pytest.raises(ValueError, match="not for contrastive search or prompt lookup"):
+            model.generate(PROMPT[:1], output_attentions=True, **kw, **call)
+    out = model.generate(PROMPT, max_new_tokens=2, output_attentions=True)  # no dict: no record
+    assert isinstance(out, np.ndarray)

@@ -631,6 +631,56 @@ def cases():
             generate=dict(max_new_tokens=4, prompt_lookup_num_tokens=3),
         ),
         generating(
+            "generate-attentions-hidden-states",
+            "output_attentions and output_hidden_states, greedy, config.json's use_cache false:"
+            " each step runs the whole text again, so its maps cover every query [B, H, T, T] and"
+            " its hidden states every token",
+            generate=dict(
+                max_new_tokens=4,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_hidden_states=True,
+            ),
+        ),
+        generating(
+            "generate-attentions-hidden-states-cache",
+            "output_attentions and output_hidden_states with use_cache true: the prompt's pass,"
+            " then one query a step over the cache ([B, H, 1, T] maps, [B, 1, C] states)",
+            generate=dict(
+                max_new_tokens=4,
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_hidden_states=True,
+            ),
+        ),
+        generating(
+            "generate-attentions-beams",
+            "output_attentions and output_scores with beam search (3 beams, 2 returned, eos 28,"
+            " use_cache true): each pass's maps for the 6 rows in the order the beams had then",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=3,
+                num_return_sequences=2,
+                eos_token_id=[28],
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-hidden-states-sampling",
+            "output_hidden_states when sampling, made deterministic by top_k 1, without the cache",
+            generate=dict(
+                max_new_tokens=4,
+                do_sample=True,
+                top_k=1,
+                return_dict_in_generate=True,
+                output_hidden_states=True,
+            ),
+        ),
+        generating(
             "generate-beam-scores-finished-prompt",
             "beam search's scores once a prompt is done (row 1, at its fourth token, eos 28):"
             " upstream sends every beam of a finished prompt on from row 0, the first prompt's"
