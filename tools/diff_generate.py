@@ -10,7 +10,8 @@ vocabulary 64, a left-padded batch of two prompts). Each call draws a decoding (
 search, diverse or constrained beam search, contrastive search, sampling made deterministic by
 top_k 1, or prompt lookup on the first prompt alone, greedy or so sampling) and a random handful
 of logits processors (guidance included), eos ids among the tokens the model likes, and
-lengths. A call that one side refuses must be refused by the other. Prints each difference with its
+lengths; with return_dict_in_generate, sometimes the attention maps and hidden states too. A
+call that one side refuses must be refused by the other. Prints each difference with its
 settings; exits 1 if there was any. The golden cases hold what this finds worth keeping.
 
 Known, and not counted:
@@ -96,6 +97,8 @@ def draw(rng, likely):
         kw["eos_token_id"] = [rng.choice(likely)]
     if rng.random() < 0.3:
         kw.update(return_dict_in_generate=True, output_scores=True)
+        if mode not in ("contrastive", "lookup") and rng.random() < 0.3:  # recorded for the rest
+            kw.update(output_attentions=True, output_hidden_states=rng.random() < 0.5)
     if mode != "lookup" and rng.random() < 0.05:  # refused on a batch of two, upstream and here
         kw.update(prompt_lookup_num_tokens=3, use_cache=True)
     return kw, 1 if mode == "lookup" else 2
