@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -1061,17 +1062,27 @@ class GenerationMixin:
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
         probability (contrastive_choice). Yields the next token [B] of every row; the prompt's
-        hidden states, padding included, count as the context."""
+        hidden states, padding included, count as the context. A ``recording`` takes, each step,
+        the pass whose logits it reads: the prompt's, then the chosen candidate's rows."""
         B, S = ids.shape
         k, alpha = run["top_k"], run["penalty_alpha"]
         started = time.perf_counter()
-        out = self(ids, attention_mask=mask, use_cache=True, output_hidden_states=True)
+        maps = recording is not None and recording.attentions is not None
+        out = self(
+            ids,
+            attention_mask=mask,
+            use_cache=True,
+            output_hidden_states=True,
+            output_attentions=maps,
+        )
         context = out.hidden_states[-1]  # [B, S, C]: after the final norm, as upstream's
         logits, past = out.logits[:, -1, :], out.past_key_values
         unfinished = np.ones(B, dtype=bool)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
         sequence = ids
         for _ in range(steps):
+            if recording is not None:
+                recording.add(out)
             if processing:
                 logits = process_logits(
                     logits, sequence, S, S + steps, run, eos_ids, prompt, guidance
@@ -1088,6 +1099,7 @@ class GenerationMixin:
                 attention_mask=mask[rows],
                 use_cache=True,
                 output_hidden_states=True,
+                output_attentions=maps,
             )
             hidden = tried.hidden_states[-1][:, 0]  # [B * k, C]
             pick = contrastive_choice(
@@ -1100,6 +1112,10 @@ class GenerationMixin:
             context = np.concatenate([context, hidden[chosen][:, None]], axis=1)
             past = tuple((key[chosen], value[chosen]) for key, value in tried.past_key_values)
             logits = tried.logits[chosen, -1, :]
+            out = SimpleNamespace(  # the chosen candidates' pass, as the next step records it
+                attentions=tuple(a[chosen] for a in tried.attentions) if maps else None,
+                hidden_states=tuple(h[chosen] for h in tried.hidden_states),
+            )
             token = top[np.arange(B), pick]
             if eos_ids:  # a finished row shows pad; its cache keeps the candidate, as upstream's
                 token = np.where(unfinished, token, pad)
@@ -1206,10 +1222,10 @@ class GenerationMixin:
         inner = run["return_dict_in_generate"] and (
             run["output_attentions"] or run["output_hidden_states"]
         )
-        if inner and (contrastive(run) or run["prompt_lookup_num_tokens"] is not None):
+        if inner and run["prompt_lookup_num_tokens"] is not None:
             raise ValueError(
-                "output_attentions and output_hidden_states are recorded for greedy decoding,"
-                " sampling and the beam searches; not for contrastive search or prompt lookup"
+                "output_attentions and output_hidden_states are recorded for every decoding but"
+                " prompt lookup (whose passes upstream splits its own way)"
             )
         return dict(
             guidance=guidance,

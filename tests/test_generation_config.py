@@ -669,14 +669,16 @@ def test_generate_records_each_passes_attentions_and_hidden_states(use_cache):
     np.testing.assert_array_equal(plain, out.sequences)  # recording changes no token
 
 
-def test_attentions_are_not_recorded_for_contrastive_search_or_prompt_lookup():
+def test_attentions_are_not_recorded_for_prompt_lookup():
     model = tiny_mpt(seed=SEED)
     kw = dict(max_new_tokens=2, use_cache=True, return_dict_in_generate=True)
-    for call in (
-        dict(penalty_alpha=0.5, top_k=3),
-        dict(prompt_lookup_num_tokens=2, eos_token_id=1),
-    ):
-        with pytest.raises(ValueError, match="not for contrastive search or prompt lookup"):
-            model.generate(PROMPT[:1], output_attentions=True, **kw, **call)
+    with pytest.raises(ValueError, match="for every decoding but prompt lookup"):
+        model.generate(
+            PROMPT[:1], output_attentions=True, prompt_lookup_num_tokens=2, eos_token_id=1, **kw
+        )
+    contrastive = model.generate(  # the prompt's pass, then each chosen candidate's
+        PROMPT, output_hidden_states=True, penalty_alpha=0.5, top_k=3, **kw
+    )
+    assert [h[0].shape[1] for h in contrastive.hidden_states] == [PROMPT.shape[1], 1]
     out = model.generate(PROMPT, max_new_tokens=2, output_attentions=True)  # no dict: no record
     assert isinstance(out, np.ndarray)

@@ -670,6 +670,21 @@ def cases():
             ),
         ),
         generating(
+            "generate-attentions-contrastive",
+            "output_attentions and output_hidden_states with contrastive search (penalty_alpha"
+            " 0.6, top_k 4): each step records the pass its logits came from, the prompt's, then"
+            " the chosen candidate's rows of the candidates' pass",
+            generate=dict(
+                max_new_tokens=4,
+                penalty_alpha=0.6,
+                top_k=4,
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_hidden_states=True,
+            ),
+        ),
+        generating(
             "generate-hidden-states-sampling",
             "output_hidden_states when sampling, made deterministic by top_k 1, without the cache",
             generate=dict(
