@@ -943,6 +943,26 @@ class ModelSession:
         self.mask = self.mask[:, :length]
 
 
+def split_pass(recording, passes, length, added, first):
+    """Prompt lookup's recorded pass (the last one in ``passes``) split into one record a token
+    added, as transformers 4.37.2 splits it (_split_model_outputs): the first pass gives the
+    prompt's rows (its maps cut to the prompt's keys), then, for each later token i, the pass's
+    row i, which on the first pass is a prompt row again (upstream's indexing), its maps cut to
+    the keys before the token. ``length``: the text's length before the pass; ``added``: the
+    tokens it added."""
+    for name in ("attentions", "hidden_states"):
+        done, out = getattr(passes, name), getattr(recording, name)
+        if out is None:
+            continue
+        layers, maps = done[-1], name == "attentions"
+        cut, rows = length, added
+        if first:
+            out.append(tuple(x[..., :length, : length if maps else x.shape[-1]] for x in layers))
+            cut, rows = length + 1, added - 1
+        for i in range(rows):
+            out.append(tuple(x[..., i : i + 1, : cut + i if maps else x.shape[-1]] for x in layers))
+
+
 class Recording:
     """generate()'s attentions and hidden states (output_attentions, output_hidden_states with
     return_dict_in_generate), one entry a forward pass as upstream records them: each a tuple a
@@ -1222,11 +1242,6 @@ class GenerationMixin:
         inner = run["return_dict_in_generate"] and (
             run["output_attentions"] or run["output_hidden_states"]
         )
-        if inner and run["prompt_lookup_num_tokens"] is not None:
-            raise ValueError(
-                "output_attentions and output_hidden_states are recorded for every decoding but"
-                " prompt lookup (whose passes upstream splits its own way)"
-            )
         return dict(
             guidance=guidance,
             scores=[] if recording else None,  # each step's scores, appended by the loop
@@ -1320,17 +1335,25 @@ class GenerationMixin:
         be kept was kept, LOOKUP_AHEAD or more, the next first pass takes as many guesses with the
         last token (a text that copies runs a pass a run of guesses, as upstream's). With
         guidance every guess runs at once, as upstream's, those past the room included, because
-        its processor sees every place the pass scores (its context takes each guess). Sampling
+        its processor sees every place the pass scores (its context takes each guess); so they do
+        where a ``recording`` keeps the passes, split a token each (split_pass). Sampling
         draws at each place up to the first miss (upstream draws at every place scored: its
         draws past the miss are dropped, and NaN scores there fail it)."""
         S = ids.shape[1]
         started = time.perf_counter()
         rng = np.random.default_rng(seed)
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
-        eager = guidance is not None  # every guess scored, as upstream's, where guidance sees it
+        # every guess scored in one pass, as upstream's, where guidance sees them or the passes
+        # are recorded
+        eager = guidance is not None or recording is not None
         limit = getattr(self.config, "max_seq_len", None)
         capacity = S + steps + (run["prompt_lookup_num_tokens"] if eager else 0)
-        session = self._session(1, capacity if limit is None else min(capacity, limit))
+        passes = (  # the whole passes, split into recording's records a token (split_pass)
+            None
+            if recording is None
+            else Recording(recording.attentions is not None, recording.hidden_states is not None)
+        )
+        session = self._session(1, capacity if limit is None else min(capacity, limit), passes)
         sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
         ahead = 0  # guesses the next first pass runs with the last token (see below)
 
@@ -1347,13 +1370,13 @@ class GenerationMixin:
             guesses = lookup_guesses(sequence[0], run["prompt_lookup_num_tokens"])
             if not eager:  # those past the room are never kept (accepted_guesses)
                 guesses = guesses[:room]
-            elif not len(guesses):
-                guesses = np.zeros(1, np.int64)  # upstream's stand-in guess: guidance sees it
+            elif not len(guesses):  # upstream's stand-in guess: guidance and the record see it
+                guesses = np.zeros(1, np.int64)
             elif limit is not None and sequence.shape[1] + len(guesses) > limit:
                 raise ValueError(
-                    f"prompt lookup with guidance: {len(guesses)} guesses after"
-                    f" {sequence.shape[1]} tokens run past max_seq_len {limit} (guidance scores"
-                    " every one, as upstream's, which fails here too)"
+                    f"prompt lookup with guidance or recorded passes: {len(guesses)} guesses after"
+                    f" {sequence.shape[1]} tokens run past max_seq_len {limit} (every one is run,"
+                    " as upstream runs them, which fails here too)"
                 )
             last_eos = len(guesses) > 0 and guesses[-1] in eos_ids
             needed = min(len(guesses) - last_eos, room - 1)  # the last place that may be kept
@@ -1378,6 +1401,8 @@ class GenerationMixin:
                     seen += [scored(guesses, i, more[:, i - place]) for i in range(place, upto + 1)]
                     chunk *= 2
             kept = accepted_guesses(guesses, chosen, eos_ids, room)
+            if recording is not None:  # the pass split into a record a token, upstream's way
+                split_pass(recording, passes, sequence.shape[1], kept + 1, sequence is ids)
             held = kept == needed and kept >= LOOKUP_AHEAD  # a run long enough to be a copy
             ahead = kept if held else 0  # as many guesses in the next first pass
             new = np.array(chosen[: kept + 1], np.int64)[None]  # [1, kept + 1]

@@ -173,11 +173,12 @@ class GenerateDecoderOnlyOutput(ModelOutput):
     """generate(return_dict_in_generate=True) of greedy decoding, sampling and contrastive search.
     sequences [R, L]; scores (with output_scores): one [R, V] array a step, the scores the token
     was chosen from as upstream records them (after the logits processors; sampling: after the
-    warpers too). attentions and hidden_states (output_attentions, output_hidden_states; not for
-    prompt lookup): one entry a step, the pass its logits came from (the prompt's first), each a
-    tuple a layer of [R, H, q, K] maps or the L + 1 hidden states [R, q, C], q the tokens the pass
-    ran (1 a step with use_cache, the whole text without; contrastive search: the chosen
-    candidate's rows). Upstream's past_key_values is not returned."""
+    warpers too). attentions and hidden_states (output_attentions, output_hidden_states): one
+    entry a step, the pass its logits came from (the prompt's first), each a tuple a layer of
+    [R, H, q, K] maps or the L + 1 hidden states [R, q, C], q the tokens the pass ran (1 a step
+    with use_cache, the whole text without; contrastive search: the chosen candidate's rows;
+    prompt lookup: its passes split a token each, generation.split_pass). Upstream's
+    past_key_values is not returned."""
 
     sequences: Array = None
     scores: tuple | None = None

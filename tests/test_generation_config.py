@@ -669,13 +669,13 @@ def test_generate_records_each_passes_attentions_and_hidden_states(use_cache):
     np.testing.assert_array_equal(plain, out.sequences)  # recording changes no token
 
 
-def test_attentions_are_not_recorded_for_prompt_lookup():
+def test_contrastive_search_and_prompt_lookup_record_a_pass_a_token():
     model = tiny_mpt(seed=SEED)
     kw = dict(max_new_tokens=2, use_cache=True, return_dict_in_generate=True)
-    with pytest.raises(ValueError, match="for every decoding but prompt lookup"):
-        model.generate(
-            PROMPT[:1], output_attentions=True, prompt_lookup_num_tokens=2, eos_token_id=1, **kw
-        )
+    looked = model.generate(  # a pass's records split a token each (upstream's split)
+        PROMPT[:1], output_attentions=True, prompt_lookup_num_tokens=2, eos_token_id=1, **kw
+    )
+    assert len(looked.attentions) == looked.sequences.shape[1] - PROMPT.shape[1]
     contrastive = model.generate(  # the prompt's pass, then each chosen candidate's
         PROMPT, output_hidden_states=True, penalty_alpha=0.5, top_k=3, **kw
     )

@@ -97,7 +97,7 @@ def draw(rng, likely):
         kw["eos_token_id"] = [rng.choice(likely)]
     if rng.random() < 0.3:
         kw.update(return_dict_in_generate=True, output_scores=True)
-        if mode != "lookup" and rng.random() < 0.3:  # recorded for every other decoding
+        if rng.random() < 0.3:
             kw.update(output_attentions=True, output_hidden_states=rng.random() < 0.5)
     if mode != "lookup" and rng.random() < 0.05:  # refused on a batch of two, upstream and here
         kw.update(prompt_lookup_num_tokens=3, use_cache=True)

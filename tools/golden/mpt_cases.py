@@ -685,6 +685,27 @@ def cases():
             ),
         ),
         generating(
+            "generate-attentions-prompt-lookup",
+            "output_attentions and output_hidden_states with prompt lookup: each pass (the last"
+            " token and all the guesses) split into a record a token as upstream splits it; its"
+            " first pass keeps 3 guesses, and upstream records prompt rows for them (it indexes"
+            " that pass from its start)",
+            inputs=dict(
+                input_ids=np.array([[18, 18, 18, 18, 26, 41, 35, 6, 18]]),
+                attention_mask=np.ones((1, 9), np.int64),
+            ),
+            generate=dict(
+                max_new_tokens=5,
+                eos_token_id=63,
+                use_cache=True,
+                prompt_lookup_num_tokens=3,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_hidden_states=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
             "generate-hidden-states-sampling",
             "output_hidden_states when sampling, made deterministic by top_k 1, without the cache",
             generate=dict(
