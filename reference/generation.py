@@ -961,6 +961,7 @@ def split_pass(recording, passes, length, added, first):
             cut, rows = length + 1, added - 1
         for i in range(rows):
             out.append(tuple(x[..., i : i + 1, : cut + i if maps else x.shape[-1]] for x in layers))
+        done.clear()  # the whole pass is not kept
 
 
 class Recording:
