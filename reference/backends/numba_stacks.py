@@ -480,7 +480,7 @@ class DecodeSession:
             np.zeros(c.d_model, np.float32) if bias is None else bias,
         ) + kernel_operands(stack.head_weight)
 
-    def _final(self, x):  # [B, C] -> logits [B, V]: norm_f, then the tied head (the prompt's)
+    def _final(self, x):  # [..., C] -> logits [..., V]: norm_f, then the tied head
         norm_f = self.stack.params["norm_f"]
         return self.stack.lm_logits(
             layer_norm(x, norm_f["weight"], norm_f.get("bias"), self.c.layer_norm_epsilon)
