@@ -899,7 +899,8 @@ class ModelSession:
 
     def __init__(self, model, recording=None, use_cache=True):
         self.model, self.past, self.mask = model, None, None
-        self.recording, self.use_cache, self.ids = recording, use_cache, None
+        self.recording = Recording() if recording is None else recording  # records nothing
+        self.use_cache, self.ids = use_cache, None
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
         return self.extend(ids, mask, last=1)[:, -1]
@@ -912,7 +913,7 @@ class ModelSession:
         the last ``last`` of them."""
         mask = np.ones(ids.shape, np.int64) if mask is None else mask
         self.mask = mask if self.mask is None else np.concatenate([self.mask, mask], axis=1)
-        n, record = ids.shape[1], self.recording or Recording()
+        n, record = ids.shape[1], self.recording
         if not self.use_cache:  # the whole text again, no cache
             ids = self.ids = ids if self.ids is None else np.concatenate([self.ids, ids], axis=1)
         out = self.model(
@@ -1379,8 +1380,7 @@ class GenerationMixin:
                     f" {sequence.shape[1]} tokens run past max_seq_len {limit} (every one is run,"
                     " as upstream runs them, which fails here too)"
                 )
-            last_eos = len(guesses) > 0 and guesses[-1] in eos_ids
-            needed = min(len(guesses) - last_eos, room - 1)  # the last place that may be kept
+            needed = accepted_guesses(guesses, guesses, eos_ids, room)  # all held: the most kept
             first = len(guesses) if eager else min(ahead, needed)  # guesses in the first pass
             if first or sequence is not ids:  # the last token (the prompt at first) and those
                 run_ids = np.concatenate([fresh, guesses[None, :first]], axis=1)

@@ -24,7 +24,7 @@ from numba import get_num_threads
 
 from .. import mpnet, mpt
 from ..checkpoint import DeferredTensor, bf16_to_float32, load_deferred
-from ..inputs import as_ids
+from ..inputs import as_float, as_ids
 from ..ops import ACTIVATIONS, dropout
 from ..precision import (
     Q8_BLOCK,
@@ -445,7 +445,8 @@ def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
 
 def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S], [B, S], [H, 1, S]
     """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as
-    mpt.decoder_masks and mpt.decoder_bias give them (the numba and cuda sessions both use this)."""
+    mpt.decoder_masks and mpt.decoder_bias give them (the cuda session's prefill; the numba
+    session's extend asks decoder_masks itself, over the cache and the new tokens)."""
     B, S = ids.shape
     masked, key_mask = mpt.decoder_masks(features, mask, None, None, B, S, 0, np.float32)
     return masked, key_mask, mpt.decoder_bias(config, features, S, 0, np.float32)
@@ -487,21 +488,8 @@ class DecodeSession:
         )
 
     def prefill(self, ids, mask):  # [B, S], [B, S] -> last logits [B, V]
-        c, L = self.c, self.c.n_layers
-        ids = checked_tokens(
-            ids, self.key_ok.shape[0], c.vocab_size, 0, self.key_ok.shape[1], ndim=2
-        )
-        masked, key_mask, bias = prompt_masks(c, self.stack.features, ids, mask)
-        x, presents, _, _ = self.stack(
-            self.stack.embed(ids), [None] * L, masked, bias, None, per_layer=False
-        )
-        S = ids.shape[1]
-        for i, (k, v) in enumerate(presents):
-            self.k[i, :, :, :S] = _grid_bits(k) if self.bf16 else k
-            self.v[i, :, :, :S] = _grid_bits(v) if self.bf16 else v
-        self.key_ok[:, :S] = key_mask
-        self.length = S
-        return self._final(np.ascontiguousarray(x[:, -1]))  # only the last position
+        self.length = 0  # a prompt starts the cache again
+        return self.extend(ids, mask, last=1)[:, -1]
 
     def extend(self, ids, mask=None, last=None):  # [B, n], [B, n] -> logits [B, last or n, V]
         """Several tokens after those cached (prompt lookup's guesses; from an empty cache, a
@@ -514,13 +502,20 @@ class DecodeSession:
         B, n = ids.shape
         if n == 1 and P and (mask is None or np.all(np.asarray(mask) == 1)):
             return self.step(ids[:, 0])[:, None]  # one real token: the compiled step is faster
-        mask = np.ones((B, n), np.float32) if mask is None else mask
+        mask = (
+            np.ones((B, n), np.float32)
+            if mask is None
+            else as_float(mask, "attention_mask", (B, n), np.float32)
+        )
         full = np.concatenate([self.key_ok[:, :P].astype(np.float32), mask], axis=1)  # [B, P + n]
         features = self.stack.features
         masked, key_mask = mpt.decoder_masks(features, full, None, None, B, n, P, np.float32)[:2]
         bias = mpt.decoder_bias(c, features, n, P, np.float32)
         widen = bf16_to_float32 if self.bf16 else np.asarray
-        past = [(widen(self.k[i, :, :, :P]), widen(self.v[i, :, :, :P])) for i in range(L)]
+        past = [  # nothing cached: the blocks run a prompt
+            (widen(self.k[i, :, :, :P]), widen(self.v[i, :, :, :P])) if P else None
+            for i in range(L)
+        ]
         x, presents, _, _ = self.stack(
             self.stack.embed(ids), past, masked, bias, None, per_layer=False
         )
