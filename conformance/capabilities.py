@@ -17,7 +17,8 @@ goes unchecked.
 
 outputs      groups of named outputs: final (logits, last_hidden_state, pooler_output,
              start_logits, end_logits), loss, hidden_states (hidden_states.N), attentions
-             (attentions.N), presents (present.N.key/value: the KV cache), sequences (generate()),
+             (attentions.N), presents (present.N.key/value: the KV cache; of generate(), its
+             past_key_values at the end), sequences (generate()),
              scores (generate(return_dict_in_generate=True, output_scores=True): scores.N, one
              a step, sequences_scores, beam_indices, and transition_scores: what
              compute_transition_scores(..., normalize_logits=True) makes of them)

@@ -199,9 +199,10 @@ def generate_outputs(out, model=None) -> dict:
     """What a generate() call returned, as the named arrays a case holds: ``sequences``, and from
     a return_dict_in_generate output its ``scores.N`` (one a step), ``sequences_scores`` and
     ``beam_indices`` where set, ``attentions.N.L`` and ``hidden_states.N.L`` (forward pass N,
-    layer L) where recorded, and with a ``model`` (whose compute_transition_scores takes them)
-    ``transition_scores``: each new token's log-probability, normalize_logits on. ``out``: an
-    array, or an output with those attributes (torch tensors or numpy arrays)."""
+    layer L) where recorded, ``present.L.key`` and ``present.L.value`` (past_key_values: the
+    cache at the end, with use_cache on), and with a ``model`` (whose compute_transition_scores
+    takes them) ``transition_scores``: each new token's log-probability, normalize_logits on.
+    ``out``: an array, or an output with those attributes (torch tensors or numpy arrays)."""
 
     def array(x):
         return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -219,6 +220,8 @@ def generate_outputs(out, model=None) -> dict:
         for i, passes in enumerate(getattr(out, name, None) or ()):
             for layer, value in enumerate(passes):
                 flat[f"{name}.{i}.{layer}"] = array(value)
+    for layer, (key, value) in enumerate(getattr(out, "past_key_values", None) or ()):
+        flat[f"present.{layer}.key"], flat[f"present.{layer}.value"] = array(key), array(value)
     # beam outputs without beam indices (diverse beam search here) have no transition scores
     readable = scores and (beams is not None or len(scores[0]) == len(out.sequences))
     if model is not None and readable:

@@ -943,6 +943,26 @@ class ModelSession:
         self.past = tuple((k[:, :, :length], v[:, :, :length]) for k, v in self.past)
         self.mask = self.mask[:, :length]
 
+    def cache(self):  # -> L (key, value) pairs [B, H, K, D], or None without use_cache
+        """The cached positions' keys and values, as the model's past_key_values."""
+        return self.past
+
+
+class FinalCache:
+    """generate()'s past_key_values (return_dict_in_generate with use_cache on), read once the
+    tokens are done, as upstream returns them: every position of the text but the last token's,
+    which no pass has run (beam search: the live beams' rows in their last order). The decoding
+    hands over its decode session, whose cache() is that, or contrastive search its past, which
+    covers the last token too (its candidates ran it): cut off, as upstream cuts it."""
+
+    def __init__(self):
+        self.source = None  # a decode session, or contrastive search's past (a tuple)
+
+    def past_key_values(self):
+        if isinstance(self.source, tuple):
+            return tuple((k[:, :, :-1], v[:, :, :-1]) for k, v in self.source)
+        return None if self.source is None else self.source.cache()
+
 
 def split_pass(recording, passes, length, added, first):
     """Prompt lookup's recorded pass (the last one in ``passes``) split into one record a token
@@ -1014,7 +1034,7 @@ class GenerationMixin:
 
         With return_dict_in_generate, a GenerateDecoderOnlyOutput (GenerateBeamDecoderOnlyOutput
         for the beam searches) instead of the array, holding with output_scores the scores of
-        each step, as upstream's."""
+        each step, and with use_cache the cache at the end (past_key_values), as upstream's."""
         plan = self._prepare(input_ids, attention_mask, **arguments)
         if plan["run"]["num_beams"] > 1:
             out = self._beam_search(**plan)
@@ -1025,6 +1045,8 @@ class GenerationMixin:
             out = GenerateDecoderOnlyOutput(
                 np.concatenate([plan["ids"]] + new, axis=1), scores, **inner
             )
+        if plan["cache"] is not None:
+            out.past_key_values = plan["cache"].past_key_values()
         return out if plan["run"]["return_dict_in_generate"] else out.sequences
 
     def stream(self, input_ids, attention_mask=None, **arguments):
@@ -1078,7 +1100,19 @@ class GenerationMixin:
         return self._decode(**plan)
 
     def _contrastive(
-        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+        self,
+        ids,
+        mask,
+        run,
+        eos_ids,
+        pad,
+        steps,
+        seed,
+        prompt,
+        guidance,
+        scores,
+        recording=None,
+        cache=None,
     ):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
@@ -1133,6 +1167,8 @@ class GenerationMixin:
             chosen = np.arange(B) * top.shape[1] + pick
             context = np.concatenate([context, hidden[chosen][:, None]], axis=1)
             past = tuple((key[chosen], value[chosen]) for key, value in tried.past_key_values)
+            if cache is not None:  # the last token's keys too: FinalCache cuts them off
+                cache.source = past
             logits = tried.logits[chosen, -1, :]
             out = SimpleNamespace(  # the chosen candidates' pass, as the next step records it
                 attentions=tuple(a[chosen] for a in tried.attentions) if maps else None,
@@ -1250,6 +1286,9 @@ class GenerationMixin:
             recording=(  # each forward pass's attentions and hidden states, kept by the session
                 Recording(run["output_attentions"], run["output_hidden_states"]) if inner else None
             ),
+            cache=(  # the cache at the end, as upstream returns it with use_cache on
+                FinalCache() if run["return_dict_in_generate"] and run["use_cache"] else None
+            ),
             ids=ids,
             mask=mask,
             run=run,
@@ -1289,14 +1328,26 @@ class GenerationMixin:
         return Guidance(self, run["guidance_scale"], run["use_cache"], ids, mask)
 
     def _decode(
-        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+        self,
+        ids,
+        mask,
+        run,
+        eos_ids,
+        pad,
+        steps,
+        seed,
+        prompt,
+        guidance,
+        scores,
+        recording=None,
+        cache=None,
     ):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
-        session = self._session(B, S + steps, recording, run["use_cache"])
+        session = self._session(B, S + steps, recording, run["use_cache"], cache)
         last = session.prefill(ids, mask)  # [B, V]: the whole prompt once
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
         sequence = ids
@@ -1320,7 +1371,19 @@ class GenerationMixin:
             last = session.step(token)  # one token over the cache
 
     def _lookup(
-        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+        self,
+        ids,
+        mask,
+        run,
+        eos_ids,
+        pad,
+        steps,
+        seed,
+        prompt,
+        guidance,
+        scores,
+        recording=None,
+        cache=None,
     ):
         """Prompt lookup decoding (prompt_lookup_num_tokens; transformers 4.37.2's assisted
         generation with its PromptLookupCandidateGenerator), one prompt: the tokens the text
@@ -1355,7 +1418,9 @@ class GenerationMixin:
             if recording is None
             else Recording(recording.attentions is not None, recording.hidden_states is not None)
         )
-        session = self._session(1, capacity if limit is None else min(capacity, limit), passes)
+        session = self._session(
+            1, capacity if limit is None else min(capacity, limit), passes, cache=cache
+        )
         sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
         ahead = 0  # guesses the next first pass runs with the last token (see below)
 
@@ -1417,7 +1482,19 @@ class GenerationMixin:
                 return
 
     def _beam_search(
-        self, ids, mask, run, eos_ids, pad, steps, seed, prompt, guidance, scores, recording=None
+        self,
+        ids,
+        mask,
+        run,
+        eos_ids,
+        pad,
+        steps,
+        seed,
+        prompt,
+        guidance,
+        scores,
+        recording=None,
+        cache=None,
     ):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
@@ -1469,7 +1546,7 @@ class GenerationMixin:
             beam_scores[:] = 0
         beam_scores = beam_scores.reshape(-1)
         history = [()] * (B * nb) if scores is not None and G == 1 else None  # beam indices
-        session = self._session(B * nb, total, recording, run["use_cache"])
+        session = self._session(B * nb, total, recording, run["use_cache"], cache)
         logits = session.prefill(ids, mask)
         while True:
             logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
@@ -1525,9 +1602,11 @@ class GenerationMixin:
                 scores.append(recorded)
             if history is not None:
                 history = [history[r] + (int(r),) for r in rows]
+            # the cache rows follow their beams, after the last step too: upstream reorders
+            # them before it checks for the end, and returns the cache so (past_key_values)
+            session.reorder(rows)
             if done.all() or ids.shape[1] >= total or out_of_time(run, started):
                 break
-            session.reorder(rows)  # the cache rows follow their beams
             logits = session.step(ids[:, -1])
         for b in range(B):  # unfinished groups: their live beams join the pool as they are
             for g in range(G):
@@ -1622,17 +1701,23 @@ class GenerationMixin:
         """A backend's decode over a preallocated cache of ``total_len`` positions, or None: an
         object with prefill(ids, mask) -> last logits [B, V], step(token) -> logits [B, V],
         extend(ids, mask=None, last=None) -> logits [B, last, V] (several tokens after those
-        cached), rewind(length) (forget the positions from there on) and reorder(rows) (beam
-        search), as ModelSession has them."""
+        cached), rewind(length) (forget the positions from there on), reorder(rows) (beam
+        search) and cache() (the cached keys and values as past_key_values, float32), as
+        ModelSession has them."""
         return None
 
-    def _session(self, batch, total_len, recording=None, use_cache=True):
+    def _session(self, batch, total_len, recording=None, use_cache=True, cache=None):
         """The backend's decode session, else the model's own forward (ModelSession): always
-        that where a ``recording`` is kept, with or without the cache (``use_cache``)."""
+        that where a ``recording`` is kept, with or without the cache (``use_cache``). A
+        FinalCache (``cache``) is handed the session, to read the cache from at the end."""
         if recording is not None:
-            return ModelSession(self, recording, use_cache)
-        session = self.decode_session(batch, total_len)
-        return ModelSession(self) if session is None else session
+            session = ModelSession(self, recording, use_cache)
+        else:
+            session = self.decode_session(batch, total_len)
+            session = ModelSession(self) if session is None else session
+        if cache is not None:
+            cache.source = session
+        return session
 
     def _steps(self, S, max_new_tokens, max_length, beams, lookup=False):
         """The new tokens a call makes: max_new_tokens, else what max_length leaves after the

@@ -177,13 +177,16 @@ class GenerateDecoderOnlyOutput(ModelOutput):
     entry a step, the pass its logits came from (the prompt's first), each a tuple a layer of
     [R, H, q, K] maps or the L + 1 hidden states [R, q, C], q the tokens the pass ran (1 a step
     with use_cache, the whole text without; contrastive search: the chosen candidate's rows;
-    prompt lookup: its passes split a token each, generation.split_pass). Upstream's
-    past_key_values is not returned."""
+    prompt lookup: its passes split a token each, generation.split_pass). past_key_values
+    (with use_cache on): the cache at the end, L pairs of [R, H, K, D] keys and values, K every
+    position but the last token's (which no pass has run), as upstream returns it; None with
+    use_cache off (MPT's default)."""
 
     sequences: Array = None
     scores: tuple | None = None
     attentions: tuple | None = None
     hidden_states: tuple | None = None
+    past_key_values: tuple | None = None
 
 
 @dataclass
@@ -194,7 +197,9 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     processed log-probabilities; constrained beam search adds each beam's sum, as upstream) and
     beam_indices [R, L] (the beam each new token came from, -1 after; None for diverse beam
     search). attentions and hidden_states as GenerateDecoderOnlyOutput's, B * num_beams rows in
-    the order the beams had at each pass."""
+    the order the beams had at each pass; past_key_values the cache of the B * num_beams live
+    beams in their last order (not the rows of sequences), every position but the last step's
+    token."""
 
     sequences: Array = None
     sequences_scores: Array | None = None
@@ -202,6 +207,7 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     beam_indices: Array | None = None
     attentions: tuple | None = None
     hidden_states: tuple | None = None
+    past_key_values: tuple | None = None
 
 
 # ------------------------------------------------------------------------ return_dict=False tuples

@@ -682,3 +682,77 @@ def test_contrastive_search_and_prompt_lookup_record_a_pass_a_token():
     assert [h[0].shape[1] for h in contrastive.hidden_states] == [PROMPT.shape[1], 1]
     out = model.generate(PROMPT, max_new_tokens=2, output_attentions=True)  # no dict: no record
     assert isinstance(out, np.ndarray)
+
+
+PADDED = np.array([[3, 14, 15, 9, 2], [0, 0, 6, 5, 35]])  # row 1 left-padded (pad id 0)
+CACHED_DECODINGS = {  # generate() settings of each decoding, with the cache on
+    "greedy": dict(eos_token_id=None),
+    "sampling": dict(do_sample=True, top_k=5, seed=3),
+    "beams": dict(num_beams=3, num_return_sequences=2),
+    "beam groups": dict(num_beams=4, num_beam_groups=2, diversity_penalty=0.5),
+    "contrastive": dict(penalty_alpha=0.5, top_k=3),
+    "prompt lookup": dict(prompt_lookup_num_tokens=2, eos_token_id=1),
+    "guidance": dict(guidance_scale=1.5),
+}
+
+
+@pytest.mark.parametrize("decoding", CACHED_DECODINGS)
+def test_generate_returns_the_cache_over_every_position_but_the_last_token(decoding):
+    """past_key_values (return_dict_in_generate with use_cache): a (key, value) pair a layer,
+    [R, H, T - 1, D], as transformers 4.37.2 returns them (the golden cases
+    generate-past-key-values-* hold upstream's). Where each row is a sequence, the keys and values
+    at its real positions are one forward's over the text but its last token; the left padding's
+    queries see no key, so theirs depend on the pass that ran them and are not compared. The
+    numba session's cache (float32 and bf16) equals the NumPy reference's."""
+    kw = dict(CACHED_DECODINGS[decoding], max_new_tokens=4, use_cache=True)
+    ids = PADDED[:1] if decoding == "prompt lookup" else PADDED  # one prompt only
+    mask = (ids != 0).astype(np.int64)
+    model = tiny_mpt(seed=SEED)
+    out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, **kw)
+    past = out.past_key_values
+    rows = len(ids) * kw.get("num_beams", 1)
+    assert len(past) == 2 and past[0][0].shape[:2] == (rows, 3) and past[0][0].shape[3] == 8
+    if "num_beams" not in kw:  # the rows are the sequences'
+        T = out.sequences.shape[1]
+        assert past[0][0].shape[2] == T - 1
+        full_mask = np.concatenate([mask, np.ones((len(ids), T - ids.shape[1]), np.int64)], 1)
+        whole = model(out.sequences[:, :-1], attention_mask=full_mask[:, :-1], use_cache=True)
+        real = full_mask[:, :-1].astype(bool)
+        for layer, (got, want) in enumerate(zip(past, whole.past_key_values)):
+            for name, a, b in zip(("key", "value"), got, want):
+                assert_close(
+                    a.transpose(0, 2, 1, 3)[real],
+                    b.transpose(0, 2, 1, 3)[real],
+                    atol=1e-5,
+                    what=f"layer {layer} {name}",
+                )
+    for options in ({}, {"kv_cache": "bf16"}):
+        want = (
+            out
+            if not options
+            else tiny_mpt(seed=SEED, **options).generate(
+                ids, attention_mask=mask, return_dict_in_generate=True, **kw
+            )
+        )
+        fast = tiny_mpt(seed=SEED, backend="numba", **options).generate(
+            ids, attention_mask=mask, return_dict_in_generate=True, **kw
+        )
+        np.testing.assert_array_equal(fast.sequences, want.sequences)
+        for layer, (got, ref) in enumerate(zip(fast.past_key_values, want.past_key_values)):
+            for name, a, b in zip(("key", "value"), got, ref):
+                assert a.dtype == np.float32, f"numba {options} layer {layer} {name}"
+                assert_close(
+                    a, b, atol=2e-4, rtol=1e-3, what=f"numba {options} layer {layer} {name}"
+                )
+
+
+def test_generate_returns_no_cache_without_use_cache():
+    """With use_cache off (an MPT config.json's default) upstream keeps no cache and returns
+    past_key_values None; without return_dict_in_generate the tokens alone."""
+    model = tiny_mpt(seed=SEED)
+    out = model.generate(PROMPT, max_new_tokens=3, return_dict_in_generate=True)
+    assert out.past_key_values is None and "past_key_values" not in out.keys()
+    beams = model.generate(PROMPT, max_new_tokens=3, num_beams=2, return_dict_in_generate=True)
+    assert beams.past_key_values is None
+    plain = model.generate(PROMPT, max_new_tokens=3, use_cache=True)
+    np.testing.assert_array_equal(plain, out.sequences)

@@ -328,6 +328,15 @@ class DecodeSession:
             raise ValueError(f"cannot rewind a cache of {self.length} positions to {length}")
         self.length = length
 
+    def cache(self):  # -> L (key, value) pairs [B, H, length, D] on the host: past_key_values
+        """The cached positions' keys and values, copied to the host (keys back from the [D, T]
+        layout the device keeps them in)."""
+        t, kt, v = self.length, self.kt.copy_to_host(), self.v.copy_to_host()
+        return tuple(
+            (np.ascontiguousarray(kt[i, ..., :t].swapaxes(-1, -2)), v[i, :, :, :t].copy())
+            for i in range(len(kt))
+        )
+
     def reorder(self, rows):  # [B] host row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows after beam search's choice: gathered into a second buffer of
         each, which becomes the cache, the first kept for the next reorder (twice the cache's

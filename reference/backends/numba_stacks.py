@@ -532,6 +532,11 @@ class DecodeSession:
             raise ValueError(f"cannot rewind a cache of {self.length} positions to {length}")
         self.length = length
 
+    def cache(self):  # -> L (key, value) pairs [B, H, length, D] float32: past_key_values
+        """The cached positions' keys and values, copied out (bf16 ones widened)."""
+        t, widen = self.length, bf16_to_float32 if self.bf16 else np.array
+        return tuple((widen(k[:, :, :t]), widen(v[:, :, :t])) for k, v in zip(self.k, self.v))
+
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows so far after beam search's choice. Which keys are real stays
         each row's own, as upstream keeps each row's attention mask (ModelSession.reorder)."""

@@ -230,3 +230,25 @@ def test_prompt_lookup_on_the_cuda_session_equals_numpy():
     np.testing.assert_allclose(session.step(np.array([8])), full[:, 7], atol=1e-4, rtol=1e-4)
     args = dict(max_new_tokens=5, eos_token_id=19, use_cache=True, prompt_lookup_num_tokens=3)
     np.testing.assert_array_equal(model.generate(ids, **args), numpy_model.generate(ids, **args))
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_the_cuda_sessions_returned_cache_equals_numpy(beams):
+    """generate()'s past_key_values from the cuda session (cache(): keys brought back from the
+    [D, T] layout the device keeps them in), greedy and after beam search's last reorder."""
+    w = weights(4)
+    ids = np.array([[5, 6, 7, 8], [0, 0, 3, 4]])
+    args = dict(
+        attention_mask=(ids != 0).astype(np.int64),
+        max_new_tokens=3,
+        num_beams=beams,
+        use_cache=True,
+        return_dict_in_generate=True,
+    )
+    want = reference.build(CONFIG, w, task="causal-lm").generate(ids, **args)
+    got = reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args)
+    np.testing.assert_array_equal(got.sequences, want.sequences)
+    assert got.past_key_values[0][0].shape == (2 * beams, 2, 6, 4)
+    for layer, (a, b) in enumerate(zip(got.past_key_values, want.past_key_values)):
+        for name, x, y in zip(("key", "value"), a, b):
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-4, err_msg=f"{layer} {name}")

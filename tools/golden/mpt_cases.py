@@ -736,6 +736,89 @@ def cases():
             ),
         ),
         generating(
+            "generate-past-key-values",
+            "past_key_values with use_cache true (greedy, eos 19, which row 1 writes second: it"
+            " is then fed pad): the cache at the end, every position but the last token's, keys"
+            " and values [B, H, T - 1, D], the left padding's own keys included",
+            generate=dict(
+                max_new_tokens=6, eos_token_id=19, use_cache=True, return_dict_in_generate=True
+            ),
+        ),
+        generating(
+            "generate-past-key-values-beams",
+            "past_key_values of beam search (3 beams, 2 returned, eos 28): the 6 live beams' cache"
+            " in the order of the last step, which upstream reorders before it stops, so its"
+            " rows are not those of sequences",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=3,
+                num_return_sequences=2,
+                eos_token_id=[28],
+                use_cache=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-past-key-values-beam-groups",
+            "past_key_values of diverse beam search (4 beams in 2 groups, diversity_penalty 0.5):"
+            " each group's rows reordered by its own choice",
+            generate=dict(
+                max_new_tokens=4,
+                num_beams=4,
+                num_beam_groups=2,
+                diversity_penalty=0.5,
+                use_cache=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-past-key-values-constrained",
+            "past_key_values of constrained beam search (force_words_ids [[20, 21]], 3 beams)",
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=3,
+                force_words_ids=[[20, 21]],
+                use_cache=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-past-key-values-contrastive",
+            "past_key_values of contrastive search (penalty_alpha 0.6, top_k 4): the chosen"
+            " candidate's cache covers the last token too, and upstream cuts that position off",
+            generate=dict(
+                max_new_tokens=4,
+                penalty_alpha=0.6,
+                top_k=4,
+                use_cache=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-past-key-values-prompt-lookup",
+            "past_key_values of prompt lookup (the past-eos case: 11 new tokens, several kept"
+            " guesses a pass): the cache of the kept tokens, cut after each pass",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            generate=dict(
+                max_new_tokens=11,
+                prompt_lookup_num_tokens=3,
+                use_cache=True,
+                eos_token_id=28,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
+            "generate-past-key-values-guidance",
+            "past_key_values with guidance_scale 1.5: the model's own cache (guidance's"
+            " unconditional pass keeps one of its own, not returned)",
+            generate=dict(
+                max_new_tokens=5,
+                guidance_scale=1.5,
+                use_cache=True,
+                return_dict_in_generate=True,
+            ),
+        ),
+        generating(
             "generate-prompt-lookup-past-eos",
             "prompt_lookup_num_tokens 3 with eos 28: after 31 the lookup guesses 28 1 34 (what"
             " followed 31 in the prompt); the model keeps 28, an eos, and chooses 33 after it."
