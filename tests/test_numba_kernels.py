@@ -728,12 +728,14 @@ HEAD_SIZES = [1, 3, 8, 12, 16, 21, 40, 64, 83]
     st.booleans(),
     st.integers(0, 2**31),
     st.integers(1, 5),
+    st.sampled_from([1, 1, 2, 3, 5]),
 )
 def test_decode_step_equals_the_numpy_block_over_the_cache(
-    B, H, T, D, bias, bf16_cache, seed, tasks
+    B, H, T, D, bias, bf16_cache, seed, tasks, n
 ):
-    """Any number of matvec tasks (the thread count in use, or more or fewer) gives the step."""
-    assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks)
+    """Any number of matvec tasks (the thread count in use, or more or fewer) gives the step;
+    n tokens a row of the cache (a pass over it, prompt lookup's) give the block over S = n."""
+    assert_decode_step_equals_numpy(B, H, T + n - 1, D, bias, bf16_cache, seed, tasks, n)
 
 
 def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_another():
@@ -924,18 +926,19 @@ def test_without_avx512_the_attention_is_eight_lanes_wide_and_equals_numpy():
     run_printing_ok(script, NUMBA_CPU_FEATURES=features)
 
 
-def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None):
-    """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new token over
-    T - 1 cached keys and itself (key-only ALiBi, padding keys masked), out_proj + residual, LN2,
-    GELU MLP + residual, then the final LN and the LM head (V = 7 rows: a group of four and a
-    short one); the step's key and value must land in cache slot T - 1. A bf16 cache
-    (uint16 bits) holds the same past rounded, and the step's key and value are rounded to nearest
-    as they are stored and before the attention reads them (twin: mpt.attention, kv_cache bf16)."""
+def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=None, n=1):
+    """numba_cpu.decode_step for one layer against ops: LN1, qkv, attention of the new tokens (n
+    a row of the cache) over T - n cached keys and those up to their own (key-only ALiBi, padding
+    keys masked), out_proj + residual, LN2, GELU MLP + residual, then the final LN and the LM
+    head (V = 7 rows: a group of four and a short one); the step's keys and values must land in
+    cache slots T - n .. T - 1. A bf16 cache (uint16 bits) holds the same past rounded, and the
+    step's keys and values are rounded to nearest as they are stored and before the attention
+    reads them (twin: mpt.attention, kv_cache bf16)."""
     from reference.mpt import alibi_bias, alibi_slopes
 
-    C, W, t = H * D, 4 * H * D, T - 1
+    C, W, t = H * D, 4 * H * D, T - n
     rng = np.random.default_rng(seed)
-    x = arrays(seed, B, C)
+    x = arrays(seed, B * n, C)  # row b n + i: cache row b's token at slot t + i
     # weights scaled as a trained model's are, by 1 / sqrt(fan-in) (0.3 at most), so that wide
     # heads keep the activations near 1 and the tolerances below mean the same at every size
     w = [
@@ -946,13 +949,13 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
         arrays(seed + 9 + i, n, scale=0.1 if bias else 0.0) for i, n in enumerate([3 * C, C, W, C])
     ]
     g = [1 + arrays(seed + 20 + i, C, scale=0.1) for i in range(2)]
-    n = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
+    nrm = [arrays(seed + 30 + i, C, scale=0.1) for i in range(2)]
     k = np.zeros((1, B, H, T, D), np.float32)
     k[..., :t, :] = arrays(seed + 40, B, H, t, D) if t else 0
     v = np.zeros((1, B, H, T, D), np.float32)
     v[..., :t, :] = arrays(seed + 41, B, H, t, D) if t else 0
     key_ok = rng.random((B, T)) > 0.2
-    key_ok[:, t] = True
+    key_ok[:, t:] = True
     slopes = alibi_slopes(H)
     if bf16_cache:
         k, v = to_bf16_bits(k), to_bf16_bits(v)
@@ -960,41 +963,43 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
     unused = np.zeros((1, 1, 1), np.float32)  # fp32 weights take no scales
     stacked = [
         a[None] if a is not unused else a
-        for a in (g[0], n[0], w[0], unused, b[0], w[1], unused, b[1], g[1], n[1])
+        for a in (g[0], nrm[0], w[0], unused, b[0], w[1], unused, b[1], g[1], nrm[1])
         + (w[2], unused, b[2], w[3], unused, b[3])
     ]
     V = 7
     head = [1 + arrays(seed + 50, C, scale=0.1), arrays(seed + 51, C, scale=0.1)]
     head += [arrays(seed + 52, V, C, scale=min(0.3, C**-0.5)), unused[0]]
-    got, logits = x.copy(), np.full((B, V), np.nan, np.float32)
+    got, logits = x.copy(), np.full((B * n, V), np.nan, np.float32)
     tasks = get_num_threads() if tasks is None else tasks
     consts = (np.float32(0.25), np.float32(1e-5))
-    tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
+    tiles = True if B * n >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
     nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, *consts, *head, logits, tiles, tasks)
     # the step's key and value in slot t against NumPy's: float32 sums of C products, in another
     # order, so within (C + 8) units of their size; a bf16 cache rounds them, and near a tie the
     # two sums may round apart by one bf16 step, up to 2^-7 of the value
-    h = ops.layer_norm(x, g[0], n[0], 1e-5)
+    h = ops.layer_norm(x, g[0], nrm[0], 1e-5)
     qkv = ops.linear(h, w[0], b[0])
-    q, k_new, v_new = (qkv[:, i * C : (i + 1) * C].reshape(B, H, 1, D) for i in range(3))
+    q, k_new, v_new = (  # [B, H, n, D]
+        qkv[:, i * C : (i + 1) * C].reshape(B, n, H, D).transpose(0, 2, 1, 3) for i in range(3)
+    )
     if bf16_cache:
         k_new, v_new = round_to_bf16(k_new), round_to_bf16(v_new)
-    size = (np.abs(h) @ np.abs(w[0]).T + np.abs(b[0]))[:, C:].reshape(B, 2, H, D)
+    size = (np.abs(h) @ np.abs(w[0]).T + np.abs(b[0]))[:, C:].reshape(B, n, 2, H, D)
     for i, (cache, new, what) in enumerate([(k, k_new, "key"), (v, v_new, "value")]):
-        bound = (C + 8) * 2.0**-24 * size[:, i] + 1e-6
+        bound = (C + 8) * 2.0**-24 * size[:, :, i].transpose(0, 2, 1, 3) + 1e-6
         if bf16_cache:
-            bound = bound + 2.0**-7 * np.abs(new[:, :, 0])
-        assert_within(cached(cache[0, :, :, t]), new[:, :, 0], bound, what=f"{what} in slot t")
+            bound = bound + 2.0**-7 * np.abs(new)
+        assert_within(cached(cache[0, :, :, t:]), new, bound, what=f"{what} in slots t..")
     # the rest of the NumPy block, over the cache as the step left it (slot t as it was stored:
     # a bf16 step apart from NumPy's at a near tie moves a sharp softmax by more than the
     # tolerance, which is about the attention and the rest, not the rounding)
     keys, values = cached(k[0]), cached(v[0])  # [B, H, T, D]
-    ctx, _ = ops.attention(
-        q, keys, values, 0.25, alibi_bias(slopes, T), masked=~key_ok[:, None, None, :]
-    )
-    want = x + ops.linear(ctx.reshape(B, C), w[1], b[1])
+    later = np.arange(T)[None, :] > t + np.arange(n)[:, None]  # [n, T]: keys after a query's own
+    masked = ~key_ok[:, None, None, :] | later[None, None]
+    ctx, _ = ops.attention(q, keys, values, 0.25, alibi_bias(slopes, T), masked=masked)
+    want = x + ops.linear(ctx.transpose(0, 2, 1, 3).reshape(B * n, C), w[1], b[1])
     want = want + ops.linear(
-        ops.gelu(ops.linear(ops.layer_norm(want, g[1], n[1], 1e-5), w[2], b[2])), w[3], b[3]
+        ops.gelu(ops.linear(ops.layer_norm(want, g[1], nrm[1], 1e-5), w[2], b[2])), w[3], b[3]
     )
     assert_close(got, want, atol=2e-4, rtol=1e-4, what="decode step")
     want_logits = ops.linear(ops.layer_norm(want, head[0], head[1], 1e-5), head[2])

@@ -2028,22 +2028,28 @@ def _await_phase(done, p, computed, units, w_next, task, tasks):
 
 @njit(inline="always", fastmath=FASTMATH)
 def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):  # a head of a row
-    """Stores head hh's key and value for row b in cache slot t, then ctx[b, hh D : hh D + D] =
-    its attention over slots 0..t (scores: room for t + 1 of them). 2-D views of the head's
-    cache, read in explicit vectors (_dot_key, _weighted_values; indexing the 5-D cache inside
-    the inner loops kept LLVM from vectorising them). Keys are stored like values, [T, D]: the
-    live ones are one contiguous block for the prefetcher to stream, where [D, T] made D short
-    rows of them (whole steps 1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
-    C, D, K = ctx.shape[1], k.shape[4], t + 1
+    """Head hh of cache row b's new tokens, n of them (rows b n .. b n + n - 1 of qkv and ctx, n
+    = qkv's rows over the cache's; 1 in a plain step): stores their keys and values in cache
+    slots t .. t + n - 1, then for each, ctx[row, hh D : hh D + D] = its attention over the slots
+    up to its own (scores: room for t + n of them). The one unit writes every new slot it reads,
+    so no other task's write is waited for. 2-D views of the head's cache, read in explicit
+    vectors (_dot_key, _weighted_values; indexing the 5-D cache inside the inner loops kept LLVM
+    from vectorising them). Keys are stored like values, [T, D]: the live ones are one
+    contiguous block for the prefetcher to stream, where [D, T] made D short rows of them (whole
+    steps 1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
+    C, D, n = ctx.shape[1], k.shape[4], qkv.shape[0] // k.shape[1]
     keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
-    for d in range(D):
-        keys[t, d] = _cached(k, qkv[b, C + hh * D + d])
-        values[t, d] = _cached(v, qkv[b, 2 * C + hh * D + d])
-    for j in range(K):
-        s = _dot_key(qkv, b, hh * D, keys, j) * scale + slopes[hh] * np.float32(j - (K - 1))
-        scores[j] = s if key_ok[b, j] else MASK_VALUE
-    _softmax_row(scores, K)
-    _weighted_values(scores, values, K, ctx, b, hh * D)
+    for i in range(n):
+        for d in range(D):
+            keys[t + i, d] = _cached(k, qkv[b * n + i, C + hh * D + d])
+            values[t + i, d] = _cached(v, qkv[b * n + i, 2 * C + hh * D + d])
+    for i in range(n):
+        row, K = b * n + i, t + i + 1  # its keys: slots 0 .. t + i
+        for j in range(K):
+            s = _dot_key(qkv, row, hh * D, keys, j) * scale + slopes[hh] * np.float32(j - (K - 1))
+            scores[j] = s if key_ok[b, j] else MASK_VALUE
+        _softmax_row(scores, K)
+        _weighted_values(scores, values, K, ctx, row, hh * D)
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -2069,7 +2075,7 @@ def _step_task(
     # between phases), so that running out of memory cannot leave the others waiting for a unit
     # it claimed
     h = np.empty((B, C), np.float32)  # the layer norm of x
-    scores = np.empty(t + 1, np.float32)  # one head's attention
+    scores = np.empty(t + B // k.shape[1], np.float32)  # one head's attention, for the last row
     th, tctx, tup = _tiles_of(tiles, h), _tiles_of(tiles, ctx), _tiles_of(tiles, up)  # or None
     for layer in range(L):
         p = layer * STEP_PHASES
@@ -2148,13 +2154,16 @@ def decode_step(
     tiles,
     tasks,
 ):  # x [B, C] -> x after every block, in place; logits [B, V] written
-    """One new token per row through all L blocks and the LM head in one call (twin: mpt.block
-    with S = 1, as numba_stacks.DecoderStack.block runs it, for the hf feature set, then
-    mpt.lm_logits after the final norm): per layer LN1, the qkv matvec, the step's key and value
-    into cache slot t, attention over slots 0..t (key-only ALiBi, key_ok masking), out_proj +
-    residual, LN2, up + GELU, down + residual; then the final LayerNorm (lnf_w, lnf_b) and
-    logits [B, V] = norm_f(x) w_head^T, w_head [V, C] in any layout below but stacked, with its
-    scales in s_head (q8; [1, 1] unused otherwise). Weights are stacked over layers, [L, O, I]
+    """One new token per row of the cache through all L blocks and the LM head in one call (twin:
+    mpt.block with S = 1, as numba_stacks.DecoderStack.block runs it, for the hf feature set,
+    then mpt.lm_logits after the final norm), or n of them, x's rows b n .. b n + n - 1 the
+    tokens of cache row b at slots t .. t + n - 1 (a pass of several tokens over the cache,
+    prompt lookup's, as mpt.block runs them with S = n): per layer LN1, the qkv matvec, the
+    step's keys and values into cache slots t .. t + n - 1, each token's attention over the
+    slots up to its own (key-only ALiBi, key_ok masking), out_proj + residual, LN2, up + GELU,
+    down + residual; then the final LayerNorm (lnf_w, lnf_b) and logits [B, V] = norm_f(x)
+    w_head^T, w_head [V, C] in any layout below but stacked, with its scales in s_head (q8; [1,
+    1] unused otherwise). Weights are stacked over layers, [L, O, I]
     (float32, bf16 bits, or q8's int8 with its scales [L, O, I / 32] in the s_ argument after
     it; the other kinds pass [L, 1, 1] there, unused), or bf16 bits interleaved four rows at a
     time, [L, O / 4, I / 32, 128] (precision.interleave_quads), or q8 interleaved four rows by
@@ -2191,12 +2200,17 @@ def decode_step(
     0.94x for interleaved bf16 (Zen 4)."""
     B, C = x.shape
     L, H, W = w_qkv.shape[0], k.shape[2], out_rows(w_up[0])
+    if B == 0 or B % k.shape[1] or t + B // k.shape[1] > k.shape[3]:
+        raise ValueError(
+            "decode_step's x must have n rows for each of the cache's (n >= 1), their slots"
+            " t .. t + n - 1 inside it"
+        )
     qkv = np.empty((B, 3 * C), np.float32)
     ctx = np.empty((B, C), np.float32)
     up = np.empty((B, W), np.float32)
     units = (  # each phase's units, in the order of the phases
         _row_groups(w_qkv[0]),
-        B * H,
+        k.shape[1] * H,  # a head of a cache row
         _row_groups(w_o[0]),
         _row_groups(w_up[0]),
         _row_groups(w_down[0]),
