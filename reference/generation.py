@@ -914,8 +914,9 @@ class ModelSession:
         mask = np.ones(ids.shape, np.int64) if mask is None else mask
         self.mask = mask if self.mask is None else np.concatenate([self.mask, mask], axis=1)
         n, record = ids.shape[1], self.recording
-        if not self.use_cache:  # the whole text again, no cache
-            ids = self.ids = ids if self.ids is None else np.concatenate([self.ids, ids], axis=1)
+        if not self.use_cache:  # the whole text again, no cache (but a loaded one, the first time)
+            self.ids = ids if self.ids is None else np.concatenate([self.ids, ids], axis=1)
+            ids = ids if self.past is not None else self.ids
         out = self.model(
             ids,
             past_key_values=self.past,
@@ -947,6 +948,14 @@ class ModelSession:
         """The cached positions' keys and values, as the model's past_key_values."""
         return self.past
 
+    def load(self, past, key_mask, ids):  # L pairs [B, H, P, D], [B, P] and [B, P] of a prompt
+        """Starts from a cache: the keys and values of a prompt's first P tokens (``ids``, whose
+        attention mask is ``key_mask``), as generate(past_key_values=) takes them. Without
+        use_cache the next pass runs over it, and the passes after it the whole text, as
+        upstream's do."""
+        self.past, self.mask = tuple(past), key_mask
+        self.ids = None if self.use_cache else ids
+
 
 class FinalCache:
     """generate()'s past_key_values (return_dict_in_generate with use_cache on), read once the
@@ -970,7 +979,8 @@ def split_pass(recording, passes, length, added, first):
     prompt's rows (its maps cut to the prompt's keys), then, for each later token i, the pass's
     row i, which on the first pass is a prompt row again (upstream's indexing), its maps cut to
     the keys before the token. ``length``: the text's length before the pass; ``added``: the
-    tokens it added."""
+    tokens it added as upstream counts them (on the first pass the whole text, less the length
+    and one for the prompt's record; with a cache given, only those kept, so none are left)."""
     for name in ("attentions", "hidden_states"):
         done, out = getattr(passes, name), getattr(recording, name)
         if out is None:
@@ -979,10 +989,21 @@ def split_pass(recording, passes, length, added, first):
         cut, rows = length, added
         if first:
             out.append(tuple(x[..., :length, : length if maps else x.shape[-1]] for x in layers))
-            cut, rows = length + 1, added - 1
+            cut, rows = length + 1, added - (length + 1)
         for i in range(rows):
             out.append(tuple(x[..., i : i + 1, : cut + i if maps else x.shape[-1]] for x in layers))
         done.clear()  # the whole pass is not kept
+
+
+def begin(session, ids, mask, past):  # -> the prompt's last logits [B, V]
+    """The prompt [B, S] through a new decode session: whole (prefill), or with ``past`` (the
+    keys and values of its first P tokens, generate()'s past_key_values) that cache loaded and
+    only the tokens after it run over it, as upstream runs them."""
+    if past is None:
+        return session.prefill(ids, mask)
+    P = past[0][0].shape[2]
+    session.load(past, mask[:, :P], ids[:, :P])
+    return session.extend(ids[:, P:], mask[:, P:], last=1)[:, -1]
 
 
 class Recording:
@@ -1030,7 +1051,11 @@ class GenerationMixin:
         * seed: the sampling generator's (numpy's, so not transformers' draws);
         * negative_prompt_ids [R, N] (and negative_prompt_attention_mask): classifier-free
           guidance's unconditional context, one row for each row decoded (R = B times
-          num_return_sequences, or times num_beams), in place of the prompt's last token.
+          num_return_sequences, or times num_beams), in place of the prompt's last token;
+        * past_key_values: the cache of the prompt's first P tokens (L (key, value) pairs [R, H,
+          P, D], R the rows decoded, as above; a past_key_values generate() returned, with
+          input_ids going on past it): only the tokens after it run, over it, as upstream's
+          generate() takes it (not with contrastive search, where upstream fails).
 
         With return_dict_in_generate, a GenerateDecoderOnlyOutput (GenerateBeamDecoderOnlyOutput
         for the beam searches) instead of the array, holding with output_scores the scores of
@@ -1113,6 +1138,7 @@ class GenerationMixin:
         scores,
         recording=None,
         cache=None,
+        past=None,
     ):
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
@@ -1191,7 +1217,7 @@ class GenerationMixin:
         if unknown:
             raise TypeError(
                 f"generate() got unknown setting(s) {unknown}; it takes {list(APPLIED_SETTINGS)},"
-                " seed, negative_prompt_ids and negative_prompt_attention_mask"
+                " seed, negative_prompt_ids, negative_prompt_attention_mask and past_key_values"
             )
         own = self.generation_config
         if own is None:
@@ -1209,6 +1235,7 @@ class GenerationMixin:
         seed=None,
         negative_prompt_ids=None,
         negative_prompt_attention_mask=None,
+        past_key_values=None,
         **settings,
     ):
         """Everything a generate() call settles before its first forward pass, checked: the
@@ -1276,6 +1303,7 @@ class GenerationMixin:
         )
         prompt = ids  # as the call gave it (upstream's encoder_repetition_penalty uses it so)
         ids, mask = np.repeat(ids, n, axis=0), np.repeat(mask, n, axis=0)  # each row n times
+        past = self._given_past(past_key_values, run, len(ids) * run["num_beams"], S)
         recording = run["output_scores"] and run["return_dict_in_generate"]
         inner = run["return_dict_in_generate"] and (
             run["output_attentions"] or run["output_hidden_states"]
@@ -1297,7 +1325,28 @@ class GenerationMixin:
             steps=steps,
             seed=seed,
             prompt=prompt,
+            past=past,
         )
+
+    def _given_past(self, past_key_values, run, rows, S):
+        """generate()'s past_key_values checked: L (key, value) pairs [rows, H, P, D] (a row for
+        each row decoded: prompts times num_return_sequences or num_beams, as upstream, which
+        repeats neither the cache) for the first P < S tokens of the prompt, or None."""
+        if past_key_values is None:
+            return None
+        if contrastive(run):
+            raise ValueError(
+                "contrastive search does not take past_key_values (transformers 4.37.2 fails: it"
+                " reads the prompt's hidden states from a pass the cache skips)"
+            )
+        past = self._check_past(past_key_values, rows)
+        P = past[0][0].shape[2]
+        if P >= S:
+            raise ValueError(
+                f"past_key_values covers {P} positions and input_ids has {S}: input_ids must go"
+                " on past the cache, whose tokens it repeats first (transformers fails otherwise)"
+            )
+        return past
 
     def _guidance(self, run, rows, negative_ids, negative_mask):
         """The call's Guidance, or None; the negative prompt checked: one row for each of the
@@ -1341,6 +1390,7 @@ class GenerationMixin:
         scores,
         recording=None,
         cache=None,
+        past=None,
     ):
         """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
         B, S = ids.shape
@@ -1348,7 +1398,7 @@ class GenerationMixin:
         rng = np.random.default_rng(seed)
         unfinished = np.ones(B, dtype=bool)
         session = self._session(B, S + steps, recording, run["use_cache"], cache)
-        last = session.prefill(ids, mask)  # [B, V]: the whole prompt once
+        last = begin(session, ids, mask, past)  # [B, V]: the whole prompt once
         processing = changed_settings(run, PROCESSOR_DEFAULTS)
         sequence = ids
         for step in range(steps):
@@ -1384,6 +1434,7 @@ class GenerationMixin:
         scores,
         recording=None,
         cache=None,
+        past=None,
     ):
         """Prompt lookup decoding (prompt_lookup_num_tokens; transformers 4.37.2's assisted
         generation with its PromptLookupCandidateGenerator), one prompt: the tokens the text
@@ -1422,6 +1473,10 @@ class GenerationMixin:
             1, capacity if limit is None else min(capacity, limit), passes, cache=cache
         )
         sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
+        if past is not None:  # the prompt's first P tokens come cached
+            P = past[0][0].shape[2]
+            session.load(past, mask[:, :P], ids[:, :P])
+            fresh, fresh_mask = ids[:, P:], mask[:, P:]
         ahead = 0  # guesses the next first pass runs with the last token (see below)
 
         def scored(guesses, place, logits):  # the scores a place's token is chosen from
@@ -1447,12 +1502,10 @@ class GenerationMixin:
                 )
             needed = accepted_guesses(guesses, guesses, eos_ids, room)  # all held: the most kept
             first = len(guesses) if eager else min(ahead, needed)  # guesses in the first pass
-            if first or sequence is not ids:  # the last token (the prompt at first) and those
-                run_ids = np.concatenate([fresh, guesses[None, :first]], axis=1)
-                run_mask = np.concatenate([fresh_mask, np.ones((1, first), np.int64)], axis=1)
-                logits = list(session.extend(run_ids, run_mask, last=first + 1)[0])
-            else:  # the prompt alone: its last place's logits only
-                logits = [session.prefill(fresh, fresh_mask)[0]]
+            # the last token (the prompt at first) and the first pass's guesses
+            run_ids = np.concatenate([fresh, guesses[None, :first]], axis=1)
+            run_mask = np.concatenate([fresh_mask, np.ones((1, first), np.int64)], axis=1)
+            logits = list(session.extend(run_ids, run_mask, last=first + 1)[0])
             seen = [scored(guesses, i, row[None]) for i, row in enumerate(logits)]
             chosen, place, chunk = [], 0, max(LOOKUP_CHUNK, first)
             while True:  # each place's token in order, up to the first miss
@@ -1468,7 +1521,11 @@ class GenerationMixin:
                     chunk *= 2
             kept = accepted_guesses(guesses, chosen, eos_ids, room)
             if recording is not None:  # the pass split into a record a token, upstream's way
-                split_pass(recording, passes, sequence.shape[1], kept + 1, sequence is ids)
+                first_pass = sequence is ids
+                # upstream counts the whole text as added by its first pass, unless a cache was
+                # given: then the tokens kept (so that pass then records the prompt alone)
+                added = sequence.shape[1] + kept + 1 if first_pass and past is None else kept + 1
+                split_pass(recording, passes, sequence.shape[1], added, first_pass)
             held = kept == needed and kept >= LOOKUP_AHEAD  # a run long enough to be a copy
             ahead = kept if held else 0  # as many guesses in the next first pass
             new = np.array(chosen[: kept + 1], np.int64)[None]  # [1, kept + 1]
@@ -1495,6 +1552,7 @@ class GenerationMixin:
         scores,
         recording=None,
         cache=None,
+        past=None,
     ):
         """transformers' beam search (4.37.2): ``num_beams`` hypotheses a prompt, scored by the sum
         of their tokens' log-probabilities (after the logits processors); finished ones (ending
@@ -1547,7 +1605,7 @@ class GenerationMixin:
         beam_scores = beam_scores.reshape(-1)
         history = [()] * (B * nb) if scores is not None and G == 1 else None  # beam indices
         session = self._session(B * nb, total, recording, run["use_cache"], cache)
-        logits = session.prefill(ids, mask)
+        logits = begin(session, ids, mask, past)
         while True:
             logp = log_softmax(logits.astype(np.float32))  # [B * nb, V]
             chosen = np.zeros(B * nb, np.int64)  # this step's token of every beam

@@ -756,3 +756,60 @@ def test_generate_returns_no_cache_without_use_cache():
     assert beams.past_key_values is None
     plain = model.generate(PROMPT, max_new_tokens=3, use_cache=True)
     np.testing.assert_array_equal(plain, out.sequences)
+
+
+@pytest.mark.parametrize("decoding", [d for d in CACHED_DECODINGS if d != "contrastive"])
+def test_generate_goes_on_from_a_given_cache_as_from_the_whole_prompt(decoding):
+    """generate(past_key_values=) with the cache a first call returned and input_ids going on
+    past it (a next turn): only the tokens after the cache run, and the tokens (and the cache at
+    the end) are those of a call given the whole text; on numba (float32 and bf16 caches) too.
+    Upstream's own are the golden cases generate-with-past-*."""
+    kw = dict(CACHED_DECODINGS[decoding], max_new_tokens=3, use_cache=True)
+    ids = PADDED[:1] if decoding == "prompt lookup" else PADDED
+    mask = (ids != 0).astype(np.int64)
+    rows = kw.get("num_beams", 1)  # a cache row for each row decoded
+    for backend, options in (("numpy", {}), ("numba", {}), ("numba", {"kv_cache": "bf16"})):
+        model = tiny_mpt(seed=SEED, backend=backend, **options)
+        first = model.generate(
+            ids, attention_mask=mask, max_new_tokens=2, use_cache=True, return_dict_in_generate=True
+        )
+        text = np.concatenate([first.sequences, np.full((len(ids), 2), 7)], axis=1)
+        text_mask = np.concatenate([mask, np.ones((len(ids), 4), np.int64)], axis=1)
+        past = tuple(
+            (np.repeat(k, rows, 0), np.repeat(v, rows, 0)) for k, v in first.past_key_values
+        )
+        want = model.generate(text, attention_mask=text_mask, return_dict_in_generate=True, **kw)
+        got = model.generate(
+            text, attention_mask=text_mask, past_key_values=past, return_dict_in_generate=True, **kw
+        )
+        what = f"{backend} {options}"
+        np.testing.assert_array_equal(got.sequences, want.sequences, err_msg=what)
+        K = want.past_key_values[0][0].shape[2]  # the padding's own keys depend on the pass
+        real = np.repeat(np.pad(text_mask, ((0, 0), (0, K)), constant_values=1)[:, :K], rows, 0)
+        for a, b in zip(got.past_key_values, want.past_key_values):
+            for x, y, name in zip(a, b, ("keys", "values")):
+                x, y = x.transpose(0, 2, 1, 3)[real == 1], y.transpose(0, 2, 1, 3)[real == 1]
+                assert_close(x, y, atol=1e-4, rtol=1e-4, what=f"{what} {name}")
+
+
+def test_a_given_cache_is_refused_where_upstream_fails_or_it_does_not_fit():
+    model = tiny_mpt(seed=SEED)
+    mask = (PADDED != 0).astype(np.int64)
+    first = model.generate(
+        PADDED, attention_mask=mask, max_new_tokens=2, use_cache=True, return_dict_in_generate=True
+    )
+    past, seq = first.past_key_values, first.sequences  # past: all but the last token
+    longer = np.concatenate([mask, np.ones((2, 2), np.int64)], axis=1)
+    kw = dict(attention_mask=longer, max_new_tokens=2, use_cache=True)
+    with pytest.raises(ValueError, match="contrastive search does not take past_key_values"):
+        model.generate(seq, past_key_values=past, penalty_alpha=0.5, top_k=3, **kw)
+    with pytest.raises(ValueError, match="covers 6 positions and input_ids has 6"):
+        model.generate(seq[:, :-1], past_key_values=past, **dict(kw, attention_mask=longer[:, :6]))
+    with pytest.raises(ValueError, match=r"must have shape \(4, 3, 6, 8\)"):
+        model.generate(seq, past_key_values=past, num_beams=2, **kw)  # a row for each beam
+    with pytest.raises(ValueError, match="must be 2 \\(key, value\\) pairs"):
+        model.generate(seq, past_key_values=past[:1], **kw)
+    bf16 = tiny_mpt(seed=SEED, backend="numba", kv_cache="bf16")
+    off_grid = tuple((k + np.float32(1e-3), v) for k, v in past)
+    with pytest.raises(ValueError, match="off the bf16 grid"):
+        bf16.generate(seq, past_key_values=off_grid, **kw)

@@ -18,6 +18,9 @@ CONFIG = dict(model_type="mpt", d_model=24, n_heads=3, n_layers=2, vocab_size=50
 
 
 def tiny_mpt(task="causal-lm", profile=None, seed=0, backend="numpy", **overrides):
+    """A random MPT of CONFIG's shape; ``overrides``: config fields, and the load options
+    (kv_cache, weight_storage), which go to build as its keyword arguments."""
+    options = {k: overrides.pop(k) for k in mpt_model.LOAD_OPTIONS if k in overrides}
     config = {**CONFIG, **overrides}
     c = mpt_model.MPTConfig.from_dict(config, profile)
     rng = np.random.default_rng(seed)
@@ -30,7 +33,7 @@ def tiny_mpt(task="causal-lm", profile=None, seed=0, backend="numpy", **override
         )
         for k, s in mpt_model.param_shapes(c, task, profile).items()
     }
-    return reference.build(config, params, task=task, profile=profile, backend=backend)
+    return reference.build(config, params, task=task, profile=profile, backend=backend, **options)
 
 
 @st.composite

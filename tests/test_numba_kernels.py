@@ -803,6 +803,24 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
                 None,
                 2,
             )
+    # x's rows: n for each of the cache's, their slots inside it (the step's t = T - 1 leaves
+    # room for one each)
+    for rows, at in [(B + 1, t), (2 * B, t), (0, 0)]:
+        with pytest.raises(ValueError, match="x must have n rows for each of the cache's"):
+            nb.decode_step(
+                rand(rows, C),
+                at,
+                *args,
+                k,
+                v,
+                key_ok,
+                slopes,
+                *consts,
+                *head,
+                np.zeros((rows, V), np.float32),
+                None,
+                2,
+            )
 
 
 @FAST

@@ -49,9 +49,10 @@ class ReferenceImplementation:
             generation_config=options.get("generation_config"),
         )
         plain, past = split_past(inputs)
-        if "generate" in options:
-            return generate_outputs(model.generate(**plain, **options["generate"]), model)
         extra = {} if past is None else {"past_key_values": past}
+        if "generate" in options:
+            out = model.generate(**plain, **extra, **options["generate"])
+            return generate_outputs(out, model)
         if "use_cache" in options:
             extra["use_cache"] = options["use_cache"]
         out = model(

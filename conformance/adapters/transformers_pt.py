@@ -78,6 +78,8 @@ class TransformersPyTorch:
             torch.from_numpy(np.ascontiguousarray(a))
         )
         kwargs = {k: t(v) for k, v in plain.items()}
+        if past is not None:
+            kwargs["past_key_values"] = tuple((t(k), t(v)) for k, v in past)
         with torch.no_grad():
             if "generate" in options and "generation_config" in options:
                 # as from_pretrained reads a checkpoint's generation_config.json; the model is
@@ -100,8 +102,6 @@ class TransformersPyTorch:
                     pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
                 )
                 return generate_outputs(out, model)
-            if past is not None:
-                kwargs["past_key_values"] = tuple((t(k), t(v)) for k, v in past)
             if "use_cache" in options:
                 kwargs["use_cache"] = options["use_cache"]
             out = model(

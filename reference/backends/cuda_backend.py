@@ -337,6 +337,20 @@ class DecodeSession:
             for i in range(len(kt))
         )
 
+    def load(self, past, key_mask, ids=None):  # L pairs [B, H, P, D], [B, P] -> a cache of P
+        """Starts from a given cache (generate(past_key_values=)), uploaded: its keys and values
+        (keys to the [D, T] layout), and which keys are real."""
+        P = past[0][0].shape[2]
+        kt, v = np.zeros(self.kt.shape, np.float32), np.zeros(self.v.shape, np.float32)
+        for i, (key, value) in enumerate(past):
+            kt[i, ..., :P] = np.swapaxes(key, -1, -2)
+            v[i, :, :, :P] = value
+        key_ok = np.zeros((self.batch, self.total_len), np.uint8)
+        key_ok[:, :P] = np.asarray(key_mask) == 1
+        self.kt, self.v = dev.to_device(kt), dev.to_device(v)
+        self.key_ok = dev.to_device(key_ok, np.uint8)
+        self.length = P
+
     def reorder(self, rows):  # [B] host row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows after beam search's choice: gathered into a second buffer of
         each, which becomes the cache, the first kept for the next reorder (twice the cache's

@@ -549,6 +549,26 @@ class DecodeSession:
         t, widen = self.length, bf16_to_float32 if self.bf16 else np.array
         return tuple((widen(k[:, :, :t]), widen(v[:, :, :t])) for k, v in zip(self.k, self.v))
 
+    def load(self, past, key_mask, ids=None):  # L pairs [B, H, P, D], [B, P] -> a cache of P
+        """Starts from a given cache (generate(past_key_values=)): its keys and values, and which
+        keys are real. A bf16 cache holds bf16 values only: others are refused, not rounded (the
+        NumPy model uses them as given)."""
+        P = past[0][0].shape[2]
+        for i, (k, v) in enumerate(past):
+            for name, given, slot in (("key", k, self.k), ("value", v, self.v)):
+                given = np.asarray(given, np.float32)
+                if self.bf16:
+                    bits = _grid_bits(given)
+                    if not np.array_equal(bf16_to_float32(bits), given, equal_nan=True):
+                        raise ValueError(
+                            f"past_key_values[{i}] {name}: values off the bf16 grid, which a"
+                            " kv_cache 'bf16' cannot hold (a cache from a float32 model?)"
+                        )
+                    given = bits
+                slot[i, :, :, :P] = given
+        self.key_ok[:, :P] = np.asarray(key_mask) == 1
+        self.length = P
+
     def reorder(self, rows):  # [B] row indices: row i goes on from row rows[i] (beam search)
         """Copies the cache rows so far after beam search's choice. Which keys are real stays
         each row's own, as upstream keeps each row's attention mask (ModelSession.reorder)."""

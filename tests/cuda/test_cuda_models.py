@@ -252,3 +252,26 @@ def test_the_cuda_sessions_returned_cache_equals_numpy(beams):
     for layer, (a, b) in enumerate(zip(got.past_key_values, want.past_key_values)):
         for name, x, y in zip(("key", "value"), a, b):
             np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-4, err_msg=f"{layer} {name}")
+
+
+def test_the_cuda_session_goes_on_from_a_given_cache_as_numpy():
+    """generate(past_key_values=) on the cuda session: the cache uploaded (load), the tokens after
+    it run a step each, the same tokens and cache as the NumPy model's."""
+    w = weights(5)
+    ids = np.array([[5, 6, 7, 8, 9, 10], [0, 0, 3, 4, 5, 6]])
+    mask = (ids != 0).astype(np.int64)
+    numpy_model = reference.build(CONFIG, w, task="causal-lm")
+    past = numpy_model(ids[:, :4], attention_mask=mask[:, :4], use_cache=True).past_key_values
+    args = dict(
+        attention_mask=mask,
+        past_key_values=past,
+        max_new_tokens=3,
+        use_cache=True,
+        return_dict_in_generate=True,
+    )
+    want = numpy_model.generate(ids, **args)
+    got = reference.build(CONFIG, w, task="causal-lm", backend="cuda").generate(ids, **args)
+    np.testing.assert_array_equal(got.sequences, want.sequences)
+    for layer, (a, b) in enumerate(zip(got.past_key_values, want.past_key_values)):
+        for name, x, y in zip(("key", "value"), a, b):
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=1e-4, err_msg=f"{layer} {name}")

@@ -115,10 +115,13 @@ class HFRunner:
 
     def generate(self, model, inputs, max_new_tokens, eos_token_id=None, do_sample=False, **more):
         more = upstream_generate_kwargs(more)
+        plain, past = split_past(inputs)
+        if past is not None:  # a case with a split: the cache of the prompt's first tokens
+            more["past_key_values"] = tuple((self.tensor(k), self.tensor(v)) for k, v in past)
         with self.torch.no_grad():
             seq = model.generate(
-                self.tensor(inputs["input_ids"]),
-                **{k: self.tensor(v) for k, v in inputs.items() if k != "input_ids"},
+                self.tensor(plain["input_ids"]),
+                **{k: self.tensor(v) for k, v in plain.items() if k != "input_ids"},
                 max_new_tokens=max_new_tokens,
                 do_sample=do_sample,
                 eos_token_id=eos_token_id,
@@ -236,6 +239,20 @@ def prepare(runner, model, spec):
     return inputs, extra
 
 
+def with_past(runner, model, inputs, split, gen):
+    """A generate case's inputs with upstream's cache of the prompt's first ``split`` tokens
+    (past.<layer>.key / .value), a row for each row generate() decodes (each prompt's repeated
+    num_beams or num_return_sequences times, as upstream's generate() does not repeat it)."""
+    beams = gen.get("num_beams", 1)
+    times = beams if beams > 1 else gen.get("num_return_sequences", 1)
+    ids = np.repeat(inputs["input_ids"][:, :split], times, axis=0)
+    mask = np.repeat(inputs["attention_mask"][:, :split], times, axis=0)
+    inputs = dict(inputs)
+    for i, (k, v) in enumerate(runner.prefill(model, ids, mask)):
+        inputs[f"past.{i}.key"], inputs[f"past.{i}.value"] = runner.numpy(k), runner.numpy(v)
+    return inputs
+
+
 def generate(runner, out_root: Path, only=None):
     for spec in cases():
         if runner.profile not in spec["profiles"] or (only and spec["name"] not in only):
@@ -282,6 +299,8 @@ def generate(runner, out_root: Path, only=None):
 
             elif gen:
                 inputs = spec["inputs"]
+                if spec["split"] is not None:  # past_key_values: a prefill of the first tokens
+                    inputs = with_past(runner, model, inputs, spec["split"], gen)
                 if (
                     gen.get("eos_token_id") == "first-token-of-row-0"
                 ):  # an eos that row 0 emits at step 3

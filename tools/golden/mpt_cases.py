@@ -352,10 +352,12 @@ def cases():
             options=dict(generate=dict(max_new_tokens=8, eos_token_id="first-token-of-row-0")),
         )
     )
-    def generating(name, purpose, file=None, inputs=None, config=None, generate=None):
+    def generating(name, purpose, file=None, inputs=None, config=None, generate=None, split=None):
         """generate() on the left-padded batch with keyword arguments ``generate`` and, where
         given, the checkpoint's generation_config.json ``file`` ("row-R-token-I": that greedy
-        token, filled in by make_mpt.py)."""
+        token, filled in by make_mpt.py). With a ``split`` P, past_key_values too: upstream's
+        cache of the prompt's first P tokens (a row for each row decoded), which the case stores
+        as inputs (past.<layer>.key / .value) beside the whole prompt."""
         options = dict(generate=generate or {})
         if file is not None:
             options["generation_config"] = file
@@ -366,6 +368,7 @@ def cases():
             inputs or dict(input_ids=x, attention_mask=mask),
             config=dict(pad_token_id=0, **(config or {})),
             options=options,
+            split=split,
         )
 
     one = ids(2, 1)
@@ -817,6 +820,107 @@ def cases():
                 use_cache=True,
                 return_dict_in_generate=True,
             ),
+        ),
+        generating(
+            "generate-with-past",
+            "past_key_values given to generate(): upstream's cache of the left-padded prompts'"
+            " first 4 tokens (row 1's padding inside it); only the last 2 run over it, then greedy"
+            " decoding as without it, its scores and the cache at the end included",
+            split=4,
+            generate=dict(
+                max_new_tokens=5,
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-with-past-no-cache",
+            "past_key_values with MPT's use_cache false: the first pass runs over the given cache,"
+            " each later one the whole text again",
+            split=4,
+            generate=dict(max_new_tokens=5),
+        ),
+        generating(
+            "generate-with-past-beams",
+            "past_key_values with beam search (3 beams, eos 28): a cache row for each beam, as"
+            " upstream repeats the prompt but not the cache",
+            split=3,
+            generate=dict(
+                max_new_tokens=5,
+                num_beams=3,
+                eos_token_id=[28],
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-with-past-sampling",
+            "past_key_values with sampling made deterministic and 2 sequences a prompt: a cache row"
+            " for each sequence",
+            split=5,
+            generate=dict(one_token_sampling, num_return_sequences=2, use_cache=True),
+        ),
+        generating(
+            "generate-with-past-attentions",
+            "past_key_values with output_attentions and output_hidden_states: the first pass"
+            " records the rows of the tokens it ran, after the cache",
+            split=4,
+            generate=dict(
+                max_new_tokens=3,
+                use_cache=True,
+                return_dict_in_generate=True,
+                output_attentions=True,
+                output_hidden_states=True,
+            ),
+        ),
+        generating(
+            "generate-with-past-prompt-lookup",
+            "past_key_values with prompt lookup (the past-eos case, its first 3 tokens cached)",
+            inputs=dict(input_ids=lookup_prompt, attention_mask=np.ones_like(lookup_prompt)),
+            split=3,
+            generate=dict(
+                max_new_tokens=11,
+                prompt_lookup_num_tokens=3,
+                use_cache=True,
+                eos_token_id=28,
+                return_dict_in_generate=True,
+                output_scores=True,
+            ),
+        ),
+        generating(
+            "generate-with-past-prompt-lookup-attentions",
+            "past_key_values with prompt lookup and output_attentions: the first pass runs the"
+            " tokens after the cache and the guesses, and upstream splits it from its start as"
+            " ever (its prompt record is that pass's rows, fewer than the prompt's)",
+            inputs=dict(
+                input_ids=np.array([[18, 18, 18, 18, 26, 41, 35, 6, 18]]),
+                attention_mask=np.ones((1, 9), np.int64),
+            ),
+            split=5,
+            generate=dict(
+                max_new_tokens=5,
+                eos_token_id=63,
+                use_cache=True,
+                prompt_lookup_num_tokens=3,
+                return_dict_in_generate=True,
+                output_attentions=True,
+            ),
+        ),
+        generating(
+            "generate-with-past-contrastive",
+            "past_key_values with contrastive search: upstream fails (it reads the prompt's hidden"
+            " states from the pass the cache skips)",
+            split=4,
+            generate=dict(max_new_tokens=3, penalty_alpha=0.6, top_k=4, use_cache=True),
+        ),
+        generating(
+            "generate-with-past-whole-prompt",
+            "past_key_values over the whole prompt: upstream then runs its last token again over a"
+            " cache that holds it, and fails on the mask",
+            split=6,
+            generate=dict(max_new_tokens=3, use_cache=True),
         ),
         generating(
             "generate-prompt-lookup-past-eos",
