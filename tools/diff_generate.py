@@ -10,8 +10,9 @@ vocabulary 64, a left-padded batch of two prompts). Each call draws a decoding (
 search, diverse or constrained beam search, contrastive search, sampling made deterministic by
 top_k 1, or prompt lookup on the first prompt alone, greedy or so sampling) and a random handful
 of logits processors (guidance included), eos ids among the tokens the model likes, lengths
-and the cache on or off; with return_dict_in_generate, sometimes the attention maps and hidden
-states too, and with the cache on, the cache returned (past_key_values). A
+and the cache on or off, sometimes a given cache of the prompts' first tokens (the reference's,
+to both); with return_dict_in_generate, sometimes the attention maps and hidden states too, and
+with the cache on, the cache returned (past_key_values). A
 call that one side refuses must be refused by the other. Prints each difference with its
 settings; exits 1 if there was any. The golden cases hold what this finds worth keeping.
 
@@ -81,6 +82,8 @@ def draw(rng, likely):
         kw["eos_token_id"] = rng.sample(likely, rng.randint(1, 2))
     if rng.random() < 0.4:  # the cache on (also returned as past_key_values with the dict)
         kw["use_cache"] = True
+    if mode != "contrastive" and rng.random() < 0.15:  # a given cache of the first tokens
+        kw["past_split"] = rng.randint(1, 5)
     processors = {
         "repetition_penalty": lambda: rng.choice([0.8, 1.3, 2.0]),
         "no_repeat_ngram_size": lambda: rng.randint(1, 3),
@@ -105,6 +108,16 @@ def draw(rng, likely):
     if mode != "lookup" and rng.random() < 0.05:  # refused on a batch of two, upstream and here
         kw.update(prompt_lookup_num_tokens=3, use_cache=True)
     return kw, 1 if mode == "lookup" else 2
+
+
+def given_past(model, ids, mask, split, kw):
+    """past_key_values for a call: the model's cache of the prompts' first ``split`` tokens, a
+    row for each row the call decodes (num_beams or num_return_sequences a prompt)."""
+    beams = kw.get("num_beams", 1)
+    times = beams if beams > 1 else kw.get("num_return_sequences", 1)
+    ids, mask = np.repeat(ids[:, :split], times, 0), np.repeat(mask[:, :split], times, 0)
+    out = model(ids, attention_mask=mask, use_cache=True)
+    return tuple((np.ascontiguousarray(k), np.ascontiguousarray(v)) for k, v in out.past_key_values)
 
 
 def degenerate(model, ids, mask, kw):
@@ -189,8 +202,15 @@ def main():
     for call in range(args.calls):
         kw, rows = draw(rng, likely)
         x, m = ids[:rows], mask[:rows]
+        ours_kw, theirs_kw = kw, kw
+        if "past_split" in kw:  # the same cache to both: ours of the first P tokens
+            kw = dict(kw)
+            past = given_past(ours, x, m, kw.pop("past_split"), kw)
+            ours_kw = dict(kw, past_key_values=past)
+            tensors = tuple((torch.from_numpy(k), torch.from_numpy(v)) for k, v in past)
+            theirs_kw = dict(kw, past_key_values=tensors)
 
-        def theirs(kw=kw, x=x, m=m):
+        def theirs(kw=theirs_kw, x=x, m=m):
             with torch.no_grad():
                 return upstream.generate(
                     torch.from_numpy(x), attention_mask=torch.from_numpy(m), **kw
@@ -198,7 +218,7 @@ def main():
 
         groups = kw.get("num_beam_groups", 1) > 1
         want, refused = run(theirs, groups)
-        got, error = run(lambda kw=kw, x=x, m=m: ours.generate(x, attention_mask=m, **kw))
+        got, error = run(lambda kw=ours_kw, x=x, m=m: ours.generate(x, attention_mask=m, **kw))
         problem = None
         if refused or error:
             if not (refused and error):
@@ -209,7 +229,7 @@ def main():
         if problem and degenerate(ours, x, m, kw):
             problem = None  # known: NaN or ties at -inf (see above)
         if problem and problem.startswith("scores") and kw.get("num_beams", 1) > 1:
-            cached, _ = run(lambda kw=kw: theirs(dict(kw, use_cache=True)), groups)
+            cached, _ = run(lambda kw=theirs_kw: theirs(dict(kw, use_cache=True)), groups)
             if cached is not None:  # the cache it then returns is not ours to compare
                 cached = {k: v for k, v in cached.items() if not k.startswith("present.")}
             if cached is not None and compare(cached, got) is None:
