@@ -767,7 +767,10 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
         got, kk, vv = x.copy(), k.copy(), v.copy()
         logits = np.full((B, V), np.nan, np.float32)
         consts = (np.float32(0.25), np.float32(1e-5))
-        nb.decode_step(got, t, *args, kk, vv, key_ok, slopes, *consts, *head, logits, None, tasks)
+        rows = np.arange(B)
+        nb.decode_step(
+            got, t, *args, kk, vv, rows, key_ok, slopes, *consts, *head, logits, None, tasks
+        )
         assert not np.isnan(logits).any(), "every logit written"
         return got, kk, vv, logits
 
@@ -795,6 +798,7 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
                 *args,
                 k,
                 v,
+                np.arange(B),
                 key_ok,
                 slopes,
                 *consts,
@@ -806,18 +810,36 @@ def test_decode_step_gives_the_same_bits_for_any_tasks_even_run_one_after_anothe
     # x's rows: n for each of the cache's, their slots inside it (the step's t = T - 1 leaves
     # room for one each)
     for rows, at in [(B + 1, t), (2 * B, t), (0, 0)]:
-        with pytest.raises(ValueError, match="x must have n rows for each of the cache's"):
+        with pytest.raises(ValueError, match="x must have n rows for each of rows'"):
             nb.decode_step(
                 rand(rows, C),
                 at,
                 *args,
                 k,
                 v,
+                np.arange(B),
                 key_ok,
                 slopes,
                 *consts,
                 *head,
                 np.zeros((rows, V), np.float32),
+                None,
+                2,
+            )
+    for rows in ([0, 0], [0, B], [-1, 0]):  # a row twice, past the cache, negative
+        with pytest.raises(ValueError, match="rows must be distinct rows of the cache"):
+            nb.decode_step(
+                x.copy(),
+                t,
+                *args,
+                k,
+                v,
+                np.array(rows, np.int64),
+                key_ok,
+                slopes,
+                *consts,
+                *head,
+                np.zeros((B, V), np.float32),
                 None,
                 2,
             )
@@ -991,7 +1013,17 @@ def assert_decode_step_equals_numpy(B, H, T, D, bias, bf16_cache, seed, tasks=No
     tasks = get_num_threads() if tasks is None else tasks
     consts = (np.float32(0.25), np.float32(1e-5))
     tiles = True if B * n >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
-    nb.decode_step(got, t, *stacked, k, v, key_ok, slopes, *consts, *head, logits, tiles, tasks)
+    # the rows' caches in cache rows of a drawn order (beam search's map), one spare row
+    rows = rng.permutation(B + 1)[:B]
+    k_rows, v_rows = (
+        np.zeros_like(k[:, :1]).repeat(B + 1, 1),
+        np.zeros_like(v[:, :1]).repeat(B + 1, 1),
+    )
+    k_rows[:, rows], v_rows[:, rows] = k, v
+    nb.decode_step(
+        got, t, *stacked, k_rows, v_rows, rows, key_ok, slopes, *consts, *head, logits, tiles, tasks
+    )
+    k, v = k_rows[:, rows], v_rows[:, rows]  # each row's cache, as the step left it
     # the step's key and value in slot t against NumPy's: float32 sums of C products, in another
     # order, so within (C + 8) units of their size; a bf16 cache rounds them, and near a tie the
     # two sums may round apart by one bf16 step, up to 2^-7 of the value
@@ -1506,8 +1538,9 @@ def one_layer_step(B, heads, T, seed, matrices, V):
     slopes, scale, eps = alibi_slopes(H), np.float32(0.25), np.float32(1e-5)
     head_args = (g[2], n[2], wh[0], sh[0], logits)
     tiles = True if B >= nb.TILED_MIN_ROWS else None  # as numba_stacks passes it
+    rows = np.arange(B)
     nb.decode_step(
-        out, t, *args, k, v, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
+        out, t, *args, k, v, rows, key_ok, slopes, scale, eps, *head_args, tiles, get_num_threads()
     )
     return out, logits, k
 
@@ -1855,3 +1888,30 @@ def test_exact_kernels_keep_their_arithmetic_when_first_compiled_inside_a_fast_m
             [sys.executable, "-c", FAST_MATH_FIRST, run], capture_output=True, text=True, env=env
         )
         assert out.returncode == 0 and out.stdout.strip() == "ok", (run, out.stderr[-2000:])
+
+
+@pytest.mark.parametrize("kv_cache", ["fp32", "bf16"])
+def test_reorder_moves_rows_by_their_map_and_copies_only_shared_caches(kv_cache):
+    """DecodeSession.reorder keeps a map from rows to cache rows, copying a cache only where
+    several rows go on from one: after reorders that repeat, drop and swap rows, with steps
+    between, every step's logits and the cache itself equal the model's own forward, whose cache
+    rows are gathered (ModelSession)."""
+    from reference.generation import ModelSession
+
+    numpy_model = tiny_mpt(kv_cache=kv_cache)
+    session = tiny_mpt(backend="numba", kv_cache=kv_cache).decode_session(4, 12)
+    plain = ModelSession(numpy_model)
+    ids = np.array([[5, 6, 7], [8, 9, 10], [0, 11, 12], [13, 14, 15]])
+    mask = (ids != 0).astype(np.int64)
+    assert_close(session.prefill(ids, mask), plain.prefill(ids, mask), atol=1e-4, what="prompt")
+    for i, rows in enumerate([[0, 0, 1, 2], [3, 3, 3, 0], [1, 0, 3, 2], [2, 2, 2, 2]]):
+        session.reorder(np.array(rows))
+        plain.reorder(np.array(rows))
+        assert len(set(session.rows.tolist())) == 4, session.rows  # each row its own cache row
+        token = np.array([20 + i, 30 + i, 40 + i, 45 - i])
+        assert_close(session.step(token), plain.step(token), atol=1e-4, what=f"step {i}")
+        for (k, v), (k_ref, v_ref) in zip(session.cache(), plain.cache()):
+            assert_close(k, k_ref, atol=1e-4, what=f"keys after reorder {i}")
+            assert_close(v, v_ref, atol=1e-4, what=f"values after reorder {i}")
+    with pytest.raises(ValueError, match=r"reorder takes 4 row indices in \[0, 4\)"):
+        session.reorder(np.array([0, 1, 2, 4]))

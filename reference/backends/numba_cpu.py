@@ -1989,7 +1989,7 @@ def _arrive(done, p, computed):  # adds computed units to phase p's count -> the
 
 
 @njit(inline="always")
-def _await_heads(done, p, computed, units, k, v, layer, t, task, tasks):
+def _await_heads(done, p, computed, units, k, v, rows, layer, t, task, tasks):
     """_await_phase for the qkv matvec, whose next phase reads the cache, not a matrix: meanwhile
     it asks for the cached keys and values (slots 0..t) of the heads this task will take first
     (its own span of the attention's units), a line of each per look at the count, head after
@@ -1997,14 +1997,14 @@ def _await_heads(done, p, computed, units, k, v, layer, t, task, tasks):
     there instead (two runs of 200 alternating rounds; 0.980x in the memory's fast bursts), 0.989x
     at t = 300; fp32 0.982x (Zen 4)."""
     slot = _arrive(done, p, computed)
-    B, H = k.shape[1], k.shape[2]
+    B, H = rows.shape[0], k.shape[2]
     bh, end = _span_start(task, tasks, B * H), _span_start(task + 1, tasks, B * H)
     head_bytes = (t + 1) * k.shape[4] * k.itemsize
     line = 0
     while _load_word(done, slot) < units:
         if bh < end:
-            prefetch(k[layer, bh // H, bh % H], (0, 0), line)
-            prefetch(v[layer, bh // H, bh % H], (0, 0), line)
+            prefetch(k[layer, rows[bh // H], bh % H], (0, 0), line)
+            prefetch(v[layer, rows[bh // H], bh % H], (0, 0), line)
             line += 64
             if line >= head_bytes:
                 bh, line = bh + 1, 0
@@ -2027,9 +2027,10 @@ def _await_phase(done, p, computed, units, w_next, task, tasks):
 
 
 @njit(inline="always", fastmath=FASTMATH)
-def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):  # a head of a row
-    """Head hh of cache row b's new tokens, n of them (rows b n .. b n + n - 1 of qkv and ctx, n
-    = qkv's rows over the cache's; 1 in a plain step): stores their keys and values in cache
+def _attend(qkv, k, v, rows, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):
+    """Head hh of row b's new tokens, n of them (rows b n .. b n + n - 1 of qkv and ctx, n =
+    qkv's rows over the rows of the cache; 1 in a plain step), whose keys and values are the
+    cache's row rows[b] (its key mask key_ok's row b): stores their keys and values in cache
     slots t .. t + n - 1, then for each, ctx[row, hh D : hh D + D] = its attention over the slots
     up to its own (scores: room for t + n of them). The one unit writes every new slot it reads,
     so no other task's write is waited for. 2-D views of the head's cache, read in explicit
@@ -2037,8 +2038,8 @@ def _attend(qkv, k, v, key_ok, slopes, scale, layer, b, hh, t, ctx, scores):  # 
     from vectorising them). Keys are stored like values, [T, D]: the live ones are one
     contiguous block for the prefetcher to stream, where [D, T] made D short rows of them (whole
     steps 1-1.5% faster, paired over t = 32 .. 158, fp32 and bf16)."""
-    C, D, n = ctx.shape[1], k.shape[4], qkv.shape[0] // k.shape[1]
-    keys, values = k[layer, b, hh], v[layer, b, hh]  # [T, D], [T, D]
+    C, D, n = ctx.shape[1], k.shape[4], qkv.shape[0] // rows.shape[0]
+    keys, values = k[layer, rows[b], hh], v[layer, rows[b], hh]  # [T, D], [T, D]
     for i in range(n):
         for d in range(D):
             keys[t + i, d] = _cached(k, qkv[b * n + i, C + hh * D + d])
@@ -2065,7 +2066,7 @@ def _step_task(
     every task reads)."""
     ln1_w, ln1_b, ln2_w, ln2_b = norms
     w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down = weights
-    k, v, key_ok, slopes = cache
+    k, v, rows, key_ok, slopes = cache
     lnf_w, lnf_b, w_head, s_head, logits = head
     qkv, ctx, up = shared
     B, C = x.shape
@@ -2075,7 +2076,7 @@ def _step_task(
     # between phases), so that running out of memory cannot leave the others waiting for a unit
     # it claimed
     h = np.empty((B, C), np.float32)  # the layer norm of x
-    scores = np.empty(t + B // k.shape[1], np.float32)  # one head's attention, for the last row
+    scores = np.empty(t + B // rows.shape[0], np.float32)  # one head's attention, the last row's
     th, tctx, tup = _tiles_of(tiles, h), _tiles_of(tiles, ctx), _tiles_of(tiles, up)  # or None
     for layer in range(L):
         p = layer * STEP_PHASES
@@ -2087,13 +2088,14 @@ def _step_task(
         n = _claim_rows(
             th, _split_for(wq, h), wq, sq, bq, qkv, False, False, claims[0], task, tasks
         )
-        _await_heads(done, p, n, units[0], k, v, layer, t, task, tasks)
+        _await_heads(done, p, n, units[0], k, v, rows, layer, t, task, tasks)
         n = 0
         j = 0
         while j < tasks:
             lo, hi, j = _next_groups(claims[1], task, tasks, j)
             for bh in range(lo, hi):
-                _attend(qkv, k, v, key_ok, slopes, scale, layer, bh // H, bh % H, t, ctx, scores)
+                b, hh = bh // H, bh % H
+                _attend(qkv, k, v, rows, key_ok, slopes, scale, layer, b, hh, t, ctx, scores)
             n += hi - lo
         _await_phase(done, p + 1, n, units[1], w_o[layer], task, tasks)
         wo, so, bo = w_o[layer], s_o[layer], b_o[layer]
@@ -2142,6 +2144,7 @@ def decode_step(
     b_down,
     k,
     v,
+    rows,
     key_ok,
     slopes,
     scale,
@@ -2169,9 +2172,11 @@ def decode_step(
     time, [L, O / 4, I / 32, 128] (precision.interleave_quads), or q8 interleaved four rows by
     four blocks, uint8 [L, O / 4, I / 128, 512] with scales [L, O / 4, I / 128, 16]
     (precision.interleave_q8). Biases [L, O] (zeros where the
-    checkpoint has none). The cache k, v [L, B, H, T, D] is float32, or bf16 bits (uint16) for
+    checkpoint has none). The cache k, v [L, B', H, T, D] is float32, or bf16 bits (uint16) for
     kv_cache "bf16": the step's key and value are rounded as they are stored and every key is
-    widened as it is read.
+    widened as it is read. rows [B] (int64, distinct): the cache row that holds each row's keys
+    and values (beam search moves its beams by this map rather than by copying their caches);
+    key_ok [B, T]: each row's key mask.
 
     The whole step is one parallel region of ``tasks`` tasks (the number of threads,
     numba.get_num_threads()), not a region per matvec: each layer is five phases (the qkv
@@ -2200,17 +2205,24 @@ def decode_step(
     0.94x for interleaved bf16 (Zen 4)."""
     B, C = x.shape
     L, H, W = w_qkv.shape[0], k.shape[2], out_rows(w_up[0])
-    if B == 0 or B % k.shape[1] or t + B // k.shape[1] > k.shape[3]:
+    if B == 0 or B % rows.shape[0] or t + B // rows.shape[0] > k.shape[3]:
         raise ValueError(
-            "decode_step's x must have n rows for each of the cache's (n >= 1), their slots"
+            "decode_step's x must have n rows for each of rows' (n >= 1), their slots"
             " t .. t + n - 1 inside it"
         )
+    used = np.zeros(k.shape[1], np.bool_)  # the kernels trust rows: they index the cache
+    for b in range(rows.shape[0]):
+        if rows[b] < 0 or rows[b] >= k.shape[1] or used[rows[b]] or key_ok.shape[0] != len(rows):
+            raise ValueError(
+                "decode_step's rows must be distinct rows of the cache, one for each of key_ok's"
+            )
+        used[rows[b]] = True
     qkv = np.empty((B, 3 * C), np.float32)
     ctx = np.empty((B, C), np.float32)
     up = np.empty((B, W), np.float32)
     units = (  # each phase's units, in the order of the phases
         _row_groups(w_qkv[0]),
-        k.shape[1] * H,  # a head of a cache row
+        rows.shape[0] * H,  # a head of a row
         _row_groups(w_o[0]),
         _row_groups(w_up[0]),
         _row_groups(w_down[0]),
@@ -2229,7 +2241,7 @@ def decode_step(
     done = np.zeros(L * STEP_PHASES * CLAIM_STRIDE, np.int64)
     norms = (ln1_w, ln1_b, ln2_w, ln2_b)
     weights = (w_qkv, s_qkv, b_qkv, w_o, s_o, b_o, w_up, s_up, b_up, w_down, s_down, b_down)
-    cache, shared = (k, v, key_ok, slopes), (qkv, ctx, up)
+    cache, shared = (k, v, rows, key_ok, slopes), (qkv, ctx, up)
     head = (lnf_w, lnf_b, w_head, s_head, logits)
     for task in prange(tasks):  # np.int64: the index is typed unsigned in the parallel lowering
         me = np.int64(task)
