@@ -39,15 +39,17 @@ def run_case(case_dir: Path, meta: dict, final_only: bool) -> dict:
     past_names = sorted(k for k in inputs if k.startswith("past."))
     plain = {k: v for k, v in inputs.items() if not k.startswith("past.")}
     options = meta.get("options", {})
-    if "generate" in options:  # an array, or with return_dict_in_generate the output object
-        out = model.generate(**plain, **options["generate"])
-        return out.to_dict() if hasattr(out, "to_dict") else {"sequences": out}
-    extra = {"use_cache": options["use_cache"]} if "use_cache" in options else {}
+    extra = {}
     if past_names:
         layers = config.get("n_layers", config.get("num_hidden_layers"))
         extra["past_key_values"] = tuple(
             (inputs[f"past.{i}.key"], inputs[f"past.{i}.value"]) for i in range(layers)
         )
+    if "generate" in options:  # an array, or with return_dict_in_generate the output object
+        out = model.generate(**plain, **extra, **options["generate"])
+        return out.to_dict() if hasattr(out, "to_dict") else {"sequences": out}
+    if "use_cache" in options:
+        extra["use_cache"] = options["use_cache"]
     out = model(
         **plain, **extra, output_hidden_states=not final_only, output_attentions=not final_only
     )
