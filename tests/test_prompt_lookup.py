@@ -275,3 +275,46 @@ def test_lookup_agrees_with_greedy_decoding_up_to_its_end(prompt, eos, count, ne
 
 
 ECHOLESS = tiny_mpt(seed=5, vocab_size=10)  # a vocabulary of 10: texts that repeat themselves
+
+
+@FAST
+@given(
+    st.integers(1, 3),  # rows
+    st.integers(1, 6),  # cached positions
+    st.lists(st.integers(1, 5), min_size=1, max_size=3),  # tokens in each pass
+    st.booleans(),  # a bf16 cache
+    st.integers(0, 2**31 - 1),
+)
+def test_numba_passes_as_batched_steps_equal_passes_through_the_layers(B, P, passes, bf16, seed):
+    """The numba session's passes of real tokens over a cache run through decode_step, n rows a
+    cache row (up to FUSED_PASS_MAX_ROWS); through the stack's layers, as a prompt runs, they
+    give the same logits and the same cache (a bf16 one too)."""
+    import reference.backends.numba_stacks as ns
+
+    options = {"kv_cache": "bf16"} if bf16 else {}
+    model = tiny_mpt(backend="numba", **options)
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 50, (B, P + sum(passes)))
+    mask = np.ones((B, P), np.int64)
+    mask[0, : P - 1] = 0  # row 0 left-padded inside the cache
+    results = []
+    for limit in (ns.FUSED_PASS_MAX_ROWS, 0):  # fused, then through the layers
+        old, ns.FUSED_PASS_MAX_ROWS = ns.FUSED_PASS_MAX_ROWS, limit
+        try:
+            session = model.decode_session(B, ids.shape[1])
+            out = [session.prefill(ids[:, :P], mask)]
+            at = P
+            for n in passes:
+                out.append(session.extend(ids[:, at : at + n]).reshape(B, -1))
+                at += n
+            results.append((out, session.cache()))
+        finally:
+            ns.FUSED_PASS_MAX_ROWS = old
+    (fused, fused_cache), (layers, layers_cache) = results
+    # float32 sums in another order; a bf16 cache may round such a pair a bf16 step apart
+    tol = dict(atol=2e-3, rtol=2.0**-7) if bf16 else dict(atol=2e-4, rtol=2e-4)
+    for i, (a, b) in enumerate(zip(fused, layers)):
+        assert_close(a, b, **tol, what=f"pass {i} logits")
+    for (k, v), (k_ref, v_ref) in zip(fused_cache, layers_cache):
+        assert_close(k, k_ref, **tol, what="keys")
+        assert_close(v, v_ref, **tol, what="values")
