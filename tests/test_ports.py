@@ -77,6 +77,23 @@ def plant_mask_bug(folder: Path) -> list:
     return planted
 
 
+def test_the_full_example_passes_every_case_it_writes(tmp_path, capsys):
+    """Everything upstream gives, generate()'s scores, attention maps and caches among it, named
+    as the suite names them (conformance.golden.generate_outputs)."""
+    folder = tmp_path / "full"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "write_outputs_example.py"), str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    code, out, _ = run_cli(
+        capsys, "--impl", "outputs", "--outputs-dir", str(folder), "--tier", "golden"
+    )
+    assert code == 0, out[-3000:]
+    summary = out.strip().splitlines()[-1]
+    assert " 0 fail" in summary and "outputs not provided" not in out, summary
+
+
 def test_a_final_only_port_gets_real_passes(minimal_outputs, capsys):
     code, out, _ = run_cli(
         capsys,

@@ -24,6 +24,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 import reference
+from conformance.golden import generate_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = ("logits", "last_hidden_state", "pooler_output", "start_logits", "end_logits")
@@ -47,7 +48,9 @@ def run_case(case_dir: Path, meta: dict, final_only: bool) -> dict:
         )
     if "generate" in options:  # an array, or with return_dict_in_generate the output object
         out = model.generate(**plain, **extra, **options["generate"])
-        return out.to_dict() if hasattr(out, "to_dict") else {"sequences": out}
+        # named as the suite names them: scores.N, attentions.N.L, present.L.key, ... and the
+        # transition scores compute_transition_scores reads from them
+        return generate_outputs(out, model)
     if "use_cache" in options:
         extra["use_cache"] = options["use_cache"]
     out = model(
