@@ -318,3 +318,19 @@ def test_numba_passes_as_batched_steps_equal_passes_through_the_layers(B, P, pas
     for (k, v), (k_ref, v_ref) in zip(fused_cache, layers_cache):
         assert_close(k, k_ref, **tol, what="keys")
         assert_close(v, v_ref, **tol, what="values")
+
+
+@pytest.mark.parametrize("storage", ["fp32", "bf16", "q8"])
+def test_a_numba_pass_equals_its_tokens_a_step_at_a_time_on_every_weight_storage(storage):
+    """A pass of 10 tokens for each of 2 rows (20 rows of the matvecs: the register tiles, and
+    for bf16 the row tiles of the bf16 dot products) against the same tokens a step each (2 rows:
+    a row at a time), on each weight storage."""
+    model = tiny_mpt(backend="numba", weight_storage=storage, d_model=128, n_heads=4)
+    ids = np.random.default_rng(0).integers(1, 50, (2, 14))
+    passes, steps = model.decode_session(2, 14), model.decode_session(2, 14)
+    passes.prefill(ids[:, :4], None)
+    steps.prefill(ids[:, :4], None)
+    got = passes.extend(ids[:, 4:])
+    want = np.stack([steps.step(ids[:, i]) for i in range(4, 14)], axis=1)
+    tol = 1e-3 if storage == "bf16" else 1e-4  # bf16: the row tiles sum in another order
+    assert_close(got, want, atol=tol, rtol=tol, what=f"{storage} pass")
