@@ -343,6 +343,54 @@ def mpt_cache_equivalence(impl, model, data):
         pos += step
 
 
+def mpt_generate_cache(impl, model, data):
+    """Greedy generate() from a given cache (the implementation's own, from a forward over the
+    prompt's first P tokens) writes the tokens it writes from the whole prompt; the cache it
+    returns (past_key_values, with use_cache) is a forward's over the text but its last token,
+    either way."""
+    # no token 0: generate() takes pad_token_id 0 in a prompt as padding, a forward without a mask
+    ids = draw_ids(data, model.vocab, S=(2, min(8, model.config["max_seq_len"] - 4)), low=1)
+    S = ids.shape[1]
+    P = data.draw(st.integers(1, S - 1), label="cached tokens")
+    greedy = dict(
+        max_new_tokens=data.draw(st.integers(1, 4), label="new tokens"),
+        use_cache=True,
+        eos_token_id=None,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+    )
+
+    def run(inputs, **options):
+        return model.impl.run(
+            model.family,
+            model.task,
+            model.config,
+            model.weights,
+            inputs,
+            {"profile": model.profile, **options},
+        )
+
+    prefill = run({"input_ids": ids[:, :P]}, use_cache=True)
+    past = {
+        k.replace("present.", "past."): v for k, v in prefill.items() if k.startswith("present.")
+    }
+    assert past, "use_cache=True returned no present.<layer>.key/value outputs"
+    whole = run({"input_ids": ids}, generate=greedy)
+    cached = run({"input_ids": ids, **past}, generate=greedy)
+    tokens = np.asarray(whole["sequences"])
+    assert np.array_equal(np.asarray(cached["sequences"]), tokens), (
+        f"generate() from a cache of {P} tokens wrote {np.asarray(cached['sequences']).tolist()},"
+        f" from the whole prompt {tokens.tolist()}"
+    )
+    forward = run({"input_ids": tokens[:, :-1]}, use_cache=True)
+    names = sorted(k for k in forward if k.startswith("present."))
+    for way, out in (("from the whole prompt", whole), (f"from a cache of {P}", cached)):
+        missing = [n for n in names if n not in out]
+        assert not missing, f"generate() {way} returned no {missing[0]} (past_key_values)"
+        for name in names:
+            model.close(out[name], forward[name], f"generate() {way}: its returned {name}")
+
+
 def mpt_causality(impl, model, data):
     ids = draw_ids(data, model.vocab, B=(1, 1), S=(2, min(12, model.config["max_seq_len"])), low=0)
     j = data.draw(st.integers(1, ids.shape[1] - 1), label="changed position")
@@ -477,6 +525,17 @@ PROPERTIES = [
         "prefill plus chunks over the cache equals the full forward at every new position",
         mpt_cache_equivalence,
         outputs=("final", "presents"),
+        inputs=("past",),
+    ),
+    Property(
+        "mpt.generate-cache",
+        "mpt",
+        ("hf",),
+        (),
+        "greedy generate() from a given cache writes the whole prompt's tokens, and the cache it"
+        " returns is a forward's over the text but its last token",
+        mpt_generate_cache,
+        outputs=("final", "presents", "sequences"),
         inputs=("past",),
     ),
     Property(

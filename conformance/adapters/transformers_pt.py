@@ -95,12 +95,12 @@ class TransformersPyTorch:
                     model.generation_config = GenerationConfig.from_model_config(model.config)
                 return generate_outputs(out, model)
             if "generate" in options:
-                generate = {"do_sample": False, **upstream_generate_kwargs(options["generate"])}
-                out = model.generate(
-                    **kwargs,
-                    **generate,
-                    pad_token_id=generate.get("pad_token_id", model.config.pad_token_id),
-                )
+                generate = {
+                    "do_sample": False,
+                    "pad_token_id": model.config.pad_token_id,
+                    **upstream_generate_kwargs(options["generate"]),
+                }
+                out = model.generate(**kwargs, **generate)
                 return generate_outputs(out, model)
             if "use_cache" in options:
                 kwargs["use_cache"] = options["use_cache"]
