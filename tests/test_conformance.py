@@ -123,6 +123,9 @@ class MptPortBug(ReferenceImplementation):
             inputs = {k: v for k, v in inputs.items() if k != "attention_mask"}
         if self.bug == "generation config ignored":  # generate() on config.json alone
             options = {k: v for k, v in options.items() if k != "generation_config"}
+        if self.bug == "given cache dropped" and "generate" in options and "past.0.key" in inputs:
+            P = inputs["past.0.key"].shape[2]  # generate() on the tokens after the cache alone
+            inputs = {k: v[:, P:] for k, v in inputs.items() if not k.startswith("past.")}
         out = super().run(family, task, config, weights, inputs, options)
         if self.bug == "next token leaks" and "logits" in out:  # a look at position j + 1
             logits = np.array(out["logits"])
@@ -161,6 +164,26 @@ def test_each_mpt_property_fails_a_port_with_the_mistake_it_guards_against(bug, 
             results = run_plan(plan, Selection.load(None), Selection.load(None), impl=impl)
             result = next(r for r in results if r.id == check_id)
             assert result.status == want, f"{check_id} with {impl.name} ({bug}): {result.message}"
+
+
+def test_the_generate_cache_property_fails_a_port_that_drops_a_given_cache():
+    """mpt.generate-cache (hf) on a port whose generate() runs only the tokens after a given
+    cache, without it: that property fails, where the reference passes it."""
+    plan = Plan(
+        "tests.test_conformance:MptPortBug",
+        family="mpt",
+        profile="hf",
+        tiers=("property",),
+        max_examples=5,
+        select=("*generate-cache",),
+    )
+    for impl, want in (
+        (MptPortBug("given cache dropped"), "fail"),
+        (ReferenceImplementation(), "pass"),
+    ):
+        results = run_plan(plan, Selection.load(None), Selection.load(None), impl=impl)
+        result = next(r for r in results if r.id == "property/mpt/hf/generate-cache")
+        assert result.status == want, f"{impl.name}: {result.message}"
 
 
 def test_the_generation_config_cases_fail_a_port_that_ignores_generation_config_json():
