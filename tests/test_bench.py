@@ -80,11 +80,17 @@ def test_a_directory_without_a_decoder_leaves_the_shape_alone(tmp_path, monkeypa
 
 
 def test_every_search_setting_runs_on_our_generate_and_the_report_gives_hfs_time_over_ours(
-    capsys,
+    capsys, monkeypatch
 ):
     from test_mpt_properties import tiny_mpt
 
     model = tiny_mpt(vocab_size=1000)
+    monkeypatch.setattr(bench, "TURN", (6, 3, 2))  # the tiny model's max_seq_len is 20
+    monkeypatch.setattr(bench, "DECODER", {**bench.DECODER, "vocab_size": 1000})
+    runs = bench.next_turn_runs(model, None)  # the next turn on ours alone
+    assert sorted(runs) == ["turn cache", "turn whole"]
+    for run in runs.values():
+        run()
     for label, settings in bench.SEARCHES.items():
         settings = {k: v for k, v in settings.items() if k != "echo"}  # the model to run it on
         out = model.generate(
@@ -94,8 +100,11 @@ def test_every_search_setting_runs_on_our_generate_and_the_report_gives_hfs_time
     rows = {label: (1.0, [1.0]) for label in bench.SEARCHES}
     rows["hf beam 4"] = (2.5, [2.5])
     rows.update({f"pass {n}": (0.2 * (1 + n / 4), []) for n in bench.PASS_SIZES})  # 20 passes
+    rows.update({"turn whole": (2.0, []), "turn cache": (0.5, [])})  # no hf rows: not printed
     bench.report_search(rows)
     lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:1] == ["ours"] and line.endswith("0.25x the time") for line in lines)
+    assert not any(line.split()[:1] == ["hf"] for line in lines)
     assert any(line.split()[:2] == ["beam", "4"] and line.endswith("2.50x") for line in lines)
     assert any(line.split()[:1] == ["greedy"] and line.endswith("-") for line in lines)
     # 8 tokens a pass: 10 ms x (1 + 2) = 30 ms, 2.4x a step of 12.5 ms, 8 / 0.03 tokens/s

@@ -16,8 +16,9 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           each weight), alternating processes: which one numba_bf16dot should pick on this CPU
   search  the decode model's searches (SEARCHES: greedy, beam search, beam sampling, constrained
           beam search, prompt lookup), 64 new tokens after 32, numba fp32 against HF's generate()
-          with the same settings; and the time of a forward pass of 1 to 11 tokens over the cache
-          (prompt lookup checks its guesses so) against a step's
+          with the same settings; the time of a forward pass of 1 to 11 tokens over the cache
+          (prompt lookup checks its guesses so) against a step's; and a next turn (TURN) given
+          the whole text again or the cache the first turn returned (past_key_values)
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -224,6 +225,10 @@ SEARCHES = {
 }
 ECHO_SCALE = 50
 PASS_SIZES = (1, 2, 4, 8, 11)  # tokens a forward pass over the cache runs (prompt lookup's)
+# the next-turn rows: a text of TURN[0] tokens, TURN[1] written after it, then TURN[2] more
+# tokens (the next turn's words) and TURN[1] written again, from the whole text or from the cache
+# the first call returned (generate(past_key_values=))
+TURN = (512, 32, 16)
 
 
 def bench_search(repeats, threads):
@@ -272,7 +277,41 @@ def bench_search(repeats, threads):
     for n in PASS_SIZES:
         one_pass(n)  # warm-up; a pass takes milliseconds: 20 a round
         runs[f"pass {n}"] = lambda n=n: [one_pass(n) for _ in range(20)]
+    runs.update(next_turn_runs(model, models[False][1]))
     return interleaved_times(runs, repeats)
+
+
+def next_turn_runs(model, hf):
+    """The next-turn rows (TURN): generate() given the whole text again, and given the cache the
+    first turn's call returned, ours and (hf not None) HF's; the first turn runs once here."""
+    before, written, more = TURN
+    history = prompt_ids(before)
+    kw = dict(max_new_tokens=written, min_new_tokens=written, pad_token_id=0, use_cache=True)
+    first = model.generate(history, return_dict_in_generate=True, **kw)
+    words = np.random.default_rng(3).integers(1, DECODER["vocab_size"], (1, more))
+    text = np.concatenate([first.sequences, words], axis=1)
+    runs = {
+        "turn whole": lambda: model.generate(text, **kw),
+        "turn cache": lambda: model.generate(text, past_key_values=first.past_key_values, **kw),
+    }
+    runs["turn cache"]()  # warm-up: the passes over a cache compile their own kernels
+    if hf is not None:
+        import torch
+
+        with torch.no_grad():
+            hf_first = hf.generate(
+                torch.from_numpy(history), return_dict_in_generate=True, do_sample=False, **kw
+            )
+        hf_text = torch.from_numpy(text)
+
+        def run_hf(past=None):
+            extra = {} if past is None else {"past_key_values": past}
+            with torch.no_grad():
+                hf.generate(hf_text, do_sample=False, **kw, **extra)
+
+        runs["hf turn whole"] = run_hf
+        runs["hf turn cache"] = lambda: run_hf(hf_first.past_key_values)
+    return runs
 
 
 def report_search(rows):
@@ -292,6 +331,19 @@ def report_search(rows):
     for n in PASS_SIZES:
         t = rows[f"pass {n}"][0] / 20
         print(f"  {n:>2} tokens {t * 1e3:>7.2f} ms {t / step:>6.2f}x steps {n / t:>8.1f} tokens/s")
+    before, written, more = TURN
+    print(
+        f"\nthe next turn: {before} tokens, {written} written, {more} more, then {written} written"
+        " again: generate() given the whole text, or the cache the first call returned"
+    )
+    for who, prefix in (("ours", ""), ("hf", "hf ")):
+        if f"{prefix}turn whole" not in rows:
+            continue
+        whole, cached = rows[f"{prefix}turn whole"][0], rows[f"{prefix}turn cache"][0]
+        print(
+            f"  {who:<5} whole text {whole:>7.3f}s   from the cache {cached:>7.3f}s"
+            f"   {cached / whole:>5.2f}x the time"
+        )
 
 
 def bench_gemm(repeats):
