@@ -995,15 +995,23 @@ def split_pass(recording, passes, length, added, first):
         done.clear()  # the whole pass is not kept
 
 
-def begin(session, ids, mask, past):  # -> the prompt's last logits [B, V]
-    """The prompt [B, S] through a new decode session: whole (prefill), or with ``past`` (the
-    keys and values of its first P tokens, generate()'s past_key_values) that cache loaded and
-    only the tokens after it run over it, as upstream runs them."""
+def load_past(session, ids, mask, past):  # -> the prompt's tokens and mask the cache lacks
+    """A new decode session given ``past`` (the keys and values of the prompt's first P tokens,
+    generate()'s past_key_values, or None): that cache loaded, and ids [B, S] and mask less
+    those P tokens returned (the whole prompt without a past)."""
     if past is None:
-        return session.prefill(ids, mask)
+        return ids, mask
     P = past[0][0].shape[2]
     session.load(past, mask[:, :P], ids[:, :P])
-    return session.extend(ids[:, P:], mask[:, P:], last=1)[:, -1]
+    return ids[:, P:], mask[:, P:]
+
+
+def begin(session, ids, mask, past):  # -> the prompt's last logits [B, V]
+    """The prompt [B, S] through a new decode session: whole (prefill), or with ``past`` that
+    cache loaded and only the tokens after it run over it, as upstream runs them."""
+    if past is None:
+        return session.prefill(ids, mask)
+    return session.extend(*load_past(session, ids, mask, past), last=1)[:, -1]
 
 
 class Recording:
@@ -1472,11 +1480,8 @@ class GenerationMixin:
         session = self._session(
             1, capacity if limit is None else min(capacity, limit), passes, cache=cache
         )
-        sequence, fresh, fresh_mask = ids, ids, mask  # fresh: the tokens not yet cached
-        if past is not None:  # the prompt's first P tokens come cached
-            P = past[0][0].shape[2]
-            session.load(past, mask[:, :P], ids[:, :P])
-            fresh, fresh_mask = ids[:, P:], mask[:, P:]
+        sequence = ids
+        fresh, fresh_mask = load_past(session, ids, mask, past)  # the tokens not yet cached
         ahead = 0  # guesses the next first pass runs with the last token (see below)
 
         def scored(guesses, place, logits):  # the scores a place's token is chosen from

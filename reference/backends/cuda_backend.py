@@ -20,7 +20,7 @@ from .. import mpnet, mpt, ops
 from ..kernels import Kernels
 from . import Backend
 from . import cuda_ops as dev
-from .numba_stacks import checked_tokens, prompt_masks, supports
+from .numba_stacks import checked_rows, checked_tokens, prompt_masks, supports
 
 # ----------------------------------------------------------------------- single operations
 
@@ -356,9 +356,7 @@ class DecodeSession:
         each, which becomes the cache, the first kept for the next reorder (twice the cache's
         memory, no copy back). Which keys are real stays each row's own, as upstream keeps each
         row's attention mask (ModelSession.reorder)."""
-        rows = np.asarray(rows)
-        if rows.shape != (self.batch,) or rows.min() < 0 or rows.max() >= self.batch:
-            raise ValueError(f"reorder takes {self.batch} row indices in [0, {self.batch})")
+        rows = checked_rows(rows, self.batch)
         if self.spare is None:
             self.spare = (dev.empty(self.kt.shape), dev.empty(self.v.shape))
         on_device = dev.to_device(rows.astype(np.int64), np.int64)

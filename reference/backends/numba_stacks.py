@@ -443,6 +443,15 @@ def checked_tokens(ids, batch, vocab_size, used, capacity, ndim):
     return ids
 
 
+def checked_rows(rows, batch):  # -> rows [batch] as an array, each in [0, batch)
+    """Beam search's reorder: the row each row goes on from, vetted before the cache is indexed
+    with them."""
+    rows = np.asarray(rows)
+    if rows.shape != (batch,) or rows.min() < 0 or rows.max() >= batch:
+        raise ValueError(f"reorder takes {batch} row indices in [0, {batch})")
+    return rows
+
+
 def prompt_masks(config, features, ids, mask):  # [B, S], [B, S] -> [B, 1, S, S], [B, S], [H, 1, S]
     """The prompt's masked scores, which of its keys are real, and its ALiBi bias, as
     mpt.decoder_masks and mpt.decoder_bias give them (the cuda session's prefill; the numba
@@ -587,9 +596,7 @@ class DecodeSession:
         step reordering, not 3.8, and took 0.92x the time (1.575 s against 1.716, medians of 7
         alternating runs, Zen 4), the same tokens. Which keys are real stays each row's own, as
         upstream keeps each row's attention mask (ModelSession.reorder)."""
-        t, rows = self.length, np.asarray(rows)
-        if rows.shape != self.rows.shape or rows.min() < 0 or rows.max() >= len(rows):
-            raise ValueError(f"reorder takes {len(self.rows)} row indices in [0, {len(self.rows)})")
+        t, rows = self.length, checked_rows(rows, len(self.rows))
         wanted = self.rows[rows]  # the cache row each row goes on from
         free = sorted(set(range(len(rows))) - set(wanted.tolist()))  # read by no row now
         taken = set()
