@@ -180,7 +180,8 @@ def attention(
     1|S, K] or None; masked [B, 1, S, K] bool (True = masked). Returns the present (key, value) [B,
     H, K, D]. With feats.kv_cache "bf16" the new keys and values are rounded to bf16 (to nearest,
     ties to even) before anything reads them, this token's own included, as a 16-bit cache holds
-    them; ``past`` is taken as given.
+    them, and so is ``past``: the model's own presents are on the bf16 grid already, and a cache
+    given from elsewhere (a float32 model's) is rounded as it enters.
     """
     B, S, C = x.shape
     H, D = config.n_heads, config.head_size
@@ -194,8 +195,10 @@ def attention(
             norm(k, p["k_ln"], config.layer_norm_epsilon),
         )
     q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
-    if feats.kv_cache == "bf16":  # opt-in (mpt_model.MPTModel): the new keys and values as cached
+    if feats.kv_cache == "bf16":  # opt-in (mpt_model.MPTModel): the keys and values as cached
         k, v = (round_to_bf16(t).astype(t.dtype) for t in (k, v))
+        if past is not None:
+            past = tuple(round_to_bf16(t).astype(np.asarray(t).dtype) for t in past)
     if past is not None:
         k, v = (
             np.concatenate([past[0], k], axis=2),

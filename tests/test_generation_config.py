@@ -28,6 +28,7 @@ from reference.generation import (
     warp_logits,
 )
 from reference.ops import log_softmax
+from reference.precision import round_to_bf16
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
 
@@ -809,7 +810,34 @@ def test_a_given_cache_is_refused_where_upstream_fails_or_it_does_not_fit():
         model.generate(seq, past_key_values=past, num_beams=2, **kw)  # a row for each beam
     with pytest.raises(ValueError, match="must be 2 \\(key, value\\) pairs"):
         model.generate(seq, past_key_values=past[:1], **kw)
-    bf16 = tiny_mpt(seed=SEED, backend="numba", kv_cache="bf16")
-    off_grid = tuple((k + np.float32(1e-3), v) for k, v in past)
-    with pytest.raises(ValueError, match="off the bf16 grid"):
-        bf16.generate(seq, past_key_values=off_grid, **kw)
+
+
+def test_a_bf16_kv_cache_rounds_a_given_cache_off_its_grid_on_both_backends():
+    """kv_cache="bf16" holds every cached key and value on the bf16 grid: a given cache off it (a
+    float32 model's) is rounded as it enters, by the NumPy model (mpt.attention) and by numba's
+    decode session (load) alike, so that both write the tokens and return the cache that the
+    cache rounded beforehand gives."""
+    fp32 = tiny_mpt(seed=SEED)
+    mask = (PADDED != 0).astype(np.int64)
+    first = fp32.generate(
+        PADDED, attention_mask=mask, max_new_tokens=2, use_cache=True, return_dict_in_generate=True
+    )
+    past = tuple((k + np.float32(1e-3), v - np.float32(1e-3)) for k, v in first.past_key_values)
+    assert any(not np.array_equal(round_to_bf16(t), t) for pair in past for t in pair)
+    rounded = tuple(tuple(round_to_bf16(t) for t in pair) for pair in past)
+    longer = np.concatenate([mask, np.ones((2, 4), np.int64)], axis=1)
+    text = np.concatenate([first.sequences, np.full((2, 2), 7)], axis=1)
+    kw = dict(attention_mask=longer, max_new_tokens=4, use_cache=True, return_dict_in_generate=True)
+    for backend in ("numpy", "numba"):
+        model = tiny_mpt(seed=SEED, backend=backend, kv_cache="bf16")
+        got = model.generate(text, past_key_values=past, **kw)
+        want = model.generate(text, past_key_values=rounded, **kw)
+        np.testing.assert_array_equal(got.sequences, want.sequences, err_msg=backend)
+        for layer, (a, b) in enumerate(zip(got.past_key_values, want.past_key_values)):
+            for name, x, y in zip(("key", "value"), a, b):
+                np.testing.assert_array_equal(x, y, f"{backend} layer {layer} {name}")
+                np.testing.assert_array_equal(round_to_bf16(x), x, f"{backend} {name} off grid")
+        # the forward itself takes a given cache the same way
+        step = model(text[:, 6:7], attention_mask=longer[:, :7], past_key_values=past)
+        step_rounded = model(text[:, 6:7], attention_mask=longer[:, :7], past_key_values=rounded)
+        np.testing.assert_array_equal(step.logits, step_rounded.logits, err_msg=backend)

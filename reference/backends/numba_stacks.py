@@ -38,6 +38,7 @@ from ..precision import (
     interleaved_shape,
     q8_interleaves,
     quantize_q8,
+    round_to_bf16,
     to_bf16_bits,
 )
 from . import Backend
@@ -339,6 +340,8 @@ class DecoderStack:
             round_to_bf16_in_place(v)
         q, k, v = (t.reshape(B, S, H, D).transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, H, S, D]
         if past is not None:
+            if f.kv_cache == "bf16":  # a given cache too, as mpt.attention rounds it
+                past = tuple(round_to_bf16(t) for t in past)
             k, v = np.concatenate([past[0], k], axis=2), np.concatenate([past[1], v], axis=2)
         context, probs = attention(
             q, k, v, mpt.softmax_scale(c), bias=bias, masked=masked, want_probs=want_probs
@@ -569,21 +572,12 @@ class DecodeSession:
 
     def load(self, past, key_mask, ids=None):  # L pairs [B, H, P, D], [B, P] -> a cache of P
         """Starts from a given cache (generate(past_key_values=)): its keys and values, and which
-        keys are real. A bf16 cache holds bf16 values only: others are refused, not rounded (the
-        NumPy model uses them as given)."""
+        keys are real. A bf16 cache rounds values off its grid (a float32 model's cache), as the
+        NumPy model does (mpt.attention)."""
         P = past[0][0].shape[2]
         for i, (k, v) in enumerate(past):
-            for name, given, slot in (("key", k, self.k), ("value", v, self.v)):
-                given = np.asarray(given, np.float32)
-                if self.bf16:
-                    bits = _grid_bits(given)
-                    if not np.array_equal(bf16_to_float32(bits), given, equal_nan=True):
-                        raise ValueError(
-                            f"past_key_values[{i}] {name}: values off the bf16 grid, which a"
-                            " kv_cache 'bf16' cannot hold (a cache from a float32 model?)"
-                        )
-                    given = bits
-                slot[i, :, :, :P] = given
+            for given, slot in ((k, self.k), (v, self.v)):
+                slot[i, :, :, :P] = to_bf16_bits(given) if self.bf16 else given
         self.key_ok[:, :P] = np.asarray(key_mask) == 1
         self.rows = np.arange(len(self.rows), dtype=np.int64)
         self.length = P
