@@ -202,10 +202,15 @@ def generate_outputs(out, model=None) -> dict:
     layer L) where recorded, ``present.L.key`` and ``present.L.value`` (past_key_values: the
     cache at the end, with use_cache on), and with a ``model`` (whose compute_transition_scores
     takes them) ``transition_scores``: each new token's log-probability, normalize_logits on.
-    ``out``: an array, or an output with those attributes (torch tensors or numpy arrays)."""
+    ``out``: an array, or an output with those attributes (torch tensors or numpy arrays; bf16
+    and fp16 tensors, which numpy cannot hold or a low-precision port returns, widened to
+    float32)."""
 
     def array(x):
-        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        if not hasattr(x, "detach"):
+            return np.asarray(x)
+        x = x.detach().cpu()
+        return (x.float() if x.is_floating_point() else x).numpy()
 
     if not hasattr(out, "sequences"):
         return {"sequences": array(out)}

@@ -95,3 +95,50 @@ def test_relative_position_buckets_match_upstream(case):
         got = relative_position_bucket(rel, num_buckets=int(name.split(".")[1]))
         mismatch = np.flatnonzero(got != expected)
         assert mismatch.size == 0, f"{name}: first mismatch at distance {rel[mismatch[0]]}"
+
+
+class _Bf16Tensor:
+    """Stands in for a torch bf16 tensor where generate_outputs meets one (a bf16 port's cache):
+    numpy() refuses it as torch does, float() widens it."""
+
+    def __init__(self, values, widened=False):
+        self.values, self.widened = np.asarray(values, np.float32), widened
+
+    def __len__(self):
+        return len(self.values)
+
+    def detach(self):
+        return self
+
+    def cpu(self):
+        return self
+
+    def is_floating_point(self):
+        return True
+
+    def float(self):
+        return _Bf16Tensor(self.values, widened=True)
+
+    def numpy(self):
+        if not self.widened:
+            raise TypeError("Got unsupported ScalarType BFloat16")
+        return self.values
+
+
+def test_generate_outputs_widens_low_precision_tensors():
+    """A bf16 port's generate() output (scores and cache in bf16; numpy has no bf16) is read as
+    float32 rather than failing: the transformers-bf16 adapter failed the generate-cache property
+    on that before."""
+    from types import SimpleNamespace
+
+    key, value = _Bf16Tensor([[1.0, 2.5]]), _Bf16Tensor([[-0.5, 4.0]])
+    out = SimpleNamespace(
+        sequences=np.array([[3, 4]]),
+        scores=(_Bf16Tensor([[0.25, -1.0]]),),
+        past_key_values=((key, value),),
+    )
+    flat = generate_outputs(out)
+    assert flat["present.0.key"].dtype == np.float32
+    np.testing.assert_array_equal(flat["present.0.key"], [[1.0, 2.5]])
+    np.testing.assert_array_equal(flat["present.0.value"], [[-0.5, 4.0]])
+    np.testing.assert_array_equal(flat["scores.0"], [[0.25, -1.0]])
