@@ -357,13 +357,7 @@ def warp_logits(
     if top_k:  # ties with the k-th value are kept
         logits = np.where(logits < _kth_highest(logits, max(top_k, keep)), -np.inf, logits)
     if top_p is not None and top_p < 1.0:
-        order = np.argsort(logits, axis=-1, kind="stable")  # ascending
-        sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
-        remove_sorted = np.cumsum(sorted_probs, axis=-1) <= (1 - top_p)
-        remove_sorted[:, -keep:] = False  # the most likely are kept
-        remove = np.zeros_like(remove_sorted)
-        np.put_along_axis(remove, order, remove_sorted, axis=-1)
-        logits = np.where(remove, -np.inf, logits)
+        logits = np.where(nucleus_removed(logits, top_p, keep), -np.inf, logits)
     if typical_p is not None and typical_p < 1.0:
         # keep the tokens whose surprisal is nearest the entropy, until their mass reaches
         # typical_p: the token that crosses it is kept, and any tied with it
@@ -387,6 +381,32 @@ def warp_logits(
         low = np.exp(logp) < np.minimum(eta_cutoff, np.sqrt(eta_cutoff) * np.exp(-_entropy(logp)))
         logits = np.where(low & (logits < _kth_highest(logits, keep)), -np.inf, logits)
     return logits
+
+
+def nucleus_removed(logits, top_p, keep):  # [B, V] -> [B, V] bool
+    """What top-p removes: with the tokens in ascending order of score (equal scores by index),
+    those whose probabilities summed from the least likely up stay at or below 1 - top_p, all
+    but the ``keep`` most likely. Written as a stable argsort, then a cumulative sum and the
+    removals put back in vocabulary order; found here from the sorted scores alone, which over
+    a 50k vocabulary took 1.8 ms a row against the stable argsort's 4.6 (Zen 4): the removals
+    are a prefix of that order (the sums only grow), so the cut's length and the last removed
+    score say which tokens they are (all below that score, and of those equal to it the first
+    by index, as many as the prefix holds). Sampling with top_p 0.9 alone, MPT-125M on numba, 128
+    tokens after 32: 1.750 s against 2.106 s with the argsort (greedy decoding 1.314 s; medians
+    of 5 alternating runs, Zen 4), the same tokens."""
+    V = logits.shape[-1]
+    ascending = np.sort(logits, axis=-1)
+    cut = (np.cumsum(softmax(ascending), axis=-1) <= 1 - top_p).sum(axis=-1)  # [B] removed
+    cut = np.minimum(cut, max(V - keep, 0))  # the most likely are kept
+    removed = np.zeros(logits.shape, bool)
+    for b, (row, n) in enumerate(zip(logits, cut)):
+        if n == 0:
+            continue
+        last = ascending[b, n - 1]  # the highest score removed
+        below = row < last
+        removed[b] = below
+        removed[b, np.flatnonzero(row == last)[: n - np.count_nonzero(below)]] = True
+    return removed
 
 
 def sampling_scores(logits, run, min_tokens_to_keep=1):  # [B, V] -> [B, V]

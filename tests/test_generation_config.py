@@ -23,11 +23,12 @@ from reference.checkpoint import CheckpointError
 from reference.generation import (
     contrastive_choice,
     generation_settings,
+    nucleus_removed,
     process_logits,
     top_indices,
     warp_logits,
 )
-from reference.ops import log_softmax
+from reference.ops import log_softmax, softmax
 from reference.precision import round_to_bf16
 
 PROMPT = np.array([[3, 14, 15, 9], [2, 6, 5, 35]])
@@ -268,6 +269,49 @@ def test_the_warper_op_case_passes_the_reference_and_fails_ports_with_a_sampling
     for mistake in (last_temperature, exactly_k, no_cutoffs):
         ok, message, _ = check_op_case(warper_port(mistake), case)
         assert not ok and "upstream" in message, (mistake.__name__, message)
+
+
+def nucleus_by_argsort(logits, top_p, keep):  # top-p's removals as written: a stable argsort
+    order = np.argsort(logits, axis=-1, kind="stable")  # ascending, equal scores by index
+    sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1))
+    remove_sorted = np.cumsum(sorted_probs, axis=-1) <= 1 - top_p
+    remove_sorted[:, -keep:] = False  # the most likely are kept
+    remove = np.zeros_like(remove_sorted)
+    np.put_along_axis(remove, order, remove_sorted, axis=-1)
+    return remove
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scores=st.lists(
+        st.lists(
+            st.one_of(
+                st.sampled_from([0.0, -0.0, 1.0, 2.0, -np.inf, -3.5]),  # ties, banned tokens
+                st.floats(-30, 30),
+            ),
+            min_size=1,
+            max_size=40,
+        ),
+        min_size=1,
+        max_size=3,
+    ).filter(lambda rows: len({len(r) for r in rows}) == 1),
+    top_p=st.floats(0.0, 0.999),
+    keep=st.integers(1, 4),
+    nan=st.booleans(),
+)
+def test_top_p_from_the_sorted_scores_removes_what_the_stable_argsort_does(
+    scores, top_p, keep, nan
+):
+    """nucleus_removed finds top-p's removals from np.sort's values and the cut's last score:
+    the same tokens as the argsort it replaces, with ties at the cut (taken by index), -0.0 and
+    0.0, -inf (tokens banned before), NaN rows (nothing removed) and keep beyond the vocabulary."""
+    logits = np.array(scores, np.float64)
+    if nan:
+        logits[0, 0] = np.nan
+    with np.errstate(invalid="ignore"):
+        want = nucleus_by_argsort(logits, top_p, keep)
+        got = nucleus_removed(logits, top_p, keep)
+    np.testing.assert_array_equal(got, want, err_msg=f"{logits} top_p {top_p} keep {keep}")
 
 
 def test_sampling_with_a_cutoff_that_leaves_one_token_is_greedy_decoding():
