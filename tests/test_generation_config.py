@@ -573,6 +573,16 @@ def test_beam_sampling_draws_distinct_candidates_ranked_by_score_and_is_seeded()
     np.testing.assert_allclose(seen[:4] / 4000, inside, atol=0.025)
     with pytest.raises(ValueError, match="leave only 4 tokens any probability"):
         sampled_candidates(scores, 5, rng)
+    # it draws among the tokens of any probability only: the same tokens as numpy's draw over
+    # the whole row, zeros and all (scattered -inf, as top-k leaves them)
+    wide = np.full(400, -np.inf)
+    wide[np.random.default_rng(1).choice(400, 24, replace=False)] = np.linspace(-3, 1, 24)
+    whole = softmax(wide)
+    for seed in range(300):
+        drawn = np.random.default_rng(seed).choice(400, size=6, replace=False, p=whole)
+        want = drawn[np.argsort(-wide[drawn], kind="stable")]
+        got = sampled_candidates(wide[None], 6, np.random.default_rng(seed))[0]
+        np.testing.assert_array_equal(got, want, err_msg=f"seed {seed}")
     model = tiny_mpt(seed=SEED)
     kw = dict(max_new_tokens=6, num_beams=3, do_sample=True, num_return_sequences=2)
     a, b = model.generate(PROMPT, seed=1, **kw), model.generate(PROMPT, seed=1, **kw)
