@@ -14,8 +14,9 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           (GFLOP/s): which one EncoderStack should pick on this CPU
   bf16    the bf16 decode with each matvec kernel (split activations with vdpbf16ps, or widening
           each weight), alternating processes: which one numba_bf16dot should pick on this CPU
-  search  the decode model's searches (SEARCHES: greedy, beam search, beam sampling, constrained
-          beam search, prompt lookup), 64 new tokens after 32, numba fp32 against HF's generate()
+  search  the decode model's searches (SEARCHES: greedy, sampling with top-k 50 or top-p 0.9,
+          beam search, beam sampling, constrained beam search, prompt lookup), 64 new tokens
+          after 32, numba fp32 against HF's generate()
           with the same settings; the time of a forward pass of 1 to 11 tokens over the cache
           (prompt lookup checks its guesses so) against a step's; and a next turn (TURN) given
           the whole text again or the cache the first turn returned (past_key_values)
@@ -214,6 +215,8 @@ def bench_decode(repeats, threads):
 # generate() settings of the search workload: each as ours and as HF's generate() take them
 SEARCHES = {
     "greedy": {},
+    "sample top-k": dict(do_sample=True),  # generate()'s default top_k, 50
+    "sample top-p": dict(do_sample=True, top_k=0, top_p=0.9),  # the nucleus alone
     "beam 4": dict(num_beams=4),
     "sample beam 4": dict(num_beams=4, do_sample=True),
     "constrain 4": dict(num_beams=4, force_words_ids=[[101, 202], [[303], [404, 505]], [606]]),
