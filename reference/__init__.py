@@ -22,6 +22,7 @@ from .mpt_model import (
     MPTModel,
 )
 from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
+from .streaming import TextStreamer
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ __all__ = [
     "MPNET_PROFILES",
     "MPT_PROFILES",
     "get_profile",
+    "TextStreamer",
     "Tokenizer",
     "__version__",
 ]

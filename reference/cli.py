@@ -28,6 +28,7 @@ from .checkpoint import read_config, read_generation_config, read_safetensors_he
 from .generation import changed_settings, generation_settings
 from .ops import softmax
 from .progress import Progress
+from .streaming import TextStreamer
 
 DEFAULT_NEW_TOKENS = 32  # generate's --max-new-tokens where the checkpoint sets none
 
@@ -344,8 +345,9 @@ def cmd_generate(args):
         tokens = model.generate(ids, **options)[0, len(prompt) :].tolist()
         if not args.json:
             print(tok.decode(prompt + tokens))
-    else:
-        tokens = stream_text(model.stream(ids, **options), prompt, tok, new, args.json)
+    else:  # the text as it comes (with --json, a progress bar on stderr instead)
+        streamer = TokenProgress(new) if args.json else TextStreamer(tok)
+        tokens = model.generate(ids, streamer=streamer, **options)[0, len(prompt) :].tolist()
     if args.json:
         print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
 
@@ -363,26 +365,22 @@ def spellings(tok, word):
     return [a, b]
 
 
-def stream_text(stream, prompt, tok, new, quiet):
-    """The tokens of a one-row generate() stream; on the way, the prompt and each new piece of text
-    as it comes (quiet: a progress bar on stderr instead)."""
-    tokens = []
-    shown = ""  # the prompt is written with the first token, after any note about compiling
-    bar = Progress(new, "generating") if quiet else None  # streamed text is its own progress
-    for token in stream:
-        tokens.append(int(token[0]))
-        if bar:
-            bar.update()
-        if not quiet:  # decode prompt + new tokens, print what is new (spacing included)
-            text = tok.decode(prompt + tokens)
-            sys.stdout.write(text[len(shown) :])
-            sys.stdout.flush()
-            shown = text
-    if bar:
-        bar.close()
-    if not quiet:
-        sys.stdout.write("\n")
-    return tokens
+class TokenProgress:
+    """generate(streamer=) for --json, where the text is not streamed: a progress bar of the new
+    tokens on stderr (drawn on a terminal only)."""
+
+    def __init__(self, total):
+        self.total, self.bar = total, None
+
+    def put(self, tokens):
+        if self.bar is None:  # the prompt comes first
+            self.bar = Progress(self.total, "generating")
+        else:
+            self.bar.update(np.asarray(tokens).size)
+
+    def end(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_explain(args):

@@ -1019,6 +1019,37 @@ def split_pass(recording, passes, length, added, first):
         done.clear()  # the whole pass is not kept
 
 
+def check_streamer(streamer, run):
+    """generate()'s streamer: None, or an object with put() and end(), for a decoding that has
+    a token stream (not beam search)."""
+    if streamer is None:
+        return
+    if not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
+        raise TypeError(
+            "streamer must have put() and end() methods, as transformers' BaseStreamer has; got"
+            f" {type(streamer).__name__}"
+        )
+    if run["num_beams"] > 1:
+        raise ValueError(
+            "a streamer cannot follow beam search (num_beams > 1): its beams change until the"
+            " end (transformers refuses it too)"
+        )
+
+
+def streamed(passes, streamer, prompt, lookup):  # -> each pass's tokens [B, n], as they come
+    """A decoding's passes, handed on the way to ``streamer`` (generate(streamer=); None: none)
+    as upstream hands them: put() with the prompt [B, S] before the first pass, then each step's
+    tokens [B], or each prompt lookup pass's [1, n] (``lookup``), and end() after the last."""
+    if streamer is None:
+        yield from passes
+        return
+    streamer.put(prompt)
+    for tokens in passes:
+        streamer.put(tokens if lookup else tokens[:, 0])
+        yield tokens
+    streamer.end()
+
+
 def load_past(session, ids, mask, past):  # -> the prompt's tokens and mask the cache lacks
     """A new decode session given ``past`` (the keys and values of the prompt's first P tokens,
     generate()'s past_key_values, or None): that cache loaded, and ids [B, S] and mask less
@@ -1070,7 +1101,7 @@ class GenerationMixin:
 
     generation_config: dict | None = None
 
-    def generate(self, input_ids, attention_mask=None, **arguments):
+    def generate(self, input_ids, attention_mask=None, *, streamer=None, **arguments):
         """Prompt ids [B, S] -> [B * num_return_sequences, S + new]. Rows that emitted eos are
         continued with pad_token_id. The keyword ``arguments``:
 
@@ -1087,16 +1118,23 @@ class GenerationMixin:
         * past_key_values: the cache of the prompt's first P tokens (L (key, value) pairs [R, H,
           P, D], R the rows decoded, as above; a past_key_values generate() returned, with
           input_ids going on past it): only the tokens after it run, over it, as upstream's
-          generate() takes it (not with contrastive search, where upstream fails).
+          generate() takes it (not with contrastive search, where upstream fails);
+        * streamer: what receives the tokens as they are made, as transformers' streamers do
+          (reference.TextStreamer writes one row's text as it comes): put() with the prompt [B,
+          S] first, then each step's tokens [B] (prompt lookup: each pass's, [1, n]), and end()
+          when done. Not with beam search, whose beams change until the end (upstream refuses it
+          too).
 
         With return_dict_in_generate, a GenerateDecoderOnlyOutput (GenerateBeamDecoderOnlyOutput
         for the beam searches) instead of the array, holding with output_scores the scores of
         each step, and with use_cache the cache at the end (past_key_values), as upstream's."""
         plan = self._prepare(input_ids, attention_mask, **arguments)
+        check_streamer(streamer, plan["run"])
         if plan["run"]["num_beams"] > 1:
             out = self._beam_search(**plan)
         else:
-            new = [t[:, None] for t in self._tokens(plan)]
+            lookup = plan["run"]["prompt_lookup_num_tokens"] is not None
+            new = list(streamed(self._tokens(plan), streamer, plan["prompt"], lookup))
             scores = None if plan["scores"] is None else tuple(plan["scores"])
             inner = {} if plan["recording"] is None else plan["recording"].fields()
             out = GenerateDecoderOnlyOutput(
@@ -1108,14 +1146,17 @@ class GenerationMixin:
 
     def stream(self, input_ids, attention_mask=None, **arguments):
         """The next token of every row, [B * num_return_sequences], one step at a time, as an
-        iterator (the arguments of generate; bad ones are refused here, before any step)."""
+        iterator (the arguments of generate but streamer; bad ones are refused here, before any
+        step)."""
+        if "streamer" in arguments:
+            raise TypeError("stream() yields the tokens itself; a streamer is for generate()")
         plan = self._prepare(input_ids, attention_mask, **arguments)
         if plan["run"]["num_beams"] > 1:
             raise ValueError(
                 "beam search (num_beams > 1) has no token stream: its beams change until the end;"
                 " use generate()"
             )
-        return self._tokens(plan)
+        return (tokens[:, i] for tokens in self._tokens(plan) for i in range(tokens.shape[1]))
 
     def compute_transition_scores(
         self, sequences, scores, beam_indices=None, normalize_logits=False
@@ -1150,6 +1191,8 @@ class GenerationMixin:
         return out
 
     def _tokens(self, plan):  # the step-by-step decodings: contrastive, prompt lookup, _decode's
+        """Each forward pass's new tokens, [B, n]: n = 1 but in prompt lookup, where a pass keeps
+        its guesses that hold and the token after them."""
         if contrastive(plan["run"]):
             return self._contrastive(**plan)
         if plan["run"]["prompt_lookup_num_tokens"] is not None:
@@ -1175,9 +1218,10 @@ class GenerationMixin:
         """transformers' contrastive search (4.37.2): at each step the k most likely next tokens
         (after the logits processors) are each run through the model, and the one whose last
         hidden state is least like every hidden state so far wins, weighed against its
-        probability (contrastive_choice). Yields the next token [B] of every row; the prompt's
-        hidden states, padding included, count as the context. A ``recording`` takes, each step,
-        the pass whose logits it reads: the prompt's, then the chosen candidate's rows."""
+        probability (contrastive_choice). Yields the next token of every row, as [B, 1]; the
+        prompt's hidden states, padding included, count as the context. A ``recording`` takes,
+        each step, the pass whose logits it reads: the prompt's, then the chosen candidate's
+        rows."""
         B, S = ids.shape
         k, alpha = run["top_k"], run["penalty_alpha"]
         started = time.perf_counter()
@@ -1237,7 +1281,7 @@ class GenerationMixin:
                 token = np.where(unfinished, token, pad)
                 unfinished &= ~np.isin(token, eos_ids)
             sequence = np.concatenate([sequence, token[:, None]], axis=1)
-            yield token.astype(np.int64)
+            yield token.astype(np.int64)[:, None]
             if not unfinished.any():
                 return
             if out_of_time(run, started):
@@ -1424,7 +1468,7 @@ class GenerationMixin:
         cache=None,
         past=None,
     ):
-        """The decoding loop: yields the next token [B] of every row of ``ids`` [B, S]."""
+        """The decoding loop: yields the next token of every row of ``ids`` [B, S], as [B, 1]."""
         B, S = ids.shape
         started = time.perf_counter()  # for max_time, as transformers starts it before the prompt
         rng = np.random.default_rng(seed)
@@ -1445,7 +1489,7 @@ class GenerationMixin:
                 unfinished &= ~np.isin(token, eos_ids)
             if processing:
                 sequence = np.concatenate([sequence, token[:, None]], axis=1)
-            yield token.astype(np.int64)
+            yield token.astype(np.int64)[:, None]
             if not unfinished.any() or step == steps - 1:
                 return  # the last token needs no forward pass of its own
             if out_of_time(run, started):
@@ -1563,7 +1607,7 @@ class GenerationMixin:
             sequence = np.concatenate([sequence, new], axis=1)
             session.rewind(sequence.shape[1] - 1)  # the kept guesses stay cached
             fresh, fresh_mask = new[:, -1:], np.ones((1, 1), np.int64)
-            yield from new.T  # each token as [1]
+            yield new  # the pass's tokens, as upstream's streamer receives them
             if new[0, -1] in eos_ids or out_of_time(run, started):
                 return
 

@@ -1,0 +1,152 @@
+"""generate(streamer=): the calls a streamer gets, in transformers 4.37.2's order and shapes, and
+TextStreamer's text (reference/streaming.py)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from test_mpt_properties import tiny_mpt
+from test_prompt_lookup import echo_mpt
+
+import reference
+from reference import TextStreamer
+
+PADDED = np.array([[3, 14, 15, 9, 2], [0, 0, 6, 5, 35]])  # row 1 left-padded
+
+
+class Recorder:
+    """A streamer that keeps what it is handed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def put(self, tokens):
+        self.calls.append(np.array(tokens))
+
+    def end(self):
+        self.calls.append("end")
+
+
+DECODINGS = {
+    "greedy": dict(eos_token_id=None),
+    "greedy, eos and pad": dict(eos_token_id=9, pad_token_id=0),
+    "sampling, two sequences": dict(do_sample=True, seed=3, num_return_sequences=2),
+    "contrastive": dict(penalty_alpha=0.6, top_k=4, use_cache=True),
+}
+
+
+@pytest.mark.parametrize("decoding", DECODINGS)
+def test_a_streamer_gets_the_prompt_then_each_steps_tokens_then_end(decoding):
+    """As upstream's decodings hand them: put(prompt [B, S]) before any pass (the prompt as
+    given, not repeated for num_return_sequences), put(tokens [R]) each step, pad included for
+    finished rows, end() once after the last; the tokens are generate()'s without a streamer."""
+    model = tiny_mpt(seed=1)
+    mask = (PADDED != 0).astype(np.int64)
+    kw = dict(DECODINGS[decoding], attention_mask=mask, max_new_tokens=5)
+    want = model.generate(PADDED, **kw)
+    recorder = Recorder()
+    got = model.generate(PADDED, streamer=recorder, **kw)
+    np.testing.assert_array_equal(got, want)
+    calls = recorder.calls
+    assert calls[-1] == "end" and all(not isinstance(c, str) for c in calls[:-1])
+    np.testing.assert_array_equal(calls[0], PADDED)
+    steps = calls[1:-1]
+    assert all(step.shape == (len(want),) for step in steps), [s.shape for s in steps]
+    np.testing.assert_array_equal(np.stack(steps, axis=1), want[:, PADDED.shape[1] :])
+
+
+def test_prompt_lookup_hands_the_streamer_each_passs_tokens():
+    """Prompt lookup puts each pass's kept guesses and the token after them at once, [1, n], as
+    upstream's assisted decoding does: on a text that repeats, several tokens a put."""
+    model = echo_mpt()
+    ids = np.array([[3, 7, 11, 5]])
+    kw = dict(max_new_tokens=12, eos_token_id=49, use_cache=True, prompt_lookup_num_tokens=4)
+    recorder = Recorder()
+    out = model.generate(ids, streamer=recorder, **kw)
+    passes = recorder.calls[1:-1]
+    assert recorder.calls[-1] == "end" and all(p.ndim == 2 and len(p) == 1 for p in passes)
+    assert max(p.shape[1] for p in passes) > 1, [p.shape for p in passes]
+    np.testing.assert_array_equal(np.concatenate(passes, axis=1), out[:, 4:])
+    np.testing.assert_array_equal(out, model.generate(ids, **kw))
+
+
+def test_a_streamer_is_refused_with_beam_search_or_without_put_and_end():
+    model = tiny_mpt()
+    with pytest.raises(ValueError, match="cannot follow beam search"):
+        model.generate(PADDED, max_new_tokens=2, num_beams=2, streamer=Recorder())
+    with pytest.raises(TypeError, match="must have put\\(\\) and end\\(\\) methods"):
+        model.generate(PADDED, max_new_tokens=2, streamer=object())
+    with pytest.raises(TypeError, match="a streamer is for generate"):
+        model.stream(PADDED, max_new_tokens=2, streamer=Recorder())
+    with pytest.raises(TypeError, match="decode"):
+        TextStreamer(object())
+
+
+def demo_tokenizer(tmp_path):
+    """The demo checkpoints' WordPiece tokenizer (words w0, w1, ... joined by spaces)."""
+    from tools.make_demo_models import write_tokenizer
+
+    write_tokenizer(tmp_path, 64)
+    return reference.Tokenizer(str(tmp_path))
+
+
+def test_text_streamer_writes_the_whole_text_as_it_comes(tmp_path):
+    """The prompt with the first new token, then each token's text, a newline at the end: the
+    text of the sequence generate() returns, spaced as the tokenizer joins it; with skip_prompt
+    what follows the prompt alone, its first space included. It takes one row only, and the next
+    call's prompt after end()."""
+    tok = demo_tokenizer(tmp_path)
+    model = tiny_mpt(seed=2, vocab_size=64)
+    ids = np.array([[5, 6, 7]])
+    writes = []
+
+    class File(io.StringIO):
+        def write(self, text):
+            writes.append(text)
+            return super().write(text)
+
+    out = File()
+    streamer = TextStreamer(tok, file=out)
+    seq = model.generate(ids, max_new_tokens=6, streamer=streamer)
+    whole = tok.decode(seq[0])
+    assert out.getvalue() == whole + "\n"
+    assert writes[0].startswith(tok.decode(ids[0])) and len(writes) >= 6  # a piece a token
+    model.generate(ids, max_new_tokens=6, streamer=streamer)  # again, after end()
+    assert out.getvalue() == 2 * (whole + "\n")
+    rest = io.StringIO()
+    model.generate(ids, max_new_tokens=6, streamer=TextStreamer(tok, skip_prompt=True, file=rest))
+    assert rest.getvalue() == whole[len(tok.decode(ids[0])) :] + "\n"
+    assert rest.getvalue().startswith(" ")  # WordPiece joins the first new word with a space
+    with pytest.raises(ValueError, match="one row's text"):
+        model.generate(np.array([[5, 6], [7, 8]]), max_new_tokens=2, streamer=TextStreamer(tok))
+
+
+def test_text_streamer_waits_for_a_character_spelled_over_several_tokens(tmp_path):
+    """A byte-level BPE spells a character outside its merges as one token a byte, and its first
+    bytes alone decode to U+FFFD: the streamer writes nothing of it until it is whole, so what it
+    writes is never taken back."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        ["plain words only"] * 10,
+        trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
+    bpe.save(str(tmp_path / "tokenizer.json"))
+    tok = reference.Tokenizer(str(tmp_path))
+    text = "words 日本 é plain"
+    ids = bpe.encode(text, add_special_tokens=False).ids
+    split = [i for i in range(1, len(ids)) if "\ufffd" in tok.decode(ids[:i])]
+    assert split, "no character spelled over several tokens"
+    out = io.StringIO()
+    streamer = TextStreamer(tok, file=out)
+    streamer.put(np.array([ids[:1]]))  # the prompt: one token
+    for token in ids[1:]:
+        streamer.put(np.array([token]))
+        assert "\ufffd" not in out.getvalue(), out.getvalue()
+    streamer.end()
+    assert out.getvalue() == text + "\n"
