@@ -8,6 +8,8 @@
     ner       token classification: words with their labels (word pieces merged)
     qa        extractive question answering: the answer span, its score and character offsets
     generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
+    chat      an MPT conversation: a turn a line on stdin, each reply streamed; every call goes on
+              from the cache the last one returned, so only a turn's own tokens run again
     explain   PNG pictures: MPNet's bucket map, MPT's ALiBi bias per head, an attention map
 
 Every command takes --model, --backend numpy|numba|cuda, --profile and --json. Errors are one line
@@ -293,11 +295,9 @@ def cmd_qa(args):
     )
 
 
-def cmd_generate(args):
-    model, tok = load(args, "causal-lm"), tokenizer(args)
-    ids = np.array([tok.backend.encode(args.prompt, add_special_tokens=False).ids])
-    if ids.shape[1] == 0:
-        raise CliError("the prompt produced no tokens")
+def decoding_options(args, model):
+    """generate()'s keyword arguments from the command line's decoding flags (generate and chat),
+    those not given left to the checkpoint's generation settings."""
     new = args.max_new_tokens
     if new is None:  # the checkpoint's max_new_tokens, else 32 (its max_length is not used here)
         new = model.generation_config.get("max_new_tokens")
@@ -311,18 +311,32 @@ def cmd_generate(args):
         repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size,
         min_new_tokens=args.min_new_tokens,
-        num_beams=args.num_beams,
-        guidance_scale=args.guidance_scale,
+        num_beams=getattr(args, "num_beams", None),
+        guidance_scale=getattr(args, "guidance_scale", None),
         prompt_lookup_num_tokens=args.prompt_lookup,
     )
     if args.prompt_lookup is not None:
         given["use_cache"] = True  # prompt lookup runs over the cache (MPT's config leaves it off)
-    options = dict(
+    return dict(
         max_new_tokens=new,
         seed=args.seed,
         num_return_sequences=1,  # one text is printed, whatever the checkpoint asks for
         **{name: value for name, value in given.items() if value is not None},
     )
+
+
+def encoded(tok, text, what):  # -> the ids of text [1, N], without special tokens added
+    ids = np.array([tok.backend.encode(text, add_special_tokens=False).ids], np.int64)
+    if ids.shape[1] == 0:
+        raise CliError(f"{what} produced no tokens")
+    return ids
+
+
+def cmd_generate(args):
+    model, tok = load(args, "causal-lm"), tokenizer(args)
+    ids = encoded(tok, args.prompt, "the prompt")
+    options = decoding_options(args, model)
+    new = options["max_new_tokens"]
     prompt = ids[0].tolist()
     if new == 0:  # the prompt alone (generate() itself, as transformers, would make one token)
         print(
@@ -336,11 +350,9 @@ def cmd_generate(args):
         if beams < 2:
             raise CliError("--force-word needs beam search: pass --num-beams 2 or more")
         options["force_words_ids"] = [spellings(tok, word) for word in args.force_word]
-    if args.negative_prompt is not None:
-        negative = tok.backend.encode(args.negative_prompt, add_special_tokens=False).ids
-        if not negative:
-            raise CliError("the negative prompt produced no tokens")
-        options["negative_prompt_ids"] = np.array([negative] * beams)  # a row for each beam
+    if args.negative_prompt is not None:  # a row for each beam
+        negative = encoded(tok, args.negative_prompt, "the negative prompt")
+        options["negative_prompt_ids"] = np.repeat(negative, beams, axis=0)
     if beams > 1:  # beam search settles its text at the end: nothing to stream
         tokens = model.generate(ids, **options)[0, len(prompt) :].tolist()
         if not args.json:
@@ -350,6 +362,95 @@ def cmd_generate(args):
         tokens = model.generate(ids, streamer=streamer, **options)[0, len(prompt) :].tolist()
     if args.json:
         print(json.dumps({"prompt": args.prompt, "tokens": tokens, "text": tok.decode(tokens)}))
+
+
+CHATML = ("<|im_start|>", "<|im_end|>")  # the turn markers of MPT-7B-chat's template (ChatML)
+
+
+def chat_template(args, tok):  # -> "chatml" or "plain"
+    """--template, else ChatML where the tokenizer has its markers as tokens, else plain."""
+    has_markers = all(tok.backend.token_to_id(marker) is not None for marker in CHATML)
+    template = args.template or ("chatml" if has_markers else "plain")
+    if template == "chatml" and not has_markers:
+        raise CliError(
+            f"--template chatml needs the tokens {CHATML[0]} and {CHATML[1]}, which this"
+            " tokenizer does not have"
+        )
+    if args.system is not None and template != "chatml":
+        raise CliError("--system needs the chatml template (a system message in its markers)")
+    return template
+
+
+def turn_text(template, turn, first, closed, system=None):
+    """The text a user's turn adds to the conversation: with ChatML, the turn in its markers and
+    the assistant's opening (after the system message on the first turn, and after closing a
+    reply that --max-new-tokens cut off); plain, the turn on a line of its own."""
+    if template == "plain":
+        return ("" if first else "\n") + turn + "\n"
+    start, end = CHATML
+    if first:
+        head = "" if system is None else f"{start}system\n{system}{end}\n"
+    else:
+        head = ("" if closed else end) + "\n"
+    return f"{head}{start}user\n{turn}{end}\n{start}assistant\n"
+
+
+def chat_turns(stream, interactive):  # -> each line with text on it, as the user types it
+    while True:
+        if interactive:
+            sys.stderr.write("> ")
+            sys.stderr.flush()
+        line = stream.readline()
+        if not line:
+            return
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def cmd_chat(args):
+    model, tok = load(args, "causal-lm"), tokenizer(args)
+    template = chat_template(args, tok)
+    options = decoding_options(args, model)
+    if options["max_new_tokens"] < 1:
+        raise CliError("chat needs --max-new-tokens of 1 or more")
+    eos = options.get("eos_token_id", model.generation_config.get("eos_token_id"))
+    eos_ids = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    if template == "chatml":  # a reply ends at its closing marker
+        eos_ids.append(tok.backend.token_to_id(CHATML[1]))
+        options["eos_token_id"] = eos_ids
+    seed = options.pop("seed")
+    options.update(use_cache=True, return_dict_in_generate=True)  # the cache goes on to the next
+    sequence, past, closed = np.zeros((1, 0), np.int64), None, True
+    for index, turn in enumerate(chat_turns(sys.stdin, sys.stdin.isatty())):
+        first = sequence.shape[1] == 0
+        added = encoded(tok, turn_text(template, turn, first, closed, args.system), "the turn")
+        text = np.concatenate([sequence, added], axis=1)
+        limit = model.config.max_seq_len
+        if text.shape[1] + options["max_new_tokens"] > limit:
+            raise CliError(
+                f"the conversation has grown to {text.shape[1]} tokens: with"
+                f" {options['max_new_tokens']} new ones the text would pass the model's"
+                f" max_seq_len {limit} (start again, or lower --max-new-tokens)"
+            )
+        out = model.generate(
+            text,
+            attention_mask=np.ones_like(text),  # every token is real (pad may be a real one)
+            past_key_values=past,  # what the last turn's call cached: only the new tokens run
+            seed=None if seed is None else seed + index,  # each turn draws anew
+            streamer=(
+                TokenProgress(options["max_new_tokens"])
+                if args.json
+                else TextStreamer(tok, skip_prompt=True)
+            ),
+            **options,
+        )
+        sequence, past = out.sequences, out.past_key_values
+        reply = sequence[0, text.shape[1] :]
+        closed = reply.size > 0 and int(reply[-1]) in eos_ids
+        if args.json:
+            record = {"turn": turn, "tokens": reply.tolist(), "text": tok.decode(reply)}
+            print(json.dumps(record), flush=True)
 
 
 def spellings(tok, word):
@@ -428,6 +529,62 @@ def emit(args, data, text):
 # ------------------------------------------------------------------------------------ the parser
 
 
+def decoding_arguments(c):  # the decoding flags generate and chat share (decoding_options)
+    c.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"default: the checkpoint's max_new_tokens, else {DEFAULT_NEW_TOKENS}",
+    )
+    c.add_argument(
+        "--sample",
+        action=argparse.BooleanOptionalAction,
+        help="sample instead of greedy decoding (default: the checkpoint's do_sample, else no)",
+    )
+    c.add_argument("--temperature", type=float, help="default: the checkpoint's, else 1.0")
+    c.add_argument("--top-k", type=int, help="default: the checkpoint's, else 50 (0: off)")
+    c.add_argument("--top-p", type=float, help="default: the checkpoint's, else 1.0")
+    c.add_argument("--seed", type=int)
+    c.add_argument(
+        "--repetition-penalty",
+        type=float,
+        help="divide a seen token's positive score by this, multiply a negative one (transformers'"
+        " rule; default: the checkpoint's, else 1.0: off)",
+    )
+    c.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        help="no n-gram of this size twice (default: the checkpoint's, else 0: off)",
+    )
+    c.add_argument(
+        "--prompt-lookup",
+        type=int,
+        metavar="N",
+        help="prompt lookup decoding: guess the next N tokens from where the text's last two"
+        " tokens appeared before, and keep those the model would write (the same text, several"
+        " tokens a forward pass where it repeats itself; needs an eos id and no beams)",
+    )
+    c.add_argument(
+        "--min-new-tokens",
+        type=int,
+        help="no eos before this many new tokens (default: the checkpoint's, else none)",
+    )
+    c.add_argument(
+        "--eos-token-id", type=int, help="default: the checkpoint's eos_token_id (or ids)"
+    )
+    c.add_argument(
+        "--weight-storage",
+        choices=["fp32", "bf16", "q8"],
+        default="fp32",
+        help="with --backend numba: keep the matrices as bf16, or as q8 (int8 in blocks of 32)",
+    )
+    c.add_argument(
+        "--kv-cache",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="keep keys and values as bf16 between tokens (numpy or numba): half the cache bytes",
+    )
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="python -m reference",
@@ -488,31 +645,7 @@ def parser():
     qa.add_argument("--max-answer-tokens", type=int, default=30)
     gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
     gen.add_argument("--prompt", required=True)
-    gen.add_argument(
-        "--max-new-tokens",
-        type=int,
-        help=f"default: the checkpoint's max_new_tokens, else {DEFAULT_NEW_TOKENS}",
-    )
-    gen.add_argument(
-        "--sample",
-        action=argparse.BooleanOptionalAction,
-        help="sample instead of greedy decoding (default: the checkpoint's do_sample, else no)",
-    )
-    gen.add_argument("--temperature", type=float, help="default: the checkpoint's, else 1.0")
-    gen.add_argument("--top-k", type=int, help="default: the checkpoint's, else 50 (0: off)")
-    gen.add_argument("--top-p", type=float, help="default: the checkpoint's, else 1.0")
-    gen.add_argument("--seed", type=int)
-    gen.add_argument(
-        "--repetition-penalty",
-        type=float,
-        help="divide a seen token's positive score by this, multiply a negative one (transformers'"
-        " rule; default: the checkpoint's, else 1.0: off)",
-    )
-    gen.add_argument(
-        "--no-repeat-ngram-size",
-        type=int,
-        help="no n-gram of this size twice (default: the checkpoint's, else 0: off)",
-    )
+    decoding_arguments(gen)
     gen.add_argument(
         "--num-beams",
         type=int,
@@ -537,34 +670,19 @@ def parser():
         help="text the output must contain, at the start or after a space (repeatable;"
         " constrained beam search, so with --num-beams 2 or more)",
     )
-    gen.add_argument(
-        "--prompt-lookup",
-        type=int,
-        metavar="N",
-        help="prompt lookup decoding: guess the next N tokens from where the text's last two"
-        " tokens appeared before, and keep those the model would write (the same text, several"
-        " tokens a forward pass where it repeats itself; needs an eos id and no beams)",
+    chat = command(
+        "chat",
+        cmd_chat,
+        "a conversation (MPT): a turn a line on stdin, each reply streamed, the cache kept",
     )
-    gen.add_argument(
-        "--min-new-tokens",
-        type=int,
-        help="no eos before this many new tokens (default: the checkpoint's, else none)",
+    decoding_arguments(chat)
+    chat.add_argument(
+        "--template",
+        choices=["chatml", "plain"],
+        help="how a turn is written into the text: chatml (MPT-7B-chat's markers; the default"
+        " where the tokenizer has them) or plain (the turn on a line of its own)",
     )
-    gen.add_argument(
-        "--eos-token-id", type=int, help="default: the checkpoint's eos_token_id (or ids)"
-    )
-    gen.add_argument(
-        "--weight-storage",
-        choices=["fp32", "bf16", "q8"],
-        default="fp32",
-        help="with --backend numba: keep the matrices as bf16, or as q8 (int8 in blocks of 32)",
-    )
-    gen.add_argument(
-        "--kv-cache",
-        choices=["fp32", "bf16"],
-        default="fp32",
-        help="keep keys and values as bf16 between tokens (numpy or numba): half the cache bytes",
-    )
+    chat.add_argument("--system", metavar="TEXT", help="a system message (chatml)")
     ex = sub.add_parser(
         "explain", help="save a picture: buckets, alibi, or attention (needs matplotlib)"
     )

@@ -376,3 +376,117 @@ def test_a_forced_word_is_either_spelling_where_a_byte_level_bpe_tells_them_apar
     assert start != spaced  # "Paris" and "ĠParis" are different tokens
     assert spellings(tok, "Paris") == [start, spaced]  # either one, as a disjunctive word
     assert spellings(tok, " Paris") == spaced
+
+
+def chat_model(tmp_path, markers=False):
+    """A random MPT of 64 tokens and 128 positions; with ``markers`` its tokenizer's last two ids
+    are ChatML's <|im_start|> and <|im_end|>, as special tokens."""
+    import make_random_mpt
+    from tokenizers import Tokenizer
+
+    path = tmp_path / "chat"
+    make_random_mpt.write(path, d_model=32, layers=2, heads=4, vocab=64, max_seq_len=128)
+    if markers:
+        make_demo_models.write_tokenizer(path, 62)
+        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+        tok.save(str(path / "tokenizer.json"))
+    return path
+
+
+def run_chat(monkeypatch, capsys, path, turns, *flags):
+    """`chat` in this process on ``turns`` (stdin), every generate() call it makes recorded:
+    -> (its stdout, [(input_ids, the given cache, sequences)])."""
+    import io
+
+    from reference import cli
+    from reference.generation import GenerationMixin
+
+    calls, real = [], GenerationMixin.generate
+
+    def spy(self, input_ids, **kw):
+        out = real(self, input_ids, **kw)
+        if "streamer" in kw:  # the command's calls, not the test's own
+            calls.append((input_ids, kw["past_key_values"], out.sequences))
+        return out
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(turns))
+    assert cli.main(["chat", "--model", str(path), *flags]) == 0
+    return capsys.readouterr().out, calls
+
+
+def test_chat_goes_on_from_the_last_turns_cache_as_generate_over_the_whole_text(
+    tmp_path, monkeypatch, capsys
+):
+    """Each turn's call gets the text so far plus the turn (plain: on a line of its own) and the
+    cache the last call returned; its reply is the tokens generate() writes given the whole text
+    without a cache, and --json prints them a turn a line (blank lines are not turns)."""
+    import numpy as np
+
+    import reference
+
+    path = chat_model(tmp_path)
+    out, calls = run_chat(
+        monkeypatch,
+        capsys,
+        path,
+        "w1 w2 w3\nw4 w5\n\nw6 w7 w8\n",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["turn"] for r in records] == ["w1 w2 w3", "w4 w5", "w6 w7 w8"] and len(calls) == 3
+    model = reference.from_pretrained(path, task="causal-lm")
+    for i, ((ids, past, sequences), record) in enumerate(zip(calls, records)):
+        assert (past is None) == (i == 0)
+        if i:
+            previous = calls[i - 1][2]
+            np.testing.assert_array_equal(ids[:, : previous.shape[1]], previous)
+            assert past[0][0].shape[2] == previous.shape[1] - 1  # all but the last token
+        whole = model.generate(ids, max_new_tokens=4)  # no cache: the whole text runs
+        np.testing.assert_array_equal(sequences, whole)
+        assert record["tokens"] == whole[0, ids.shape[1] :].tolist()
+    # without --json each reply is streamed: the text after the prompt's, spaced as in the whole
+    text, again = run_chat(monkeypatch, capsys, path, "w1 w2 w3\nw4 w5\n", "--max-new-tokens", "4")
+    tok = reference.Tokenizer(str(path))
+    want = [tok.decode(seq[0])[len(tok.decode(ids[0])) :] for ids, _, seq in again]
+    assert text.splitlines() == want and all(line.startswith(" w") for line in want)
+
+
+def test_chat_writes_chatml_turns_where_the_tokenizer_has_the_markers(
+    tmp_path, monkeypatch, capsys
+):
+    """With ChatML's markers in the tokenizer: the system message, each turn in its markers and
+    the assistant's opening; a reply ends at <|im_end|> (an eos id), and one that
+    --max-new-tokens cut off is closed before the next turn."""
+    import reference
+
+    path = chat_model(tmp_path, markers=True)
+    _, calls = run_chat(
+        monkeypatch,
+        capsys,
+        path,
+        "w1 w2\nw3\n",
+        "--max-new-tokens",
+        "3",
+        "--system",
+        "w9",
+        "--json",
+    )
+    tok = reference.Tokenizer(str(path))
+    (first, _, replied), (second, _, _) = calls
+    reply = tok.decode(replied[0, first.shape[1] :], skip_special_tokens=False)
+    closed = reply.endswith("<|im_end|>")
+    said = tok.decode(second[0], skip_special_tokens=False)
+    want = (  # the demo vocabulary spells system, user and assistant as [UNK]
+        "<|im_start|> [UNK] w9 <|im_end|> <|im_start|> [UNK] w1 w2 <|im_end|> <|im_start|>"
+        f" [UNK] {reply}{'' if closed else ' <|im_end|>'} <|im_start|> [UNK] w3 <|im_end|>"
+        " <|im_start|> [UNK]"
+    )
+    assert " ".join(said.split()) == " ".join(want.split())  # WordPiece drops the newlines
+    bad = cli("chat", "--model", str(chat_model(tmp_path / "plain")), "--template", "chatml")
+    assert bad.returncode == 2 and "needs the tokens <|im_start|> and <|im_end|>" in bad.stderr
+    bad = cli("chat", "--model", str(path), "--template", "plain", "--system", "w1")
+    assert bad.returncode == 2 and "--system needs the chatml template" in bad.stderr
