@@ -29,6 +29,8 @@ ADAPTERS = {
     "transformers-tf": "conformance.adapters.transformers_tf:implementation",
     "outputs": "conformance.adapters.outputs:implementation",
     "onnxruntime": "conformance.adapters.onnx_runtime:implementation",
+    "llama-cpp": "conformance.adapters.llama_cpp:implementation",
+    "llama-cpp-bf16": "conformance.adapters.llama_cpp:bf16_implementation",
 }
 TIERS = ("golden", "property", "op")
 

@@ -176,56 +176,12 @@ def export_onnx(mpnet_dir: Path, path: Path):
 
 
 def write_gguf(weights, path: Path, kind: str):
-    """MPT as llama.cpp's "mpt" architecture reads it (llama.cpp's MPT graph: LayerNorm, fused qkv,
-    ALiBi, GELU MLP, tied output). No vocabulary (tokenizer model "none"): the bench feeds token
-    ids.
-    """
-    import gguf
+    """MPT as llama.cpp's "mpt" architecture reads it, the conversion the conformance suite's
+    llama-cpp port uses (conformance.adapters.llama_cpp.write_gguf): LayerNorm, fused qkv, ALiBi,
+    GELU MLP, tied output; no vocabulary (tokenizer model "none"): the bench feeds token ids."""
+    from conformance.adapters.llama_cpp import write_gguf as convert
 
-    c = bench.DECODER
-    w = gguf.GGUFWriter(str(path), "mpt")
-    w.add_context_length(c["max_seq_len"])
-    w.add_embedding_length(c["d_model"])
-    w.add_block_count(c["n_layers"])
-    w.add_feed_forward_length(4 * c["d_model"])
-    w.add_head_count(c["n_heads"])
-    w.add_layer_norm_eps(1e-5)
-    w.add_max_alibi_bias(8.0)
-    w.add_vocab_size(c["vocab_size"])
-    w.add_tokenizer_model("none")
-    w.add_file_type(
-        {
-            "f32": gguf.LlamaFileType.ALL_F32,
-            "bf16": gguf.LlamaFileType.MOSTLY_BF16,
-            "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-        }[kind]
-    )
-    names = {"wte.weight": "token_embd.weight", "norm_f.weight": "output_norm.weight"}
-    per_block = {
-        "norm_1.weight": "attn_norm.weight",
-        "attn.Wqkv.weight": "attn_qkv.weight",
-        "attn.out_proj.weight": "attn_output.weight",
-        "norm_2.weight": "ffn_norm.weight",
-        "ffn.up_proj.weight": "ffn_up.weight",
-        "ffn.down_proj.weight": "ffn_down.weight",
-    }
-    for i in range(c["n_layers"]):
-        names.update({f"blocks.{i}.{k}": f"blk.{i}.{v}" for k, v in per_block.items()})
-    quant = {
-        "f32": gguf.GGMLQuantizationType.F32,
-        "bf16": gguf.GGMLQuantizationType.BF16,
-        "q8_0": gguf.GGMLQuantizationType.Q8_0,
-    }[kind]
-    for name, gname in names.items():
-        data = np.ascontiguousarray(weights[name], np.float32)
-        if data.ndim == 1 or kind == "f32":
-            w.add_tensor(gname, data)
-        else:
-            w.add_tensor(gname, gguf.quants.quantize(data, quant), raw_dtype=quant)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    convert(bench.DECODER, weights, path, kind)
 
 
 def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
