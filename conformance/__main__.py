@@ -12,8 +12,8 @@
 
 --impl is an adapter name (reference, reference-numba, reference-cuda, transformers,
 transformers-bf16,
-transformers-fp16, transformers-tf, outputs, onnxruntime, llama-cpp, llama-cpp-bf16) or
-module:attribute naming an object that
+transformers-fp16, transformers-tf, outputs, onnxruntime, llama-cpp, llama-cpp-bf16,
+ctranslate2) or module:attribute naming an object that
 follows conformance/protocol.py; $CONFORMANCE_IMPL is its twin. The implementation's declared
 capabilities (conformance/capabilities.py; capabilities.json beside an outputs folder) decide what
 is

@@ -31,6 +31,7 @@ ADAPTERS = {
     "onnxruntime": "conformance.adapters.onnx_runtime:implementation",
     "llama-cpp": "conformance.adapters.llama_cpp:implementation",
     "llama-cpp-bf16": "conformance.adapters.llama_cpp:bf16_implementation",
+    "ctranslate2": "conformance.adapters.ct2:implementation",
 }
 TIERS = ("golden", "property", "op")
 

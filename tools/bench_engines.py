@@ -129,22 +129,10 @@ def write_wordpiece_tokenizer(target: Path, vocab_size: int):
     )
 
 
-def write_wordlevel_tokenizer(target: Path, vocab_size: int):
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def write_wordlevel_tokenizer(target: Path, vocab_size: int):  # tokens t0, t1, ...: the ids
+    from conformance.adapters.ct2 import write_wordlevel_tokenizer as write
 
-    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.save(str(target / "tokenizer.json"))
-    (target / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "bos_token": "t0",
-                "eos_token": "t0",
-                "unk_token": "t0",
-            }
-        )
-    )
+    write(target, vocab_size)
 
 
 def export_onnx(mpnet_dir: Path, path: Path):
@@ -185,18 +173,11 @@ def write_gguf(weights, path: Path, kind: str):
 
 
 def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
-    """CTranslate2's own MPT conversion. Its loader is registered for MosaicML's remote-code
-    ``MPTConfig``; transformers' ``MptForCausalLM`` has the same modules (wte, blocks[i].norm_1,
-    attn.Wqkv, attn.out_proj, norm_2, ffn.up_proj / down_proj, norm_f), so the same loader is
-    registered for its ``MptConfig`` too."""
-    import ctranslate2
-    from ctranslate2.converters import transformers as ct2_transformers
+    """CTranslate2's own conversion of the HF directory, the one the conformance suite's
+    ctranslate2 port uses (conformance.adapters.ct2.convert_ct2)."""
+    from conformance.adapters.ct2 import convert_ct2 as convert
 
-    loaders = ct2_transformers._MODEL_LOADERS
-    loaders.setdefault("MptConfig", loaders["MPTConfig"])
-    ctranslate2.converters.TransformersConverter(str(mpt_dir)).convert(
-        str(target), quantization=quantization, force=True
-    )
+    convert(mpt_dir, target, quantization)
 
 
 def prepare(out: Path, layers=None, vocab=None):

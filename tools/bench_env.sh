@@ -5,8 +5,9 @@
 #                                                     # llama-cpp-python compiles llama.cpp)
 #   /tmp/bench-env/bin/python tools/bench_engines.py prepare /tmp/bench-models
 #   /tmp/bench-env/bin/python tools/bench.py --engines /tmp/bench-models --threads 2
-#   /tmp/bench-env/bin/python -m conformance run --impl llama-cpp --family mpt   # llama.cpp as a
-#   /tmp/bench-env/bin/python -m pytest tests/test_llama_cpp_port.py             # port, checked
+#   /tmp/bench-env/bin/python -m conformance run --impl llama-cpp --family mpt   # the engines as
+#   /tmp/bench-env/bin/python -m conformance run --impl ctranslate2 --family mpt # ports, checked
+#   /tmp/bench-env/bin/python -m pytest tests/test_engine_ports.py
 #
 # Never part of the project's dependencies: the project needs none of these to run or to test.
 # Pins: torch 2.13.0 (CPU build) and transformers 4.37.2, as for the goldens (HF torch column and

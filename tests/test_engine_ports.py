@@ -1,8 +1,9 @@
-"""llama.cpp as a port (conformance/adapters/llama_cpp.py): what the suite says of it, and what
-explains it. Needs llama-cpp-python and gguf (the benchmark environment, tools/bench_env.sh), so
-it is skipped elsewhere, CI included:
+"""The inference engines as ports (conformance/adapters/llama_cpp.py, ct2.py): what the suite
+says of llama.cpp and CTranslate2, and what explains it. They need the engines (llama-cpp-python
+and gguf; ctranslate2 with transformers and torch for its converter), which the benchmark
+environment holds (tools/bench_env.sh), so they are skipped elsewhere, CI included:
 
-    /tmp/bench-env/bin/python -m pytest tests/test_llama_cpp_port.py
+    /tmp/bench-env/bin/python -m pytest tests/test_engine_ports.py
 """
 
 from __future__ import annotations
@@ -10,13 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("llama_cpp")
-pytest.importorskip("gguf")
-
-from conformance.adapters.llama_cpp import LlamaCppPort  # noqa: E402
-from conformance.checks import check_golden  # noqa: E402
-from conformance.golden import iter_cases  # noqa: E402
-from reference import build, mpt  # noqa: E402
+from conformance.checks import check_golden
+from conformance.golden import iter_cases
+from reference import build, mpt
 
 CASES = list(iter_cases(family="mpt", profile="hf"))
 
@@ -44,12 +41,28 @@ def ggml_gelu(x):
     return np.where(x <= -10, np.float32(0), np.where(x >= 10, x, table))
 
 
+def llama_cpp_port(kind="f32"):
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from conformance.adapters.llama_cpp import LlamaCppPort
+
+    return LlamaCppPort(kind)
+
+
+def ct2_port():
+    for package in ("ctranslate2", "transformers", "torch"):
+        pytest.importorskip(package)
+    from conformance.adapters.ct2 import CTranslate2Port
+
+    return CTranslate2Port()
+
+
 def test_the_suite_finds_llama_cpps_f32_mpt_off_at_the_logits_and_its_greedy_tokens_upstreams():
     """llama.cpp's f32 MPT fails every hf causal-lm value case at the logits, by more than
     ten times the fp32 tolerance, and writes upstream's greedy tokens; its bf16 conversion passes
     the bf16 case, judged as a bf16 port."""
     assert len(VALUE_CASES) >= 8
-    port = LlamaCppPort()
+    port = llama_cpp_port()
     for case in VALUE_CASES:
         result = check_golden(port, case)[0]
         assert result.status == "fail", (case.id, result.status, result.message)
@@ -58,7 +71,7 @@ def test_the_suite_finds_llama_cpps_f32_mpt_off_at_the_logits_and_its_greedy_tok
     greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
     ran = [r for r in greedy if r.status != "skip"]
     assert len(ran) >= 2 and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
-    bf16 = [check_golden(LlamaCppPort("bf16"), c)[0] for c in CASES if c.id.endswith("-bf16")]
+    bf16 = [check_golden(llama_cpp_port("bf16"), c)[0] for c in CASES if c.id.endswith("-bf16")]
     ran = [r for r in bf16 if r.status != "skip"]
     assert ran and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
 
@@ -70,7 +83,7 @@ def test_ggmls_fp16_gelu_table_is_the_whole_difference(monkeypatch):
     and the two float32 computations of it (llama.cpp's and the reference's, a few ulps apart)
     rounded to neighbouring table entries: a step of about 5e-4 of the output, which moves a
     logit by about 1e-4. On every case the gap left is under half of upstream's."""
-    port, offs, gaps = LlamaCppPort(), [], []
+    port, offs, gaps = llama_cpp_port(), [], []
     for case in VALUE_CASES:
         ids = {"input_ids": case.inputs["input_ids"]}
         theirs = port.run("mpt", "causal-lm", case.config, case.weights, ids, {})["logits"]
@@ -89,3 +102,35 @@ def test_ggmls_fp16_gelu_table_is_the_whole_difference(monkeypatch):
     offs, gaps = np.concatenate(offs), np.concatenate(gaps)
     assert np.median(gaps) < 1e-5 and np.median(offs) > 5e-4, (np.median(gaps), np.median(offs))
     assert (gaps < 2e-5).mean() > 0.6 and (offs < 2e-5).mean() == 0, (gaps < 2e-5).mean()
+
+
+def test_the_suite_passes_ctranslate2_but_where_its_converter_drops_softmax_scale():
+    """CTranslate2 (float32, its own converter) passes every hf causal-lm value case within the
+    fp32 tolerance, and upstream's greedy tokens, but for softmax-scale, where the logits are off
+    by more than 1: its MPT converter ignores attn_config.softmax_scale (attention scaled by 1 /
+    sqrt(head size)). Folded into the query rows of Wqkv beforehand, as the llama.cpp port's
+    conversion does, the same model passes."""
+    port = ct2_port()
+    for case in VALUE_CASES:
+        result = check_golden(port, case)[0]
+        if case.id == "mpt/hf/softmax-scale":
+            assert result.status == "fail" and result.max_abs > 1, (result.status, result.max_abs)
+            assert result.diagnosis.startswith("first divergence: logits"), result.diagnosis
+        else:
+            assert result.status == "pass", (case.id, result.message)
+    greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
+    ran = [r for r in greedy if r.status != "skip"]
+    assert len(ran) >= 2 and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
+    case = next(c for c in VALUE_CASES if c.id == "mpt/hf/softmax-scale")
+    attn = dict(case.config["attn_config"])
+    scale = attn.pop("softmax_scale")
+    C, H = case.config["d_model"], case.config["n_heads"]
+    weights = {k: np.array(v) for k, v in case.weights.items()}
+    for name, value in weights.items():
+        if name.endswith("attn.Wqkv.weight"):
+            value[:C] *= np.float32(scale * np.sqrt(C // H))
+    folded = {**case.config, "attn_config": attn}
+    ids = {"input_ids": case.inputs["input_ids"]}
+    logits = port.run("mpt", "causal-lm", folded, weights, ids, {})["logits"]
+    off = np.abs(logits - case.expected["logits"]).max()
+    assert off < 2e-5, f"softmax_scale folded into Wqkv: max abs {off:.3g}"
