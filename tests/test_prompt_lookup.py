@@ -281,7 +281,9 @@ ECHOLESS = tiny_mpt(seed=5, vocab_size=10)  # a vocabulary of 10: texts that rep
 @given(
     st.integers(1, 3),  # rows
     st.integers(1, 6),  # cached positions
-    st.lists(st.integers(1, 5), min_size=1, max_size=3),  # tokens in each pass
+    # tokens in each pass: at most 6 + 3 x 4 = 18 positions, within the tiny model's max_seq_len
+    # of 20 (a draw of 6 + 3 x 5 had run past it)
+    st.lists(st.integers(1, 4), min_size=1, max_size=3),
     st.booleans(),  # a bf16 cache
     st.integers(0, 2**31 - 1),
 )
