@@ -22,6 +22,7 @@ from .capabilities import LABEL_INPUTS, Capabilities, capabilities_of, count_gro
 from .compare import Comparison, compare
 from .golden import group_members, tuple_leaves
 from .protocol import Unsupported
+from .suspects import explain
 from .tolerances import tolerance_for
 
 INPUT_ERRORS = ("ValueError", "TypeError", "IndexError", "KeyError", "LookupError")
@@ -188,6 +189,10 @@ def check_golden(impl, case, caps: Capabilities = None) -> list[CheckResult]:
         else ""
     )
     result = CheckResult.of(case.id, comparisons, summary=summary, not_checked=request.not_checked)
+    if result.status == "fail":  # which known porting variant, if any, the outputs are
+        known = explain(case, request, actual, result.margin)
+        if known:
+            result.diagnosis = f"{result.diagnosis}; {known}" if result.diagnosis else known
     if len(ids) == 1:  # upstream has no tuple form for this case (generation, llm-foundry)
         return [result]
     if not caps.tuple:

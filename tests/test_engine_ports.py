@@ -13,6 +13,7 @@ import pytest
 
 from conformance.checks import check_golden
 from conformance.golden import iter_cases
+from conformance.suspects import ggml_gelu
 from reference import build, mpt
 
 CASES = list(iter_cases(family="mpt", profile="hf"))
@@ -29,16 +30,6 @@ VALUE_CASES = [
     and np.all(c.inputs.get("attention_mask", np.ones((1, 1))) == 1)
     and np.ndim(c.inputs.get("attention_mask", np.ones((1, 1)))) == 2
 ]
-
-
-def ggml_gelu(x):
-    """GELU as ggml's CPU backend computes it (GGML_GELU_FP16): the input rounded to fp16, the
-    tanh approximation of GELU at that value, stored as fp16; 0 below -10 and x above 10."""
-    x = np.asarray(x, np.float32)
-    h = x.astype(np.float16).astype(np.float32)
-    tanh = np.tanh(np.float32(np.sqrt(2 / np.pi)) * h * (1 + np.float32(0.044715) * h * h))
-    table = (np.float32(0.5) * h * (1 + tanh)).astype(np.float16).astype(np.float32)
-    return np.where(x <= -10, np.float32(0), np.where(x >= 10, x, table))
 
 
 def llama_cpp_port(kind="f32"):
@@ -68,6 +59,7 @@ def test_the_suite_finds_llama_cpps_f32_mpt_off_at_the_logits_and_its_greedy_tok
         assert result.status == "fail", (case.id, result.status, result.message)
         assert result.diagnosis.startswith("first divergence: logits"), (case.id, result.diagnosis)
         assert result.margin > 10, (case.id, result.margin)
+        assert "known variant: gelu-fp16-table (" in result.diagnosis, result.diagnosis
     greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
     ran = [r for r in greedy if r.status != "skip"]
     assert len(ran) >= 2 and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
@@ -116,6 +108,7 @@ def test_the_suite_passes_ctranslate2_but_where_its_converter_drops_softmax_scal
         if case.id == "mpt/hf/softmax-scale":
             assert result.status == "fail" and result.max_abs > 1, (result.status, result.max_abs)
             assert result.diagnosis.startswith("first divergence: logits"), result.diagnosis
+            assert "explained by a known variant: softmax-scale-ignored (" in result.diagnosis
         else:
             assert result.status == "pass", (case.id, result.message)
     greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
