@@ -7,10 +7,11 @@ NumPy reference on the case with one change (the GELU by its tanh approximation,
 fp16 table of it; MPT's attention scaled by 1 / sqrt(head size) whatever softmax_scale says;
 MPNet's position ids counted without the padding offset, or with padding; the other profile's
 semantics), and its outputs are compared with the port's, output by output, at the case's
-tolerances. A suspect within them explains the failure; one that brings the port's worst error
-down tenfold or more is the closest known variant. Either is added to the result's diagnosis.
-Found this way (tests/test_engine_ports.py): llama.cpp's MPT computes GELU from ggml's fp16 table,
-and CTranslate2's MPT converter drops softmax_scale.
+tolerances. A suspect within them explains the failure; one within them for most of the port's
+outputs, where upstream is not, is the closest known variant (explain). Either is added to the
+result's diagnosis. Found this way (tests/test_engine_ports.py): llama.cpp's MPT computes GELU
+from ggml's fp16 table, and CTranslate2's MPT converter drops softmax_scale. The suspects patch
+the reference's modules while they run, so they are run one at a time in a process.
 """
 
 from __future__ import annotations
