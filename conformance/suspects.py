@@ -4,8 +4,9 @@ reference gives with one upstream behaviour swapped for a common porting variant
 A port that gives only final outputs cannot be told at which layer it diverges; but most ports
 that diverge do so in one of a few known ways, and trying them says which. Each suspect runs the
 NumPy reference on the case with one change (the GELU by its tanh approximation, or by ggml's
-fp16 table of it; MPT's attention scaled by 1 / sqrt(head size) whatever softmax_scale says;
-MPNet's position ids counted without the padding offset, or with padding; the other profile's
+fp16 table of it; MPT's attention scaled by 1 / sqrt(head size) whatever softmax_scale says, or
+its ALiBi slopes as if the head count were a power of two; MPNet's position ids counted without
+the padding offset, or with padding; the attention mask ignored; the other profile's
 semantics), and its outputs are compared with the port's, output by output, at the case's
 tolerances. A suspect within them explains the failure; one within them for most of the port's
 outputs, where upstream is not, is the closest known variant (explain). Either is added to the
@@ -92,6 +93,22 @@ def _positions(first):  # MPNet's position ids first, first + 1, ... for every t
     return [(mpnet, "position_ids_from_input_ids", positions)]
 
 
+def _slopes_as_powers_of_two():  # ALiBi slopes 2^(-k max / H), k = 1..H, whatever H is
+    from reference import mpt
+
+    def slopes(n_heads, alibi_bias_max=mpt.HF_ALIBI_BIAS_MAX):
+        k = np.arange(1, n_heads + 1, dtype=np.float32)
+        return np.float32(1) / np.power(np.float32(2), k * np.float32(alibi_bias_max / n_heads))
+
+    return [(mpt, "alibi_slopes", slopes)]
+
+
+def _unmasked(inputs):  # every token attended, the mask given ignored (None: no mask to ignore)
+    if "attention_mask" not in inputs:
+        return None
+    return {**inputs, "attention_mask": np.ones_like(inputs["attention_mask"])}
+
+
 @dataclass(frozen=True)
 class Suspect:
     name: str
@@ -99,6 +116,7 @@ class Suspect:
     families: tuple
     patches: Callable = list  # -> the (object, attribute or key, value) changes to make
     profile: dict | None = None  # the case's profile -> the one to run instead
+    inputs: Callable | None = None  # the case's inputs -> those to run instead (None: not this)
 
 
 OTHER_PROFILE = {"pt": "tf", "tf": "pt", "hf": "mosaic", "mosaic": "hf"}
@@ -127,6 +145,18 @@ SUSPECTS = (
         "position ids 2, 3, ... counting padding tokens too",
         ("mpnet",),
         lambda: _positions(2),
+    ),
+    Suspect(
+        "alibi-slopes-power-of-two",
+        "ALiBi slopes 2^(-8 k / H) whatever the head count H, not MPT's interleaved ones",
+        ("mpt",),
+        _slopes_as_powers_of_two,
+    ),
+    Suspect(
+        "attention-mask-ignored",
+        "the attention mask ignored: padding attended",
+        ("mpnet", "mpt"),
+        inputs=_unmasked,
     ),
     Suspect(
         "other-profile", "the other profile's semantics", ("mpnet", "mpt"), profile=OTHER_PROFILE
@@ -173,14 +203,18 @@ def explain(case, request, actual, margin):
     for suspect in SUSPECTS:
         if case.family not in suspect.families or not names:
             continue
-        options = dict(request.options)
+        options, inputs = dict(request.options), request.inputs
         if suspect.profile is not None:
             options["profile"] = suspect.profile[case.profile]
+        if suspect.inputs is not None:
+            inputs = suspect.inputs(inputs)
+            if inputs is None:  # the variant changes nothing here
+                continue
         try:
             with _patched(*suspect.patches()), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. weights the other profile does not use
                 theirs = reference.run(
-                    case.family, case.task, case.config, case.weights, request.inputs, options
+                    case.family, case.task, case.config, case.weights, inputs, options
                 )
         except Exception:  # noqa: BLE001 - a variant that cannot run the case explains nothing
             continue

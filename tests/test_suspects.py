@@ -18,28 +18,39 @@ CASES = {c.id: c for c in iter_cases()}
 
 class Port(ReferenceImplementation):
     """The reference with one fault of its own, made its own way: ``inputs`` and ``config``
-    edit what it is given, ``outputs`` what it returns, ``gelu`` replaces MPT's GELU."""
+    edit what it is given, ``outputs`` what it returns, ``mpt`` replaces functions of
+    reference.mpt (name -> function) while it runs."""
 
-    def __init__(self, inputs=None, config=None, outputs=None, gelu=None):
+    def __init__(self, inputs=None, config=None, outputs=None, mpt=None):
         super().__init__()
         self.edit_inputs, self.edit_config = inputs, config
-        self.edit_outputs, self.gelu = outputs, gelu
+        self.edit_outputs, self.mpt = outputs, mpt or {}
 
     def run(self, family, task, config, weights, inputs, options):
         inputs = self.edit_inputs(dict(inputs)) if self.edit_inputs else inputs
         config = self.edit_config(dict(config)) if self.edit_config else config
-        real = mpt.gelu
-        mpt.gelu = self.gelu or real
+        real = {name: getattr(mpt, name) for name in self.mpt}
         try:
+            for name, function in self.mpt.items():
+                setattr(mpt, name, function)
             out = super().run(family, task, config, weights, inputs, options)
         finally:
-            mpt.gelu = real
+            for name, function in real.items():
+                setattr(mpt, name, function)
         return self.edit_outputs(out) if self.edit_outputs else out
 
 
 def positions_from_zero(inputs):  # position ids 0 .. S - 1 given explicitly, padding or not
     B, S = inputs["input_ids"].shape
     return {**inputs, "position_ids": np.broadcast_to(np.arange(S), (B, S)).copy()}
+
+
+def geometric_slopes(n_heads, alibi_bias_max=8):  # 2^(-8 k / H): right for powers of two only
+    return np.exp2(-np.arange(1, n_heads + 1) * alibi_bias_max / n_heads).astype(np.float32)
+
+
+def unmasked(inputs):
+    return {**inputs, "attention_mask": np.ones_like(inputs["attention_mask"])}
 
 
 def table_gelu(x):
@@ -61,8 +72,15 @@ def table_gelu(x):
 @pytest.mark.parametrize(
     "case_id, port, suspect",
     [
-        ("mpt/hf/causal-lm-heads-3", Port(gelu=gelu_new), "gelu-tanh"),
-        ("mpt/hf/causal-lm-heads-3", Port(gelu=table_gelu), "gelu-fp16-table"),
+        ("mpt/hf/causal-lm-heads-3", Port(mpt={"gelu": gelu_new}), "gelu-tanh"),
+        ("mpt/hf/causal-lm-heads-3", Port(mpt={"gelu": table_gelu}), "gelu-fp16-table"),
+        (
+            "mpt/hf/causal-lm-heads-3",  # 3 heads: the slopes differ from MPT's
+            Port(mpt={"alibi_slopes": geometric_slopes}),
+            "alibi-slopes-power-of-two",
+        ),
+        ("mpt/hf/causal-lm-left-padding", Port(inputs=unmasked), "attention-mask-ignored"),
+        ("mpnet/pt/base-left-padding", Port(inputs=unmasked), "attention-mask-ignored"),
         (
             "mpnet/pt/base-right-padding",
             Port(config=lambda c: {**c, "hidden_act": "gelu_new"}),
@@ -88,13 +106,17 @@ def test_a_port_failing_as_a_known_variant_is_told_which(case_id, port, suspect)
 
 
 def test_a_fault_that_is_no_known_variant_names_none():
-    """Logits off by a factor, or left padding ignored: no suspect comes within tolerance or
-    tenfold closer, so the diagnosis names none."""
+    """Logits off by a factor, or the last hidden state shifted by a constant: no suspect comes
+    within tolerance or tenfold closer, so the diagnosis names none."""
     scaled = Port(outputs=lambda out: {k: v * 1.01 if k == "logits" else v for k, v in out.items()})
-    unmasked = Port(inputs=lambda i: {**i, "attention_mask": np.ones_like(i["attention_mask"])})
+    shifted = Port(
+        outputs=lambda out: {
+            k: v + 0.05 if k == "last_hidden_state" else v for k, v in out.items()
+        },
+    )
     for port, case_id in (
         (scaled, "mpt/hf/causal-lm-heads-3"),
-        (unmasked, "mpt/hf/causal-lm-left-padding"),
+        (shifted, "mpnet/pt/base-right-padding"),
     ):
         result = check_golden(port, CASES[case_id])[0]
         assert result.status == "fail" and "known variant" not in result.diagnosis, result.diagnosis
