@@ -3,16 +3,17 @@ reference gives with one upstream behaviour swapped for a common porting variant
 
 A port that gives only final outputs cannot be told at which layer it diverges; but most ports
 that diverge do so in one of a few known ways, and trying them says which. Each suspect runs the
-NumPy reference on the case with one change (the GELU by its tanh approximation, or by ggml's
-fp16 table of it; MPT's attention scaled by 1 / sqrt(head size) whatever softmax_scale says, or
-its ALiBi slopes as if the head count were a power of two; MPNet's position ids counted without
-the padding offset, or with padding; the attention mask ignored; the other profile's
-semantics), and its outputs are compared with the port's, output by output, at the case's
-tolerances. A suspect within them explains the failure; one within them for most of the port's
-outputs, where upstream is not, is the closest known variant (explain). Either is added to the
-result's diagnosis. Found this way (tests/test_engine_ports.py): llama.cpp's MPT computes GELU
-from ggml's fp16 table, and CTranslate2's MPT converter drops softmax_scale. The suspects patch
-the reference's modules while they run, so they are run one at a time in a process.
+NumPy reference on the case with one change (SUSPECTS: the GELU by its tanh approximation, or by
+ggml's fp16 table of it; MPT's attention scaled by 1 / sqrt(head size) whatever softmax_scale
+says, or its ALiBi slopes as if the head count were a power of two; MPNet's position ids counted
+without the padding offset, or with padding, or its attention without the relative position
+bias; the attention mask ignored; the other profile's semantics), and its outputs are compared
+with the port's, output by output, at the case's tolerances. A suspect within them explains the
+failure; one within them for most of the port's outputs, where upstream is not, is the closest
+known variant (explain). Either is added to the result's diagnosis. Found this way
+(tests/test_engine_ports.py): llama.cpp's MPT computes GELU from ggml's fp16 table, and
+CTranslate2's MPT converter drops softmax_scale. The suspects patch the reference's modules while
+they run, so they run one at a time in a process.
 """
 
 from __future__ import annotations
@@ -103,6 +104,15 @@ def _slopes_as_powers_of_two():  # ALiBi slopes 2^(-k max / H), k = 1..H, whatev
     return [(mpt, "alibi_slopes", slopes)]
 
 
+def _no_relative_bias():  # MPNet attention without its relative position bias, as BERT's
+    from reference import mpnet
+
+    def bias(table, seq_len, num_buckets):
+        return np.zeros((table.shape[1], seq_len, seq_len), table.dtype)
+
+    return [(mpnet, "relative_position_bias", bias)]
+
+
 def _unmasked(inputs):  # every token attended, the mask given ignored (None: no mask to ignore)
     if "attention_mask" not in inputs:
         return None
@@ -151,6 +161,12 @@ SUSPECTS = (
         "ALiBi slopes 2^(-8 k / H) whatever the head count H, not MPT's interleaved ones",
         ("mpt",),
         _slopes_as_powers_of_two,
+    ),
+    Suspect(
+        "relative-bias-missing",
+        "no relative position bias in attention, as in BERT",
+        ("mpnet",),
+        _no_relative_bias,
     ),
     Suspect(
         "attention-mask-ignored",

@@ -17,18 +17,19 @@ CASES = {c.id: c for c in iter_cases()}
 
 
 class Port(ReferenceImplementation):
-    """The reference with one fault of its own, made its own way: ``inputs`` and ``config``
-    edit what it is given, ``outputs`` what it returns, ``mpt`` replaces functions of
+    """The reference with one fault of its own, made its own way: ``inputs``, ``config`` and
+    ``weights`` edit what it is given, ``outputs`` what it returns, ``mpt`` replaces functions of
     reference.mpt (name -> function) while it runs."""
 
-    def __init__(self, inputs=None, config=None, outputs=None, mpt=None):
+    def __init__(self, inputs=None, config=None, weights=None, outputs=None, mpt=None):
         super().__init__()
-        self.edit_inputs, self.edit_config = inputs, config
+        self.edit_inputs, self.edit_config, self.edit_weights = inputs, config, weights
         self.edit_outputs, self.mpt = outputs, mpt or {}
 
     def run(self, family, task, config, weights, inputs, options):
         inputs = self.edit_inputs(dict(inputs)) if self.edit_inputs else inputs
         config = self.edit_config(dict(config)) if self.edit_config else config
+        weights = self.edit_weights(dict(weights)) if self.edit_weights else weights
         real = {name: getattr(mpt, name) for name in self.mpt}
         try:
             for name, function in self.mpt.items():
@@ -47,6 +48,11 @@ def positions_from_zero(inputs):  # position ids 0 .. S - 1 given explicitly, pa
 
 def geometric_slopes(n_heads, alibi_bias_max=8):  # 2^(-8 k / H): right for powers of two only
     return np.exp2(-np.arange(1, n_heads + 1) * alibi_bias_max / n_heads).astype(np.float32)
+
+
+def no_bias_table(weights):  # MPNet's relative attention bias table zeroed: BERT's attention
+    name = next(k for k in weights if k.endswith("relative_attention_bias.weight"))
+    return {**weights, name: np.zeros_like(weights[name])}
 
 
 def unmasked(inputs):
@@ -81,6 +87,7 @@ def table_gelu(x):
         ),
         ("mpt/hf/causal-lm-left-padding", Port(inputs=unmasked), "attention-mask-ignored"),
         ("mpnet/pt/base-left-padding", Port(inputs=unmasked), "attention-mask-ignored"),
+        ("mpnet/pt/base-right-padding", Port(weights=no_bias_table), "relative-bias-missing"),
         (
             "mpnet/pt/base-right-padding",
             Port(config=lambda c: {**c, "hidden_act": "gelu_new"}),
