@@ -7,10 +7,9 @@ in f32 (``llama-cpp``) or with its matrices in bf16 (``llama-cpp-bf16``, judged 
 cases). HF 4.37.2's MPT honours one attention setting GGUF has no field for, softmax_scale: the
 conversion folds it into the query rows of Wqkv (llama.cpp scales by 1 / sqrt(head size)), as a
 porter would. llama.cpp gives the logits of every position of one sequence, and its own KV cache
-for the steps after them, so the declaration is: final outputs and generate()'s sequences (greedy
-decoding, a row at a time); causal-lm, profile hf; an attention mask only where every token is
-real (no padding); keys and values kept in f32 (llama.cpp's default is f16), so that the cache is
-not what is being measured.
+for the steps after them, so the declaration is every engine port's (_engines.py: final logits
+without padding, greedy generate() a row at a time). Keys and values are kept in f32 (llama.cpp's
+default is f16), so that the cache is not what is being measured.
 
 Optional: needs llama-cpp-python and gguf, which the benchmark environment holds (bash
 tools/bench_env.sh); neither is a dependency of the project.
