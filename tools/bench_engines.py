@@ -53,6 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench  # noqa: E402  (the workload shapes and the random weights)
 
+from conformance.adapters.ct2 import convert_ct2, write_wordlevel_tokenizer  # noqa: E402
+from conformance.adapters.llama_cpp import write_gguf  # noqa: E402  (the ports' conversions)
+
 # ------------------------------------------------------------------------------------ prepare
 
 
@@ -129,12 +132,6 @@ def write_wordpiece_tokenizer(target: Path, vocab_size: int):
     )
 
 
-def write_wordlevel_tokenizer(target: Path, vocab_size: int):  # tokens t0, t1, ...: the ids
-    from conformance.adapters.ct2 import write_wordlevel_tokenizer as write
-
-    write(target, vocab_size)
-
-
 def export_onnx(mpnet_dir: Path, path: Path):
     import torch
     import transformers
@@ -163,23 +160,6 @@ def export_onnx(mpnet_dir: Path, path: Path):
     )
 
 
-def write_gguf(weights, path: Path, kind: str):
-    """MPT as llama.cpp's "mpt" architecture reads it, the conversion the conformance suite's
-    llama-cpp port uses (conformance.adapters.llama_cpp.write_gguf): LayerNorm, fused qkv, ALiBi,
-    GELU MLP, tied output; no vocabulary (tokenizer model "none"): the bench feeds token ids."""
-    from conformance.adapters.llama_cpp import write_gguf as convert
-
-    convert(bench.DECODER, weights, path, kind)
-
-
-def convert_ct2(mpt_dir: Path, target: Path, quantization: str):
-    """CTranslate2's own conversion of the HF directory, the one the conformance suite's
-    ctranslate2 port uses (conformance.adapters.ct2.convert_ct2)."""
-    from conformance.adapters.ct2 import convert_ct2 as convert
-
-    convert(mpt_dir, target, quantization)
-
-
 def prepare(out: Path, layers=None, vocab=None):
     """Every model into ``out``; with ``layers`` or ``vocab``, only the MPT ones, of that many
     blocks or tokens (the rest of MPT-125M's shape kept)."""
@@ -204,7 +184,7 @@ def prepare_decoder(out: Path):  # the MPT of bench.DECODER's shape, for every d
     weights = write_hf_dir("mpt", out / "mpt")
     write_wordlevel_tokenizer(out / "mpt", bench.DECODER["vocab_size"])
     for kind in ("f32", "bf16", "q8_0"):
-        write_gguf(weights, out / f"mpt-{kind}.gguf", kind)
+        write_gguf(bench.DECODER, weights, out / f"mpt-{kind}.gguf", kind)
         print("wrote", out / f"mpt-{kind}.gguf", flush=True)
     for q in ("float32", "int8"):
         convert_ct2(out / "mpt", out / f"mpt-ct2-{q}", q)
