@@ -48,6 +48,15 @@ def ct2_port():
     return CTranslate2Port()
 
 
+def assert_passes(port, chosen, at_least):
+    """The cases whose ids ``chosen`` accepts that the port runs (at least ``at_least``) pass."""
+    results = [check_golden(port, c)[0] for c in CASES if chosen(c.id)]
+    ran = [r for r in results if r.status != "skip"]
+    assert len(ran) >= at_least and all(r.status == "pass" for r in ran), [
+        (r.id, r.message) for r in ran
+    ]
+
+
 def test_the_suite_finds_llama_cpps_f32_mpt_off_at_the_logits_and_its_greedy_tokens_upstreams():
     """llama.cpp's f32 MPT fails every hf causal-lm value case at the logits, by more than
     ten times the fp32 tolerance, and writes upstream's greedy tokens; its bf16 conversion passes
@@ -60,12 +69,8 @@ def test_the_suite_finds_llama_cpps_f32_mpt_off_at_the_logits_and_its_greedy_tok
         assert result.diagnosis.startswith("first divergence: logits"), (case.id, result.diagnosis)
         assert result.margin > 10, (case.id, result.margin)
         assert "known variant: gelu-fp16-table (" in result.diagnosis, result.diagnosis
-    greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
-    ran = [r for r in greedy if r.status != "skip"]
-    assert len(ran) >= 2 and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
-    bf16 = [check_golden(llama_cpp_port("bf16"), c)[0] for c in CASES if c.id.endswith("-bf16")]
-    ran = [r for r in bf16 if r.status != "skip"]
-    assert ran and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
+    assert_passes(port, lambda i: i.startswith("mpt/hf/generate-greedy"), at_least=2)
+    assert_passes(llama_cpp_port("bf16"), lambda i: i.endswith("-bf16"), at_least=1)
 
 
 def test_ggmls_fp16_gelu_table_is_the_whole_difference(monkeypatch):
@@ -111,9 +116,7 @@ def test_the_suite_passes_ctranslate2_but_where_its_converter_drops_softmax_scal
             assert "explained by a known variant: softmax-scale-ignored (" in result.diagnosis
         else:
             assert result.status == "pass", (case.id, result.message)
-    greedy = [check_golden(port, c)[0] for c in CASES if c.id.startswith("mpt/hf/generate-greedy")]
-    ran = [r for r in greedy if r.status != "skip"]
-    assert len(ran) >= 2 and all(r.status == "pass" for r in ran), [(r.id, r.message) for r in ran]
+    assert_passes(port, lambda i: i.startswith("mpt/hf/generate-greedy"), at_least=2)
     case = next(c for c in VALUE_CASES if c.id == "mpt/hf/softmax-scale")
     attn = dict(case.config["attn_config"])
     scale = attn.pop("softmax_scale")
