@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from .checkpoint import read_config, read_generation_config, read_safetensors_header
-from .generation import changed_settings, generation_settings
+from .generation import changed_settings, eos_list, generation_settings
 from .ops import softmax
 from .progress import Progress
 from .streaming import TextStreamer
@@ -414,8 +414,7 @@ def cmd_chat(args):
     options = decoding_options(args, model)
     if options["max_new_tokens"] < 1:
         raise CliError("chat needs --max-new-tokens of 1 or more")
-    eos = options.get("eos_token_id", model.generation_config.get("eos_token_id"))
-    eos_ids = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+    eos_ids = eos_list(options.get("eos_token_id", model.generation_config.get("eos_token_id")))
     if template == "chatml":  # a reply ends at its closing marker
         eos_ids.append(tok.backend.token_to_id(CHATML[1]))
         options["eos_token_id"] = eos_ids

@@ -552,6 +552,10 @@ def sample(logits, rng):  # [B, V] -> [B]
     return np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
 
 
+def eos_list(eos):  # eos_token_id as a setting holds it (None, one id, or several) -> a list
+    return [] if eos is None else list(eos) if isinstance(eos, (list, tuple, np.ndarray)) else [eos]
+
+
 def token_id(value, name, vocab_size):
     """A single token id in [0, vocab_size)."""
     if not is_integer(value):
@@ -1322,13 +1326,7 @@ class GenerationMixin:
         B, S = ids.shape
         run = self._resolve_settings(**settings)
         check_processing(run, V)
-        eos = run["eos_token_id"]
-        several = isinstance(eos, (list, tuple, np.ndarray))
-        eos_ids = (
-            []
-            if eos is None
-            else [token_id(e, "eos_token_id", V) for e in (eos if several else [eos])]
-        )
+        eos_ids = [token_id(e, "eos_token_id", V) for e in eos_list(run["eos_token_id"])]
         if run["exponential_decay_length_penalty"] is not None and not eos_ids:
             raise ValueError(
                 "exponential_decay_length_penalty needs an eos_token_id to make likelier"
