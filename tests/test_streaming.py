@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_mpt_properties import tiny_mpt
 from test_prompt_lookup import echo_mpt
 
@@ -150,3 +152,112 @@ def test_text_streamer_waits_for_a_character_spelled_over_several_tokens(tmp_pat
         assert "\ufffd" not in out.getvalue(), out.getvalue()
     streamer.end()
     assert out.getvalue() == text + "\n"
+
+
+def wordpiece_with_cleanup(path):
+    """WordPiece with the marks its decoder's clean-up joins to the word before (" ." and
+    " n't" become "." and "n't"), a continuation piece and special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s", "##ing", ".", ",", "?", "'", "n't", "'s"]
+    vocab += ["do", "it"] + [f"w{i}" for i in range(20)]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<s>", "<pad>", "</s>"])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece()
+    tok.save(str(path / "tokenizer.json"))
+    return reference.Tokenizer(str(path))
+
+
+def metaspace_with_byte_fallback(path):
+    """A SentencePiece-style vocabulary as Llama's: "▁" for a space, stripped at the start of a
+    text, and the bytes <0x00>..<0xFF> for what the pieces do not spell (ByteFallback decodes a
+    run of them that is not UTF-8 to one U+FFFD a byte)."""
+    from tokenizers import Tokenizer, decoders, models
+
+    pieces = ["<unk>", "<s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    pieces += ["▁", "▁hello", "▁w", "p", "o", "rld", "."]
+    tok = Tokenizer(models.BPE({w: i for i, w in enumerate(pieces)}, [], byte_fallback=True))
+    tok.add_special_tokens(["<unk>", "<s>"])
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    tok.save(str(path / "tokenizer.json"))
+    return reference.Tokenizer(str(path))
+
+
+@pytest.fixture(scope="module")
+def joining_tokenizers(tmp_path_factory):
+    """Each tokenizer with what a sequence is drawn from: its tokens one at a time, for the
+    byte fallback its ASCII bytes and the bytes of whole characters (two, three and four
+    bytes long). Stray bytes are left out: a stream cannot know that a later byte turns an
+    earlier one into part of a sequence that is not UTF-8."""
+    made = {}
+    for make in (wordpiece_with_cleanup, metaspace_with_byte_fallback):
+        tok = make(tmp_path_factory.mktemp(make.__name__))
+        vocab = tok.backend.get_vocab_size(with_added_tokens=True)
+        units = [[i] for i in range(vocab)]
+        if make is metaspace_with_byte_fallback:
+            byte = tok.backend.token_to_id("<0x00>")
+            units = [[i] for i in range(vocab) if not byte <= i < byte + 256]
+            units += [[byte + b] for b in b"\n azAZ09."]
+            units += [[byte + b for b in c.encode()] for c in "é日😀"]
+        made[make.__name__] = tok, units
+    return made
+
+
+def streamed(tok, prompt, new, skip_prompt=False):
+    out = io.StringIO()
+    streamer = TextStreamer(tok, skip_prompt=skip_prompt, file=out)
+    streamer.put(np.array([prompt]))
+    for token in new:
+        streamer.put(np.array([token]))
+    streamer.end()
+    return out.getvalue()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(), name=st.sampled_from(["wordpiece_with_cleanup", "metaspace_with_byte_fallback"])
+)
+def test_text_streamer_writes_what_decoding_the_whole_sequence_gives(
+    joining_tokenizers, data, name
+):
+    """Any tokens, special ones, clean-up marks, a lone "▁" and characters spelled in bytes
+    included, the prompt ending anywhere (inside a character too): what the streamer writes, a
+    few tokens decoded at a time, is the whole sequence's decoded text (with skip_prompt: what
+    follows the prompt's text in it)."""
+    tok, units = joining_tokenizers[name]
+    drawn = data.draw(st.lists(st.sampled_from(units), min_size=2, max_size=16))
+    ids = [i for unit in drawn for i in unit]
+    split = data.draw(st.integers(1, len(ids) - 1))
+    whole = tok.decode(ids)
+    assert streamed(tok, ids[:split], ids[split:]) == whole + "\n"
+    whole_characters = [tok.decode(ids[:k]) for k in range(split + 1)]
+    prompt = [t for t in whole_characters if not t.endswith("\ufffd")][-1]  # a character it
+    if whole.startswith(prompt):  # ends inside is written with the rest
+        rest = whole[len(prompt) :]
+        assert streamed(tok, ids[:split], ids[split:], skip_prompt=True) == rest + "\n"
+
+
+def test_text_streamer_decodes_a_few_tokens_a_token(tmp_path):
+    """A token costs a decode of the tokens since the last write and of the one before: the
+    tokens decoded over a 400-token reply grow as its length, not as its square (the whole
+    text each token would be 80,000)."""
+    tok = demo_tokenizer(tmp_path)
+    decoded = []
+
+    class Counting:
+        def decode(self, ids, skip_special_tokens=True):
+            decoded.append(len(ids))
+            return tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    new = np.random.default_rng(0).integers(5, 64, 400).tolist()
+    text = streamed(Counting(), [5, 6, 7], new, skip_prompt=True)
+    assert text == tok.decode([5, 6, 7] + new)[len(tok.decode([5, 6, 7])) :] + "\n"
+    assert sum(decoded) <= 4 * len(new) + 10, (sum(decoded), max(decoded))
