@@ -22,6 +22,7 @@ from .mpt_model import (
     MPTModel,
 )
 from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
+from .question_answering import answer_question
 from .streaming import TextStreamer
 from .tokenizer import Tokenizer
 
@@ -50,6 +51,7 @@ __all__ = [
     "MPNET_PROFILES",
     "MPT_PROFILES",
     "get_profile",
+    "answer_question",
     "TextStreamer",
     "Tokenizer",
     "__version__",

@@ -6,7 +6,8 @@
               length, mean pooling and L2 normalisation, or what the checkpoint's
               sentence-transformers files say
     ner       token classification: words with their labels (word pieces merged)
-    qa        extractive question answering: the answer span, its score and character offsets
+    qa        extractive question answering as transformers' pipeline: the best spans, their scores
+              and character offsets; a long context is read in overlapping windows
     generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
     chat      an MPT conversation: a turn a line on stdin, each reply streamed; every call goes on
               from the cache the last one returned, so only a turn's own tokens run again
@@ -28,7 +29,6 @@ import numpy as np
 
 from .checkpoint import read_config, read_generation_config, read_safetensors_header
 from .generation import changed_settings, eos_list, generation_settings
-from .ops import softmax
 from .progress import Progress
 from .streaming import TextStreamer
 
@@ -266,33 +266,41 @@ def cmd_ner(args):
 
 
 def cmd_qa(args):
-    if args.max_answer_tokens < 0:
-        raise CliError(f"--max-answer-tokens must be at least 0, got {args.max_answer_tokens}")
-    model, tok = load(args, "question-answering"), tokenizer(args)
-    enc = tok.backend.encode(args.question, args.context)
-    out = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64))
-    start_logits, end_logits = out.start_logits[0], out.end_logits[0]
-    context = [i for i, s in enumerate(enc.sequence_ids) if s == 1]
-    if not context:
-        raise CliError("the context produced no tokens")
+    from .question_answering import answer_question, window_settings
 
-    p_start, p_end = softmax(start_logits), softmax(end_logits)
-    best = max(
-        ((s, e) for s in context for e in context if s <= e <= s + args.max_answer_tokens),
-        key=lambda se: p_start[se[0]] * p_end[se[1]],
-    )
-    start_char, end_char = enc.offsets[best[0]][0], enc.offsets[best[1]][1]
-    data = {
-        "answer": args.context[start_char:end_char],
-        "score": float(p_start[best[0]] * p_end[best[1]]),
-        "start": start_char,
-        "end": end_char,
-    }
-    emit(
-        args,
-        data,
-        f"{data['answer']!r} (score {data['score']:.3f}, characters {start_char}-{end_char})",
-    )
+    settings = (args.top_k, args.max_seq_len, args.doc_stride, args.max_answer_len)
+    try:  # before the model loads
+        window_settings(*settings)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    model, tok = load(args, "question-answering"), tokenizer(args)
+    positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
+    limit = positions - 2 if positions is not None else model.config.max_seq_len
+    config = os.path.join(args.model, "tokenizer_config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            limit = min(limit, int(json.load(f).get("model_max_length", limit)))
+    try:
+        answers = answer_question(
+            model,
+            tok,
+            args.question,
+            args.context,
+            top_k=args.top_k,
+            max_seq_len=args.max_seq_len,
+            doc_stride=args.doc_stride,
+            max_answer_len=args.max_answer_len,
+            handle_impossible_answer=args.allow_no_answer,
+            align_to_words=not args.token_offsets,
+            model_max_length=limit,
+        )
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
+    lines = [
+        f"{a['answer']!r} (score {a['score']:.3f}, characters {a['start']}-{a['end']})"
+        for a in answers
+    ]
+    emit(args, {**answers[0], "answers": answers}, "\n".join(lines))
 
 
 def decoding_options(args, model):
@@ -641,7 +649,38 @@ def parser():
     qa = command("qa", cmd_qa, "answer a question from a context")
     qa.add_argument("--question", required=True)
     qa.add_argument("--context", required=True)
-    qa.add_argument("--max-answer-tokens", type=int, default=30)
+    qa.add_argument(
+        "--top-k", type=int, default=1, help="this many answers, best first (default 1)"
+    )
+    qa.add_argument(
+        "--max-answer-len",
+        "--max-answer-tokens",
+        type=int,
+        default=15,
+        help="answers of at most this many tokens (default 15, as transformers' pipeline)",
+    )
+    qa.add_argument(
+        "--max-seq-len",
+        type=int,
+        help="tokens a window, question included: a longer context is read in overlapping"
+        " windows (default 384, or the model's limit where smaller)",
+    )
+    qa.add_argument(
+        "--doc-stride",
+        type=int,
+        help="context tokens a window shares with the one before (default half a window, at"
+        " most 128)",
+    )
+    qa.add_argument(
+        "--allow-no-answer",
+        action="store_true",
+        help="the empty answer competes too, scored by the first token (SQuAD 2.0 models)",
+    )
+    qa.add_argument(
+        "--token-offsets",
+        action="store_true",
+        help="an answer's characters are its tokens', not its words' (default: whole words)",
+    )
     gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
     gen.add_argument("--prompt", required=True)
     decoding_arguments(gen)

@@ -83,6 +83,35 @@ def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):
     assert context[answer["start"] : answer["end"]] == answer["answer"] and 0 < answer["score"] <= 1
 
 
+def test_qa_reads_a_long_context_in_windows_and_lists_the_best_answers(tmp_path):
+    """A context past the model's 38 positions is read in windows (the library call's answers,
+    which tests/test_question_answering.py holds to transformers' pipeline); --top-k answers,
+    best first; a window that leaves the context no room is refused in one line."""
+    import numpy as np
+
+    import reference
+    from reference.question_answering import answer_question
+
+    path = model_dir(tmp_path, "mpnet/pt/question-answering", 99)
+    context = " ".join(f"w{i % 90}" for i in range(0, 300, 7))
+    run = ("qa", "--model", str(path), "--question", "w1 w2", "--context", context)
+    out = cli(*run, "--top-k", "3", "--max-seq-len", "20", "--doc-stride", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    model = reference.from_pretrained(path, task="question-answering")
+    tok = reference.Tokenizer(path)
+    want = answer_question(model, tok, "w1 w2", context, top_k=3, max_seq_len=20, doc_stride=5)
+    assert [a["answer"] for a in got["answers"]] == [a["answer"] for a in want]
+    assert np.allclose([a["score"] for a in got["answers"]], [a["score"] for a in want])
+    assert got["answer"] == want[0]["answer"] and len(got["answers"]) == 3
+    default = cli(*run, "--json")  # windows of the model's 38 tokens
+    assert default.returncode == 0, default.stderr
+    text = cli(*run, "--top-k", "2")
+    assert text.returncode == 0 and len(text.stdout.strip().splitlines()) == 2, text.stdout
+    bad = cli(*run, "--max-seq-len", "4", "--doc-stride", "1")
+    assert bad.returncode == 2 and "which leaves 0 for the context" in bad.stderr, bad.stderr
+
+
 def test_generate_streams_greedy_tokens_equal_to_the_api(tmp_path):
     path = model_dir(tmp_path, "mpt/hf/causal-lm-heads-3", 64)
     out = cli(
@@ -182,8 +211,8 @@ def test_generate_takes_what_the_command_line_leaves_out_from_generation_config_
         ),
         (
             ("qa", "--model", str(GOLDEN / "mpnet/pt/base-s1"), "--question", "q", "--context", "c",
-             "--max-answer-tokens", "-1"),
-            "--max-answer-tokens must be at least 0, got -1",
+             "--max-answer-len", "0"),
+            "max_answer_len must be an integer of at least 1, got 0",
         ),
         (("explain", "buckets", "--out", "x.png", "--num-buckets", "3"), "at least 4"),
         (("explain", "buckets", "--out", "x.png", "--length", "0"), "--length must be at least 1"),
