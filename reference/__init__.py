@@ -24,6 +24,7 @@ from .mpt_model import (
 from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
 from .question_answering import answer_question
 from .streaming import TextStreamer
+from .token_classification import find_entities
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
@@ -52,6 +53,7 @@ __all__ = [
     "MPT_PROFILES",
     "get_profile",
     "answer_question",
+    "find_entities",
     "TextStreamer",
     "Tokenizer",
     "__version__",

@@ -5,7 +5,8 @@
     embed     sentence embeddings of texts or of a file of them (--input, --output .npy): batched by
               length, mean pooling and L2 normalisation, or what the checkpoint's
               sentence-transformers files say
-    ner       token classification: words with their labels (word pieces merged)
+    ner       named entities as transformers' token-classification pipeline: grouped by B-/I- tags,
+              with scores and character offsets (--aggregation, --stride for a long text)
     qa        extractive question answering as transformers' pipeline: the best spans, their scores
               and character offsets; a long context is read in overlapping windows
     generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
@@ -240,29 +241,48 @@ def cmd_embed(args):
     emit(args, data, text)
 
 
+def token_limit(args, model):
+    """Tokens the model takes at once: its positions (MPNet's start at 2), or the checkpoint's
+    tokenizer_config.json model_max_length where smaller."""
+    positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
+    limit = positions - 2 if positions is not None else model.config.max_seq_len
+    config = os.path.join(args.model, "tokenizer_config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            limit = min(limit, int(json.load(f).get("model_max_length", limit)))
+    return limit
+
+
 def cmd_ner(args):
+    from .token_classification import find_entities
+
     model, tok = load(args, "token-classification"), tokenizer(args)
-    enc = tok.backend.encode(args.text)
-    logits = model(np.array([enc.ids]), attention_mask=np.ones((1, len(enc.ids)), np.int64)).logits[
-        0
-    ]
-    labels = model.config.id2label or {}
-    words = []
-    for index, word_id in enumerate(enc.word_ids):
-        if word_id is None:
-            continue
-        start, end = enc.offsets[index]
-        label = int(logits[index].argmax())
-        if words and words[-1]["word_id"] == word_id:  # a continuation piece: extend the word
-            words[-1]["end"] = end
-            continue
-        words.append(
-            {"word_id": word_id, "start": start, "end": end, "label": labels.get(label, str(label))}
+    limit = token_limit(args, model)
+    if args.stride is None:
+        count = len(tok.backend.encode(args.text).ids)
+        if count > limit:
+            raise CliError(
+                f"the text is {count} tokens, more than the {limit} the model takes: give --stride"
+                " N to read it in windows that share N tokens (transformers' pipeline would drop"
+                " the rest)"
+            )
+    try:
+        entities = find_entities(
+            model,
+            tok,
+            args.text,
+            aggregation=args.aggregation,
+            ignore_labels=tuple(args.ignore_labels),
+            stride=args.stride,
+            model_max_length=limit,
         )
-    for w in words:
-        w["word"] = args.text[w["start"] : w["end"]]
-        del w["word_id"]
-    emit(args, {"words": words}, "\n".join(f"{w['word']}\t{w['label']}" for w in words))
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
+    entities = [{k: v.item() if hasattr(v, "item") else v for k, v in e.items()} for e in entities]
+    lines = [
+        f"{e['word']}\t{e.get('entity_group', e.get('entity'))}\t{e['score']:.3f}" for e in entities
+    ]
+    emit(args, {"entities": entities}, "\n".join(lines))
 
 
 def cmd_qa(args):
@@ -274,12 +294,7 @@ def cmd_qa(args):
     except ValueError as e:
         raise CliError(str(e)) from None
     model, tok = load(args, "question-answering"), tokenizer(args)
-    positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
-    limit = positions - 2 if positions is not None else model.config.max_seq_len
-    config = os.path.join(args.model, "tokenizer_config.json")
-    if os.path.isfile(config):
-        with open(config) as f:
-            limit = min(limit, int(json.load(f).get("model_max_length", limit)))
+    limit = token_limit(args, model)
     try:
         answers = answer_question(
             model,
@@ -645,7 +660,28 @@ def parser():
             "position table)"
         ),
     )
-    command("ner", cmd_ner, "label the words of a text").add_argument("text")
+    ner = command("ner", cmd_ner, "find the named entities of a text")
+    ner.add_argument("text")
+    ner.add_argument(
+        "--aggregation",
+        choices=["none", "simple", "first", "average", "max"],
+        default="simple",
+        help="none: each token; simple: tokens grouped into entities; first, average, max: a word"
+        " labelled by its first token, mean probabilities or most sure token, then grouped"
+        " (default simple)",
+    )
+    ner.add_argument(
+        "--ignore-labels",
+        nargs="*",
+        default=["O"],
+        metavar="LABEL",
+        help="labels left out (default O; none given: keep every label)",
+    )
+    ner.add_argument(
+        "--stride",
+        type=int,
+        help="read a text longer than the model takes in windows sharing this many tokens",
+    )
     qa = command("qa", cmd_qa, "answer a question from a context")
     qa.add_argument("--question", required=True)
     qa.add_argument("--context", required=True)

@@ -98,11 +98,7 @@ def window_settings(top_k, max_seq_len, doc_stride, max_answer_len, model_max_le
 def context_windows(tokenizer, question, context, max_seq_len, doc_stride):
     """The encodings (tokenizers.Encoding) of question with each window of context: the first and
     then the overflowing ones, ``doc_stride`` context tokens shared by neighbours."""
-    backend = tokenizer.backend
-    truncation, padding = backend.truncation, backend.padding
-    backend.no_padding()
-    backend.no_truncation()
-    try:
+    with tokenizer.bare() as backend:
         # tokenizers cannot cut a context into windows with room for fewer context tokens than
         # the stride: it raises, returns too long a window, or panics; refused here instead
         asked = len(backend.encode(question, add_special_tokens=False).ids)
@@ -118,12 +114,6 @@ def context_windows(tokenizer, question, context, max_seq_len, doc_stride):
             )
         backend.enable_truncation(max_seq_len, stride=doc_stride, strategy="only_second")
         first = backend.encode(question, context)
-    finally:
-        backend.no_truncation()
-        if truncation:
-            backend.enable_truncation(**truncation)
-        if padding:
-            backend.enable_padding(**padding)
     return [first] + list(first.overflowing)
 
 

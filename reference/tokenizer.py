@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -44,6 +45,23 @@ class Tokenizer:
             ids[row, : len(e.ids)] = e.ids
             mask[row, : len(e.ids)] = 1
         return {"input_ids": ids, "attention_mask": mask}
+
+    @contextmanager
+    def bare(self):
+        """The tokenizers backend with neither truncation nor padding for a with-block (which may
+        set its own, as the pipelines' windows do); tokenizer.json's settings are put back after."""
+        backend = self.backend
+        truncation, padding = backend.truncation, backend.padding
+        backend.no_truncation()
+        backend.no_padding()
+        try:
+            yield backend
+        finally:
+            backend.no_truncation()
+            if truncation:
+                backend.enable_truncation(**truncation)
+            if padding:
+                backend.enable_padding(**padding)
 
     def decode(self, ids, skip_special_tokens=True):
         """Token ids (a sequence of integers in the vocabulary) back to text."""

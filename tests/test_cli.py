@@ -65,13 +65,38 @@ def test_embed_mean_pools_and_normalises(tmp_path):
     assert "modules.json" in out.stderr and "Dense" in out.stderr, out.stderr
 
 
-def test_ner_merges_word_pieces_and_uses_id2label(tmp_path):
+def test_ner_lists_the_libraries_entities(tmp_path):
+    """The entities of reference.token_classification (which tests/test_token_classification.py
+    holds to transformers' pipeline); words of two pieces stay whole; a text longer than the
+    model takes needs --stride, and with it is read in windows."""
+    import numpy as np
+
+    import reference
+    from reference.token_classification import find_entities
+
     path = model_dir(tmp_path, "mpnet/pt/token-classification", 99)
-    out = cli("ner", "--model", str(path), "w1 w7s w9", "--json")
-    assert out.returncode == 0, out.stderr
-    words = json.loads(out.stdout)["words"]
-    assert [w["word"] for w in words] == ["w1", "w7s", "w9"]  # "w7s" is two pieces, one word
-    assert all(w["label"].startswith("LABEL_") for w in words)
+    model, tok = (
+        reference.from_pretrained(path, task="token-classification"),
+        reference.Tokenizer(path),
+    )
+    for aggregation in ("simple", "first", "none"):
+        out = cli("ner", "--model", str(path), "w1 w7s w9", "--json", "--aggregation", aggregation)
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)["entities"]
+        want = find_entities(model, tok, "w1 w7s w9", aggregation)
+        assert [e["word"] for e in got] == [e["word"] for e in want]
+        assert np.allclose([e["score"] for e in got], [float(e["score"]) for e in want])
+    first = json.loads(
+        cli("ner", "--model", str(path), "w1 w7s w9", "--json", "--aggregation", "first").stdout
+    )["entities"]
+    assert any("w7s" in e["word"] for e in first)  # "w7s" is two pieces, one word
+    long = " ".join(f"w{i % 90}" for i in range(0, 400, 7))
+    refused = cli("ner", "--model", str(path), long)
+    assert refused.returncode == 2 and "give --stride" in refused.stderr, refused.stderr
+    read = cli("ner", "--model", str(path), long, "--stride", "8", "--ignore-labels", "--json")
+    assert read.returncode == 0, read.stderr
+    entities = json.loads(read.stdout)["entities"]
+    assert max(e["end"] for e in entities) == len(long)  # to the end of the text
 
 
 def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):

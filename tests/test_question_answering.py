@@ -18,15 +18,23 @@ RECORD = json.loads((FOLDER / "question-answering.json").read_text())
 SCORE_RTOL, SCORE_ATOL = 1e-5, 1e-6  # float32 probabilities from logits within ~1e-6 of torch's
 
 
+def recorded(record, task):
+    """A pipeline record's model and tokenizers, loaded once their files are checked to be the
+    ones the record was made with."""
+    case_dir = golden_root() / record["model"]["case"]
+    for name, digest in record["model"]["sha256"].items():
+        assert sha256(case_dir / name) == digest, f"{name} is not the model the record was made on"
+    tokenizers = {}
+    for name, digest in record["tokenizers"].items():
+        assert sha256(FOLDER / name) == digest, f"{name} is not the tokenizer the record used"
+        tokenizers[name] = reference.Tokenizer(str(FOLDER / name))
+    return reference.from_pretrained(case_dir, task=task), tokenizers
+
+
 @pytest.fixture(scope="module")
 def qa():
-    case_dir = golden_root() / RECORD["model"]["case"]
-    for name, digest in RECORD["model"]["sha256"].items():
-        assert sha256(case_dir / name) == digest, f"{name} is not the model the record was made on"
-    tokenizer_file = FOLDER / RECORD["tokenizer"]["file"]
-    assert sha256(tokenizer_file) == RECORD["tokenizer"]["sha256"]
-    model = reference.from_pretrained(case_dir, task="question-answering")
-    return model, reference.Tokenizer(str(tokenizer_file))
+    model, tokenizers = recorded(RECORD, "question-answering")
+    return model, tokenizers["tokenizer.json"]
 
 
 @pytest.mark.parametrize("example", RECORD["examples"], ids=lambda e: e["name"])
@@ -84,7 +92,7 @@ def test_a_long_context_finds_an_answer_past_the_first_window(qa):
 
 def test_the_tokenizers_settings_are_left_as_they_were(qa, tmp_path):
     model, _ = qa
-    tok = reference.Tokenizer(str(FOLDER / RECORD["tokenizer"]["file"]))
+    tok = reference.Tokenizer(str(FOLDER / "tokenizer.json"))
     tok.backend.enable_truncation(10)
     tok.backend.enable_padding(pad_id=1, pad_token="<pad>", length=12)
     before = tok.backend.truncation, tok.backend.padding

@@ -25,11 +25,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT  # noqa: E402
+
 from conformance.golden import sha256  # noqa: E402
 from tools.make_demo_models import write_tokenizer  # noqa: E402
 
 CASE = "mpnet/pt/question-answering"
+NER_CASE = "mpnet/pt/token-classification"
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 VOCAB = 99
+NER_WORDS = {"tokenizer.json": 24, "tokenizer-bpe.json": 10}  # the short text's, in 38 positions
 
 
 def text(rng, words):
@@ -94,32 +98,97 @@ def examples():
     ]
 
 
-def main():
-    import torch
-    import transformers
-    from transformers import MPNetForQuestionAnswering, PreTrainedTokenizerFast, pipeline
+def ner_examples(words):
+    """Every aggregation on a text of ``words`` words (whole, within the model's 38 positions),
+    and on a longer one cut at or read in windows of 24 and 30 tokens."""
+    rng = np.random.default_rng(7)
+    short, long = " ".join(text(rng, 24).split()[:words]), text(rng, 90)
+    every = [
+        (f"{aggregation}", short, {"aggregation_strategy": aggregation})
+        for aggregation in ("none", "simple", "first", "average", "max")
+    ]
+    return every + [
+        ("simple, O kept", short, {"aggregation_strategy": "simple", "ignore_labels": []}),
+        (
+            "first, cut at 24 tokens",
+            long,
+            {"aggregation_strategy": "first", "model_max_length": 24},
+        ),
+        (
+            "simple, windows of 24, stride 6",
+            long,
+            {"aggregation_strategy": "simple", "model_max_length": 24, "stride": 6},
+        ),
+        (
+            "first, windows of 24, stride 6",
+            long,
+            {"aggregation_strategy": "first", "model_max_length": 24, "stride": 6},
+        ),
+        (
+            "average, windows of 30, stride 10",
+            long,
+            {"aggregation_strategy": "average", "model_max_length": 30, "stride": 10},
+        ),
+        (
+            "max, windows of 30, stride 10, O kept",
+            long,
+            {
+                "aggregation_strategy": "max",
+                "model_max_length": 30,
+                "stride": 10,
+                "ignore_labels": [],
+            },
+        ),
+    ]
 
-    torch.set_num_threads(1)
-    out_dir = ROOT / "golden" / "pipelines"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(out_dir, VOCAB)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(out_dir / "tokenizer.json"),
+
+def write_metaspace_bpe(path):
+    """A SentencePiece-style BPE of 99 pieces over the same words ("▁w12", "s"): no mark for a
+    word's later pieces, so the pipeline tells them by the spaces around them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    rng = np.random.default_rng(3)
+    corpus = [text(rng, 12) for _ in range(400)]
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    tok.save(str(path))
+    assert tok.get_vocab_size() <= VOCAB
+
+
+def tokenizer_for(path, unk):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(path),
         bos_token="<s>",
         eos_token="</s>",
         cls_token="<s>",
         sep_token="</s>",
         pad_token="<pad>",
-        unk_token="[UNK]",
+        unk_token=unk,
         model_input_names=["input_ids", "attention_mask"],
     )
+
+
+def plain(value):  # numpy scalars of a pipeline's output -> JSON values
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def qa_record(out_dir, tokenizer):
+    from transformers import MPNetForQuestionAnswering, pipeline
+
     case_dir = ROOT / "golden" / CASE
     model = MPNetForQuestionAnswering.from_pretrained(case_dir).eval()
     answerer = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
     records = []
     for name, question, context, options in examples():
-        with torch.no_grad():
-            got = answerer(question=question, context=context, **options)
+        got = answerer(question=question, context=context, **options)
         got = got if isinstance(got, list) else [got]
         windows = len(
             tokenizer(
@@ -131,7 +200,7 @@ def main():
                 return_overflowing_tokens=True,
             )["input_ids"]
         )
-        answers = [{k: a[k] for k in ("score", "start", "end", "answer")} for a in got]
+        answers = [{k: plain(a[k]) for k in ("score", "start", "end", "answer")} for a in got]
         records.append(
             {
                 "name": name,
@@ -143,24 +212,83 @@ def main():
             }
         )
         print(f"{name}: {windows} windows, {answers[0]}")
-    record = {
-        "format": 1,
-        "pipeline": "question-answering",
-        "provenance": {
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "generator": "tools/golden/make_pipelines.py",
-        },
-        "model": {
-            "case": CASE,
-            "sha256": {n: sha256(case_dir / n) for n in ("config.json", "model.safetensors")},
-        },
-        "tokenizer": {"file": "tokenizer.json", "sha256": sha256(out_dir / "tokenizer.json")},
-        "examples": records,
+    return {"model": _model_entry(CASE), "examples": records}
+
+
+def ner_record(out_dir, tokenizers):
+    from transformers import MPNetForTokenClassification, pipeline
+
+    case_dir = ROOT / "golden" / NER_CASE
+    model = MPNetForTokenClassification.from_pretrained(case_dir, id2label=NER_LABELS).eval()
+    records = []
+    for tokenizer_file, tokenizer in tokenizers.items():
+        finder = pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu")
+        for name, sentence, options in ner_examples(NER_WORDS[tokenizer_file]):
+            options = dict(options)
+            tokenizer.model_max_length = options.pop("model_max_length", int(1e30))
+            got = finder(sentence, **options)
+            entities = [{k: plain(v) for k, v in e.items()} for e in got]
+            if tokenizer.model_max_length < 1e30:
+                options["model_max_length"] = tokenizer.model_max_length
+            records.append(
+                {
+                    "name": f"{name} ({tokenizer_file})",
+                    "tokenizer": tokenizer_file,
+                    "text": sentence,
+                    "options": options,
+                    "entities": entities,
+                }
+            )
+            groups = sorted({e.get("entity_group", e.get("entity")) for e in entities})
+            print(f"{records[-1]['name']}: {len(entities)} entities, labels {groups}")
+    return {"model": _model_entry(NER_CASE), "labels": NER_LABELS, "examples": records}
+
+
+def _model_entry(case):
+    case_dir = ROOT / "golden" / case
+    return {
+        "case": case,
+        "sha256": {n: sha256(case_dir / n) for n in ("config.json", "model.safetensors")},
     }
-    path = out_dir / "question-answering.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {path}")
+
+
+def main():
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    out_dir = ROOT / "golden" / "pipelines"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(out_dir, VOCAB)
+    write_metaspace_bpe(out_dir / "tokenizer-bpe.json")
+    wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
+    bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
+    provenance = {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "generator": "tools/golden/make_pipelines.py",
+    }
+    with torch.no_grad():
+        made = {
+            "question-answering": qa_record(out_dir, wordpiece),
+            "token-classification": ner_record(
+                out_dir, {"tokenizer.json": wordpiece, "tokenizer-bpe.json": bpe}
+            ),
+        }
+    for task, record in made.items():
+        files = ["tokenizer.json"] + (
+            ["tokenizer-bpe.json"] if task == "token-classification" else []
+        )
+        record = {
+            "format": 1,
+            "pipeline": task,
+            "provenance": provenance,
+            **record,
+            "tokenizers": {f: sha256(out_dir / f) for f in files},
+        }
+        path = out_dir / f"{task}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
