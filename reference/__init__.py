@@ -4,6 +4,7 @@
 from .checkpoint import CheckpointError
 from .constraints import Constraint, DisjunctiveConstraint, PhrasalConstraint
 from .loading import build, from_pretrained
+from .mask_filling import fill_mask
 from .mpnet_model import (
     MPNetConfig,
     MPNetForMaskedLM,
@@ -24,6 +25,7 @@ from .mpt_model import (
 from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
 from .question_answering import answer_question
 from .streaming import TextStreamer
+from .text_classification import classify_text
 from .token_classification import find_entities
 from .tokenizer import Tokenizer
 
@@ -54,6 +56,8 @@ __all__ = [
     "get_profile",
     "answer_question",
     "find_entities",
+    "fill_mask",
+    "classify_text",
     "TextStreamer",
     "Tokenizer",
     "__version__",

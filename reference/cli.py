@@ -7,6 +7,8 @@
               sentence-transformers files say
     ner       named entities as transformers' token-classification pipeline: grouped by B-/I- tags,
               with scores and character offsets (--aggregation, --stride for a long text)
+    fill-mask the likeliest tokens for each <mask> of a text, with the filled-in text
+    classify  a text's (or a pair's) labels with their scores (sequence classification)
     qa        extractive question answering as transformers' pipeline: the best spans, their scores
               and character offsets; a long context is read in overlapping windows
     generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
@@ -283,6 +285,41 @@ def cmd_ner(args):
         f"{e['word']}\t{e.get('entity_group', e.get('entity'))}\t{e['score']:.3f}" for e in entities
     ]
     emit(args, {"entities": entities}, "\n".join(lines))
+
+
+def cmd_fill_mask(args):
+    from .mask_filling import fill_mask
+
+    model, tok = load(args, "masked-lm"), tokenizer(args)
+    try:
+        rows = fill_mask(model, tok, args.text, top_k=args.top_k, targets=args.targets)
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
+    lines = []
+    for k, row in enumerate(rows):
+        if len(rows) > 1:
+            lines.append(f"mask {k + 1}:")
+        lines += [f"{p['sequence']}\t{p['token_str']}\t{p['score']:.3f}" for p in row]
+    emit(args, {"masks": rows}, "\n".join(lines))
+
+
+def cmd_classify(args):
+    from .text_classification import classify_text
+
+    model, tok = load(args, "sequence-classification"), tokenizer(args)
+    try:
+        ranked = classify_text(
+            model,
+            tok,
+            args.text,
+            args.pair,
+            top_k=None if args.top_k == 0 else args.top_k,
+            function_to_apply=args.function,
+            model_max_length=token_limit(args, model) if args.truncate else None,
+        )
+    except (TypeError, ValueError) as e:
+        raise CliError(str(e)) from None
+    emit(args, {"labels": ranked}, "\n".join(f"{r['label']}\t{r['score']:.4f}" for r in ranked))
 
 
 def cmd_qa(args):
@@ -716,6 +753,22 @@ def parser():
         "--token-offsets",
         action="store_true",
         help="an answer's characters are its tokens', not its words' (default: whole words)",
+    )
+    fill = command("fill-mask", cmd_fill_mask, "the likeliest tokens for the <mask>s of a text")
+    fill.add_argument("text")
+    fill.add_argument("--top-k", type=int, default=5, help="tokens a mask (default 5)")
+    fill.add_argument("--targets", nargs="+", help="only these words (their first token)")
+    cls = command("classify", cmd_classify, "the labels of a text, or of a pair of texts")
+    cls.add_argument("text")
+    cls.add_argument("--pair", help="the second text of a pair")
+    cls.add_argument("--top-k", type=int, default=1, help="labels shown, best first (0: all)")
+    cls.add_argument(
+        "--function",
+        choices=["sigmoid", "softmax", "none"],
+        help="scores from the logits (default: sigmoid for multi-label or one label, else softmax)",
+    )
+    cls.add_argument(
+        "--truncate", action="store_true", help="cut the text at the tokens the model takes"
     )
     gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
     gen.add_argument("--prompt", required=True)

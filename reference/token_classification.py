@@ -65,7 +65,7 @@ def find_entities(
                 f"stride must be an integer in [0, model_max_length {model_max_length}), got"
                 f" {stride!r}"
             )
-    labels = label_names(model, labels)
+    labels = label_names(model.config, labels)
     backend = tokenizer.backend
     windows = _windows(tokenizer, text, model_max_length, stride)
     entities = []
@@ -87,10 +87,10 @@ def find_entities(
     return _settle_overlaps(entities) if len(windows) > 1 else entities
 
 
-def label_names(model, labels=None):
+def label_names(config, labels=None):
+    """The label names by id: ``labels`` where given, else config.id2label, else LABEL_i."""
     if labels is not None:
         return {int(k): v for k, v in dict(labels).items()}
-    config = model.config
     names = {int(k): v for k, v in (getattr(config, "id2label", None) or {}).items()}
     count = getattr(config, "num_labels", None) or len(names)
     return {i: names.get(i, f"LABEL_{i}") for i in range(count)}

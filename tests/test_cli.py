@@ -99,6 +99,48 @@ def test_ner_lists_the_libraries_entities(tmp_path):
     assert max(e["end"] for e in entities) == len(long)  # to the end of the text
 
 
+def test_fill_mask_and_classify_print_the_libraries_results(tmp_path):
+    """fill-mask and classify give reference.fill_mask's and classify_text's results (which
+    tests/test_fill_mask_and_text_classification.py holds to transformers' pipelines)."""
+    import shutil
+
+    import numpy as np
+
+    import reference
+    from reference.mask_filling import fill_mask
+    from reference.text_classification import classify_text
+
+    pipelines = GOLDEN / "pipelines"
+    path = tmp_path / "mlm"
+    path.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(GOLDEN / "mpnet/pt/masked-lm" / name, path / name)
+    shutil.copy(pipelines / "tokenizer-mask.json", path / "tokenizer.json")
+    out = cli("fill-mask", "--model", str(path), "w1 <mask> w3 <mask>", "--top-k", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)["masks"]
+    model, tok = reference.from_pretrained(path, task="masked-lm"), reference.Tokenizer(path)
+    want = fill_mask(model, tok, "w1 <mask> w3 <mask>", top_k=2)
+    assert [[p["sequence"] for p in row] for row in got] == [
+        [p["sequence"] for p in row] for row in want
+    ]
+    text = cli("fill-mask", "--model", str(path), "w1 <mask> w3 <mask>", "--top-k", "2")
+    assert text.stdout.splitlines()[0] == "mask 1:" and len(text.stdout.splitlines()) == 6
+    missing = cli("fill-mask", "--model", str(path), "w1 w3")
+    assert missing.returncode == 2 and "no mask token" in missing.stderr, missing.stderr
+
+    path = model_dir(tmp_path, "mpnet/pt/sequence-classification-single-label", 99)
+    out = cli("classify", "--model", str(path), "w1 w2", "--pair", "w3", "--top-k", "0", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)["labels"]
+    model = reference.from_pretrained(path, task="sequence-classification")
+    want = classify_text(model, reference.Tokenizer(path), "w1 w2", "w3", top_k=None)
+    assert [r["label"] for r in got] == [r["label"] for r in want] and len(got) == 3
+    assert np.allclose([r["score"] for r in got], [r["score"] for r in want])
+    raw = cli("classify", "--model", str(path), "w1 w2", "--function", "none")
+    assert raw.returncode == 0 and len(raw.stdout.splitlines()) == 1, raw.stderr
+
+
 def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):
     path = model_dir(tmp_path, "mpnet/pt/question-answering", 99)
     context = "w5 w6 w7 w8 w9"

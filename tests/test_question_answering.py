@@ -18,11 +18,12 @@ RECORD = json.loads((FOLDER / "question-answering.json").read_text())
 SCORE_RTOL, SCORE_ATOL = 1e-5, 1e-6  # float32 probabilities from logits within ~1e-6 of torch's
 
 
-def recorded(record, task):
-    """A pipeline record's model and tokenizers, loaded once their files are checked to be the
-    ones the record was made with."""
-    case_dir = golden_root() / record["model"]["case"]
-    for name, digest in record["model"]["sha256"].items():
+def recorded(record, task, model=None):
+    """A pipeline record's model (``model``: an example's own entry) and tokenizers, loaded once
+    their files are checked to be the ones the record was made with."""
+    model = model or record["model"]
+    case_dir = golden_root() / model["case"]
+    for name, digest in model["sha256"].items():
         assert sha256(case_dir / name) == digest, f"{name} is not the model the record was made on"
     tokenizers = {}
     for name, digest in record["tokenizers"].items():

@@ -31,6 +31,10 @@ from tools.make_demo_models import write_tokenizer  # noqa: E402
 
 CASE = "mpnet/pt/question-answering"
 NER_CASE = "mpnet/pt/token-classification"
+MLM_CASE = "mpnet/pt/masked-lm"
+SINGLE_CASE = "mpnet/pt/sequence-classification-single-label"
+MULTI_CASE = "mpnet/pt/sequence-classification-multi-label"
+REGRESSION_CASE = "mpnet/pt/sequence-classification-regression"
 NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 VOCAB = 99
 NER_WORDS = {"tokenizer.json": 24, "tokenizer-bpe.json": 10}  # the short text's, in 38 positions
@@ -244,6 +248,107 @@ def ner_record(out_dir, tokenizers):
     return {"model": _model_entry(NER_CASE), "labels": NER_LABELS, "examples": records}
 
 
+def write_mask_tokenizer(path):
+    """The demo WordPiece over 98 tokens, with <mask> as the 99th (special, taking the space
+    before it as MPNet's does)."""
+    import tempfile
+
+    from tokenizers import AddedToken, Tokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_tokenizer(Path(folder), VOCAB - 1)
+        tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    assert tok.token_to_id("<mask>") == VOCAB - 1
+    tok.save(str(path))
+
+
+def fill_mask_record(tokenizer):
+    from transformers import MPNetForMaskedLM, pipeline
+
+    model = MPNetForMaskedLM.from_pretrained(ROOT / "golden" / MLM_CASE).eval()
+    filler = pipeline("fill-mask", model=model, tokenizer=tokenizer, device="cpu")
+    examples = [
+        ("one mask", "w1 w2 <mask> w4 w5s", {}),
+        ("one mask, top 12", "w1 w2 <mask> w4 w5s", {"top_k": 12}),
+        ("two masks (special tokens kept)", "w3 <mask> w9, w12 <mask>", {"top_k": 3}),
+        ("targets (w9s: its first token)", "w1 <mask> w8", {"targets": ["w5", "w7", "w9s", "w5"]}),
+        ("targets, fewer than top_k", "w1 <mask> w8", {"targets": ["w20", "w30"], "top_k": 6}),
+    ]
+    records = []
+    for name, sentence, options in examples:
+        got = filler(sentence, **options)
+        rows = got if isinstance(got[0], list) else [got]
+        rows = [[{k: plain(v) for k, v in p.items()} for p in row] for row in rows]
+        records.append({"name": name, "text": sentence, "options": options, "proposals": rows})
+        print(f"{name}: {[[p['token_str'] for p in row] for row in rows]}")
+    return {"model": _model_entry(MLM_CASE), "examples": records}
+
+
+def text_classification_record(tokenizer):
+    from transformers import MPNetForSequenceClassification, pipeline
+
+    rng = np.random.default_rng(11)
+    first, second, long = text(rng, 8), text(rng, 5), text(rng, 30)
+    pair = {"text": first, "text_pair": second}
+    examples = [
+        ("single label, default", SINGLE_CASE, None, first, {}),
+        ("single label, all labels", SINGLE_CASE, None, first, {"top_k": None}),
+        (
+            "single label, top 2, sigmoid",
+            SINGLE_CASE,
+            None,
+            first,
+            {"top_k": 2, "function_to_apply": "sigmoid"},
+        ),
+        (
+            "single label, raw logits",
+            SINGLE_CASE,
+            None,
+            first,
+            {"top_k": None, "function_to_apply": "none"},
+        ),
+        ("a pair", SINGLE_CASE, None, pair, {"top_k": None}),
+        (
+            "cut at 12 tokens",
+            SINGLE_CASE,
+            None,
+            long,
+            {"top_k": None, "truncation": True, "max_length": 12},
+        ),
+        (
+            "multi-label problem: sigmoid",
+            MULTI_CASE,
+            "multi_label_classification",
+            first,
+            {"top_k": None},
+        ),
+        ("regression (one label): sigmoid", REGRESSION_CASE, None, first, {"top_k": None}),
+    ]
+    records = []
+    for name, case, problem, inputs, options in examples:
+        extra = {"problem_type": problem} if problem else {}
+        model = MPNetForSequenceClassification.from_pretrained(
+            ROOT / "golden" / case, **extra
+        ).eval()
+        classifier = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+        got = classifier(inputs, **options)
+        got = got if isinstance(got, list) else [got]
+        labels = [{k: plain(v) for k, v in r.items()} for r in got]
+        records.append(
+            {
+                "name": name,
+                "model": _model_entry(case),
+                "problem_type": problem,
+                "inputs": inputs,
+                "options": options,
+                "labels": labels,
+            }
+        )
+        print(f"{name}: {labels}")
+    return {"examples": records}
+
+
 def _model_entry(case):
     case_dir = ROOT / "golden" / case
     return {
@@ -261,8 +366,11 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tokenizer(out_dir, VOCAB)
     write_metaspace_bpe(out_dir / "tokenizer-bpe.json")
+    write_mask_tokenizer(out_dir / "tokenizer-mask.json")
     wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
     bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
+    masking = tokenizer_for(out_dir / "tokenizer-mask.json", "[UNK]")
+    masking.mask_token = "<mask>"
     provenance = {
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -274,17 +382,22 @@ def main():
             "token-classification": ner_record(
                 out_dir, {"tokenizer.json": wordpiece, "tokenizer-bpe.json": bpe}
             ),
+            "fill-mask": fill_mask_record(masking),
+            "text-classification": text_classification_record(wordpiece),
         }
+    files = {
+        "question-answering": ["tokenizer.json"],
+        "token-classification": ["tokenizer.json", "tokenizer-bpe.json"],
+        "fill-mask": ["tokenizer-mask.json"],
+        "text-classification": ["tokenizer.json"],
+    }
     for task, record in made.items():
-        files = ["tokenizer.json"] + (
-            ["tokenizer-bpe.json"] if task == "token-classification" else []
-        )
         record = {
             "format": 1,
             "pipeline": task,
             "provenance": provenance,
             **record,
-            "tokenizers": {f: sha256(out_dir / f) for f in files},
+            "tokenizers": {f: sha256(out_dir / f) for f in files[task]},
         }
         path = out_dir / f"{task}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")

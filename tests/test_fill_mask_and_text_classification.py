@@ -1,0 +1,108 @@
+"""reference.fill_mask and reference.text_classification against transformers 4.37.2's fill-mask
+and text-classification pipelines, as recorded by tools/golden/make_pipelines.py on the golden
+MPNet masked-LM and sequence-classification models."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from test_question_answering import FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
+
+from reference.mask_filling import fill_mask
+from reference.text_classification import classify_text
+
+FILL = json.loads((FOLDER / "fill-mask.json").read_text())
+CLASSIFY = json.loads((FOLDER / "text-classification.json").read_text())
+
+
+def close(got, want):
+    return abs(got - want) <= SCORE_ATOL + SCORE_RTOL * abs(want)
+
+
+@pytest.fixture(scope="module")
+def filler():
+    model, tokenizers = recorded(FILL, "masked-lm")
+    return model, tokenizers["tokenizer-mask.json"]
+
+
+@pytest.mark.parametrize("example", FILL["examples"], ids=lambda e: e["name"])
+def test_proposals_are_the_pipelines(filler, example):
+    """Per mask, the same tokens, token texts and filled-in texts in the same order (special
+    tokens kept where there are two masks), probabilities within 1e-5 relative."""
+    model, tok = filler
+    got = fill_mask(model, tok, example["text"], **example["options"])
+    want = example["proposals"]
+    assert [[p["token"] for p in row] for row in got] == [[p["token"] for p in row] for row in want]
+    for row_got, row_want in zip(got, want):
+        for g, w in zip(row_got, row_want):
+            assert (g["token_str"], g["sequence"]) == (w["token_str"], w["sequence"]), (g, w)
+            assert close(g["score"], w["score"]), (g["score"], w["score"])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(text="w1 w2"), "has no mask token"),
+        (dict(top_k=0), "top_k must be an integer of at least 1"),
+        (dict(targets=[""]), "no target is in the vocabulary"),
+        (dict(targets=[3]), "targets must be strings"),
+        (dict(mask_token="[MASK]"), r"no mask token \(\[MASK\]\)"),
+    ],
+)
+def test_fill_mask_refuses_with_the_reason(filler, kwargs, message):
+    model, tok = filler
+    call = dict(text="w1 <mask> w3")
+    call.update(kwargs)
+    with pytest.raises((TypeError, ValueError), match=message):
+        fill_mask(model, tok, **call)
+
+
+@pytest.fixture(scope="module")
+def classifiers():
+    models, tokenizers = {}, {}
+    for example in CLASSIFY["examples"]:
+        task = "sequence-classification"
+        case = example["model"]["case"]
+        models[case], tokenizers = recorded(CLASSIFY, task, example["model"])
+    return models, tokenizers["tokenizer.json"]
+
+
+@pytest.mark.parametrize("example", CLASSIFY["examples"], ids=lambda e: e["name"])
+def test_labels_are_the_pipelines(classifiers, example, monkeypatch):
+    """The same labels in the same order, scores within 1e-5 relative: the default function by
+    problem type and label count (one label: sigmoid, a regression model's too), sigmoid,
+    softmax and raw logits, a pair, a text cut at max_length."""
+    models, tok = classifiers
+    model = models[example["model"]["case"]]
+    config = dataclasses.replace(model.config, problem_type=example["problem_type"])
+    monkeypatch.setattr(model, "config", config)  # as upstream's from_pretrained(problem_type=)
+    inputs, options = example["inputs"], dict(example["options"])
+    text, pair = (
+        (inputs, None) if isinstance(inputs, str) else (inputs["text"], inputs["text_pair"])
+    )
+    if options.pop("truncation", False):
+        options["model_max_length"] = options.pop("max_length")
+    got = classify_text(model, tok, text, pair, **options)
+    want = example["labels"]
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert all(close(g["score"], w["score"]) for g, w in zip(got, want)), (got, want)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(text=None), "text must be a string"),
+        (dict(text_pair=3), "text_pair must be a string"),
+        (dict(top_k="2"), "top_k must be an integer or None"),
+        (dict(function_to_apply="relu"), "function_to_apply must be one of sigmoid"),
+    ],
+)
+def test_text_classification_refuses_with_the_reason(classifiers, kwargs, message):
+    models, tok = classifiers
+    model = next(iter(models.values()))
+    call = dict(text="w1 w2")
+    call.update(kwargs)
+    with pytest.raises((TypeError, ValueError), match=message):
+        classify_text(model, tok, **call)
