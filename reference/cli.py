@@ -164,6 +164,7 @@ def cmd_embed(args):
         embed_tokens,
         iter_texts,
         line_count,
+        lower_cases,
         max_seq_length,
         npy_rows,
         pad_id,
@@ -197,7 +198,7 @@ def cmd_embed(args):
     # a file's texts are read and tokenized a chunk at a time, and only their ids are kept
     texts = iter_texts(args.input, args.field) if args.input else args.texts
     with Progress(lines, "tokenizing", force=False) as bar:
-        ids, starts = token_ids(tok.backend, texts, max_length, bar.update)
+        ids, starts = token_ids(tok.backend, texts, max_length, bar.update, lower_cases(args.model))
     count = len(starts) - 1
     if not count:
         raise CliError(f"{args.input}: no texts (every line blank)")

@@ -74,6 +74,16 @@ def pooling_rules(path):
     return mode, normalise
 
 
+def lower_cases(path):
+    """Whether sentence_bert_config.json asks for the texts in lower case (do_lower_case), as
+    sentence-transformers lower-cases them before its tokenizer sees them."""
+    config = os.path.join(path, "sentence_bert_config.json")
+    if not os.path.isfile(config):
+        return False
+    with open(config) as f:
+        return bool(json.load(f).get("do_lower_case", False))
+
+
 def max_seq_length(path, max_position_embeddings):
     """sentence_bert_config.json's max_seq_length, else what the position table holds (MPNet's
     positions start at 2, so max_position_embeddings - 2 tokens fit)."""
@@ -144,18 +154,21 @@ def line_count(path):  # the lines of a file, counted in binary (a progress bar'
     return lines + (last != b"\n")
 
 
-def token_ids(tokenizer, texts, max_length, on_chunk=None):  # -> (ids [total], starts [N + 1])
+def token_ids(tokenizer, texts, max_length, on_chunk=None, lower=False):
     """Every text's token ids, truncated to max_length (<s> and </s> kept), end to end in one
     array: text i's are ids[starts[i] : starts[i + 1]] (starts int64). texts may be any iterable
     (iter_texts reads a file without holding it); the tokenizer sees TOKENIZE_CHUNK of them at a
     time, only their ids are kept, and on_chunk(n) is called after each with its number of texts
-    (a progress bar)."""
+    (a progress bar). Each text is stripped of surrounding white space, and lower-cased where
+    ``lower`` (do_lower_case), as sentence-transformers prepares them. Returns (ids [total],
+    starts [N + 1])."""
     if not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")
     tokenizer.enable_truncation(max_length)
     pieces, lengths = [], [np.zeros(1, np.int64)]
     texts = iter(texts)
     while chunk := list(itertools.islice(texts, TOKENIZE_CHUNK)):
+        chunk = [t.strip().lower() if lower else t.strip() for t in chunk]
         encodings = tokenizer.encode_batch(chunk)
         lengths.append(np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings)))
         total = int(lengths[-1].sum())
@@ -213,12 +226,13 @@ def embed_corpus(
     mode="mean",
     normalise=True,
     on_batch=None,
+    lower=False,
 ):  # N texts -> [N, C] float32, in input order
     """tokenizer: a ``tokenizers.Tokenizer`` (reference.tokenizer.Tokenizer(...).backend). token_ids
     then embed_tokens; on_batch(n) is called after each batch with its number of texts (a
-    progress bar)."""
+    progress bar); ``lower``: lower-case the texts first (lower_cases(path))."""
     _check_batch_size(batch_size)
-    ids, starts = token_ids(tokenizer, texts, max_length)
+    ids, starts = token_ids(tokenizer, texts, max_length, lower=lower)
     return embed_tokens(
         model, ids, starts, pad_id(tokenizer), batch_size, mode, normalise, on_batch
     )

@@ -21,6 +21,7 @@ from reference.embedding import (
     embed_tokens,
     iter_texts,
     line_count,
+    lower_cases,
     max_seq_length,
     npy_rows,
     pad_id,
@@ -284,3 +285,65 @@ def test_the_command_line_names_a_missing_or_empty_input(checkpoint, tmp_path):
         f"error: {tmp_path / 'blank.jsonl'}: no texts (every line blank)"
     )
     assert not (ROOT / "o.npy").exists()
+
+
+ST_RECORD = json.loads(
+    (Path(__file__).resolve().parents[1] / "golden/pipelines/sentence-embeddings.json").read_text()
+)
+
+
+@pytest.mark.parametrize("layout", ST_RECORD["layouts"], ids=lambda e: e["name"])
+def test_vectors_are_sentence_transformers_own(layout, tmp_path):
+    """sentence-transformers 2.7.0's encode() (tools/golden/make_embeddings.py) on the golden
+    MPNet model laid out as its model folders: mean, CLS and max pooling, normalised or not, texts
+    cut at max_seq_length, and do_lower_case (upper-case words are [UNK] unless lower-cased).
+    The files read from the folder as the command line reads them; within 1e-5."""
+    from conformance.golden import golden_root, sha256
+
+    case_dir = golden_root() / ST_RECORD["model"]["case"]
+    for name, digest in ST_RECORD["model"]["sha256"].items():
+        assert sha256(case_dir / name) == digest, f"{name} is not the model the record was made on"
+    tokenizer = golden_root() / "pipelines" / "tokenizer.json"
+    assert sha256(tokenizer) == ST_RECORD["tokenizers"]["tokenizer.json"]
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((case_dir / name).read_bytes())
+    (tmp_path / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+    for name, content in layout["files"].items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(json.dumps(content))
+    model = reference.from_pretrained(tmp_path, task="base")
+    mode, normalise = pooling_rules(tmp_path)
+    got = embed_corpus(
+        model,
+        Tokenizer(str(tmp_path)).backend,
+        ST_RECORD["texts"],
+        batch_size=ST_RECORD["batch_size"],
+        max_length=max_seq_length(tmp_path, model.config.max_position_embeddings),
+        mode=mode,
+        normalise=normalise,
+        lower=lower_cases(tmp_path),
+    )
+    assert_close(got, layout["embeddings"], atol=1e-5, what=layout["name"])
+    if layout["files"]["sentence_bert_config.json"]["do_lower_case"]:  # the command line too
+        import subprocess
+
+        run = subprocess.run(
+            [sys.executable, "-m", "reference", "embed", "--model", str(tmp_path), "--json"]
+            + ST_RECORD["texts"],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+        shown = json.loads(run.stdout)["embeddings"]
+        assert_close(shown, layout["embeddings"], atol=1e-5, what="embed " + layout["name"])
+
+
+def test_the_records_lower_casing_changes_the_upper_case_text():
+    """The do_lower_case layout differs from its twin only on the text with upper-case words."""
+    vectors = {e["name"]: np.array(e["embeddings"]) for e in ST_RECORD["layouts"]}
+    plain = vectors["mean, normalized, 12 tokens (all-mpnet-base-v2's kind)"]
+    lowered = vectors["mean, lower-cased first"]
+    upper = [i for i, t in enumerate(ST_RECORD["texts"]) if t != t.lower()]
+    same = [i for i in range(len(plain)) if i not in upper]
+    assert upper and np.abs(plain[upper] - lowered[upper]).max() > 1e-2
+    assert np.abs(plain[same] - lowered[same]).max() < 1e-6

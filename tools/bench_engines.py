@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench  # noqa: E402  (the workload shapes and the random weights)
+from make_demo_models import MPNET_SPECIAL_TOKENS  # noqa: E402
 
 from conformance.adapters.ct2 import convert_ct2, write_wordlevel_tokenizer  # noqa: E402
 from conformance.adapters.llama_cpp import write_gguf  # noqa: E402  (the ports' conversions)
@@ -120,12 +121,7 @@ def write_wordpiece_tokenizer(target: Path, vocab_size: int):
             {
                 "tokenizer_class": "MPNetTokenizerFast",
                 "model_max_length": 512,
-                "bos_token": "<s>",
-                "eos_token": "</s>",
-                "cls_token": "<s>",
-                "sep_token": "</s>",
-                "pad_token": "<pad>",
-                "unk_token": "[UNK]",
+                **MPNET_SPECIAL_TOKENS,
                 "mask_token": "<mask>",
             }
         )

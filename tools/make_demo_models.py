@@ -25,6 +25,17 @@ DEMOS = {
 }
 
 
+# MPNet's special tokens as its tokenizer_config.json names them (the demo tokenizer's are these)
+MPNET_SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "[UNK]",
+}
+
+
 def write_tokenizer(target: Path, vocab_size: int, normalizer=None):
     """A WordPiece tokenizer.json of w0, w1, ... and "##s" (tools/bench_engines.py adds the
     lowercasing normalizer all-mpnet-base-v2 has; the demos have none)."""

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT  # noqa: E402
 
 from conformance.golden import sha256  # noqa: E402
-from tools.make_demo_models import write_tokenizer  # noqa: E402
+from tools.make_demo_models import MPNET_SPECIAL_TOKENS, write_tokenizer  # noqa: E402
 
 CASE = "mpnet/pt/question-answering"
 NER_CASE = "mpnet/pt/token-classification"
@@ -170,12 +170,7 @@ def tokenizer_for(path, unk):
 
     return PreTrainedTokenizerFast(
         tokenizer_file=str(path),
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token=unk,
+        **{**MPNET_SPECIAL_TOKENS, "unk_token": unk},
         model_input_names=["input_ids", "attention_mask"],
     )
 
