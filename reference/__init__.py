@@ -26,6 +26,7 @@ from .profiles import MPNET_PROFILES, MPT_PROFILES, get_profile
 from .question_answering import answer_question
 from .streaming import TextStreamer
 from .text_classification import classify_text
+from .text_generation import generate_text
 from .token_classification import find_entities
 from .tokenizer import Tokenizer
 
@@ -58,6 +59,7 @@ __all__ = [
     "find_entities",
     "fill_mask",
     "classify_text",
+    "generate_text",
     "TextStreamer",
     "Tokenizer",
     "__version__",

@@ -6,9 +6,9 @@ Each mask token of the text gets a softmax over the vocabulary at its position (
 token id, the token's text and the whole text with that token in the mask's place: decoded
 without special tokens where the text has one mask, with them (the other masks included) where
 it has several, as upstream does. Masks are filled one at a time, each from the same single
-forward pass, not jointly. Texts are the tokenizer.json decoder's; transformers' decode also
-applies its clean_up_tokenization_spaces where the tokenizer's config asks (the default in 4.37),
-which can join a space and a mark the decoder left apart."""
+forward pass, not jointly. Texts are decoded as transformers decodes them: the tokenizer.json
+decoder's, cleaned up where tokenizer_config.json's clean_up_tokenization_spaces asks (the default
+in 4.37; reference.tokenizer.CLEAN_UPS)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,10 @@ def fill_mask(model, tokenizer, text, top_k=5, targets=None, mask_token=None):
                 {
                     "score": float(probs[k]),
                     "token": token,
-                    "token_str": tokenizer.decode([token]),
-                    "sequence": tokenizer.decode(filled, skip_special_tokens=single),
+                    "token_str": tokenizer.decode([token], clean_up_tokenization_spaces=None),
+                    "sequence": tokenizer.decode(
+                        filled, skip_special_tokens=single, clean_up_tokenization_spaces=None
+                    ),
                 }
             )
         proposals.append(found)

@@ -7,9 +7,39 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .checkpoint import _json_object
+
+# transformers' decode() also takes out these spaces before marks and contractions
+# (clean_up_tokenization_spaces; on unless tokenizer_config.json turns it off, in 4.37), over the
+# whole decoded text, after the tokenizer.json decoder
+CLEAN_UPS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
+
+
+def clean_up_tokenization(text):
+    """transformers' clean-up of decoded text: CLEAN_UPS applied in order."""
+    for dirty, clean in CLEAN_UPS:
+        text = text.replace(dirty, clean)
+    return text
+
 
 class Tokenizer:
-    """Encode text to padded id and mask arrays ready for a model call."""
+    """Encode text to padded id and mask arrays ready for a model call.
+
+    ``clean_up_tokenization_spaces``: whether transformers' decode would clean the text up
+    (tokenizer_config.json's setting beside tokenizer.json, else True as in 4.37). decode() here
+    does only where asked: the tokenizer.json decoder's text is what a stream can write token by
+    token, and the clean-up of " ' " can take back a space written a token before."""
 
     def __init__(self, path):
         from tokenizers import Tokenizer as _Tokenizer
@@ -23,6 +53,13 @@ class Tokenizer:
             raise ValueError(
                 f"{file}: not a tokenizer.json the tokenizers library can read ({e})"
             ) from None
+        self.clean_up_tokenization_spaces = True
+        config = os.path.join(os.path.dirname(file), "tokenizer_config.json")
+        if os.path.isfile(config):
+            settings = _json_object(config)
+            self.clean_up_tokenization_spaces = bool(
+                settings.get("clean_up_tokenization_spaces", True)
+            )
 
     def encode(self, texts, pairs=None, pad_id=None):
         """Batch-encode; returns {"input_ids": [B, S] int64, "attention_mask": [B, S] int64},
@@ -63,8 +100,10 @@ class Tokenizer:
             if padding:
                 backend.enable_padding(**padding)
 
-    def decode(self, ids, skip_special_tokens=True):
-        """Token ids (a sequence of integers in the vocabulary) back to text."""
+    def decode(self, ids, skip_special_tokens=True, clean_up_tokenization_spaces=False):
+        """Token ids (a sequence of integers in the vocabulary) back to text, as the tokenizer.json
+        decoder gives it; with clean_up_tokenization_spaces, cleaned up as transformers' decode
+        does (True; None: as tokenizer_config.json says, as transformers' default)."""
         ids = np.asarray(ids)
         if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
             raise TypeError(
@@ -76,7 +115,10 @@ class Tokenizer:
                 f"ids contains {ids[(ids < 0) | (ids >= vocab)][0]}, outside the vocabulary [0,"
                 f" {vocab})"
             )
-        return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        text = self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        if clean_up_tokenization_spaces is None:
+            clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+        return clean_up_tokenization(text) if clean_up_tokenization_spaces else text
 
 
 def _strings(value, name):

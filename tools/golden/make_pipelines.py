@@ -35,6 +35,7 @@ MLM_CASE = "mpnet/pt/masked-lm"
 SINGLE_CASE = "mpnet/pt/sequence-classification-single-label"
 MULTI_CASE = "mpnet/pt/sequence-classification-multi-label"
 REGRESSION_CASE = "mpnet/pt/sequence-classification-regression"
+GEN_CASE = "mpt/hf/causal-lm-heads-3"
 NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 VOCAB = 99
 NER_WORDS = {"tokenizer.json": 24, "tokenizer-bpe.json": 10}  # the short text's, in 38 positions
@@ -344,6 +345,55 @@ def text_classification_record(tokenizer):
     return {"examples": records}
 
 
+def write_marks_tokenizer(path):
+    """A WordPiece of MPT's 64 tokens with marks and contractions (".", ",", "'", "n't", "'s")
+    and a decoder that leaves their spaces: transformers' clean-up is what takes them out. [UNK]
+    is a special token in the file, as in real tokenizer.json files (transformers makes the
+    special tokens its config names special anyway, so skip_special_tokens drops it)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s", ".", ",", "?", "'", "n't", "'s"]
+    vocab += [f"w{i}" for i in range(64 - len(vocab))]
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<s>", "<pad>", "</s>", "[UNK]"])  # special, as in real files
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(cleanup=False)
+    tok.save(str(path))
+
+
+def text_generation_record(tokenizer):
+    from transformers import MptForCausalLM, pipeline
+
+    model = MptForCausalLM.from_pretrained(ROOT / "golden" / GEN_CASE).eval()
+    writer = pipeline("text-generation", model=model, tokenizer=tokenizer, device="cpu")
+    examples = [
+        ("greedy, 8 new tokens ('s cleaned up)", "w1 w28", {"max_new_tokens": 8}),
+        ("greedy (' cleaned up)", "w22 w48", {"max_new_tokens": 8}),
+        ("the continuation alone (. first)", "w15 w17", {"max_new_tokens": 8, "return_full_text": False}),
+        ("no clean-up", "w1 w28", {"max_new_tokens": 8, "clean_up_tokenization_spaces": False}),
+        ("a prompt with marks (its cleaned length cut)", "w4 , w5 ' w6", {"max_new_tokens": 6}),
+        (
+            "beams, two sequences",
+            "w7 w8",
+            {"max_new_tokens": 6, "num_beams": 3, "num_return_sequences": 2},
+        ),
+        ("a prefix, max_length 12", "w9 w10", {"prefix": "w11 w12 ", "max_length": 12}),
+        ("repetition penalty", "w13 w14", {"max_new_tokens": 8, "repetition_penalty": 1.5}),
+        ("stop sequence (its first token)", "w1 w28", {"max_new_tokens": 8, "stop_sequence": "w46 w3"}),
+        (
+            "a prefix, the prompt cut at max_length 7",
+            "w15 w16 w17 w18 w19 w20 w21 w22",
+            {"prefix": "w11 w12 ", "max_length": 7},
+        ),
+    ]
+    records = []
+    for name, prompt, options in examples:
+        got = writer(prompt, **options)
+        records.append({"name": name, "prompt": prompt, "options": options, "texts": got})
+        print(f"{name}: {[g['generated_text'] for g in got]}")
+    return {"model": _model_entry(GEN_CASE), "examples": records}
+
+
 def _model_entry(case):
     case_dir = ROOT / "golden" / case
     return {
@@ -362,10 +412,12 @@ def main():
     write_tokenizer(out_dir, VOCAB)
     write_metaspace_bpe(out_dir / "tokenizer-bpe.json")
     write_mask_tokenizer(out_dir / "tokenizer-mask.json")
+    write_marks_tokenizer(out_dir / "tokenizer-marks.json")
     wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
     bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
     masking = tokenizer_for(out_dir / "tokenizer-mask.json", "[UNK]")
     masking.mask_token = "<mask>"
+    marks = tokenizer_for(out_dir / "tokenizer-marks.json", "[UNK]")
     provenance = {
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -379,12 +431,14 @@ def main():
             ),
             "fill-mask": fill_mask_record(masking),
             "text-classification": text_classification_record(wordpiece),
+            "text-generation": text_generation_record(marks),
         }
     files = {
         "question-answering": ["tokenizer.json"],
         "token-classification": ["tokenizer.json", "tokenizer-bpe.json"],
         "fill-mask": ["tokenizer-mask.json"],
         "text-classification": ["tokenizer.json"],
+        "text-generation": ["tokenizer-marks.json"],
     }
     for task, record in made.items():
         record = {

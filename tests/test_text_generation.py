@@ -1,0 +1,54 @@
+"""reference.text_generation against transformers 4.37.2's text-generation pipeline, as recorded
+by tools/golden/make_pipelines.py on the golden MPT causal-LM model, with a WordPiece whose decoder
+leaves the spaces before marks (so transformers' clean-up is what takes them out)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_question_answering import FOLDER, recorded
+
+from reference.text_generation import generate_text
+from reference.tokenizer import clean_up_tokenization
+
+RECORD = json.loads((FOLDER / "text-generation.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def writer():
+    model, tokenizers = recorded(RECORD, "causal-lm")
+    return model, tokenizers["tokenizer-marks.json"]
+
+
+@pytest.mark.parametrize("example", RECORD["examples"], ids=lambda e: e["name"])
+def test_texts_are_the_pipelines(writer, example):
+    """The same texts: greedy, beams with two sequences, a repetition penalty, a stop sequence,
+    the continuation alone, clean-up on and off, a prompt whose cleaned-up length is cut, a
+    prefix (max_length counting it, the prompt cut at max_length)."""
+    model, tok = writer
+    got = generate_text(model, tok, example["prompt"], **example["options"])
+    assert got == example["texts"]
+
+
+def test_the_records_clean_up_takes_out_spaces_the_decoder_left():
+    texts = {e["name"]: e["texts"][0]["generated_text"] for e in RECORD["examples"]}
+    assert "w0's" in texts["greedy, 8 new tokens ('s cleaned up)"]
+    assert "w0 's" in texts["no clean-up"]
+    assert clean_up_tokenization("a , b . c ' d n't e 's") == "a, b. c'dn't e's"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompt=3), "prompt must be a string"),
+        (dict(prompt=""), "the prompt has no tokens"),
+        (dict(stop_sequence=""), "stop_sequence '' has no tokens"),
+    ],
+)
+def test_bad_arguments_are_refused_with_the_reason(writer, kwargs, message):
+    model, tok = writer
+    call = dict(prompt="w1 w2", max_new_tokens=2)
+    call.update(kwargs)
+    with pytest.raises((TypeError, ValueError), match=message):
+        generate_text(model, tok, **call)
