@@ -8,7 +8,7 @@ import dataclasses
 import json
 
 import pytest
-from test_question_answering import FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
+from test_question_answering import BACKENDS, FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
 
 from reference.mask_filling import fill_mask
 from reference.text_classification import classify_text
@@ -21,9 +21,9 @@ def close(got, want):
     return abs(got - want) <= SCORE_ATOL + SCORE_RTOL * abs(want)
 
 
-@pytest.fixture(scope="module")
-def filler():
-    model, tokenizers = recorded(FILL, "masked-lm")
+@pytest.fixture(scope="module", params=BACKENDS)
+def filler(request):
+    model, tokenizers = recorded(FILL, "masked-lm", backend=request.param)
     return model, tokenizers["tokenizer-mask.json"]
 
 
@@ -59,13 +59,13 @@ def test_fill_mask_refuses_with_the_reason(filler, kwargs, message):
         fill_mask(model, tok, **call)
 
 
-@pytest.fixture(scope="module")
-def classifiers():
+@pytest.fixture(scope="module", params=BACKENDS)
+def classifiers(request):
     models, tokenizers = {}, {}
     for example in CLASSIFY["examples"]:
         task = "sequence-classification"
         case = example["model"]["case"]
-        models[case], tokenizers = recorded(CLASSIFY, task, example["model"])
+        models[case], tokenizers = recorded(CLASSIFY, task, example["model"], request.param)
     return models, tokenizers["tokenizer.json"]
 
 

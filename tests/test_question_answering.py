@@ -4,6 +4,7 @@ of one to 26 windows, top_k, the empty answer, short answers, token offsets."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -13,12 +14,17 @@ import reference
 from conformance.golden import golden_root, sha256
 from reference.question_answering import answer_question, context_windows
 
+NUMBA = importlib.util.find_spec("numba") is not None
 FOLDER = golden_root() / "pipelines"
 RECORD = json.loads((FOLDER / "question-answering.json").read_text())
 SCORE_RTOL, SCORE_ATOL = 1e-5, 1e-6  # float32 probabilities from logits within ~1e-6 of torch's
 
 
-def recorded(record, task, model=None):
+# the pipelines run on either backend: the records hold numba's models to upstream's outputs too
+BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not NUMBA, reason="no numba"))]
+
+
+def recorded(record, task, model=None, backend="numpy"):
     """A pipeline record's model (``model``: an example's own entry) and tokenizers, loaded once
     their files are checked to be the ones the record was made with."""
     model = model or record["model"]
@@ -29,12 +35,12 @@ def recorded(record, task, model=None):
     for name, digest in record["tokenizers"].items():
         assert sha256(FOLDER / name) == digest, f"{name} is not the tokenizer the record used"
         tokenizers[name] = reference.Tokenizer(str(FOLDER / name))
-    return reference.from_pretrained(case_dir, task=task), tokenizers
+    return reference.from_pretrained(case_dir, task=task, backend=backend), tokenizers
 
 
-@pytest.fixture(scope="module")
-def qa():
-    model, tokenizers = recorded(RECORD, "question-answering")
+@pytest.fixture(scope="module", params=BACKENDS)
+def qa(request):
+    model, tokenizers = recorded(RECORD, "question-answering", backend=request.param)
     return model, tokenizers["tokenizer.json"]
 
 

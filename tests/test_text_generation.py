@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_question_answering import FOLDER, recorded
+from test_question_answering import BACKENDS, FOLDER, recorded
 
 from reference.text_generation import generate_text
 from reference.tokenizer import clean_up_tokenization
@@ -15,9 +15,9 @@ from reference.tokenizer import clean_up_tokenization
 RECORD = json.loads((FOLDER / "text-generation.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def writer():
-    model, tokenizers = recorded(RECORD, "causal-lm")
+@pytest.fixture(scope="module", params=BACKENDS)
+def writer(request):
+    model, tokenizers = recorded(RECORD, "causal-lm", backend=request.param)
     return model, tokenizers["tokenizer-marks.json"]
 
 

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from test_question_answering import FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
+from test_question_answering import BACKENDS, FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
 
 import reference
 from reference.token_classification import find_entities
@@ -18,9 +18,9 @@ from reference.token_classification import find_entities
 RECORD = json.loads((FOLDER / "token-classification.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def ner():
-    return recorded(RECORD, "token-classification")
+@pytest.fixture(scope="module", params=BACKENDS)
+def ner(request):
+    return recorded(RECORD, "token-classification", backend=request.param)
 
 
 def run(ner, example):
