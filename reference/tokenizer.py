@@ -54,12 +54,29 @@ class Tokenizer:
                 f"{file}: not a tokenizer.json the tokenizers library can read ({e})"
             ) from None
         self.clean_up_tokenization_spaces = True
-        config = os.path.join(os.path.dirname(file), "tokenizer_config.json")
-        if os.path.isfile(config):
-            settings = _json_object(config)
-            self.clean_up_tokenization_spaces = bool(
-                settings.get("clean_up_tokenization_spaces", True)
-            )
+        folder = os.path.dirname(file)
+        named = []
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            if os.path.isfile(os.path.join(folder, name)):
+                settings = _json_object(os.path.join(folder, name))
+                named += special_tokens_named(settings, os.path.join(folder, name))
+                if name == "tokenizer_config.json":
+                    self.clean_up_tokenization_spaces = bool(
+                        settings.get("clean_up_tokenization_spaces", True)
+                    )
+        self._make_special(named)
+
+    def _make_special(self, named):
+        """The special tokens the checkpoint's config files name are special to the backend too
+        (skipped by decode(skip_special_tokens=True), matched whole in text), as transformers'
+        fast tokenizer adds those that tokenizer.json does not already hold as added tokens."""
+        from tokenizers import AddedToken
+
+        added = {t.content for t in self.backend.get_added_tokens_decoder().values()}
+        for content, options in named:
+            if content not in added:
+                self.backend.add_special_tokens([AddedToken(content, special=True, **options)])
+                added.add(content)
 
     def encode(self, texts, pairs=None, pad_id=None):
         """Batch-encode; returns {"input_ids": [B, S] int64, "attention_mask": [B, S] int64},
@@ -119,6 +136,41 @@ class Tokenizer:
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         return clean_up_tokenization(text) if clean_up_tokenization_spaces else text
+
+
+SPECIAL_TOKEN_KEYS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+ADDED_TOKEN_OPTIONS = ("single_word", "lstrip", "rstrip", "normalized")
+
+
+def special_tokens_named(settings, where):
+    """(content, AddedToken options) of each special token a tokenizer_config.json or
+    special_tokens_map.json names: a string, or an object with "content" and the options."""
+    values = [settings.get(key) for key in SPECIAL_TOKEN_KEYS]
+    values += list(settings.get("additional_special_tokens") or [])
+    named = []
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            named.append((value, {}))
+        elif isinstance(value, dict) and isinstance(value.get("content"), str):
+            options = {k: bool(value[k]) for k in ADDED_TOKEN_OPTIONS if k in value}
+            named.append((value["content"], options))
+        else:
+            raise ValueError(
+                f'{where}: a special token must be a string or {{"content": ...}}, got {value!r}'[
+                    :300
+                ]
+            )
+    return named
 
 
 def _strings(value, name):

@@ -41,3 +41,43 @@ def test_pairs_use_the_mpnet_template(tokenizer_dir):
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(ValueError, match="no tokenizer.json"):
         reference.Tokenizer(tmp_path)
+
+
+def test_special_tokens_the_config_names_are_special_as_in_transformers(tmp_path):
+    """transformers' AutoTokenizer (4.37.2; golden/pipelines/special-tokens.json, recorded by
+    tools/golden/make_pipelines.py) on a tokenizer.json whose config names [UNK] (in the
+    vocabulary, not special in the file), <mask> (as an AddedToken object) and <extra> (not in
+    the file at all): the same ids (<mask> and <extra> added after the vocabulary, matched whole
+    in text) and the same decoded texts with and without special tokens and clean-up."""
+    import json
+
+    from conformance.golden import golden_root, sha256
+
+    folder = golden_root() / "pipelines"
+    record = json.loads((folder / "special-tokens.json").read_text())
+    assert sha256(folder / "tokenizer.json") == record["tokenizers"]["tokenizer.json"]
+    (tmp_path / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(record["tokenizer_config"]))
+    tok = reference.Tokenizer(str(tmp_path))
+    for example in record["examples"]:
+        ids = tok.backend.encode(example["text"]).ids
+        assert ids == example["ids"], (example["text"], ids)
+        assert tok.decode(ids, skip_special_tokens=False) == example["decoded"]
+        assert tok.decode(ids) == example["decoded_without_special"]
+        assert tok.decode(ids, clean_up_tokenization_spaces=None) == example["decoded_cleaned_up"]
+    plain = reference.Tokenizer(
+        str(folder / "tokenizer.json")
+    )  # no config beside it: the file's own
+    assert plain.decode(record["examples"][0]["ids"]) == "w1 [UNK] w2"
+
+
+def test_a_special_token_the_config_writes_wrongly_is_named(tmp_path):
+    import json
+
+    from conformance.golden import golden_root
+
+    source = golden_root() / "pipelines" / "tokenizer.json"
+    (tmp_path / "tokenizer.json").write_bytes(source.read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"mask_token": ["<mask>"]}))
+    with pytest.raises(ValueError, match="tokenizer_config.json: a special token must be a string"):
+        reference.Tokenizer(str(tmp_path))

@@ -17,6 +17,7 @@ file digests. Nothing here imports the reference implementation.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -394,6 +395,46 @@ def text_generation_record(tokenizer):
     return {"model": _model_entry(GEN_CASE), "examples": records}
 
 
+TOKENIZER_CONFIG = {
+    "tokenizer_class": "PreTrainedTokenizerFast",
+    **MPNET_SPECIAL_TOKENS,
+    "mask_token": {"__type": "AddedToken", "content": "<mask>", "lstrip": True, "special": True},
+    "additional_special_tokens": ["<extra>"],
+    "clean_up_tokenization_spaces": True,
+}
+
+
+def tokenizer_record(out_dir):
+    """transformers' AutoTokenizer on the demo tokenizer.json with a tokenizer_config.json naming
+    special tokens the file does not hold as special ([UNK], in its vocabulary) or at all (<mask>,
+    <extra>): their ids, and decode with and without special tokens and clean-up."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    texts = ["w1 [UNK] w2", "w3 <mask> w4s", "w5<extra> w6 ,", "<s> w7 </s>"]
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(out_dir / "tokenizer.json", Path(folder) / "tokenizer.json")
+        (Path(folder) / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        records = []
+        for sentence in texts:
+            ids = tokenizer(sentence)["input_ids"]
+            records.append(
+                {
+                    "text": sentence,
+                    "ids": ids,
+                    "decoded": tokenizer.decode(ids, clean_up_tokenization_spaces=False),
+                    "decoded_without_special": tokenizer.decode(
+                        ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                    ),
+                    "decoded_cleaned_up": tokenizer.decode(ids, skip_special_tokens=True),
+                }
+            )
+            print(f"{sentence!r}: {ids} {records[-1]['decoded_without_special']!r}")
+    return {"tokenizer_config": TOKENIZER_CONFIG, "examples": records}
+
+
 def _model_entry(case):
     case_dir = ROOT / "golden" / case
     return {
@@ -432,6 +473,7 @@ def main():
             "fill-mask": fill_mask_record(masking),
             "text-classification": text_classification_record(wordpiece),
             "text-generation": text_generation_record(marks),
+            "special-tokens": tokenizer_record(out_dir),
         }
     files = {
         "question-answering": ["tokenizer.json"],
@@ -439,6 +481,7 @@ def main():
         "fill-mask": ["tokenizer-mask.json"],
         "text-classification": ["tokenizer.json"],
         "text-generation": ["tokenizer-marks.json"],
+        "special-tokens": ["tokenizer.json"],
     }
     for task, record in made.items():
         record = {
