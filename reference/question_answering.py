@@ -20,7 +20,9 @@ and the best top_k returned. Scores are probabilities within one window, not ove
 context: two windows' answers are compared by them all the same, as upstream does.
 
 An answer's characters are those of the words its first and last tokens fall in
-(``align_to_words``), or of the tokens alone."""
+(``align_to_words``), or of the tokens alone. Upstream unmasks every token that is the first
+token's id, so a "<s>" typed into the question can be answered, with the question's character
+offsets (the answer then is the context's slice there, often ""); this follows it."""
 
 from __future__ import annotations
 
@@ -112,9 +114,20 @@ def context_windows(tokenizer, question, context, max_seq_len, doc_stride):
                 f" than doc_stride ({doc_stride}); raise max_seq_len, lower doc_stride or shorten"
                 " the question"
             )
-        backend.enable_truncation(max_seq_len, stride=doc_stride, strategy="only_second")
+        truncate(backend, max_seq_len, doc_stride, strategy="only_second")
         first = backend.encode(question, context)
     return [first] + list(first.overflowing)
+
+
+def truncate(backend, max_length, stride, **options):
+    """The backend's truncation set, its own refusal (a stride too close to the window) given
+    as a ValueError that says so."""
+    try:
+        backend.enable_truncation(max_length, stride=stride, **options)
+    except Exception as e:  # noqa: BLE001 - tokenizers raises bare Exception types
+        raise ValueError(
+            f"a stride of {stride} tokens is too large for windows of {max_length}: {e}"
+        ) from None
 
 
 def _span_logits(model, windows):  # -> each window's (start_logits, end_logits), [S] float32

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .question_answering import truncate
+
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
 
@@ -108,7 +110,7 @@ def _windows(tokenizer, text, model_max_length, stride):
                     f"a window of {model_max_length} tokens leaves {max(room, 0)} after its special"
                     f" tokens, which must be more than stride ({stride})"
                 )
-            backend.enable_truncation(model_max_length, stride=stride or 0)
+            truncate(backend, model_max_length, stride or 0)
         first = backend.encode(text)
     return [first] + (list(first.overflowing) if stride is not None else [])
 

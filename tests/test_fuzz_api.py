@@ -380,6 +380,8 @@ CLI_COMMANDS = {  # a command with arguments it accepts; the test appends random
     "ner": ["w1 w2 w3"],
     "qa": ["--question", "w1", "--context", "w2 w3"],
     "generate": ["--prompt", "w1 w2", "--max-new-tokens", "2"],
+    "fill-mask": ["w1 <mask> w2"],
+    "classify": ["w1 w2"],
     "explain": ["buckets", "--out", "OUT"],
     "nope": [],
 }
@@ -411,6 +413,17 @@ CLI_WORDS = [
     "--sample",
     "--eos-token-id",
     "--max-answer-tokens",
+    "--max-seq-len",
+    "--doc-stride",
+    "--stride",
+    "--aggregation",
+    "first",
+    "--ignore-labels",
+    "--allow-no-answer",
+    "--pair",
+    "--function",
+    "--targets",
+    "--truncate",
     "--layer",
     "--head",
     "--length",
@@ -519,3 +532,67 @@ def test_a_damaged_tokenizer_file_is_a_value_error(tmp_path, data):
     (tmp_path / "tokenizer.json").write_bytes(data)
     with pytest.raises(ValueError, match="tokenizer.json"):
         Tokenizer(tmp_path)
+
+
+PIPELINE_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.lists(
+        st.sampled_from(["w1", "w7s", "w30", ",", "[UNK]", "<s>", "<mask>", "é", " "]), max_size=60
+    ).map(" ".join),
+)
+SMALL_INT = st.one_of(st.integers(-3, 40), st.none(), st.just(True), st.just(2.5), st.just("4"))
+
+
+@pytest.fixture(scope="module")
+def pipeline_models():
+    import reference
+    from conformance.golden import golden_root
+
+    folder = golden_root() / "pipelines"
+    load = reference.from_pretrained
+    return {
+        "qa": load(golden_root() / "mpnet/pt/question-answering", task="question-answering"),
+        "ner": load(golden_root() / "mpnet/pt/token-classification", task="token-classification"),
+        "tok": reference.Tokenizer(str(folder / "tokenizer.json")),
+    }
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    PIPELINE_TEXT,
+    PIPELINE_TEXT,
+    mostly(st.integers(1, 6), SMALL_INT),
+    mostly(st.integers(6, 38), SMALL_INT),
+    mostly(st.integers(0, 12), SMALL_INT),
+    mostly(st.integers(1, 8), SMALL_INT),
+)
+def test_pipelines_raise_only_documented_errors(pipeline_models, question, text, a, b, c, d):
+    """answer_question and find_entities on any text and any window settings: answers that are
+    their context's slice and entities whose offsets lie in the text, or a ValueError or
+    TypeError; never an error from the tokenizers library or a kernel."""
+    from reference.question_answering import answer_question
+    from reference.token_classification import AGGREGATIONS, find_entities
+
+    qa, ner, tok = pipeline_models["qa"], pipeline_models["ner"], pipeline_models["tok"]
+    try:
+        answers = answer_question(
+            qa, tok, question, text, top_k=a, max_seq_len=b, doc_stride=c, max_answer_len=d
+        )
+        event("answered")
+        for answer in answers:  # offsets past the context: a "<s>" in the question, as upstream
+            assert (
+                0 <= answer["start"] and text[answer["start"] : answer["end"]] == answer["answer"]
+            )
+    except DOCUMENTED as e:
+        event(f"qa refused: {type(e).__name__}")
+    aggregation = AGGREGATIONS[abs(hash(text)) % len(AGGREGATIONS)]
+    try:
+        entities = find_entities(ner, tok, text, aggregation, stride=c, model_max_length=b)
+        event("entities")
+        for entity in entities:
+            assert 0 <= entity["start"] <= entity["end"] <= len(text)
+            assert 0 < entity["score"] <= 1
+    except DOCUMENTED as e:
+        event(f"ner refused: {type(e).__name__}")

@@ -122,6 +122,10 @@ def test_the_tokenizers_settings_are_left_as_they_were(qa, tmp_path):
         (dict(max_seq_len=4, doc_stride=1), "which leaves 0 for the context"),
         (dict(max_seq_len=7, doc_stride=1), "which leaves 1 for the context"),  # tokenizers panics
         (dict(max_seq_len=10, doc_stride=4), "leaves 4 for the context: it must leave more than"),
+        (
+            dict(question="w1", context="w5", max_seq_len=6, doc_stride=5),
+            "stride of 5 tokens is too",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_with_the_reason(qa, kwargs, message):

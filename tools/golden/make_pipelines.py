@@ -61,6 +61,12 @@ def examples():
     question, question2, tiny = text(rng, 3), text(rng, 6), text(rng, 4)
     window = {"max_seq_len": 38}
     return [
+        (
+            "<s> typed in the question (upstream answers there, with the question's offsets)",
+            "0<s>",
+            "0",
+            {"max_seq_len": 7, "max_answer_len": 1},
+        ),
         ("one window", question, short, {**window}),
         ("one window, top 5", question, short, {**window, "top_k": 5}),
         ("one window, top 40 (more than its spans)", question, tiny, {**window, "top_k": 40}),
