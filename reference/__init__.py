@@ -29,6 +29,7 @@ from .text_classification import classify_text
 from .text_generation import generate_text
 from .token_classification import find_entities
 from .tokenizer import Tokenizer
+from .zero_shot_classification import classify_zero_shot
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "fill_mask",
     "classify_text",
     "generate_text",
+    "classify_zero_shot",
     "TextStreamer",
     "Tokenizer",
     "__version__",

@@ -8,7 +8,8 @@
     ner       named entities as transformers' token-classification pipeline: grouped by B-/I- tags,
               with scores and character offsets (--aggregation, --stride for a long text)
     fill-mask the likeliest tokens for each <mask> of a text, with the filled-in text
-    classify  a text's (or a pair's) labels with their scores (sequence classification)
+    classify  a text's (or a pair's) labels with their scores (sequence classification), or an NLI
+              model's zero-shot scores for --candidate-labels
     qa        extractive question answering as transformers' pipeline: the best spans, their scores
               and character offsets; a long context is read in overlapping windows
     generate  MPT text generation, streamed (greedy unless --sample or the checkpoint says so)
@@ -306,18 +307,30 @@ def cmd_fill_mask(args):
 
 def cmd_classify(args):
     from .text_classification import classify_text
+    from .zero_shot_classification import classify_zero_shot
 
     model, tok = load(args, "sequence-classification"), tokenizer(args)
     try:
-        ranked = classify_text(
-            model,
-            tok,
-            args.text,
-            args.pair,
-            top_k=None if args.top_k == 0 else args.top_k,
-            function_to_apply=args.function,
-            model_max_length=token_limit(args, model) if args.truncate else None,
-        )
+        if args.candidate_labels is not None:  # zero-shot, with an NLI model
+            result = classify_zero_shot(
+                model,
+                tok,
+                args.text,
+                args.candidate_labels,
+                hypothesis_template=args.template,
+                multi_label=args.multi_label,
+            )
+            ranked = [{"label": k, "score": v} for k, v in zip(result["labels"], result["scores"])]
+        else:
+            ranked = classify_text(
+                model,
+                tok,
+                args.text,
+                args.pair,
+                top_k=None if args.top_k == 0 else args.top_k,
+                function_to_apply=args.function,
+                model_max_length=token_limit(args, model) if args.truncate else None,
+            )
     except (TypeError, ValueError) as e:
         raise CliError(str(e)) from None
     emit(args, {"labels": ranked}, "\n".join(f"{r['label']}\t{r['score']:.4f}" for r in ranked))
@@ -770,6 +783,20 @@ def parser():
     )
     cls.add_argument(
         "--truncate", action="store_true", help="cut the text at the tokens the model takes"
+    )
+    cls.add_argument(
+        "--candidate-labels",
+        help="zero-shot with an NLI model: labels separated by commas, each scored by entailment",
+    )
+    cls.add_argument(
+        "--template",
+        default="This example is {}.",
+        help="zero-shot: the hypothesis, {} standing for a label (default: This example is {}.)",
+    )
+    cls.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="zero-shot: each label scored alone (entailment against contradiction)",
     )
     gen = command("generate", cmd_generate, "generate text from a prompt (MPT)")
     gen.add_argument("--prompt", required=True)

@@ -109,6 +109,7 @@ def test_fill_mask_and_classify_print_the_libraries_results(tmp_path):
     import reference
     from reference.mask_filling import fill_mask
     from reference.text_classification import classify_text
+    from reference.zero_shot_classification import classify_zero_shot
 
     pipelines = GOLDEN / "pipelines"
     path = tmp_path / "mlm"
@@ -139,6 +140,12 @@ def test_fill_mask_and_classify_print_the_libraries_results(tmp_path):
     assert np.allclose([r["score"] for r in got], [r["score"] for r in want])
     raw = cli("classify", "--model", str(path), "w1 w2", "--function", "none")
     assert raw.returncode == 0 and len(raw.stdout.splitlines()) == 1, raw.stderr
+    zero = cli("classify", "--model", str(path), "w1 w2", "--candidate-labels", "w3, w4", "--json")
+    assert zero.returncode == 0, zero.stderr
+    got = json.loads(zero.stdout)["labels"]
+    want = classify_zero_shot(model, reference.Tokenizer(path), "w1 w2", "w3, w4")
+    assert [r["label"] for r in got] == want["labels"]
+    assert np.allclose([r["score"] for r in got], want["scores"])
 
 
 def test_qa_returns_a_span_inside_the_context_with_offsets(tmp_path):

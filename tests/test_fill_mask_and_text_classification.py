@@ -1,6 +1,7 @@
-"""reference.fill_mask and reference.text_classification against transformers 4.37.2's fill-mask
-and text-classification pipelines, as recorded by tools/golden/make_pipelines.py on the golden
-MPNet masked-LM and sequence-classification models."""
+"""reference.mask_filling, text_classification and zero_shot_classification against
+transformers 4.37.2's fill-mask, text-classification and zero-shot-classification pipelines, as
+recorded by tools/golden/make_pipelines.py on the golden MPNet masked-LM and sequence-classification
+models."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from test_question_answering import BACKENDS, FOLDER, SCORE_ATOL, SCORE_RTOL, re
 
 from reference.mask_filling import fill_mask
 from reference.text_classification import classify_text
+from reference.zero_shot_classification import classify_zero_shot
 
 FILL = json.loads((FOLDER / "fill-mask.json").read_text())
 CLASSIFY = json.loads((FOLDER / "text-classification.json").read_text())
@@ -106,3 +108,39 @@ def test_text_classification_refuses_with_the_reason(classifiers, kwargs, messag
     call.update(kwargs)
     with pytest.raises((TypeError, ValueError), match=message):
         classify_text(model, tok, **call)
+
+
+ZERO_SHOT = json.loads((FOLDER / "zero-shot-classification.json").read_text())
+
+
+@pytest.mark.parametrize("example", ZERO_SHOT["examples"], ids=lambda e: e["name"])
+def test_zero_shot_scores_are_the_pipelines(classifiers, example, monkeypatch):
+    """transformers' zero-shot-classification pipeline on the single-label model read as an NLI
+    model (its labels renamed as the example says): the same labels in the same order, scores
+    within 1e-5 relative; one softmax over the candidates, or entailment against contradiction
+    for each (multi_label, or one candidate), with entailment first, last or missing."""
+    models, tok = classifiers
+    model = models[ZERO_SHOT["model"]["case"]]
+    names = {int(k): v for k, v in example["labels_of_model"].items()}
+    monkeypatch.setattr(model, "config", dataclasses.replace(model.config, id2label=names))
+    got = classify_zero_shot(model, tok, example["text"], **example["options"])
+    want = example["result"]
+    assert got["sequence"] == want["sequence"] and got["labels"] == want["labels"]
+    assert all(close(g, w) for g, w in zip(got["scores"], want["scores"])), (got, want)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(text=""), "text must be a non-empty string"),
+        (dict(candidate_labels=[]), "candidate_labels must be one or more strings"),
+        (dict(candidate_labels=" , "), "candidate_labels must be one or more strings"),
+        (dict(hypothesis_template="no slot"), "has no {} for the label"),
+    ],
+)
+def test_zero_shot_refuses_with_the_reason(classifiers, kwargs, message):
+    models, tok = classifiers
+    call = dict(text="w1 w2", candidate_labels=["w3"])
+    call.update(kwargs)
+    with pytest.raises((TypeError, ValueError), match=message):
+        classify_zero_shot(next(iter(models.values())), tok, **call)

@@ -441,6 +441,75 @@ def tokenizer_record(out_dir):
     return {"tokenizer_config": TOKENIZER_CONFIG, "examples": records}
 
 
+def zero_shot_record(tokenizer):
+    """The single-label classification model read as an NLI model: its three labels named as
+    MNLI's in three orders (entailment last, first, and missing)."""
+    from transformers import MPNetForSequenceClassification, pipeline
+
+    rng = np.random.default_rng(13)
+    premise, long = text(rng, 9), text(rng, 40)
+    candidates = ["w1", "w2s", "w3 w4", "w5"]
+    namings = {
+        "entailment last": {0: "contradiction", 1: "neutral", 2: "entailment"},
+        "ENTAILMENT first": {0: "ENTAILMENT", 1: "neutral", 2: "contradiction"},
+        "no entailment label": {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"},
+    }
+    examples = [
+        ("four labels", "entailment last", premise, {"candidate_labels": candidates}),
+        (
+            "four labels, multi-label",
+            "entailment last",
+            premise,
+            {"candidate_labels": candidates, "multi_label": True},
+        ),
+        ("one label (multi-label's scores)", "entailment last", premise, {"candidate_labels": ["w7"]}),
+        (
+            "labels in one string, a template",
+            "entailment last",
+            premise,
+            {"candidate_labels": "w1, w9 ,w10", "hypothesis_template": "w8 {} w9"},
+        ),
+        (
+            "ENTAILMENT first, multi-label",
+            "ENTAILMENT first",
+            premise,
+            {"candidate_labels": candidates, "multi_label": True},
+        ),
+        ("ENTAILMENT first", "ENTAILMENT first", premise, {"candidate_labels": candidates}),
+        ("no entailment label (the last logit)", "no entailment label", premise, {"candidate_labels": candidates}),
+        (
+            "the text cut at 20 tokens",
+            "entailment last",
+            long,
+            {"candidate_labels": candidates, "model_max_length": 20},
+        ),
+    ]
+    records = []
+    for name, naming, sentence, options in examples:
+        options = dict(options)
+        labels = namings[naming]
+        model = MPNetForSequenceClassification.from_pretrained(
+            ROOT / "golden" / SINGLE_CASE, id2label=labels, label2id={v: k for k, v in labels.items()}
+        ).eval()
+        classifier = pipeline("zero-shot-classification", model=model, tokenizer=tokenizer, device="cpu")
+        tokenizer.model_max_length = options.pop("model_max_length", int(1e30))
+        got = classifier(sentence, **options)
+        if tokenizer.model_max_length < 1e30:
+            options["model_max_length"] = tokenizer.model_max_length
+        tokenizer.model_max_length = int(1e30)
+        records.append(
+            {
+                "name": name,
+                "labels_of_model": {str(k): v for k, v in namings[naming].items()},
+                "text": sentence,
+                "options": options,
+                "result": {k: plain(v) if not isinstance(v, list) else v for k, v in got.items()},
+            }
+        )
+        print(f"{name}: {got['labels']} {np.round(got['scores'], 3).tolist()}")
+    return {"model": _model_entry(SINGLE_CASE), "examples": records}
+
+
 def _model_entry(case):
     case_dir = ROOT / "golden" / case
     return {
@@ -480,6 +549,7 @@ def main():
             "text-classification": text_classification_record(wordpiece),
             "text-generation": text_generation_record(marks),
             "special-tokens": tokenizer_record(out_dir),
+            "zero-shot-classification": zero_shot_record(wordpiece),
         }
     files = {
         "question-answering": ["tokenizer.json"],
@@ -488,6 +558,7 @@ def main():
         "text-classification": ["tokenizer.json"],
         "text-generation": ["tokenizer-marks.json"],
         "special-tokens": ["tokenizer.json"],
+        "zero-shot-classification": ["tokenizer.json"],
     }
     for task, record in made.items():
         record = {
