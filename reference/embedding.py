@@ -160,23 +160,35 @@ def token_ids(tokenizer, texts, max_length, on_chunk=None, lower=False):
     (iter_texts reads a file without holding it); the tokenizer sees TOKENIZE_CHUNK of them at a
     time, only their ids are kept, and on_chunk(n) is called after each with its number of texts
     (a progress bar). Each text is stripped of surrounding white space, and lower-cased where
-    ``lower`` (do_lower_case), as sentence-transformers prepares them. Returns (ids [total],
+    ``lower`` (do_lower_case), as sentence-transformers prepares them; the tokenizer's own
+    padding is not used, and its settings are as they were after. Returns (ids [total],
     starts [N + 1])."""
     if not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")
+    truncation, padding = tokenizer.truncation, tokenizer.padding
     tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()  # a tokenizer.json's own padding would count pads as the text's
     pieces, lengths = [], [np.zeros(1, np.int64)]
     texts = iter(texts)
-    while chunk := list(itertools.islice(texts, TOKENIZE_CHUNK)):
-        chunk = [t.strip().lower() if lower else t.strip() for t in chunk]
-        encodings = tokenizer.encode_batch(chunk)
-        lengths.append(np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings)))
-        total = int(lengths[-1].sum())
-        pieces.append(
-            np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total)
-        )
-        if on_chunk is not None:
-            on_chunk(len(chunk))
+    try:
+        while chunk := list(itertools.islice(texts, TOKENIZE_CHUNK)):
+            chunk = [t.strip().lower() if lower else t.strip() for t in chunk]
+            encodings = tokenizer.encode_batch(chunk)
+            lengths.append(np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings)))
+            total = int(lengths[-1].sum())
+            pieces.append(
+                np.fromiter(
+                    itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total
+                )
+            )
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+    finally:  # the caller's tokenizer as it was
+        tokenizer.no_truncation()
+        if truncation:
+            tokenizer.enable_truncation(**truncation)
+        if padding:
+            tokenizer.enable_padding(**padding)
     ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return ids, np.cumsum(np.concatenate(lengths))
 

@@ -34,7 +34,8 @@ def clean_up_tokenization(text):
 
 
 class Tokenizer:
-    """Encode text to padded id and mask arrays ready for a model call.
+    """Encode text to padded id and mask arrays ready for a model call. The truncation and
+    padding a tokenizer.json may carry are turned off, as transformers' tokenizer ignores them.
 
     ``clean_up_tokenization_spaces``: whether transformers' decode would clean the text up
     (tokenizer_config.json's setting beside tokenizer.json, else True as in 4.37). decode() here
@@ -53,6 +54,11 @@ class Tokenizer:
             raise ValueError(
                 f"{file}: not a tokenizer.json the tokenizers library can read ({e})"
             ) from None
+        # a tokenizer.json may carry truncation and padding (sentence-transformers' files often
+        # pad to a fixed 128 or 256): transformers sets both at each call and uses neither, and
+        # so does this wrapper, whose callers pad and cut for themselves
+        self.backend.no_truncation()
+        self.backend.no_padding()
         self.clean_up_tokenization_spaces = True
         folder = os.path.dirname(file)
         named = []

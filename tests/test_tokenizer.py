@@ -81,3 +81,27 @@ def test_a_special_token_the_config_writes_wrongly_is_named(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"mask_token": ["<mask>"]}))
     with pytest.raises(ValueError, match="tokenizer_config.json: a special token must be a string"):
         reference.Tokenizer(str(tmp_path))
+
+
+def test_a_tokenizer_files_own_padding_and_truncation_are_not_used():
+    """sentence-transformers' tokenizer.json files often pad to a fixed length and cut there;
+    transformers sets both at each call and uses neither, and so does reference.Tokenizer (its
+    masks cover the text's tokens alone). embedding.token_ids, handed such a backend directly,
+    leaves its settings as they were."""
+    from conformance.golden import golden_root
+    from reference.embedding import token_ids
+
+    padded = golden_root() / "pipelines" / "tokenizer-padded.json"
+    plain = golden_root() / "pipelines" / "tokenizer.json"
+    tok, ref = reference.Tokenizer(str(padded)), reference.Tokenizer(str(plain))
+    texts = ["w1 w2", " ".join(["w3"] * 40)]
+    np.testing.assert_array_equal(
+        tok.encode(texts)["attention_mask"], ref.encode(texts)["attention_mask"]
+    )
+    assert tok.encode(texts)["input_ids"].shape == (2, 42)  # <s>, 40 words, </s>: not cut at 30
+    from tokenizers import Tokenizer as Backend
+
+    raw = Backend.from_file(str(padded))
+    before = raw.truncation, raw.padding
+    ids, starts = token_ids(raw, texts, 38)
+    assert np.diff(starts).tolist() == [4, 38] and (raw.truncation, raw.padding) == before

@@ -34,6 +34,7 @@ from tools.make_demo_models import MPNET_SPECIAL_TOKENS  # noqa: E402
 
 CASE = "mpnet/pt/base-right-padding"
 TOKENIZER = ROOT / "golden" / "pipelines" / "tokenizer.json"
+PADDED = ROOT / "golden" / "pipelines" / "tokenizer-padded.json"
 SPECIAL = {
     "tokenizer_class": "PreTrainedTokenizerFast",
     **MPNET_SPECIAL_TOKENS,
@@ -80,7 +81,22 @@ LAYOUTS = {
     "cls token": layout("cls_token", False, 12),
     "max over tokens, normalized": layout("max_tokens", True, 12),
     "mean, lower-cased first": layout("mean_tokens", True, 12, lower=True),
+    "mean, normalized, a tokenizer.json that pads to 30 (sentence-transformers' files do)": {
+        **layout("mean_tokens", True, 12),
+        "tokenizer": PADDED.name,
+    },
 }
+
+
+def write_padded_tokenizer():
+    """The demo tokenizer with the truncation and fixed padding many sentence-transformers
+    tokenizer.json files carry, which transformers' tokenizer does not use."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    tok.enable_truncation(30)
+    tok.enable_padding(pad_id=1, pad_token="<pad>", length=30)
+    tok.save(str(PADDED))
 
 
 def texts():
@@ -101,9 +117,12 @@ def write_folder(folder, files):
     case_dir = ROOT / "golden" / CASE
     for name in ("config.json", "model.safetensors"):
         shutil.copy(case_dir / name, folder / name)
-    shutil.copy(TOKENIZER, folder / "tokenizer.json")
+    tokenizer = TOKENIZER.parent / files.get("tokenizer", TOKENIZER.name)
+    shutil.copy(tokenizer, folder / "tokenizer.json")
     (folder / "tokenizer_config.json").write_text(json.dumps(SPECIAL))
     for name, content in files.items():
+        if name == "tokenizer":
+            continue
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(content))
     if any(m["path"] == "2_Normalize" for m in files["modules.json"]):
@@ -118,6 +137,7 @@ def main():
 
     torch.set_num_threads(1)
     sentences = texts()
+    write_padded_tokenizer()
     records = []
     for name, files in LAYOUTS.items():
         with tempfile.TemporaryDirectory() as folder:
@@ -140,7 +160,7 @@ def main():
             "case": CASE,
             "sha256": {n: sha256(case_dir / n) for n in ("config.json", "model.safetensors")},
         },
-        "tokenizers": {"tokenizer.json": sha256(TOKENIZER)},
+        "tokenizers": {p.name: sha256(p) for p in (TOKENIZER, PADDED)},
         "tokenizer_config": SPECIAL,
         "texts": sentences,
         "batch_size": 3,
