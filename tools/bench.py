@@ -20,6 +20,10 @@ Workloads (random weights of the real shapes; the speed does not depend on the v
           with the same settings; the time of a forward pass of 1 to 11 tokens over the cache
           (prompt lookup checks its guesses so) against a step's; and a next turn (TURN) given
           the whole text again or the cache the first turn returned (past_key_values)
+  qa      question answering over a document of QA_WORDS words with the MPNet-base shape and a QA
+          head: reference.answer_question (windows of 384 tokens sharing 128, those of one
+          length in one batch) on numba against transformers' question-answering pipeline
+          (each window alone), the same answers checked
 Columns: numpy, numba (fp32), numba-bf16 and numba-q8 (decode only; bf16 or q8 weight storage),
 and hf-torch when torch
 and transformers are importable, all with the same thread count. Each run is repeated; medians and
@@ -170,6 +174,76 @@ def bench_encode(repeats, threads):
         run_hf()
         runs["hf-torch"] = run_hf
     return interleaved_times(runs, repeats)
+
+
+QA_WORDS = 3000  # the qa workload's document: about 3,000 tokens, a dozen windows of 384
+
+
+def bench_qa(repeats, threads):
+    """(times, answers): reference.answer_question on numba and transformers' pipeline, one
+    question over a document of QA_WORDS random words of the demo vocabulary."""
+    import tempfile
+    from pathlib import Path
+
+    import reference
+    from reference.question_answering import answer_question
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_demo_models import MPNET_SPECIAL_TOKENS, write_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-qa-"))
+    write_tokenizer(folder, ENCODER["vocab_size"])
+    tok = reference.Tokenizer(str(folder))
+    rng = np.random.default_rng(5)
+    context = " ".join(f"w{i}" for i in rng.integers(0, ENCODER["vocab_size"] - 5, QA_WORDS))
+    question = "w12 w345 w6789"
+    weights = random_weights("mpnet", ENCODER, "question-answering")
+    model = reference.build(ENCODER, weights, task="question-answering", backend="numba")
+    ours = functools.partial(answer_question, model, tok, question, context, top_k=3)
+    answers = {"numba": ours()}  # warm-up (JIT compile or cache load)
+    runs = {"numba": ours}
+    if torch_available():
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        hf = transformers.MPNetForQuestionAnswering(transformers.MPNetConfig(**ENCODER))
+        state = {
+            (k if k.startswith("qa_outputs") else "mpnet." + k): torch.from_numpy(v)
+            for k, v in weights.items()
+            if not k.startswith("pooler")  # upstream's QA model has none
+        }
+        missing, unexpected = hf.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.endswith("position_ids")] or unexpected:
+            raise RuntimeError(f"HF weights mismatch: missing {missing}, unexpected {unexpected}")
+        hf_tok = transformers.PreTrainedTokenizerFast(
+            tokenizer_file=str(folder / "tokenizer.json"),
+            model_max_length=512,
+            model_input_names=["input_ids", "attention_mask"],
+            **MPNET_SPECIAL_TOKENS,
+        )
+        pipe = transformers.pipeline("question-answering", model=hf.eval(), tokenizer=hf_tok)
+
+        def run_hf():
+            with torch.no_grad():
+                return pipe(question=question, context=context, top_k=3)
+
+        answers["hf-torch"] = run_hf()
+        runs["hf-torch"] = run_hf
+    return interleaved_times(runs, repeats), answers
+
+
+def report_qa(times, answers):
+    report(
+        f"qa: MPNet-base with a QA head, a question over {QA_WORDS} words (ratio = speed over"
+        " hf-torch)",
+        times,
+        "docs/s",
+        1,
+    )
+    spans = {name: [(a["start"], a["end"]) for a in found] for name, found in answers.items()}
+    same = len({tuple(v) for v in spans.values()}) == 1
+    print(f"  the same top-3 spans: {same} ({spans})")
 
 
 def bench_decode(repeats, threads):
@@ -986,7 +1060,7 @@ def main():
     )
     parser.add_argument(
         "--workload",
-        choices=["encode", "decode", "long", "embed", "gemm", "bf16", "search", "all"],
+        choices=["encode", "decode", "long", "embed", "gemm", "bf16", "search", "qa", "all"],
         default="all",
         help="all: encode, decode and embed (long only when asked; with --engines only)",
     )
@@ -1013,7 +1087,7 @@ def main():
             "bf16-decode": child_bf16_decode,
         }[kind](*rest)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    if args.engines and args.workload not in ("gemm", "bf16", "search"):  # no engine columns
+    if args.engines and args.workload not in ("gemm", "bf16", "search", "qa"):  # no engine columns
         use_decoder_of(args.engines)
         print(
             f"CPU: {cpu_model()}; threads {args.threads}; medians over {args.repeats} alternating"
@@ -1066,6 +1140,9 @@ def main():
     if args.workload == "search":
         print(f"CPU: {cpu_model()}; threads {args.threads}")
         return report_search(bench_search(args.repeats, args.threads))
+    if args.workload == "qa":
+        print(f"CPU: {cpu_model()}; threads {args.threads}")
+        return report_qa(*bench_qa(args.repeats, args.threads))
     if args.workload in ("encode", "all"):
         report(
             f"encode: MPNet-base, batch {ENC_BATCH} x {ENC_LEN} tokens (ratio = speed over"
