@@ -344,6 +344,13 @@ def cmd_qa(args):
         window_settings(*settings)
     except ValueError as e:
         raise CliError(str(e)) from None
+    context = args.context
+    if args.context_file is not None:
+        try:
+            with open(args.context_file, encoding="utf-8") as f:
+                context = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError(f"{args.context_file}: cannot be read as UTF-8 text ({e})") from None
     model, tok = load(args, "question-answering"), tokenizer(args)
     limit = token_limit(args, model)
     try:
@@ -351,7 +358,7 @@ def cmd_qa(args):
             model,
             tok,
             args.question,
-            args.context,
+            context,
             top_k=args.top_k,
             max_seq_len=args.max_seq_len,
             doc_stride=args.doc_stride,
@@ -735,7 +742,9 @@ def parser():
     )
     qa = command("qa", cmd_qa, "answer a question from a context")
     qa.add_argument("--question", required=True)
-    qa.add_argument("--context", required=True)
+    where = qa.add_mutually_exclusive_group(required=True)
+    where.add_argument("--context", help="the text the answer is found in")
+    where.add_argument("--context-file", help="a UTF-8 file holding it (a document of any length)")
     qa.add_argument(
         "--top-k", type=int, default=1, help="this many answers, best first (default 1)"
     )

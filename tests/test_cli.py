@@ -182,6 +182,12 @@ def test_qa_reads_a_long_context_in_windows_and_lists_the_best_answers(tmp_path)
     assert default.returncode == 0, default.stderr
     text = cli(*run, "--top-k", "2")
     assert text.returncode == 0 and len(text.stdout.strip().splitlines()) == 2, text.stdout
+    (tmp_path / "document.txt").write_text(context, encoding="utf-8")
+    run_file = ("qa", "--model", str(path), "--question", "w1 w2")
+    from_file = cli(*run_file, "--context-file", str(tmp_path / "document.txt"), "--json")
+    assert json.loads(from_file.stdout)["answers"] == json.loads(default.stdout)["answers"]
+    missing = cli(*run_file, "--context-file", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "nope.txt: cannot be read" in missing.stderr
     bad = cli(*run, "--max-seq-len", "4", "--doc-stride", "1")
     assert bad.returncode == 2 and "which leaves 0 for the context" in bad.stderr, bad.stderr
 

@@ -406,6 +406,7 @@ CLI_WORDS = [
     "--text",
     "--question",
     "--context",
+    "--context-file",
     "--seed",
     "--temperature",
     "--top-k",

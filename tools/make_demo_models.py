@@ -14,13 +14,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 DEMOS = {
     "mpnet-base": ("mpnet/pt/base-right-padding", 99),
     "mpnet-ner": ("mpnet/pt/token-classification", 99),
     "mpnet-qa": ("mpnet/pt/question-answering", 99),
+    "mpnet-classify": ("mpnet/pt/sequence-classification-single-label", 99),
+    "mpnet-mlm": ("mpnet/pt/masked-lm", 99),
     "mpt-lm": ("mpt/hf/causal-lm-heads-3", 64),
 }
 
@@ -36,10 +38,12 @@ MPNET_SPECIAL_TOKENS = {
 }
 
 
-def write_tokenizer(target: Path, vocab_size: int, normalizer=None):
+def write_tokenizer(target: Path, vocab_size: int, normalizer=None, mask=False):
     """A WordPiece tokenizer.json of w0, w1, ... and "##s" (tools/bench_engines.py adds the
-    lowercasing normalizer all-mpnet-base-v2 has; the demos have none)."""
-    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(vocab_size - 5)]
+    lowercasing normalizer all-mpnet-base-v2 has; the demos have none). With ``mask``, the last
+    of its vocab_size tokens is <mask> (special, taking the space before it as MPNet's does)."""
+    words = vocab_size - 5 - bool(mask)
+    vocab = ["<s>", "<pad>", "</s>", "[UNK]", "##s"] + [f"w{i}" for i in range(words)]
     tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.add_special_tokens(["<s>", "<pad>", "</s>"])
     if normalizer is not None:
@@ -51,6 +55,8 @@ def write_tokenizer(target: Path, vocab_size: int, normalizer=None):
         special_tokens=[("<s>", 0), ("</s>", 2)],
     )
     tok.decoder = decoders.WordPiece()
+    if mask:
+        tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
     tok.save(str(target / "tokenizer.json"))
 
 
@@ -58,7 +64,7 @@ def make(case: str, vocab_size: int, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy(GOLDEN / case / name, target / name)
-    write_tokenizer(target, vocab_size)
+    write_tokenizer(target, vocab_size, mask=case.endswith("masked-lm"))
     return target
 
 
