@@ -599,3 +599,36 @@ def test_chat_writes_chatml_turns_where_the_tokenizer_has_the_markers(
     assert bad.returncode == 2 and "needs the tokens <|im_start|> and <|im_end|>" in bad.stderr
     bad = cli("chat", "--model", str(path), "--template", "plain", "--system", "w1")
     assert bad.returncode == 2 and "--system needs the chatml template" in bad.stderr
+
+
+def readme_sessions():
+    """The command-line section's examples: (command, shown lines) for each "$ " line."""
+    text = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    sessions = []
+    for block in text.split("```")[1::2]:
+        for line in block.strip("\n").splitlines():
+            if line.startswith("$ "):
+                sessions.append((line[2:], []))
+            elif sessions:
+                sessions[-1][1].append(line)
+    return sessions
+
+
+def test_the_readme_command_line_examples_print_what_they_show(tmp_path):
+    """Each example runs (the demo checkpoints written first, as the README says) and prints its
+    shown lines in order, "..." standing for what the README leaves out; an "error:" line is the
+    command's standard error."""
+    import re
+    import shlex
+
+    sessions = readme_sessions()
+    assert len(sessions) >= 8 and sessions[0][0].startswith("python tools/make_demo_models.py")
+    python = shlex.quote(sys.executable)
+    for command, shown in sessions:
+        line = command.replace("python tools/", f"{python} {ROOT}/tools/")
+        line = line.replace("python -m reference", f"{python} -m reference")
+        run = subprocess.run(line, shell=True, capture_output=True, text=True, cwd=tmp_path)
+        out = iter((run.stdout + run.stderr).splitlines())
+        for want in shown:
+            pattern = ".*".join(re.escape(part) for part in want.split("..."))
+            assert any(re.fullmatch(pattern, got) for got in out), (command, want, run.stdout)
