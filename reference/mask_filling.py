@@ -25,7 +25,7 @@ def fill_mask(model, tokenizer, text, top_k=5, targets=None, mask_token=None):
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be an integer of at least 1, got {top_k!r}")
     backend = tokenizer.backend
-    mask_id = mask_token_id(backend, mask_token)
+    mask_id = mask_token_id(tokenizer, mask_token)
     with tokenizer.bare() as bare:
         ids = np.array(bare.encode(text).ids, dtype=np.int64)
     where = np.flatnonzero(ids == mask_id)
@@ -35,7 +35,7 @@ def fill_mask(model, tokenizer, text, top_k=5, targets=None, mask_token=None):
     if candidates is not None:
         top_k = min(top_k, len(candidates))
     logits = np.asarray(model(ids[None], attention_mask=np.ones((1, len(ids)), np.int64)).logits)
-    pad = next((i for i in map(backend.token_to_id, ("<pad>", "[PAD]")) if i is not None), None)
+    pad = tokenizer.special_token_id("pad_token", "<pad>", "[PAD]")
     single = where.size == 1
     proposals = []
     for position in where:
@@ -66,13 +66,17 @@ def fill_mask(model, tokenizer, text, top_k=5, targets=None, mask_token=None):
     return proposals
 
 
-def mask_token_id(backend, mask_token=None):
-    names = [mask_token] if mask_token is not None else ["<mask>", "[MASK]"]
-    for name in names:
-        found = backend.token_to_id(name)
-        if found is not None:
-            return found
-    raise ValueError(f"the tokenizer has no mask token ({' or '.join(names)})")
+def mask_token_id(tokenizer, mask_token=None):
+    """The mask's id: ``mask_token``'s, else the config's mask_token, else <mask> or [MASK]."""
+    if mask_token is not None:
+        found = tokenizer.backend.token_to_id(mask_token)
+        names = [mask_token]
+    else:
+        found = tokenizer.special_token_id("mask_token", "<mask>", "[MASK]")
+        names = [tokenizer.special_tokens.get("mask_token", "<mask> or [MASK]")]
+    if found is None:
+        raise ValueError(f"the tokenizer has no mask token ({names[0]})")
+    return found
 
 
 def target_ids(tokenizer, targets):

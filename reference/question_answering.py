@@ -58,7 +58,10 @@ def answer_question(
         top_k, max_seq_len, doc_stride, max_answer_len, model_max_length
     )
     windows = context_windows(tokenizer, question, context, max_seq_len, doc_stride)
-    cls_id = windows[0].ids[0] if windows[0].special_tokens_mask[0] else None
+    if "cls_token" in tokenizer.special_tokens:  # the config's, as upstream's cls_token_id
+        cls_id = tokenizer.special_token_id("cls_token")
+    else:  # no config: the template's first token where it is a special one (<s>, [CLS])
+        cls_id = windows[0].ids[0] if windows[0].special_tokens_mask[0] else None
     answers, no_answer = [], 1e6
     for window, (start_logits, end_logits) in zip(windows, _span_logits(model, windows)):
         allowed = np.array([s == 1 for s in window.sequence_ids])

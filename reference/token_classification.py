@@ -76,7 +76,7 @@ def find_entities(
         logits = np.asarray(model(ids, attention_mask=np.ones_like(ids)).logits[0], np.float32)
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         scores = shifted / shifted.sum(axis=-1, keepdims=True)
-        tokens = _tokens(backend, text, window, scores)
+        tokens = _tokens(tokenizer, text, window, scores)
         if aggregation in ("none", "simple"):
             found = [_token_entity(t, labels) for t in tokens]
         else:
@@ -115,12 +115,13 @@ def _windows(tokenizer, text, model_max_length, stride):
     return [first] + (list(first.overflowing) if stride is not None else [])
 
 
-def _tokens(backend, text, window, scores):
+def _tokens(tokenizer, text, window, scores):
     """The window's tokens other than special ones: dicts of word (the token's string), scores,
     start, end, index and whether it continues the word before."""
+    backend = tokenizer.backend
     marked = getattr(backend.model, "continuing_subword_prefix", None)
-    unknown = getattr(backend.model, "unk_token", None)
-    unknown = backend.token_to_id(unknown) if unknown else None
+    model_unknown = getattr(backend.model, "unk_token", None)
+    unknown = tokenizer.special_token_id("unk_token", *[model_unknown] * bool(model_unknown))
     tokens = []
     for index, (token_id, special) in enumerate(zip(window.ids, window.special_tokens_mask)):
         if special:

@@ -71,6 +71,22 @@ class Tokenizer:
                         settings.get("clean_up_tokenization_spaces", True)
                     )
         self._make_special(named)
+        # the tokens the config names for each role (cls_token, mask_token, ...), as the
+        # pipelines look them up
+        self.special_tokens = {
+            key: content for key, content, _ in named if key != "additional_special_tokens"
+        }
+
+    def special_token_id(self, key, *fallbacks):
+        """The id of the token the checkpoint's config names for ``key`` ("cls_token",
+        "mask_token", ...), or else of the first of ``fallbacks`` in the vocabulary; None where
+        there is none."""
+        names = [self.special_tokens[key]] if key in self.special_tokens else list(fallbacks)
+        for name in names:
+            found = self.backend.token_to_id(name)
+            if found is not None:
+                return found
+        return None
 
     def _make_special(self, named):
         """The special tokens the checkpoint's config files name are special to the backend too
@@ -79,7 +95,7 @@ class Tokenizer:
         from tokenizers import AddedToken
 
         added = {t.content for t in self.backend.get_added_tokens_decoder().values()}
-        for content, options in named:
+        for _, content, options in named:
             if content not in added:
                 self.backend.add_special_tokens([AddedToken(content, special=True, **options)])
                 added.add(content)
@@ -157,19 +173,21 @@ ADDED_TOKEN_OPTIONS = ("single_word", "lstrip", "rstrip", "normalized")
 
 
 def special_tokens_named(settings, where):
-    """(content, AddedToken options) of each special token a tokenizer_config.json or
-    special_tokens_map.json names: a string, or an object with "content" and the options."""
-    values = [settings.get(key) for key in SPECIAL_TOKEN_KEYS]
-    values += list(settings.get("additional_special_tokens") or [])
+    """(key, content, AddedToken options) of each special token a tokenizer_config.json or
+    special_tokens_map.json names ("cls_token", ... or "additional_special_tokens"): a string, or
+    an object with "content" and the options."""
+    values = [(key, settings.get(key)) for key in SPECIAL_TOKEN_KEYS]
+    extra = "additional_special_tokens"
+    values += [(extra, value) for value in settings.get(extra) or []]
     named = []
-    for value in values:
+    for key, value in values:
         if value is None:
             continue
         if isinstance(value, str):
-            named.append((value, {}))
+            named.append((key, value, {}))
         elif isinstance(value, dict) and isinstance(value.get("content"), str):
             options = {k: bool(value[k]) for k in ADDED_TOKEN_OPTIONS if k in value}
-            named.append((value["content"], options))
+            named.append((key, value["content"], options))
         else:
             raise ValueError(
                 f'{where}: a special token must be a string or {{"content": ...}}, got {value!r}'[

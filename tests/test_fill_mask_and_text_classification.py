@@ -11,6 +11,7 @@ import json
 import pytest
 from test_question_answering import BACKENDS, FOLDER, SCORE_ATOL, SCORE_RTOL, recorded
 
+import reference
 from reference.mask_filling import fill_mask
 from reference.text_classification import classify_text
 from reference.zero_shot_classification import classify_zero_shot
@@ -144,3 +145,18 @@ def test_zero_shot_refuses_with_the_reason(classifiers, kwargs, message):
     call.update(kwargs)
     with pytest.raises((TypeError, ValueError), match=message):
         classify_zero_shot(next(iter(models.values())), tok, **call)
+
+
+def test_the_tokens_a_config_names_are_the_ones_the_pipelines_use(filler, tmp_path):
+    """The mask is the config's mask_token (here w5, as a checkpoint could name any token), not
+    a guess at <mask>; a config that names none falls back to <mask> or [MASK]."""
+    model, _ = filler
+    (tmp_path / "tokenizer.json").write_bytes((FOLDER / "tokenizer-mask.json").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"mask_token": "w5"}))
+    tok = reference.Tokenizer(str(tmp_path))
+    assert tok.special_tokens == {"mask_token": "w5"}
+    got = fill_mask(model, tok, "w1 w5 w3", top_k=2)
+    assert len(got) == 1 and len(got[0]) == 2
+    assert all(p["sequence"] == f"w1 {p['token_str']} w3" for p in got[0]), got
+    with pytest.raises(ValueError, match=r"no mask token \(w5\)"):
+        fill_mask(model, tok, "w1 <mask> w3")
