@@ -17,6 +17,8 @@ from reference.question_answering import answer_question, context_windows
 NUMBA = importlib.util.find_spec("numba") is not None
 FOLDER = golden_root() / "pipelines"
 RECORD = json.loads((FOLDER / "question-answering.json").read_text())
+# the same examples through TensorFlow's pipeline and TFMPNetForQuestionAnswering (profile tf)
+RECORD_TF = json.loads((FOLDER / "question-answering-tf.json").read_text())
 SCORE_RTOL, SCORE_ATOL = 1e-5, 1e-6  # float32 probabilities from logits within ~1e-6 of torch's
 
 
@@ -35,12 +37,20 @@ def recorded(record, task, model=None, backend="numpy"):
     for name, digest in record["tokenizers"].items():
         assert sha256(FOLDER / name) == digest, f"{name} is not the tokenizer the record used"
         tokenizers[name] = reference.Tokenizer(str(FOLDER / name))
-    return reference.from_pretrained(case_dir, task=task, backend=backend), tokenizers
+    profile = "tf" if "tensorflow" in record["provenance"] else None  # a TensorFlow pipeline's
+    model = reference.from_pretrained(case_dir, task=task, backend=backend, profile=profile)
+    return model, tokenizers
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def qa(request):
     model, tokenizers = recorded(RECORD, "question-answering", backend=request.param)
+    return model, tokenizers["tokenizer.json"]
+
+
+@pytest.fixture(scope="module")
+def qa_tf():
+    model, tokenizers = recorded(RECORD_TF, "question-answering")
     return model, tokenizers["tokenizer.json"]
 
 
@@ -50,7 +60,17 @@ def test_answers_are_the_pipelines(qa, example):
     same number of answers. Where a window has fewer spans of nonzero score than top_k, upstream
     fills in spans of score 0 in the order numpy's argpartition leaves them, which differs between
     numpy versions (1.26 against 2.x here): those are compared by their score alone."""
-    model, tok = qa
+    assert_answers(*qa, example)
+
+
+@pytest.mark.parametrize("example", RECORD_TF["examples"], ids=lambda e: e["name"])
+def test_answers_are_tensorflows_pipelines(qa_tf, example):
+    """TensorFlow's pipeline on TFMPNetForQuestionAnswering (the tf golden model, profile tf):
+    the same answers, held as above."""
+    assert_answers(*qa_tf, example)
+
+
+def assert_answers(model, tok, example):
     got = answer_question(model, tok, example["question"], example["context"], **example["options"])
     want = example["answers"]
     assert len(got) == len(want), (len(got), len(want))

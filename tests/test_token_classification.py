@@ -16,11 +16,25 @@ import reference
 from reference.token_classification import find_entities
 
 RECORD = json.loads((FOLDER / "token-classification.json").read_text())
+# the same examples through TensorFlow's pipeline and TFMPNetForTokenClassification (profile tf)
+RECORD_TF = json.loads((FOLDER / "token-classification-tf.json").read_text())
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def ner(request):
     return recorded(RECORD, "token-classification", backend=request.param)
+
+
+@pytest.fixture(scope="module")
+def ner_tf():
+    return recorded(RECORD_TF, "token-classification")
+
+
+@pytest.mark.parametrize("example", RECORD_TF["examples"], ids=lambda e: e["name"])
+def test_entities_are_tensorflows_pipelines(ner_tf, example):
+    """TensorFlow's pipeline on TFMPNetForTokenClassification (the tf golden model, profile tf):
+    the same entities, held as test_entities_are_the_pipelines holds them."""
+    assert_entities(ner_tf, example)
 
 
 def run(ner, example):
@@ -40,6 +54,10 @@ def run(ner, example):
 def test_entities_are_the_pipelines(ner, example):
     """The same entities in the same order: label, word, characters (and token index), scores
     within 1e-5 relative."""
+    assert_entities(ner, example)
+
+
+def assert_entities(ner, example):
     got, want = run(ner, example), example["entities"]
     assert len(got) == len(want), (len(got), len(want))
     worst = 0.0

@@ -32,6 +32,9 @@ from tools.make_demo_models import MPNET_SPECIAL_TOKENS, write_tokenizer  # noqa
 
 CASE = "mpnet/pt/question-answering"
 NER_CASE = "mpnet/pt/token-classification"
+# --framework tf runs the question-answering and token-classification records on TensorFlow with
+# the tf golden cases' models (the seeds' TFMPNetForQuestionAnswering and TFMPNetForTokenClassification)
+TF_CASES = {CASE: "mpnet/tf/question-answering", NER_CASE: "mpnet/tf/token-classification"}
 MLM_CASE = "mpnet/pt/masked-lm"
 SINGLE_CASE = "mpnet/pt/sequence-classification-single-label"
 MULTI_CASE = "mpnet/pt/sequence-classification-multi-label"
@@ -187,12 +190,21 @@ def plain(value):  # numpy scalars of a pipeline's output -> JSON values
     return value.item() if isinstance(value, np.generic) else value
 
 
-def qa_record(out_dir, tokenizer):
-    from transformers import MPNetForQuestionAnswering, pipeline
+def framework_model(name, case, framework, **config):
+    """transformers' class ``name`` (TF-prefixed for TensorFlow) loaded from a golden case."""
+    import transformers
 
-    case_dir = ROOT / "golden" / CASE
-    model = MPNetForQuestionAnswering.from_pretrained(case_dir).eval()
-    answerer = pipeline("question-answering", model=model, tokenizer=tokenizer, device="cpu")
+    if framework == "tf":
+        return getattr(transformers, "TF" + name).from_pretrained(ROOT / "golden" / case, **config)
+    return getattr(transformers, name).from_pretrained(ROOT / "golden" / case, **config).eval()
+
+
+def qa_record(out_dir, tokenizer, framework="pt"):
+    from transformers import pipeline
+
+    case = CASE if framework == "pt" else TF_CASES[CASE]
+    model = framework_model("MPNetForQuestionAnswering", case, framework)
+    answerer = pipeline("question-answering", model=model, tokenizer=tokenizer, framework=framework)
     records = []
     for name, question, context, options in examples():
         got = answerer(question=question, context=context, **options)
@@ -219,17 +231,19 @@ def qa_record(out_dir, tokenizer):
             }
         )
         print(f"{name}: {windows} windows, {answers[0]}")
-    return {"model": _model_entry(CASE), "examples": records}
+    return {"model": _model_entry(case), "examples": records}
 
 
-def ner_record(out_dir, tokenizers):
-    from transformers import MPNetForTokenClassification, pipeline
+def ner_record(out_dir, tokenizers, framework="pt"):
+    from transformers import pipeline
 
-    case_dir = ROOT / "golden" / NER_CASE
-    model = MPNetForTokenClassification.from_pretrained(case_dir, id2label=NER_LABELS).eval()
+    case = NER_CASE if framework == "pt" else TF_CASES[NER_CASE]
+    model = framework_model("MPNetForTokenClassification", case, framework, id2label=NER_LABELS)
     records = []
     for tokenizer_file, tokenizer in tokenizers.items():
-        finder = pipeline("token-classification", model=model, tokenizer=tokenizer, device="cpu")
+        finder = pipeline(
+            "token-classification", model=model, tokenizer=tokenizer, framework=framework
+        )
         for name, sentence, options in ner_examples(NER_WORDS[tokenizer_file]):
             options = dict(options)
             tokenizer.model_max_length = options.pop("model_max_length", int(1e30))
@@ -248,7 +262,7 @@ def ner_record(out_dir, tokenizers):
             )
             groups = sorted({e.get("entity_group", e.get("entity")) for e in entities})
             print(f"{records[-1]['name']}: {len(entities)} entities, labels {groups}")
-    return {"model": _model_entry(NER_CASE), "labels": NER_LABELS, "examples": records}
+    return {"model": _model_entry(case), "labels": NER_LABELS, "examples": records}
 
 
 def write_mask_tokenizer(path):
@@ -514,38 +528,54 @@ def _model_entry(case):
 
 
 def main():
-    import torch
+    import argparse
+
     import transformers
 
-    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", choices=["pt", "tf"], default="pt")
+    framework = parser.parse_args().framework
     out_dir = ROOT / "golden" / "pipelines"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(out_dir, VOCAB)
-    write_metaspace_bpe(out_dir / "tokenizer-bpe.json")
-    write_mask_tokenizer(out_dir / "tokenizer-mask.json")
-    write_marks_tokenizer(out_dir / "tokenizer-marks.json")
-    wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
-    bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
-    masking = tokenizer_for(out_dir / "tokenizer-mask.json", "[UNK]")
-    masking.mask_token = "<mask>"
-    marks = tokenizer_for(out_dir / "tokenizer-marks.json", "[UNK]")
-    provenance = {
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "generator": "tools/golden/make_pipelines.py",
-    }
-    with torch.no_grad():
+    provenance = {"transformers": transformers.__version__}
+    if framework == "tf":  # the tokenizer files as the PyTorch run wrote them
+        import tensorflow as tf
+
+        provenance["tensorflow"] = tf.__version__
+        wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
+        bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
         made = {
-            "question-answering": qa_record(out_dir, wordpiece),
-            "token-classification": ner_record(
-                out_dir, {"tokenizer.json": wordpiece, "tokenizer-bpe.json": bpe}
+            "question-answering-tf": qa_record(out_dir, wordpiece, "tf"),
+            "token-classification-tf": ner_record(
+                out_dir, {"tokenizer.json": wordpiece, "tokenizer-bpe.json": bpe}, "tf"
             ),
-            "fill-mask": fill_mask_record(masking),
-            "text-classification": text_classification_record(wordpiece),
-            "text-generation": text_generation_record(marks),
-            "special-tokens": tokenizer_record(out_dir),
-            "zero-shot-classification": zero_shot_record(wordpiece),
         }
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        provenance["torch"] = torch.__version__
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_tokenizer(out_dir, VOCAB)
+        write_metaspace_bpe(out_dir / "tokenizer-bpe.json")
+        write_mask_tokenizer(out_dir / "tokenizer-mask.json")
+        write_marks_tokenizer(out_dir / "tokenizer-marks.json")
+        wordpiece = tokenizer_for(out_dir / "tokenizer.json", "[UNK]")
+        bpe = tokenizer_for(out_dir / "tokenizer-bpe.json", "<unk>")
+        masking = tokenizer_for(out_dir / "tokenizer-mask.json", "[UNK]")
+        masking.mask_token = "<mask>"
+        marks = tokenizer_for(out_dir / "tokenizer-marks.json", "[UNK]")
+        with torch.no_grad():
+            made = {
+                "question-answering": qa_record(out_dir, wordpiece),
+                "token-classification": ner_record(
+                    out_dir, {"tokenizer.json": wordpiece, "tokenizer-bpe.json": bpe}
+                ),
+                "fill-mask": fill_mask_record(masking),
+                "text-classification": text_classification_record(wordpiece),
+                "text-generation": text_generation_record(marks),
+                "special-tokens": tokenizer_record(out_dir),
+                "zero-shot-classification": zero_shot_record(wordpiece),
+            }
     files = {
         "question-answering": ["tokenizer.json"],
         "token-classification": ["tokenizer.json", "tokenizer-bpe.json"],
@@ -555,13 +585,14 @@ def main():
         "special-tokens": ["tokenizer.json"],
         "zero-shot-classification": ["tokenizer.json"],
     }
+    provenance["generator"] = "tools/golden/make_pipelines.py"
     for task, record in made.items():
         record = {
             "format": 1,
-            "pipeline": task,
+            "pipeline": task.removesuffix("-tf"),
             "provenance": provenance,
             **record,
-            "tokenizers": {f: sha256(out_dir / f) for f in files[task]},
+            "tokenizers": {f: sha256(out_dir / f) for f in files[task.removesuffix("-tf")]},
         }
         path = out_dir / f"{task}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")
