@@ -242,15 +242,20 @@ def read_safetensors_header(directory):
     return header
 
 
-def _json_object(path):
-    """A JSON file that must hold an object, with a clear error naming the file otherwise."""
+def _json_value(path):
+    """A JSON file's value, with a clear error naming the file where it is not JSON."""
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)
+            return json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise CheckpointError(f"{path}: JSON nested too deeply") from None
+
+
+def _json_object(path):
+    """A JSON file that must hold an object, with a clear error naming the file otherwise."""
+    value = _json_value(path)
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value

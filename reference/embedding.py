@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from .checkpoint import _json_object, _json_value
+
 # sentence-transformers' poolings by the name its `pooling_mode` gives them: the flag that sets each
 # in a Pooling config.json, the value it takes where the config leaves it out, and the pooling embed
 # computes for it (None: none). Several set at once concatenate their vectors there.
@@ -43,8 +45,7 @@ def pooling_rules(path):
     modules = os.path.join(path, "modules.json")
     if not os.path.isfile(modules):
         return mode, normalise
-    with open(modules) as f:
-        entries = json.load(f)
+    entries = _json_list(modules)
     kinds = [e.get("type", "").rsplit(".", 1)[-1] for e in entries]
     others = [e.get("type", "") for e, kind in zip(entries, kinds) if kind not in MODULES]
     if others:
@@ -57,8 +58,7 @@ def pooling_rules(path):
         pooling = os.path.join(path, e.get("path", ""), "config.json")
         if kind != "Pooling" or not os.path.isfile(pooling):
             continue
-        with open(pooling) as f:
-            cfg = json.load(f)
+        cfg = _json_object(pooling)
         if cfg.get("pooling_mode"):  # a name, where given, stands for the flags
             asked = [cfg["pooling_mode"]]
         else:
@@ -78,21 +78,33 @@ def lower_cases(path):
     """Whether sentence_bert_config.json asks for the texts in lower case (do_lower_case), as
     sentence-transformers lower-cases them before its tokenizer sees them."""
     config = os.path.join(path, "sentence_bert_config.json")
-    if not os.path.isfile(config):
-        return False
-    with open(config) as f:
-        return bool(json.load(f).get("do_lower_case", False))
+    return os.path.isfile(config) and bool(_json_object(config).get("do_lower_case", False))
 
 
 def max_seq_length(path, max_position_embeddings):
-    """sentence_bert_config.json's max_seq_length, else what the position table holds (MPNet's
-    positions start at 2, so max_position_embeddings - 2 tokens fit)."""
+    """Tokens a text keeps, as sentence-transformers decides: sentence_bert_config.json's
+    max_seq_length, else the tokenizer's model_max_length (tokenizer_config.json); never more than
+    the position table holds (MPNet's positions start at 2: max_position_embeddings - 2)."""
     limit = max_position_embeddings - 2
-    config = os.path.join(path, "sentence_bert_config.json")
-    if os.path.isfile(config):
-        with open(config) as f:
-            limit = min(limit, int(json.load(f).get("max_seq_length", limit)))
+    for name, key in (
+        ("sentence_bert_config.json", "max_seq_length"),
+        ("tokenizer_config.json", "model_max_length"),
+    ):
+        file = os.path.join(path, name)
+        value = _json_object(file).get(key) if os.path.isfile(file) else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"{file}: {key} must be an integer of at least 2, got {value!r}")
+        return min(limit, value)
     return limit
+
+
+def _json_list(path):  # modules.json: a list of objects, with a clear error otherwise
+    value = _json_value(path)
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise ValueError(f"{path}: expected a JSON list of objects, got {type(value).__name__}")
+    return value
 
 
 def pool(hidden, mask, mode, normalise):  # [B, S, C], [B, S] -> [B, C]

@@ -350,3 +350,24 @@ def test_the_records_lower_casing_changes_the_upper_case_text():
     same = [i for i in range(len(plain)) if i not in upper]
     assert upper and np.abs(plain[upper] - lowered[upper]).max() > 1e-2
     assert np.abs(plain[same] - lowered[same]).max() < 1e-6
+
+
+def test_the_token_limit_is_sentence_transformers_and_bad_files_are_named(tmp_path):
+    """sentence_bert_config.json's max_seq_length, else (absent or null) tokenizer_config.json's
+    model_max_length, never past the positions; a file that is not JSON, a modules.json that is
+    not a list of objects and a limit that is not an integer are refused naming the file."""
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 64}))
+    assert max_seq_length(tmp_path, 514) == 64
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": None}))
+    assert max_seq_length(tmp_path, 514) == 64
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 384}))
+    assert max_seq_length(tmp_path, 514) == 384 and max_seq_length(tmp_path, 100) == 98
+    (tmp_path / "sentence_bert_config.json").write_text('{"max_seq_length": "384"}')
+    with pytest.raises(ValueError, match="sentence_bert_config.json: max_seq_length must be"):
+        max_seq_length(tmp_path, 514)
+    (tmp_path / "sentence_bert_config.json").write_text("{max_seq_length: 384")
+    with pytest.raises(ValueError, match="sentence_bert_config.json: not valid JSON"):
+        lower_cases(tmp_path)
+    (tmp_path / "modules.json").write_text(json.dumps({"idx": 0}))
+    with pytest.raises(ValueError, match="modules.json: expected a JSON list of objects"):
+        pooling_rules(tmp_path)
