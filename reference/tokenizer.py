@@ -111,8 +111,8 @@ class Tokenizer:
             encodings = self.backend.encode_batch(list(zip(texts, pairs)))
         else:
             encodings = self.backend.encode_batch(texts)
-        if pad_id is None:
-            pad_id = self.backend.token_to_id("<pad>")
+        if pad_id is None:  # the config's pad token, else <pad> or [PAD], else 0 (masked anyway)
+            pad_id = self.special_token_id("pad_token", "<pad>", "[PAD]")
             pad_id = 0 if pad_id is None else pad_id
         S = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), S), pad_id, dtype=np.int64)
