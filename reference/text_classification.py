@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .question_answering import truncate
 from .token_classification import label_names
 
 FUNCTIONS = ("sigmoid", "softmax", "none")
@@ -35,8 +36,10 @@ def classify_text(
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     if text is None:
         raise TypeError("text must be a string, got None")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))):
-        raise ValueError(f"top_k must be an integer or None, got {top_k!r}")
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
+    ):
+        raise ValueError(f"top_k must be an integer of at least 1, or None, got {top_k!r}")
     function = function_to_apply or default_function(model.config)
     if function not in FUNCTIONS:
         raise ValueError(
@@ -44,7 +47,7 @@ def classify_text(
         )
     with tokenizer.bare() as backend:
         if model_max_length is not None:
-            backend.enable_truncation(model_max_length)
+            truncate(backend, model_max_length, 0)
         encoding = backend.encode(text) if text_pair is None else backend.encode(text, text_pair)
     ids = np.array([encoding.ids], dtype=np.int64)
     logits = np.asarray(model(ids, attention_mask=np.ones_like(ids)).logits[0], np.float32)

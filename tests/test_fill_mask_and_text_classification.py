@@ -98,7 +98,8 @@ def test_labels_are_the_pipelines(classifiers, example, monkeypatch):
     [
         (dict(text=None), "text must be a string"),
         (dict(text_pair=3), "text_pair must be a string"),
-        (dict(top_k="2"), "top_k must be an integer or None"),
+        (dict(top_k="2"), "top_k must be an integer of at least 1, or None"),
+        (dict(top_k=0), "top_k must be an integer of at least 1, or None"),
         (dict(function_to_apply="relu"), "function_to_apply must be one of sigmoid"),
     ],
 )
