@@ -19,7 +19,7 @@ def fill_mask(model, tokenizer, text, top_k=5, targets=None, mask_token=None):
     """A list of proposals (dicts of "score", "token", "token_str", "sequence"), best first, for
     each mask of ``text`` in order. ``targets``: words the proposals are limited to (a target not
     in the vocabulary stands for its first token); ``mask_token``: the mask's text (default the
-    tokenizer's "<mask>" or "[MASK]")."""
+    config's mask_token, else "<mask>" or "[MASK]")."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
