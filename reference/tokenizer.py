@@ -125,7 +125,8 @@ class Tokenizer:
     @contextmanager
     def bare(self):
         """The tokenizers backend with neither truncation nor padding for a with-block (which may
-        set its own, as the pipelines' windows do); tokenizer.json's settings are put back after."""
+        set its own, as the pipelines' windows do); the backend's settings (none, unless a caller
+        set some) are put back after."""
         backend = self.backend
         truncation, padding = backend.truncation, backend.padding
         backend.no_truncation()
