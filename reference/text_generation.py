@@ -25,11 +25,16 @@ def generate_text(
     prefix="",
     clean_up_tokenization_spaces=True,
     stop_sequence=None,
+    handle_long_generation=None,
+    model_max_length=None,
     **generate_kwargs,
 ):
     """[{"generated_text": ...}, ...]: one a returned sequence (num_return_sequences), the
     prompt followed by its continuation, or the continuation alone without return_full_text.
-    ``stop_sequence``: text whose first token ends generation (generate()'s eos_token_id)."""
+    ``stop_sequence``: text whose first token ends generation (generate()'s eos_token_id).
+    ``handle_long_generation="hole"``: where the prompt and the new tokens would pass
+    ``model_max_length`` (default the tokenizer's, tokenizer_config.json's; none: no limit), the
+    prompt keeps its last tokens that leave room for the new ones."""
     for name, value in (("prompt", prompt), ("prefix", prefix)):
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
@@ -38,6 +43,13 @@ def generate_text(
         prefix_tokens = len(backend.encode(prefix, add_special_tokens=False).ids) if prefix else 0
     if generate_kwargs.get("max_length") is not None:  # upstream's tokenizer cuts there too
         ids = ids[: generate_kwargs["max_length"]]
+    if handle_long_generation is not None:
+        if handle_long_generation != "hole":
+            raise ValueError(
+                f"handle_long_generation must be None or 'hole', got {handle_long_generation!r}"
+            )
+        limit = tokenizer.model_max_length if model_max_length is None else model_max_length
+        ids = _hole(ids, limit, generate_kwargs, model.config)
     if not ids:
         raise ValueError("the prompt has no tokens: generate() needs at least one to start from")
     if stop_sequence is not None:
@@ -68,3 +80,26 @@ def generate_text(
     cut = len(decode(ids))
     texts = [decode(row)[cut:] for row in sequences]
     return [{"generated_text": prompt + t if return_full_text else t} for t in texts]
+
+
+def _hole(ids, limit, generate_kwargs, config):
+    """The prompt's last tokens that leave the new tokens room within ``limit``, as upstream's
+    "hole" keeps them (the new tokens: max_new_tokens, else max_length less the prompt)."""
+    if limit is None:
+        return ids
+    new = generate_kwargs.get("max_new_tokens")
+    if new is None:
+        total = generate_kwargs.get("max_length") or getattr(
+            config, "max_length", HF_DEFAULT_MAX_LENGTH
+        )
+        new = total - len(ids)
+        if new < 0:
+            raise ValueError(f"max_length {total} is shorter than the prompt's {len(ids)} tokens")
+    if len(ids) + new <= limit:
+        return ids
+    keep = limit - new
+    if keep <= 0:
+        raise ValueError(
+            f"{new} new tokens leave no room for the prompt within {limit} tokens (hole)"
+        )
+    return ids[-keep:]

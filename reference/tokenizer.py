@@ -60,6 +60,7 @@ class Tokenizer:
         self.backend.no_truncation()
         self.backend.no_padding()
         self.clean_up_tokenization_spaces = True
+        self.model_max_length = None  # tokenizer_config.json's, where it says (transformers: 1e30)
         folder = os.path.dirname(file)
         named = []
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
@@ -70,6 +71,8 @@ class Tokenizer:
                     self.clean_up_tokenization_spaces = bool(
                         settings.get("clean_up_tokenization_spaces", True)
                     )
+                    where = os.path.join(folder, name)
+                    self.model_max_length = _model_max_length(settings, where)
         self._make_special(named)
         # the tokens the config names for each role (cls_token, mask_token, ...), as the
         # pipelines look them up
@@ -196,6 +199,17 @@ def special_tokens_named(settings, where):
                 ]
             )
     return named
+
+
+def _model_max_length(settings, where):
+    """tokenizer_config.json's model_max_length, None where absent or past any real limit
+    (transformers writes 1e30 for none)."""
+    value = settings.get("model_max_length")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        raise ValueError(f"{where}: model_max_length must be a positive number, got {value!r}")
+    return None if value >= 1e18 else int(value)
 
 
 def _strings(value, name):

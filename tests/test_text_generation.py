@@ -9,6 +9,7 @@ import json
 import pytest
 from test_question_answering import BACKENDS, FOLDER, recorded
 
+import reference
 from reference.text_generation import generate_text
 from reference.tokenizer import clean_up_tokenization
 
@@ -44,6 +45,11 @@ def test_the_records_clean_up_takes_out_spaces_the_decoder_left():
         (dict(prompt=3), "prompt must be a string"),
         (dict(prompt=""), "the prompt has no tokens"),
         (dict(stop_sequence=""), "stop_sequence '' has no tokens"),
+        (dict(handle_long_generation="cut"), "handle_long_generation must be None or 'hole'"),
+        (
+            dict(handle_long_generation="hole", model_max_length=2, max_new_tokens=2),
+            "2 new tokens leave no room for the prompt within 2 tokens",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_with_the_reason(writer, kwargs, message):
@@ -52,3 +58,21 @@ def test_bad_arguments_are_refused_with_the_reason(writer, kwargs, message):
     call.update(kwargs)
     with pytest.raises((TypeError, ValueError), match=message):
         generate_text(model, tok, **call)
+
+
+def test_hole_takes_the_tokenizers_limit(writer, tmp_path):
+    """Without model_max_length, "hole" takes tokenizer_config.json's (transformers' 1e30 for none
+    is no limit): the same text as the limit given outright."""
+    model, tok = writer
+    (tmp_path / "tokenizer.json").write_bytes((FOLDER / "tokenizer-marks.json").read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 12}))
+    limited = reference.Tokenizer(str(tmp_path))
+    assert limited.model_max_length == 12 and tok.model_max_length is None
+    prompt, kw = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10", dict(max_new_tokens=6)
+    got = generate_text(model, limited, prompt, handle_long_generation="hole", **kw)
+    assert got == generate_text(
+        model, tok, prompt, handle_long_generation="hole", model_max_length=12, **kw
+    )
+    assert got != generate_text(model, tok, prompt, handle_long_generation="hole", **kw)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 1e30}))
+    assert reference.Tokenizer(str(tmp_path)).model_max_length is None

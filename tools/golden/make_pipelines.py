@@ -397,6 +397,11 @@ def text_generation_record(tokenizer):
         ("repetition penalty", "w13 w14", {"max_new_tokens": 8, "repetition_penalty": 1.5}),
         ("stop sequence (its first token)", "w1 w28", {"max_new_tokens": 8, "stop_sequence": "w46 w3"}),
         (
+            "a long prompt, hole: its last tokens within 12",
+            "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10",
+            {"max_new_tokens": 6, "handle_long_generation": "hole", "model_max_length": 12},
+        ),
+        (
             "a prefix, the prompt cut at max_length 7",
             "w15 w16 w17 w18 w19 w20 w21 w22",
             {"prefix": "w11 w12 ", "max_length": 7},
@@ -404,7 +409,12 @@ def text_generation_record(tokenizer):
     ]
     records = []
     for name, prompt, options in examples:
+        options = dict(options)
+        tokenizer.model_max_length = options.pop("model_max_length", int(1e30))
         got = writer(prompt, **options)
+        if tokenizer.model_max_length < 1e30:
+            options["model_max_length"] = tokenizer.model_max_length
+        tokenizer.model_max_length = int(1e30)
         records.append({"name": name, "prompt": prompt, "options": options, "texts": got})
         print(f"{name}: {[g['generated_text'] for g in got]}")
     return {"model": _model_entry(GEN_CASE), "examples": records}
