@@ -245,23 +245,19 @@ def cmd_embed(args):
     emit(args, data, text)
 
 
-def token_limit(args, model):
+def token_limit(model, tok):
     """Tokens the model takes at once: its positions (MPNet's start at 2), or the checkpoint's
-    tokenizer_config.json model_max_length where smaller."""
+    tokenizer_config.json model_max_length (Tokenizer.model_max_length) where smaller."""
     positions = getattr(model.config, "max_position_embeddings", None)  # MPNet; MPT has max_seq_len
     limit = positions - 2 if positions is not None else model.config.max_seq_len
-    config = os.path.join(args.model, "tokenizer_config.json")
-    if os.path.isfile(config):
-        with open(config) as f:
-            limit = min(limit, int(json.load(f).get("model_max_length", limit)))
-    return limit
+    return limit if tok.model_max_length is None else min(limit, tok.model_max_length)
 
 
 def cmd_ner(args):
     from .token_classification import find_entities
 
     model, tok = load(args, "token-classification"), tokenizer(args)
-    limit = token_limit(args, model)
+    limit = token_limit(model, tok)
     if args.stride is None:
         count = len(tok.backend.encode(args.text).ids)
         if count > limit:
@@ -329,7 +325,7 @@ def cmd_classify(args):
                 args.pair,
                 top_k=None if args.top_k == 0 else args.top_k,
                 function_to_apply=args.function,
-                model_max_length=token_limit(args, model) if args.truncate else None,
+                model_max_length=token_limit(model, tok) if args.truncate else None,
             )
     except (TypeError, ValueError) as e:
         raise CliError(str(e)) from None
@@ -352,7 +348,7 @@ def cmd_qa(args):
         except (OSError, UnicodeDecodeError) as e:
             raise CliError(f"{args.context_file}: cannot be read as UTF-8 text ({e})") from None
     model, tok = load(args, "question-answering"), tokenizer(args)
-    limit = token_limit(args, model)
+    limit = token_limit(model, tok)
     try:
         answers = answer_question(
             model,

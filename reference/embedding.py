@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from .checkpoint import _json_object, _json_value
+from .tokenizer import bare_backend
 
 # sentence-transformers' poolings by the name its `pooling_mode` gives them: the flag that sets each
 # in a Pooling config.json, the value it takes where the config leaves it out, and the pooling embed
@@ -177,12 +178,11 @@ def token_ids(tokenizer, texts, max_length, on_chunk=None, lower=False):
     starts [N + 1])."""
     if not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length must be an integer of at least 2, got {max_length!r}")
-    truncation, padding = tokenizer.truncation, tokenizer.padding
-    tokenizer.enable_truncation(max_length)
-    tokenizer.no_padding()  # a tokenizer.json's own padding would count pads as the text's
     pieces, lengths = [], [np.zeros(1, np.int64)]
     texts = iter(texts)
-    try:
+    # a tokenizer.json's own padding would count pads as the text's; the caller's settings stay
+    with bare_backend(tokenizer):
+        tokenizer.enable_truncation(max_length)
         while chunk := list(itertools.islice(texts, TOKENIZE_CHUNK)):
             chunk = [t.strip().lower() if lower else t.strip() for t in chunk]
             encodings = tokenizer.encode_batch(chunk)
@@ -195,12 +195,6 @@ def token_ids(tokenizer, texts, max_length, on_chunk=None, lower=False):
             )
             if on_chunk is not None:
                 on_chunk(len(chunk))
-    finally:  # the caller's tokenizer as it was
-        tokenizer.no_truncation()
-        if truncation:
-            tokenizer.enable_truncation(**truncation)
-        if padding:
-            tokenizer.enable_padding(**padding)
     ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
     return ids, np.cumsum(np.concatenate(lengths))
 

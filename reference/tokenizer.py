@@ -26,6 +26,24 @@ CLEAN_UPS = (
 )
 
 
+@contextmanager
+def bare_backend(backend):
+    """A tokenizers backend with neither truncation nor padding for a with-block (which may set
+    its own, as the pipelines' windows and embed's cut do); its settings (none, unless a caller
+    set some) are put back after."""
+    truncation, padding = backend.truncation, backend.padding
+    backend.no_truncation()
+    backend.no_padding()
+    try:
+        yield backend
+    finally:
+        backend.no_truncation()
+        if truncation:
+            backend.enable_truncation(**truncation)
+        if padding:
+            backend.enable_padding(**padding)
+
+
 def clean_up_tokenization(text):
     """transformers' clean-up of decoded text: CLEAN_UPS applied in order."""
     for dirty, clean in CLEAN_UPS:
@@ -125,23 +143,9 @@ class Tokenizer:
             mask[row, : len(e.ids)] = 1
         return {"input_ids": ids, "attention_mask": mask}
 
-    @contextmanager
     def bare(self):
-        """The tokenizers backend with neither truncation nor padding for a with-block (which may
-        set its own, as the pipelines' windows do); the backend's settings (none, unless a caller
-        set some) are put back after."""
-        backend = self.backend
-        truncation, padding = backend.truncation, backend.padding
-        backend.no_truncation()
-        backend.no_padding()
-        try:
-            yield backend
-        finally:
-            backend.no_truncation()
-            if truncation:
-                backend.enable_truncation(**truncation)
-            if padding:
-                backend.enable_padding(**padding)
+        """bare_backend(self.backend): for a with-block that sets its own truncation."""
+        return bare_backend(self.backend)
 
     def decode(self, ids, skip_special_tokens=True, clean_up_tokenization_spaces=False):
         """Token ids (a sequence of integers in the vocabulary) back to text, as the tokenizer.json

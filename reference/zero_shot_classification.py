@@ -43,17 +43,19 @@ def classify_zero_shot(
         raise ValueError(
             f"hypothesis_template {hypothesis_template!r} has no {{}} for the label to go in"
         )
-    logits = []
-    for label in candidate_labels:
-        with tokenizer.bare() as backend:
+    pairs = []  # each pair's ids, the text cut first where the pair is too long
+    with tokenizer.bare() as backend:
+        for label in candidate_labels:
             pair = (text, hypothesis_template.format(label))
             if model_max_length is not None:
                 truncate(backend, model_max_length, 0, strategy="only_first")
             try:
-                ids = backend.encode(*pair).ids
+                pairs.append(backend.encode(*pair).ids)
             except Exception:  # noqa: BLE001 - the hypothesis alone is too long: upstream keeps all
                 backend.no_truncation()
-                ids = backend.encode(*pair).ids
+                pairs.append(backend.encode(*pair).ids)
+    logits = []
+    for ids in pairs:
         ids = np.array([ids], dtype=np.int64)
         logits.append(
             np.asarray(model(ids, attention_mask=np.ones_like(ids)).logits[0], np.float32)
